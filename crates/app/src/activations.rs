@@ -1,0 +1,242 @@
+//! What programs do with a key: activate a machine, check in, deactivate, validate.
+
+use keyturn_core::names::display_name;
+use keyturn_core::validation::{admit_known_machine, admit_new_machine, validate, ValidationRequest};
+use keyturn_core::{
+    Activation, FeatureName, Fingerprint, License, LicenseKey, Permission, ValidationOutcome,
+};
+use serde_json::json;
+
+use crate::licenses::record;
+use crate::{now, Actor, App, AppError, Principal, Result};
+
+#[derive(Debug, Clone, Default)]
+pub struct ActivationRequest {
+    pub key: String,
+    pub fingerprint: String,
+    pub name: Option<String>,
+    pub ip: Option<String>,
+    /// When given, a key of another product is refused.
+    pub product_id: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ActivationOutcome {
+    pub license: License,
+    pub activation: Activation,
+    /// `false` when the machine was already activated and only checked in again.
+    pub created: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ValidationQuery {
+    pub key: String,
+    pub fingerprint: Option<String>,
+    pub features: Vec<String>,
+    pub product_id: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ValidationReply {
+    pub outcome: ValidationOutcome,
+    pub license: Option<License>,
+    /// The product whose key signs this reply: the license's, or the one asked about.
+    pub product_id: Option<i64>,
+}
+
+pub(crate) fn machine_name(name: Option<&str>) -> Result<Option<String>> {
+    Ok(name
+        .filter(|n| !n.trim().is_empty())
+        .map(|n| display_name("name", n))
+        .transpose()?)
+}
+
+impl App {
+    /// Activates a machine on a license, or renews its activation (and floating lease) if it
+    /// already holds one. The license row is locked for the whole decision, so concurrent
+    /// activations of one key — from any number of server nodes — never exceed its limit.
+    pub async fn activate(&self, req: ActivationRequest) -> Result<ActivationOutcome> {
+        let key = LicenseKey::parse(&req.key)?;
+        let fingerprint = Fingerprint::parse(&req.fingerprint)?;
+        let name = machine_name(req.name.as_deref())?;
+        let id = self
+            .store
+            .read()
+            .await?
+            .license_by_key(key.as_str())
+            .await?
+            .ok_or(AppError::NotFound("license"))?
+            .id;
+        let mut session = self.store.write().await?;
+        let license = session
+            .lock_license(id)
+            .await?
+            .ok_or(AppError::NotFound("license"))?;
+        let at = now();
+        session.delete_lapsed_activations(id, at).await?;
+        let lease = license.lease_until(at);
+        if let Some(known) = session.activation_of(id, fingerprint.as_str()).await? {
+            admit_known_machine(&license, req.product_id, at).map_err(AppError::Refused)?;
+            let activation = session
+                .renew_activation(known.id, name.as_deref(), req.ip.as_deref(), lease, at)
+                .await?;
+            session.commit().await?;
+            return Ok(ActivationOutcome {
+                license,
+                activation,
+                created: false,
+            });
+        }
+        let live = session.live_activations(id, at).await?.len() as i64;
+        admit_new_machine(&license, req.product_id, live, at).map_err(AppError::Refused)?;
+        let activation = session
+            .insert_activation(
+                id,
+                fingerprint.as_str(),
+                name.as_deref(),
+                req.ip.as_deref(),
+                lease,
+                at,
+            )
+            .await?;
+        record(
+            &mut session,
+            id,
+            Actor::Licensee,
+            "activated",
+            json!({
+                "activation_id": activation.id,
+                "fingerprint": activation.fingerprint,
+                "name": activation.name,
+                "ip": activation.ip,
+            }),
+            at,
+        )
+        .await?;
+        session.commit().await?;
+        Ok(ActivationOutcome {
+            license,
+            activation,
+            created: true,
+        })
+    }
+
+    /// Frees a machine's seat, as the program on that machine asks with the key.
+    pub async fn deactivate(
+        &self,
+        key: &str,
+        fingerprint: &str,
+        product_id: Option<i64>,
+    ) -> Result<Activation> {
+        let key = LicenseKey::parse(key)?;
+        let fingerprint = Fingerprint::parse(fingerprint)?;
+        let license = self
+            .store
+            .read()
+            .await?
+            .license_by_key(key.as_str())
+            .await?
+            .filter(|l| product_id.is_none_or(|p| p == l.product_id))
+            .ok_or(AppError::NotFound("license"))?;
+        let mut session = self.store.write().await?;
+        session
+            .lock_license(license.id)
+            .await?
+            .ok_or(AppError::NotFound("license"))?;
+        let activation = session
+            .activation_of(license.id, fingerprint.as_str())
+            .await?
+            .ok_or(AppError::NotFound("activation"))?;
+        self.remove_activation(session, Actor::Licensee, activation)
+            .await
+    }
+
+    /// Removes an activation by id, as the vendor does for a customer who lost a machine.
+    pub async fn delete_activation(&self, principal: &Principal, id: i64) -> Result<Activation> {
+        principal.require(Permission::ActivationsWrite)?;
+        let mut session = self.store.write().await?;
+        let activation = session
+            .activation(id)
+            .await?
+            .ok_or(AppError::NotFound("activation"))?;
+        let license = session
+            .lock_license(activation.license_id)
+            .await?
+            .ok_or(AppError::NotFound("activation"))?;
+        principal.require_for(Permission::ActivationsWrite, license.product_id)?;
+        self.remove_activation(session, principal.actor, activation)
+            .await
+    }
+
+    async fn remove_activation(
+        &self,
+        mut session: keyturn_store::Session,
+        actor: Actor,
+        activation: Activation,
+    ) -> Result<Activation> {
+        session.delete_activation(activation.id).await?;
+        record(
+            &mut session,
+            activation.license_id,
+            actor,
+            "deactivated",
+            json!({"activation_id": activation.id, "fingerprint": activation.fingerprint}),
+            now(),
+        )
+        .await?;
+        session.commit().await?;
+        Ok(activation)
+    }
+
+    /// The machines currently holding a license (lapsed floating leases excluded).
+    pub async fn activations(
+        &self,
+        principal: &Principal,
+        license_id: i64,
+    ) -> Result<Vec<Activation>> {
+        principal.require(Permission::ActivationsRead)?;
+        let mut session = self.store.read().await?;
+        let license = session
+            .license(license_id)
+            .await?
+            .ok_or(AppError::NotFound("license"))?;
+        principal.require_for(Permission::ActivationsRead, license.product_id)?;
+        Ok(session.live_activations(license_id, now()).await?)
+    }
+
+    /// Answers whether a key is good to use. Reads only: the validation path never writes.
+    pub async fn validate(&self, q: ValidationQuery) -> Result<ValidationReply> {
+        let key = LicenseKey::parse(&q.key)?;
+        let fingerprint = q.fingerprint.as_deref().map(Fingerprint::parse).transpose()?;
+        let features = FeatureName::parse_list(&q.features)?;
+        let mut session = self.store.read().await?;
+        let Some(license) = session.license_by_key(key.as_str()).await? else {
+            return Ok(ValidationReply {
+                outcome: ValidationOutcome::not_found(),
+                license: None,
+                product_id: q.product_id,
+            });
+        };
+        let at = now();
+        let live = match fingerprint {
+            Some(_) => session.live_activations(license.id, at).await?,
+            None => Vec::new(),
+        };
+        drop(session);
+        let outcome = validate(
+            &license,
+            &live,
+            &ValidationRequest {
+                product_id: q.product_id,
+                fingerprint: fingerprint.as_ref(),
+                features: &features,
+            },
+            at,
+        );
+        Ok(ValidationReply {
+            outcome,
+            product_id: q.product_id.or(Some(license.product_id)),
+            license: Some(license),
+        })
+    }
+}

@@ -1,0 +1,227 @@
+//! Products and plans: what a vendor sells and the license templates that sell it.
+
+use keyturn_core::names::display_name;
+use keyturn_core::{FeatureName, Permission, Plan, Product, ProductSigner};
+use keyturn_store::NewPlan;
+
+use crate::signers::ED25519;
+use crate::{now, App, AppError, Principal, Result};
+
+#[derive(Debug, Clone, Default)]
+pub struct NewProductInput {
+    pub name: String,
+    pub features: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ProductPatch {
+    pub name: Option<String>,
+    /// Replaces the feature list. Order matters to the Cryptolens API (F1..F8).
+    pub features: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct NewPlanInput {
+    pub product_id: i64,
+    pub name: String,
+    pub period_days: Option<i64>,
+    pub features: Vec<String>,
+    pub max_machines: i64,
+    pub floating_lease_seconds: Option<i64>,
+    pub trial: bool,
+    pub grace_days: Option<i64>,
+}
+
+pub(crate) const DEFAULT_GRACE_DAYS: i64 = 5;
+
+fn feature_list(features: &[String]) -> Result<Vec<String>> {
+    Ok(FeatureName::parse_list(features)?
+        .into_iter()
+        .map(FeatureName::into_string)
+        .collect())
+}
+
+/// Features a license or plan asks for, each of which the product must define.
+pub(crate) fn product_features(product: &Product, wanted: &[String]) -> Result<Vec<String>> {
+    let wanted = feature_list(wanted)?;
+    if let Some(unknown) = wanted.iter().find(|f| !product.features.contains(f)) {
+        return Err(AppError::invalid(
+            "features",
+            format!(
+                "product {} has no feature {unknown:?} (it has: {})",
+                product.id,
+                product.features.join(", ")
+            ),
+        ));
+    }
+    Ok(wanted)
+}
+
+pub(crate) fn check_period_days(days: Option<i64>) -> Result<()> {
+    match days {
+        Some(d) if !(1..=36_500).contains(&d) => Err(AppError::invalid(
+            "period_days",
+            "must be between 1 and 36500 days (omit it for a perpetual license)",
+        )),
+        _ => Ok(()),
+    }
+}
+
+pub(crate) fn check_max_machines(n: i64) -> Result<()> {
+    if !(0..=1_000_000).contains(&n) {
+        return Err(AppError::invalid(
+            "max_machines",
+            "must be between 0 (unlimited) and 1000000",
+        ));
+    }
+    Ok(())
+}
+
+pub(crate) fn check_lease(secs: Option<i64>) -> Result<()> {
+    match secs {
+        Some(s) if !(1..=2_592_000).contains(&s) => Err(AppError::invalid(
+            "floating_lease_seconds",
+            "must be between 1 and 2592000 seconds (30 days)",
+        )),
+        _ => Ok(()),
+    }
+}
+
+impl App {
+    /// Creates a product and its signing key together, so no product ever exists without one.
+    pub async fn create_product(
+        &self,
+        principal: &Principal,
+        input: NewProductInput,
+    ) -> Result<Product> {
+        principal.require_unrestricted(Permission::ProductsWrite)?;
+        let name = display_name("name", &input.name)?;
+        let features = feature_list(&input.features)?;
+        let at = now();
+        let signer = ProductSigner::generate();
+        let mut session = self.store.write().await?;
+        let product = session.insert_product(&name, &features, at).await?;
+        session
+            .insert_signing_key(
+                product.id,
+                ED25519,
+                &signer.to_base64_seed(),
+                &signer.public_key().to_base64(),
+                at,
+            )
+            .await?;
+        session.commit().await?;
+        Ok(product)
+    }
+
+    pub async fn product(&self, principal: &Principal, id: i64) -> Result<Product> {
+        principal.require_for(Permission::ProductsRead, id)?;
+        self.store
+            .read()
+            .await?
+            .product(id)
+            .await?
+            .ok_or(AppError::NotFound("product"))
+    }
+
+    pub async fn products(&self, principal: &Principal) -> Result<Vec<Product>> {
+        principal.require(Permission::ProductsRead)?;
+        Ok(self
+            .store
+            .read()
+            .await?
+            .products(principal.product_scope())
+            .await?)
+    }
+
+    pub async fn update_product(
+        &self,
+        principal: &Principal,
+        id: i64,
+        patch: ProductPatch,
+    ) -> Result<Product> {
+        principal.require_for(Permission::ProductsWrite, id)?;
+        let mut session = self.store.write().await?;
+        let mut product = session
+            .product(id)
+            .await?
+            .ok_or(AppError::NotFound("product"))?;
+        if let Some(name) = patch.name {
+            product.name = display_name("name", &name)?;
+        }
+        if let Some(features) = patch.features {
+            product.features = feature_list(&features)?;
+        }
+        session.update_product(&product).await?;
+        session.commit().await?;
+        Ok(product)
+    }
+
+    pub async fn create_plan(&self, principal: &Principal, input: NewPlanInput) -> Result<Plan> {
+        principal.require_for(Permission::PlansWrite, input.product_id)?;
+        let name = display_name("name", &input.name)?;
+        check_period_days(input.period_days)?;
+        check_max_machines(input.max_machines)?;
+        check_lease(input.floating_lease_seconds)?;
+        if input.trial && input.period_days.is_none() {
+            return Err(AppError::invalid(
+                "period_days",
+                "a trial plan needs a period: trials end",
+            ));
+        }
+        let grace_days = input.grace_days.unwrap_or(DEFAULT_GRACE_DAYS);
+        if !(0..=365).contains(&grace_days) {
+            return Err(AppError::invalid("grace_days", "must be between 0 and 365"));
+        }
+        let mut session = self.store.write().await?;
+        let product = session
+            .product(input.product_id)
+            .await?
+            .ok_or(AppError::invalid("product_id", "no such product"))?;
+        let features = product_features(&product, &input.features)?;
+        let plan = session
+            .insert_plan(
+                &NewPlan {
+                    product_id: product.id,
+                    name,
+                    period_days: input.period_days,
+                    features,
+                    max_machines: input.max_machines,
+                    floating_lease_seconds: input.floating_lease_seconds,
+                    trial: input.trial,
+                    grace_days,
+                },
+                now(),
+            )
+            .await?;
+        session.commit().await?;
+        Ok(plan)
+    }
+
+    pub async fn plan(&self, principal: &Principal, id: i64) -> Result<Plan> {
+        principal.require(Permission::PlansRead)?;
+        let plan = self
+            .store
+            .read()
+            .await?
+            .plan(id)
+            .await?
+            .ok_or(AppError::NotFound("plan"))?;
+        principal.require_for(Permission::PlansRead, plan.product_id)?;
+        Ok(plan)
+    }
+
+    pub async fn plans(&self, principal: &Principal, product_id: Option<i64>) -> Result<Vec<Plan>> {
+        principal.require(Permission::PlansRead)?;
+        let product_id = match (principal.product_scope(), product_id) {
+            (Some(scope), Some(asked)) if scope != asked => {
+                return Err(AppError::Forbidden(format!(
+                    "this token is limited to product {scope}"
+                )))
+            }
+            (Some(scope), _) => Some(scope),
+            (None, asked) => asked,
+        };
+        Ok(self.store.read().await?.plans(product_id).await?)
+    }
+}

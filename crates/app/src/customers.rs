@@ -1,0 +1,101 @@
+use keyturn_core::names::display_name;
+use keyturn_core::{Customer, Email, Permission};
+
+use crate::{now, App, AppError, Page, PageRequest, Principal, Result};
+
+#[derive(Debug, Clone, Default)]
+pub struct NewCustomerInput {
+    pub name: String,
+    pub email: Option<String>,
+    pub company: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct CustomerPatch {
+    pub name: Option<String>,
+    /// `Some(None)` clears the field.
+    pub email: Option<Option<String>>,
+    pub company: Option<Option<String>>,
+}
+
+fn email(input: Option<&str>) -> Result<Option<String>> {
+    Ok(input.map(Email::parse).transpose()?.map(Email::into_string))
+}
+
+fn company(input: Option<&str>) -> Result<Option<String>> {
+    input.map(|c| display_name("company", c)).transpose().map_err(Into::into)
+}
+
+// Customers are shared by all products, so only unrestricted tokens manage them.
+impl App {
+    pub async fn create_customer(
+        &self,
+        principal: &Principal,
+        input: NewCustomerInput,
+    ) -> Result<Customer> {
+        principal.require_unrestricted(Permission::CustomersWrite)?;
+        let name = display_name("name", &input.name)?;
+        let email = email(input.email.as_deref())?;
+        let company = company(input.company.as_deref())?;
+        let mut session = self.store.write().await?;
+        let customer = session
+            .insert_customer(&name, email.as_deref(), company.as_deref(), now())
+            .await?;
+        session.commit().await?;
+        Ok(customer)
+    }
+
+    pub async fn customer(&self, principal: &Principal, id: i64) -> Result<Customer> {
+        principal.require_unrestricted(Permission::CustomersRead)?;
+        self.store
+            .read()
+            .await?
+            .customer(id)
+            .await?
+            .ok_or(AppError::NotFound("customer"))
+    }
+
+    pub async fn customers(
+        &self,
+        principal: &Principal,
+        email_filter: Option<&str>,
+        page: &PageRequest,
+    ) -> Result<Page<Customer>> {
+        principal.require_unrestricted(Permission::CustomersRead)?;
+        let (after, limit) = page.resolve()?;
+        let email = email(email_filter)?;
+        let rows = self
+            .store
+            .read()
+            .await?
+            .customers(email.as_deref(), after, limit + 1)
+            .await?;
+        Ok(Page::from_rows(rows, limit, |c| c.id))
+    }
+
+    pub async fn update_customer(
+        &self,
+        principal: &Principal,
+        id: i64,
+        patch: CustomerPatch,
+    ) -> Result<Customer> {
+        principal.require_unrestricted(Permission::CustomersWrite)?;
+        let mut session = self.store.write().await?;
+        let mut customer = session
+            .customer(id)
+            .await?
+            .ok_or(AppError::NotFound("customer"))?;
+        if let Some(name) = patch.name {
+            customer.name = display_name("name", &name)?;
+        }
+        if let Some(e) = patch.email {
+            customer.email = email(e.as_deref())?;
+        }
+        if let Some(c) = patch.company {
+            customer.company = company(c.as_deref())?;
+        }
+        session.update_customer(&customer).await?;
+        session.commit().await?;
+        Ok(customer)
+    }
+}

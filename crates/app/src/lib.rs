@@ -1,0 +1,112 @@
+//! Keyturn's use cases. Each public method of [`App`] is one thing a user of the server can do:
+//! it checks the caller's permissions, applies the domain rules from `keyturn-core`, and makes
+//! the change in one transaction together with its audit entry.
+
+mod activations;
+mod catalog;
+mod customers;
+mod error;
+mod licenses;
+mod principal;
+mod signers;
+mod tokens;
+
+use chrono::{DateTime, Utc};
+use keyturn_store::Store;
+
+pub use activations::{ActivationOutcome, ActivationRequest, ValidationReply, ValidationQuery};
+pub use catalog::{NewPlanInput, NewProductInput, ProductPatch};
+pub use customers::{CustomerPatch, NewCustomerInput};
+pub use error::AppError;
+pub use keyturn_store::{Dialect, StoreError};
+pub use licenses::{Extension, LicensePatch, LicenseQuery, LicenseSpec, TrialRequest};
+pub use principal::{Actor, Principal};
+pub use tokens::NewTokenInput;
+
+pub type Result<T, E = AppError> = std::result::Result<T, E>;
+
+/// The largest page a listing returns.
+pub const MAX_PAGE: i64 = 500;
+const DEFAULT_PAGE: i64 = 50;
+
+/// One page of a listing; `next_cursor` fetches the next page when there is one.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Page<T> {
+    pub data: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+impl<T> Page<T> {
+    /// Builds a page from up to `limit + 1` rows: the extra row only says that more exist.
+    fn from_rows(mut rows: Vec<T>, limit: i64, id: impl Fn(&T) -> i64) -> Self {
+        let more = rows.len() as i64 > limit;
+        rows.truncate(limit as usize);
+        let next_cursor = if more {
+            rows.last().map(|r| id(r).to_string())
+        } else {
+            None
+        };
+        Self {
+            data: rows,
+            next_cursor,
+        }
+    }
+}
+
+/// Listing position and size as the caller gave them.
+#[derive(Debug, Clone, Default)]
+pub struct PageRequest {
+    pub cursor: Option<String>,
+    pub limit: Option<i64>,
+}
+
+impl PageRequest {
+    fn resolve(&self) -> Result<(Option<i64>, i64)> {
+        let after = match self.cursor.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(c) => Some(c.parse::<i64>().map_err(|_| {
+                AppError::invalid("cursor", "is not a cursor this server returned")
+            })?),
+        };
+        let limit = self.limit.unwrap_or(DEFAULT_PAGE);
+        if !(1..=MAX_PAGE).contains(&limit) {
+            return Err(AppError::invalid(
+                "limit",
+                format!("must be between 1 and {MAX_PAGE}"),
+            ));
+        }
+        Ok((after, limit))
+    }
+}
+
+/// The application: use cases over one store.
+#[derive(Clone)]
+pub struct App {
+    store: Store,
+    signers: signers::Signers,
+}
+
+impl App {
+    pub fn new(store: Store) -> Self {
+        Self {
+            store,
+            signers: signers::Signers::default(),
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Whether the database answers; for load balancers' health checks.
+    pub async fn healthy(&self) -> bool {
+        match self.store.read().await {
+            Ok(mut s) => s.count_tokens().await.is_ok(),
+            Err(_) => false,
+        }
+    }
+}
+
+pub(crate) fn now() -> DateTime<Utc> {
+    Utc::now()
+}

@@ -1,0 +1,620 @@
+//! Issuing and managing licenses. Every change is written together with its audit entry.
+
+use chrono::{DateTime, Duration, Utc};
+use keyturn_core::{Fingerprint, License, LicenseEvent, LicenseKey, Permission};
+use keyturn_store::{LicenseFilter, NewLicense, Session};
+use serde_json::{json, Value};
+
+use crate::catalog::{check_lease, check_max_machines, check_period_days, product_features};
+use crate::{now, Actor, App, AppError, Page, PageRequest, Principal, Result};
+
+/// The most licenses one request may create.
+pub const MAX_QUANTITY: i64 = 1000;
+const MAX_NOTES: usize = 10_000;
+const MAX_METADATA_BYTES: usize = 16 * 1024;
+
+/// What a new license should be: from a plan, from explicit fields, or a plan with overrides.
+#[derive(Debug, Clone, Default)]
+pub struct LicenseSpec {
+    pub product_id: Option<i64>,
+    pub plan_id: Option<i64>,
+    pub period_days: Option<i64>,
+    pub expires: Option<DateTime<Utc>>,
+    pub max_machines: Option<i64>,
+    pub features: Option<Vec<String>>,
+    pub floating_lease_seconds: Option<i64>,
+    pub trial: Option<bool>,
+    pub customer_id: Option<i64>,
+    pub notes: Option<String>,
+    pub metadata: Option<Value>,
+    pub blocked: Option<bool>,
+    pub quantity: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum Extension {
+    Days(i64),
+    Until(DateTime<Utc>),
+}
+
+/// Changes to a license's settings; fields left `None` stay as they are.
+#[derive(Debug, Clone, Default)]
+pub struct LicensePatch {
+    pub max_machines: Option<i64>,
+    /// `Some(None)` detaches the customer.
+    pub customer_id: Option<Option<i64>>,
+    pub notes: Option<String>,
+    pub metadata: Option<Value>,
+    /// `Some(None)` makes the license perpetual.
+    pub expires: Option<Option<DateTime<Utc>>>,
+    pub floating_lease_seconds: Option<Option<i64>>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct LicenseQuery {
+    pub product_id: Option<i64>,
+    pub customer_id: Option<i64>,
+    pub email: Option<String>,
+    pub blocked: Option<bool>,
+    pub expires_before: Option<DateTime<Utc>>,
+    pub page: PageRequest,
+}
+
+/// A program asking for a trial of a product on one machine.
+#[derive(Debug, Clone, Default)]
+pub struct TrialRequest {
+    pub product_id: i64,
+    pub plan_id: Option<i64>,
+    pub fingerprint: String,
+    pub name: Option<String>,
+    pub ip: Option<String>,
+}
+
+fn check_notes(notes: &str) -> Result<()> {
+    if notes.len() > MAX_NOTES {
+        return Err(AppError::invalid(
+            "notes",
+            format!("must be at most {MAX_NOTES} bytes"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_metadata(metadata: &Value) -> Result<()> {
+    if !metadata.is_object() {
+        return Err(AppError::invalid("metadata", "must be a JSON object"));
+    }
+    if metadata.to_string().len() > MAX_METADATA_BYTES {
+        return Err(AppError::invalid(
+            "metadata",
+            format!("must be at most {MAX_METADATA_BYTES} bytes as JSON"),
+        ));
+    }
+    Ok(())
+}
+
+/// Inserts a license under a freshly drawn key, drawing again in the (astronomically unlikely)
+/// case that the key is taken.
+pub(crate) async fn insert_with_fresh_key(
+    session: &mut Session,
+    mut new: NewLicense,
+    at: DateTime<Utc>,
+) -> Result<License> {
+    for _ in 0..8 {
+        new.key = LicenseKey::generate().into_string();
+        if let Some(license) = session.insert_license(&new, at).await? {
+            return Ok(license);
+        }
+    }
+    Err(AppError::Conflict(
+        "could not draw an unused license key".into(),
+    ))
+}
+
+pub(crate) async fn record(
+    session: &mut Session,
+    license_id: i64,
+    actor: Actor,
+    action: &str,
+    details: Value,
+    at: DateTime<Utc>,
+) -> Result<()> {
+    session
+        .insert_license_event(license_id, &actor.label(), action, &details, at)
+        .await?;
+    Ok(())
+}
+
+impl App {
+    /// Resolves a spec against its plan and product into the license to insert.
+    async fn resolve_spec(
+        &self,
+        session: &mut Session,
+        principal: &Principal,
+        spec: &LicenseSpec,
+        at: DateTime<Utc>,
+    ) -> Result<NewLicense> {
+        let plan = match spec.plan_id {
+            Some(id) => Some(
+                session
+                    .plan(id)
+                    .await?
+                    .ok_or(AppError::invalid("plan_id", "no such plan"))?,
+            ),
+            None => None,
+        };
+        let product_id = match (&plan, spec.product_id) {
+            (Some(plan), Some(p)) if plan.product_id != p => {
+                return Err(AppError::invalid(
+                    "product_id",
+                    format!("plan {} belongs to product {}", plan.id, plan.product_id),
+                ))
+            }
+            (Some(plan), _) => plan.product_id,
+            (None, Some(p)) => p,
+            (None, None) => {
+                return Err(AppError::invalid(
+                    "product_id",
+                    "give product_id or plan_id",
+                ))
+            }
+        };
+        principal.require_for(Permission::LicensesWrite, product_id)?;
+        let product = session
+            .product(product_id)
+            .await?
+            .ok_or(AppError::invalid("product_id", "no such product"))?;
+        let period_days = spec.period_days.or(plan.as_ref().and_then(|p| p.period_days));
+        check_period_days(period_days)?;
+        let expires = spec
+            .expires
+            .or(period_days.map(|d| at + Duration::days(d)));
+        let features = match (&spec.features, &plan) {
+            (Some(f), _) => product_features(&product, f)?,
+            (None, Some(plan)) => plan.features.clone(),
+            (None, None) => Vec::new(),
+        };
+        let max_machines = spec
+            .max_machines
+            .or(plan.as_ref().map(|p| p.max_machines))
+            .unwrap_or(0);
+        check_max_machines(max_machines)?;
+        let floating_lease_seconds = spec
+            .floating_lease_seconds
+            .or(plan.as_ref().and_then(|p| p.floating_lease_seconds));
+        check_lease(floating_lease_seconds)?;
+        let notes = spec.notes.clone().unwrap_or_default();
+        check_notes(&notes)?;
+        let metadata = spec.metadata.clone().unwrap_or_else(|| json!({}));
+        check_metadata(&metadata)?;
+        if let Some(customer_id) = spec.customer_id {
+            session
+                .customer(customer_id)
+                .await?
+                .ok_or(AppError::invalid("customer_id", "no such customer"))?;
+        }
+        Ok(NewLicense {
+            key: String::new(),
+            product_id,
+            plan_id: plan.as_ref().map(|p| p.id),
+            customer_id: spec.customer_id,
+            expires,
+            period_days,
+            features,
+            max_machines,
+            floating_lease_seconds,
+            trial: spec
+                .trial
+                .unwrap_or(plan.as_ref().is_some_and(|p| p.trial)),
+            notes,
+            blocked: spec.blocked.unwrap_or(false),
+            metadata,
+        })
+    }
+
+    /// Creates `quantity` (default 1) licenses from one spec, all or none.
+    pub async fn create_licenses(
+        &self,
+        principal: &Principal,
+        spec: LicenseSpec,
+    ) -> Result<Vec<License>> {
+        principal.require(Permission::LicensesWrite)?;
+        let quantity = spec.quantity.unwrap_or(1);
+        if !(1..=MAX_QUANTITY).contains(&quantity) {
+            return Err(AppError::invalid(
+                "quantity",
+                format!("must be between 1 and {MAX_QUANTITY}"),
+            ));
+        }
+        let at = now();
+        let mut session = self.store.write().await?;
+        let new = self.resolve_spec(&mut session, principal, &spec, at).await?;
+        let mut created = Vec::with_capacity(quantity as usize);
+        for _ in 0..quantity {
+            let license = insert_with_fresh_key(&mut session, new.clone(), at).await?;
+            record(
+                &mut session,
+                license.id,
+                principal.actor,
+                "created",
+                json!({
+                    "plan_id": license.plan_id,
+                    "expires": license.expires,
+                    "features": license.features,
+                    "max_machines": license.max_machines,
+                    "customer_id": license.customer_id,
+                }),
+                at,
+            )
+            .await?;
+            created.push(license);
+        }
+        session.commit().await?;
+        Ok(created)
+    }
+
+    pub async fn license(&self, principal: &Principal, id: i64) -> Result<License> {
+        principal.require(Permission::LicensesRead)?;
+        let license = self
+            .store
+            .read()
+            .await?
+            .license(id)
+            .await?
+            .ok_or(AppError::NotFound("license"))?;
+        principal.require_for(Permission::LicensesRead, license.product_id)?;
+        Ok(license)
+    }
+
+    pub async fn license_by_key(&self, principal: &Principal, key: &str) -> Result<License> {
+        principal.require(Permission::LicensesRead)?;
+        let key = LicenseKey::parse(key)?;
+        let license = self
+            .store
+            .read()
+            .await?
+            .license_by_key(key.as_str())
+            .await?
+            .ok_or(AppError::NotFound("license"))?;
+        principal.require_for(Permission::LicensesRead, license.product_id)?;
+        Ok(license)
+    }
+
+    pub async fn licenses(&self, principal: &Principal, q: LicenseQuery) -> Result<Page<License>> {
+        principal.require(Permission::LicensesRead)?;
+        let (after, limit) = q.page.resolve()?;
+        let product_id = match (principal.product_scope(), q.product_id) {
+            (Some(scope), Some(asked)) if scope != asked => {
+                return Err(AppError::Forbidden(format!(
+                    "this token is limited to product {scope}"
+                )))
+            }
+            (Some(scope), _) => Some(scope),
+            (None, asked) => asked,
+        };
+        let email = q
+            .email
+            .as_deref()
+            .map(keyturn_core::Email::parse)
+            .transpose()?
+            .map(keyturn_core::Email::into_string);
+        let rows = self
+            .store
+            .read()
+            .await?
+            .licenses(&LicenseFilter {
+                product_id,
+                customer_id: q.customer_id,
+                email,
+                blocked: q.blocked,
+                expires_before: q.expires_before,
+                after,
+                limit: limit + 1,
+            })
+            .await?;
+        Ok(Page::from_rows(rows, limit, |l| l.id))
+    }
+
+    /// Opens a write transaction holding license `id`, after checking the caller may `need` it.
+    async fn locked(
+        &self,
+        principal: &Principal,
+        id: i64,
+        need: Permission,
+    ) -> Result<(Session, License)> {
+        principal.require(need)?;
+        let mut session = self.store.write().await?;
+        let license = session
+            .lock_license(id)
+            .await?
+            .ok_or(AppError::NotFound("license"))?;
+        principal.require_for(need, license.product_id)?;
+        Ok((session, license))
+    }
+
+    /// Saves a changed license with its audit entry and commits.
+    async fn save(
+        &self,
+        mut session: Session,
+        principal: &Principal,
+        license: &License,
+        action: &str,
+        details: Value,
+    ) -> Result<License> {
+        let at = now();
+        session.update_license(license, at).await?;
+        record(&mut session, license.id, principal.actor, action, details, at).await?;
+        let saved = session
+            .license(license.id)
+            .await?
+            .ok_or(AppError::NotFound("license"))?;
+        session.commit().await?;
+        Ok(saved)
+    }
+
+    pub async fn extend_license(
+        &self,
+        principal: &Principal,
+        id: i64,
+        extension: Extension,
+    ) -> Result<License> {
+        let (session, mut license) = self.locked(principal, id, Permission::LicensesWrite).await?;
+        let from = license.expires;
+        let to = match extension {
+            Extension::Days(days) => {
+                if !(1..=36_500).contains(&days) {
+                    return Err(AppError::invalid("days", "must be between 1 and 36500"));
+                }
+                license.extended_by(days, now()).ok_or_else(|| {
+                    AppError::Conflict("the license is perpetual; it cannot be extended".into())
+                })?
+            }
+            Extension::Until(until) => {
+                if from.is_some_and(|f| until <= f) {
+                    return Err(AppError::invalid(
+                        "until",
+                        "must be later than the current expiry (set expires to shorten a license)",
+                    ));
+                }
+                until
+            }
+        };
+        license.expires = Some(to);
+        self.save(session, principal, &license, "extended", json!({"from": from, "to": to}))
+            .await
+    }
+
+    pub async fn set_blocked(&self, principal: &Principal, id: i64, blocked: bool) -> Result<License> {
+        let (session, mut license) = self.locked(principal, id, Permission::LicensesWrite).await?;
+        let was = license.blocked;
+        license.blocked = blocked;
+        let action = if blocked { "blocked" } else { "unblocked" };
+        self.save(session, principal, &license, action, json!({"was_blocked": was}))
+            .await
+    }
+
+    pub async fn add_feature(&self, principal: &Principal, id: i64, feature: &str) -> Result<License> {
+        let (mut session, mut license) =
+            self.locked(principal, id, Permission::LicensesWrite).await?;
+        let product = session
+            .product(license.product_id)
+            .await?
+            .ok_or(AppError::NotFound("product"))?;
+        let feature = product_features(&product, &[feature.to_owned()])?.remove(0);
+        if !license.has_feature(&feature) {
+            license.features.push(feature.clone());
+        }
+        self.save(session, principal, &license, "feature_added", json!({"feature": feature}))
+            .await
+    }
+
+    pub async fn remove_feature(
+        &self,
+        principal: &Principal,
+        id: i64,
+        feature: &str,
+    ) -> Result<License> {
+        let (session, mut license) = self.locked(principal, id, Permission::LicensesWrite).await?;
+        let feature = keyturn_core::FeatureName::parse(feature)?.into_string();
+        if !license.has_feature(&feature) {
+            return Err(AppError::NotFound("feature on this license"));
+        }
+        license.features.retain(|f| *f != feature);
+        self.save(session, principal, &license, "feature_removed", json!({"feature": feature}))
+            .await
+    }
+
+    pub async fn update_license(
+        &self,
+        principal: &Principal,
+        id: i64,
+        patch: LicensePatch,
+    ) -> Result<License> {
+        let (mut session, mut license) =
+            self.locked(principal, id, Permission::LicensesWrite).await?;
+        let before = license.clone();
+        if let Some(n) = patch.max_machines {
+            check_max_machines(n)?;
+            license.max_machines = n;
+        }
+        if let Some(customer_id) = patch.customer_id {
+            if let Some(cid) = customer_id {
+                session
+                    .customer(cid)
+                    .await?
+                    .ok_or(AppError::invalid("customer_id", "no such customer"))?;
+            }
+            license.customer_id = customer_id;
+        }
+        if let Some(notes) = patch.notes {
+            check_notes(&notes)?;
+            license.notes = notes;
+        }
+        if let Some(metadata) = patch.metadata {
+            check_metadata(&metadata)?;
+            license.metadata = metadata;
+        }
+        if let Some(expires) = patch.expires {
+            license.expires = expires;
+        }
+        if let Some(lease) = patch.floating_lease_seconds {
+            check_lease(lease)?;
+            license.floating_lease_seconds = lease;
+        }
+        let changes = diff(&before, &license);
+        self.save(session, principal, &license, "updated", json!({"changes": changes}))
+            .await
+    }
+
+    pub async fn delete_license(&self, principal: &Principal, id: i64) -> Result<()> {
+        let (mut session, license) =
+            self.locked(principal, id, Permission::LicensesDelete).await?;
+        session.delete_license(id).await?;
+        record(
+            &mut session,
+            id,
+            principal.actor,
+            "deleted",
+            json!({"key": license.key, "product_id": license.product_id}),
+            now(),
+        )
+        .await?;
+        session.commit().await?;
+        Ok(())
+    }
+
+    /// A license's audit log; readable after the license is deleted, by unrestricted tokens.
+    pub async fn license_events(
+        &self,
+        principal: &Principal,
+        id: i64,
+        page: &PageRequest,
+    ) -> Result<Page<LicenseEvent>> {
+        principal.require(Permission::EventsRead)?;
+        let (after, limit) = page.resolve()?;
+        let mut session = self.store.read().await?;
+        match session.license(id).await? {
+            Some(license) => principal.require_for(Permission::EventsRead, license.product_id)?,
+            None => principal.require_unrestricted(Permission::EventsRead)?,
+        }
+        let rows = session.license_events(id, after, limit + 1).await?;
+        if rows.is_empty() && after.is_none() {
+            return Err(AppError::NotFound("license"));
+        }
+        Ok(Page::from_rows(rows, limit, |e| e.id))
+    }
+
+    /// Issues (or returns again) the trial license of one machine for a product, activated on
+    /// that machine. A machine gets one trial per product, however often or concurrently it asks.
+    pub async fn create_trial(&self, req: TrialRequest) -> Result<(License, bool)> {
+        let fingerprint = Fingerprint::parse(&req.fingerprint)?;
+        let name = crate::activations::machine_name(req.name.as_deref())?;
+        let at = now();
+        let mut session = self.store.write().await?;
+        if let Some(existing) = session
+            .trial_license(req.product_id, fingerprint.as_str())
+            .await?
+        {
+            let license = session
+                .license(existing)
+                .await?
+                .ok_or(AppError::NotFound("license"))?;
+            return Ok((license, false));
+        }
+        let plan = match req.plan_id {
+            Some(id) => session
+                .plan(id)
+                .await?
+                .filter(|p| p.product_id == req.product_id && p.trial)
+                .ok_or(AppError::invalid(
+                    "plan_id",
+                    "no trial plan with this id for this product",
+                ))?,
+            None => session
+                .plans(Some(req.product_id))
+                .await?
+                .into_iter()
+                .find(|p| p.trial)
+                .ok_or(AppError::NotFound("trial plan for this product"))?,
+        };
+        let new = NewLicense {
+            key: String::new(),
+            product_id: plan.product_id,
+            plan_id: Some(plan.id),
+            customer_id: None,
+            expires: plan.period_days.map(|d| at + Duration::days(d)),
+            period_days: plan.period_days,
+            features: plan.features.clone(),
+            max_machines: plan.max_machines,
+            floating_lease_seconds: plan.floating_lease_seconds,
+            trial: true,
+            notes: String::new(),
+            blocked: false,
+            metadata: json!({}),
+        };
+        let license = insert_with_fresh_key(&mut session, new, at).await?;
+        if !session
+            .insert_trial(req.product_id, fingerprint.as_str(), license.id, at)
+            .await?
+        {
+            // Another request for the same machine won the race: hand out its trial.
+            drop(session);
+            let mut session = self.store.read().await?;
+            let existing = session
+                .trial_license(req.product_id, fingerprint.as_str())
+                .await?
+                .ok_or(AppError::NotFound("trial"))?;
+            let license = session
+                .license(existing)
+                .await?
+                .ok_or(AppError::NotFound("license"))?;
+            return Ok((license, false));
+        }
+        let activation = session
+            .insert_activation(
+                license.id,
+                fingerprint.as_str(),
+                name.as_deref(),
+                req.ip.as_deref(),
+                license.lease_until(at),
+                at,
+            )
+            .await?;
+        record(
+            &mut session,
+            license.id,
+            Actor::Licensee,
+            "created",
+            json!({"trial": true, "plan_id": plan.id, "fingerprint": fingerprint.as_str()}),
+            at,
+        )
+        .await?;
+        record(
+            &mut session,
+            license.id,
+            Actor::Licensee,
+            "activated",
+            json!({"activation_id": activation.id, "fingerprint": fingerprint.as_str()}),
+            at,
+        )
+        .await?;
+        session.commit().await?;
+        Ok((license, true))
+    }
+}
+
+/// Field-by-field changes between two states of a license, for the audit log.
+fn diff(before: &License, after: &License) -> Value {
+    let (Value::Object(a), Value::Object(b)) = (json!(before), json!(after)) else {
+        return json!({});
+    };
+    let changes: serde_json::Map<String, Value> = b
+        .into_iter()
+        .filter(|(k, v)| a.get(k) != Some(v) && k != "updated")
+        .map(|(k, v)| {
+            let from = a.get(&k).cloned().unwrap_or(Value::Null);
+            (k, json!({"from": from, "to": v}))
+        })
+        .collect();
+    Value::Object(changes)
+}

@@ -1,0 +1,113 @@
+use chrono::{DateTime, Utc};
+use keyturn_core::names::display_name;
+use keyturn_core::{AccessToken, Permission, TokenHash, TokenSecret};
+
+use crate::{now, Actor, App, AppError, Principal, Result};
+
+#[derive(Debug, Clone)]
+pub struct NewTokenInput {
+    pub name: String,
+    pub permissions: Vec<Permission>,
+    pub product_id: Option<i64>,
+    pub expires: Option<DateTime<Utc>>,
+}
+
+impl App {
+    /// Turns a presented bearer token into a principal; anything unknown, revoked or expired is
+    /// simply unauthenticated, with no hint which.
+    pub async fn authenticate(&self, presented: &str) -> Result<Principal> {
+        let mut session = self.store.read().await?;
+        let token = session
+            .token_by_hash(&TokenHash::of(presented))
+            .await?
+            .ok_or(AppError::Unauthenticated)?;
+        let at = now();
+        if token.revoked.is_some() || token.expires.is_some_and(|e| e <= at) {
+            return Err(AppError::Unauthenticated);
+        }
+        Ok(Principal::new(
+            Actor::Token(token.id),
+            token.permissions,
+            token.product_id,
+        ))
+    }
+
+    pub async fn create_token(
+        &self,
+        principal: &Principal,
+        input: NewTokenInput,
+    ) -> Result<(AccessToken, TokenSecret)> {
+        principal.require_unrestricted(Permission::TokensManage)?;
+        let name = display_name("name", &input.name)?;
+        if input.permissions.is_empty() {
+            return Err(AppError::invalid("permissions", "must name at least one permission"));
+        }
+        let at = now();
+        if input.expires.is_some_and(|e| e <= at) {
+            return Err(AppError::invalid("expires", "must be in the future"));
+        }
+        let mut permissions = input.permissions;
+        permissions.sort();
+        permissions.dedup();
+        let mut session = self.store.write().await?;
+        if let Some(product_id) = input.product_id {
+            session
+                .product(product_id)
+                .await?
+                .ok_or(AppError::invalid("product_id", "no such product"))?;
+        }
+        let secret = TokenSecret::generate();
+        let token = session
+            .insert_token(
+                &name,
+                &secret.hash(),
+                &permissions,
+                input.product_id,
+                input.expires,
+                at,
+            )
+            .await?;
+        session.commit().await?;
+        tracing::info!(token.id = token.id, actor = %principal.actor.label(), "access token created");
+        Ok((token, secret))
+    }
+
+    /// On a new installation, creates the first admin token and returns its secret; once any
+    /// token exists, returns `None`.
+    pub async fn bootstrap_admin_token(&self) -> Result<Option<TokenSecret>> {
+        let mut session = self.store.write().await?;
+        if session.count_tokens().await? > 0 {
+            return Ok(None);
+        }
+        let secret = TokenSecret::generate();
+        session
+            .insert_token(
+                "initial admin",
+                &secret.hash(),
+                &[Permission::Admin],
+                None,
+                None,
+                now(),
+            )
+            .await?;
+        session.commit().await?;
+        Ok(Some(secret))
+    }
+
+    pub async fn tokens(&self, principal: &Principal) -> Result<Vec<AccessToken>> {
+        principal.require_unrestricted(Permission::TokensManage)?;
+        Ok(self.store.read().await?.tokens().await?)
+    }
+
+    pub async fn revoke_token(&self, principal: &Principal, id: i64) -> Result<AccessToken> {
+        principal.require_unrestricted(Permission::TokensManage)?;
+        let mut session = self.store.write().await?;
+        if !session.revoke_token(id, now()).await? {
+            return Err(AppError::NotFound("token"));
+        }
+        let token = session.token(id).await?.ok_or(AppError::NotFound("token"))?;
+        session.commit().await?;
+        tracing::info!(token.id = id, actor = %principal.actor.label(), "access token revoked");
+        Ok(token)
+    }
+}

@@ -1,0 +1,21 @@
+//! Keyturn's domain: what a product, plan, license and activation are, and the rules that decide
+//! whether a license may be activated or is valid. Nothing here does I/O, so every rule is testable
+//! on its own and the same rules hold for every API that exposes them.
+
+pub mod error;
+pub mod key;
+pub mod license;
+pub mod names;
+pub mod permission;
+pub mod signing;
+pub mod token;
+pub mod validation;
+
+pub use error::DomainError;
+pub use key::LicenseKey;
+pub use license::{Activation, Customer, License, LicenseEvent, Plan, Product};
+pub use names::{Email, FeatureName, Fingerprint};
+pub use permission::Permission;
+pub use signing::{ProductSigner, PublicKey};
+pub use token::{AccessToken, TokenHash, TokenSecret};
+pub use validation::{ActivationRefusal, ValidationCode, ValidationOutcome};

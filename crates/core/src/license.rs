@@ -1,0 +1,202 @@
+//! The entities of the licensing domain, as the rest of the system sees them once stored.
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+
+/// What a vendor sells. `features` is ordered: the Cryptolens API exposes the first eight as F1..F8.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Product {
+    pub id: i64,
+    pub name: String,
+    pub features: Vec<String>,
+    pub created: DateTime<Utc>,
+}
+
+/// A license template: what a buyer of this plan is entitled to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    pub id: i64,
+    pub product_id: i64,
+    pub name: String,
+    /// `None` means perpetual.
+    pub period_days: Option<i64>,
+    pub features: Vec<String>,
+    /// 0 means unlimited.
+    pub max_machines: i64,
+    /// Set for floating licenses: an activation counts only while its lease is renewed.
+    pub floating_lease_seconds: Option<i64>,
+    pub trial: bool,
+    /// Days added after a paid subscription period, so a late payment never locks a customer out.
+    pub grace_days: i64,
+    pub created: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Customer {
+    pub id: i64,
+    pub name: String,
+    pub email: Option<String>,
+    pub company: Option<String>,
+    pub created: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct License {
+    pub id: i64,
+    pub key: String,
+    pub product_id: i64,
+    pub plan_id: Option<i64>,
+    pub customer_id: Option<i64>,
+    pub created: DateTime<Utc>,
+    pub updated: DateTime<Utc>,
+    /// `None` means perpetual.
+    pub expires: Option<DateTime<Utc>>,
+    pub period_days: Option<i64>,
+    pub features: Vec<String>,
+    /// 0 means unlimited.
+    pub max_machines: i64,
+    pub floating_lease_seconds: Option<i64>,
+    pub trial: bool,
+    pub notes: String,
+    pub blocked: bool,
+    pub metadata: serde_json::Value,
+}
+
+impl License {
+    pub fn is_expired(&self, now: DateTime<Utc>) -> bool {
+        self.expires.is_some_and(|expires| expires <= now)
+    }
+
+    pub fn has_feature(&self, feature: &str) -> bool {
+        self.features.iter().any(|f| f == feature)
+    }
+
+    pub fn is_floating(&self) -> bool {
+        self.floating_lease_seconds.is_some()
+    }
+
+    pub fn machine_limited(&self) -> bool {
+        self.max_machines > 0
+    }
+
+    /// When a lease taken now ends, for floating licenses.
+    pub fn lease_until(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.floating_lease_seconds
+            .map(|secs| now + Duration::seconds(secs))
+    }
+
+    /// Extending by days counts from the current expiry, or from now when that has passed, so an
+    /// extension always buys the customer the full number of days of use.
+    pub fn extended_by(&self, days: i64, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.expires
+            .map(|expires| expires.max(now) + Duration::days(days))
+    }
+}
+
+/// A machine using a license.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Activation {
+    pub id: i64,
+    pub license_id: i64,
+    pub fingerprint: String,
+    pub name: Option<String>,
+    pub ip: Option<String>,
+    pub created: DateTime<Utc>,
+    pub last_seen: DateTime<Utc>,
+    /// For floating licenses: the activation stops counting after this.
+    pub lease_expires: Option<DateTime<Utc>>,
+}
+
+impl Activation {
+    pub fn is_live(&self, now: DateTime<Utc>) -> bool {
+        self.lease_expires.is_none_or(|until| until > now)
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use super::*;
+
+    pub fn license(now: DateTime<Utc>) -> License {
+        License {
+            id: 1,
+            key: "AAAAA-BBBBB-CCCCC-DDDDD".into(),
+            product_id: 7,
+            plan_id: None,
+            customer_id: None,
+            created: now,
+            updated: now,
+            expires: Some(now + Duration::days(30)),
+            period_days: Some(30),
+            features: vec!["pro".into()],
+            max_machines: 2,
+            floating_lease_seconds: None,
+            trial: false,
+            notes: String::new(),
+            blocked: false,
+            metadata: serde_json::json!({}),
+        }
+    }
+
+    pub fn activation(id: i64, fingerprint: &str, now: DateTime<Utc>) -> Activation {
+        Activation {
+            id,
+            license_id: 1,
+            fingerprint: fingerprint.into(),
+            name: None,
+            ip: None,
+            created: now + Duration::milliseconds(id),
+            last_seen: now,
+            lease_expires: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::*;
+    use super::*;
+
+    #[test]
+    fn expiry_is_exclusive_of_the_instant() {
+        let now = Utc::now();
+        let mut lic = license(now);
+        lic.expires = Some(now);
+        assert!(lic.is_expired(now));
+        lic.expires = None;
+        assert!(!lic.is_expired(now + Duration::days(10_000)));
+    }
+
+    #[test]
+    fn extension_counts_from_now_once_expired() {
+        let now = Utc::now();
+        let mut lic = license(now);
+        lic.expires = Some(now - Duration::days(10));
+        assert_eq!(lic.extended_by(5, now), Some(now + Duration::days(5)));
+        lic.expires = Some(now + Duration::days(10));
+        assert_eq!(lic.extended_by(5, now), Some(now + Duration::days(15)));
+        lic.expires = None;
+        assert_eq!(lic.extended_by(5, now), None);
+    }
+
+    #[test]
+    fn lapsed_leases_are_not_live() {
+        let now = Utc::now();
+        let mut a = activation(1, "m", now);
+        assert!(a.is_live(now));
+        a.lease_expires = Some(now - Duration::seconds(1));
+        assert!(!a.is_live(now));
+    }
+}
+
+/// One entry of a license's audit log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LicenseEvent {
+    pub id: i64,
+    pub license_id: i64,
+    pub at: DateTime<Utc>,
+    /// Who made the change: `token:<id>`, `cli` or `system`.
+    pub actor: String,
+    pub action: String,
+    pub details: serde_json::Value,
+}

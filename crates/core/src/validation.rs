@@ -1,0 +1,259 @@
+//! The rules that decide whether a license may be used: one place, so the native API, the
+//! Cryptolens-compatible API and license files can never disagree about a license.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::{Activation, FeatureName, Fingerprint, License};
+
+/// The stable set of validation results. Programs switch on these, so names never change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ValidationCode {
+    Valid,
+    NotFound,
+    Blocked,
+    Expired,
+    NotActivated,
+    TooManyMachines,
+    FeatureMissing,
+    WrongProduct,
+}
+
+impl ValidationCode {
+    pub fn is_valid(self) -> bool {
+        self == ValidationCode::Valid
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidationOutcome {
+    pub code: ValidationCode,
+    pub detail: String,
+}
+
+impl ValidationOutcome {
+    fn new(code: ValidationCode, detail: impl Into<String>) -> Self {
+        Self {
+            code,
+            detail: detail.into(),
+        }
+    }
+
+    pub fn not_found() -> Self {
+        Self::new(ValidationCode::NotFound, "no license has this key")
+    }
+}
+
+/// What the caller wants confirmed about a license.
+#[derive(Debug, Default)]
+pub struct ValidationRequest<'a> {
+    pub product_id: Option<i64>,
+    pub fingerprint: Option<&'a Fingerprint>,
+    pub features: &'a [FeatureName],
+}
+
+/// Checks a license against a request. `live` holds the license's activations whose leases have
+/// not lapsed, oldest first: when a vendor lowers the machine limit below the machines already in
+/// use, the oldest keep working and the newest are the ones refused.
+pub fn validate(
+    license: &License,
+    live: &[Activation],
+    request: &ValidationRequest<'_>,
+    now: DateTime<Utc>,
+) -> ValidationOutcome {
+    use ValidationCode::*;
+    if request.product_id.is_some_and(|p| p != license.product_id) {
+        return ValidationOutcome::new(WrongProduct, "the key belongs to another product");
+    }
+    if license.blocked {
+        return ValidationOutcome::new(Blocked, "the license is blocked");
+    }
+    if license.is_expired(now) {
+        return ValidationOutcome::new(Expired, "the license has expired");
+    }
+    if let Some(missing) = request
+        .features
+        .iter()
+        .find(|f| !license.has_feature(f.as_str()))
+    {
+        return ValidationOutcome::new(
+            FeatureMissing,
+            format!("the license does not include feature {:?}", missing.as_str()),
+        );
+    }
+    if let Some(fingerprint) = request.fingerprint {
+        let position = live
+            .iter()
+            .position(|a| a.fingerprint == fingerprint.as_str());
+        match position {
+            None => {
+                return ValidationOutcome::new(
+                    NotActivated,
+                    "the license is not activated on this machine",
+                )
+            }
+            Some(i) if license.machine_limited() && i as i64 >= license.max_machines => {
+                return ValidationOutcome::new(
+                    TooManyMachines,
+                    format!(
+                        "the license allows {} machines and more are activated",
+                        license.max_machines
+                    ),
+                )
+            }
+            Some(_) => {}
+        }
+    }
+    ValidationOutcome::new(Valid, "the license is valid")
+}
+
+/// Why an activation is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ActivationRefusal {
+    WrongProduct,
+    Blocked,
+    Expired,
+    TooManyMachines,
+}
+
+impl ActivationRefusal {
+    pub fn code(self) -> ValidationCode {
+        match self {
+            ActivationRefusal::WrongProduct => ValidationCode::WrongProduct,
+            ActivationRefusal::Blocked => ValidationCode::Blocked,
+            ActivationRefusal::Expired => ValidationCode::Expired,
+            ActivationRefusal::TooManyMachines => ValidationCode::TooManyMachines,
+        }
+    }
+
+    pub fn message(self) -> &'static str {
+        match self {
+            ActivationRefusal::WrongProduct => "the key belongs to another product",
+            ActivationRefusal::Blocked => "the license is blocked",
+            ActivationRefusal::Expired => "the license has expired",
+            ActivationRefusal::TooManyMachines => {
+                "the license is already activated on as many machines as it allows"
+            }
+        }
+    }
+}
+
+/// Whether a new machine may join a license that `live_machines` machines already use.
+pub fn admit_new_machine(
+    license: &License,
+    product_id: Option<i64>,
+    live_machines: i64,
+    now: DateTime<Utc>,
+) -> Result<(), ActivationRefusal> {
+    admit_known_machine(license, product_id, now)?;
+    if license.machine_limited() && live_machines >= license.max_machines {
+        return Err(ActivationRefusal::TooManyMachines);
+    }
+    Ok(())
+}
+
+/// Whether a machine that already holds an activation may renew it.
+pub fn admit_known_machine(
+    license: &License,
+    product_id: Option<i64>,
+    now: DateTime<Utc>,
+) -> Result<(), ActivationRefusal> {
+    if product_id.is_some_and(|p| p != license.product_id) {
+        return Err(ActivationRefusal::WrongProduct);
+    }
+    if license.blocked {
+        return Err(ActivationRefusal::Blocked);
+    }
+    if license.is_expired(now) {
+        return Err(ActivationRefusal::Expired);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::license::fixtures::{activation, license};
+    use chrono::Duration;
+
+    fn fp(s: &str) -> Fingerprint {
+        Fingerprint::parse(s).unwrap()
+    }
+
+    #[test]
+    fn an_active_license_is_valid() {
+        let now = Utc::now();
+        let out = validate(&license(now), &[], &ValidationRequest::default(), now);
+        assert_eq!(out.code, ValidationCode::Valid);
+    }
+
+    #[test]
+    fn checks_run_in_a_stable_order() {
+        let now = Utc::now();
+        let mut lic = license(now);
+        lic.blocked = true;
+        lic.expires = Some(now - Duration::days(1));
+        let wrong = ValidationRequest {
+            product_id: Some(99),
+            ..Default::default()
+        };
+        assert_eq!(validate(&lic, &[], &wrong, now).code, ValidationCode::WrongProduct);
+        let plain = ValidationRequest::default();
+        assert_eq!(validate(&lic, &[], &plain, now).code, ValidationCode::Blocked);
+        lic.blocked = false;
+        assert_eq!(validate(&lic, &[], &plain, now).code, ValidationCode::Expired);
+    }
+
+    #[test]
+    fn missing_features_are_named() {
+        let now = Utc::now();
+        let features = [FeatureName::parse("pro").unwrap(), FeatureName::parse("team").unwrap()];
+        let req = ValidationRequest {
+            features: &features,
+            ..Default::default()
+        };
+        let out = validate(&license(now), &[], &req, now);
+        assert_eq!(out.code, ValidationCode::FeatureMissing);
+        assert!(out.detail.contains("team"));
+    }
+
+    #[test]
+    fn fingerprints_must_be_activated_and_within_the_limit() {
+        let now = Utc::now();
+        let lic = license(now); // max_machines = 2
+        let live = [activation(1, "a", now), activation(2, "b", now), activation(3, "c", now)];
+        let check = |m: &str| {
+            let f = fp(m);
+            let req = ValidationRequest {
+                fingerprint: Some(&f),
+                ..Default::default()
+            };
+            validate(&lic, &live, &req, now).code
+        };
+        assert_eq!(check("a"), ValidationCode::Valid);
+        assert_eq!(check("b"), ValidationCode::Valid);
+        assert_eq!(check("c"), ValidationCode::TooManyMachines);
+        assert_eq!(check("z"), ValidationCode::NotActivated);
+    }
+
+    #[test]
+    fn admission_respects_the_machine_limit() {
+        let now = Utc::now();
+        let mut lic = license(now);
+        assert_eq!(admit_new_machine(&lic, None, 1, now), Ok(()));
+        assert_eq!(
+            admit_new_machine(&lic, None, 2, now),
+            Err(ActivationRefusal::TooManyMachines)
+        );
+        lic.max_machines = 0;
+        assert_eq!(admit_new_machine(&lic, None, 10_000, now), Ok(()));
+        lic.blocked = true;
+        assert_eq!(admit_known_machine(&lic, None, now), Err(ActivationRefusal::Blocked));
+        assert_eq!(
+            admit_known_machine(&lic, Some(8), now),
+            Err(ActivationRefusal::WrongProduct)
+        );
+    }
+}

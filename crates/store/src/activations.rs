@@ -1,0 +1,137 @@
+use chrono::{DateTime, Utc};
+use keyturn_core::Activation;
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use crate::time::{from_db, opt_from_db, to_db};
+use crate::{Result, Session};
+
+const COLUMNS: &str =
+    "id, license_id, fingerprint, name, ip, created_at, last_seen_at, lease_expires_at";
+
+fn activation(row: &AnyRow) -> Result<Activation> {
+    Ok(Activation {
+        id: row.try_get("id")?,
+        license_id: row.try_get("license_id")?,
+        fingerprint: row.try_get("fingerprint")?,
+        name: row.try_get("name")?,
+        ip: row.try_get("ip")?,
+        created: from_db(row.try_get("created_at")?),
+        last_seen: from_db(row.try_get("last_seen_at")?),
+        lease_expires: opt_from_db(row.try_get("lease_expires_at")?),
+    })
+}
+
+impl Session {
+    /// A license's activations whose leases have not lapsed, oldest first.
+    pub async fn live_activations(
+        &mut self,
+        license_id: i64,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Activation>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM activations WHERE license_id = $1 \
+             AND (lease_expires_at IS NULL OR lease_expires_at > $2) ORDER BY created_at, id"
+        ))
+        .bind(license_id)
+        .bind(to_db(now))
+        .fetch_all(self.conn())
+        .await?;
+        rows.iter().map(activation).collect()
+    }
+
+    pub async fn activation(&mut self, id: i64) -> Result<Option<Activation>> {
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM activations WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(self.conn())
+            .await?;
+        row.as_ref().map(activation).transpose()
+    }
+
+    pub async fn activation_of(
+        &mut self,
+        license_id: i64,
+        fingerprint: &str,
+    ) -> Result<Option<Activation>> {
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM activations WHERE license_id = $1 AND fingerprint = $2"
+        ))
+        .bind(license_id)
+        .bind(fingerprint)
+        .fetch_optional(self.conn())
+        .await?;
+        row.as_ref().map(activation).transpose()
+    }
+
+    pub async fn insert_activation(
+        &mut self,
+        license_id: i64,
+        fingerprint: &str,
+        name: Option<&str>,
+        ip: Option<&str>,
+        lease_expires: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Result<Activation> {
+        let row = sqlx::query(&format!(
+            "INSERT INTO activations (license_id, fingerprint, name, ip, created_at, last_seen_at, \
+             lease_expires_at) VALUES ($1, $2, $3, $4, $5, $5, $6) RETURNING {COLUMNS}"
+        ))
+        .bind(license_id)
+        .bind(fingerprint)
+        .bind(name)
+        .bind(ip)
+        .bind(to_db(now))
+        .bind(lease_expires.map(to_db))
+        .fetch_one(self.conn())
+        .await?;
+        activation(&row)
+    }
+
+    /// A known machine checked in again: renew its lease and remember where it came from.
+    pub async fn renew_activation(
+        &mut self,
+        id: i64,
+        name: Option<&str>,
+        ip: Option<&str>,
+        lease_expires: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Result<Activation> {
+        let row = sqlx::query(&format!(
+            "UPDATE activations SET name = COALESCE($1, name), ip = COALESCE($2, ip), \
+             last_seen_at = $3, lease_expires_at = $4 WHERE id = $5 RETURNING {COLUMNS}"
+        ))
+        .bind(name)
+        .bind(ip)
+        .bind(to_db(now))
+        .bind(lease_expires.map(to_db))
+        .bind(id)
+        .fetch_one(self.conn())
+        .await?;
+        activation(&row)
+    }
+
+    pub async fn delete_activation(&mut self, id: i64) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM activations WHERE id = $1")
+            .bind(id)
+            .execute(self.conn())
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Forgets floating activations whose lease has lapsed; they no longer hold a seat.
+    pub async fn delete_lapsed_activations(
+        &mut self,
+        license_id: i64,
+        now: DateTime<Utc>,
+    ) -> Result<u64> {
+        let done = sqlx::query(
+            "DELETE FROM activations WHERE license_id = $1 \
+             AND lease_expires_at IS NOT NULL AND lease_expires_at <= $2",
+        )
+        .bind(license_id)
+        .bind(to_db(now))
+        .execute(self.conn())
+        .await?;
+        Ok(done.rows_affected())
+    }
+}

@@ -1,0 +1,238 @@
+use chrono::{DateTime, Utc};
+use keyturn_core::License;
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use crate::time::{from_db, opt_from_db, to_db};
+use crate::{json_list, parse_json, Result, Session};
+
+/// A license as the use cases have validated it, before it has an id.
+#[derive(Debug, Clone)]
+pub struct NewLicense {
+    pub key: String,
+    pub product_id: i64,
+    pub plan_id: Option<i64>,
+    pub customer_id: Option<i64>,
+    pub expires: Option<DateTime<Utc>>,
+    pub period_days: Option<i64>,
+    pub features: Vec<String>,
+    pub max_machines: i64,
+    pub floating_lease_seconds: Option<i64>,
+    pub trial: bool,
+    pub notes: String,
+    pub blocked: bool,
+    pub metadata: serde_json::Value,
+}
+
+/// Which licenses a listing returns; every filter that is set must hold.
+#[derive(Debug, Clone, Default)]
+pub struct LicenseFilter {
+    pub product_id: Option<i64>,
+    pub customer_id: Option<i64>,
+    pub email: Option<String>,
+    pub blocked: Option<bool>,
+    pub expires_before: Option<DateTime<Utc>>,
+    /// Cursor: only licenses with a larger id.
+    pub after: Option<i64>,
+    pub limit: i64,
+}
+
+const COLUMNS: &str = "id, key, product_id, plan_id, customer_id, created_at, updated_at, \
+                       expires_at, period_days, features, max_machines, floating_lease_seconds, \
+                       trial, notes, blocked, metadata";
+
+fn license(row: &AnyRow) -> Result<License> {
+    Ok(License {
+        id: row.try_get("id")?,
+        key: row.try_get("key")?,
+        product_id: row.try_get("product_id")?,
+        plan_id: row.try_get("plan_id")?,
+        customer_id: row.try_get("customer_id")?,
+        created: from_db(row.try_get("created_at")?),
+        updated: from_db(row.try_get("updated_at")?),
+        expires: opt_from_db(row.try_get("expires_at")?),
+        period_days: row.try_get("period_days")?,
+        features: parse_json("licenses.features", &row.try_get::<String, _>("features")?)?,
+        max_machines: row.try_get("max_machines")?,
+        floating_lease_seconds: row.try_get("floating_lease_seconds")?,
+        trial: row.try_get::<i64, _>("trial")? != 0,
+        notes: row.try_get("notes")?,
+        blocked: row.try_get::<i64, _>("blocked")? != 0,
+        metadata: parse_json("licenses.metadata", &row.try_get::<String, _>("metadata")?)?,
+    })
+}
+
+enum Bind {
+    Int(i64),
+    Text(String),
+}
+
+impl Session {
+    /// Inserts a license; `None` when its key is already taken, so the caller can draw another
+    /// key without aborting the transaction (a failed INSERT would abort it on PostgreSQL).
+    pub async fn insert_license(
+        &mut self,
+        l: &NewLicense,
+        now: DateTime<Utc>,
+    ) -> Result<Option<License>> {
+        let row = sqlx::query(&format!(
+            "INSERT INTO licenses (key, product_id, plan_id, customer_id, created_at, updated_at, \
+             expires_at, period_days, features, max_machines, floating_lease_seconds, trial, \
+             notes, blocked, metadata) \
+             VALUES ($1, $2, $3, $4, $5, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
+             ON CONFLICT (key) DO NOTHING RETURNING {COLUMNS}"
+        ))
+        .bind(&l.key)
+        .bind(l.product_id)
+        .bind(l.plan_id)
+        .bind(l.customer_id)
+        .bind(to_db(now))
+        .bind(l.expires.map(to_db))
+        .bind(l.period_days)
+        .bind(json_list(&l.features))
+        .bind(l.max_machines)
+        .bind(l.floating_lease_seconds)
+        .bind(i64::from(l.trial))
+        .bind(&l.notes)
+        .bind(i64::from(l.blocked))
+        .bind(l.metadata.to_string())
+        .fetch_optional(self.conn())
+        .await?;
+        row.as_ref().map(license).transpose()
+    }
+
+    pub async fn license(&mut self, id: i64) -> Result<Option<License>> {
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM licenses WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(self.conn())
+            .await?;
+        row.as_ref().map(license).transpose()
+    }
+
+    pub async fn license_by_key(&mut self, key: &str) -> Result<Option<License>> {
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM licenses WHERE key = $1"))
+            .bind(key)
+            .fetch_optional(self.conn())
+            .await?;
+        row.as_ref().map(license).transpose()
+    }
+
+    /// Reads a license and holds it until commit, so no other transaction changes it (or its
+    /// activations, which are only changed under this lock) meanwhile.
+    pub async fn lock_license(&mut self, id: i64) -> Result<Option<License>> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM licenses WHERE id = $1{}",
+            self.for_update()
+        );
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(self.conn())
+            .await?;
+        row.as_ref().map(license).transpose()
+    }
+
+    pub async fn licenses(&mut self, f: &LicenseFilter) -> Result<Vec<License>> {
+        let mut sql = format!("SELECT {COLUMNS} FROM licenses WHERE id > $1");
+        let mut binds = vec![Bind::Int(f.after.unwrap_or(0))];
+        let mut push = |clause: &str, value: Bind| {
+            binds.push(value);
+            sql.push_str(&clause.replace("{}", &format!("${}", binds.len())));
+        };
+        if let Some(p) = f.product_id {
+            push(" AND product_id = {}", Bind::Int(p));
+        }
+        if let Some(c) = f.customer_id {
+            push(" AND customer_id = {}", Bind::Int(c));
+        }
+        if let Some(e) = &f.email {
+            push(
+                " AND customer_id IN (SELECT id FROM customers WHERE email = {})",
+                Bind::Text(e.clone()),
+            );
+        }
+        if let Some(b) = f.blocked {
+            push(" AND blocked = {}", Bind::Int(i64::from(b)));
+        }
+        if let Some(before) = f.expires_before {
+            push(
+                " AND expires_at IS NOT NULL AND expires_at < {}",
+                Bind::Int(to_db(before)),
+            );
+        }
+        push(" ORDER BY id LIMIT {}", Bind::Int(f.limit));
+        let mut query = sqlx::query(&sql);
+        for b in binds {
+            query = match b {
+                Bind::Int(v) => query.bind(v),
+                Bind::Text(v) => query.bind(v),
+            };
+        }
+        let rows = query.fetch_all(self.conn()).await?;
+        rows.iter().map(license).collect()
+    }
+
+    /// Writes every changeable field of `l` and stamps `updated`.
+    pub async fn update_license(&mut self, l: &License, now: DateTime<Utc>) -> Result<()> {
+        sqlx::query(
+            "UPDATE licenses SET customer_id = $1, updated_at = $2, expires_at = $3, \
+             period_days = $4, features = $5, max_machines = $6, floating_lease_seconds = $7, \
+             notes = $8, blocked = $9, metadata = $10, plan_id = $11 WHERE id = $12",
+        )
+        .bind(l.customer_id)
+        .bind(to_db(now))
+        .bind(l.expires.map(to_db))
+        .bind(l.period_days)
+        .bind(json_list(&l.features))
+        .bind(l.max_machines)
+        .bind(l.floating_lease_seconds)
+        .bind(&l.notes)
+        .bind(i64::from(l.blocked))
+        .bind(l.metadata.to_string())
+        .bind(l.plan_id)
+        .bind(l.id)
+        .execute(self.conn())
+        .await?;
+        Ok(())
+    }
+
+    pub async fn delete_license(&mut self, id: i64) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM licenses WHERE id = $1")
+            .bind(id)
+            .execute(self.conn())
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// The license a machine already received as a trial of a product, if any.
+    pub async fn trial_license(&mut self, product_id: i64, fingerprint: &str) -> Result<Option<i64>> {
+        let row = sqlx::query(
+            "SELECT license_id FROM trials WHERE product_id = $1 AND fingerprint = $2",
+        )
+        .bind(product_id)
+        .bind(fingerprint)
+        .fetch_optional(self.conn())
+        .await?;
+        Ok(row.map(|r| r.try_get("license_id")).transpose()?)
+    }
+
+    /// Records a machine's trial; `false` when the machine already has one.
+    pub async fn insert_trial(
+        &mut self,
+        product_id: i64,
+        fingerprint: &str,
+        license_id: i64,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "INSERT INTO trials (product_id, fingerprint, license_id, created_at) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (product_id, fingerprint) DO NOTHING",
+        )
+        .bind(product_id)
+        .bind(fingerprint)
+        .bind(license_id)
+        .bind(to_db(now))
+        .execute(self.conn())
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+}

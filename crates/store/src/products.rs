@@ -1,0 +1,107 @@
+use chrono::{DateTime, Utc};
+use keyturn_core::Product;
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use crate::time::{from_db, to_db};
+use crate::{json_list, parse_json, Result, Session};
+
+fn product(row: &AnyRow) -> Result<Product> {
+    Ok(Product {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        features: parse_json("products.features", &row.try_get::<String, _>("features")?)?,
+        created: from_db(row.try_get("created_at")?),
+    })
+}
+
+const COLUMNS: &str = "id, name, features, created_at";
+
+impl Session {
+    pub async fn insert_product(
+        &mut self,
+        name: &str,
+        features: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<Product> {
+        let row = sqlx::query(&format!(
+            "INSERT INTO products (name, features, created_at) VALUES ($1, $2, $3) RETURNING {COLUMNS}"
+        ))
+        .bind(name)
+        .bind(json_list(features))
+        .bind(to_db(now))
+        .fetch_one(self.conn())
+        .await?;
+        product(&row)
+    }
+
+    pub async fn product(&mut self, id: i64) -> Result<Option<Product>> {
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM products WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(self.conn())
+            .await?;
+        row.as_ref().map(product).transpose()
+    }
+
+    /// All products, or the one a restricted token may see.
+    pub async fn products(&mut self, only: Option<i64>) -> Result<Vec<Product>> {
+        let rows = match only {
+            Some(id) => {
+                sqlx::query(&format!("SELECT {COLUMNS} FROM products WHERE id = $1"))
+                    .bind(id)
+                    .fetch_all(self.conn())
+                    .await?
+            }
+            None => {
+                sqlx::query(&format!("SELECT {COLUMNS} FROM products ORDER BY id"))
+                    .fetch_all(self.conn())
+                    .await?
+            }
+        };
+        rows.iter().map(product).collect()
+    }
+
+    pub async fn update_product(&mut self, p: &Product) -> Result<()> {
+        sqlx::query("UPDATE products SET name = $1, features = $2 WHERE id = $3")
+            .bind(&p.name)
+            .bind(json_list(&p.features))
+            .bind(p.id)
+            .execute(self.conn())
+            .await?;
+        Ok(())
+    }
+
+    pub async fn insert_signing_key(
+        &mut self,
+        product_id: i64,
+        algorithm: &str,
+        private_key: &str,
+        public_key: &str,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO signing_keys (product_id, algorithm, private_key, public_key, created_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(product_id)
+        .bind(algorithm)
+        .bind(private_key)
+        .bind(public_key)
+        .bind(to_db(now))
+        .execute(self.conn())
+        .await?;
+        Ok(())
+    }
+
+    /// The stored private key of a product for an algorithm.
+    pub async fn signing_key(&mut self, product_id: i64, algorithm: &str) -> Result<Option<String>> {
+        let row = sqlx::query(
+            "SELECT private_key FROM signing_keys WHERE product_id = $1 AND algorithm = $2",
+        )
+        .bind(product_id)
+        .bind(algorithm)
+        .fetch_optional(self.conn())
+        .await?;
+        Ok(row.map(|r| r.try_get("private_key")).transpose()?)
+    }
+}
