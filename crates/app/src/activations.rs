@@ -1,7 +1,9 @@
 //! What programs do with a key: activate a machine, check in, deactivate, validate.
 
 use keyturn_core::names::display_name;
-use keyturn_core::validation::{admit_known_machine, admit_new_machine, validate, ValidationRequest};
+use keyturn_core::validation::{
+    admit_known_machine, admit_new_machine, validate, ValidationRequest,
+};
 use keyturn_core::{
     Activation, FeatureName, Fingerprint, License, LicenseKey, Permission, ValidationOutcome,
 };
@@ -207,7 +209,11 @@ impl App {
     /// Answers whether a key is good to use. Reads only: the validation path never writes.
     pub async fn validate(&self, q: ValidationQuery) -> Result<ValidationReply> {
         let key = LicenseKey::parse(&q.key)?;
-        let fingerprint = q.fingerprint.as_deref().map(Fingerprint::parse).transpose()?;
+        let fingerprint = q
+            .fingerprint
+            .as_deref()
+            .map(Fingerprint::parse)
+            .transpose()?;
         let features = FeatureName::parse_list(&q.features)?;
         let mut session = self.store.read().await?;
         let Some(license) = session.license_by_key(key.as_str()).await? else {

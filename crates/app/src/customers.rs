@@ -23,7 +23,10 @@ fn email(input: Option<&str>) -> Result<Option<String>> {
 }
 
 fn company(input: Option<&str>) -> Result<Option<String>> {
-    input.map(|c| display_name("company", c)).transpose().map_err(Into::into)
+    input
+        .map(|c| display_name("company", c))
+        .transpose()
+        .map_err(Into::into)
 }
 
 // Customers are shared by all products, so only unrestricted tokens manage them.

@@ -14,7 +14,7 @@ mod tokens;
 use chrono::{DateTime, Utc};
 use keyturn_store::Store;
 
-pub use activations::{ActivationOutcome, ActivationRequest, ValidationReply, ValidationQuery};
+pub use activations::{ActivationOutcome, ActivationRequest, ValidationQuery, ValidationReply};
 pub use catalog::{NewPlanInput, NewProductInput, ProductPatch};
 pub use customers::{CustomerPatch, NewCustomerInput};
 pub use error::AppError;

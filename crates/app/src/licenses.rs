@@ -164,11 +164,11 @@ impl App {
             .product(product_id)
             .await?
             .ok_or(AppError::invalid("product_id", "no such product"))?;
-        let period_days = spec.period_days.or(plan.as_ref().and_then(|p| p.period_days));
+        let period_days = spec
+            .period_days
+            .or(plan.as_ref().and_then(|p| p.period_days));
         check_period_days(period_days)?;
-        let expires = spec
-            .expires
-            .or(period_days.map(|d| at + Duration::days(d)));
+        let expires = spec.expires.or(period_days.map(|d| at + Duration::days(d)));
         let features = match (&spec.features, &plan) {
             (Some(f), _) => product_features(&product, f)?,
             (None, Some(plan)) => plan.features.clone(),
@@ -203,9 +203,7 @@ impl App {
             features,
             max_machines,
             floating_lease_seconds,
-            trial: spec
-                .trial
-                .unwrap_or(plan.as_ref().is_some_and(|p| p.trial)),
+            trial: spec.trial.unwrap_or(plan.as_ref().is_some_and(|p| p.trial)),
             notes,
             blocked: spec.blocked.unwrap_or(false),
             metadata,
@@ -228,7 +226,9 @@ impl App {
         }
         let at = now();
         let mut session = self.store.write().await?;
-        let new = self.resolve_spec(&mut session, principal, &spec, at).await?;
+        let new = self
+            .resolve_spec(&mut session, principal, &spec, at)
+            .await?;
         let mut created = Vec::with_capacity(quantity as usize);
         for _ in 0..quantity {
             let license = insert_with_fresh_key(&mut session, new.clone(), at).await?;
@@ -343,7 +343,15 @@ impl App {
     ) -> Result<License> {
         let at = now();
         session.update_license(license, at).await?;
-        record(&mut session, license.id, principal.actor, action, details, at).await?;
+        record(
+            &mut session,
+            license.id,
+            principal.actor,
+            action,
+            details,
+            at,
+        )
+        .await?;
         let saved = session
             .license(license.id)
             .await?
@@ -358,7 +366,9 @@ impl App {
         id: i64,
         extension: Extension,
     ) -> Result<License> {
-        let (session, mut license) = self.locked(principal, id, Permission::LicensesWrite).await?;
+        let (session, mut license) = self
+            .locked(principal, id, Permission::LicensesWrite)
+            .await?;
         let from = license.expires;
         let to = match extension {
             Extension::Days(days) => {
@@ -380,22 +390,47 @@ impl App {
             }
         };
         license.expires = Some(to);
-        self.save(session, principal, &license, "extended", json!({"from": from, "to": to}))
-            .await
+        self.save(
+            session,
+            principal,
+            &license,
+            "extended",
+            json!({"from": from, "to": to}),
+        )
+        .await
     }
 
-    pub async fn set_blocked(&self, principal: &Principal, id: i64, blocked: bool) -> Result<License> {
-        let (session, mut license) = self.locked(principal, id, Permission::LicensesWrite).await?;
+    pub async fn set_blocked(
+        &self,
+        principal: &Principal,
+        id: i64,
+        blocked: bool,
+    ) -> Result<License> {
+        let (session, mut license) = self
+            .locked(principal, id, Permission::LicensesWrite)
+            .await?;
         let was = license.blocked;
         license.blocked = blocked;
         let action = if blocked { "blocked" } else { "unblocked" };
-        self.save(session, principal, &license, action, json!({"was_blocked": was}))
-            .await
+        self.save(
+            session,
+            principal,
+            &license,
+            action,
+            json!({"was_blocked": was}),
+        )
+        .await
     }
 
-    pub async fn add_feature(&self, principal: &Principal, id: i64, feature: &str) -> Result<License> {
-        let (mut session, mut license) =
-            self.locked(principal, id, Permission::LicensesWrite).await?;
+    pub async fn add_feature(
+        &self,
+        principal: &Principal,
+        id: i64,
+        feature: &str,
+    ) -> Result<License> {
+        let (mut session, mut license) = self
+            .locked(principal, id, Permission::LicensesWrite)
+            .await?;
         let product = session
             .product(license.product_id)
             .await?
@@ -404,8 +439,14 @@ impl App {
         if !license.has_feature(&feature) {
             license.features.push(feature.clone());
         }
-        self.save(session, principal, &license, "feature_added", json!({"feature": feature}))
-            .await
+        self.save(
+            session,
+            principal,
+            &license,
+            "feature_added",
+            json!({"feature": feature}),
+        )
+        .await
     }
 
     pub async fn remove_feature(
@@ -414,14 +455,22 @@ impl App {
         id: i64,
         feature: &str,
     ) -> Result<License> {
-        let (session, mut license) = self.locked(principal, id, Permission::LicensesWrite).await?;
+        let (session, mut license) = self
+            .locked(principal, id, Permission::LicensesWrite)
+            .await?;
         let feature = keyturn_core::FeatureName::parse(feature)?.into_string();
         if !license.has_feature(&feature) {
             return Err(AppError::NotFound("feature on this license"));
         }
         license.features.retain(|f| *f != feature);
-        self.save(session, principal, &license, "feature_removed", json!({"feature": feature}))
-            .await
+        self.save(
+            session,
+            principal,
+            &license,
+            "feature_removed",
+            json!({"feature": feature}),
+        )
+        .await
     }
 
     pub async fn update_license(
@@ -430,8 +479,9 @@ impl App {
         id: i64,
         patch: LicensePatch,
     ) -> Result<License> {
-        let (mut session, mut license) =
-            self.locked(principal, id, Permission::LicensesWrite).await?;
+        let (mut session, mut license) = self
+            .locked(principal, id, Permission::LicensesWrite)
+            .await?;
         let before = license.clone();
         if let Some(n) = patch.max_machines {
             check_max_machines(n)?;
@@ -462,13 +512,20 @@ impl App {
             license.floating_lease_seconds = lease;
         }
         let changes = diff(&before, &license);
-        self.save(session, principal, &license, "updated", json!({"changes": changes}))
-            .await
+        self.save(
+            session,
+            principal,
+            &license,
+            "updated",
+            json!({"changes": changes}),
+        )
+        .await
     }
 
     pub async fn delete_license(&self, principal: &Principal, id: i64) -> Result<()> {
-        let (mut session, license) =
-            self.locked(principal, id, Permission::LicensesDelete).await?;
+        let (mut session, license) = self
+            .locked(principal, id, Permission::LicensesDelete)
+            .await?;
         session.delete_license(id).await?;
         record(
             &mut session,

@@ -23,9 +23,10 @@ impl App {
             .signing_key(product_id, ED25519)
             .await?
             .ok_or(AppError::NotFound("product"))?;
-        let signer = Arc::new(ProductSigner::from_base64_seed(&seed).map_err(|e| {
-            AppError::Store(keyturn_store::StoreError::Corrupt(e.to_string()))
-        })?);
+        let signer = Arc::new(
+            ProductSigner::from_base64_seed(&seed)
+                .map_err(|e| AppError::Store(keyturn_store::StoreError::Corrupt(e.to_string())))?,
+        );
         self.signers
             .0
             .write()

@@ -40,7 +40,10 @@ impl App {
         principal.require_unrestricted(Permission::TokensManage)?;
         let name = display_name("name", &input.name)?;
         if input.permissions.is_empty() {
-            return Err(AppError::invalid("permissions", "must name at least one permission"));
+            return Err(AppError::invalid(
+                "permissions",
+                "must name at least one permission",
+            ));
         }
         let at = now();
         if input.expires.is_some_and(|e| e <= at) {
@@ -105,7 +108,10 @@ impl App {
         if !session.revoke_token(id, now()).await? {
             return Err(AppError::NotFound("token"));
         }
-        let token = session.token(id).await?.ok_or(AppError::NotFound("token"))?;
+        let token = session
+            .token(id)
+            .await?
+            .ok_or(AppError::NotFound("token"))?;
         session.commit().await?;
         tracing::info!(token.id = id, actor = %principal.actor.label(), "access token revoked");
         Ok(token)

@@ -1,1 +1,400 @@
-fn main(){}
+use std::process::ExitCode;
+
+use anyhow::Context;
+use chrono::{Duration, Utc};
+use clap::{Parser, Subcommand};
+use keyturn::config::{LogFormat, ServeArgs, Settings, StoreArgs};
+use keyturn::startup::{open_store, Application};
+use keyturn_app::{
+    App, Extension, LicenseQuery, LicenseSpec, NewCustomerInput, NewPlanInput, NewProductInput,
+    NewTokenInput, PageRequest, Principal,
+};
+use keyturn_core::Permission;
+use serde::Serialize;
+
+/// Keyturn: a self-hosted software licensing server with payments built in.
+#[derive(Parser)]
+#[command(name = "keyturn", version)]
+struct Cli {
+    #[command(flatten)]
+    store: StoreArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve(ServeArgs),
+    /// Create or update the database schema, then exit.
+    Migrate,
+    /// Access tokens for the API.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Products and their signing keys.
+    #[command(subcommand)]
+    Product(ProductCommand),
+    /// Plans (license templates).
+    #[command(subcommand)]
+    Plan(PlanCommand),
+    /// Customers.
+    #[command(subcommand)]
+    Customer(CustomerCommand),
+    /// Licenses.
+    #[command(subcommand)]
+    License(LicenseCommand),
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create a token and print it (it is shown only this once).
+    Create {
+        /// Allow everything.
+        #[arg(long)]
+        admin: bool,
+        #[arg(long, default_value = "cli")]
+        name: String,
+        /// A permission such as licenses:read (repeat for several).
+        #[arg(long = "permission")]
+        permissions: Vec<Permission>,
+        /// Limit the token to one product.
+        #[arg(long)]
+        product: Option<i64>,
+        /// Expire after this many days.
+        #[arg(long)]
+        expires_days: Option<i64>,
+    },
+    List,
+    Revoke {
+        id: i64,
+    },
+}
+
+#[derive(Subcommand)]
+enum ProductCommand {
+    Create {
+        #[arg(long)]
+        name: String,
+        /// A feature name (repeat for several; order gives Cryptolens F1..F8).
+        #[arg(long = "feature")]
+        features: Vec<String>,
+    },
+    List,
+    /// Print a product's public key.
+    PublicKey {
+        id: i64,
+    },
+}
+
+#[derive(Subcommand)]
+enum PlanCommand {
+    Create {
+        #[arg(long)]
+        product: i64,
+        #[arg(long)]
+        name: String,
+        /// Omit for a perpetual plan.
+        #[arg(long)]
+        period_days: Option<i64>,
+        #[arg(long, default_value_t = 0)]
+        max_machines: i64,
+        #[arg(long = "feature")]
+        features: Vec<String>,
+        #[arg(long)]
+        floating_lease_seconds: Option<i64>,
+        #[arg(long)]
+        trial: bool,
+        #[arg(long)]
+        grace_days: Option<i64>,
+    },
+    List {
+        #[arg(long)]
+        product: Option<i64>,
+    },
+}
+
+#[derive(Subcommand)]
+enum CustomerCommand {
+    Create {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        email: Option<String>,
+        #[arg(long)]
+        company: Option<String>,
+    },
+    List {
+        #[arg(long)]
+        email: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum LicenseCommand {
+    Create {
+        #[arg(long)]
+        product: Option<i64>,
+        #[arg(long)]
+        plan: Option<i64>,
+        #[arg(long)]
+        period_days: Option<i64>,
+        #[arg(long)]
+        max_machines: Option<i64>,
+        #[arg(long = "feature")]
+        features: Vec<String>,
+        #[arg(long)]
+        customer: Option<i64>,
+        #[arg(long)]
+        notes: Option<String>,
+        #[arg(long, default_value_t = 1)]
+        quantity: i64,
+    },
+    List {
+        #[arg(long)]
+        product: Option<i64>,
+        #[arg(long)]
+        email: Option<String>,
+        #[arg(long)]
+        limit: Option<i64>,
+    },
+    /// Show a license by id or key.
+    Show {
+        id_or_key: String,
+    },
+    Block {
+        id: i64,
+    },
+    Unblock {
+        id: i64,
+    },
+    Extend {
+        id: i64,
+        #[arg(long)]
+        days: i64,
+    },
+}
+
+fn print<T: Serialize>(value: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KEYTURN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = terminate => {} }
+    tracing::info!("shutting down");
+}
+
+async fn serve(store: &StoreArgs, args: &ServeArgs) -> anyhow::Result<()> {
+    let settings = Settings::resolve(store, args)?;
+    init_logging(settings.log_format);
+    let (application, admin) = Application::build(&settings).await?;
+    if let Some(token) = admin {
+        println!("New installation. Admin access token (shown only this once):");
+        println!("{}", token.expose());
+    }
+    tracing::info!(
+        address = %application.local_addr(),
+        database = ?application.app().store().dialect(),
+        "keyturn is listening"
+    );
+    application.run_until(shutdown_signal()).await
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Command::Serve(args) = &cli.command {
+        return serve(&cli.store, args).await;
+    }
+    let store = open_store(&cli.store.resolve()?).await?;
+    let app = App::new(store);
+    let me = Principal::cli();
+    match cli.command {
+        Command::Serve(_) => unreachable!("handled above"),
+        Command::Migrate => eprintln!("the database schema is up to date"),
+        Command::Token(TokenCommand::Create {
+            admin,
+            name,
+            mut permissions,
+            product,
+            expires_days,
+        }) => {
+            if admin {
+                permissions.push(Permission::Admin);
+            }
+            anyhow::ensure!(
+                !permissions.is_empty(),
+                "give --admin or at least one --permission"
+            );
+            let (details, secret) = app
+                .create_token(
+                    &me,
+                    NewTokenInput {
+                        name,
+                        permissions,
+                        product_id: product,
+                        expires: expires_days.map(|d| Utc::now() + Duration::days(d)),
+                    },
+                )
+                .await?;
+            eprintln!("created token {} ({})", details.id, details.name);
+            println!("{}", secret.expose());
+        }
+        Command::Token(TokenCommand::List) => print(&app.tokens(&me).await?)?,
+        Command::Token(TokenCommand::Revoke { id }) => print(&app.revoke_token(&me, id).await?)?,
+        Command::Product(ProductCommand::Create { name, features }) => print(
+            &app.create_product(&me, NewProductInput { name, features })
+                .await?,
+        )?,
+        Command::Product(ProductCommand::List) => print(&app.products(&me).await?)?,
+        Command::Product(ProductCommand::PublicKey { id }) => {
+            let key = app.public_key(id).await?;
+            println!("{}", key.to_base64());
+            eprint!("{}", key.to_pem());
+        }
+        Command::Plan(PlanCommand::Create {
+            product,
+            name,
+            period_days,
+            max_machines,
+            features,
+            floating_lease_seconds,
+            trial,
+            grace_days,
+        }) => print(
+            &app.create_plan(
+                &me,
+                NewPlanInput {
+                    product_id: product,
+                    name,
+                    period_days,
+                    features,
+                    max_machines,
+                    floating_lease_seconds,
+                    trial,
+                    grace_days,
+                },
+            )
+            .await?,
+        )?,
+        Command::Plan(PlanCommand::List { product }) => print(&app.plans(&me, product).await?)?,
+        Command::Customer(CustomerCommand::Create {
+            name,
+            email,
+            company,
+        }) => print(
+            &app.create_customer(
+                &me,
+                NewCustomerInput {
+                    name,
+                    email,
+                    company,
+                },
+            )
+            .await?,
+        )?,
+        Command::Customer(CustomerCommand::List { email }) => print(
+            &app.customers(&me, email.as_deref(), &PageRequest::default())
+                .await?,
+        )?,
+        Command::License(LicenseCommand::Create {
+            product,
+            plan,
+            period_days,
+            max_machines,
+            features,
+            customer,
+            notes,
+            quantity,
+        }) => print(
+            &app.create_licenses(
+                &me,
+                LicenseSpec {
+                    product_id: product,
+                    plan_id: plan,
+                    period_days,
+                    max_machines,
+                    features: (!features.is_empty()).then_some(features),
+                    customer_id: customer,
+                    notes,
+                    quantity: Some(quantity),
+                    ..Default::default()
+                },
+            )
+            .await?,
+        )?,
+        Command::License(LicenseCommand::List {
+            product,
+            email,
+            limit,
+        }) => print(
+            &app.licenses(
+                &me,
+                LicenseQuery {
+                    product_id: product,
+                    email,
+                    page: PageRequest {
+                        cursor: None,
+                        limit,
+                    },
+                    ..Default::default()
+                },
+            )
+            .await?,
+        )?,
+        Command::License(LicenseCommand::Show { id_or_key }) => {
+            let license = match id_or_key.parse::<i64>() {
+                Ok(id) => app.license(&me, id).await?,
+                Err(_) => app.license_by_key(&me, &id_or_key).await?,
+            };
+            print(&license)?
+        }
+        Command::License(LicenseCommand::Block { id }) => {
+            print(&app.set_blocked(&me, id, true).await?)?
+        }
+        Command::License(LicenseCommand::Unblock { id }) => {
+            print(&app.set_blocked(&me, id, false).await?)?
+        }
+        Command::License(LicenseCommand::Extend { id, days }) => {
+            print(&app.extend_license(&me, id, Extension::Days(days)).await?)?
+        }
+    }
+    app.store().close().await;
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await.context("keyturn failed") {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

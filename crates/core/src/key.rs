@@ -94,7 +94,12 @@ mod tests {
     #[test]
     fn all_letters_are_used() {
         let letters: HashSet<char> = (0..500)
-            .flat_map(|_| LicenseKey::generate().into_string().chars().collect::<Vec<_>>())
+            .flat_map(|_| {
+                LicenseKey::generate()
+                    .into_string()
+                    .chars()
+                    .collect::<Vec<_>>()
+            })
             .filter(|c| *c != '-')
             .collect();
         assert_eq!(letters.len(), 26);

@@ -121,6 +121,9 @@ mod tests {
         assert_eq!(restored.public_key(), signer.public_key());
         let public = PublicKey::from_base64(&signer.public_key().to_base64()).unwrap();
         assert!(public.verify(b"x", &restored.sign(b"x")));
-        assert!(signer.public_key().to_pem().starts_with("-----BEGIN PUBLIC KEY-----"));
+        assert!(signer
+            .public_key()
+            .to_pem()
+            .starts_with("-----BEGIN PUBLIC KEY-----"));
     }
 }

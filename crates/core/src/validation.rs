@@ -79,7 +79,10 @@ pub fn validate(
     {
         return ValidationOutcome::new(
             FeatureMissing,
-            format!("the license does not include feature {:?}", missing.as_str()),
+            format!(
+                "the license does not include feature {:?}",
+                missing.as_str()
+            ),
         );
     }
     if let Some(fingerprint) = request.fingerprint {
@@ -199,17 +202,29 @@ mod tests {
             product_id: Some(99),
             ..Default::default()
         };
-        assert_eq!(validate(&lic, &[], &wrong, now).code, ValidationCode::WrongProduct);
+        assert_eq!(
+            validate(&lic, &[], &wrong, now).code,
+            ValidationCode::WrongProduct
+        );
         let plain = ValidationRequest::default();
-        assert_eq!(validate(&lic, &[], &plain, now).code, ValidationCode::Blocked);
+        assert_eq!(
+            validate(&lic, &[], &plain, now).code,
+            ValidationCode::Blocked
+        );
         lic.blocked = false;
-        assert_eq!(validate(&lic, &[], &plain, now).code, ValidationCode::Expired);
+        assert_eq!(
+            validate(&lic, &[], &plain, now).code,
+            ValidationCode::Expired
+        );
     }
 
     #[test]
     fn missing_features_are_named() {
         let now = Utc::now();
-        let features = [FeatureName::parse("pro").unwrap(), FeatureName::parse("team").unwrap()];
+        let features = [
+            FeatureName::parse("pro").unwrap(),
+            FeatureName::parse("team").unwrap(),
+        ];
         let req = ValidationRequest {
             features: &features,
             ..Default::default()
@@ -223,7 +238,11 @@ mod tests {
     fn fingerprints_must_be_activated_and_within_the_limit() {
         let now = Utc::now();
         let lic = license(now); // max_machines = 2
-        let live = [activation(1, "a", now), activation(2, "b", now), activation(3, "c", now)];
+        let live = [
+            activation(1, "a", now),
+            activation(2, "b", now),
+            activation(3, "c", now),
+        ];
         let check = |m: &str| {
             let f = fp(m);
             let req = ValidationRequest {
@@ -250,7 +269,10 @@ mod tests {
         lic.max_machines = 0;
         assert_eq!(admit_new_machine(&lic, None, 10_000, now), Ok(()));
         lic.blocked = true;
-        assert_eq!(admit_known_machine(&lic, None, now), Err(ActivationRefusal::Blocked));
+        assert_eq!(
+            admit_known_machine(&lic, None, now),
+            Err(ActivationRefusal::Blocked)
+        );
         assert_eq!(
             admit_known_machine(&lic, Some(8), now),
             Err(ActivationRefusal::WrongProduct)

@@ -1,1 +1,83 @@
+//! Keyturn's HTTP interface. Handlers parse the request, call one use case of
+//! [`keyturn_app::App`], and render the result; errors are mapped to HTTP in [`ApiError`] only.
 
+mod error;
+mod extract;
+mod rate_limit;
+mod routes;
+mod serde_util;
+mod signed;
+
+use std::time::Duration;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::{Request, StatusCode};
+use axum::response::IntoResponse;
+use axum::Router;
+use keyturn_app::App;
+use tower_http::trace::TraceLayer;
+
+pub use error::ApiError;
+pub use rate_limit::RateLimiter;
+pub use signed::SIGNATURE_HEADER;
+
+/// What the HTTP layer needs to know from configuration.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    /// Requests per minute per client IP on activation and validation; 0 turns limiting off.
+    pub rate_limit_per_minute: u32,
+    pub rate_limit_burst: u32,
+    /// Take the client IP from `X-Forwarded-For` (only behind a proxy that sets it).
+    pub trust_forwarded_for: bool,
+    pub max_body_bytes: usize,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            rate_limit_per_minute: 600,
+            rate_limit_burst: 60,
+            trust_forwarded_for: false,
+            max_body_bytes: 64 * 1024,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub app: App,
+    pub settings: HttpSettings,
+    pub limiter: RateLimiter,
+}
+
+/// The whole HTTP surface of a Keyturn server.
+pub fn router(app: App, settings: HttpSettings) -> Router {
+    let state = AppState {
+        app,
+        limiter: RateLimiter::new(settings.rate_limit_per_minute, settings.rate_limit_burst),
+        settings: settings.clone(),
+    };
+    Router::new()
+        .merge(routes::health::router())
+        .nest("/v1", routes::v1(state.clone()))
+        .fallback(|| async { ApiError::not_found("route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this route does not accept that method",
+            )
+            .into_response()
+        })
+        .layer(DefaultBodyLimit::max(settings.max_body_bytes))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+                tracing::info_span!("http", method = %req.method(), path = %req.uri().path())
+            }),
+        )
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(30),
+        ))
+        .with_state(state)
+}

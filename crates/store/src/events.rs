@@ -13,7 +13,10 @@ fn event(row: &AnyRow) -> Result<LicenseEvent> {
         at: from_db(row.try_get("at")?),
         actor: row.try_get("actor")?,
         action: row.try_get("action")?,
-        details: parse_json("license_events.details", &row.try_get::<String, _>("details")?)?,
+        details: parse_json(
+            "license_events.details",
+            &row.try_get::<String, _>("details")?,
+        )?,
     })
 }
 

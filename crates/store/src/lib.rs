@@ -136,7 +136,10 @@ impl Store {
 
     /// A transaction for changes; dropped without [`Session::commit`], it rolls back.
     pub async fn write(&self) -> Result<Session> {
-        Ok(Session::transaction(self.write.begin().await?, self.dialect))
+        Ok(Session::transaction(
+            self.write.begin().await?,
+            self.dialect,
+        ))
     }
 
     pub async fn close(&self) {

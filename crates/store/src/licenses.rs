@@ -204,14 +204,17 @@ impl Session {
     }
 
     /// The license a machine already received as a trial of a product, if any.
-    pub async fn trial_license(&mut self, product_id: i64, fingerprint: &str) -> Result<Option<i64>> {
-        let row = sqlx::query(
-            "SELECT license_id FROM trials WHERE product_id = $1 AND fingerprint = $2",
-        )
-        .bind(product_id)
-        .bind(fingerprint)
-        .fetch_optional(self.conn())
-        .await?;
+    pub async fn trial_license(
+        &mut self,
+        product_id: i64,
+        fingerprint: &str,
+    ) -> Result<Option<i64>> {
+        let row =
+            sqlx::query("SELECT license_id FROM trials WHERE product_id = $1 AND fingerprint = $2")
+                .bind(product_id)
+                .bind(fingerprint)
+                .fetch_optional(self.conn())
+                .await?;
         Ok(row.map(|r| r.try_get("license_id")).transpose()?)
     }
 

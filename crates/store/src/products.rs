@@ -94,7 +94,11 @@ impl Session {
     }
 
     /// The stored private key of a product for an algorithm.
-    pub async fn signing_key(&mut self, product_id: i64, algorithm: &str) -> Result<Option<String>> {
+    pub async fn signing_key(
+        &mut self,
+        product_id: i64,
+        algorithm: &str,
+    ) -> Result<Option<String>> {
         let row = sqlx::query(
             "SELECT private_key FROM signing_keys WHERE product_id = $1 AND algorithm = $2",
         )

@@ -1,5 +1,5 @@
-use sqlx::AnyConnection;
 use sqlx::pool::PoolConnection;
+use sqlx::AnyConnection;
 use sqlx::{Any, Transaction};
 
 use crate::{Dialect, Result};

@@ -33,8 +33,7 @@ impl Session {
         expires: Option<DateTime<Utc>>,
         now: DateTime<Utc>,
     ) -> Result<AccessToken> {
-        let permissions =
-            serde_json::to_string(permissions).expect("permissions always serialise");
+        let permissions = serde_json::to_string(permissions).expect("permissions always serialise");
         let row = sqlx::query(&format!(
             "INSERT INTO access_tokens (name, token_hash, permissions, product_id, expires_at, \
              created_at) VALUES ($1, $2, $3, $4, $5, $6) RETURNING {COLUMNS}"
@@ -61,10 +60,12 @@ impl Session {
     }
 
     pub async fn token(&mut self, id: i64) -> Result<Option<AccessToken>> {
-        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM access_tokens WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(self.conn())
-            .await?;
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM access_tokens WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(self.conn())
+        .await?;
         row.as_ref().map(token).transpose()
     }
 

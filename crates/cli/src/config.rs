@@ -1,0 +1,228 @@
+//! Configuration from flags, then `KEYTURN_*` environment variables, then an optional TOML file,
+//! then defaults: the first that sets a value wins.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::Args;
+use keyturn_http::HttpSettings;
+use serde::Deserialize;
+
+/// Options every command accepts (they say where the data lives).
+#[derive(Debug, Clone, Default, Args)]
+pub struct StoreArgs {
+    /// TOML configuration file.
+    #[arg(long, env = "KEYTURN_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    /// Directory of the embedded SQLite database [default: ./keyturn-data].
+    #[arg(long, env = "KEYTURN_DATA_DIR", global = true)]
+    pub data_dir: Option<PathBuf>,
+    /// Use this database instead of SQLite in the data directory (postgres://… or sqlite://…).
+    #[arg(long, env = "KEYTURN_DATABASE_URL", global = true)]
+    pub database_url: Option<String>,
+    /// Connections per pool [default: 16].
+    #[arg(long, env = "KEYTURN_MAX_CONNECTIONS", global = true)]
+    pub max_connections: Option<u32>,
+}
+
+/// Options of `keyturn serve`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, env = "KEYTURN_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Activation/validation requests per minute per client IP; 0 = unlimited [default: 600].
+    #[arg(long, env = "KEYTURN_RATE_LIMIT_PER_MINUTE")]
+    pub rate_limit_per_minute: Option<u32>,
+    /// Requests a client may make at once before the per-minute rate applies [default: 60].
+    #[arg(long, env = "KEYTURN_RATE_LIMIT_BURST")]
+    pub rate_limit_burst: Option<u32>,
+    /// Trust X-Forwarded-For for the client IP (only behind a proxy that sets it).
+    #[arg(long, env = "KEYTURN_TRUST_FORWARDED_FOR")]
+    pub trust_forwarded_for: Option<bool>,
+    /// Largest accepted request body in bytes [default: 65536].
+    #[arg(long, env = "KEYTURN_MAX_BODY_BYTES")]
+    pub max_body_bytes: Option<usize>,
+    /// Log format: text or json [default: text].
+    #[arg(long, env = "KEYTURN_LOG_FORMAT")]
+    pub log_format: Option<LogFormat>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// The TOML file: the same names as the flags, with underscores.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    database_url: Option<String>,
+    max_connections: Option<u32>,
+    rate_limit_per_minute: Option<u32>,
+    rate_limit_burst: Option<u32>,
+    trust_forwarded_for: Option<bool>,
+    max_body_bytes: Option<usize>,
+    log_format: Option<LogFormat>,
+}
+
+/// Where the data lives.
+#[derive(Debug, Clone)]
+pub struct StoreSettings {
+    pub data_dir: PathBuf,
+    pub database_url: Option<String>,
+    pub max_connections: u32,
+}
+
+/// Everything `keyturn serve` runs with.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub store: StoreSettings,
+    pub http: HttpSettings,
+    pub log_format: LogFormat,
+}
+
+fn read_file(path: Option<&Path>) -> anyhow::Result<FileConfig> {
+    let Some(path) = path else {
+        return Ok(FileConfig::default());
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read configuration file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("bad configuration file {}", path.display()))
+}
+
+impl StoreArgs {
+    pub fn resolve(&self) -> anyhow::Result<StoreSettings> {
+        let file = read_file(self.config.as_deref())?;
+        Ok(Self::merge(self, &file))
+    }
+
+    fn merge(&self, file: &FileConfig) -> StoreSettings {
+        StoreSettings {
+            data_dir: self
+                .data_dir
+                .clone()
+                .or(file.data_dir.clone())
+                .unwrap_or_else(|| PathBuf::from("keyturn-data")),
+            database_url: self.database_url.clone().or(file.database_url.clone()),
+            max_connections: self.max_connections.or(file.max_connections).unwrap_or(16),
+        }
+    }
+}
+
+impl Settings {
+    pub fn resolve(store: &StoreArgs, serve: &ServeArgs) -> anyhow::Result<Self> {
+        let file = read_file(store.config.as_deref())?;
+        let defaults = HttpSettings::default();
+        Ok(Self {
+            listen: serve
+                .listen
+                .or(file.listen)
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
+            store: store.merge(&file),
+            http: HttpSettings {
+                rate_limit_per_minute: serve
+                    .rate_limit_per_minute
+                    .or(file.rate_limit_per_minute)
+                    .unwrap_or(defaults.rate_limit_per_minute),
+                rate_limit_burst: serve
+                    .rate_limit_burst
+                    .or(file.rate_limit_burst)
+                    .unwrap_or(defaults.rate_limit_burst),
+                trust_forwarded_for: serve
+                    .trust_forwarded_for
+                    .or(file.trust_forwarded_for)
+                    .unwrap_or(defaults.trust_forwarded_for),
+                max_body_bytes: serve
+                    .max_body_bytes
+                    .or(file.max_body_bytes)
+                    .unwrap_or(defaults.max_body_bytes),
+            },
+            log_format: serve.log_format.or(file.log_format).unwrap_or_default(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(text: &str) -> (tempdir::Dir, PathBuf) {
+        let dir = tempdir::Dir::new();
+        let path = dir.0.join("keyturn.toml");
+        std::fs::write(&path, text).unwrap();
+        (dir, path)
+    }
+
+    mod tempdir {
+        pub struct Dir(pub std::path::PathBuf);
+        impl Dir {
+            pub fn new() -> Self {
+                let p = std::env::temp_dir().join(format!(
+                    "keyturn-config-{}-{}",
+                    std::process::id(),
+                    rand_suffix()
+                ));
+                std::fs::create_dir_all(&p).unwrap();
+                Self(p)
+            }
+        }
+        impl Drop for Dir {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_dir_all(&self.0);
+            }
+        }
+        fn rand_suffix() -> u128 {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        }
+    }
+
+    #[test]
+    fn flags_beat_the_file_and_the_file_beats_defaults() {
+        let (_dir, path) = file(
+            "listen = \"127.0.0.1:9000\"\nrate_limit_per_minute = 5\ndata_dir = \"/srv/kt\"\n",
+        );
+        let store = StoreArgs {
+            config: Some(path),
+            ..Default::default()
+        };
+        let serve = ServeArgs {
+            rate_limit_per_minute: Some(7),
+            ..Default::default()
+        };
+        let s = Settings::resolve(&store, &serve).unwrap();
+        assert_eq!(s.listen.port(), 9000);
+        assert_eq!(s.http.rate_limit_per_minute, 7);
+        assert_eq!(s.store.data_dir, PathBuf::from("/srv/kt"));
+        assert_eq!(s.http.rate_limit_burst, 60);
+    }
+
+    #[test]
+    fn defaults_apply_without_a_file() {
+        let s = Settings::resolve(&StoreArgs::default(), &ServeArgs::default()).unwrap();
+        assert_eq!(s.listen, SocketAddr::from(([127, 0, 0, 1], 8080)));
+        assert_eq!(s.store.data_dir, PathBuf::from("keyturn-data"));
+        assert!(s.store.database_url.is_none());
+    }
+
+    #[test]
+    fn unknown_keys_in_the_file_are_errors() {
+        let (_dir, path) = file("lisen = \"127.0.0.1:9000\"\n");
+        let store = StoreArgs {
+            config: Some(path),
+            ..Default::default()
+        };
+        let err = Settings::resolve(&store, &ServeArgs::default()).unwrap_err();
+        assert!(format!("{err:#}").contains("lisen"), "{err:#}");
+    }
+}

@@ -1,0 +1,78 @@
+use std::future::Future;
+use std::net::SocketAddr;
+
+use anyhow::Context;
+use keyturn_app::App;
+use keyturn_core::TokenSecret;
+use keyturn_store::Store;
+use tokio::net::TcpListener;
+
+use crate::config::{Settings, StoreSettings};
+
+/// Opens the configured database and brings its schema up to date.
+pub async fn open_store(settings: &StoreSettings) -> anyhow::Result<Store> {
+    let store = match &settings.database_url {
+        Some(url) => Store::connect(url, settings.max_connections).await,
+        None => Store::open_sqlite(&settings.data_dir).await,
+    }
+    .context("cannot open the database")?;
+    store
+        .migrate()
+        .await
+        .context("cannot migrate the database")?;
+    Ok(store)
+}
+
+/// A server bound to its address, ready to run.
+pub struct Application {
+    listener: TcpListener,
+    router: axum::Router,
+    app: App,
+}
+
+impl Application {
+    /// Opens the store, creates the first admin token on a new installation (returned so the
+    /// caller can show it once), and binds the listener (port 0 picks a free port).
+    pub async fn build(settings: &Settings) -> anyhow::Result<(Self, Option<TokenSecret>)> {
+        let store = open_store(&settings.store).await?;
+        let app = App::new(store);
+        let admin = app.bootstrap_admin_token().await?;
+        let listener = TcpListener::bind(settings.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", settings.listen))?;
+        let router = keyturn_http::router(app.clone(), settings.http.clone());
+        Ok((
+            Self {
+                listener,
+                router,
+                app,
+            },
+            admin,
+        ))
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    pub fn app(&self) -> &App {
+        &self.app
+    }
+
+    /// Serves until `shutdown` resolves, then finishes in-flight requests.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let service = self
+            .router
+            .into_make_service_with_connect_info::<SocketAddr>();
+        axum::serve(self.listener, service)
+            .with_graceful_shutdown(shutdown)
+            .await?;
+        self.app.store().close().await;
+        Ok(())
+    }
+}

@@ -1,0 +1,159 @@
+//! Products and plans.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::Router;
+use keyturn_app::{NewPlanInput, NewProductInput, ProductPatch};
+use keyturn_core::{Plan, Product};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::extract::{Auth, Json, Path, Query};
+use crate::{ApiError, AppState};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/products", get(list_products).post(create_product))
+        .route("/products/{id}", get(get_product).patch(update_product))
+        .route("/products/{id}/public-key", get(public_key))
+        .route("/plans", get(list_plans).post(create_plan))
+        .route("/plans/{id}", get(get_plan))
+}
+
+type Reply<T> = Result<axum::Json<T>, ApiError>;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProductBody {
+    name: String,
+    #[serde(default)]
+    features: Vec<String>,
+}
+
+async fn create_product(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Json(body): Json<ProductBody>,
+) -> Result<(StatusCode, axum::Json<Product>), ApiError> {
+    let product = state
+        .app
+        .create_product(
+            &principal,
+            NewProductInput {
+                name: body.name,
+                features: body.features,
+            },
+        )
+        .await?;
+    Ok((StatusCode::CREATED, axum::Json(product)))
+}
+
+async fn list_products(State(state): State<AppState>, Auth(principal): Auth) -> Reply<Value> {
+    let products = state.app.products(&principal).await?;
+    Ok(axum::Json(json!({ "data": products })))
+}
+
+async fn get_product(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Path(id): Path<i64>,
+) -> Reply<Product> {
+    Ok(axum::Json(state.app.product(&principal, id).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProductPatchBody {
+    name: Option<String>,
+    features: Option<Vec<String>>,
+}
+
+async fn update_product(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Path(id): Path<i64>,
+    Json(body): Json<ProductPatchBody>,
+) -> Reply<Product> {
+    let patch = ProductPatch {
+        name: body.name,
+        features: body.features,
+    };
+    Ok(axum::Json(
+        state.app.update_product(&principal, id, patch).await?,
+    ))
+}
+
+/// Public: programs embed it to verify signed replies.
+async fn public_key(State(state): State<AppState>, Path(id): Path<i64>) -> Reply<Value> {
+    let key = state.app.public_key(id).await?;
+    Ok(axum::Json(json!({
+        "product_id": id,
+        "algorithm": "ed25519",
+        "public_key": key.to_base64(),
+        "pem": key.to_pem(),
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PlanBody {
+    product_id: i64,
+    name: String,
+    period_days: Option<i64>,
+    #[serde(default)]
+    features: Vec<String>,
+    #[serde(default)]
+    max_machines: i64,
+    floating_lease_seconds: Option<i64>,
+    #[serde(default)]
+    trial: bool,
+    grace_days: Option<i64>,
+}
+
+async fn create_plan(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Json(b): Json<PlanBody>,
+) -> Result<(StatusCode, axum::Json<Plan>), ApiError> {
+    let plan = state
+        .app
+        .create_plan(
+            &principal,
+            NewPlanInput {
+                product_id: b.product_id,
+                name: b.name,
+                period_days: b.period_days,
+                features: b.features,
+                max_machines: b.max_machines,
+                floating_lease_seconds: b.floating_lease_seconds,
+                trial: b.trial,
+                grace_days: b.grace_days,
+            },
+        )
+        .await?;
+    Ok((StatusCode::CREATED, axum::Json(plan)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PlanFilter {
+    product_id: Option<i64>,
+}
+
+async fn list_plans(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Query(f): Query<PlanFilter>,
+) -> Reply<Value> {
+    let plans = state.app.plans(&principal, f.product_id).await?;
+    Ok(axum::Json(json!({ "data": plans })))
+}
+
+async fn get_plan(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Path(id): Path<i64>,
+) -> Reply<Plan> {
+    Ok(axum::Json(state.app.plan(&principal, id).await?))
+}

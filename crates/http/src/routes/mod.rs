@@ -1,0 +1,24 @@
+pub mod activations;
+pub mod catalog;
+pub mod customers;
+pub mod health;
+pub mod licenses;
+pub mod tokens;
+
+use axum::middleware;
+use axum::Router;
+
+use crate::{rate_limit, AppState};
+
+/// `/v1`: the endpoints programs call with a key are rate-limited per client IP; the rest need
+/// an access token.
+pub fn v1(state: AppState) -> Router<AppState> {
+    let licensee =
+        activations::router().layer(middleware::from_fn_with_state(state, rate_limit::limit));
+    Router::new()
+        .merge(licensee)
+        .merge(catalog::router())
+        .merge(customers::router())
+        .merge(licenses::router())
+        .merge(tokens::router())
+}
