@@ -56,14 +56,16 @@ impl Session {
     ) -> Result<Vec<Customer>> {
         let after = after.unwrap_or(0);
         let rows = match email {
-            Some(email) => sqlx::query(&format!(
+            Some(email) => {
+                sqlx::query(&format!(
                 "SELECT {COLUMNS} FROM customers WHERE email = $1 AND id > $2 ORDER BY id LIMIT $3"
             ))
-            .bind(email)
-            .bind(after)
-            .bind(limit)
-            .fetch_all(self.conn())
-            .await?,
+                .bind(email)
+                .bind(after)
+                .bind(limit)
+                .fetch_all(self.conn())
+                .await?
+            }
             None => {
                 sqlx::query(&format!(
                     "SELECT {COLUMNS} FROM customers WHERE id > $1 ORDER BY id LIMIT $2"

@@ -1,0 +1,182 @@
+//! The `keyturn` binary as an operator uses it.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+fn keyturn(data_dir: &std::path::Path, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_keyturn"))
+        .args(args)
+        .env("KEYTURN_DATA_DIR", data_dir)
+        .env_remove("KEYTURN_DATABASE_URL")
+        .env_remove("KEYTURN_CONFIG")
+        .output()
+        .expect("run keyturn");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts `keyturn serve`, waits for health, stops it, and returns what it printed on stdout.
+async fn serve_once(data_dir: &std::path::Path) -> String {
+    let port = free_port();
+    let child = Command::new(env!("CARGO_BIN_EXE_keyturn"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .env("KEYTURN_DATA_DIR", data_dir)
+        .env_remove("KEYTURN_DATABASE_URL")
+        .env("KEYTURN_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let http = reqwest::Client::new();
+    let mut up = false;
+    for _ in 0..200 {
+        if http
+            .get(format!("http://127.0.0.1:{port}/health"))
+            .send()
+            .await
+            .is_ok()
+        {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // SIGTERM: the server shuts down gracefully and its stdout closes.
+    Command::new("kill")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(up, "the server answered /health");
+    assert!(out.status.success(), "graceful shutdown exits 0");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn serve_prints_the_admin_token_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = serve_once(dir.path()).await;
+    assert!(first.contains("Admin access token"), "{first}");
+    let token = first
+        .lines()
+        .find(|l| l.starts_with("kt_"))
+        .expect("token line");
+    assert_eq!(token.len(), 46);
+    let second = serve_once(dir.path()).await;
+    assert!(
+        !second.contains("kt_"),
+        "a restart does not mint another token: {second}"
+    );
+    assert!(
+        dir.path().join("keyturn.db").exists(),
+        "SQLite lives in the data directory"
+    );
+}
+
+#[tokio::test]
+async fn the_command_line_manages_tokens_products_and_licenses() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, token, _) = keyturn(dir.path(), &["token", "create", "--admin", "--name", "ops"]);
+    assert!(ok);
+    assert!(token.trim().starts_with("kt_"));
+
+    let (ok, out, err) = keyturn(
+        dir.path(),
+        &["product", "create", "--name", "Editor", "--feature", "pro"],
+    );
+    assert!(ok, "{err}");
+    let product: Value = serde_json::from_str(&out).unwrap();
+    let product_id = product["id"].as_i64().unwrap().to_string();
+    let (ok, out, _) = keyturn(
+        dir.path(),
+        &[
+            "license",
+            "create",
+            "--product",
+            &product_id,
+            "--feature",
+            "pro",
+            "--period-days",
+            "30",
+            "--quantity",
+            "2",
+        ],
+    );
+    assert!(ok);
+    let licenses: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(licenses.as_array().unwrap().len(), 2);
+    let key = licenses[0]["key"].as_str().unwrap();
+    let (ok, out, _) = keyturn(
+        dir.path(),
+        &["license", "block", &licenses[0]["id"].to_string()],
+    );
+    assert!(ok);
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).unwrap()["blocked"],
+        true
+    );
+    let (ok, out, _) = keyturn(dir.path(), &["license", "show", key]);
+    assert!(ok);
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).unwrap()["blocked"],
+        true
+    );
+    let (ok, out, _) = keyturn(dir.path(), &["product", "public-key", &product_id]);
+    assert!(ok);
+    keyturn_core::PublicKey::from_base64(out.trim()).unwrap();
+    let (ok, out, _) = keyturn(dir.path(), &["token", "list"]);
+    assert!(ok);
+    assert!(!out.contains(token.trim()));
+
+    let (ok, _, err) = keyturn(dir.path(), &["license", "create", "--product", "999"]);
+    assert!(!ok);
+    assert!(err.contains("product_id"), "{err}");
+    let (ok, _, err) = keyturn(
+        dir.path(),
+        &["token", "create", "--permission", "licenses:fly"],
+    );
+    assert!(!ok);
+    assert!(err.contains("licenses:fly"), "{err}");
+
+    // A TOML file sets the data directory when neither a flag nor the environment does.
+    let cfg = dir.path().join("keyturn.toml");
+    std::fs::write(
+        &cfg,
+        format!("data_dir = {:?}\n", dir.path().join("elsewhere")),
+    )
+    .unwrap();
+    let (ok, out, _) = keyturn(dir.path(), &["product", "list"]);
+    assert!(ok);
+    assert_eq!(
+        serde_json::from_str::<Value>(&out)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_keyturn"))
+        .args(["product", "list", "--config", cfg.to_str().unwrap()])
+        .env_remove("KEYTURN_DATA_DIR")
+        .output()
+        .unwrap();
+    let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        listed.as_array().unwrap().len(),
+        0,
+        "the TOML file's data_dir is used"
+    );
+}

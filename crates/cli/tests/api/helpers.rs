@@ -1,0 +1,288 @@
+use std::sync::Once;
+
+use keyturn::config::StoreSettings;
+use keyturn::startup::Application;
+use keyturn_http::HttpSettings;
+use reqwest::Method;
+use serde_json::Value;
+use sqlx::Connection;
+
+pub const PG_ENV: &str = "KEYTURN_TEST_DATABASE_URL";
+
+#[derive(Debug, Clone)]
+pub enum Backend {
+    Sqlite,
+    /// The server URL tests create their databases on.
+    Postgres(String),
+}
+
+/// SQLite always; PostgreSQL as well when the environment names a server.
+pub fn backends() -> Vec<Backend> {
+    static NOTE: Once = Once::new();
+    let mut out = vec![Backend::Sqlite];
+    match std::env::var(PG_ENV) {
+        Ok(url) if !url.is_empty() => out.push(Backend::Postgres(url)),
+        _ => NOTE.call_once(|| eprintln!("{PG_ENV} is not set: these tests ran on SQLite only")),
+    }
+    out
+}
+
+/// Replaces the database name in a PostgreSQL URL.
+pub fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let root = match base[scheme_end..].find('/') {
+        Some(i) => &base[..scheme_end + i],
+        None => base,
+    };
+    match query {
+        Some(q) => format!("{root}/{name}?{q}"),
+        None => format!("{root}/{name}"),
+    }
+}
+
+/// A database of its own for one test.
+pub struct TestDb {
+    pub backend: Backend,
+    pub dir: tempfile::TempDir,
+    pub url: Option<String>,
+    name: String,
+}
+
+impl TestDb {
+    pub async fn create(backend: &Backend) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let name = format!("keyturn_test_{:016x}", rand::random::<u64>());
+        let url = match backend {
+            Backend::Sqlite => None,
+            Backend::Postgres(server) => {
+                let mut conn = sqlx::PgConnection::connect(server)
+                    .await
+                    .expect("connect to the PostgreSQL test server");
+                sqlx::query(&format!("CREATE DATABASE {name}"))
+                    .execute(&mut conn)
+                    .await
+                    .expect("create test database");
+                conn.close().await.ok();
+                Some(with_database(server, &name))
+            }
+        };
+        Self {
+            backend: backend.clone(),
+            dir,
+            url,
+            name,
+        }
+    }
+
+    pub fn store_settings(&self) -> StoreSettings {
+        StoreSettings {
+            data_dir: self.dir.path().join("data"),
+            database_url: self.url.clone(),
+            max_connections: 16,
+        }
+    }
+
+    /// The URL the server's store uses, for tests that look at stored rows.
+    pub fn any_url(&self) -> String {
+        match &self.url {
+            Some(url) => url.clone(),
+            None => format!(
+                "sqlite://{}",
+                self.dir.path().join("data").join("keyturn.db").display()
+            ),
+        }
+    }
+
+    pub async fn remove(self) {
+        if let Backend::Postgres(server) = &self.backend {
+            if let Ok(mut conn) = sqlx::PgConnection::connect(server).await {
+                let _ = sqlx::query(&format!(
+                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                    self.name
+                ))
+                .execute(&mut conn)
+                .await;
+            }
+        }
+    }
+}
+
+/// HTTP settings for tests: no rate limit unless a test sets one.
+pub fn test_http() -> HttpSettings {
+    HttpSettings {
+        rate_limit_per_minute: 0,
+        ..HttpSettings::default()
+    }
+}
+
+pub struct Resp {
+    pub status: u16,
+    pub body: Value,
+    pub raw: Vec<u8>,
+    pub headers: reqwest::header::HeaderMap,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The error code of an error reply.
+    pub fn code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or("")
+    }
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub admin: String,
+    pub http: reqwest::Client,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+pub async fn spawn(db: &TestDb, http: HttpSettings) -> TestApp {
+    let settings = keyturn::config::Settings {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        store: db.store_settings(),
+        http,
+        log_format: keyturn::config::LogFormat::Text,
+    };
+    let (application, admin) = Application::build(&settings).await.expect("server starts");
+    let admin = admin.expect("a new installation gets an admin token");
+    let base = format!("http://{}", application.local_addr());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(application.run_until(async {
+        let _ = rx.await;
+    }));
+    TestApp {
+        base,
+        admin: admin.expose().to_owned(),
+        http: reqwest::Client::new(),
+        shutdown: Some(tx),
+        server: Some(server),
+    }
+}
+
+impl TestApp {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Resp {
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let response = req.send().await.expect("request reaches the server");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let raw = response.bytes().await.expect("body").to_vec();
+        let body = serde_json::from_slice(&raw).unwrap_or(Value::Null);
+        Resp {
+            status,
+            body,
+            raw,
+            headers,
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> Resp {
+        self.call(Method::GET, path, Some(&self.admin), None).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Resp {
+        self.call(Method::POST, path, Some(&self.admin), Some(body))
+            .await
+    }
+
+    pub async fn patch(&self, path: &str, body: Value) -> Resp {
+        self.call(Method::PATCH, path, Some(&self.admin), Some(body))
+            .await
+    }
+
+    pub async fn delete(&self, path: &str) -> Resp {
+        self.call(Method::DELETE, path, Some(&self.admin), None)
+            .await
+    }
+
+    /// A call without a token, as a vendor's program makes it.
+    pub async fn public(&self, path: &str, body: Value) -> Resp {
+        self.call(Method::POST, path, None, Some(body)).await
+    }
+
+    /// Creates a product and returns its id.
+    pub async fn product(&self, name: &str, features: &[&str]) -> i64 {
+        let r = self
+            .post(
+                "/v1/products",
+                serde_json::json!({"name": name, "features": features}),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.body);
+        r.body["id"].as_i64().unwrap()
+    }
+
+    /// Creates a license from the given JSON spec and returns it.
+    pub async fn license(&self, spec: Value) -> Value {
+        let r = self.post("/v1/licenses", spec).await;
+        assert_eq!(r.status, 201, "{}", r.body);
+        r.body
+    }
+
+    pub async fn license_count(&self) -> usize {
+        let r = self.get("/v1/licenses?limit=500").await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.body["data"].as_array().unwrap().len()
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(server) = self.server.take() {
+            let _ = server.await;
+        }
+    }
+}
+
+/// Declares a test that runs `scenario(&TestApp)` against a fresh server on every backend.
+macro_rules! on_every_backend {
+    ($name:ident, $scenario:path) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            for backend in crate::helpers::backends() {
+                let db = crate::helpers::TestDb::create(&backend).await;
+                let app = crate::helpers::spawn(&db, crate::helpers::test_http()).await;
+                $scenario(&app).await;
+                app.stop().await;
+                db.remove().await;
+            }
+        }
+    };
+}
+
+#[test]
+fn database_names_are_swapped_in_urls() {
+    assert_eq!(
+        with_database("postgres://u@127.0.0.1:5432/test", "x"),
+        "postgres://u@127.0.0.1:5432/x"
+    );
+    assert_eq!(
+        with_database("postgres://u@h/test?sslmode=disable", "x"),
+        "postgres://u@h/x?sslmode=disable"
+    );
+    assert_eq!(
+        with_database("postgres://h:5432", "x"),
+        "postgres://h:5432/x"
+    );
+}

@@ -1,0 +1,13 @@
+//! Integration tests: each starts the real server on a random port and talks HTTP to it, on
+//! SQLite always and on PostgreSQL too when `KEYTURN_TEST_DATABASE_URL` is set.
+
+#[macro_use]
+mod helpers;
+
+mod activations;
+mod bad_input;
+mod catalog;
+mod cli;
+mod concurrency;
+mod licenses;
+mod tokens;
