@@ -54,7 +54,7 @@ async fn parallel_activations_never_exceed_the_limit() {
         let db = TestDb::create(&backend).await;
         let app = spawn(&db, test_http()).await;
         let (id, key) = limited_license(&app).await;
-        let (ok, _) = race(&app.http, &[app.base.clone()], &key).await;
+        let (ok, _) = race(&app.http, std::slice::from_ref(&app.base), &key).await;
         assert_eq!(ok, LIMIT as usize, "{backend:?}");
         let live = app.get(&format!("/v1/licenses/{id}/activations")).await;
         assert_eq!(live.body["data"].as_array().unwrap().len(), LIMIT as usize);
@@ -82,26 +82,28 @@ fn free_port() -> u16 {
 
 async fn start_process(database_url: &str) -> (ServerProcess, String) {
     let port = free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_keyturn"))
-        .args([
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--rate-limit-per-minute",
-            "0",
-        ])
-        .env("KEYTURN_DATABASE_URL", database_url)
-        .env("KEYTURN_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start keyturn serve");
+    let process = ServerProcess(
+        Command::new(env!("CARGO_BIN_EXE_keyturn"))
+            .args([
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--rate-limit-per-minute",
+                "0",
+            ])
+            .env("KEYTURN_DATABASE_URL", database_url)
+            .env("KEYTURN_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start keyturn serve"),
+    );
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
     for _ in 0..200 {
         if let Ok(r) = http.get(format!("{base}/health")).send().await {
             if r.status().is_success() {
-                return (ServerProcess(child), base);
+                return (process, base);
             }
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
