@@ -104,7 +104,7 @@ impl App {
         record(
             &mut session,
             id,
-            Actor::Licensee,
+            &Actor::Licensee,
             "activated",
             json!({
                 "activation_id": activation.id,
@@ -166,7 +166,7 @@ impl App {
             .await?
             .ok_or(AppError::NotFound("activation"))?;
         principal.require_for(Permission::ActivationsWrite, license.product_id)?;
-        self.remove_activation(session, principal.actor, activation)
+        self.remove_activation(session, principal.actor.clone(), activation)
             .await
     }
 
@@ -180,7 +180,7 @@ impl App {
         record(
             &mut session,
             activation.license_id,
-            actor,
+            &actor,
             "deactivated",
             json!({"activation_id": activation.id, "fingerprint": activation.fingerprint}),
             now(),

@@ -1,6 +1,7 @@
 //! Products and plans: what a vendor sells and the license templates that sell it.
 
 use keyturn_core::names::display_name;
+use keyturn_core::payment::{CancelRule, DunningRule, QuantityMode};
 use keyturn_core::{FeatureName, Permission, Plan, Product, ProductSigner};
 use keyturn_store::NewPlan;
 
@@ -30,6 +31,46 @@ pub struct NewPlanInput {
     pub floating_lease_seconds: Option<i64>,
     pub trial: bool,
     pub grace_days: Option<i64>,
+    pub stripe_price_ids: Vec<String>,
+    pub quantity_mode: QuantityMode,
+    pub dunning: DunningRule,
+    pub on_cancel: CancelRule,
+}
+
+/// Changes to a plan's name and payment settings. Its license shape (period, features, limits)
+/// stays fixed, because licenses already issued from it were issued with that shape.
+#[derive(Debug, Clone, Default)]
+pub struct PlanPatch {
+    pub name: Option<String>,
+    pub grace_days: Option<i64>,
+    pub stripe_price_ids: Option<Vec<String>>,
+    pub quantity_mode: Option<QuantityMode>,
+    pub dunning: Option<DunningRule>,
+    pub on_cancel: Option<CancelRule>,
+}
+
+fn check_grace_days(days: i64) -> Result<()> {
+    if !(0..=365).contains(&days) {
+        return Err(AppError::invalid("grace_days", "must be between 0 and 365"));
+    }
+    Ok(())
+}
+
+fn provider_ids(ids: &[String]) -> Result<Vec<String>> {
+    let mut out: Vec<String> = Vec::with_capacity(ids.len());
+    for id in ids {
+        let id = id.trim();
+        if id.is_empty() || id.len() > 255 || id.chars().any(|c| c.is_whitespace()) {
+            return Err(AppError::invalid(
+                "stripe_price_ids",
+                format!("{id:?} is not a Stripe id"),
+            ));
+        }
+        if !out.iter().any(|o| o == id) {
+            out.push(id.to_owned());
+        }
+    }
+    Ok(out)
 }
 
 pub(crate) const DEFAULT_GRACE_DAYS: i64 = 5;
@@ -170,9 +211,8 @@ impl App {
             ));
         }
         let grace_days = input.grace_days.unwrap_or(DEFAULT_GRACE_DAYS);
-        if !(0..=365).contains(&grace_days) {
-            return Err(AppError::invalid("grace_days", "must be between 0 and 365"));
-        }
+        check_grace_days(grace_days)?;
+        let stripe_price_ids = provider_ids(&input.stripe_price_ids)?;
         let mut session = self.store.write().await?;
         let product = session
             .product(input.product_id)
@@ -190,6 +230,10 @@ impl App {
                     floating_lease_seconds: input.floating_lease_seconds,
                     trial: input.trial,
                     grace_days,
+                    stripe_price_ids,
+                    quantity_mode: input.quantity_mode,
+                    dunning: input.dunning,
+                    on_cancel: input.on_cancel,
                 },
                 now(),
             )
@@ -208,6 +252,34 @@ impl App {
             .await?
             .ok_or(AppError::NotFound("plan"))?;
         principal.require_for(Permission::PlansRead, plan.product_id)?;
+        Ok(plan)
+    }
+
+    pub async fn update_plan(
+        &self,
+        principal: &Principal,
+        id: i64,
+        patch: PlanPatch,
+    ) -> Result<Plan> {
+        principal.require(Permission::PlansWrite)?;
+        let mut session = self.store.write().await?;
+        let mut plan = session.plan(id).await?.ok_or(AppError::NotFound("plan"))?;
+        principal.require_for(Permission::PlansWrite, plan.product_id)?;
+        if let Some(name) = patch.name {
+            plan.name = display_name("name", &name)?;
+        }
+        if let Some(days) = patch.grace_days {
+            check_grace_days(days)?;
+            plan.grace_days = days;
+        }
+        if let Some(ids) = patch.stripe_price_ids {
+            plan.stripe_price_ids = provider_ids(&ids)?;
+        }
+        plan.quantity_mode = patch.quantity_mode.unwrap_or(plan.quantity_mode);
+        plan.dunning = patch.dunning.unwrap_or(plan.dunning);
+        plan.on_cancel = patch.on_cancel.unwrap_or(plan.on_cancel);
+        session.update_plan(&plan).await?;
+        session.commit().await?;
         Ok(plan)
     }
 

@@ -7,6 +7,7 @@ mod catalog;
 mod customers;
 mod error;
 mod licenses;
+mod payments;
 mod principal;
 mod signers;
 mod tokens;
@@ -15,11 +16,12 @@ use chrono::{DateTime, Utc};
 use keyturn_store::Store;
 
 pub use activations::{ActivationOutcome, ActivationRequest, ValidationQuery, ValidationReply};
-pub use catalog::{NewPlanInput, NewProductInput, ProductPatch};
+pub use catalog::{NewPlanInput, NewProductInput, PlanPatch, ProductPatch};
 pub use customers::{CustomerPatch, NewCustomerInput};
 pub use error::AppError;
 pub use keyturn_store::{Dialect, StoreError};
 pub use licenses::{Extension, LicensePatch, LicenseQuery, LicenseSpec, TrialRequest};
+pub use payments::{EventEnvelope, EventOutcome};
 pub use principal::{Actor, Principal};
 pub use tokens::NewTokenInput;
 

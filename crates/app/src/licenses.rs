@@ -93,6 +93,25 @@ fn check_metadata(metadata: &Value) -> Result<()> {
     Ok(())
 }
 
+/// The license a plan describes, issued at `at` (its key is drawn on insert).
+pub(crate) fn license_from_plan(plan: &keyturn_core::Plan, at: DateTime<Utc>) -> NewLicense {
+    NewLicense {
+        key: String::new(),
+        product_id: plan.product_id,
+        plan_id: Some(plan.id),
+        customer_id: None,
+        expires: plan.period_days.map(|d| at + Duration::days(d)),
+        period_days: plan.period_days,
+        features: plan.features.clone(),
+        max_machines: plan.max_machines,
+        floating_lease_seconds: plan.floating_lease_seconds,
+        trial: plan.trial,
+        notes: String::new(),
+        blocked: false,
+        metadata: json!({}),
+    }
+}
+
 /// Inserts a license under a freshly drawn key, drawing again in the (astronomically unlikely)
 /// case that the key is taken.
 pub(crate) async fn insert_with_fresh_key(
@@ -114,7 +133,7 @@ pub(crate) async fn insert_with_fresh_key(
 pub(crate) async fn record(
     session: &mut Session,
     license_id: i64,
-    actor: Actor,
+    actor: &Actor,
     action: &str,
     details: Value,
     at: DateTime<Utc>,
@@ -235,7 +254,7 @@ impl App {
             record(
                 &mut session,
                 license.id,
-                principal.actor,
+                &principal.actor,
                 "created",
                 json!({
                     "plan_id": license.plan_id,
@@ -346,7 +365,7 @@ impl App {
         record(
             &mut session,
             license.id,
-            principal.actor,
+            &principal.actor,
             action,
             details,
             at,
@@ -530,7 +549,7 @@ impl App {
         record(
             &mut session,
             id,
-            principal.actor,
+            &principal.actor,
             "deleted",
             json!({"key": license.key, "product_id": license.product_id}),
             now(),
@@ -594,21 +613,8 @@ impl App {
                 .find(|p| p.trial)
                 .ok_or(AppError::NotFound("trial plan for this product"))?,
         };
-        let new = NewLicense {
-            key: String::new(),
-            product_id: plan.product_id,
-            plan_id: Some(plan.id),
-            customer_id: None,
-            expires: plan.period_days.map(|d| at + Duration::days(d)),
-            period_days: plan.period_days,
-            features: plan.features.clone(),
-            max_machines: plan.max_machines,
-            floating_lease_seconds: plan.floating_lease_seconds,
-            trial: true,
-            notes: String::new(),
-            blocked: false,
-            metadata: json!({}),
-        };
+        let mut new = license_from_plan(&plan, at);
+        new.trial = true;
         let license = insert_with_fresh_key(&mut session, new, at).await?;
         if !session
             .insert_trial(req.product_id, fingerprint.as_str(), license.id, at)
@@ -640,7 +646,7 @@ impl App {
         record(
             &mut session,
             license.id,
-            Actor::Licensee,
+            &Actor::Licensee,
             "created",
             json!({"trial": true, "plan_id": plan.id, "fingerprint": fingerprint.as_str()}),
             at,
@@ -649,7 +655,7 @@ impl App {
         record(
             &mut session,
             license.id,
-            Actor::Licensee,
+            &Actor::Licensee,
             "activated",
             json!({"activation_id": activation.id, "fingerprint": fingerprint.as_str()}),
             at,

@@ -2,23 +2,29 @@ use keyturn_core::Permission;
 
 use crate::{AppError, Result};
 
-/// Who is acting. Recorded in the audit log as `token:<id>`, `cli`, `system` or `licensee`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Who is acting. Recorded in the audit log as `token:<id>`, `cli`, `system`, `licensee` or `<provider>:<event id>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Actor {
     Token(i64),
     Cli,
     System,
     /// Whoever holds a license key: programs activating, validating or starting a trial.
     Licensee,
+    /// A payment provider's event, e.g. `stripe:evt_123`.
+    ProviderEvent {
+        provider: String,
+        event_id: String,
+    },
 }
 
 impl Actor {
-    pub fn label(self) -> String {
+    pub fn label(&self) -> String {
         match self {
             Actor::Token(id) => format!("token:{id}"),
             Actor::Cli => "cli".into(),
             Actor::System => "system".into(),
             Actor::Licensee => "licensee".into(),
+            Actor::ProviderEvent { provider, event_id } => format!("{provider}:{event_id}"),
         }
     }
 }

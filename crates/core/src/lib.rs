@@ -6,6 +6,7 @@ pub mod error;
 pub mod key;
 pub mod license;
 pub mod names;
+pub mod payment;
 pub mod permission;
 pub mod signing;
 pub mod token;

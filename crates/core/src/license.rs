@@ -28,6 +28,12 @@ pub struct Plan {
     pub trial: bool,
     /// Days added after a paid subscription period, so a late payment never locks a customer out.
     pub grace_days: i64,
+    /// Provider ids that buy this plan: Stripe price (`price_…`), plan (`plan_…`) or product
+    /// (`prod_…`) ids.
+    pub stripe_price_ids: Vec<String>,
+    pub quantity_mode: crate::payment::QuantityMode,
+    pub dunning: crate::payment::DunningRule,
+    pub on_cancel: crate::payment::CancelRule,
     pub created: DateTime<Utc>,
 }
 

@@ -22,10 +22,12 @@ pub enum Permission {
     ActivationsWrite,
     EventsRead,
     TokensManage,
+    PaymentsRead,
+    PaymentsWrite,
 }
 
 impl Permission {
-    pub const ALL: [Permission; 14] = [
+    pub const ALL: [Permission; 16] = [
         Permission::Admin,
         Permission::ProductsRead,
         Permission::ProductsWrite,
@@ -40,6 +42,8 @@ impl Permission {
         Permission::ActivationsWrite,
         Permission::EventsRead,
         Permission::TokensManage,
+        Permission::PaymentsRead,
+        Permission::PaymentsWrite,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -58,6 +62,8 @@ impl Permission {
             Permission::ActivationsWrite => "activations:write",
             Permission::EventsRead => "events:read",
             Permission::TokensManage => "tokens:manage",
+            Permission::PaymentsRead => "payments:read",
+            Permission::PaymentsWrite => "payments:write",
         }
     }
 

@@ -10,6 +10,7 @@ mod customers;
 mod error;
 mod events;
 mod licenses;
+mod payments;
 mod plans;
 mod products;
 mod session;
@@ -24,6 +25,7 @@ use sqlx::{AnyPool, Executor};
 
 pub use error::StoreError;
 pub use licenses::{LicenseFilter, NewLicense};
+pub use payments::{IncomingEvent, NewPayment};
 pub use plans::NewPlan;
 pub use session::Session;
 

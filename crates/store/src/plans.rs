@@ -1,10 +1,11 @@
 use chrono::{DateTime, Utc};
+use keyturn_core::payment::{CancelRule, DunningRule, QuantityMode};
 use keyturn_core::Plan;
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use crate::time::{from_db, to_db};
-use crate::{json_list, parse_json, Result, Session};
+use crate::{json_list, parse_json, Result, Session, StoreError};
 
 /// A plan as the use cases have validated it.
 #[derive(Debug, Clone)]
@@ -17,10 +18,19 @@ pub struct NewPlan {
     pub floating_lease_seconds: Option<i64>,
     pub trial: bool,
     pub grace_days: i64,
+    pub stripe_price_ids: Vec<String>,
+    pub quantity_mode: QuantityMode,
+    pub dunning: DunningRule,
+    pub on_cancel: CancelRule,
 }
 
 const COLUMNS: &str = "id, product_id, name, period_days, features, max_machines, \
-                       floating_lease_seconds, trial, grace_days, created_at";
+                       floating_lease_seconds, trial, grace_days, stripe_price_ids, \
+                       quantity_mode, dunning, on_cancel, created_at";
+
+fn setting<T>(column: &str, value: String, parse: fn(&str) -> Option<T>) -> Result<T> {
+    parse(&value).ok_or_else(|| StoreError::Corrupt(format!("{column} holds {value:?}")))
+}
 
 fn plan(row: &AnyRow) -> Result<Plan> {
     Ok(Plan {
@@ -33,6 +43,21 @@ fn plan(row: &AnyRow) -> Result<Plan> {
         floating_lease_seconds: row.try_get("floating_lease_seconds")?,
         trial: row.try_get::<i64, _>("trial")? != 0,
         grace_days: row.try_get("grace_days")?,
+        stripe_price_ids: parse_json(
+            "plans.stripe_price_ids",
+            &row.try_get::<String, _>("stripe_price_ids")?,
+        )?,
+        quantity_mode: setting(
+            "plans.quantity_mode",
+            row.try_get("quantity_mode")?,
+            QuantityMode::parse,
+        )?,
+        dunning: setting("plans.dunning", row.try_get("dunning")?, DunningRule::parse)?,
+        on_cancel: setting(
+            "plans.on_cancel",
+            row.try_get("on_cancel")?,
+            CancelRule::parse,
+        )?,
         created: from_db(row.try_get("created_at")?),
     })
 }
@@ -41,8 +66,9 @@ impl Session {
     pub async fn insert_plan(&mut self, p: &NewPlan, now: DateTime<Utc>) -> Result<Plan> {
         let row = sqlx::query(&format!(
             "INSERT INTO plans (product_id, name, period_days, features, max_machines, \
-             floating_lease_seconds, trial, grace_days, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING {COLUMNS}"
+             floating_lease_seconds, trial, grace_days, stripe_price_ids, quantity_mode, dunning, \
+             on_cancel, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING {COLUMNS}"
         ))
         .bind(p.product_id)
         .bind(&p.name)
@@ -52,6 +78,10 @@ impl Session {
         .bind(p.floating_lease_seconds)
         .bind(i64::from(p.trial))
         .bind(p.grace_days)
+        .bind(json_list(&p.stripe_price_ids))
+        .bind(p.quantity_mode.as_str())
+        .bind(p.dunning.as_str())
+        .bind(p.on_cancel.as_str())
         .bind(to_db(now))
         .fetch_one(self.conn())
         .await?;
@@ -83,5 +113,25 @@ impl Session {
             }
         };
         rows.iter().map(plan).collect()
+    }
+}
+
+impl Session {
+    /// Writes a plan's changeable settings.
+    pub async fn update_plan(&mut self, p: &Plan) -> Result<()> {
+        sqlx::query(
+            "UPDATE plans SET name = $1, grace_days = $2, stripe_price_ids = $3, quantity_mode = $4, \
+             dunning = $5, on_cancel = $6 WHERE id = $7",
+        )
+        .bind(&p.name)
+        .bind(p.grace_days)
+        .bind(json_list(&p.stripe_price_ids))
+        .bind(p.quantity_mode.as_str())
+        .bind(p.dunning.as_str())
+        .bind(p.on_cancel.as_str())
+        .bind(p.id)
+        .execute(self.conn())
+        .await?;
+        Ok(())
     }
 }

@@ -1,0 +1,344 @@
+//! Payments in provider-neutral terms. Every payment provider adapter translates its webhooks into
+//! these events; one use case applies them to licenses, so every provider gets the same rules.
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Who paid, as the provider describes them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Buyer {
+    pub name: Option<String>,
+    pub email: Option<String>,
+    /// The provider's own id for the customer (Stripe `cus_…`).
+    pub provider_customer_id: Option<String>,
+}
+
+/// What was bought: an explicit Keyturn plan id (set by Keyturn's own payment forms) and/or the
+/// provider's ids for the product (Stripe price, plan and product ids), which plans list.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanRef {
+    pub plan_id: Option<i64>,
+    pub provider_ids: Vec<String>,
+}
+
+impl PlanRef {
+    pub fn is_empty(&self) -> bool {
+        self.plan_id.is_none() && self.provider_ids.is_empty()
+    }
+}
+
+/// How money moved, so a later refund or dispute can find what it bought.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Money {
+    pub payment_intent: Option<String>,
+    pub charge: Option<String>,
+    pub amount: Option<i64>,
+    pub currency: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SubscriptionStatus {
+    Active,
+    Trialing,
+    PastDue,
+    Unpaid,
+    Canceled,
+    Incomplete,
+    IncompleteExpired,
+    Paused,
+    Unknown,
+}
+
+impl SubscriptionStatus {
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "active" => Self::Active,
+            "trialing" => Self::Trialing,
+            "past_due" => Self::PastDue,
+            "unpaid" => Self::Unpaid,
+            "canceled" => Self::Canceled,
+            "incomplete" => Self::Incomplete,
+            "incomplete_expired" => Self::IncompleteExpired,
+            "paused" => Self::Paused,
+            _ => Self::Unknown,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Trialing => "trialing",
+            Self::PastDue => "past_due",
+            Self::Unpaid => "unpaid",
+            Self::Canceled => "canceled",
+            Self::Incomplete => "incomplete",
+            Self::IncompleteExpired => "incomplete_expired",
+            Self::Paused => "paused",
+            Self::Unknown => "unknown",
+        }
+    }
+
+    /// Payment is overdue: the plan's dunning rule decides what happens to the license.
+    pub fn is_delinquent(self) -> bool {
+        matches!(self, Self::PastDue | Self::Unpaid)
+    }
+
+    pub fn is_ended(self) -> bool {
+        matches!(self, Self::Canceled | Self::IncompleteExpired)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reversal {
+    Refunded,
+    Disputed,
+}
+
+/// One fact a payment provider reported.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum PaymentEvent {
+    /// A one-time sale: `order` is the provider's id for it (Stripe checkout session).
+    Purchased {
+        order: String,
+        buyer: Buyer,
+        plan: PlanRef,
+        quantity: i64,
+        money: Money,
+    },
+    /// A subscription exists (checkout completed, or the provider announced it).
+    SubscriptionStarted {
+        subscription: String,
+        order: Option<String>,
+        buyer: Buyer,
+        plan: PlanRef,
+        quantity: i64,
+        status: SubscriptionStatus,
+        period_end: Option<DateTime<Utc>>,
+        money: Money,
+    },
+    /// An invoice of a subscription was paid.
+    Renewed {
+        subscription: String,
+        invoice: String,
+        buyer: Buyer,
+        plan: PlanRef,
+        quantity: i64,
+        period_end: Option<DateTime<Utc>>,
+        money: Money,
+    },
+    /// Plan, quantity, status or cancellation setting of a subscription changed.
+    SubscriptionChanged {
+        subscription: String,
+        plan: PlanRef,
+        quantity: i64,
+        status: SubscriptionStatus,
+        cancel_at_period_end: bool,
+        period_end: Option<DateTime<Utc>>,
+    },
+    /// An invoice could not be charged.
+    PaymentFailed {
+        subscription: Option<String>,
+        invoice: String,
+        money: Money,
+    },
+    /// The subscription ended.
+    Cancelled {
+        subscription: String,
+        period_end: Option<DateTime<Utc>>,
+    },
+    /// Money came back: a full refund or a dispute.
+    Reversed { reversal: Reversal, money: Money },
+}
+
+/// How a quantity above one is delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QuantityMode {
+    /// That many keys.
+    #[default]
+    Keys,
+    /// One key whose machine limit is the plan's times the quantity.
+    Seats,
+}
+
+/// What an overdue subscription does to its license.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DunningRule {
+    /// The license runs until its paid time (plus grace) is over.
+    #[default]
+    Keep,
+    /// Blocked until a payment succeeds.
+    Block,
+}
+
+/// What a cancelled subscription does to its license.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CancelRule {
+    /// Blocked at once.
+    #[default]
+    Block,
+    /// Left to expire at the end of the paid period (plus grace).
+    Expire,
+}
+
+/// The expiry after a paid period ending at `period_end`: its end plus the grace days, never
+/// earlier than what the license already has (a late or repeated renewal never shortens it).
+pub fn renewed_expiry(
+    current: Option<DateTime<Utc>>,
+    period_end: DateTime<Utc>,
+    grace_days: i64,
+) -> DateTime<Utc> {
+    let paid = period_end + Duration::days(grace_days);
+    current.map_or(paid, |c| c.max(paid))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renewal_adds_grace_and_never_shortens() {
+        let end = Utc::now() + Duration::days(30);
+        assert_eq!(renewed_expiry(None, end, 5), end + Duration::days(5));
+        let later = end + Duration::days(100);
+        assert_eq!(renewed_expiry(Some(later), end, 5), later);
+        let earlier = end - Duration::days(1);
+        assert_eq!(
+            renewed_expiry(Some(earlier), end, 5),
+            end + Duration::days(5)
+        );
+    }
+
+    #[test]
+    fn statuses_parse_and_classify() {
+        assert_eq!(
+            SubscriptionStatus::parse("past_due"),
+            SubscriptionStatus::PastDue
+        );
+        assert!(SubscriptionStatus::parse("unpaid").is_delinquent());
+        assert!(SubscriptionStatus::parse("canceled").is_ended());
+        assert_eq!(
+            SubscriptionStatus::parse("new-thing"),
+            SubscriptionStatus::Unknown
+        );
+        for s in [
+            "active", "trialing", "past_due", "unpaid", "canceled", "paused",
+        ] {
+            assert_eq!(SubscriptionStatus::parse(s).as_str(), s);
+        }
+    }
+}
+
+/// A payment as recorded: one per business object (checkout session, invoice, order).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Payment {
+    pub id: i64,
+    pub provider: String,
+    pub object_kind: String,
+    pub object_id: String,
+    /// `paid`, `failed`, `refunded` or `disputed`.
+    pub status: String,
+    pub customer_id: Option<i64>,
+    pub plan_id: Option<i64>,
+    pub subscription_id: Option<String>,
+    pub payment_intent: Option<String>,
+    pub charge: Option<String>,
+    pub amount: Option<i64>,
+    pub currency: Option<String>,
+    /// The provider event that last changed this payment.
+    pub event_id: String,
+    pub license_ids: Vec<i64>,
+    pub created: DateTime<Utc>,
+    pub updated: DateTime<Utc>,
+}
+
+/// An inbound webhook as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProviderEvent {
+    pub provider: String,
+    pub event_id: String,
+    pub event_type: String,
+    pub created: DateTime<Utc>,
+    pub received: DateTime<Utc>,
+    /// `applied`, `ignored` or `failed` (a failed event is applied again when redelivered).
+    pub status: String,
+    pub detail: String,
+    pub attempts: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payload: Option<serde_json::Value>,
+}
+
+/// A provider's subscription as last reported.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Subscription {
+    pub provider: String,
+    pub subscription_id: String,
+    pub license_id: Option<i64>,
+    pub plan_id: Option<i64>,
+    pub customer_id: Option<i64>,
+    pub status: SubscriptionStatus,
+    pub quantity: i64,
+    pub cancel_at_period_end: bool,
+    pub period_end: Option<DateTime<Utc>>,
+    /// Set while the license is blocked because payment is overdue, so a later payment lifts
+    /// only that block and never one a vendor or a refund put there.
+    pub dunning_blocked: bool,
+    /// The provider's time of the state recorded here; older reports do not overwrite it.
+    pub state_at: DateTime<Utc>,
+}
+
+impl QuantityMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Keys => "keys",
+            Self::Seats => "seats",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "keys" => Some(Self::Keys),
+            "seats" => Some(Self::Seats),
+            _ => None,
+        }
+    }
+}
+
+impl DunningRule {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Keep => "keep",
+            Self::Block => "block",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "keep" => Some(Self::Keep),
+            "block" => Some(Self::Block),
+            _ => None,
+        }
+    }
+}
+
+impl CancelRule {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Block => "block",
+            Self::Expire => "expire",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "block" => Some(Self::Block),
+            "expire" => Some(Self::Expire),
+            _ => None,
+        }
+    }
+}

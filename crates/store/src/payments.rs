@@ -1,0 +1,572 @@
+//! Provider events, payments, subscriptions and reversals.
+
+use chrono::{DateTime, Utc};
+use keyturn_core::payment::{Payment, ProviderEvent, Subscription, SubscriptionStatus};
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use crate::time::{from_db, opt_from_db, to_db};
+use crate::{parse_json, Result, Session};
+
+/// What is known about an event when it arrives.
+#[derive(Debug, Clone)]
+pub struct IncomingEvent<'a> {
+    pub provider: &'a str,
+    pub event_id: &'a str,
+    pub event_type: &'a str,
+    pub created: DateTime<Utc>,
+    pub payload: &'a str,
+}
+
+/// A payment about to be recorded.
+#[derive(Debug, Clone, Default)]
+pub struct NewPayment {
+    pub provider: String,
+    pub object_kind: String,
+    pub object_id: String,
+    pub status: String,
+    pub customer_id: Option<i64>,
+    pub plan_id: Option<i64>,
+    pub subscription_id: Option<String>,
+    pub payment_intent: Option<String>,
+    pub charge: Option<String>,
+    pub amount: Option<i64>,
+    pub currency: Option<String>,
+    pub event_id: String,
+}
+
+const EVENT_COLUMNS: &str =
+    "provider, event_id, type, created_at, received_at, status, detail, attempts";
+
+fn provider_event(row: &AnyRow, with_payload: bool) -> Result<ProviderEvent> {
+    let payload = if with_payload {
+        Some(parse_json(
+            "provider_events.payload",
+            &row.try_get::<String, _>("payload")?,
+        )?)
+    } else {
+        None
+    };
+    Ok(ProviderEvent {
+        provider: row.try_get("provider")?,
+        event_id: row.try_get("event_id")?,
+        event_type: row.try_get("type")?,
+        created: from_db(row.try_get("created_at")?),
+        received: from_db(row.try_get("received_at")?),
+        status: row.try_get("status")?,
+        detail: row.try_get("detail")?,
+        attempts: row.try_get("attempts")?,
+        payload,
+    })
+}
+
+const PAYMENT_COLUMNS: &str =
+    "id, provider, object_kind, object_id, status, customer_id, plan_id, \
+     subscription_id, payment_intent, charge, amount, currency, event_id, created_at, updated_at";
+
+fn payment(row: &AnyRow) -> Result<Payment> {
+    Ok(Payment {
+        id: row.try_get("id")?,
+        provider: row.try_get("provider")?,
+        object_kind: row.try_get("object_kind")?,
+        object_id: row.try_get("object_id")?,
+        status: row.try_get("status")?,
+        customer_id: row.try_get("customer_id")?,
+        plan_id: row.try_get("plan_id")?,
+        subscription_id: row.try_get("subscription_id")?,
+        payment_intent: row.try_get("payment_intent")?,
+        charge: row.try_get("charge")?,
+        amount: row.try_get("amount")?,
+        currency: row.try_get("currency")?,
+        event_id: row.try_get("event_id")?,
+        license_ids: Vec::new(),
+        created: from_db(row.try_get("created_at")?),
+        updated: from_db(row.try_get("updated_at")?),
+    })
+}
+
+const SUBSCRIPTION_COLUMNS: &str = "provider, subscription_id, license_id, plan_id, customer_id, \
+     status, quantity, cancel_at_period_end, period_end, dunning_blocked, state_at";
+
+fn subscription(row: &AnyRow) -> Result<Subscription> {
+    Ok(Subscription {
+        provider: row.try_get("provider")?,
+        subscription_id: row.try_get("subscription_id")?,
+        license_id: row.try_get("license_id")?,
+        plan_id: row.try_get("plan_id")?,
+        customer_id: row.try_get("customer_id")?,
+        status: SubscriptionStatus::parse(&row.try_get::<String, _>("status")?),
+        quantity: row.try_get("quantity")?,
+        cancel_at_period_end: row.try_get::<i64, _>("cancel_at_period_end")? != 0,
+        period_end: opt_from_db(row.try_get("period_end")?),
+        dunning_blocked: row.try_get::<i64, _>("dunning_blocked")? != 0,
+        state_at: from_db(row.try_get("state_at")?),
+    })
+}
+
+impl Session {
+    /// Records an event's arrival and holds its row until commit, so two deliveries of one event
+    /// are handled one after the other. Returns the status it had before, if it was known.
+    pub async fn claim_provider_event(
+        &mut self,
+        e: &IncomingEvent<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<String>> {
+        let inserted = sqlx::query(
+            "INSERT INTO provider_events (provider, event_id, type, created_at, received_at, \
+             status, detail, payload, attempts) VALUES ($1, $2, $3, $4, $5, 'processing', '', $6, 1) \
+             ON CONFLICT (provider, event_id) DO NOTHING",
+        )
+        .bind(e.provider)
+        .bind(e.event_id)
+        .bind(e.event_type)
+        .bind(to_db(e.created))
+        .bind(to_db(now))
+        .bind(e.payload)
+        .execute(self.conn())
+        .await?
+        .rows_affected()
+            == 1;
+        if inserted {
+            return Ok(None);
+        }
+        let sql = format!(
+            "SELECT status FROM provider_events WHERE provider = $1 AND event_id = $2{}",
+            self.for_update()
+        );
+        let row = sqlx::query(&sql)
+            .bind(e.provider)
+            .bind(e.event_id)
+            .fetch_one(self.conn())
+            .await?;
+        Ok(Some(row.try_get("status")?))
+    }
+
+    pub async fn finish_provider_event(
+        &mut self,
+        provider: &str,
+        event_id: &str,
+        status: &str,
+        detail: &str,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE provider_events SET status = $1, detail = $2, \
+             attempts = CASE WHEN status = 'processing' THEN attempts ELSE attempts + 1 END \
+             WHERE provider = $3 AND event_id = $4",
+        )
+        .bind(status)
+        .bind(detail)
+        .bind(provider)
+        .bind(event_id)
+        .execute(self.conn())
+        .await?;
+        Ok(())
+    }
+
+    /// Keeps a failed event (and why) so it shows in the API; redelivery applies it again.
+    pub async fn record_failed_event(
+        &mut self,
+        e: &IncomingEvent<'_>,
+        detail: &str,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO provider_events (provider, event_id, type, created_at, received_at, \
+             status, detail, payload, attempts) VALUES ($1, $2, $3, $4, $5, 'failed', $6, $7, 1) \
+             ON CONFLICT (provider, event_id) DO UPDATE SET detail = excluded.detail, \
+             attempts = provider_events.attempts + 1 WHERE provider_events.status = 'failed'",
+        )
+        .bind(e.provider)
+        .bind(e.event_id)
+        .bind(e.event_type)
+        .bind(to_db(e.created))
+        .bind(to_db(now))
+        .bind(detail)
+        .bind(e.payload)
+        .execute(self.conn())
+        .await?;
+        Ok(())
+    }
+
+    pub async fn provider_event(
+        &mut self,
+        provider: &str,
+        event_id: &str,
+    ) -> Result<Option<ProviderEvent>> {
+        let row = sqlx::query(&format!(
+            "SELECT {EVENT_COLUMNS}, payload FROM provider_events WHERE provider = $1 AND event_id = $2"
+        ))
+        .bind(provider)
+        .bind(event_id)
+        .fetch_optional(self.conn())
+        .await?;
+        row.as_ref().map(|r| provider_event(r, true)).transpose()
+    }
+
+    /// Newest first; `before` is a provider time in ms to page backwards.
+    pub async fn provider_events(
+        &mut self,
+        provider: Option<&str>,
+        before: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<ProviderEvent>> {
+        let before = before.unwrap_or(i64::MAX);
+        let rows = match provider {
+            Some(p) => {
+                sqlx::query(&format!(
+                    "SELECT {EVENT_COLUMNS} FROM provider_events WHERE provider = $1 AND created_at < $2 \
+                     ORDER BY created_at DESC, event_id LIMIT $3"
+                ))
+                .bind(p)
+                .bind(before)
+                .bind(limit)
+                .fetch_all(self.conn())
+                .await?
+            }
+            None => {
+                sqlx::query(&format!(
+                    "SELECT {EVENT_COLUMNS} FROM provider_events WHERE created_at < $1 \
+                     ORDER BY created_at DESC, event_id LIMIT $2"
+                ))
+                .bind(before)
+                .bind(limit)
+                .fetch_all(self.conn())
+                .await?
+            }
+        };
+        rows.iter().map(|r| provider_event(r, false)).collect()
+    }
+
+    /// The provider time of the newest event that was applied or ignored (not failed).
+    pub async fn latest_handled_event(&mut self, provider: &str) -> Result<Option<DateTime<Utc>>> {
+        let row = sqlx::query(
+            "SELECT MAX(created_at) AS latest FROM provider_events \
+             WHERE provider = $1 AND status IN ('applied', 'ignored')",
+        )
+        .bind(provider)
+        .fetch_one(self.conn())
+        .await?;
+        Ok(opt_from_db(row.try_get("latest")?))
+    }
+
+    /// Inserts a payment unless one exists for the business object; returns it either way, and
+    /// whether it is new.
+    pub async fn upsert_payment(
+        &mut self,
+        p: &NewPayment,
+        now: DateTime<Utc>,
+    ) -> Result<(Payment, bool)> {
+        let inserted = sqlx::query(&format!(
+            "INSERT INTO payments (provider, object_kind, object_id, status, customer_id, plan_id, \
+             subscription_id, payment_intent, charge, amount, currency, event_id, created_at, \
+             updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13) \
+             ON CONFLICT (provider, object_kind, object_id) DO NOTHING RETURNING {PAYMENT_COLUMNS}"
+        ))
+        .bind(&p.provider)
+        .bind(&p.object_kind)
+        .bind(&p.object_id)
+        .bind(&p.status)
+        .bind(p.customer_id)
+        .bind(p.plan_id)
+        .bind(p.subscription_id.as_deref())
+        .bind(p.payment_intent.as_deref())
+        .bind(p.charge.as_deref())
+        .bind(p.amount)
+        .bind(p.currency.as_deref())
+        .bind(&p.event_id)
+        .bind(to_db(now))
+        .fetch_optional(self.conn())
+        .await?;
+        if let Some(row) = inserted {
+            return Ok((payment(&row)?, true));
+        }
+        let sql = format!(
+            "SELECT {PAYMENT_COLUMNS} FROM payments WHERE provider = $1 AND object_kind = $2 \
+             AND object_id = $3{}",
+            self.for_update()
+        );
+        let row = sqlx::query(&sql)
+            .bind(&p.provider)
+            .bind(&p.object_kind)
+            .bind(&p.object_id)
+            .fetch_one(self.conn())
+            .await?;
+        let mut existing = payment(&row)?;
+        existing.license_ids = self.payment_license_ids(existing.id).await?;
+        Ok((existing, false))
+    }
+
+    /// Updates what a later event learned about a payment.
+    pub async fn update_payment(&mut self, p: &Payment, now: DateTime<Utc>) -> Result<()> {
+        sqlx::query(
+            "UPDATE payments SET status = $1, customer_id = $2, plan_id = $3, subscription_id = $4, \
+             payment_intent = $5, charge = $6, amount = $7, currency = $8, event_id = $9, \
+             updated_at = $10 WHERE id = $11",
+        )
+        .bind(&p.status)
+        .bind(p.customer_id)
+        .bind(p.plan_id)
+        .bind(p.subscription_id.as_deref())
+        .bind(p.payment_intent.as_deref())
+        .bind(p.charge.as_deref())
+        .bind(p.amount)
+        .bind(p.currency.as_deref())
+        .bind(&p.event_id)
+        .bind(to_db(now))
+        .bind(p.id)
+        .execute(self.conn())
+        .await?;
+        Ok(())
+    }
+
+    pub async fn link_payment_license(&mut self, payment_id: i64, license_id: i64) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO payment_licenses (payment_id, license_id) VALUES ($1, $2) \
+             ON CONFLICT (payment_id, license_id) DO NOTHING",
+        )
+        .bind(payment_id)
+        .bind(license_id)
+        .execute(self.conn())
+        .await?;
+        Ok(())
+    }
+
+    pub async fn payment_license_ids(&mut self, payment_id: i64) -> Result<Vec<i64>> {
+        let rows = sqlx::query(
+            "SELECT license_id FROM payment_licenses WHERE payment_id = $1 ORDER BY license_id",
+        )
+        .bind(payment_id)
+        .fetch_all(self.conn())
+        .await?;
+        rows.iter()
+            .map(|r| r.try_get("license_id").map_err(Into::into))
+            .collect()
+    }
+
+    /// Payments made with a payment intent or charge.
+    pub async fn payments_by_money(
+        &mut self,
+        provider: &str,
+        reference: &str,
+    ) -> Result<Vec<Payment>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {PAYMENT_COLUMNS} FROM payments WHERE provider = $1 \
+             AND (payment_intent = $2 OR charge = $2) ORDER BY id"
+        ))
+        .bind(provider)
+        .bind(reference)
+        .fetch_all(self.conn())
+        .await?;
+        let mut out = rows.iter().map(payment).collect::<Result<Vec<_>>>()?;
+        for p in &mut out {
+            p.license_ids = self.payment_license_ids(p.id).await?;
+        }
+        Ok(out)
+    }
+
+    pub async fn payment(&mut self, id: i64) -> Result<Option<Payment>> {
+        let row = sqlx::query(&format!(
+            "SELECT {PAYMENT_COLUMNS} FROM payments WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(self.conn())
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let mut p = payment(&row)?;
+        p.license_ids = self.payment_license_ids(p.id).await?;
+        Ok(Some(p))
+    }
+
+    /// Payments in id order after `after`, optionally only those that bought `license_id`.
+    pub async fn payments(
+        &mut self,
+        license_id: Option<i64>,
+        after: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<Payment>> {
+        let after = after.unwrap_or(0);
+        let rows = match license_id {
+            Some(l) => {
+                sqlx::query(&format!(
+                    "SELECT {PAYMENT_COLUMNS} FROM payments WHERE id > $1 AND id IN \
+                     (SELECT payment_id FROM payment_licenses WHERE license_id = $2) \
+                     ORDER BY id LIMIT $3"
+                ))
+                .bind(after)
+                .bind(l)
+                .bind(limit)
+                .fetch_all(self.conn())
+                .await?
+            }
+            None => {
+                sqlx::query(&format!(
+                    "SELECT {PAYMENT_COLUMNS} FROM payments WHERE id > $1 ORDER BY id LIMIT $2"
+                ))
+                .bind(after)
+                .bind(limit)
+                .fetch_all(self.conn())
+                .await?
+            }
+        };
+        let mut out = rows.iter().map(payment).collect::<Result<Vec<_>>>()?;
+        for p in &mut out {
+            p.license_ids = self.payment_license_ids(p.id).await?;
+        }
+        Ok(out)
+    }
+
+    /// Creates the subscription's record unless it exists, then returns it locked until commit.
+    pub async fn claim_subscription(
+        &mut self,
+        provider: &str,
+        subscription_id: &str,
+        state_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Subscription> {
+        sqlx::query(
+            "INSERT INTO subscriptions (provider, subscription_id, status, quantity, \
+             cancel_at_period_end, dunning_blocked, state_at, created_at, updated_at) \
+             VALUES ($1, $2, 'unknown', 1, 0, 0, $3, $4, $4) \
+             ON CONFLICT (provider, subscription_id) DO NOTHING",
+        )
+        .bind(provider)
+        .bind(subscription_id)
+        .bind(to_db(state_at))
+        .bind(to_db(now))
+        .execute(self.conn())
+        .await?;
+        let sql = format!(
+            "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE provider = $1 \
+             AND subscription_id = $2{}",
+            self.for_update()
+        );
+        let row = sqlx::query(&sql)
+            .bind(provider)
+            .bind(subscription_id)
+            .fetch_one(self.conn())
+            .await?;
+        subscription(&row)
+    }
+
+    pub async fn update_subscription(
+        &mut self,
+        s: &Subscription,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE subscriptions SET license_id = $1, plan_id = $2, customer_id = $3, status = $4, \
+             quantity = $5, cancel_at_period_end = $6, period_end = $7, dunning_blocked = $8, \
+             state_at = $9, updated_at = $10 WHERE provider = $11 AND subscription_id = $12",
+        )
+        .bind(s.license_id)
+        .bind(s.plan_id)
+        .bind(s.customer_id)
+        .bind(s.status.as_str())
+        .bind(s.quantity)
+        .bind(i64::from(s.cancel_at_period_end))
+        .bind(s.period_end.map(to_db))
+        .bind(i64::from(s.dunning_blocked))
+        .bind(to_db(s.state_at))
+        .bind(to_db(now))
+        .bind(&s.provider)
+        .bind(&s.subscription_id)
+        .execute(self.conn())
+        .await?;
+        Ok(())
+    }
+
+    pub async fn subscription(
+        &mut self,
+        provider: &str,
+        subscription_id: &str,
+    ) -> Result<Option<Subscription>> {
+        let row = sqlx::query(&format!(
+            "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE provider = $1 AND subscription_id = $2"
+        ))
+        .bind(provider)
+        .bind(subscription_id)
+        .fetch_optional(self.conn())
+        .await?;
+        row.as_ref().map(subscription).transpose()
+    }
+
+    /// Remembers a refund or dispute; `false` when it was already known.
+    pub async fn insert_reversal(
+        &mut self,
+        provider: &str,
+        reference: &str,
+        kind: &str,
+        event_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "INSERT INTO payment_reversals (provider, reference, kind, event_id, created_at) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (provider, reference) DO NOTHING",
+        )
+        .bind(provider)
+        .bind(reference)
+        .bind(kind)
+        .bind(event_id)
+        .bind(to_db(now))
+        .execute(self.conn())
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// A refund or dispute already reported for this payment intent or charge.
+    pub async fn reversal(&mut self, provider: &str, reference: &str) -> Result<Option<String>> {
+        let row = sqlx::query(
+            "SELECT kind FROM payment_reversals WHERE provider = $1 AND reference = $2",
+        )
+        .bind(provider)
+        .bind(reference)
+        .fetch_optional(self.conn())
+        .await?;
+        Ok(row.map(|r| r.try_get("kind")).transpose()?)
+    }
+
+    /// Links a license to the Stripe subscription that pays for it.
+    pub async fn set_license_subscription(
+        &mut self,
+        license_id: i64,
+        subscription_id: &str,
+    ) -> Result<()> {
+        sqlx::query("UPDATE licenses SET stripe_subscription_id = $1 WHERE id = $2")
+            .bind(subscription_id)
+            .bind(license_id)
+            .execute(self.conn())
+            .await?;
+        Ok(())
+    }
+
+    pub async fn customer_by_stripe_id(&mut self, stripe_id: &str) -> Result<Option<i64>> {
+        let row = sqlx::query("SELECT id FROM customers WHERE stripe_customer_id = $1")
+            .bind(stripe_id)
+            .fetch_optional(self.conn())
+            .await?;
+        Ok(row.map(|r| r.try_get("id")).transpose()?)
+    }
+
+    pub async fn customer_by_email(&mut self, email: &str) -> Result<Option<i64>> {
+        let row = sqlx::query("SELECT id FROM customers WHERE email = $1 ORDER BY id LIMIT 1")
+            .bind(email)
+            .fetch_optional(self.conn())
+            .await?;
+        Ok(row.map(|r| r.try_get("id")).transpose()?)
+    }
+
+    pub async fn set_customer_stripe_id(
+        &mut self,
+        customer_id: i64,
+        stripe_id: &str,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE customers SET stripe_customer_id = $1 WHERE id = $2 AND stripe_customer_id IS NULL",
+        )
+        .bind(stripe_id)
+        .bind(customer_id)
+        .execute(self.conn())
+        .await?;
+        Ok(())
+    }
+}
