@@ -225,7 +225,7 @@ async fn apply(s: &mut Session, ctx: &Ctx<'_>, event: PaymentEvent) -> Result<St
             money,
         } => {
             let mut sub = s
-                .claim_subscription(ctx.provider, &subscription, ctx.created, ctx.at)
+                .claim_subscription(ctx.provider, &subscription, ctx.at)
                 .await?;
             let customer_id = customer(s, &buyer, ctx.at).await?;
             let report = Report {
@@ -237,8 +237,9 @@ async fn apply(s: &mut Session, ctx: &Ctx<'_>, event: PaymentEvent) -> Result<St
             };
             let (license, mut detail) = observe(s, ctx, &mut sub, &report, customer_id).await?;
             if let Some(order) = order {
+                let plan_id = paid_plan(s, &plan).await?.or(sub.plan_id);
                 let payment =
-                    record_payment(s, ctx, "checkout_session", &order, "paid", &sub, &money)
+                    record_payment(s, ctx, "checkout_session", &order, plan_id, &sub, &money)
                         .await?;
                 s.link_payment_license(payment.id, license.id).await?;
                 detail.push_str(&reverse_if_reported(s, ctx, &payment).await?);
@@ -256,7 +257,7 @@ async fn apply(s: &mut Session, ctx: &Ctx<'_>, event: PaymentEvent) -> Result<St
             money,
         } => {
             let mut sub = s
-                .claim_subscription(ctx.provider, &subscription, ctx.created, ctx.at)
+                .claim_subscription(ctx.provider, &subscription, ctx.at)
                 .await?;
             let (payment, new) = s
                 .upsert_payment(
@@ -268,6 +269,7 @@ async fn apply(s: &mut Session, ctx: &Ctx<'_>, event: PaymentEvent) -> Result<St
                 return Ok(format!("invoice {invoice} was already applied"));
             }
             let customer_id = customer(s, &buyer, ctx.at).await?;
+            let paid_plan = paid_plan(s, &plan).await?;
             // An invoice says nothing about the subscription's status, only that it is paid.
             let report = Report {
                 plan: &plan,
@@ -280,7 +282,7 @@ async fn apply(s: &mut Session, ctx: &Ctx<'_>, event: PaymentEvent) -> Result<St
             let mut payment = payment;
             payment.status = "paid".into();
             payment.customer_id = payment.customer_id.or(customer_id);
-            payment.plan_id = sub.plan_id;
+            payment.plan_id = paid_plan.or(sub.plan_id);
             payment.event_id = ctx.event_id.to_owned();
             s.update_payment(&payment, ctx.at).await?;
             s.link_payment_license(payment.id, license.id).await?;
@@ -328,7 +330,7 @@ async fn apply(s: &mut Session, ctx: &Ctx<'_>, event: PaymentEvent) -> Result<St
             period_end,
         } => {
             let mut sub = s
-                .claim_subscription(ctx.provider, &subscription, ctx.created, ctx.at)
+                .claim_subscription(ctx.provider, &subscription, ctx.at)
                 .await?;
             let report = Report {
                 plan: &plan,
@@ -346,10 +348,8 @@ async fn apply(s: &mut Session, ctx: &Ctx<'_>, event: PaymentEvent) -> Result<St
             period_end,
         } => {
             let mut sub = s
-                .claim_subscription(ctx.provider, &subscription, ctx.created, ctx.at)
+                .claim_subscription(ctx.provider, &subscription, ctx.at)
                 .await?;
-            // Cancellation is final: it applies whatever reports came before or come after.
-            sub.state_at = sub.state_at.min(ctx.created);
             let report = Report {
                 plan: &PlanRef::default(),
                 quantity: None,
@@ -410,10 +410,16 @@ async fn observe(
     report: &Report<'_>,
     customer_id: Option<i64>,
 ) -> Result<(License, String)> {
-    let newest = ctx.created >= sub.state_at || sub.plan_id.is_none();
+    // Only reports that say what the subscription buys (plan, quantity) order its state: a
+    // cancellation is final whenever it arrives, and an invoice never changes the status.
+    let shape_report = !report.plan.is_empty();
+    let newest = ctx.created >= sub.state_at;
     let before = (sub.plan_id, sub.quantity, sub.status);
-    if !report.plan.is_empty() && (newest || sub.plan_id.is_none()) {
+    if shape_report && (newest || sub.plan_id.is_none()) {
         sub.plan_id = Some(resolve_plan(s, report.plan).await?.id);
+        if let Some(q) = report.quantity {
+            sub.quantity = q.max(1);
+        }
     }
     if sub.plan_id.is_none() {
         return Err(AppError::invalid(
@@ -424,18 +430,19 @@ async fn observe(
             ),
         ));
     }
-    if newest {
-        if let Some(q) = report.quantity {
-            sub.quantity = q.max(1);
-        }
-        // A cancellation recorded earlier stays: a subscription does not come back.
-        if let Some(status) = report.status.filter(|_| !sub.status.is_ended()) {
+    if let Some(status) = report.status {
+        // A subscription does not come back from cancellation.
+        if !sub.status.is_ended() && (newest || status.is_ended()) {
             sub.status = status;
         }
+    }
+    if newest {
         if let Some(c) = report.cancel_at_period_end {
             sub.cancel_at_period_end = c;
         }
-        sub.state_at = sub.state_at.max(ctx.created);
+        if shape_report {
+            sub.state_at = ctx.created;
+        }
     }
     if let Some(end) = report.period_end {
         sub.period_end = Some(sub.period_end.map_or(end, |e| e.max(end)));
@@ -778,35 +785,60 @@ async fn resolve_plan(s: &mut Session, plan_ref: &PlanRef) -> Result<Plan> {
     ))
 }
 
-/// The buyer's customer record: found by provider id, then by email, else created.
+/// The buyer's customer record: found by provider id, then by email, else created. Events
+/// describe a buyer more or less fully (an older invoice has no name), so each fills in what the
+/// record still lacks, whatever order they arrive in.
 async fn customer(s: &mut Session, buyer: &Buyer, at: DateTime<Utc>) -> Result<Option<i64>> {
-    if let Some(stripe_id) = &buyer.provider_customer_id {
-        if let Some(id) = s.customer_by_stripe_id(stripe_id).await? {
-            return Ok(Some(id));
-        }
-    }
     let email = buyer
         .email
         .as_deref()
         .and_then(|e| Email::parse(e).ok())
         .map(Email::into_string);
-    let existing = match &email {
-        Some(e) => s.customer_by_email(e).await?,
+    let name: Option<String> = buyer
+        .name
+        .as_deref()
+        .map(|n| {
+            n.chars()
+                .filter(|c| !c.is_control())
+                .take(200)
+                .collect::<String>()
+        })
+        .map(|n| n.trim().to_owned())
+        .filter(|n| !n.is_empty());
+    let mut found = match &buyer.provider_customer_id {
+        Some(stripe_id) => s.customer_by_stripe_id(stripe_id).await?,
         None => None,
     };
-    let id = match existing {
-        Some(id) => id,
+    if found.is_none() {
+        if let Some(e) = &email {
+            found = s.customer_by_email(e).await?;
+        }
+    }
+    let id = match found {
+        Some(id) => {
+            if let Some(mut c) = s.customer(id).await? {
+                let named_by_email = c.email.is_some() && Some(&c.name) == c.email.as_ref();
+                let mut changed = false;
+                if c.email.is_none() && email.is_some() {
+                    c.email = email.clone();
+                    changed = true;
+                }
+                if let Some(n) = name.as_ref().filter(|_| named_by_email) {
+                    c.name = n.clone();
+                    changed = true;
+                }
+                if changed {
+                    s.update_customer(&c).await?;
+                }
+            }
+            id
+        }
         None => {
-            let name = buyer
-                .name
-                .as_deref()
-                .map(str::trim)
-                .filter(|n| !n.is_empty())
-                .or(email.as_deref())
-                .or(buyer.provider_customer_id.as_deref());
-            let Some(name) = name else { return Ok(None) };
-            let name: String = name.chars().filter(|c| !c.is_control()).take(200).collect();
-            s.insert_customer(&name, email.as_deref(), None, at)
+            // A bare provider id says nothing about the buyer: wait for an event that does.
+            let Some(display) = name.clone().or(email.clone()) else {
+                return Ok(None);
+            };
+            s.insert_customer(&display, email.as_deref(), None, at)
                 .await?
                 .id
         }
@@ -858,15 +890,20 @@ async fn record_payment(
     ctx: &Ctx<'_>,
     kind: &str,
     object_id: &str,
-    status: &str,
+    plan_id: Option<i64>,
     sub: &Subscription,
     money: &Money,
 ) -> Result<Payment> {
-    let (payment, _) = s
-        .upsert_payment(
-            &new_payment(ctx, kind, object_id, status, sub, money),
-            ctx.at,
-        )
-        .await?;
+    let mut new = new_payment(ctx, kind, object_id, "paid", sub, money);
+    new.plan_id = plan_id;
+    let (payment, _) = s.upsert_payment(&new, ctx.at).await?;
     Ok(payment)
+}
+
+/// The plan a payment itself names (a subscription may have moved to another plan since).
+async fn paid_plan(s: &mut Session, plan: &PlanRef) -> Result<Option<i64>> {
+    if plan.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(resolve_plan(s, plan).await?.id))
 }

@@ -3,10 +3,13 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
 use keyturn_http::HttpSettings;
+use keyturn_providers::stripe::{StripeAdapter, StripeApi};
+use keyturn_providers::Providers;
 use serde::Deserialize;
 
 /// Options every command accepts (they say where the data lives).
@@ -24,6 +27,33 @@ pub struct StoreArgs {
     /// Connections per pool [default: 16].
     #[arg(long, env = "KEYTURN_MAX_CONNECTIONS", global = true)]
     pub max_connections: Option<u32>,
+}
+
+/// Stripe settings; every command that may apply payment events accepts them.
+#[derive(Debug, Clone, Default, Args)]
+pub struct StripeArgs {
+    /// Webhook signing secret(s), comma-separated while rotating (whsec_…).
+    #[arg(
+        long,
+        env = "KEYTURN_STRIPE_WEBHOOK_SECRET",
+        global = true,
+        hide_env_values = true
+    )]
+    pub stripe_webhook_secret: Option<String>,
+    /// Accepted age of a webhook's signature timestamp in seconds [default: 300].
+    #[arg(long, env = "KEYTURN_STRIPE_WEBHOOK_TOLERANCE", global = true)]
+    pub stripe_webhook_tolerance: Option<u64>,
+    /// Secret API key (sk_…), for fetching missed events and checkout line items.
+    #[arg(
+        long,
+        env = "KEYTURN_STRIPE_API_KEY",
+        global = true,
+        hide_env_values = true
+    )]
+    pub stripe_api_key: Option<String>,
+    /// Stripe API base URL [default: https://api.stripe.com].
+    #[arg(long, env = "KEYTURN_STRIPE_API_BASE", global = true)]
+    pub stripe_api_base: Option<String>,
 }
 
 /// Options of `keyturn serve`.
@@ -70,6 +100,10 @@ struct FileConfig {
     trust_forwarded_for: Option<bool>,
     max_body_bytes: Option<usize>,
     log_format: Option<LogFormat>,
+    stripe_webhook_secret: Option<String>,
+    stripe_webhook_tolerance: Option<u64>,
+    stripe_api_key: Option<String>,
+    stripe_api_base: Option<String>,
 }
 
 /// Where the data lives.
@@ -86,7 +120,48 @@ pub struct Settings {
     pub listen: SocketAddr,
     pub store: StoreSettings,
     pub http: HttpSettings,
+    pub providers: Providers,
     pub log_format: LogFormat,
+}
+
+impl StripeArgs {
+    fn merge(&self, file: &FileConfig) -> Option<StripeAdapter> {
+        let secrets: Vec<String> = self
+            .stripe_webhook_secret
+            .clone()
+            .or(file.stripe_webhook_secret.clone())
+            .unwrap_or_default()
+            .split(',')
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect();
+        let key = self.stripe_api_key.clone().or(file.stripe_api_key.clone());
+        if secrets.is_empty() && key.is_none() {
+            return None;
+        }
+        let base = self
+            .stripe_api_base
+            .clone()
+            .or(file.stripe_api_base.clone())
+            .unwrap_or_else(|| "https://api.stripe.com".into());
+        let tolerance = self
+            .stripe_webhook_tolerance
+            .or(file.stripe_webhook_tolerance)
+            .unwrap_or(300);
+        Some(StripeAdapter::new(
+            secrets,
+            Duration::from_secs(tolerance),
+            key.map(|k| StripeApi::new(&base, &k)),
+        ))
+    }
+
+    /// The configured providers, for commands other than `serve`.
+    pub fn resolve(&self, store: &StoreArgs) -> anyhow::Result<Providers> {
+        let file = read_file(store.config.as_deref())?;
+        Ok(Providers {
+            stripe: self.merge(&file),
+        })
+    }
 }
 
 fn read_file(path: Option<&Path>) -> anyhow::Result<FileConfig> {
@@ -118,7 +193,11 @@ impl StoreArgs {
 }
 
 impl Settings {
-    pub fn resolve(store: &StoreArgs, serve: &ServeArgs) -> anyhow::Result<Self> {
+    pub fn resolve(
+        store: &StoreArgs,
+        stripe: &StripeArgs,
+        serve: &ServeArgs,
+    ) -> anyhow::Result<Self> {
         let file = read_file(store.config.as_deref())?;
         let defaults = HttpSettings::default();
         Ok(Self {
@@ -144,6 +223,9 @@ impl Settings {
                     .max_body_bytes
                     .or(file.max_body_bytes)
                     .unwrap_or(defaults.max_body_bytes),
+            },
+            providers: Providers {
+                stripe: stripe.merge(&file),
             },
             log_format: serve.log_format.or(file.log_format).unwrap_or_default(),
         })
@@ -200,7 +282,7 @@ mod tests {
             rate_limit_per_minute: Some(7),
             ..Default::default()
         };
-        let s = Settings::resolve(&store, &serve).unwrap();
+        let s = Settings::resolve(&store, &StripeArgs::default(), &serve).unwrap();
         assert_eq!(s.listen.port(), 9000);
         assert_eq!(s.http.rate_limit_per_minute, 7);
         assert_eq!(s.store.data_dir, PathBuf::from("/srv/kt"));
@@ -209,10 +291,32 @@ mod tests {
 
     #[test]
     fn defaults_apply_without_a_file() {
-        let s = Settings::resolve(&StoreArgs::default(), &ServeArgs::default()).unwrap();
+        let s = Settings::resolve(
+            &StoreArgs::default(),
+            &StripeArgs::default(),
+            &ServeArgs::default(),
+        )
+        .unwrap();
         assert_eq!(s.listen, SocketAddr::from(([127, 0, 0, 1], 8080)));
         assert_eq!(s.store.data_dir, PathBuf::from("keyturn-data"));
         assert!(s.store.database_url.is_none());
+        assert!(
+            s.providers.stripe.is_none(),
+            "Stripe is off until configured"
+        );
+    }
+
+    #[test]
+    fn several_stripe_secrets_are_read_from_one_setting() {
+        let (_dir, path) = file("stripe_webhook_secret = \"whsec_a, whsec_b\"\n");
+        let store = StoreArgs {
+            config: Some(path),
+            ..Default::default()
+        };
+        let s = Settings::resolve(&store, &StripeArgs::default(), &ServeArgs::default()).unwrap();
+        let stripe = format!("{:?}", s.providers.stripe.unwrap());
+        assert!(stripe.contains("secrets: 2"), "{stripe}");
+        assert!(!stripe.contains("whsec_a"), "secrets are never printed");
     }
 
     #[test]
@@ -222,7 +326,8 @@ mod tests {
             config: Some(path),
             ..Default::default()
         };
-        let err = Settings::resolve(&store, &ServeArgs::default()).unwrap_err();
+        let err =
+            Settings::resolve(&store, &StripeArgs::default(), &ServeArgs::default()).unwrap_err();
         assert!(format!("{err:#}").contains("lisen"), "{err:#}");
     }
 }

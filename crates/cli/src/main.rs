@@ -3,12 +3,13 @@ use std::process::ExitCode;
 use anyhow::Context;
 use chrono::{Duration, Utc};
 use clap::{Parser, Subcommand};
-use keyturn::config::{LogFormat, ServeArgs, Settings, StoreArgs};
+use keyturn::config::{LogFormat, ServeArgs, Settings, StoreArgs, StripeArgs};
 use keyturn::startup::{open_store, Application};
 use keyturn_app::{
     App, Extension, LicenseQuery, LicenseSpec, NewCustomerInput, NewPlanInput, NewProductInput,
     NewTokenInput, PageRequest, Principal,
 };
+use keyturn_core::payment::{CancelRule, DunningRule, QuantityMode};
 use keyturn_core::Permission;
 use serde::Serialize;
 
@@ -18,6 +19,8 @@ use serde::Serialize;
 struct Cli {
     #[command(flatten)]
     store: StoreArgs,
+    #[command(flatten)]
+    stripe: StripeArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -43,6 +46,15 @@ enum Command {
     /// Licenses.
     #[command(subcommand)]
     License(LicenseCommand),
+    /// Stripe integration.
+    #[command(subcommand)]
+    Stripe(StripeCommand),
+}
+
+#[derive(Subcommand)]
+enum StripeCommand {
+    /// Fetch the events Stripe sent since the last one seen and apply any that were missed.
+    Sync,
 }
 
 #[derive(Subcommand)]
@@ -106,11 +118,41 @@ enum PlanCommand {
         trial: bool,
         #[arg(long)]
         grace_days: Option<i64>,
+        /// A Stripe price, plan or product id that buys this plan (repeat for several).
+        #[arg(long = "stripe-price")]
+        stripe_price_ids: Vec<String>,
+        /// A quantity above one buys that many keys, or one key with that many seats.
+        #[arg(long, value_enum, default_value = "keys")]
+        quantity_mode: QuantityArg,
+        /// When a subscription is overdue: keep the license until it expires, or block it.
+        #[arg(long, value_enum, default_value = "keep")]
+        dunning: DunningArg,
+        /// When a subscription is cancelled: block at once, or let it expire.
+        #[arg(long, value_enum, default_value = "block")]
+        on_cancel: CancelArg,
     },
     List {
         #[arg(long)]
         product: Option<i64>,
     },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum QuantityArg {
+    Keys,
+    Seats,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum DunningArg {
+    Keep,
+    Block,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum CancelArg {
+    Block,
+    Expire,
 }
 
 #[derive(Subcommand)]
@@ -210,8 +252,8 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
-async fn serve(store: &StoreArgs, args: &ServeArgs) -> anyhow::Result<()> {
-    let settings = Settings::resolve(store, args)?;
+async fn serve(store: &StoreArgs, stripe: &StripeArgs, args: &ServeArgs) -> anyhow::Result<()> {
+    let settings = Settings::resolve(store, stripe, args)?;
     init_logging(settings.log_format);
     let (application, admin) = Application::build(&settings).await?;
     if let Some(token) = admin {
@@ -228,7 +270,7 @@ async fn serve(store: &StoreArgs, args: &ServeArgs) -> anyhow::Result<()> {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Command::Serve(args) = &cli.command {
-        return serve(&cli.store, args).await;
+        return serve(&cli.store, &cli.stripe, args).await;
     }
     let store = open_store(&cli.store.resolve()?).await?;
     let app = App::new(store);
@@ -236,6 +278,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(_) => unreachable!("handled above"),
         Command::Migrate => eprintln!("the database schema is up to date"),
+        Command::Stripe(StripeCommand::Sync) => {
+            let providers = cli.stripe.resolve(&cli.store)?;
+            let stripe = providers
+                .stripe
+                .context("Stripe is not configured (set KEYTURN_STRIPE_API_KEY)")?;
+            print(&stripe.sync(&app).await?)?
+        }
         Command::Token(TokenCommand::Create {
             admin,
             name,
@@ -285,6 +334,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             floating_lease_seconds,
             trial,
             grace_days,
+            stripe_price_ids,
+            quantity_mode,
+            dunning,
+            on_cancel,
         }) => print(
             &app.create_plan(
                 &me,
@@ -297,6 +350,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     floating_lease_seconds,
                     trial,
                     grace_days,
+                    stripe_price_ids,
+                    quantity_mode: match quantity_mode {
+                        QuantityArg::Keys => QuantityMode::Keys,
+                        QuantityArg::Seats => QuantityMode::Seats,
+                    },
+                    dunning: match dunning {
+                        DunningArg::Keep => DunningRule::Keep,
+                        DunningArg::Block => DunningRule::Block,
+                    },
+                    on_cancel: match on_cancel {
+                        CancelArg::Block => CancelRule::Block,
+                        CancelArg::Expire => CancelRule::Expire,
+                    },
                 },
             )
             .await?,

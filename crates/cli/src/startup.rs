@@ -40,7 +40,11 @@ impl Application {
         let listener = TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
-        let router = keyturn_http::router(app.clone(), settings.http.clone());
+        let router = keyturn_http::router(
+            app.clone(),
+            settings.http.clone(),
+            settings.providers.clone(),
+        );
         Ok((
             Self {
                 listener,

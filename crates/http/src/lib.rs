@@ -15,6 +15,7 @@ use axum::http::{Request, StatusCode};
 use axum::response::IntoResponse;
 use axum::Router;
 use keyturn_app::App;
+use keyturn_providers::Providers;
 use tower_http::trace::TraceLayer;
 
 pub use error::ApiError;
@@ -48,18 +49,21 @@ pub struct AppState {
     pub app: App,
     pub settings: HttpSettings,
     pub limiter: RateLimiter,
+    pub providers: Providers,
 }
 
 /// The whole HTTP surface of a Keyturn server.
-pub fn router(app: App, settings: HttpSettings) -> Router {
+pub fn router(app: App, settings: HttpSettings, providers: Providers) -> Router {
     let state = AppState {
         app,
         limiter: RateLimiter::new(settings.rate_limit_per_minute, settings.rate_limit_burst),
         settings: settings.clone(),
+        providers,
     };
     Router::new()
         .merge(routes::health::router())
         .nest("/v1", routes::v1(state.clone()))
+        .merge(routes::webhooks::router())
         .fallback(|| async { ApiError::not_found("route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

@@ -3,3 +3,9 @@
 //! [`keyturn_core::payment::PaymentEvent`]. Applying the event is the app's one payment pipeline.
 
 pub mod stripe;
+
+/// The payment providers this server is configured for.
+#[derive(Debug, Clone, Default)]
+pub struct Providers {
+    pub stripe: Option<stripe::StripeAdapter>,
+}

@@ -416,22 +416,21 @@ impl Session {
     }
 
     /// Creates the subscription's record unless it exists, then returns it locked until commit.
+    /// A new record's state time is the epoch, so the first report about it always counts.
     pub async fn claim_subscription(
         &mut self,
         provider: &str,
         subscription_id: &str,
-        state_at: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<Subscription> {
         sqlx::query(
             "INSERT INTO subscriptions (provider, subscription_id, status, quantity, \
              cancel_at_period_end, dunning_blocked, state_at, created_at, updated_at) \
-             VALUES ($1, $2, 'unknown', 1, 0, 0, $3, $4, $4) \
+             VALUES ($1, $2, 'unknown', 1, 0, 0, 0, $3, $3) \
              ON CONFLICT (provider, subscription_id) DO NOTHING",
         )
         .bind(provider)
         .bind(subscription_id)
-        .bind(to_db(state_at))
         .bind(to_db(now))
         .execute(self.conn())
         .await?;

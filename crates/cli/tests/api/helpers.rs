@@ -146,10 +146,19 @@ pub struct TestApp {
 }
 
 pub async fn spawn(db: &TestDb, http: HttpSettings) -> TestApp {
+    spawn_with(db, http, keyturn_providers::Providers::default()).await
+}
+
+pub async fn spawn_with(
+    db: &TestDb,
+    http: HttpSettings,
+    providers: keyturn_providers::Providers,
+) -> TestApp {
     let settings = keyturn::config::Settings {
         listen: "127.0.0.1:0".parse().unwrap(),
         store: db.store_settings(),
         http,
+        providers,
         log_format: keyturn::config::LogFormat::Text,
     };
     let (application, admin) = Application::build(&settings).await.expect("server starts");

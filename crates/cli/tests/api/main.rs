@@ -10,4 +10,5 @@ mod catalog;
 mod cli;
 mod concurrency;
 mod licenses;
+mod stripe;
 mod tokens;

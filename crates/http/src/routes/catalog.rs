@@ -4,7 +4,8 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
-use keyturn_app::{NewPlanInput, NewProductInput, ProductPatch};
+use keyturn_app::{NewPlanInput, NewProductInput, PlanPatch, ProductPatch};
+use keyturn_core::payment::{CancelRule, DunningRule, QuantityMode};
 use keyturn_core::{Plan, Product};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -18,7 +19,7 @@ pub fn router() -> Router<AppState> {
         .route("/products/{id}", get(get_product).patch(update_product))
         .route("/products/{id}/public-key", get(public_key))
         .route("/plans", get(list_plans).post(create_plan))
-        .route("/plans/{id}", get(get_plan))
+        .route("/plans/{id}", get(get_plan).patch(update_plan))
 }
 
 type Reply<T> = Result<axum::Json<T>, ApiError>;
@@ -109,6 +110,14 @@ struct PlanBody {
     #[serde(default)]
     trial: bool,
     grace_days: Option<i64>,
+    #[serde(default)]
+    stripe_price_ids: Vec<String>,
+    #[serde(default)]
+    quantity_mode: QuantityMode,
+    #[serde(default)]
+    dunning: DunningRule,
+    #[serde(default)]
+    on_cancel: CancelRule,
 }
 
 async fn create_plan(
@@ -129,6 +138,10 @@ async fn create_plan(
                 floating_lease_seconds: b.floating_lease_seconds,
                 trial: b.trial,
                 grace_days: b.grace_days,
+                stripe_price_ids: b.stripe_price_ids,
+                quantity_mode: b.quantity_mode,
+                dunning: b.dunning,
+                on_cancel: b.on_cancel,
             },
         )
         .await?;
@@ -156,4 +169,34 @@ async fn get_plan(
     Path(id): Path<i64>,
 ) -> Reply<Plan> {
     Ok(axum::Json(state.app.plan(&principal, id).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PlanPatchBody {
+    name: Option<String>,
+    grace_days: Option<i64>,
+    stripe_price_ids: Option<Vec<String>>,
+    quantity_mode: Option<QuantityMode>,
+    dunning: Option<DunningRule>,
+    on_cancel: Option<CancelRule>,
+}
+
+async fn update_plan(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Path(id): Path<i64>,
+    Json(b): Json<PlanPatchBody>,
+) -> Reply<Plan> {
+    let patch = PlanPatch {
+        name: b.name,
+        grace_days: b.grace_days,
+        stripe_price_ids: b.stripe_price_ids,
+        quantity_mode: b.quantity_mode,
+        dunning: b.dunning,
+        on_cancel: b.on_cancel,
+    };
+    Ok(axum::Json(
+        state.app.update_plan(&principal, id, patch).await?,
+    ))
 }

@@ -3,7 +3,9 @@ pub mod catalog;
 pub mod customers;
 pub mod health;
 pub mod licenses;
+pub mod payments;
 pub mod tokens;
+pub mod webhooks;
 
 use axum::middleware;
 use axum::Router;
@@ -21,4 +23,5 @@ pub fn v1(state: AppState) -> Router<AppState> {
         .merge(customers::router())
         .merge(licenses::router())
         .merge(tokens::router())
+        .merge(payments::router())
 }
