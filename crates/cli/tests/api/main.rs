@@ -10,5 +10,6 @@ mod catalog;
 mod cli;
 mod concurrency;
 mod licenses;
+mod localstripe;
 mod stripe;
 mod tokens;

@@ -1,0 +1,404 @@
+//! End to end against localstripe, a stateful Stripe-compatible server: it stores objects,
+//! delivers signed webhooks, and lists its events. It speaks an old API version and has no
+//! checkout, refunds or renewal periods; `stripe.rs` covers those with current-shape events.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use keyturn_providers::stripe::{StripeAdapter, StripeApi};
+use keyturn_providers::Providers;
+use serde_json::{json, Value};
+
+use crate::helpers::{backends, spawn_with, test_http, TestApp, TestDb};
+
+const VERSION: &str = "1.15.10";
+const SECRET: &str = "whsec_localstripe";
+const KEY: &str = "sk_test_keyturn";
+
+/// The Python with localstripe installed: `KEYTURN_LOCALSTRIPE_PYTHON`, or a virtualenv this
+/// test creates (once) under the target directory.
+fn python() -> PathBuf {
+    if let Ok(p) = std::env::var("KEYTURN_LOCALSTRIPE_PYTHON") {
+        return PathBuf::from(p);
+    }
+    let venv = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("localstripe-venv");
+    let python = venv.join("bin").join("python");
+    let installed = Command::new(&python)
+        .args(["-c", "import localstripe"])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !installed {
+        let ok = Command::new("python3")
+            .arg("-m")
+            .arg("venv")
+            .arg(&venv)
+            .status()
+            .unwrap();
+        assert!(ok.success(), "python3 -m venv failed");
+        let ok = Command::new(&python)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                &format!("localstripe=={VERSION}"),
+            ])
+            .status()
+            .unwrap();
+        assert!(ok.success(), "pip install localstripe failed");
+    }
+    python
+}
+
+struct Localstripe {
+    child: Child,
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Drop for Localstripe {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Localstripe {
+    async fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let script = format!(
+            "{}/tests/fixtures/run_localstripe.py",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let child = Command::new(python())
+            .arg(script)
+            .arg(port.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start localstripe");
+        let ls = Self {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            http: reqwest::Client::new(),
+        };
+        for _ in 0..200 {
+            let up = ls
+                .http
+                .get(format!("{}/v1/customers", ls.base))
+                .basic_auth(KEY, Some(""))
+                .send()
+                .await;
+            if up.is_ok_and(|r| r.status().is_success()) {
+                return ls;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("localstripe did not start");
+    }
+
+    async fn post(&self, path: &str, form: &[(&str, &str)]) -> Value {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .basic_auth(KEY, Some(""))
+            .form(form)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        // The configuration routes answer with an empty body.
+        let body: Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap_or(Value::Null);
+        assert!(status.is_success(), "{path}: {status} {body}");
+        body
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .basic_auth(KEY, Some(""))
+            .send()
+            .await
+            .unwrap();
+        r.json().await.unwrap()
+    }
+
+    /// A customer paying by `card` with a subscription to `plan_pro_m`; returns (customer, subscription).
+    async fn subscribe(&self, email: &str) -> (String, Value) {
+        let customer = self
+            .post(
+                "/v1/customers",
+                &[("name", "Ada Lovelace"), ("email", email)],
+            )
+            .await;
+        let cus = customer["id"].as_str().unwrap().to_owned();
+        let pm = self
+            .post(
+                "/v1/payment_methods/pm_card_visa/attach",
+                &[("customer", &cus)],
+            )
+            .await;
+        self.post(
+            &format!("/v1/customers/{cus}"),
+            &[(
+                "invoice_settings[default_payment_method]",
+                pm["id"].as_str().unwrap(),
+            )],
+        )
+        .await;
+        let sub = self
+            .post(
+                "/v1/subscriptions",
+                &[("customer", &cus), ("items[0][plan]", "plan_pro_m")],
+            )
+            .await;
+        (cus, sub)
+    }
+}
+
+async fn wait_for<F, Fut>(what: &str, mut check: F) -> Value
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<Value>>,
+{
+    for _ in 0..150 {
+        if let Some(v) = check().await {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+async fn license_of(app: &TestApp, subscription: &str) -> Option<Value> {
+    app.get("/v1/licenses?limit=500").await.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["metadata"]["stripe_subscription_id"] == subscription)
+        .cloned()
+}
+
+fn expires(l: &Value) -> DateTime<Utc> {
+    l["expires"].as_str().unwrap().parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscriptions_on_localstripe_drive_licenses() {
+    for backend in backends() {
+        let ls = Localstripe::start().await;
+        let db = TestDb::create(&backend).await;
+        let providers = Providers {
+            stripe: Some(StripeAdapter::new(
+                vec![SECRET.into()],
+                Duration::from_secs(300),
+                Some(StripeApi::new(&ls.base, KEY)),
+            )),
+        };
+        let app = spawn_with(&db, test_http(), providers).await;
+        let product = app.product("Editor", &["pro"]).await;
+        let plan = app
+            .post(
+                "/v1/plans",
+                json!({"product_id": product, "name": "Pro monthly", "period_days": 30, "max_machines": 1,
+                       "features": ["pro"], "grace_days": 5, "stripe_price_ids": ["plan_pro_m"]}),
+            )
+            .await;
+        assert_eq!(plan.status, 201, "{}", plan.body);
+        ls.post(
+            "/v1/products",
+            &[("id", "prod_pro"), ("name", "Editor Pro")],
+        )
+        .await;
+        ls.post(
+            "/v1/plans",
+            &[
+                ("id", "plan_pro_m"),
+                ("product", "prod_pro"),
+                ("amount", "2500"),
+                ("currency", "eur"),
+                ("interval", "month"),
+            ],
+        )
+        .await;
+
+        // Events sent while no webhook reached Keyturn are recovered from Stripe's event list.
+        let (_, missed) = ls.subscribe("missed@example.com").await;
+        let missed_id = missed["id"].as_str().unwrap().to_owned();
+        let sync = app.post("/v1/stripe/sync", json!({})).await;
+        assert_eq!(sync.status, 200, "{}", sync.body);
+        assert!(sync.body["applied"].as_u64().unwrap() >= 2, "{}", sync.body);
+        let recovered = license_of(&app, &missed_id)
+            .await
+            .expect("sync created the license");
+        assert_eq!(recovered["blocked"], false);
+        let again = app.post("/v1/stripe/sync", json!({})).await;
+        assert_eq!(
+            again.body["applied"], 0,
+            "a second sync applies nothing: {}",
+            again.body
+        );
+
+        // From now on Stripe delivers webhooks.
+        let webhook = format!("{}/webhooks/stripe", app.base);
+        ls.post(
+            "/_config/webhooks/keyturn",
+            &[("url", &webhook), ("secret", SECRET)],
+        )
+        .await;
+        let (cus, sub) = ls.subscribe("ada@example.com").await;
+        let sub_id = sub["id"].as_str().unwrap().to_owned();
+        let period_end = sub["current_period_end"].as_i64().unwrap();
+        // The subscription and its first invoice arrive as separate deliveries, in either order.
+        let license = wait_for("the subscription's license and customer", || async {
+            license_of(&app, &sub_id).await.filter(|l| {
+                l["customer_id"].is_i64() && expires(l).timestamp() == period_end + 5 * 86_400
+            })
+        })
+        .await;
+        assert_eq!(
+            expires(&license).timestamp(),
+            period_end + 5 * 86_400,
+            "paid period plus grace days"
+        );
+        assert_eq!(license["features"], json!(["pro"]));
+        let customer = app
+            .get(&format!("/v1/customers/{}", license["customer_id"]))
+            .await
+            .body;
+        assert_eq!(customer["email"], "ada@example.com");
+        let id = license["id"].as_i64().unwrap();
+        let path = format!("/v1/licenses/{id}");
+
+        // A further paid invoice extends the license. localstripe bills every invoice for the
+        // same period, so the vendor first shortens the license to see the invoice restore it.
+        let short = Utc::now() + chrono::Duration::days(1);
+        app.patch(&path, json!({"expires": short})).await;
+        let invoice = ls
+            .post(
+                "/v1/invoices",
+                &[("customer", &cus), ("subscription", &sub_id)],
+            )
+            .await;
+        ls.post(
+            &format!("/v1/invoices/{}/pay", invoice["id"].as_str().unwrap()),
+            &[],
+        )
+        .await;
+        wait_for("the renewal", || async {
+            let l = app.get(&path).await.body;
+            (expires(&l).timestamp() == period_end + 5 * 86_400).then_some(l)
+        })
+        .await;
+
+        // A failed payment (3-D Secure refused) is recorded and extends nothing.
+        let before = app.get(&path).await.body["expires"].clone();
+        let card = ls
+            .post(
+                "/v1/payment_methods",
+                &[
+                    ("type", "card"),
+                    ("card[number]", "4000002500003155"),
+                    ("card[exp_month]", "12"),
+                    ("card[exp_year]", "2030"),
+                    ("card[cvc]", "123"),
+                ],
+            )
+            .await;
+        let card = card["id"].as_str().unwrap();
+        ls.post(
+            &format!("/v1/payment_methods/{card}/attach"),
+            &[("customer", &cus)],
+        )
+        .await;
+        ls.post(
+            &format!("/v1/customers/{cus}"),
+            &[("invoice_settings[default_payment_method]", card)],
+        )
+        .await;
+        let invoice = ls
+            .post(
+                "/v1/invoices",
+                &[("customer", &cus), ("subscription", &sub_id)],
+            )
+            .await;
+        let invoice_id = invoice["id"].as_str().unwrap().to_owned();
+        ls.post(&format!("/v1/invoices/{invoice_id}/pay"), &[])
+            .await;
+        let pi = ls.get(&format!("/v1/invoices/{invoice_id}")).await["payment_intent"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let secret = ls.get(&format!("/v1/payment_intents/{pi}")).await["client_secret"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let r = ls
+            .http
+            .post(format!("{}/v1/payment_intents/{pi}/_authenticate", ls.base))
+            .form(&[
+                ("key", "pk_test_keyturn"),
+                ("client_secret", &secret),
+                ("success", "false"),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success());
+        let failed = wait_for("the failed payment", || async {
+            let payments = app.get("/v1/payments?limit=100").await.body["data"].clone();
+            payments
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|p| p["object_id"] == invoice_id.as_str())
+                .cloned()
+        })
+        .await;
+        assert_eq!(failed["status"], "failed");
+        assert_eq!(app.get(&path).await.body["expires"], before);
+
+        // Cancelling the subscription blocks the license.
+        let r = ls
+            .http
+            .delete(format!("{}/v1/subscriptions/{sub_id}", ls.base))
+            .basic_auth(KEY, Some(""))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success());
+        wait_for("the block", || async {
+            let l = app.get(&path).await.body;
+            (l["blocked"] == true).then_some(l)
+        })
+        .await;
+        let events = app.get(&format!("{path}/events")).await.body["data"].clone();
+        let block = events
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["action"] == "blocked")
+            .unwrap();
+        assert!(
+            block["actor"].as_str().unwrap().starts_with("stripe:evt_"),
+            "{block}"
+        );
+        assert_eq!(
+            app.license_count().await,
+            2,
+            "one license per subscription, never more"
+        );
+
+        app.stop().await;
+        db.remove().await;
+        drop(ls);
+    }
+}
