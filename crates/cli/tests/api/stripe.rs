@@ -514,3 +514,151 @@ async fn an_unsellable_purchase_fails_visibly_and_applies_on_redelivery() {
         db.remove().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dunning_and_cancellation_follow_the_plan() {
+    for backend in backends() {
+        let db = TestDb::create(&backend).await;
+        let app = spawn_with(&db, test_http(), providers()).await;
+        let w = world(&app, Utc::now().timestamp()).await;
+        // The team plan blocks overdue subscriptions and lets cancelled ones run out.
+        let team = app.get("/v1/plans").await.body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "Team monthly")
+            .unwrap()["id"]
+            .as_i64()
+            .unwrap();
+        let r = app
+            .patch(
+                &format!("/v1/plans/{team}"),
+                json!({"dunning": "block", "on_cancel": "expire"}),
+            )
+            .await;
+        assert_eq!(r.body["dunning"], "block");
+        assert_eq!(r.body["on_cancel"], "expire");
+
+        let upgrade = fixture("05_subscription_updated_upgrade", &w.vars);
+        assert_eq!(deliver(&app, &upgrade).await.status, 200);
+        let license = by_metadata(
+            &all_licenses(&app).await,
+            "stripe_subscription_id",
+            "sub_bo",
+        )[0]
+        .clone();
+        let path = format!("/v1/licenses/{}", license["id"]);
+        assert_eq!(license["blocked"], false);
+
+        let overdue = upgrade
+            .replace("evt_subscription_upgraded", "evt_overdue")
+            .replace("\"status\": \"active\"", "\"status\": \"past_due\"")
+            .replace(
+                &format!("\"created\": {}", w.vars["T4"]),
+                &format!("\"created\": {}", w.vars["T5"]),
+            );
+        deliver(&app, &overdue).await;
+        assert_eq!(
+            app.get(&path).await.body["blocked"],
+            true,
+            "overdue blocks on this plan"
+        );
+
+        // Payment recovers: the invoice lifts the block that dunning put there.
+        let paid = fixture("04_invoice_paid_cycle", &w.vars)
+            .replace("in_bo_2", "in_bo_9")
+            .replace("evt_invoice_paid_cycle", "evt_recovered")
+            .replace("price_monthly", "price_team");
+        let r = deliver(&app, &paid).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(app.get(&path).await.body["blocked"], false, "{}", r.body);
+
+        // A vendor's own block is not lifted by a payment.
+        app.post(&format!("{path}/block"), json!({})).await;
+        let paid_again = paid
+            .replace("in_bo_9", "in_bo_10")
+            .replace("evt_recovered", "evt_paid_again");
+        deliver(&app, &paid_again).await;
+        assert_eq!(app.get(&path).await.body["blocked"], true);
+        app.post(&format!("{path}/unblock"), json!({})).await;
+
+        // Cancelled on an "expire" plan: the license stays usable until its paid time is over.
+        let before = app.get(&path).await.body;
+        let deleted = fixture("11_subscription_deleted", &w.vars);
+        let r = deliver(&app, &deleted).await;
+        assert!(
+            r.body["detail"].as_str().unwrap().contains("runs out"),
+            "{}",
+            r.body
+        );
+        let after = app.get(&path).await.body;
+        assert_eq!(after["blocked"], false);
+        assert_eq!(after["expires"], before["expires"]);
+        assert!(expires(&after).timestamp() >= w.p2_end);
+        app.stop().await;
+        db.remove().await;
+    }
+}
+
+/// A Stripe-compatible server that knows one checkout session's line items.
+async fn line_item_server() -> (String, tokio::task::JoinHandle<()>) {
+    use axum::routing::get;
+    let router = axum::Router::new().route(
+        "/v1/checkout/sessions/{id}/line_items",
+        get(|axum::extract::Path(id): axum::extract::Path<String>, headers: axum::http::HeaderMap| async move {
+            let authorized = headers.get("authorization").is_some_and(|v| v.to_str().unwrap_or("").starts_with("Basic "));
+            if id != "cs_test_once" || !authorized {
+                return (axum::http::StatusCode::NOT_FOUND, axum::Json(json!({"error": {"message": "No such session"}})));
+            }
+            (axum::http::StatusCode::OK, axum::Json(json!({"object": "list", "has_more": false, "data": [
+                {"id": "li_1", "object": "item", "quantity": 3, "price": {"id": "price_once", "object": "price", "product": "prod_editor"}}
+            ]})))
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let handle = tokio::spawn(async move {
+        axum::serve(listener, router).await.unwrap();
+    });
+    (base, handle)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkout_without_plan_metadata_is_matched_by_its_line_items() {
+    let (base, server) = line_item_server().await;
+    for backend in backends() {
+        let db = TestDb::create(&backend).await;
+        let providers = Providers {
+            stripe: Some(StripeAdapter::new(
+                vec![SECRET.into()],
+                Duration::from_secs(300),
+                Some(keyturn_providers::stripe::StripeApi::new(
+                    &base,
+                    "sk_test_lines",
+                )),
+            )),
+        };
+        let app = spawn_with(&db, test_http(), providers).await;
+        let w = world(&app, Utc::now().timestamp()).await;
+        let body = fixture("01_checkout_payment", &w.vars).replace(
+            &format!(
+                "\"metadata\": {{\"keyturn_plan_id\": \"{}\", \"keyturn_quantity\": \"2\"}}",
+                w.vars["PLAN_ONCE"]
+            ),
+            "\"metadata\": {}",
+        );
+        assert!(body.contains("\"metadata\": {}"));
+        let r = deliver(&app, &body).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        let licenses = all_licenses(&app).await;
+        assert_eq!(licenses.len(), 3, "the line items' quantity");
+        let plan_once: i64 = w.vars["PLAN_ONCE"].parse().unwrap();
+        assert!(
+            licenses.iter().all(|l| l["plan_id"] == plan_once),
+            "the price names the plan"
+        );
+        app.stop().await;
+        db.remove().await;
+    }
+    server.abort();
+}
