@@ -183,6 +183,22 @@ impl App {
             .ok_or(AppError::NotFound("provider event"))
     }
 
+    /// A provider's subscription as Keyturn last recorded it.
+    pub async fn subscription(
+        &self,
+        principal: &Principal,
+        provider: &str,
+        subscription_id: &str,
+    ) -> Result<Subscription> {
+        principal.require_unrestricted(Permission::PaymentsRead)?;
+        self.store
+            .read()
+            .await?
+            .subscription(provider, subscription_id)
+            .await?
+            .ok_or(AppError::NotFound("subscription"))
+    }
+
     /// The provider time of the newest event handled, where a sync of missed events starts.
     pub async fn latest_provider_event(&self, provider: &str) -> Result<Option<DateTime<Utc>>> {
         Ok(self

@@ -284,6 +284,17 @@ async fn stripe_events_drive_licenses() {
         assert_eq!(upgraded["max_machines"], 6);
         assert_eq!(upgraded["blocked"], false);
 
+        let recorded = app.get("/v1/subscriptions/stripe/sub_bo").await;
+        assert_eq!(recorded.status, 200, "{}", recorded.body);
+        assert_eq!(recorded.body["status"], "active");
+        assert_eq!(recorded.body["quantity"], 3);
+        assert_eq!(recorded.body["cancel_at_period_end"], false);
+        assert_eq!(recorded.body["license_id"], sub_license);
+        assert_eq!(
+            app.get("/v1/subscriptions/stripe/sub_nope").await.status,
+            404
+        );
+
         // A failed payment is recorded and extends nothing.
         send("06_invoice_payment_failed").await;
         assert_eq!(app.get(&path).await.body["expires"], renewed["expires"]);
@@ -337,6 +348,10 @@ async fn stripe_events_drive_licenses() {
         // Cancellation blocks the subscription's license.
         send("11_subscription_deleted").await;
         assert_eq!(app.get(&path).await.body["blocked"], true);
+        assert_eq!(
+            app.get("/v1/subscriptions/stripe/sub_bo").await.body["status"],
+            "canceled"
+        );
 
         // Nothing was issued twice, and every event is on record once.
         assert_eq!(all_licenses(&app).await.len(), 4);

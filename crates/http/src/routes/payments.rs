@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use keyturn_app::{Page, PageRequest};
-use keyturn_core::payment::{Payment, ProviderEvent};
+use keyturn_core::payment::{Payment, ProviderEvent, Subscription};
 use keyturn_core::Permission;
 use keyturn_providers::stripe::{SyncError, SyncReport};
 use serde::Deserialize;
@@ -19,6 +19,10 @@ pub fn router() -> Router<AppState> {
         .route("/payments/{id}", get(show_payment))
         .route("/provider-events", get(list_events))
         .route("/provider-events/{provider}/{event_id}", get(show_event))
+        .route(
+            "/subscriptions/{provider}/{subscription_id}",
+            get(show_subscription),
+        )
         .route("/stripe/sync", post(stripe_sync))
 }
 
@@ -85,6 +89,19 @@ async fn show_event(
         state
             .app
             .provider_event(&principal, &provider, &event_id)
+            .await?,
+    ))
+}
+
+async fn show_subscription(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Path((provider, subscription_id)): Path<(String, String)>,
+) -> Result<Json<Subscription>, ApiError> {
+    Ok(Json(
+        state
+            .app
+            .subscription(&principal, &provider, &subscription_id)
             .await?,
     ))
 }
