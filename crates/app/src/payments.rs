@@ -255,8 +255,7 @@ async fn apply(s: &mut Session, ctx: &Ctx<'_>, event: PaymentEvent) -> Result<St
             if let Some(order) = order {
                 let plan_id = paid_plan(s, &plan).await?.or(sub.plan_id);
                 let payment =
-                    record_payment(s, ctx, "checkout_session", &order, plan_id, &sub, &money)
-                        .await?;
+                    record_payment(s, ctx, "order", &order, plan_id, &sub, &money).await?;
                 s.link_payment_license(payment.id, license.id).await?;
                 detail.push_str(&reverse_if_reported(s, ctx, &payment).await?);
             }
@@ -634,7 +633,7 @@ async fn purchased(
 ) -> Result<String> {
     let plan = resolve_plan(s, plan_ref).await?;
     let customer_id = customer(s, buyer, ctx.at).await?;
-    let mut p = new_payment_fields(ctx, "checkout_session", order, "paid", money);
+    let mut p = new_payment_fields(ctx, "order", order, "paid", money);
     p.customer_id = customer_id;
     p.plan_id = Some(plan.id);
     let (payment, new) = s.upsert_payment(&p, ctx.at).await?;

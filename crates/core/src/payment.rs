@@ -342,3 +342,61 @@ impl CancelRule {
         }
     }
 }
+
+/// Which parameters a store sends to a license URL.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LicenseUrlParams {
+    pub order_id: String,
+    pub name: String,
+    pub email: String,
+    pub quantity: String,
+    /// Distinguishes several calls for one order (a store that calls once per copy).
+    pub item: String,
+}
+
+impl LicenseUrlParams {
+    /// The names each store sends by default; every one can be overridden.
+    pub fn defaults_for(store: &str) -> Option<Self> {
+        let p = |o: &str, n: &str, e: &str, q: &str, i: &str| Self {
+            order_id: o.into(),
+            name: n.into(),
+            email: e.into(),
+            quantity: q.into(),
+            item: i.into(),
+        };
+        match store {
+            // SendOwl fills the vendor's URL template, e.g.
+            // `?order_id={{order.id}}&buyer_name={{order.buyer_name}}&buyer_email={{order.buyer_email}}`.
+            "sendowl" => Some(p(
+                "order_id",
+                "buyer_name",
+                "buyer_email",
+                "quantity",
+                "item",
+            )),
+            // DPD posts the purchase's fields in the PayPal style it uses throughout.
+            "dpd" => Some(p(
+                "txn_id",
+                "name",
+                "payer_email",
+                "quantity",
+                "item_number",
+            )),
+            "generic" => Some(p("order_id", "name", "email", "quantity", "item")),
+            _ => None,
+        }
+    }
+}
+
+/// A license URL as listed (its secret is shown only when created or rotated).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LicenseUrl {
+    pub id: i64,
+    pub plan_id: i64,
+    pub name: String,
+    pub store: String,
+    pub params: LicenseUrlParams,
+    pub email_buyer: bool,
+    pub created: DateTime<Utc>,
+    pub rotated: DateTime<Utc>,
+}

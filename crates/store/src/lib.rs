@@ -9,6 +9,7 @@ mod activations;
 mod customers;
 mod error;
 mod events;
+mod license_urls;
 mod licenses;
 mod payments;
 mod plans;
