@@ -123,13 +123,14 @@ impl App {
         })
     }
 
-    /// Frees a machine's seat, as the program on that machine asks with the key.
+    /// Frees a machine's seat, as the program on that machine asks with the key. Returns the
+    /// removed activation and the product whose key signs the reply.
     pub async fn deactivate(
         &self,
         key: &str,
         fingerprint: &str,
         product_id: Option<i64>,
-    ) -> Result<Activation> {
+    ) -> Result<(Activation, i64)> {
         let key = LicenseKey::parse(key)?;
         let fingerprint = Fingerprint::parse(fingerprint)?;
         let license = self
@@ -149,8 +150,10 @@ impl App {
             .activation_of(license.id, fingerprint.as_str())
             .await?
             .ok_or(AppError::NotFound("activation"))?;
-        self.remove_activation(session, Actor::Licensee, activation)
-            .await
+        let removed = self
+            .remove_activation(session, Actor::Licensee, activation)
+            .await?;
+        Ok((removed, license.product_id))
     }
 
     /// Removes an activation by id, as the vendor does for a customer who lost a machine.

@@ -6,6 +6,7 @@ mod activations;
 mod catalog;
 mod customers;
 mod error;
+mod files;
 mod licenses;
 mod principal;
 mod signers;
@@ -18,6 +19,7 @@ pub use activations::{ActivationOutcome, ActivationRequest, ValidationQuery, Val
 pub use catalog::{NewPlanInput, NewProductInput, ProductPatch};
 pub use customers::{CustomerPatch, NewCustomerInput};
 pub use error::AppError;
+pub use files::{LicenseFileRequest, DEFAULT_FILE_TTL_DAYS};
 pub use keyturn_store::{Dialect, StoreError};
 pub use licenses::{Extension, LicensePatch, LicenseQuery, LicenseSpec, TrialRequest};
 pub use principal::{Actor, Principal};

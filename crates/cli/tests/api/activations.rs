@@ -28,16 +28,22 @@ async fn node_locked(app: &TestApp) {
     let client = Client::new(&app.base, product, &public_key(app, product).await).unwrap();
 
     let first = client
-        .activate(key, "machine-a", Some("Ann's laptop"))
+        .activate_machine(key, "machine-a", Some("Ann's laptop"))
         .await
         .unwrap();
     assert!(first.created);
     assert_eq!(first.activation.name.as_deref(), Some("Ann's laptop"));
-    let again = client.activate(key, "machine-a", None).await.unwrap();
+    let again = client
+        .activate_machine(key, "machine-a", None)
+        .await
+        .unwrap();
     assert!(!again.created, "a known machine only checks in");
     assert_eq!(again.activation.id, first.activation.id);
-    client.activate(key, "machine-b", None).await.unwrap();
-    match client.activate(key, "machine-c", None).await {
+    client
+        .activate_machine(key, "machine-b", None)
+        .await
+        .unwrap();
+    match client.activate_machine(key, "machine-c", None).await {
         Err(Error::Refused {
             status: 409, code, ..
         }) => assert_eq!(code, "TOO_MANY_MACHINES"),
@@ -45,7 +51,7 @@ async fn node_locked(app: &TestApp) {
     }
 
     let v = client
-        .validate(key, Some("machine-a"), &["pro"])
+        .validate_machine(key, Some("machine-a"), &["pro"])
         .await
         .unwrap();
     assert!(v.valid);
@@ -53,19 +59,23 @@ async fn node_locked(app: &TestApp) {
     assert_eq!(v.license.unwrap().key, key);
     assert_eq!(
         client
-            .validate(key, Some("machine-c"), &[])
+            .validate_machine(key, Some("machine-c"), &[])
             .await
             .unwrap()
             .code,
         "NOT_ACTIVATED"
     );
     assert_eq!(
-        client.validate(key, None, &["export"]).await.unwrap().code,
+        client
+            .validate_machine(key, None, &["export"])
+            .await
+            .unwrap()
+            .code,
         "FEATURE_MISSING"
     );
     assert_eq!(
         client
-            .validate("NOPEN-OPENO-PENOP-ENOPE", None, &[])
+            .validate_machine("NOPEN-OPENO-PENOP-ENOPE", None, &[])
             .await
             .unwrap()
             .code,
@@ -75,11 +85,11 @@ async fn node_locked(app: &TestApp) {
     // Asked as another product, the key is refused, and signed by that product's key.
     let viewer = Client::new(&app.base, other, &public_key(app, other).await).unwrap();
     assert_eq!(
-        viewer.validate(key, None, &[]).await.unwrap().code,
+        viewer.validate_machine(key, None, &[]).await.unwrap().code,
         "WRONG_PRODUCT"
     );
     assert!(matches!(
-        viewer.activate(key, "machine-z", None).await,
+        viewer.activate_machine(key, "machine-z", None).await,
         Err(Error::Refused { status: 403, .. })
     ));
 
@@ -100,10 +110,10 @@ async fn node_locked(app: &TestApp) {
         "another product's key does not verify it"
     );
 
-    client.deactivate(key, "machine-a").await.unwrap();
+    client.deactivate_machine(key, "machine-a").await.unwrap();
     assert_eq!(
         client
-            .validate(key, Some("machine-a"), &[])
+            .validate_machine(key, Some("machine-a"), &[])
             .await
             .unwrap()
             .code,
@@ -111,14 +121,14 @@ async fn node_locked(app: &TestApp) {
     );
     assert!(
         client
-            .activate(key, "machine-c", None)
+            .activate_machine(key, "machine-c", None)
             .await
             .unwrap()
             .created,
         "the seat was freed"
     );
     assert!(matches!(
-        client.deactivate(key, "machine-a").await,
+        client.deactivate_machine(key, "machine-a").await,
         Err(Error::Refused { status: 404, .. })
     ));
 
@@ -143,7 +153,10 @@ async fn node_locked(app: &TestApp) {
     );
 
     // Lowering the limit keeps the oldest machines and refuses the newest.
-    client.activate(key, "machine-d", None).await.unwrap();
+    client
+        .activate_machine(key, "machine-d", None)
+        .await
+        .unwrap();
     app.patch(&format!("/v1/licenses/{id}"), json!({"max_machines": 1}))
         .await;
     let live = app
@@ -154,21 +167,29 @@ async fn node_locked(app: &TestApp) {
     let oldest = live[0]["fingerprint"].as_str().unwrap().to_owned();
     let newest = live[1]["fingerprint"].as_str().unwrap().to_owned();
     assert_eq!(
-        client.validate(key, Some(&oldest), &[]).await.unwrap().code,
+        client
+            .validate_machine(key, Some(&oldest), &[])
+            .await
+            .unwrap()
+            .code,
         "VALID"
     );
     assert_eq!(
-        client.validate(key, Some(&newest), &[]).await.unwrap().code,
+        client
+            .validate_machine(key, Some(&newest), &[])
+            .await
+            .unwrap()
+            .code,
         "TOO_MANY_MACHINES"
     );
 
     app.post(&format!("/v1/licenses/{id}/block"), json!({}))
         .await;
     assert_eq!(
-        client.validate(key, None, &[]).await.unwrap().code,
+        client.validate_machine(key, None, &[]).await.unwrap().code,
         "BLOCKED"
     );
-    match client.activate(key, &oldest, None).await {
+    match client.activate_machine(key, &oldest, None).await {
         Err(Error::Refused {
             status: 403, code, ..
         }) => assert_eq!(code, "BLOCKED"),
@@ -180,11 +201,11 @@ async fn node_locked(app: &TestApp) {
     app.patch(&format!("/v1/licenses/{id}"), json!({"expires": past}))
         .await;
     assert_eq!(
-        client.validate(key, None, &[]).await.unwrap().code,
+        client.validate_machine(key, None, &[]).await.unwrap().code,
         "EXPIRED"
     );
     assert!(matches!(
-        client.activate(key, "machine-e", None).await,
+        client.activate_machine(key, "machine-e", None).await,
         Err(Error::Refused { status: 403, .. })
     ));
 
@@ -208,31 +229,43 @@ async fn floating(app: &TestApp) {
     let key = license["key"].as_str().unwrap();
     let client = Client::new(&app.base, product, &public_key(app, product).await).unwrap();
 
-    let lease = client.activate(key, "node-1", None).await.unwrap();
+    let lease = client.activate_machine(key, "node-1", None).await.unwrap();
     assert!(lease.activation.lease_expires.is_some());
     assert!(matches!(
-        client.activate(key, "node-2", None).await,
+        client.activate_machine(key, "node-2", None).await,
         Err(Error::Refused { status: 409, .. })
     ));
     tokio::time::sleep(Duration::from_millis(2300)).await;
     assert_eq!(
         client
-            .validate(key, Some("node-1"), &[])
+            .validate_machine(key, Some("node-1"), &[])
             .await
             .unwrap()
             .code,
         "NOT_ACTIVATED",
         "a lapsed lease stops counting"
     );
-    assert!(client.activate(key, "node-2", None).await.unwrap().created);
+    assert!(
+        client
+            .activate_machine(key, "node-2", None)
+            .await
+            .unwrap()
+            .created
+    );
     // A heartbeat well within the interval keeps the seat.
     for _ in 0..3 {
         tokio::time::sleep(Duration::from_millis(500)).await;
-        assert!(!client.activate(key, "node-2", None).await.unwrap().created);
+        assert!(
+            !client
+                .activate_machine(key, "node-2", None)
+                .await
+                .unwrap()
+                .created
+        );
     }
     assert_eq!(
         client
-            .validate(key, Some("node-2"), &[])
+            .validate_machine(key, Some("node-2"), &[])
             .await
             .unwrap()
             .code,
