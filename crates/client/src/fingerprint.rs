@@ -79,8 +79,7 @@ impl Fingerprint {
         {
             raw.push(("env", id.trim().to_owned()));
         }
-        let sources = sources::read();
-        raw.extend(sources.into_iter());
+        raw.extend(sources::read());
         let strong = raw.iter().any(|(name, _)| STRONG.contains(name));
         if !strong || sources::in_container() {
             if let Some(id) = identity_file.and_then(identity) {

@@ -438,6 +438,9 @@ impl Client {
                 if self.state_file.is_some() {
                     self.update_state(|state| {
                         state.touch(now);
+                        // A missing feature says nothing about the machine's activation (it
+                        // is checked first), so the kept verdict stays; any other refusal
+                        // (blocked, expired, deactivated…) ends offline use at once.
                         if signed.value.valid {
                             let cached = CachedReply {
                                 body: B64.encode(&signed.body),
@@ -445,7 +448,7 @@ impl Client {
                                 fingerprint: machine.clone(),
                             };
                             state.validations.insert(normal_key(key), cached);
-                        } else {
+                        } else if signed.value.code != "FEATURE_MISSING" {
                             state.validations.remove(&normal_key(key));
                         }
                         Ok(())

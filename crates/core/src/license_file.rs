@@ -51,24 +51,37 @@ pub const MAX_TTL_DAYS: i64 = 3650;
 /// The license as a file states it: what a program may check offline.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FileLicense {
+    /// The license's id.
     pub id: i64,
+    /// The license key.
     pub key: String,
+    /// The product the license is for.
     pub product_id: i64,
+    /// When the license ends; `None` for a perpetual license.
     pub expires: Option<DateTime<Utc>>,
+    /// The features the license grants.
     pub features: Vec<String>,
+    /// How many machines may use the license; 0 means unlimited.
     pub max_machines: i64,
+    /// Whether the license was blocked when the file was issued (files are not issued for
+    /// blocked licenses, so this is `false` in practice).
     pub blocked: bool,
+    /// Whether this is a trial license.
     pub trial: bool,
+    /// The vendor's own data about the license.
     pub metadata: serde_json::Value,
 }
 
 /// What a license file grants, and to which machine, for how long.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LicenseFileTerms {
+    /// Always [`FORMAT`].
     pub format: String,
+    /// The license, as it stands when the file is issued.
     pub license: FileLicense,
     /// The machine the file is bound to; `None` for a file any machine may use.
     pub fingerprint: Option<String>,
+    /// When the server issued the file.
     pub issued: DateTime<Utc>,
     /// The file is refused from this instant on, whatever the license's own expiry.
     pub valid_until: DateTime<Utc>,
@@ -77,8 +90,11 @@ pub struct LicenseFileTerms {
 /// How a file should be issued.
 #[derive(Debug, Clone)]
 pub struct FileOptions {
+    /// The machine to bind the file to; `None` for a file any machine may use.
     pub fingerprint: Option<Fingerprint>,
+    /// Days the file stays valid from its issue.
     pub ttl_days: i64,
+    /// Seal the terms so that only the bound machine can read them.
     pub encrypt: bool,
 }
 

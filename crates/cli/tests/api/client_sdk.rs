@@ -32,12 +32,15 @@ enum Tamper {
     Down,
 }
 
+/// A reply as it passed: status, body and signature.
+type Passed = (u16, Vec<u8>, Option<String>);
+
 #[derive(Clone)]
 struct ProxyState {
     upstream: String,
     http: reqwest::Client,
     tamper: Arc<Mutex<Tamper>>,
-    last: Arc<Mutex<Option<(u16, Vec<u8>, Option<String>)>>>,
+    last: Arc<Mutex<Option<Passed>>>,
 }
 
 /// A small HTTP proxy on 127.0.0.1 that sits between the client and the server.
@@ -575,6 +578,11 @@ async fn grace_period(app: &TestApp) {
     ));
     proxy.set(Tamper::Pass);
     assert!(client.validate(&key, &["pro"]).await.unwrap().valid);
+    // Asking for a feature the license lacks keeps the good verdict for offline use.
+    assert_eq!(
+        client.validate(&key, &["export"]).await.unwrap().code,
+        "FEATURE_MISSING"
+    );
 
     proxy.set(Tamper::Down);
     clock.shift(Duration::hours(20));
