@@ -116,6 +116,9 @@ fn open(key: &[u8; 32], nonce: &str, sealed: &str, aad: &[u8]) -> Option<Vec<u8>
         .ok()
 }
 
+/// The key that wraps the content key for one machine component. The same derivation as the
+/// issuer's (`keyturn_core::license_file::slot_key`): this crate stays free of server crates, and
+/// the integration tests check that both sides agree.
 fn slot_key(license_key: &str, component: &str, value: &str) -> [u8; 32] {
     let ikm = format!("{license_key}\0{component}={value}");
     let mut out = [0u8; 32];

@@ -6,18 +6,6 @@ use serde_json::json;
 
 use crate::helpers::TestApp;
 
-async fn public_key(app: &TestApp, product: i64) -> String {
-    let r = app
-        .call(
-            reqwest::Method::GET,
-            &format!("/v1/products/{product}/public-key"),
-            None,
-            None,
-        )
-        .await;
-    r.body["public_key"].as_str().unwrap().to_owned()
-}
-
 async fn node_locked(app: &TestApp) {
     let product = app.product("Editor", &["pro", "export"]).await;
     let other = app.product("Viewer", &[]).await;
@@ -25,7 +13,7 @@ async fn node_locked(app: &TestApp) {
         .license(json!({"product_id": product, "max_machines": 2, "features": ["pro"], "period_days": 30}))
         .await;
     let key = license["key"].as_str().unwrap();
-    let client = Client::new(&app.base, product, &public_key(app, product).await).unwrap();
+    let client = Client::new(&app.base, product, &app.public_key(product).await).unwrap();
 
     let first = client
         .activate_machine(key, "machine-a", Some("Ann's laptop"))
@@ -83,7 +71,7 @@ async fn node_locked(app: &TestApp) {
     );
 
     // Asked as another product, the key is refused, and signed by that product's key.
-    let viewer = Client::new(&app.base, other, &public_key(app, other).await).unwrap();
+    let viewer = Client::new(&app.base, other, &app.public_key(other).await).unwrap();
     assert_eq!(
         viewer.validate_machine(key, None, &[]).await.unwrap().code,
         "WRONG_PRODUCT"
@@ -104,7 +92,7 @@ async fn node_locked(app: &TestApp) {
         .unwrap()
         .replace("\"blocked\":false", "\"blocked\":true");
     assert!(!client.verify(tampered.as_bytes(), &signature));
-    let foreign = Client::new(&app.base, other, &public_key(app, other).await).unwrap();
+    let foreign = Client::new(&app.base, other, &app.public_key(other).await).unwrap();
     assert!(
         !foreign.verify(&raw.raw, &signature),
         "another product's key does not verify it"
@@ -209,15 +197,9 @@ async fn node_locked(app: &TestApp) {
         Err(Error::Refused { status: 403, .. })
     ));
 
-    let events = app.get(&format!("/v1/licenses/{id}/events")).await;
-    let actions: Vec<&str> = events.body["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["action"].as_str().unwrap())
-        .collect();
-    assert_eq!(actions.iter().filter(|a| **a == "activated").count(), 4);
-    assert_eq!(actions.iter().filter(|a| **a == "deactivated").count(), 2);
+    let actions = app.actions(id).await;
+    assert_eq!(actions.iter().filter(|a| *a == "activated").count(), 4);
+    assert_eq!(actions.iter().filter(|a| *a == "deactivated").count(), 2);
 }
 on_every_backend!(node_locked_activation_and_validation, node_locked);
 
@@ -227,7 +209,7 @@ async fn floating(app: &TestApp) {
         .license(json!({"product_id": product, "max_machines": 1, "floating_lease_seconds": 2}))
         .await;
     let key = license["key"].as_str().unwrap();
-    let client = Client::new(&app.base, product, &public_key(app, product).await).unwrap();
+    let client = Client::new(&app.base, product, &app.public_key(product).await).unwrap();
 
     let lease = client.activate_machine(key, "node-1", None).await.unwrap();
     assert!(lease.activation.lease_expires.is_some());

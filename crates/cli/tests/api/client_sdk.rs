@@ -145,18 +145,6 @@ impl Clock for TestClock {
     }
 }
 
-async fn public_key(app: &TestApp, product: i64) -> String {
-    let r = app
-        .call(
-            Method::GET,
-            &format!("/v1/products/{product}/public-key"),
-            None,
-            None,
-        )
-        .await;
-    r.body["public_key"].as_str().unwrap().to_owned()
-}
-
 /// A product with a license for it: (product id, license id, key, public key).
 async fn licensed(app: &TestApp, spec: serde_json::Value) -> (i64, i64, String, String) {
     let product = app.product("Editor", &["pro", "export"]).await;
@@ -167,7 +155,7 @@ async fn licensed(app: &TestApp, spec: serde_json::Value) -> (i64, i64, String, 
         product,
         license["id"].as_i64().unwrap(),
         license["key"].as_str().unwrap().to_owned(),
-        public_key(app, product).await,
+        app.public_key(product).await,
     )
 }
 
@@ -253,15 +241,8 @@ async fn this_machine_online(app: &TestApp) {
         "the seat is free"
     );
 
-    let events = app.get(&format!("/v1/licenses/{id}/events")).await;
-    let actions: Vec<&str> = events.body["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["action"].as_str().unwrap())
-        .collect();
     assert_eq!(
-        actions,
+        app.actions(id).await,
         ["created", "activated", "deactivated", "activated"]
     );
 }
@@ -500,14 +481,9 @@ async fn license_files(app: &TestApp) {
         .await;
     assert_eq!((r.status, r.code()), (403, "BLOCKED"));
 
-    let events = app.get(&format!("/v1/licenses/{id}/events")).await;
-    let issued = events.body["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["action"] == "license_file_issued")
-        .count();
-    assert_eq!(issued, 8);
+    let actions = app.actions(id).await;
+    let issued = actions.iter().filter(|a| *a == "license_file_issued");
+    assert_eq!(issued.count(), 8);
 }
 on_every_backend!(
     license_files_round_trip_and_are_refused_when_they_should_be,
