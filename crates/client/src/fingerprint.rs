@@ -31,7 +31,10 @@
 //! fingerprints name the same machine when at least one strong component agrees and more of their
 //! shared components agree than differ. One changed component (a replaced network card, a renamed
 //! host) therefore never locks a user out, while another machine — which differs in every
-//! strong component — never matches.
+//! strong component — never matches. The server applies the same rule when a machine activates,
+//! validates or deactivates; with a state file the client also keeps the code the machine was
+//! first activated under ([`crate::Client::machine_code`]), so drift is followed component by
+//! component.
 //!
 //! Collecting a fingerprint reads a few small files and never panics: unreadable sources are
 //! skipped.
@@ -216,6 +219,7 @@ fn identity(path: &Path) -> Option<String> {
     Some(id)
 }
 
+#[cfg_attr(any(target_os = "macos", windows), allow(dead_code))]
 fn first_line(path: impl AsRef<Path>) -> Option<String> {
     let text = std::fs::read_to_string(path).ok()?;
     let line = text.lines().next()?.trim();

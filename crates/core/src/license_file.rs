@@ -32,6 +32,7 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
+use crate::names::{fingerprint_components, STRONG_COMPONENTS};
 use crate::{DomainError, Fingerprint, License, ProductSigner};
 
 /// The first line of a license file.
@@ -40,11 +41,6 @@ pub const BEGIN: &str = "-----BEGIN LICENSE FILE-----";
 pub const END: &str = "-----END LICENSE FILE-----";
 /// The format name: the `Format:` header, the signature's domain separator and the HKDF salt.
 pub const FORMAT: &str = "keyturn-license-file/1";
-/// The prefix of fingerprints that `keyturn-client` builds from several machine components.
-pub const FINGERPRINT_PREFIX: &str = "ktfp1:";
-/// The components that identify a machine by themselves (weak ones, such as the host name or
-/// the CPU model, are shared by many machines and never open an encrypted file on their own).
-pub const STRONG_COMPONENTS: [&str; 7] = ["env", "mid", "dmi", "brd", "mac", "idf", "raw"];
 /// The longest time a license file may be valid for.
 pub const MAX_TTL_DAYS: i64 = 3650;
 
@@ -113,18 +109,6 @@ struct Slot {
     component: String,
     nonce: String,
     key: String,
-}
-
-/// Splits a fingerprint into its named components: `ktfp1:mid=…;mac=…` into pairs, any other
-/// fingerprint into the one opaque component `raw`.
-pub fn fingerprint_components(fingerprint: &str) -> Vec<(&str, &str)> {
-    let parsed: Option<Vec<(&str, &str)>> = fingerprint
-        .strip_prefix(FINGERPRINT_PREFIX)
-        .map(|rest| rest.split(';').filter_map(|c| c.split_once('=')).collect());
-    match parsed {
-        Some(components) if !components.is_empty() => components,
-        _ => vec![("raw", fingerprint)],
-    }
 }
 
 /// The key that wraps the content key for one machine component.
@@ -366,7 +350,6 @@ mod tests {
             [("mid", "1"), ("mac", "2")]
         );
         assert_eq!(fingerprint_components("machine-a"), [("raw", "machine-a")]);
-        assert_eq!(fingerprint_components("ktfp1:"), [("raw", "ktfp1:")]);
         assert!(check_ttl_days(0).is_err());
         assert!(check_ttl_days(MAX_TTL_DAYS + 1).is_err());
         assert!(check_ttl_days(30).is_ok());

@@ -208,6 +208,15 @@ async fn this_machine_online(app: &TestApp) {
             .join(";")
     ));
     if parts.len() > 2 {
+        // Without a state file the server itself recognises the machine.
+        let stateless_box = Client::new(&app.base, product, &public)
+            .unwrap()
+            .with_fingerprint(drifted.clone());
+        assert_ne!(stateless_box.machine_code().unwrap(), code);
+        assert!(stateless_box.validate(&key, &["pro"]).await.unwrap().valid);
+        let again = stateless_box.activate(&key).await.unwrap();
+        assert!(!again.created, "no second seat for the same machine");
+        assert_eq!(again.activation.fingerprint, code);
         let same_box = Client::new(&app.base, product, &public)
             .unwrap()
             .with_fingerprint(drifted)
