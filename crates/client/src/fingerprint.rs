@@ -15,7 +15,7 @@
 //! | `cpu` | the CPU model | no |
 //! | `hst` | the host name | no |
 //!
-//! The text form is `ktfp1:mid=…;mac=…;cpu=…;hst=…` (at most about 150 characters).
+//! The text form is `ktfp1:mid=…;mac=…;cpu=…;hst=…` (under 200 characters; the server accepts up to 256).
 //!
 //! **Containers.** A container usually has no readable hardware ids, a virtual network
 //! interface and often no machine id of its own (or one baked into the image and shared by every
