@@ -55,7 +55,8 @@ pub(crate) fn machine_name(name: Option<&str>) -> Result<Option<String>> {
 
 impl App {
     /// Activates a machine on a license, or renews its activation (and floating lease) if it
-    /// already holds one. The license row is locked for the whole decision, so concurrent
+    /// already holds one — under its fingerprint, or one that differs by a single component
+    /// ([`Fingerprint::same_machine`]). The license row is locked for the whole decision, so concurrent
     /// activations of one key — from any number of server nodes — never exceed its limit.
     pub async fn activate(&self, req: ActivationRequest) -> Result<ActivationOutcome> {
         let key = LicenseKey::parse(&req.key)?;
@@ -77,7 +78,17 @@ impl App {
         let at = now();
         session.delete_lapsed_activations(id, at).await?;
         let lease = license.lease_until(at);
-        if let Some(known) = session.activation_of(id, fingerprint.as_str()).await? {
+        let exact = session.activation_of(id, fingerprint.as_str()).await?;
+        let live = match exact {
+            Some(_) => Vec::new(),
+            None => session.live_activations(id, at).await?,
+        };
+        let known = exact.or_else(|| {
+            live.iter()
+                .find(|a| fingerprint.same_machine(&a.fingerprint))
+                .cloned()
+        });
+        if let Some(known) = known {
             admit_known_machine(&license, req.product_id, at).map_err(AppError::Refused)?;
             let activation = session
                 .renew_activation(known.id, name.as_deref(), req.ip.as_deref(), lease, at)
@@ -89,8 +100,8 @@ impl App {
                 created: false,
             });
         }
-        let live = session.live_activations(id, at).await?.len() as i64;
-        admit_new_machine(&license, req.product_id, live, at).map_err(AppError::Refused)?;
+        admit_new_machine(&license, req.product_id, live.len() as i64, at)
+            .map_err(AppError::Refused)?;
         let activation = session
             .insert_activation(
                 id,
@@ -123,13 +134,14 @@ impl App {
         })
     }
 
-    /// Frees a machine's seat, as the program on that machine asks with the key.
+    /// Frees a machine's seat, as the program on that machine asks with the key. Returns the
+    /// removed activation and the product whose key signs the reply.
     pub async fn deactivate(
         &self,
         key: &str,
         fingerprint: &str,
         product_id: Option<i64>,
-    ) -> Result<Activation> {
+    ) -> Result<(Activation, i64)> {
         let key = LicenseKey::parse(key)?;
         let fingerprint = Fingerprint::parse(fingerprint)?;
         let license = self
@@ -145,12 +157,22 @@ impl App {
             .lock_license(license.id)
             .await?
             .ok_or(AppError::NotFound("license"))?;
-        let activation = session
+        let activation = match session
             .activation_of(license.id, fingerprint.as_str())
             .await?
-            .ok_or(AppError::NotFound("activation"))?;
-        self.remove_activation(session, Actor::Licensee, activation)
-            .await
+        {
+            Some(exact) => exact,
+            None => session
+                .live_activations(license.id, now())
+                .await?
+                .into_iter()
+                .find(|a| fingerprint.same_machine(&a.fingerprint))
+                .ok_or(AppError::NotFound("activation"))?,
+        };
+        let removed = self
+            .remove_activation(session, Actor::Licensee, activation)
+            .await?;
+        Ok((removed, license.product_id))
     }
 
     /// Removes an activation by id, as the vendor does for a customer who lost a machine.

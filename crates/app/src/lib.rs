@@ -6,6 +6,7 @@ mod activations;
 mod catalog;
 mod customers;
 mod error;
+mod files;
 mod licenses;
 mod payments;
 mod principal;
@@ -19,6 +20,7 @@ pub use activations::{ActivationOutcome, ActivationRequest, ValidationQuery, Val
 pub use catalog::{NewPlanInput, NewProductInput, PlanPatch, ProductPatch};
 pub use customers::{CustomerPatch, NewCustomerInput};
 pub use error::AppError;
+pub use files::{LicenseFileRequest, DEFAULT_FILE_TTL_DAYS};
 pub use keyturn_store::{Dialect, StoreError};
 pub use licenses::{Extension, LicensePatch, LicenseQuery, LicenseSpec, TrialRequest};
 pub use payments::{EventEnvelope, EventOutcome};

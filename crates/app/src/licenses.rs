@@ -335,7 +335,7 @@ impl App {
     }
 
     /// Opens a write transaction holding license `id`, after checking the caller may `need` it.
-    async fn locked(
+    pub(crate) async fn locked(
         &self,
         principal: &Principal,
         id: i64,

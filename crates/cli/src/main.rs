@@ -1,3 +1,4 @@
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -6,8 +7,8 @@ use clap::{Parser, Subcommand};
 use keyturn::config::{LogFormat, ServeArgs, Settings, StoreArgs, StripeArgs};
 use keyturn::startup::{open_store, Application};
 use keyturn_app::{
-    App, Extension, LicenseQuery, LicenseSpec, NewCustomerInput, NewPlanInput, NewProductInput,
-    NewTokenInput, PageRequest, Principal,
+    App, Extension, LicenseFileRequest, LicenseQuery, LicenseSpec, NewCustomerInput, NewPlanInput,
+    NewProductInput, NewTokenInput, PageRequest, Principal,
 };
 use keyturn_core::payment::{CancelRule, DunningRule, QuantityMode};
 use keyturn_core::Permission;
@@ -213,6 +214,24 @@ enum LicenseCommand {
         id: i64,
         #[arg(long)]
         days: i64,
+    },
+    /// Issue a signed offline license file for a machine that cannot reach the server.
+    File {
+        /// The license key.
+        #[arg(long)]
+        key: String,
+        /// The machine code the licensed program shows on that machine.
+        #[arg(long)]
+        machine: String,
+        /// Days the file stays valid (default 30).
+        #[arg(long)]
+        ttl_days: Option<i64>,
+        /// Encrypt the file so that only that machine can read it.
+        #[arg(long)]
+        encrypt: bool,
+        /// Write the file here instead of to standard output.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
     },
 }
 
@@ -447,6 +466,29 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::License(LicenseCommand::Extend { id, days }) => {
             print(&app.extend_license(&me, id, Extension::Days(days)).await?)?
+        }
+        Command::License(LicenseCommand::File {
+            key,
+            machine,
+            ttl_days,
+            encrypt,
+            output,
+        }) => {
+            let license = app.license_by_key(&me, &key).await?;
+            let request = LicenseFileRequest {
+                fingerprint: Some(machine),
+                ttl_days,
+                encrypt,
+            };
+            let text = app.issue_license_file(&me, license.id, request).await?;
+            match output {
+                Some(path) => {
+                    std::fs::write(&path, &text)
+                        .with_context(|| format!("cannot write {}", path.display()))?;
+                    eprintln!("wrote the license file to {}", path.display());
+                }
+                None => print!("{text}"),
+            }
         }
     }
     app.store().close().await;

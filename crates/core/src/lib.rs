@@ -5,6 +5,7 @@
 pub mod error;
 pub mod key;
 pub mod license;
+pub mod license_file;
 pub mod names;
 pub mod payment;
 pub mod permission;

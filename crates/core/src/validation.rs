@@ -88,7 +88,11 @@ pub fn validate(
     if let Some(fingerprint) = request.fingerprint {
         let position = live
             .iter()
-            .position(|a| a.fingerprint == fingerprint.as_str());
+            .position(|a| a.fingerprint == fingerprint.as_str())
+            .or_else(|| {
+                live.iter()
+                    .position(|a| fingerprint.same_machine(&a.fingerprint))
+            });
         match position {
             None => {
                 return ValidationOutcome::new(

@@ -6,18 +6,6 @@ use serde_json::json;
 
 use crate::helpers::TestApp;
 
-async fn public_key(app: &TestApp, product: i64) -> String {
-    let r = app
-        .call(
-            reqwest::Method::GET,
-            &format!("/v1/products/{product}/public-key"),
-            None,
-            None,
-        )
-        .await;
-    r.body["public_key"].as_str().unwrap().to_owned()
-}
-
 async fn node_locked(app: &TestApp) {
     let product = app.product("Editor", &["pro", "export"]).await;
     let other = app.product("Viewer", &[]).await;
@@ -25,19 +13,25 @@ async fn node_locked(app: &TestApp) {
         .license(json!({"product_id": product, "max_machines": 2, "features": ["pro"], "period_days": 30}))
         .await;
     let key = license["key"].as_str().unwrap();
-    let client = Client::new(&app.base, product, &public_key(app, product).await).unwrap();
+    let client = Client::new(&app.base, product, &app.public_key(product).await).unwrap();
 
     let first = client
-        .activate(key, "machine-a", Some("Ann's laptop"))
+        .activate_machine(key, "machine-a", Some("Ann's laptop"))
         .await
         .unwrap();
     assert!(first.created);
     assert_eq!(first.activation.name.as_deref(), Some("Ann's laptop"));
-    let again = client.activate(key, "machine-a", None).await.unwrap();
+    let again = client
+        .activate_machine(key, "machine-a", None)
+        .await
+        .unwrap();
     assert!(!again.created, "a known machine only checks in");
     assert_eq!(again.activation.id, first.activation.id);
-    client.activate(key, "machine-b", None).await.unwrap();
-    match client.activate(key, "machine-c", None).await {
+    client
+        .activate_machine(key, "machine-b", None)
+        .await
+        .unwrap();
+    match client.activate_machine(key, "machine-c", None).await {
         Err(Error::Refused {
             status: 409, code, ..
         }) => assert_eq!(code, "TOO_MANY_MACHINES"),
@@ -45,7 +39,7 @@ async fn node_locked(app: &TestApp) {
     }
 
     let v = client
-        .validate(key, Some("machine-a"), &["pro"])
+        .validate_machine(key, Some("machine-a"), &["pro"])
         .await
         .unwrap();
     assert!(v.valid);
@@ -53,19 +47,23 @@ async fn node_locked(app: &TestApp) {
     assert_eq!(v.license.unwrap().key, key);
     assert_eq!(
         client
-            .validate(key, Some("machine-c"), &[])
+            .validate_machine(key, Some("machine-c"), &[])
             .await
             .unwrap()
             .code,
         "NOT_ACTIVATED"
     );
     assert_eq!(
-        client.validate(key, None, &["export"]).await.unwrap().code,
+        client
+            .validate_machine(key, None, &["export"])
+            .await
+            .unwrap()
+            .code,
         "FEATURE_MISSING"
     );
     assert_eq!(
         client
-            .validate("NOPEN-OPENO-PENOP-ENOPE", None, &[])
+            .validate_machine("NOPEN-OPENO-PENOP-ENOPE", None, &[])
             .await
             .unwrap()
             .code,
@@ -73,13 +71,13 @@ async fn node_locked(app: &TestApp) {
     );
 
     // Asked as another product, the key is refused, and signed by that product's key.
-    let viewer = Client::new(&app.base, other, &public_key(app, other).await).unwrap();
+    let viewer = Client::new(&app.base, other, &app.public_key(other).await).unwrap();
     assert_eq!(
-        viewer.validate(key, None, &[]).await.unwrap().code,
+        viewer.validate_machine(key, None, &[]).await.unwrap().code,
         "WRONG_PRODUCT"
     );
     assert!(matches!(
-        viewer.activate(key, "machine-z", None).await,
+        viewer.activate_machine(key, "machine-z", None).await,
         Err(Error::Refused { status: 403, .. })
     ));
 
@@ -94,16 +92,16 @@ async fn node_locked(app: &TestApp) {
         .unwrap()
         .replace("\"blocked\":false", "\"blocked\":true");
     assert!(!client.verify(tampered.as_bytes(), &signature));
-    let foreign = Client::new(&app.base, other, &public_key(app, other).await).unwrap();
+    let foreign = Client::new(&app.base, other, &app.public_key(other).await).unwrap();
     assert!(
         !foreign.verify(&raw.raw, &signature),
         "another product's key does not verify it"
     );
 
-    client.deactivate(key, "machine-a").await.unwrap();
+    client.deactivate_machine(key, "machine-a").await.unwrap();
     assert_eq!(
         client
-            .validate(key, Some("machine-a"), &[])
+            .validate_machine(key, Some("machine-a"), &[])
             .await
             .unwrap()
             .code,
@@ -111,14 +109,14 @@ async fn node_locked(app: &TestApp) {
     );
     assert!(
         client
-            .activate(key, "machine-c", None)
+            .activate_machine(key, "machine-c", None)
             .await
             .unwrap()
             .created,
         "the seat was freed"
     );
     assert!(matches!(
-        client.deactivate(key, "machine-a").await,
+        client.deactivate_machine(key, "machine-a").await,
         Err(Error::Refused { status: 404, .. })
     ));
 
@@ -143,7 +141,10 @@ async fn node_locked(app: &TestApp) {
     );
 
     // Lowering the limit keeps the oldest machines and refuses the newest.
-    client.activate(key, "machine-d", None).await.unwrap();
+    client
+        .activate_machine(key, "machine-d", None)
+        .await
+        .unwrap();
     app.patch(&format!("/v1/licenses/{id}"), json!({"max_machines": 1}))
         .await;
     let live = app
@@ -154,21 +155,29 @@ async fn node_locked(app: &TestApp) {
     let oldest = live[0]["fingerprint"].as_str().unwrap().to_owned();
     let newest = live[1]["fingerprint"].as_str().unwrap().to_owned();
     assert_eq!(
-        client.validate(key, Some(&oldest), &[]).await.unwrap().code,
+        client
+            .validate_machine(key, Some(&oldest), &[])
+            .await
+            .unwrap()
+            .code,
         "VALID"
     );
     assert_eq!(
-        client.validate(key, Some(&newest), &[]).await.unwrap().code,
+        client
+            .validate_machine(key, Some(&newest), &[])
+            .await
+            .unwrap()
+            .code,
         "TOO_MANY_MACHINES"
     );
 
     app.post(&format!("/v1/licenses/{id}/block"), json!({}))
         .await;
     assert_eq!(
-        client.validate(key, None, &[]).await.unwrap().code,
+        client.validate_machine(key, None, &[]).await.unwrap().code,
         "BLOCKED"
     );
-    match client.activate(key, &oldest, None).await {
+    match client.activate_machine(key, &oldest, None).await {
         Err(Error::Refused {
             status: 403, code, ..
         }) => assert_eq!(code, "BLOCKED"),
@@ -180,23 +189,17 @@ async fn node_locked(app: &TestApp) {
     app.patch(&format!("/v1/licenses/{id}"), json!({"expires": past}))
         .await;
     assert_eq!(
-        client.validate(key, None, &[]).await.unwrap().code,
+        client.validate_machine(key, None, &[]).await.unwrap().code,
         "EXPIRED"
     );
     assert!(matches!(
-        client.activate(key, "machine-e", None).await,
+        client.activate_machine(key, "machine-e", None).await,
         Err(Error::Refused { status: 403, .. })
     ));
 
-    let events = app.get(&format!("/v1/licenses/{id}/events")).await;
-    let actions: Vec<&str> = events.body["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["action"].as_str().unwrap())
-        .collect();
-    assert_eq!(actions.iter().filter(|a| **a == "activated").count(), 4);
-    assert_eq!(actions.iter().filter(|a| **a == "deactivated").count(), 2);
+    let actions = app.actions(id).await;
+    assert_eq!(actions.iter().filter(|a| *a == "activated").count(), 4);
+    assert_eq!(actions.iter().filter(|a| *a == "deactivated").count(), 2);
 }
 on_every_backend!(node_locked_activation_and_validation, node_locked);
 
@@ -206,33 +209,45 @@ async fn floating(app: &TestApp) {
         .license(json!({"product_id": product, "max_machines": 1, "floating_lease_seconds": 2}))
         .await;
     let key = license["key"].as_str().unwrap();
-    let client = Client::new(&app.base, product, &public_key(app, product).await).unwrap();
+    let client = Client::new(&app.base, product, &app.public_key(product).await).unwrap();
 
-    let lease = client.activate(key, "node-1", None).await.unwrap();
+    let lease = client.activate_machine(key, "node-1", None).await.unwrap();
     assert!(lease.activation.lease_expires.is_some());
     assert!(matches!(
-        client.activate(key, "node-2", None).await,
+        client.activate_machine(key, "node-2", None).await,
         Err(Error::Refused { status: 409, .. })
     ));
     tokio::time::sleep(Duration::from_millis(2300)).await;
     assert_eq!(
         client
-            .validate(key, Some("node-1"), &[])
+            .validate_machine(key, Some("node-1"), &[])
             .await
             .unwrap()
             .code,
         "NOT_ACTIVATED",
         "a lapsed lease stops counting"
     );
-    assert!(client.activate(key, "node-2", None).await.unwrap().created);
+    assert!(
+        client
+            .activate_machine(key, "node-2", None)
+            .await
+            .unwrap()
+            .created
+    );
     // A heartbeat well within the interval keeps the seat.
     for _ in 0..3 {
         tokio::time::sleep(Duration::from_millis(500)).await;
-        assert!(!client.activate(key, "node-2", None).await.unwrap().created);
+        assert!(
+            !client
+                .activate_machine(key, "node-2", None)
+                .await
+                .unwrap()
+                .created
+        );
     }
     assert_eq!(
         client
-            .validate(key, Some("node-2"), &[])
+            .validate_machine(key, Some("node-2"), &[])
             .await
             .unwrap()
             .code,

@@ -180,3 +180,85 @@ async fn the_command_line_manages_tokens_products_and_licenses() {
         "the TOML file's data_dir is used"
     );
 }
+
+#[tokio::test]
+async fn the_command_line_issues_license_files_for_air_gapped_machines() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, out, err) = keyturn(
+        dir.path(),
+        &["product", "create", "--name", "Editor", "--feature", "pro"],
+    );
+    assert!(ok, "{err}");
+    let product = serde_json::from_str::<Value>(&out).unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    let (ok, out, _) = keyturn(
+        dir.path(),
+        &[
+            "license",
+            "create",
+            "--product",
+            &product.to_string(),
+            "--feature",
+            "pro",
+        ],
+    );
+    assert!(ok);
+    let licenses: Value = serde_json::from_str(&out).unwrap();
+    let key = licenses[0]["key"].as_str().unwrap();
+    let (ok, public, _) = keyturn(dir.path(), &["product", "public-key", &product.to_string()]);
+    assert!(ok);
+
+    // The machine code comes from the customer's machine, where the program shows it.
+    let machine =
+        keyturn_client::Fingerprint::parse("ktfp1:mid=00000000000000aa;mac=00000000000000bb");
+    let file = dir.path().join("editor.lic");
+    let (ok, _, err) = keyturn(
+        dir.path(),
+        &[
+            "license",
+            "file",
+            "--key",
+            &key.to_lowercase(),
+            "--machine",
+            machine.as_str(),
+            "--ttl-days",
+            "90",
+            "--encrypt",
+            "--output",
+            file.to_str().unwrap(),
+        ],
+    );
+    assert!(ok, "{err}");
+    let client = keyturn_client::Client::new("http://127.0.0.1:9", product, public.trim())
+        .unwrap()
+        .with_fingerprint(machine);
+    let verified = client.load_license_file(&file, key, &["pro"]).unwrap();
+    assert_eq!(verified.license.key, key);
+    assert_eq!(
+        (verified.valid_until - verified.issued).num_days(),
+        90,
+        "the TTL was applied"
+    );
+
+    // Printed to standard output when no file is named; refused for unknown keys.
+    let (ok, out, _) = keyturn(
+        dir.path(),
+        &["license", "file", "--key", key, "--machine", "box-7"],
+    );
+    assert!(ok);
+    assert!(out.starts_with("-----BEGIN LICENSE FILE-----"));
+    let (ok, _, err) = keyturn(
+        dir.path(),
+        &[
+            "license",
+            "file",
+            "--key",
+            "NOPE-NOPE",
+            "--machine",
+            "box-7",
+        ],
+    );
+    assert!(!ok);
+    assert!(err.contains("not found"), "{err}");
+}

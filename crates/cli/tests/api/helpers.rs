@@ -248,6 +248,32 @@ impl TestApp {
         r.body
     }
 
+    /// A product's base64 public key, fetched as anyone may.
+    pub async fn public_key(&self, product: i64) -> String {
+        let r = self
+            .call(
+                Method::GET,
+                &format!("/v1/products/{product}/public-key"),
+                None,
+                None,
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.body["public_key"].as_str().unwrap().to_owned()
+    }
+
+    /// The actions in a license's audit log, oldest first.
+    pub async fn actions(&self, license_id: i64) -> Vec<String> {
+        let events = self.get(&format!("/v1/licenses/{license_id}/events")).await;
+        assert_eq!(events.status, 200, "{}", events.body);
+        events.body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["action"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
     pub async fn license_count(&self) -> usize {
         let r = self.get("/v1/licenses?limit=500").await;
         assert_eq!(r.status, 200, "{}", r.body);

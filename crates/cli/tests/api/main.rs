@@ -8,6 +8,7 @@ mod activations;
 mod bad_input;
 mod catalog;
 mod cli;
+mod client_sdk;
 mod concurrency;
 mod licenses;
 mod localstripe;

@@ -142,17 +142,32 @@ struct DeactivateBody {
     key: String,
     fingerprint: String,
     product_id: Option<i64>,
+    nonce: Option<String>,
+}
+
+#[derive(Serialize)]
+struct DeactivationReply {
+    activation: Activation,
+    time: DateTime<Utc>,
+    nonce: Option<String>,
 }
 
 async fn deactivate(
     State(state): State<AppState>,
     Json(body): Json<DeactivateBody>,
-) -> Result<axum::Json<Activation>, ApiError> {
-    let activation = state
+) -> Result<Response, ApiError> {
+    let nonce = nonce(body.nonce)?;
+    let (activation, product_id) = state
         .app
         .deactivate(&body.key, &body.fingerprint, body.product_id)
         .await?;
-    Ok(axum::Json(activation))
+    let signer = state.app.signer(product_id).await?;
+    let reply = DeactivationReply {
+        activation,
+        time: Utc::now(),
+        nonce,
+    };
+    Ok(signed_json(StatusCode::OK, Some(&signer), &reply))
 }
 
 #[derive(Deserialize)]

@@ -1,12 +1,14 @@
 //! Licenses and their activations, as the vendor manages them with an access token.
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::Router;
 use chrono::{DateTime, Utc};
-use keyturn_app::{Extension, LicensePatch, LicenseQuery, LicenseSpec, Page, PageRequest};
+use keyturn_app::{
+    Extension, LicenseFileRequest, LicensePatch, LicenseQuery, LicenseSpec, Page, PageRequest,
+};
 use keyturn_core::{Activation, License, LicenseEvent};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -26,6 +28,7 @@ pub fn router() -> Router<AppState> {
         .route("/licenses/{id}/features", post(add_feature))
         .route("/licenses/{id}/features/{feature}", delete(remove_feature))
         .route("/licenses/{id}/events", get(events))
+        .route("/licenses/{id}/file", post(license_file))
         .route("/licenses/{id}/activations", get(activations))
         .route("/activations/{id}", delete(delete_activation))
 }
@@ -286,4 +289,37 @@ async fn delete_activation(
     Ok(axum::Json(
         state.app.delete_activation(&principal, id).await?,
     ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileBody {
+    fingerprint: Option<String>,
+    ttl_days: Option<i64>,
+    #[serde(default)]
+    encrypt: bool,
+}
+
+/// The signed license file, as text (`-----BEGIN LICENSE FILE-----` …).
+async fn license_file(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Path(id): Path<i64>,
+    Json(b): Json<FileBody>,
+) -> Result<Response, ApiError> {
+    let request = LicenseFileRequest {
+        fingerprint: b.fingerprint,
+        ttl_days: b.ttl_days,
+        encrypt: b.encrypt,
+    };
+    let text = state
+        .app
+        .issue_license_file(&principal, id, request)
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        text,
+    )
+        .into_response())
 }
