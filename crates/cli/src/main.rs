@@ -50,6 +50,33 @@ enum Command {
     /// Stripe integration.
     #[command(subcommand)]
     Stripe(StripeCommand),
+    /// Secret URLs that stores call after a sale to get keys.
+    #[command(subcommand)]
+    LicenseUrl(LicenseUrlCommand),
+}
+
+#[derive(Subcommand)]
+enum LicenseUrlCommand {
+    /// Create one and print its path (the secret in it is shown only now).
+    Create {
+        #[arg(long)]
+        plan: i64,
+        /// sendowl, dpd or generic: the parameter names the store sends.
+        #[arg(long, default_value = "generic")]
+        store: String,
+        #[arg(long, default_value = "store")]
+        name: String,
+        /// Name of the order id parameter, when the store sends another.
+        #[arg(long)]
+        order_id_param: Option<String>,
+        #[arg(long)]
+        email_buyer: bool,
+    },
+    List,
+    /// Replace the secret; the old URL stops working.
+    Rotate {
+        id: i64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -297,6 +324,36 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(_) => unreachable!("handled above"),
         Command::Migrate => eprintln!("the database schema is up to date"),
+        Command::LicenseUrl(LicenseUrlCommand::Create {
+            plan,
+            store,
+            name,
+            order_id_param,
+            email_buyer,
+        }) => {
+            let created = app
+                .create_license_url(
+                    &me,
+                    keyturn_app::NewLicenseUrl {
+                        plan_id: plan,
+                        name,
+                        store,
+                        order_id_param,
+                        email_buyer,
+                        ..Default::default()
+                    },
+                )
+                .await?;
+            eprintln!(
+                "license URL {} for plan {}",
+                created.url.id, created.url.plan_id
+            );
+            println!("{}", created.path);
+        }
+        Command::LicenseUrl(LicenseUrlCommand::List) => print(&app.license_urls(&me).await?)?,
+        Command::LicenseUrl(LicenseUrlCommand::Rotate { id }) => {
+            println!("{}", app.rotate_license_url(&me, id).await?.path)
+        }
         Command::Stripe(StripeCommand::Sync) => {
             let providers = cli.stripe.resolve(&cli.store)?;
             let stripe = providers

@@ -64,6 +64,7 @@ pub fn router(app: App, settings: HttpSettings, providers: Providers) -> Router 
         .merge(routes::health::router())
         .nest("/v1", routes::v1(state.clone()))
         .merge(routes::webhooks::router())
+        .merge(routes::license_urls::store_router())
         .fallback(|| async { ApiError::not_found("route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

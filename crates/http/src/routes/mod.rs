@@ -2,6 +2,7 @@ pub mod activations;
 pub mod catalog;
 pub mod customers;
 pub mod health;
+pub mod license_urls;
 pub mod licenses;
 pub mod payments;
 pub mod tokens;
@@ -24,4 +25,5 @@ pub fn v1(state: AppState) -> Router<AppState> {
         .merge(licenses::router())
         .merge(tokens::router())
         .merge(payments::router())
+        .merge(license_urls::router())
 }

@@ -1,0 +1,222 @@
+//! License URLs: a store that can only call a URL after a sale (SendOwl, DPD, …) gets the new
+//! key(s) as the answer. A call is one more provider event: it goes through the payment
+//! pipeline, keyed by the integration and the store's order id, so a repeated call for the same
+//! order returns the same keys and never issues a second license.
+
+use std::collections::HashMap;
+
+use keyturn_core::names::display_name;
+use keyturn_core::payment::{Buyer, LicenseUrl, LicenseUrlParams, Money, PaymentEvent, PlanRef};
+use keyturn_core::{Permission, TokenHash, TokenSecret};
+use subtle::ConstantTimeEq;
+
+use crate::payments::{EventEnvelope, EventOutcome};
+use crate::{now, App, AppError, Principal, Result};
+
+pub const PROVIDER: &str = "license_url";
+const MAX_QUANTITY: i64 = 100;
+
+#[derive(Debug, Clone, Default)]
+pub struct NewLicenseUrl {
+    pub plan_id: i64,
+    pub name: String,
+    /// `sendowl`, `dpd` or `generic`: the parameter names the store sends by default.
+    pub store: String,
+    pub order_id_param: Option<String>,
+    pub name_param: Option<String>,
+    pub email_param: Option<String>,
+    pub quantity_param: Option<String>,
+    pub item_param: Option<String>,
+    pub email_buyer: bool,
+}
+
+/// The secret is returned only here and on rotation; the server keeps its hash.
+#[derive(Debug, Clone)]
+pub struct LicenseUrlSecret {
+    pub url: LicenseUrl,
+    pub path: String,
+}
+
+fn param_name(field: &'static str, given: Option<String>, default: String) -> Result<String> {
+    let name = given.unwrap_or(default);
+    let name = name.trim();
+    if name.is_empty() || name.len() > 64 || !name.chars().all(|c| c.is_ascii_graphic()) {
+        return Err(AppError::invalid(field, "must be a parameter name"));
+    }
+    Ok(name.to_owned())
+}
+
+fn path(id: i64, secret: &TokenSecret) -> String {
+    format!("/l/{id}/{}", secret.expose())
+}
+
+impl App {
+    pub async fn create_license_url(
+        &self,
+        principal: &Principal,
+        input: NewLicenseUrl,
+    ) -> Result<LicenseUrlSecret> {
+        principal.require_unrestricted(Permission::PaymentsWrite)?;
+        let name = display_name("name", &input.name)?;
+        let defaults = LicenseUrlParams::defaults_for(&input.store)
+            .ok_or_else(|| AppError::invalid("store", "must be sendowl, dpd or generic"))?;
+        let params = LicenseUrlParams {
+            order_id: param_name("order_id_param", input.order_id_param, defaults.order_id)?,
+            name: param_name("name_param", input.name_param, defaults.name)?,
+            email: param_name("email_param", input.email_param, defaults.email)?,
+            quantity: param_name("quantity_param", input.quantity_param, defaults.quantity)?,
+            item: param_name("item_param", input.item_param, defaults.item)?,
+        };
+        let mut session = self.store.write().await?;
+        session
+            .plan(input.plan_id)
+            .await?
+            .ok_or(AppError::invalid("plan_id", "no such plan"))?;
+        let secret = TokenSecret::generate();
+        let url = session
+            .insert_license_url(
+                input.plan_id,
+                &name,
+                &input.store,
+                &params,
+                secret.hash().as_str(),
+                input.email_buyer,
+                now(),
+            )
+            .await?;
+        session.commit().await?;
+        Ok(LicenseUrlSecret {
+            path: path(url.id, &secret),
+            url,
+        })
+    }
+
+    pub async fn rotate_license_url(
+        &self,
+        principal: &Principal,
+        id: i64,
+    ) -> Result<LicenseUrlSecret> {
+        principal.require_unrestricted(Permission::PaymentsWrite)?;
+        let secret = TokenSecret::generate();
+        let mut session = self.store.write().await?;
+        if !session
+            .rotate_license_url(id, secret.hash().as_str(), now())
+            .await?
+        {
+            return Err(AppError::NotFound("license URL"));
+        }
+        let (url, _) = session
+            .license_url(id)
+            .await?
+            .ok_or(AppError::NotFound("license URL"))?;
+        session.commit().await?;
+        Ok(LicenseUrlSecret {
+            path: path(id, &secret),
+            url,
+        })
+    }
+
+    pub async fn license_urls(&self, principal: &Principal) -> Result<Vec<LicenseUrl>> {
+        principal.require_unrestricted(Permission::PaymentsRead)?;
+        Ok(self.store.read().await?.license_urls().await?)
+    }
+
+    pub async fn delete_license_url(&self, principal: &Principal, id: i64) -> Result<()> {
+        principal.require_unrestricted(Permission::PaymentsWrite)?;
+        let mut session = self.store.write().await?;
+        if !session.delete_license_url(id).await? {
+            return Err(AppError::NotFound("license URL"));
+        }
+        session.commit().await?;
+        Ok(())
+    }
+
+    /// Answers a store's call: the keys of the order, issued now or on an earlier call. An
+    /// unknown id and a wrong secret are the same `NotFound`, so neither can be probed.
+    pub async fn license_url_sale(
+        &self,
+        id: i64,
+        secret: &str,
+        params: &HashMap<String, String>,
+    ) -> Result<(Vec<String>, LicenseUrl)> {
+        let found = self.store.read().await?.license_url(id).await?;
+        let (url, hash) = found.ok_or(AppError::NotFound("license URL"))?;
+        let presented = TokenHash::of(secret);
+        if !bool::from(presented.as_str().as_bytes().ct_eq(hash.as_bytes())) {
+            return Err(AppError::NotFound("license URL"));
+        }
+        let get = |name: &str| {
+            params
+                .get(name)
+                .map(|v| v.trim())
+                .filter(|v| !v.is_empty())
+                .map(str::to_owned)
+        };
+        let order = get(&url.params.order_id).ok_or_else(|| {
+            AppError::invalid(
+                "order",
+                format!(
+                    "the parameter {:?} (order id) is missing",
+                    url.params.order_id
+                ),
+            )
+        })?;
+        if order.len() > 200 {
+            return Err(AppError::invalid("order", "the order id is too long"));
+        }
+        let quantity = match get(&url.params.quantity) {
+            None => 1,
+            Some(q) => q
+                .parse::<i64>()
+                .ok()
+                .filter(|q| (1..=MAX_QUANTITY).contains(q))
+                .ok_or_else(|| {
+                    AppError::invalid("quantity", format!("must be 1 to {MAX_QUANTITY}"))
+                })?,
+        };
+        // A store that calls once per copy tells the calls apart with the item parameter.
+        let order_key = match get(&url.params.item) {
+            Some(item) => format!("{id}:{order}:{item}"),
+            None => format!("{id}:{order}"),
+        };
+        let envelope = EventEnvelope {
+            provider: PROVIDER.into(),
+            event_id: order_key.clone(),
+            event_type: format!("{}.sale", url.store),
+            created: now(),
+            payload: serde_json::to_string(params).expect("parameters serialise"),
+        };
+        let event = PaymentEvent::Purchased {
+            order: order_key.clone(),
+            buyer: Buyer {
+                name: get(&url.params.name),
+                email: get(&url.params.email),
+                provider_customer_id: None,
+            },
+            plan: PlanRef {
+                plan_id: Some(url.plan_id),
+                provider_ids: Vec::new(),
+            },
+            quantity,
+            money: Money::default(),
+        };
+        match self.apply_provider_event(&envelope, Some(event)).await? {
+            EventOutcome::Applied(_) | EventOutcome::Duplicate => {}
+            EventOutcome::Ignored => {
+                return Err(AppError::Conflict("the sale was not applied".into()))
+            }
+        }
+        let mut session = self.store.read().await?;
+        let payment = session
+            .payment_for(PROVIDER, "order", &order_key)
+            .await?
+            .ok_or(AppError::NotFound("order"))?;
+        let mut keys = Vec::with_capacity(payment.license_ids.len());
+        for license_id in payment.license_ids {
+            if let Some(l) = session.license(license_id).await? {
+                keys.push(l.key);
+            }
+        }
+        Ok((keys, url))
+    }
+}
