@@ -32,6 +32,7 @@ pub struct NewPlanInput {
     pub trial: bool,
     pub grace_days: Option<i64>,
     pub stripe_price_ids: Vec<String>,
+    pub store_product_ids: Vec<String>,
     pub quantity_mode: QuantityMode,
     pub dunning: DunningRule,
     pub on_cancel: CancelRule,
@@ -44,6 +45,7 @@ pub struct PlanPatch {
     pub name: Option<String>,
     pub grace_days: Option<i64>,
     pub stripe_price_ids: Option<Vec<String>>,
+    pub store_product_ids: Option<Vec<String>>,
     pub quantity_mode: Option<QuantityMode>,
     pub dunning: Option<DunningRule>,
     pub on_cancel: Option<CancelRule>,
@@ -56,15 +58,12 @@ fn check_grace_days(days: i64) -> Result<()> {
     Ok(())
 }
 
-fn provider_ids(ids: &[String]) -> Result<Vec<String>> {
+fn provider_ids(field: &'static str, ids: &[String]) -> Result<Vec<String>> {
     let mut out: Vec<String> = Vec::with_capacity(ids.len());
     for id in ids {
         let id = id.trim();
         if id.is_empty() || id.len() > 255 || id.chars().any(|c| c.is_whitespace()) {
-            return Err(AppError::invalid(
-                "stripe_price_ids",
-                format!("{id:?} is not a Stripe id"),
-            ));
+            return Err(AppError::invalid(field, format!("{id:?} is not a product id")));
         }
         if !out.iter().any(|o| o == id) {
             out.push(id.to_owned());
@@ -212,7 +211,8 @@ impl App {
         }
         let grace_days = input.grace_days.unwrap_or(DEFAULT_GRACE_DAYS);
         check_grace_days(grace_days)?;
-        let stripe_price_ids = provider_ids(&input.stripe_price_ids)?;
+        let stripe_price_ids = provider_ids("stripe_price_ids", &input.stripe_price_ids)?;
+        let store_product_ids = provider_ids("store_product_ids", &input.store_product_ids)?;
         let mut session = self.store.write().await?;
         let product = session
             .product(input.product_id)
@@ -231,6 +231,7 @@ impl App {
                     trial: input.trial,
                     grace_days,
                     stripe_price_ids,
+                    store_product_ids,
                     quantity_mode: input.quantity_mode,
                     dunning: input.dunning,
                     on_cancel: input.on_cancel,
@@ -273,7 +274,10 @@ impl App {
             plan.grace_days = days;
         }
         if let Some(ids) = patch.stripe_price_ids {
-            plan.stripe_price_ids = provider_ids(&ids)?;
+            plan.stripe_price_ids = provider_ids("stripe_price_ids", &ids)?;
+        }
+        if let Some(ids) = patch.store_product_ids {
+            plan.store_product_ids = provider_ids("store_product_ids", &ids)?;
         }
         plan.quantity_mode = patch.quantity_mode.unwrap_or(plan.quantity_mode);
         plan.dunning = patch.dunning.unwrap_or(plan.dunning);

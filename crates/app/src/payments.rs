@@ -787,7 +787,8 @@ async fn resolve_plan(s: &mut Session, plan_ref: &PlanRef) -> Result<Plan> {
     }
     let plans = s.plans(None).await?;
     for id in &plan_ref.provider_ids {
-        if let Some(plan) = plans.iter().find(|p| p.stripe_price_ids.contains(id)) {
+        let sells = |p: &&Plan| p.stripe_price_ids.contains(id) || p.store_product_ids.contains(id);
+        if let Some(plan) = plans.iter().find(sells) {
             return Ok(plan.clone());
         }
     }

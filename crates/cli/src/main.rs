@@ -149,6 +149,9 @@ enum PlanCommand {
         /// A Stripe price, plan or product id that buys this plan (repeat for several).
         #[arg(long = "stripe-price")]
         stripe_price_ids: Vec<String>,
+        /// Another store's product id, prefixed with the store (`paddle:pri_…`, repeat for several).
+        #[arg(long = "store-product")]
+        store_product_ids: Vec<String>,
         /// A quantity above one buys that many keys, or one key with that many seats.
         #[arg(long, value_enum, default_value = "keys")]
         quantity_mode: QuantityArg,
@@ -411,6 +414,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             trial,
             grace_days,
             stripe_price_ids,
+            store_product_ids,
             quantity_mode,
             dunning,
             on_cancel,
@@ -427,6 +431,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     trial,
                     grace_days,
                     stripe_price_ids,
+                    store_product_ids,
                     quantity_mode: match quantity_mode {
                         QuantityArg::Keys => QuantityMode::Keys,
                         QuantityArg::Seats => QuantityMode::Seats,

@@ -31,6 +31,9 @@ pub struct Plan {
     /// Provider ids that buy this plan: Stripe price (`price_…`), plan (`plan_…`) or product
     /// (`prod_…`) ids.
     pub stripe_price_ids: Vec<String>,
+    /// Other stores' product ids, each prefixed with its store: `paddle:pri_…`,
+    /// `lemonsqueezy:<variant id>`, `fastspring:<product path>`, `gumroad:<product id>`.
+    pub store_product_ids: Vec<String>,
     pub quantity_mode: crate::payment::QuantityMode,
     pub dunning: crate::payment::DunningRule,
     pub on_cancel: crate::payment::CancelRule,

@@ -19,6 +19,7 @@ pub struct NewPlan {
     pub trial: bool,
     pub grace_days: i64,
     pub stripe_price_ids: Vec<String>,
+    pub store_product_ids: Vec<String>,
     pub quantity_mode: QuantityMode,
     pub dunning: DunningRule,
     pub on_cancel: CancelRule,
@@ -26,7 +27,7 @@ pub struct NewPlan {
 
 const COLUMNS: &str = "id, product_id, name, period_days, features, max_machines, \
                        floating_lease_seconds, trial, grace_days, stripe_price_ids, \
-                       quantity_mode, dunning, on_cancel, created_at";
+                       store_product_ids, quantity_mode, dunning, on_cancel, created_at";
 
 fn setting<T>(column: &str, value: String, parse: fn(&str) -> Option<T>) -> Result<T> {
     parse(&value).ok_or_else(|| StoreError::Corrupt(format!("{column} holds {value:?}")))
@@ -46,6 +47,10 @@ fn plan(row: &AnyRow) -> Result<Plan> {
         stripe_price_ids: parse_json(
             "plans.stripe_price_ids",
             &row.try_get::<String, _>("stripe_price_ids")?,
+        )?,
+        store_product_ids: parse_json(
+            "plans.store_product_ids",
+            &row.try_get::<String, _>("store_product_ids")?,
         )?,
         quantity_mode: setting(
             "plans.quantity_mode",
@@ -67,8 +72,8 @@ impl Session {
         let row = sqlx::query(&format!(
             "INSERT INTO plans (product_id, name, period_days, features, max_machines, \
              floating_lease_seconds, trial, grace_days, stripe_price_ids, quantity_mode, dunning, \
-             on_cancel, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING {COLUMNS}"
+             on_cancel, created_at, store_product_ids) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING {COLUMNS}"
         ))
         .bind(p.product_id)
         .bind(&p.name)
@@ -83,6 +88,7 @@ impl Session {
         .bind(p.dunning.as_str())
         .bind(p.on_cancel.as_str())
         .bind(to_db(now))
+        .bind(json_list(&p.store_product_ids))
         .fetch_one(self.conn())
         .await?;
         plan(&row)
@@ -121,7 +127,7 @@ impl Session {
     pub async fn update_plan(&mut self, p: &Plan) -> Result<()> {
         sqlx::query(
             "UPDATE plans SET name = $1, grace_days = $2, stripe_price_ids = $3, quantity_mode = $4, \
-             dunning = $5, on_cancel = $6 WHERE id = $7",
+             dunning = $5, on_cancel = $6, store_product_ids = $7 WHERE id = $8",
         )
         .bind(&p.name)
         .bind(p.grace_days)
@@ -129,6 +135,7 @@ impl Session {
         .bind(p.quantity_mode.as_str())
         .bind(p.dunning.as_str())
         .bind(p.on_cancel.as_str())
+        .bind(json_list(&p.store_product_ids))
         .bind(p.id)
         .execute(self.conn())
         .await?;

@@ -113,6 +113,8 @@ struct PlanBody {
     #[serde(default)]
     stripe_price_ids: Vec<String>,
     #[serde(default)]
+    store_product_ids: Vec<String>,
+    #[serde(default)]
     quantity_mode: QuantityMode,
     #[serde(default)]
     dunning: DunningRule,
@@ -139,6 +141,7 @@ async fn create_plan(
                 trial: b.trial,
                 grace_days: b.grace_days,
                 stripe_price_ids: b.stripe_price_ids,
+                store_product_ids: b.store_product_ids,
                 quantity_mode: b.quantity_mode,
                 dunning: b.dunning,
                 on_cancel: b.on_cancel,
@@ -177,6 +180,7 @@ struct PlanPatchBody {
     name: Option<String>,
     grace_days: Option<i64>,
     stripe_price_ids: Option<Vec<String>>,
+    store_product_ids: Option<Vec<String>>,
     quantity_mode: Option<QuantityMode>,
     dunning: Option<DunningRule>,
     on_cancel: Option<CancelRule>,
@@ -192,6 +196,7 @@ async fn update_plan(
         name: b.name,
         grace_days: b.grace_days,
         stripe_price_ids: b.stripe_price_ids,
+        store_product_ids: b.store_product_ids,
         quantity_mode: b.quantity_mode,
         dunning: b.dunning,
         on_cancel: b.on_cancel,
