@@ -63,7 +63,10 @@ fn provider_ids(field: &'static str, ids: &[String]) -> Result<Vec<String>> {
     for id in ids {
         let id = id.trim();
         if id.is_empty() || id.len() > 255 || id.chars().any(|c| c.is_whitespace()) {
-            return Err(AppError::invalid(field, format!("{id:?} is not a product id")));
+            return Err(AppError::invalid(
+                field,
+                format!("{id:?} is not a product id"),
+            ));
         }
         if !out.iter().any(|o| o == id) {
             out.push(id.to_owned());

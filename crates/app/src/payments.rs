@@ -244,6 +244,9 @@ async fn apply(s: &mut Session, ctx: &Ctx<'_>, event: PaymentEvent) -> Result<St
                 .claim_subscription(ctx.provider, &subscription, ctx.at)
                 .await?;
             let customer_id = customer(s, &buyer, ctx.at).await?;
+            if let (None, Some(order)) = (sub.license_id, &order) {
+                adopt_order_license(s, ctx, &mut sub, order).await?;
+            }
             let report = Report {
                 plan: &plan,
                 quantity: Some(quantity),
@@ -301,22 +304,10 @@ async fn apply(s: &mut Session, ctx: &Ctx<'_>, event: PaymentEvent) -> Result<St
             payment.event_id = ctx.event_id.to_owned();
             s.update_payment(&payment, ctx.at).await?;
             s.link_payment_license(payment.id, license.id).await?;
-            if let Some(end) = period_end {
-                let grace = plan_of(s, &sub).await?.grace_days;
-                let to = renewed_expiry(license.expires, end, grace);
-                if license.expires != Some(to) {
-                    let from = license.expires;
-                    license.expires = Some(to);
-                    save(
-                        s,
-                        ctx,
-                        &license,
-                        "renewed",
-                        json!({"invoice": invoice, "from": from, "to": to}),
-                    )
-                    .await?;
-                    detail.push_str(&format!("; license {} runs until {to}", license.id));
-                }
+            // A provider whose payment notice carries no period has reported it on the
+            // subscription; that is the period this payment pays for.
+            if let Some(end) = period_end.or(sub.period_end) {
+                detail.push_str(&extend_to(s, ctx, &sub, &mut license, end, &invoice).await?);
             }
             if sub.dunning_blocked && !sub.status.is_ended() {
                 sub.dunning_blocked = false;
@@ -343,6 +334,7 @@ async fn apply(s: &mut Session, ctx: &Ctx<'_>, event: PaymentEvent) -> Result<St
             status,
             cancel_at_period_end,
             period_end,
+            paid_through,
         } => {
             let mut sub = s
                 .claim_subscription(ctx.provider, &subscription, ctx.at)
@@ -354,7 +346,10 @@ async fn apply(s: &mut Session, ctx: &Ctx<'_>, event: PaymentEvent) -> Result<St
                 cancel_at_period_end: Some(cancel_at_period_end),
                 period_end,
             };
-            let (_, detail) = observe(s, ctx, &mut sub, &report, None).await?;
+            let (mut license, mut detail) = observe(s, ctx, &mut sub, &report, None).await?;
+            if let Some(end) = paid_through.filter(|_| !sub.status.is_ended()) {
+                detail.push_str(&extend_to(s, ctx, &sub, &mut license, end, "paid_through").await?);
+            }
             s.update_subscription(&sub, ctx.at).await?;
             Ok(detail)
         }
@@ -601,12 +596,12 @@ async fn issue_subscription_license(
     let mut new = license_from_plan(plan, ctx.at);
     new.customer_id = sub.customer_id;
     new.max_machines = machines(plan, sub.quantity);
+    new.metadata = subscription_metadata(ctx, sub);
     if let Some(end) = sub.period_end {
         new.expires = Some(renewed_expiry(None, end, plan.grace_days));
     } else if let Some(expires) = new.expires {
         new.expires = Some(expires + chrono::Duration::days(plan.grace_days));
     }
-    new.metadata = json!({"stripe_subscription_id": sub.subscription_id});
     let license = insert_with_fresh_key(s, new, ctx.at).await?;
     s.set_license_subscription(license.id, &sub.subscription_id)
         .await?;
@@ -620,6 +615,76 @@ async fn issue_subscription_license(
     )
     .await?;
     Ok(license)
+}
+
+fn subscription_metadata(ctx: &Ctx<'_>, sub: &Subscription) -> serde_json::Value {
+    if ctx.provider == "stripe" {
+        json!({"stripe_subscription_id": sub.subscription_id})
+    } else {
+        json!({"provider": ctx.provider, "subscription_id": sub.subscription_id})
+    }
+}
+
+/// Runs the subscription's license to `end` plus the plan's grace days, never shorter.
+async fn extend_to(
+    s: &mut Session,
+    ctx: &Ctx<'_>,
+    sub: &Subscription,
+    license: &mut License,
+    end: DateTime<Utc>,
+    paid_by: &str,
+) -> Result<String> {
+    let grace = plan_of(s, sub).await?.grace_days;
+    let to = renewed_expiry(license.expires, end, grace);
+    if license.expires == Some(to) {
+        return Ok(String::new());
+    }
+    let from = license.expires;
+    license.expires = Some(to);
+    save(
+        s,
+        ctx,
+        license,
+        "renewed",
+        json!({"paid_by": paid_by, "from": from, "to": to}),
+    )
+    .await?;
+    Ok(format!("; license {} runs until {to}", license.id))
+}
+
+/// Stores that report a subscription's first sale as an order too: the license that order
+/// issued becomes the subscription's, so one sale never yields two licenses.
+async fn adopt_order_license(
+    s: &mut Session,
+    ctx: &Ctx<'_>,
+    sub: &mut Subscription,
+    order: &str,
+) -> Result<()> {
+    let Some(payment) = s.payment_for(ctx.provider, "order", order).await? else {
+        return Ok(());
+    };
+    let Some(&license_id) = payment.license_ids.first() else {
+        return Ok(());
+    };
+    let Some(mut license) = s.lock_license(license_id).await? else {
+        return Ok(());
+    };
+    sub.license_id = Some(license.id);
+    s.set_license_subscription(license.id, &sub.subscription_id)
+        .await?;
+    if let serde_json::Value::Object(extra) = subscription_metadata(ctx, sub) {
+        if let serde_json::Value::Object(m) = &mut license.metadata {
+            m.extend(extra);
+        }
+    }
+    save(
+        s,
+        ctx,
+        &license,
+        "subscribed",
+        json!({"subscription": sub.subscription_id, "order": order}),
+    )
+    .await
 }
 
 async fn purchased(

@@ -9,7 +9,7 @@ use anyhow::Context;
 use clap::Args;
 use keyturn_http::HttpSettings;
 use keyturn_providers::stripe::{StripeAdapter, StripeApi};
-use keyturn_providers::Providers;
+use keyturn_providers::{Providers, StoreSecrets};
 use serde::Deserialize;
 
 /// Options every command accepts (they say where the data lives).
@@ -54,6 +54,38 @@ pub struct StripeArgs {
     /// Stripe API base URL [default: https://api.stripe.com].
     #[arg(long, env = "KEYTURN_STRIPE_API_BASE", global = true)]
     pub stripe_api_base: Option<String>,
+    /// Paddle notification secret key(s), comma-separated.
+    #[arg(
+        long,
+        env = "KEYTURN_PADDLE_WEBHOOK_SECRET",
+        global = true,
+        hide_env_values = true
+    )]
+    pub paddle_webhook_secret: Option<String>,
+    /// Lemon Squeezy webhook signing secret(s), comma-separated.
+    #[arg(
+        long,
+        env = "KEYTURN_LEMONSQUEEZY_WEBHOOK_SECRET",
+        global = true,
+        hide_env_values = true
+    )]
+    pub lemonsqueezy_webhook_secret: Option<String>,
+    /// FastSpring webhook HMAC secret(s), comma-separated.
+    #[arg(
+        long,
+        env = "KEYTURN_FASTSPRING_WEBHOOK_SECRET",
+        global = true,
+        hide_env_values = true
+    )]
+    pub fastspring_webhook_secret: Option<String>,
+    /// The secret part of the Gumroad ping URL (/webhooks/gumroad/<secret>).
+    #[arg(
+        long,
+        env = "KEYTURN_GUMROAD_PING_SECRET",
+        global = true,
+        hide_env_values = true
+    )]
+    pub gumroad_ping_secret: Option<String>,
 }
 
 /// Options of `keyturn serve`.
@@ -104,6 +136,10 @@ struct FileConfig {
     stripe_webhook_tolerance: Option<u64>,
     stripe_api_key: Option<String>,
     stripe_api_base: Option<String>,
+    paddle_webhook_secret: Option<String>,
+    lemonsqueezy_webhook_secret: Option<String>,
+    fastspring_webhook_secret: Option<String>,
+    gumroad_ping_secret: Option<String>,
 }
 
 /// Where the data lives.
@@ -124,7 +160,41 @@ pub struct Settings {
     pub log_format: LogFormat,
 }
 
+fn secrets(flag: &Option<String>, file: &Option<String>) -> Vec<String> {
+    flag.clone()
+        .or(file.clone())
+        .unwrap_or_default()
+        .split(',')
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
 impl StripeArgs {
+    fn stores(&self, file: &FileConfig) -> StoreSecrets {
+        StoreSecrets {
+            paddle: secrets(&self.paddle_webhook_secret, &file.paddle_webhook_secret),
+            lemonsqueezy: secrets(
+                &self.lemonsqueezy_webhook_secret,
+                &file.lemonsqueezy_webhook_secret,
+            ),
+            fastspring: secrets(
+                &self.fastspring_webhook_secret,
+                &file.fastspring_webhook_secret,
+            ),
+            gumroad: self
+                .gumroad_ping_secret
+                .clone()
+                .or(file.gumroad_ping_secret.clone())
+                .filter(|s| s.len() >= 16),
+            tolerance: Duration::from_secs(
+                self.stripe_webhook_tolerance
+                    .or(file.stripe_webhook_tolerance)
+                    .unwrap_or(300),
+            ),
+        }
+    }
+
     fn merge(&self, file: &FileConfig) -> Option<StripeAdapter> {
         let secrets: Vec<String> = self
             .stripe_webhook_secret
@@ -160,6 +230,7 @@ impl StripeArgs {
         let file = read_file(store.config.as_deref())?;
         Ok(Providers {
             stripe: self.merge(&file),
+            stores: self.stores(&file),
         })
     }
 }
@@ -226,6 +297,7 @@ impl Settings {
             },
             providers: Providers {
                 stripe: stripe.merge(&file),
+                stores: stripe.stores(&file),
             },
             log_format: serve.log_format.or(file.log_format).unwrap_or_default(),
         })

@@ -137,6 +137,9 @@ pub enum PaymentEvent {
         status: SubscriptionStatus,
         cancel_at_period_end: bool,
         period_end: Option<DateTime<Utc>>,
+        /// Set by providers whose subscription reports attest payment (their renewal notice
+        /// carries no period): the license runs to this time plus grace, never shorter.
+        paid_through: Option<DateTime<Utc>>,
     },
     /// An invoice could not be charged.
     PaymentFailed {

@@ -202,6 +202,7 @@ async fn subscriptions_on_localstripe_drive_licenses() {
                 Duration::from_secs(300),
                 Some(StripeApi::new(&ls.base, KEY)),
             )),
+            ..Default::default()
         };
         let app = spawn_with(&db, test_http(), providers).await;
         let product = app.product("Editor", &["pro"]).await;

@@ -13,5 +13,6 @@ mod concurrency;
 mod license_urls;
 mod licenses;
 mod localstripe;
+mod stores;
 mod stripe;
 mod tokens;

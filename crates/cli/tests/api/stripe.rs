@@ -25,6 +25,7 @@ pub fn providers() -> Providers {
             Duration::from_secs(300),
             None,
         )),
+        ..Default::default()
     }
 }
 
@@ -652,6 +653,7 @@ async fn a_checkout_without_plan_metadata_is_matched_by_its_line_items() {
                     "sk_test_lines",
                 )),
             )),
+            ..Default::default()
         };
         let app = spawn_with(&db, test_http(), providers).await;
         let w = world(&app, Utc::now().timestamp()).await;

@@ -211,6 +211,8 @@ pub fn translate(event: &StripeEvent) -> Option<PaymentEvent> {
                 status: SubscriptionStatus::parse(obj["status"].as_str().unwrap_or("")),
                 cancel_at_period_end: obj["cancel_at_period_end"].as_bool().unwrap_or(false),
                 period_end,
+                // Stripe moves the period before the invoice is paid; only invoices extend.
+                paid_through: None,
             })
         }
         "customer.subscription.deleted" => {
