@@ -185,6 +185,7 @@ impl App {
             event_type: format!("{}.sale", url.store),
             created: now(),
             payload: serde_json::to_string(params).expect("parameters serialise"),
+            notify_buyer: url.email_buyer,
         };
         let event = PaymentEvent::Purchased {
             order: order_key.clone(),

@@ -28,6 +28,8 @@ pub struct EventEnvelope {
     pub created: DateTime<Utc>,
     /// The raw body, kept for the record.
     pub payload: String,
+    /// Whether the integration wants new keys mailed to the buyer.
+    pub notify_buyer: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,6 +48,7 @@ struct Ctx<'a> {
     created: DateTime<Utc>,
     actor: Actor,
     at: DateTime<Utc>,
+    notify_buyer: bool,
 }
 
 impl App {
@@ -80,6 +83,7 @@ impl App {
                 event_id: envelope.event_id.clone(),
             },
             at,
+            notify_buyer: envelope.notify_buyer,
         };
         let applied = match event {
             None => Ok(None),
@@ -254,7 +258,11 @@ async fn apply(s: &mut Session, ctx: &Ctx<'_>, event: PaymentEvent) -> Result<St
                 cancel_at_period_end: None,
                 period_end,
             };
+            let new_license = sub.license_id.is_none();
             let (license, mut detail) = observe(s, ctx, &mut sub, &report, customer_id).await?;
+            if new_license {
+                detail.push_str(&notify(s, ctx, &buyer, &license).await?);
+            }
             if let Some(order) = order {
                 let plan_id = paid_plan(s, &plan).await?.or(sub.plan_id);
                 let payment =
@@ -296,7 +304,11 @@ async fn apply(s: &mut Session, ctx: &Ctx<'_>, event: PaymentEvent) -> Result<St
                 cancel_at_period_end: None,
                 period_end,
             };
+            let new_license = sub.license_id.is_none();
             let (mut license, mut detail) = observe(s, ctx, &mut sub, &report, customer_id).await?;
+            if new_license {
+                detail.push_str(&notify(s, ctx, &buyer, &license).await?);
+            }
             let mut payment = payment;
             payment.status = "paid".into();
             payment.customer_id = payment.customer_id.or(customer_id);
@@ -617,6 +629,39 @@ async fn issue_subscription_license(
     Ok(license)
 }
 
+async fn product_name(s: &mut Session, product_id: i64) -> Result<String> {
+    Ok(s.product(product_id)
+        .await?
+        .map(|p| p.name)
+        .unwrap_or_else(|| "your software".into()))
+}
+
+/// Mails a new subscription license to the buyer when the integration asks for it.
+async fn notify(
+    s: &mut Session,
+    ctx: &Ctx<'_>,
+    buyer: &Buyer,
+    license: &License,
+) -> Result<String> {
+    if !ctx.notify_buyer {
+        return Ok(String::new());
+    }
+    let product = product_name(s, license.product_id).await?;
+    let queued = crate::mail::queue_keys(
+        s,
+        buyer.email.as_deref(),
+        &product,
+        std::slice::from_ref(&license.key),
+        ctx.at,
+    )
+    .await?;
+    Ok(if queued {
+        "; key mail queued".into()
+    } else {
+        String::new()
+    })
+}
+
 fn subscription_metadata(ctx: &Ctx<'_>, sub: &Subscription) -> serde_json::Value {
     if ctx.provider == "stripe" {
         json!({"stripe_subscription_id": sub.subscription_id})
@@ -733,6 +778,18 @@ async fn purchased(
         ids.push(license.id);
     }
     let mut detail = format!("order {order} → license(s) {ids:?}");
+    if ctx.notify_buyer {
+        let mut keys = Vec::with_capacity(ids.len());
+        for id in &ids {
+            if let Some(l) = s.license(*id).await? {
+                keys.push(l.key);
+            }
+        }
+        let product = product_name(s, plan.product_id).await?;
+        if crate::mail::queue_keys(s, buyer.email.as_deref(), &product, &keys, ctx.at).await? {
+            detail.push_str("; key mail queued");
+        }
+    }
     let mut payment = payment;
     payment.license_ids = ids;
     detail.push_str(&reverse_if_reported(s, ctx, &payment).await?);

@@ -86,6 +86,9 @@ pub struct StripeArgs {
         hide_env_values = true
     )]
     pub gumroad_ping_secret: Option<String>,
+    /// Mail new keys to the buyers of store sales (Paddle, Lemon Squeezy, FastSpring, Gumroad).
+    #[arg(long, env = "KEYTURN_STORE_EMAIL_BUYERS", global = true)]
+    pub store_email_buyers: Option<bool>,
 }
 
 /// Options of `keyturn serve`.
@@ -106,9 +109,76 @@ pub struct ServeArgs {
     /// Largest accepted request body in bytes [default: 65536].
     #[arg(long, env = "KEYTURN_MAX_BODY_BYTES")]
     pub max_body_bytes: Option<usize>,
+    /// SMTP server for mail to buyers; without it, mail waits in the outbox.
+    #[arg(long, env = "KEYTURN_SMTP_HOST")]
+    pub smtp_host: Option<String>,
+    /// SMTP port [default: 587, or 465 with --smtp-tls tls, 25 with none].
+    #[arg(long, env = "KEYTURN_SMTP_PORT")]
+    pub smtp_port: Option<u16>,
+    /// none, starttls or tls [default: starttls].
+    #[arg(long, env = "KEYTURN_SMTP_TLS", value_enum)]
+    pub smtp_tls: Option<SmtpTls>,
+    #[arg(long, env = "KEYTURN_SMTP_USERNAME")]
+    pub smtp_username: Option<String>,
+    #[arg(long, env = "KEYTURN_SMTP_PASSWORD", hide_env_values = true)]
+    pub smtp_password: Option<String>,
+    /// Sender of mail to buyers [default: keyturn@localhost].
+    #[arg(long, env = "KEYTURN_MAIL_FROM")]
+    pub mail_from: Option<String>,
+    /// First retry delay after a failed send, doubling up to an hour [default: 30].
+    #[arg(long, env = "KEYTURN_MAIL_RETRY_SECONDS")]
+    pub mail_retry_seconds: Option<u64>,
     /// Log format: text or json [default: text].
     #[arg(long, env = "KEYTURN_LOG_FORMAT")]
     pub log_format: Option<LogFormat>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    None,
+    #[default]
+    Starttls,
+    Tls,
+}
+
+/// Where mail to buyers goes.
+#[derive(Clone)]
+pub struct MailSettings {
+    pub smtp_host: Option<String>,
+    pub smtp_port: u16,
+    pub tls: SmtpTls,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub from: String,
+    pub retry_base: Duration,
+    pub poll: Duration,
+}
+
+impl Default for MailSettings {
+    fn default() -> Self {
+        Self {
+            smtp_host: None,
+            smtp_port: 25,
+            tls: SmtpTls::None,
+            username: None,
+            password: None,
+            from: "keyturn@localhost".into(),
+            retry_base: Duration::from_secs(30),
+            poll: Duration::from_secs(2),
+        }
+    }
+}
+
+impl std::fmt::Debug for MailSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MailSettings")
+            .field("smtp_host", &self.smtp_host)
+            .field("smtp_port", &self.smtp_port)
+            .field("tls", &self.tls)
+            .field("from", &self.from)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
@@ -140,6 +210,14 @@ struct FileConfig {
     lemonsqueezy_webhook_secret: Option<String>,
     fastspring_webhook_secret: Option<String>,
     gumroad_ping_secret: Option<String>,
+    store_email_buyers: Option<bool>,
+    smtp_host: Option<String>,
+    smtp_port: Option<u16>,
+    smtp_tls: Option<SmtpTls>,
+    smtp_username: Option<String>,
+    smtp_password: Option<String>,
+    mail_from: Option<String>,
+    mail_retry_seconds: Option<u64>,
 }
 
 /// Where the data lives.
@@ -157,6 +235,7 @@ pub struct Settings {
     pub store: StoreSettings,
     pub http: HttpSettings,
     pub providers: Providers,
+    pub mail: MailSettings,
     pub log_format: LogFormat,
 }
 
@@ -192,6 +271,10 @@ impl StripeArgs {
                     .or(file.stripe_webhook_tolerance)
                     .unwrap_or(300),
             ),
+            email_buyers: self
+                .store_email_buyers
+                .or(file.store_email_buyers)
+                .unwrap_or(false),
         }
     }
 
@@ -298,6 +381,32 @@ impl Settings {
             providers: Providers {
                 stripe: stripe.merge(&file),
                 stores: stripe.stores(&file),
+            },
+            mail: {
+                let tls = serve.smtp_tls.or(file.smtp_tls).unwrap_or_default();
+                MailSettings {
+                    smtp_host: serve.smtp_host.clone().or(file.smtp_host.clone()),
+                    smtp_port: serve.smtp_port.or(file.smtp_port).unwrap_or(match tls {
+                        SmtpTls::None => 25,
+                        SmtpTls::Starttls => 587,
+                        SmtpTls::Tls => 465,
+                    }),
+                    tls,
+                    username: serve.smtp_username.clone().or(file.smtp_username.clone()),
+                    password: serve.smtp_password.clone().or(file.smtp_password.clone()),
+                    from: serve
+                        .mail_from
+                        .clone()
+                        .or(file.mail_from.clone())
+                        .unwrap_or_else(|| "keyturn@localhost".into()),
+                    retry_base: Duration::from_secs(
+                        serve
+                            .mail_retry_seconds
+                            .or(file.mail_retry_seconds)
+                            .unwrap_or(30),
+                    ),
+                    poll: Duration::from_secs(2),
+                }
             },
             log_format: serve.log_format.or(file.log_format).unwrap_or_default(),
         })

@@ -1,4 +1,5 @@
 //! The `keyturn` program: configuration, start-up, and the command line.
 
 pub mod config;
+pub mod mail;
 pub mod startup;

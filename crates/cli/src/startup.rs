@@ -8,6 +8,7 @@ use keyturn_store::Store;
 use tokio::net::TcpListener;
 
 use crate::config::{Settings, StoreSettings};
+use crate::mail::MailWorker;
 
 /// Opens the configured database and brings its schema up to date.
 pub async fn open_store(settings: &StoreSettings) -> anyhow::Result<Store> {
@@ -28,6 +29,7 @@ pub struct Application {
     listener: TcpListener,
     router: axum::Router,
     app: App,
+    mail: MailWorker,
 }
 
 impl Application {
@@ -40,6 +42,7 @@ impl Application {
         let listener = TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
+        let mail = MailWorker::start(app.clone(), settings.mail.clone())?;
         let router = keyturn_http::router(
             app.clone(),
             settings.http.clone(),
@@ -50,6 +53,7 @@ impl Application {
                 listener,
                 router,
                 app,
+                mail,
             },
             admin,
         ))
@@ -76,6 +80,7 @@ impl Application {
         axum::serve(self.listener, service)
             .with_graceful_shutdown(shutdown)
             .await?;
+        self.mail.stop().await;
         self.app.store().close().await;
         Ok(())
     }

@@ -34,6 +34,8 @@ pub struct StoreSecrets {
     pub gumroad: Option<String>,
     /// Accepted age of a signed timestamp (Paddle).
     pub tolerance: Duration,
+    /// Mail new keys to buyers of store sales.
+    pub email_buyers: bool,
 }
 
 impl std::fmt::Debug for StoreSecrets {
@@ -95,6 +97,7 @@ pub async fn apply(
     provider: &str,
     payload: &str,
     events: Vec<StoreEvent>,
+    notify_buyer: bool,
 ) -> Result<Vec<EventOutcome>, AppError> {
     let mut outcomes = Vec::with_capacity(events.len());
     for e in events {
@@ -104,6 +107,7 @@ pub async fn apply(
             event_type: e.event_type,
             created: e.created,
             payload: payload.to_owned(),
+            notify_buyer,
         };
         outcomes.push(app.apply_provider_event(&envelope, e.event).await?);
     }

@@ -11,6 +11,7 @@ mod error;
 mod events;
 mod license_urls;
 mod licenses;
+mod outbox;
 mod payments;
 mod plans;
 mod products;
@@ -26,6 +27,7 @@ use sqlx::{AnyPool, Executor};
 
 pub use error::StoreError;
 pub use licenses::{LicenseFilter, NewLicense};
+pub use outbox::QueuedMail;
 pub use payments::{IncomingEvent, NewPayment};
 pub use plans::NewPlan;
 pub use session::Session;

@@ -9,6 +9,43 @@ use sqlx::Connection;
 
 pub const PG_ENV: &str = "KEYTURN_TEST_DATABASE_URL";
 
+/// Python packages the tests run as real peers: a Stripe-compatible server and an SMTP server.
+const PYTHON_PACKAGES: [&str; 2] = ["localstripe==1.15.10", "aiosmtpd==1.4.6"];
+
+/// A Python with the test peers installed: `KEYTURN_TEST_PYTHON`, or a virtualenv created once
+/// under the target directory.
+pub fn test_python() -> std::path::PathBuf {
+    use std::process::{Command, Stdio};
+    static SETUP: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    if let Ok(p) = std::env::var("KEYTURN_TEST_PYTHON") {
+        return p.into();
+    }
+    let _once = SETUP.lock().unwrap_or_else(|e| e.into_inner());
+    let venv = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("test-python");
+    let python = venv.join("bin").join("python");
+    let ready = Command::new(&python)
+        .args(["-c", "import localstripe, aiosmtpd"])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ready {
+        let ok = Command::new("python3")
+            .arg("-m")
+            .arg("venv")
+            .arg(&venv)
+            .status()
+            .unwrap();
+        assert!(ok.success(), "python3 -m venv failed");
+        let ok = Command::new(&python)
+            .args(["-m", "pip", "install", "--quiet"])
+            .args(PYTHON_PACKAGES)
+            .status()
+            .unwrap();
+        assert!(ok.success(), "pip install of the test peers failed");
+    }
+    python
+}
+
 #[derive(Debug, Clone)]
 pub enum Backend {
     Sqlite,
@@ -154,11 +191,27 @@ pub async fn spawn_with(
     http: HttpSettings,
     providers: keyturn_providers::Providers,
 ) -> TestApp {
+    spawn_full(
+        db,
+        http,
+        providers,
+        keyturn::config::MailSettings::default(),
+    )
+    .await
+}
+
+pub async fn spawn_full(
+    db: &TestDb,
+    http: HttpSettings,
+    providers: keyturn_providers::Providers,
+    mail: keyturn::config::MailSettings,
+) -> TestApp {
     let settings = keyturn::config::Settings {
         listen: "127.0.0.1:0".parse().unwrap(),
         store: db.store_settings(),
         http,
         providers,
+        mail,
         log_format: keyturn::config::LogFormat::Text,
     };
     let (application, admin) = Application::build(&settings).await.expect("server starts");

@@ -2,7 +2,6 @@
 //! delivers signed webhooks, and lists its events. It speaks an old API version and has no
 //! checkout, refunds or renewal periods; `stripe.rs` covers those with current-shape events.
 
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -13,45 +12,8 @@ use serde_json::{json, Value};
 
 use crate::helpers::{backends, spawn_with, test_http, TestApp, TestDb};
 
-const VERSION: &str = "1.15.10";
 const SECRET: &str = "whsec_localstripe";
 const KEY: &str = "sk_test_keyturn";
-
-/// The Python with localstripe installed: `KEYTURN_LOCALSTRIPE_PYTHON`, or a virtualenv this
-/// test creates (once) under the target directory.
-fn python() -> PathBuf {
-    if let Ok(p) = std::env::var("KEYTURN_LOCALSTRIPE_PYTHON") {
-        return PathBuf::from(p);
-    }
-    let venv = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("localstripe-venv");
-    let python = venv.join("bin").join("python");
-    let installed = Command::new(&python)
-        .args(["-c", "import localstripe"])
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !installed {
-        let ok = Command::new("python3")
-            .arg("-m")
-            .arg("venv")
-            .arg(&venv)
-            .status()
-            .unwrap();
-        assert!(ok.success(), "python3 -m venv failed");
-        let ok = Command::new(&python)
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                &format!("localstripe=={VERSION}"),
-            ])
-            .status()
-            .unwrap();
-        assert!(ok.success(), "pip install localstripe failed");
-    }
-    python
-}
 
 struct Localstripe {
     child: Child,
@@ -77,7 +39,7 @@ impl Localstripe {
             "{}/tests/fixtures/run_localstripe.py",
             env!("CARGO_MANIFEST_DIR")
         );
-        let child = Command::new(python())
+        let child = Command::new(crate::helpers::test_python())
             .arg(script)
             .arg(port.to_string())
             .stdout(Stdio::null())

@@ -13,6 +13,7 @@ mod concurrency;
 mod license_urls;
 mod licenses;
 mod localstripe;
+mod mail;
 mod stores;
 mod stripe;
 mod tokens;

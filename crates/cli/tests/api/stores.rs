@@ -24,6 +24,7 @@ fn providers() -> Providers {
             fastspring: vec![FASTSPRING.into()],
             gumroad: Some(GUMROAD.into()),
             tolerance: Duration::from_secs(300),
+            email_buyers: false,
         },
         ..Default::default()
     }

@@ -64,7 +64,8 @@ async fn apply_store(
     events: Result<Vec<StoreEvent>, StoreError>,
 ) -> Result<Json<Value>, ApiError> {
     let events = events.map_err(store_error)?;
-    let outcomes = keyturn_providers::apply(&state.app, provider, payload, events)
+    let notify = state.providers.stores.email_buyers;
+    let outcomes = keyturn_providers::apply(&state.app, provider, payload, events, notify)
         .await
         .map_err(ApiError::from)?;
     let list: Vec<Value> = outcomes.into_iter().map(|o| outcome(o).0).collect();

@@ -123,6 +123,8 @@ impl StripeAdapter {
                 .single()
                 .unwrap_or_else(Utc::now),
             payload,
+            // Keyturn's own payment forms mail their buyers; a bare Stripe sale does not.
+            notify_buyer: false,
         };
         app.apply_provider_event(&envelope, neutral).await
     }

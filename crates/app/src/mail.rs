@@ -1,0 +1,102 @@
+//! Mail to buyers goes through the outbox: queued in the same transaction as the licenses it
+//! announces, sent later by a worker that retries with growing delays.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use keyturn_core::Email;
+use keyturn_store::{QueuedMail, Session};
+
+use crate::{now, App, Result};
+
+/// The longest wait between two attempts at one message.
+const MAX_RETRY: Duration = Duration::from_secs(3600);
+
+/// Queues the mail that hands a buyer their keys; a missing or malformed address queues nothing.
+pub(crate) async fn queue_keys(
+    s: &mut Session,
+    to: Option<&str>,
+    product: &str,
+    keys: &[String],
+    at: DateTime<Utc>,
+) -> Result<bool> {
+    let Some(to) = to.and_then(|e| Email::parse(e).ok()) else {
+        return Ok(false);
+    };
+    if keys.is_empty() {
+        return Ok(false);
+    }
+    let (subject, intro) = if keys.len() == 1 {
+        (
+            format!("Your license key for {product}"),
+            "Your license key",
+        )
+    } else {
+        (
+            format!("Your license keys for {product}"),
+            "Your license keys",
+        )
+    };
+    let list: String = keys.iter().map(|k| format!("    {k}\n")).collect();
+    let body = format!(
+        "Thank you for your purchase.\n\n{intro} for {product}:\n\n{list}\n\
+         Keep this message: you need the key to activate {product}.\n"
+    );
+    s.enqueue_mail(to.as_str(), &subject, &body, at).await?;
+    Ok(true)
+}
+
+/// When to try again after `attempts` failures: `base` doubled each time, at most an hour.
+pub fn retry_delay(base: Duration, attempts: i64) -> Duration {
+    let factor = 2u32.saturating_pow(attempts.clamp(0, 20) as u32);
+    base.saturating_mul(factor).min(MAX_RETRY)
+}
+
+impl App {
+    /// Takes due messages for sending; they stay taken for `lease`.
+    pub async fn claim_mail(&self, limit: i64, lease: Duration) -> Result<Vec<QueuedMail>> {
+        let at = now();
+        let mut s = self.store.write().await?;
+        let mail = s
+            .claim_mail(
+                at,
+                at + chrono::Duration::from_std(lease).unwrap_or_default(),
+                limit,
+            )
+            .await?;
+        s.commit().await?;
+        Ok(mail)
+    }
+
+    pub async fn mail_sent(&self, id: i64) -> Result<()> {
+        let mut s = self.store.write().await?;
+        s.mail_sent(id, now()).await?;
+        Ok(s.commit().await?)
+    }
+
+    /// Records a failed attempt; the message is tried again after the retry delay.
+    pub async fn mail_failed(&self, mail: &QueuedMail, error: &str, base: Duration) -> Result<()> {
+        let retry_at = now()
+            + chrono::Duration::from_std(retry_delay(base, mail.attempts)).unwrap_or_default();
+        let mut s = self.store.write().await?;
+        s.mail_failed(mail.id, error, retry_at).await?;
+        Ok(s.commit().await?)
+    }
+
+    pub async fn unsent_mail(&self) -> Result<i64> {
+        Ok(self.store.read().await?.unsent_mail().await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_back_off_and_are_capped() {
+        let base = Duration::from_secs(5);
+        assert_eq!(retry_delay(base, 0), Duration::from_secs(5));
+        assert_eq!(retry_delay(base, 3), Duration::from_secs(40));
+        assert_eq!(retry_delay(base, 30), MAX_RETRY);
+    }
+}
