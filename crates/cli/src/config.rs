@@ -109,6 +109,10 @@ pub struct ServeArgs {
     /// Largest accepted request body in bytes [default: 65536].
     #[arg(long, env = "KEYTURN_MAX_BODY_BYTES")]
     pub max_body_bytes: Option<usize>,
+    /// The address buyers reach this server at, for payment providers' return links
+    /// [default: from each request's Host header].
+    #[arg(long, env = "KEYTURN_PUBLIC_URL")]
+    pub public_url: Option<String>,
     /// SMTP server for mail to buyers; without it, mail waits in the outbox.
     #[arg(long, env = "KEYTURN_SMTP_HOST")]
     pub smtp_host: Option<String>,
@@ -211,6 +215,7 @@ struct FileConfig {
     fastspring_webhook_secret: Option<String>,
     gumroad_ping_secret: Option<String>,
     store_email_buyers: Option<bool>,
+    public_url: Option<String>,
     smtp_host: Option<String>,
     smtp_port: Option<u16>,
     smtp_tls: Option<SmtpTls>,
@@ -377,6 +382,7 @@ impl Settings {
                     .max_body_bytes
                     .or(file.max_body_bytes)
                     .unwrap_or(defaults.max_body_bytes),
+                public_url: serve.public_url.clone().or(file.public_url.clone()),
             },
             providers: Providers {
                 stripe: stripe.merge(&file),

@@ -50,9 +50,45 @@ enum Command {
     /// Stripe integration.
     #[command(subcommand)]
     Stripe(StripeCommand),
+    /// Hosted payment forms.
+    #[command(subcommand)]
+    Form(FormCommand),
     /// Secret URLs that stores call after a sale to get keys.
     #[command(subcommand)]
     LicenseUrl(LicenseUrlCommand),
+}
+
+#[derive(Subcommand)]
+enum FormCommand {
+    /// Create a form and print its path.
+    Create {
+        #[arg(long)]
+        product: i64,
+        #[arg(long)]
+        name: String,
+        /// An offer as plan_id:stripe_price_id:mode:label:price, e.g.
+        /// `2:price_1Pro:subscription:Pro monthly:€15 / month` (repeat for several).
+        #[arg(long = "offer", required = true)]
+        offers: Vec<String>,
+        #[arg(long)]
+        success_text: Option<String>,
+    },
+    List,
+}
+
+fn parse_offer(s: &str) -> anyhow::Result<keyturn_core::payment::Offer> {
+    let parts: Vec<&str> = s.splitn(5, ':').collect();
+    anyhow::ensure!(
+        parts.len() == 5,
+        "an offer is plan_id:stripe_price_id:mode:label:price, not {s:?}"
+    );
+    Ok(keyturn_core::payment::Offer {
+        plan_id: parts[0].trim().parse().context("the offer's plan id")?,
+        stripe_price_id: parts[1].trim().into(),
+        mode: parts[2].trim().into(),
+        label: parts[3].trim().into(),
+        price: parts[4].trim().into(),
+    })
 }
 
 #[derive(Subcommand)]
@@ -353,6 +389,31 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             println!("{}", created.path);
         }
+        Command::Form(FormCommand::Create {
+            product,
+            name,
+            offers,
+            success_text,
+        }) => {
+            let offers = offers
+                .iter()
+                .map(|o| parse_offer(o))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let form = app
+                .create_payment_form(
+                    &me,
+                    keyturn_app::NewPaymentForm {
+                        name,
+                        product_id: product,
+                        offers,
+                        success_text,
+                    },
+                )
+                .await?;
+            eprintln!("payment form {} ({})", form.id, form.name);
+            println!("/buy/{}", form.public_id);
+        }
+        Command::Form(FormCommand::List) => print(&app.payment_forms(&me).await?)?,
         Command::LicenseUrl(LicenseUrlCommand::List) => print(&app.license_urls(&me).await?)?,
         Command::LicenseUrl(LicenseUrlCommand::Rotate { id }) => {
             println!("{}", app.rotate_license_url(&me, id).await?.path)

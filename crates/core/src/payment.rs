@@ -403,3 +403,44 @@ pub struct LicenseUrl {
     pub created: DateTime<Utc>,
     pub rotated: DateTime<Utc>,
 }
+
+/// One plan on a payment form, with what the buyer sees and what the provider charges.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Offer {
+    pub plan_id: i64,
+    /// Shown to the buyer, e.g. "Pro — yearly".
+    pub label: String,
+    /// Shown to the buyer, e.g. "€49 / year".
+    pub price: String,
+    /// The Stripe price that charges for it.
+    pub stripe_price_id: String,
+    /// `payment` (one-time) or `subscription`.
+    pub mode: String,
+}
+
+/// A hosted page where buyers pick a plan and pay.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PaymentForm {
+    pub id: i64,
+    /// In the form's URL: `/buy/{public_id}`.
+    pub public_id: String,
+    pub name: String,
+    pub product_id: i64,
+    pub offers: Vec<Offer>,
+    pub success_text: String,
+    pub created: DateTime<Utc>,
+}
+
+/// A checkout a buyer started on a form.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Checkout {
+    pub session_id: String,
+    pub form_id: i64,
+    pub provider: String,
+    pub plan_id: i64,
+    pub quantity: i64,
+    pub buyer_name: String,
+    pub buyer_email: String,
+    pub created: DateTime<Utc>,
+}

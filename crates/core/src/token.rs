@@ -83,3 +83,25 @@ pub struct AccessToken {
     pub created: chrono::DateTime<chrono::Utc>,
     pub revoked: Option<chrono::DateTime<chrono::Utc>>,
 }
+
+/// An unguessable identifier for public URLs (payment forms): 128 random bits, lower-case
+/// base32 without padding.
+pub fn public_id() -> String {
+    let mut bytes = [0u8; 16];
+    OsRng.fill_bytes(&mut bytes);
+    const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
+    let mut out = String::with_capacity(26);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for b in bytes {
+        acc = (acc << 8) | u32::from(b);
+        bits += 8;
+        while bits >= 5 {
+            bits -= 5;
+            out.push(char::from(ALPHABET[((acc >> bits) & 31) as usize]));
+        }
+    }
+    if bits > 0 {
+        out.push(char::from(ALPHABET[((acc << (5 - bits)) & 31) as usize]));
+    }
+    out
+}

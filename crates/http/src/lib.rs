@@ -31,6 +31,9 @@ pub struct HttpSettings {
     /// Take the client IP from `X-Forwarded-For` (only behind a proxy that sets it).
     pub trust_forwarded_for: bool,
     pub max_body_bytes: usize,
+    /// The address buyers reach this server at (for payment providers' return links);
+    /// without it, the request's Host header.
+    pub public_url: Option<String>,
 }
 
 impl Default for HttpSettings {
@@ -40,6 +43,7 @@ impl Default for HttpSettings {
             rate_limit_burst: 60,
             trust_forwarded_for: false,
             max_body_bytes: 64 * 1024,
+            public_url: None,
         }
     }
 }
@@ -65,6 +69,7 @@ pub fn router(app: App, settings: HttpSettings, providers: Providers) -> Router 
         .nest("/v1", routes::v1(state.clone()))
         .merge(routes::webhooks::router())
         .merge(routes::license_urls::store_router())
+        .merge(routes::buy::router())
         .fallback(|| async { ApiError::not_found("route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

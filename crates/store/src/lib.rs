@@ -9,6 +9,7 @@ mod activations;
 mod customers;
 mod error;
 mod events;
+mod forms;
 mod license_urls;
 mod licenses;
 mod outbox;

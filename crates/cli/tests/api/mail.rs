@@ -10,7 +10,7 @@ use sqlx::Row;
 
 use crate::helpers::{backends, spawn_full, test_http, test_python, TestDb};
 
-struct SmtpSink(Child);
+pub struct SmtpSink(Child);
 
 impl Drop for SmtpSink {
     fn drop(&mut self) {
@@ -19,7 +19,7 @@ impl Drop for SmtpSink {
     }
 }
 
-fn start_sink(port: u16, maildir: &Path) -> SmtpSink {
+pub fn start_sink(port: u16, maildir: &Path) -> SmtpSink {
     SmtpSink(
         Command::new(test_python())
             .args([
@@ -39,7 +39,7 @@ fn start_sink(port: u16, maildir: &Path) -> SmtpSink {
     )
 }
 
-fn delivered(maildir: &Path) -> Vec<String> {
+pub fn delivered(maildir: &Path) -> Vec<String> {
     std::fs::read_dir(maildir.join("new"))
         .map(|d| {
             d.flatten()

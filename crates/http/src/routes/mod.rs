@@ -1,6 +1,8 @@
 pub mod activations;
+pub mod buy;
 pub mod catalog;
 pub mod customers;
+pub mod forms;
 pub mod health;
 pub mod license_urls;
 pub mod licenses;
@@ -26,4 +28,5 @@ pub fn v1(state: AppState) -> Router<AppState> {
         .merge(tokens::router())
         .merge(payments::router())
         .merge(license_urls::router())
+        .merge(forms::router())
 }

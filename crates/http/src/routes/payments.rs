@@ -7,7 +7,7 @@ use axum::{Json, Router};
 use keyturn_app::{Page, PageRequest};
 use keyturn_core::payment::{Payment, ProviderEvent, Subscription};
 use keyturn_core::Permission;
-use keyturn_providers::stripe::{SyncError, SyncReport};
+use keyturn_providers::stripe::{StripeError, SyncReport};
 use serde::Deserialize;
 
 use crate::extract::{Auth, Path, Query};
@@ -120,16 +120,16 @@ async fn stripe_sync(
     })?;
     match adapter.sync(&state.app).await {
         Ok(report) => Ok(Json(report)),
-        Err(SyncError::NotConfigured) => Err(ApiError::new(
+        Err(StripeError::NotConfigured) => Err(ApiError::new(
             StatusCode::CONFLICT,
             "not_configured",
             "no Stripe API key is configured (set KEYTURN_STRIPE_API_KEY)",
         )),
-        Err(SyncError::Api(e)) => Err(ApiError::new(
+        Err(StripeError::Api(e)) => Err(ApiError::new(
             StatusCode::BAD_GATEWAY,
             "provider_unavailable",
             e.to_string(),
         )),
-        Err(SyncError::App(e)) => Err(e.into()),
+        Err(StripeError::App(e)) => Err(e.into()),
     }
 }

@@ -70,6 +70,37 @@ impl StripeApi {
         Ok(body)
     }
 
+    /// Creates a Checkout Session; returns its id and the URL to send the buyer to.
+    pub async fn create_checkout_session(
+        &self,
+        form: &[(String, String)],
+    ) -> Result<(String, String), ApiError> {
+        let response = self
+            .http
+            .post(format!("{}/v1/checkout/sessions", self.base))
+            .basic_auth(&self.key, Some(""))
+            .form(form)
+            .send()
+            .await?;
+        let status = response.status();
+        let body: Value = response
+            .json()
+            .await
+            .map_err(|e| ApiError::Reply(e.to_string()))?;
+        if !status.is_success() {
+            return Err(ApiError::Status {
+                status: status.as_u16(),
+                message: body["error"]["message"].as_str().unwrap_or("").to_owned(),
+            });
+        }
+        match (body["id"].as_str(), body["url"].as_str()) {
+            (Some(id), Some(url)) => Ok((id.to_owned(), url.to_owned())),
+            _ => Err(ApiError::Reply(
+                "a checkout session without id or url".into(),
+            )),
+        }
+    }
+
     /// Events created at or after `since` (Unix seconds), each with its JSON text.
     pub async fn events_since(
         &self,

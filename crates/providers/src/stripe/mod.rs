@@ -11,7 +11,7 @@ mod translate;
 use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
-use keyturn_app::{App, AppError, EventEnvelope, EventOutcome};
+use keyturn_app::{App, AppError, CheckoutPlan, EventEnvelope, EventOutcome};
 use keyturn_core::payment::PaymentEvent;
 
 pub use api::{ApiError, StripeApi};
@@ -42,7 +42,7 @@ pub struct SyncReport {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum SyncError {
+pub enum StripeError {
     #[error("no Stripe API key is configured")]
     NotConfigured,
     #[error(transparent)]
@@ -123,8 +123,8 @@ impl StripeAdapter {
                 .single()
                 .unwrap_or_else(Utc::now),
             payload,
-            // Keyturn's own payment forms mail their buyers; a bare Stripe sale does not.
-            notify_buyer: false,
+            // Keyturn's own payment forms mail their buyers; other Stripe sales do not.
+            notify_buyer: event.object["metadata"]["keyturn_form"].is_string(),
         };
         app.apply_provider_event(&envelope, neutral).await
     }
@@ -159,10 +159,56 @@ impl StripeAdapter {
         }
     }
 
+    /// Starts a Stripe Checkout for what a buyer chose on a payment form and returns the URL to
+    /// send them to. Nothing is issued here: the `checkout.session.completed` webhook does that.
+    pub async fn start_checkout(
+        &self,
+        app: &App,
+        plan: &CheckoutPlan,
+        public_base: &str,
+    ) -> Result<String, StripeError> {
+        let api = self.api.as_ref().ok_or(StripeError::NotConfigured)?;
+        let form = &plan.form.public_id;
+        let base = public_base.trim_end_matches('/');
+        let plan_id = plan.offer.plan_id.to_string();
+        let mut params: Vec<(String, String)> = vec![
+            ("mode".into(), plan.offer.mode.clone()),
+            (
+                "line_items[0][price]".into(),
+                plan.offer.stripe_price_id.clone(),
+            ),
+            ("line_items[0][quantity]".into(), plan.quantity.to_string()),
+            // Stripe puts the session id where the template says {CHECKOUT_SESSION_ID}.
+            (
+                "success_url".into(),
+                format!("{base}/buy/{form}/done?session={{CHECKOUT_SESSION_ID}}"),
+            ),
+            ("cancel_url".into(), format!("{base}/buy/{form}")),
+            ("customer_email".into(), plan.buyer_email.clone()),
+            ("client_reference_id".into(), form.clone()),
+            ("metadata[keyturn_form]".into(), form.clone()),
+            ("metadata[keyturn_plan_id]".into(), plan_id.clone()),
+            (
+                "metadata[keyturn_quantity]".into(),
+                plan.quantity.to_string(),
+            ),
+            ("metadata[buyer_name]".into(), plan.buyer_name.clone()),
+        ];
+        if plan.offer.mode == "subscription" {
+            params.push((
+                "subscription_data[metadata][keyturn_plan_id]".into(),
+                plan_id,
+            ));
+        }
+        let (session, url) = api.create_checkout_session(&params).await?;
+        app.record_checkout(plan, PROVIDER, &session).await?;
+        Ok(url)
+    }
+
     /// Fetches the events Stripe sent since the newest one handled here and applies those that
     /// were missed, oldest first.
-    pub async fn sync(&self, app: &App) -> Result<SyncReport, SyncError> {
-        let api = self.api.as_ref().ok_or(SyncError::NotConfigured)?;
+    pub async fn sync(&self, app: &App) -> Result<SyncReport, StripeError> {
+        let api = self.api.as_ref().ok_or(StripeError::NotConfigured)?;
         let since = app.latest_provider_event(PROVIDER).await?;
         let mut events = api.events_since(since.map(|t| t.timestamp())).await?;
         events.sort_by_key(|(e, _)| e.created);
@@ -179,7 +225,7 @@ impl StripeAdapter {
                 Ok(EventOutcome::Applied(_)) => report.applied += 1,
                 Ok(EventOutcome::Ignored) => report.ignored += 1,
                 Ok(EventOutcome::Duplicate) => report.duplicates += 1,
-                Err(AppError::Store(e)) => return Err(SyncError::App(AppError::Store(e))),
+                Err(AppError::Store(e)) => return Err(StripeError::App(AppError::Store(e))),
                 Err(_) => report.failed += 1,
             }
         }

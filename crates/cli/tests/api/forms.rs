@@ -1,0 +1,301 @@
+//! Payment forms end to end: the buyer's page, the Checkout Session Keyturn asks a
+//! Stripe-compatible server for, the webhook that issues the key, the done page and the mail.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::routing::post;
+use chrono::Utc;
+use keyturn::config::{MailSettings, SmtpTls};
+use keyturn_providers::stripe::{sign, StripeAdapter, StripeApi};
+use keyturn_providers::Providers;
+use serde_json::{json, Value};
+
+use crate::helpers::{backends, spawn_full, test_http, TestApp, TestDb};
+use crate::mail::{delivered, start_sink};
+
+const SECRET: &str = "whsec_forms_test";
+
+type Recorded = Arc<Mutex<Vec<Vec<(String, String)>>>>;
+
+/// Answers `POST /v1/checkout/sessions` as Stripe does and records each request.
+async fn stripe_server() -> (String, Recorded) {
+    let recorded: Recorded = Arc::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let router = axum::Router::new()
+        .route(
+            "/v1/checkout/sessions",
+            post(|State((recorded, base)): State<(Recorded, String)>, body: String| async move {
+                let fields: Vec<(String, String)> = serde_urlencoded::from_str(&body).unwrap();
+                let mut all = recorded.lock().unwrap();
+                all.push(fields);
+                let id = format!("cs_test_{:04}", all.len());
+                axum::Json(json!({"id": id, "object": "checkout.session", "url": format!("{base}/pay/{id}")}))
+            }),
+        )
+        .with_state((recorded.clone(), base.clone()));
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    (base, recorded)
+}
+
+fn field<'a>(fields: &'a [(String, String)], name: &str) -> &'a str {
+    fields
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+        .unwrap_or_else(|| panic!("no {name} in {fields:?}"))
+}
+
+async fn page(app: &TestApp, path: &str) -> (u16, String) {
+    let r = app
+        .http
+        .get(format!("{}{path}", app.base))
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_buyer_pays_on_a_form_and_gets_the_key_on_the_page_and_by_mail() {
+    let (stripe_base, recorded) = stripe_server().await;
+    for backend in backends() {
+        recorded.lock().unwrap().clear();
+        let smtp_port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let scratch = tempfile::tempdir().unwrap();
+        let maildir = scratch.path().join("mail");
+        let _sink = start_sink(smtp_port, &maildir);
+        let db = TestDb::create(&backend).await;
+        let providers = Providers {
+            stripe: Some(StripeAdapter::new(
+                vec![SECRET.into()],
+                Duration::from_secs(300),
+                Some(StripeApi::new(&stripe_base, "sk_test_forms")),
+            )),
+            ..Default::default()
+        };
+        let mail = MailSettings {
+            smtp_host: Some("127.0.0.1".into()),
+            smtp_port,
+            tls: SmtpTls::None,
+            poll: Duration::from_millis(100),
+            retry_base: Duration::from_millis(200),
+            ..MailSettings::default()
+        };
+        let app = spawn_full(&db, test_http(), providers, mail).await;
+        let product = app.product("Editor Pro", &["pro"]).await;
+        let once = app.post("/v1/plans", json!({"product_id": product, "name": "Pro", "period_days": 365, "features": ["pro"]})).await.body["id"].as_i64().unwrap();
+        let monthly = app
+            .post("/v1/plans", json!({"product_id": product, "name": "Pro monthly", "period_days": 30, "stripe_price_ids": ["price_monthly"]}))
+            .await
+            .body["id"]
+            .as_i64()
+            .unwrap();
+        let created = app
+            .post(
+                "/v1/payment-forms",
+                json!({"name": "Buy Editor Pro", "product_id": product, "offers": [
+                    {"plan_id": once, "label": "Pro — one year", "price": "€49", "stripe_price_id": "price_once", "mode": "payment"},
+                    {"plan_id": monthly, "label": "Pro — monthly", "price": "€5 / month", "stripe_price_id": "price_monthly", "mode": "subscription"}
+                ]}),
+            )
+            .await;
+        assert_eq!(created.status, 201, "{}", created.body);
+        let path = created.body["path"].as_str().unwrap().to_owned();
+        let public_id = created.body["public_id"].as_str().unwrap().to_owned();
+        assert!(public_id.len() >= 26, "the form's id is unguessable");
+        let bad = app
+            .post(
+                "/v1/payment-forms",
+                json!({"name": "x", "product_id": product, "offers": []}),
+            )
+            .await;
+        assert_eq!(bad.status, 422);
+
+        let (status, html) = page(&app, &path).await;
+        assert_eq!(status, 200);
+        for text in [
+            "Pro — one year",
+            "€49",
+            "Pro — monthly",
+            "<legend>Choose a plan</legend>",
+            "name=\"viewport\"",
+            "autocomplete=\"email\"",
+        ] {
+            assert!(html.contains(text), "{text} missing from the form page");
+        }
+        assert!(
+            !html.contains("http://") && !html.contains("https://"),
+            "no external assets"
+        );
+        assert_eq!(page(&app, "/buy/nosuchform").await.0, 404);
+
+        let no_redirect = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let submit = |fields: Vec<(&'static str, &'static str)>| {
+            let url = format!("{}{path}", app.base);
+            let client = no_redirect.clone();
+            async move { client.post(url).form(&fields).send().await.unwrap() }
+        };
+        let wrong = submit(vec![
+            ("offer", "0"),
+            ("quantity", "2"),
+            ("name", "Ann Lee"),
+            ("email", "not-an-email"),
+        ])
+        .await;
+        assert_eq!(wrong.status(), 422);
+        let body = wrong.text().await.unwrap();
+        assert!(
+            body.contains("valid email") && body.contains("Ann Lee"),
+            "the page says what to fix and keeps the input"
+        );
+        assert!(
+            recorded.lock().unwrap().is_empty(),
+            "nothing was sent to Stripe"
+        );
+
+        let go = submit(vec![
+            ("offer", "0"),
+            ("quantity", "2"),
+            ("name", "Ann Lee"),
+            ("email", "ann@example.com"),
+        ])
+        .await;
+        assert_eq!(go.status(), 303);
+        let location = go.headers()["location"].to_str().unwrap().to_owned();
+        assert_eq!(location, format!("{stripe_base}/pay/cs_test_0001"));
+        let request = recorded.lock().unwrap()[0].clone();
+        assert_eq!(field(&request, "mode"), "payment");
+        assert_eq!(field(&request, "line_items[0][price]"), "price_once");
+        assert_eq!(field(&request, "line_items[0][quantity]"), "2");
+        assert_eq!(field(&request, "customer_email"), "ann@example.com");
+        assert_eq!(field(&request, "metadata[keyturn_form]"), public_id);
+        assert_eq!(
+            field(&request, "metadata[keyturn_plan_id]"),
+            once.to_string()
+        );
+        assert_eq!(field(&request, "metadata[keyturn_quantity]"), "2");
+        assert_eq!(
+            field(&request, "success_url"),
+            format!(
+                "{}/buy/{public_id}/done?session={{CHECKOUT_SESSION_ID}}",
+                app.base
+            )
+        );
+        assert_eq!(
+            field(&request, "cancel_url"),
+            format!("{}/buy/{public_id}", app.base)
+        );
+
+        // Before the webhook, the done page waits and refreshes.
+        let done = format!("{path}/done?session=cs_test_0001");
+        let (status, waiting) = page(&app, &done).await;
+        assert_eq!(status, 200);
+        assert!(waiting.contains("http-equiv=\"refresh\"") && waiting.contains("being confirmed"));
+
+        // Stripe reports the completed checkout; the pipeline issues the keys.
+        let metadata: Value = request
+            .iter()
+            .filter_map(|(k, v)| {
+                k.strip_prefix("metadata[")
+                    .and_then(|k| k.strip_suffix(']'))
+                    .map(|k| (k.to_owned(), json!(v)))
+            })
+            .collect::<serde_json::Map<_, _>>()
+            .into();
+        let event = json!({"id": "evt_form_1", "object": "event", "type": "checkout.session.completed", "created": Utc::now().timestamp(),
+            "data": {"object": {"id": "cs_test_0001", "object": "checkout.session", "mode": "payment", "payment_status": "paid",
+                "status": "complete", "customer": "cus_form_ann", "customer_details": {"email": "ann@example.com", "name": "Ann Lee"},
+                "client_reference_id": public_id, "metadata": metadata, "payment_intent": "pi_form_1", "amount_total": 9800, "currency": "eur"}}})
+        .to_string();
+        let r = app
+            .http
+            .post(format!("{}/webhooks/stripe", app.base))
+            .header(
+                "stripe-signature",
+                sign(SECRET, Utc::now().timestamp(), event.as_bytes()),
+            )
+            .body(event)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+
+        let (_, shown) = page(&app, &done).await;
+        let licenses = app.get("/v1/licenses").await.body["data"]
+            .as_array()
+            .unwrap()
+            .clone();
+        assert_eq!(licenses.len(), 2);
+        for l in &licenses {
+            let key = l["key"].as_str().unwrap();
+            assert!(shown.contains(key), "the done page shows {key}");
+        }
+        assert!(shown.contains("data-copy") && !shown.contains("http-equiv"));
+
+        let mut mails = Vec::new();
+        for _ in 0..100 {
+            mails = delivered(&maildir);
+            if !mails.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(mails.len(), 1, "the buyer got one mail");
+        for l in &licenses {
+            assert!(mails[0].contains(l["key"].as_str().unwrap()));
+        }
+        assert!(mails[0].contains("To: ann@example.com"));
+
+        // Another buyer's session, or a session under another form, shows nothing.
+        assert_eq!(
+            page(&app, &format!("{path}/done?session=cs_test_9999"))
+                .await
+                .0,
+            404
+        );
+        let other = app
+            .post("/v1/payment-forms", json!({"name": "Other", "product_id": product, "offers": [
+                {"plan_id": once, "label": "x", "price": "€1", "stripe_price_id": "price_once", "mode": "payment"}]}))
+            .await
+            .body["path"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert_eq!(
+            page(&app, &format!("{other}/done?session=cs_test_0001"))
+                .await
+                .0,
+            404
+        );
+
+        // A subscription offer starts a subscription checkout.
+        let sub = submit(vec![
+            ("offer", "1"),
+            ("quantity", "1"),
+            ("name", "Bo"),
+            ("email", "bo@example.com"),
+        ])
+        .await;
+        assert_eq!(sub.status(), 303);
+        let request = recorded.lock().unwrap()[1].clone();
+        assert_eq!(field(&request, "mode"), "subscription");
+        assert_eq!(field(&request, "line_items[0][price]"), "price_monthly");
+        assert_eq!(
+            field(&request, "subscription_data[metadata][keyturn_plan_id]"),
+            monthly.to_string()
+        );
+
+        app.stop().await;
+        db.remove().await;
+    }
+}

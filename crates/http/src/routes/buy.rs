@@ -1,0 +1,261 @@
+//! Payment form pages for buyers: choose a plan, pay at the provider, see the key.
+//! Server-rendered HTML with no external assets; the only script copies a key.
+
+use std::collections::HashMap;
+
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::get;
+use axum::{Form, Router};
+use keyturn_app::{AppError, CheckoutOutcome, MAX_FORM_QUANTITY};
+use keyturn_core::payment::PaymentForm;
+
+use crate::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/buy/{form}", get(show).post(submit))
+        .route("/buy/{form}/done", get(done))
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}
+
+const STYLE: &str = "body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;background:#f6f7f9;color:#1b1f24}\
+main{max-width:34rem;margin:0 auto;padding:1.5rem}h1{font-size:1.6rem;margin:.5rem 0 1rem}\
+form,.card{background:#fff;border:1px solid #d8dde3;border-radius:.75rem;padding:1.25rem}\
+fieldset{border:0;padding:0;margin:0 0 1rem}legend{font-weight:600;margin-bottom:.5rem}\
+.offer{display:flex;gap:.75rem;align-items:center;border:1px solid #d8dde3;border-radius:.5rem;padding:.75rem;margin-bottom:.5rem}\
+.offer:focus-within{outline:3px solid #2563eb}.price{margin-left:auto;font-weight:600}\
+label.field{display:block;font-weight:600;margin:.75rem 0 .25rem}input[type=text],input[type=email],input[type=number]{width:100%;box-sizing:border-box;padding:.6rem;border:1px solid #aab3bd;border-radius:.4rem;font-size:1rem}\
+button{margin-top:1rem;width:100%;padding:.8rem;border:0;border-radius:.5rem;background:#1d4ed8;color:#fff;font-size:1.05rem;font-weight:600;cursor:pointer}\
+button:focus{outline:3px solid #93c5fd}.error{background:#fde8e8;border:1px solid #f5a3a3;color:#8a1c1c;padding:.75rem;border-radius:.5rem;margin-bottom:1rem}\
+.key{display:flex;gap:.5rem;align-items:center;margin:.5rem 0}.key code{flex:1;font-size:1.1rem;background:#eef2f7;padding:.6rem;border-radius:.4rem;word-break:break-all}\
+.key button{width:auto;margin:0;padding:.6rem .9rem}";
+
+fn page(title: &str, head_extra: &str, body: &str) -> String {
+    format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">{head_extra}\
+         <title>{}</title><style>{STYLE}</style></head><body><main>{body}</main></body></html>",
+        esc(title)
+    )
+}
+
+fn not_found() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        Html(page(
+            "Not found",
+            "",
+            "<h1>Not found</h1><p>This page does not exist.</p>",
+        )),
+    )
+        .into_response()
+}
+
+/// What the buyer typed, shown again when something needs fixing.
+#[derive(Default, serde::Deserialize)]
+struct Entered {
+    offer: Option<String>,
+    quantity: Option<String>,
+    name: Option<String>,
+    email: Option<String>,
+}
+
+fn render_form(form: &PaymentForm, entered: &Entered, error: Option<&str>) -> String {
+    let chosen: usize = entered
+        .offer
+        .as_deref()
+        .and_then(|o| o.parse().ok())
+        .unwrap_or(0);
+    let offers: String = form
+        .offers
+        .iter()
+        .enumerate()
+        .map(|(i, o)| {
+            format!(
+                "<label class=\"offer\"><input type=\"radio\" name=\"offer\" value=\"{i}\"{}> <span>{}</span><span class=\"price\">{}</span></label>",
+                if i == chosen { " checked" } else { "" },
+                esc(&o.label),
+                esc(&o.price)
+            )
+        })
+        .collect();
+    let error = error
+        .map(|e| format!("<div class=\"error\" role=\"alert\">{}</div>", esc(e)))
+        .unwrap_or_default();
+    let value = |v: &Option<String>| esc(v.as_deref().unwrap_or(""));
+    let body = format!(
+        "<h1>{name}</h1>{error}<form method=\"post\" action=\"/buy/{id}\">\
+         <fieldset><legend>Choose a plan</legend>{offers}</fieldset>\
+         <label class=\"field\" for=\"quantity\">Quantity</label>\
+         <input id=\"quantity\" name=\"quantity\" type=\"number\" min=\"1\" max=\"{max}\" value=\"{quantity}\" required>\
+         <label class=\"field\" for=\"name\">Your name</label>\
+         <input id=\"name\" name=\"name\" type=\"text\" autocomplete=\"name\" value=\"{bname}\" required>\
+         <label class=\"field\" for=\"email\">Email (your key is sent here)</label>\
+         <input id=\"email\" name=\"email\" type=\"email\" autocomplete=\"email\" value=\"{email}\" required>\
+         <button type=\"submit\">Continue to payment</button></form>",
+        name = esc(&form.name),
+        id = esc(&form.public_id),
+        max = MAX_FORM_QUANTITY,
+        quantity = entered.quantity.as_deref().map(esc).unwrap_or_else(|| "1".into()),
+        bname = value(&entered.name),
+        email = value(&entered.email),
+    );
+    page(&form.name, "", &body)
+}
+
+async fn show(
+    State(state): State<AppState>,
+    axum::extract::Path(form): axum::extract::Path<String>,
+) -> Response {
+    match state.app.public_form(&form).await {
+        Ok(form) => Html(render_form(&form, &Entered::default(), None)).into_response(),
+        Err(_) => not_found(),
+    }
+}
+
+/// The address buyers reach this server at, for the provider's return links.
+fn public_base(state: &AppState, headers: &HeaderMap) -> String {
+    if let Some(url) = &state.settings.public_url {
+        return url.clone();
+    }
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost");
+    let proto = headers
+        .get("x-forwarded-proto")
+        .and_then(|h| h.to_str().ok())
+        .filter(|_| state.settings.trust_forwarded_for)
+        .unwrap_or("http");
+    format!("{proto}://{host}")
+}
+
+async fn submit(
+    State(state): State<AppState>,
+    axum::extract::Path(form_id): axum::extract::Path<String>,
+    headers: HeaderMap,
+    Form(entered): Form<Entered>,
+) -> Response {
+    let Ok(form) = state.app.public_form(&form_id).await else {
+        return not_found();
+    };
+    let again = |status: StatusCode, message: &str, entered: &Entered| {
+        (status, Html(render_form(&form, entered, Some(message)))).into_response()
+    };
+    let offer = entered
+        .offer
+        .as_deref()
+        .and_then(|o| o.parse::<usize>().ok());
+    let quantity = entered
+        .quantity
+        .as_deref()
+        .and_then(|q| q.trim().parse::<i64>().ok());
+    let (Some(offer), Some(quantity)) = (offer, quantity) else {
+        return again(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Please choose a plan and a quantity.",
+            &entered,
+        );
+    };
+    let plan = match state
+        .app
+        .plan_checkout(
+            &form_id,
+            offer,
+            quantity,
+            entered.name.as_deref().unwrap_or(""),
+            entered.email.as_deref().unwrap_or(""),
+        )
+        .await
+    {
+        Ok(p) => p,
+        Err(AppError::Invalid(e)) => {
+            let message = match e.field {
+                "email" => "Please enter a valid email address.".to_owned(),
+                "name" => "Please enter your name.".to_owned(),
+                _ => e.message.clone(),
+            };
+            return again(StatusCode::UNPROCESSABLE_ENTITY, &message, &entered);
+        }
+        Err(_) => return not_found(),
+    };
+    let Some(stripe) = state.providers.stripe.as_ref() else {
+        return again(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Payments are not available right now.",
+            &entered,
+        );
+    };
+    match stripe
+        .start_checkout(&state.app, &plan, &public_base(&state, &headers))
+        .await
+    {
+        Ok(url) => Redirect::to(&url).into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "checkout could not be started");
+            again(
+                StatusCode::BAD_GATEWAY,
+                "The payment provider could not be reached. Please try again.",
+                &entered,
+            )
+        }
+    }
+}
+
+fn render_done(o: &CheckoutOutcome) -> String {
+    if o.keys.is_empty() {
+        let body = "<h1>Confirming your payment…</h1><div class=\"card\" role=\"status\" aria-live=\"polite\">\
+                    <p>Your payment is being confirmed. This page refreshes by itself; your key appears here in a moment.</p></div>";
+        return page(
+            "Confirming your payment",
+            "<meta http-equiv=\"refresh\" content=\"2\">",
+            body,
+        );
+    }
+    let keys: String = o
+        .keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| {
+            format!(
+                "<div class=\"key\"><code id=\"key-{i}\">{k}</code><button type=\"button\" data-copy=\"key-{i}\" aria-label=\"Copy license key {n}\">Copy</button></div>",
+                k = esc(k),
+                n = i + 1
+            )
+        })
+        .collect();
+    let body = format!(
+        "<h1>{name}</h1><div class=\"card\"><p>{text}</p><h2>Your license key{plural}</h2>{keys}\
+         <p>Sent to {email}.</p></div>\
+         <script>document.querySelectorAll('[data-copy]').forEach(function(b){{b.addEventListener('click',function(){{\
+         navigator.clipboard.writeText(document.getElementById(b.dataset.copy).textContent).then(function(){{b.textContent='Copied';}});}});}});</script>",
+        name = esc(&o.form.name),
+        text = esc(&o.form.success_text),
+        plural = if o.keys.len() > 1 { "s" } else { "" },
+        email = esc(&o.checkout.buyer_email),
+    );
+    page(&o.form.name, "", &body)
+}
+
+async fn done(
+    State(state): State<AppState>,
+    axum::extract::Path(form): axum::extract::Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let Some(session) = q.get("session") else {
+        return not_found();
+    };
+    match state.app.checkout_outcome(&form, session).await {
+        Ok(outcome) => Html(render_done(&outcome)).into_response(),
+        Err(_) => not_found(),
+    }
+}

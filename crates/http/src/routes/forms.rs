@@ -1,0 +1,75 @@
+//! Payment forms as the vendor manages them.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use keyturn_app::NewPaymentForm;
+use keyturn_core::payment::{Offer, PaymentForm};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::extract::Auth;
+use crate::{ApiError, AppState};
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/payment-forms", get(list).post(create))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FormBody {
+    name: String,
+    product_id: i64,
+    offers: Vec<Offer>,
+    success_text: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Shown {
+    /// Where buyers go.
+    path: String,
+    #[serde(flatten)]
+    form: PaymentForm,
+}
+
+fn shown(form: PaymentForm) -> Shown {
+    Shown {
+        path: format!("/buy/{}", form.public_id),
+        form,
+    }
+}
+
+async fn create(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    crate::extract::Json(b): crate::extract::Json<FormBody>,
+) -> Result<(StatusCode, Json<Shown>), ApiError> {
+    let form = state
+        .app
+        .create_payment_form(
+            &principal,
+            NewPaymentForm {
+                name: b.name,
+                product_id: b.product_id,
+                offers: b.offers,
+                success_text: b.success_text,
+            },
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(shown(form))))
+}
+
+async fn list(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+) -> Result<Json<Value>, ApiError> {
+    let forms: Vec<Shown> = state
+        .app
+        .payment_forms(&principal)
+        .await?
+        .into_iter()
+        .map(shown)
+        .collect();
+    Ok(Json(json!({ "data": forms })))
+}

@@ -1,0 +1,105 @@
+use chrono::{DateTime, Utc};
+use keyturn_core::payment::{Checkout, Offer, PaymentForm};
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use crate::time::{from_db, to_db};
+use crate::{parse_json, Result, Session};
+
+const COLUMNS: &str = "id, public_id, name, product_id, offers, success_text, created_at";
+
+fn form(row: &AnyRow) -> Result<PaymentForm> {
+    Ok(PaymentForm {
+        id: row.try_get("id")?,
+        public_id: row.try_get("public_id")?,
+        name: row.try_get("name")?,
+        product_id: row.try_get("product_id")?,
+        offers: parse_json("payment_forms.offers", &row.try_get::<String, _>("offers")?)?,
+        success_text: row.try_get("success_text")?,
+        created: from_db(row.try_get("created_at")?),
+    })
+}
+
+impl Session {
+    pub async fn insert_form(
+        &mut self,
+        public_id: &str,
+        name: &str,
+        product_id: i64,
+        offers: &[Offer],
+        success_text: &str,
+        now: DateTime<Utc>,
+    ) -> Result<PaymentForm> {
+        let row = sqlx::query(&format!(
+            "INSERT INTO payment_forms (public_id, name, product_id, offers, success_text, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING {COLUMNS}"
+        ))
+        .bind(public_id)
+        .bind(name)
+        .bind(product_id)
+        .bind(serde_json::to_string(offers).expect("offers serialise"))
+        .bind(success_text)
+        .bind(to_db(now))
+        .fetch_one(self.conn())
+        .await?;
+        form(&row)
+    }
+
+    pub async fn form_by_public_id(&mut self, public_id: &str) -> Result<Option<PaymentForm>> {
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM payment_forms WHERE public_id = $1"
+        ))
+        .bind(public_id)
+        .fetch_optional(self.conn())
+        .await?;
+        row.as_ref().map(form).transpose()
+    }
+
+    pub async fn forms(&mut self) -> Result<Vec<PaymentForm>> {
+        let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM payment_forms ORDER BY id"))
+            .fetch_all(self.conn())
+            .await?;
+        rows.iter().map(form).collect()
+    }
+
+    pub async fn insert_checkout(&mut self, c: &Checkout) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO checkouts (session_id, form_id, provider, plan_id, quantity, buyer_name, \
+             buyer_email, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(&c.session_id)
+        .bind(c.form_id)
+        .bind(&c.provider)
+        .bind(c.plan_id)
+        .bind(c.quantity)
+        .bind(&c.buyer_name)
+        .bind(&c.buyer_email)
+        .bind(to_db(c.created))
+        .execute(self.conn())
+        .await?;
+        Ok(())
+    }
+
+    pub async fn checkout(&mut self, session_id: &str) -> Result<Option<Checkout>> {
+        let row = sqlx::query(
+            "SELECT session_id, form_id, provider, plan_id, quantity, buyer_name, buyer_email, created_at \
+             FROM checkouts WHERE session_id = $1",
+        )
+        .bind(session_id)
+        .fetch_optional(self.conn())
+        .await?;
+        row.map(|r| {
+            Ok(Checkout {
+                session_id: r.try_get("session_id")?,
+                form_id: r.try_get("form_id")?,
+                provider: r.try_get("provider")?,
+                plan_id: r.try_get("plan_id")?,
+                quantity: r.try_get("quantity")?,
+                buyer_name: r.try_get("buyer_name")?,
+                buyer_email: r.try_get("buyer_email")?,
+                created: from_db(r.try_get("created_at")?),
+            })
+        })
+        .transpose()
+    }
+}
