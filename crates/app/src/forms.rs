@@ -17,6 +17,8 @@ pub struct NewPaymentForm {
     pub product_id: i64,
     pub offers: Vec<Offer>,
     pub success_text: Option<String>,
+    pub email_subject: Option<String>,
+    pub email_body: Option<String>,
 }
 
 /// What a buyer submitted on a form, validated.
@@ -90,6 +92,24 @@ impl App {
                 "must be at most 2000 bytes",
             ));
         }
+        let subject = input
+            .email_subject
+            .unwrap_or_else(|| crate::mail::DEFAULT_SUBJECT.into());
+        let body = input
+            .email_body
+            .unwrap_or_else(|| crate::mail::DEFAULT_BODY.into());
+        if subject.len() > 200 || subject.contains(['\r', '\n']) {
+            return Err(AppError::invalid(
+                "email_subject",
+                "must be one line of at most 200 bytes",
+            ));
+        }
+        if body.len() > 10_000 || !body.contains("{keys}") {
+            return Err(AppError::invalid(
+                "email_body",
+                "must mention {keys} and be at most 10000 bytes",
+            ));
+        }
         let form = s
             .insert_form(
                 &keyturn_core::token::public_id(),
@@ -97,6 +117,7 @@ impl App {
                 input.product_id,
                 &input.offers,
                 &success,
+                (&subject, &body),
                 now(),
             )
             .await?;

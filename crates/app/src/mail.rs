@@ -12,37 +12,47 @@ use crate::{now, App, Result};
 /// The longest wait between two attempts at one message.
 const MAX_RETRY: Duration = Duration::from_secs(3600);
 
+pub(crate) const DEFAULT_SUBJECT: &str = "Your license key for {product}";
+pub(crate) const DEFAULT_BODY: &str = "Hello {name},\n\nthank you for your purchase. \
+     Your license key for {product}:\n\n{keys}\n\nKeep this message: you need the key to activate {product}.\n";
+
+/// Who gets the keys of a sale, and in which words.
+pub(crate) struct KeyMail<'a> {
+    pub to: Option<&'a str>,
+    pub name: Option<&'a str>,
+    pub product: &'a str,
+    /// A payment form's own subject and body, if the sale came through one.
+    pub template: Option<(String, String)>,
+}
+
 /// Queues the mail that hands a buyer their keys; a missing or malformed address queues nothing.
 pub(crate) async fn queue_keys(
     s: &mut Session,
-    to: Option<&str>,
-    product: &str,
+    mail: KeyMail<'_>,
     keys: &[String],
     at: DateTime<Utc>,
 ) -> Result<bool> {
-    let Some(to) = to.and_then(|e| Email::parse(e).ok()) else {
+    let Some(to) = mail.to.and_then(|e| Email::parse(e).ok()) else {
         return Ok(false);
     };
     if keys.is_empty() {
         return Ok(false);
     }
-    let (subject, intro) = if keys.len() == 1 {
-        (
-            format!("Your license key for {product}"),
-            "Your license key",
-        )
-    } else {
-        (
-            format!("Your license keys for {product}"),
-            "Your license keys",
-        )
+    let (subject, body) = mail
+        .template
+        .unwrap_or_else(|| (DEFAULT_SUBJECT.to_owned(), DEFAULT_BODY.to_owned()));
+    let list = keys
+        .iter()
+        .map(|k| format!("    {k}"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let fill = |t: &str| {
+        t.replace("{name}", mail.name.unwrap_or("there"))
+            .replace("{product}", mail.product)
+            .replace("{keys}", &list)
     };
-    let list: String = keys.iter().map(|k| format!("    {k}\n")).collect();
-    let body = format!(
-        "Thank you for your purchase.\n\n{intro} for {product}:\n\n{list}\n\
-         Keep this message: you need the key to activate {product}.\n"
-    );
-    s.enqueue_mail(to.as_str(), &subject, &body, at).await?;
+    s.enqueue_mail(to.as_str(), &fill(&subject), &fill(&body), at)
+        .await?;
     Ok(true)
 }
 

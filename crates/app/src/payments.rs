@@ -261,7 +261,7 @@ async fn apply(s: &mut Session, ctx: &Ctx<'_>, event: PaymentEvent) -> Result<St
             let new_license = sub.license_id.is_none();
             let (license, mut detail) = observe(s, ctx, &mut sub, &report, customer_id).await?;
             if new_license {
-                detail.push_str(&notify(s, ctx, &buyer, &license).await?);
+                detail.push_str(&notify(s, ctx, &buyer, &license, order.as_deref()).await?);
             }
             if let Some(order) = order {
                 let plan_id = paid_plan(s, &plan).await?.or(sub.plan_id);
@@ -307,7 +307,7 @@ async fn apply(s: &mut Session, ctx: &Ctx<'_>, event: PaymentEvent) -> Result<St
             let new_license = sub.license_id.is_none();
             let (mut license, mut detail) = observe(s, ctx, &mut sub, &report, customer_id).await?;
             if new_license {
-                detail.push_str(&notify(s, ctx, &buyer, &license).await?);
+                detail.push_str(&notify(s, ctx, &buyer, &license, None).await?);
             }
             let mut payment = payment;
             payment.status = "paid".into();
@@ -636,25 +636,42 @@ async fn product_name(s: &mut Session, product_id: i64) -> Result<String> {
         .unwrap_or_else(|| "your software".into()))
 }
 
+/// A payment form's mail, when the sale was a checkout started on one.
+async fn form_template(s: &mut Session, order: &str) -> Result<Option<(String, String)>> {
+    let Some(checkout) = s.checkout(order).await? else {
+        return Ok(None);
+    };
+    Ok(s.forms()
+        .await?
+        .into_iter()
+        .find(|f| f.id == checkout.form_id)
+        .map(|f| (f.email_subject, f.email_body)))
+}
+
 /// Mails a new subscription license to the buyer when the integration asks for it.
 async fn notify(
     s: &mut Session,
     ctx: &Ctx<'_>,
     buyer: &Buyer,
     license: &License,
+    order: Option<&str>,
 ) -> Result<String> {
     if !ctx.notify_buyer {
         return Ok(String::new());
     }
     let product = product_name(s, license.product_id).await?;
-    let queued = crate::mail::queue_keys(
-        s,
-        buyer.email.as_deref(),
-        &product,
-        std::slice::from_ref(&license.key),
-        ctx.at,
-    )
-    .await?;
+    let template = match order {
+        Some(o) => form_template(s, o).await?,
+        None => None,
+    };
+    let mail = crate::mail::KeyMail {
+        to: buyer.email.as_deref(),
+        name: buyer.name.as_deref(),
+        product: &product,
+        template,
+    };
+    let queued =
+        crate::mail::queue_keys(s, mail, std::slice::from_ref(&license.key), ctx.at).await?;
     Ok(if queued {
         "; key mail queued".into()
     } else {
@@ -786,7 +803,13 @@ async fn purchased(
             }
         }
         let product = product_name(s, plan.product_id).await?;
-        if crate::mail::queue_keys(s, buyer.email.as_deref(), &product, &keys, ctx.at).await? {
+        let mail = crate::mail::KeyMail {
+            to: buyer.email.as_deref(),
+            name: buyer.name.as_deref(),
+            product: &product,
+            template: form_template(s, order).await?,
+        };
+        if crate::mail::queue_keys(s, mail, &keys, ctx.at).await? {
             detail.push_str("; key mail queued");
         }
     }

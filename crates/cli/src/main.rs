@@ -407,6 +407,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         product_id: product,
                         offers,
                         success_text,
+                        ..Default::default()
                     },
                 )
                 .await?;

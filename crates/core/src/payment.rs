@@ -429,6 +429,9 @@ pub struct PaymentForm {
     pub product_id: i64,
     pub offers: Vec<Offer>,
     pub success_text: String,
+    /// The mail that hands over the keys; `{name}`, `{product}` and `{keys}` are filled in.
+    pub email_subject: String,
+    pub email_body: String,
     pub created: DateTime<Utc>,
 }
 

@@ -6,7 +6,8 @@ use sqlx::Row;
 use crate::time::{from_db, to_db};
 use crate::{parse_json, Result, Session};
 
-const COLUMNS: &str = "id, public_id, name, product_id, offers, success_text, created_at";
+const COLUMNS: &str =
+    "id, public_id, name, product_id, offers, success_text, email_subject, email_body, created_at";
 
 fn form(row: &AnyRow) -> Result<PaymentForm> {
     Ok(PaymentForm {
@@ -16,11 +17,14 @@ fn form(row: &AnyRow) -> Result<PaymentForm> {
         product_id: row.try_get("product_id")?,
         offers: parse_json("payment_forms.offers", &row.try_get::<String, _>("offers")?)?,
         success_text: row.try_get("success_text")?,
+        email_subject: row.try_get("email_subject")?,
+        email_body: row.try_get("email_body")?,
         created: from_db(row.try_get("created_at")?),
     })
 }
 
 impl Session {
+    #[allow(clippy::too_many_arguments)]
     pub async fn insert_form(
         &mut self,
         public_id: &str,
@@ -28,11 +32,13 @@ impl Session {
         product_id: i64,
         offers: &[Offer],
         success_text: &str,
+        email: (&str, &str),
         now: DateTime<Utc>,
     ) -> Result<PaymentForm> {
         let row = sqlx::query(&format!(
-            "INSERT INTO payment_forms (public_id, name, product_id, offers, success_text, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6) RETURNING {COLUMNS}"
+            "INSERT INTO payment_forms (public_id, name, product_id, offers, success_text, \
+             email_subject, email_body, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $7, $8, $6) RETURNING {COLUMNS}"
         ))
         .bind(public_id)
         .bind(name)
@@ -40,6 +46,8 @@ impl Session {
         .bind(serde_json::to_string(offers).expect("offers serialise"))
         .bind(success_text)
         .bind(to_db(now))
+        .bind(email.0)
+        .bind(email.1)
         .fetch_one(self.conn())
         .await?;
         form(&row)

@@ -100,7 +100,9 @@ async fn a_buyer_pays_on_a_form_and_gets_the_key_on_the_page_and_by_mail() {
         let created = app
             .post(
                 "/v1/payment-forms",
-                json!({"name": "Buy Editor Pro", "product_id": product, "offers": [
+                json!({"name": "Buy Editor Pro", "product_id": product,
+                    "email_subject": "Your {product} key", "email_body": "Hi {name}!\n\n{keys}\n\nEnjoy {product}.",
+                    "offers": [
                     {"plan_id": once, "label": "Pro — one year", "price": "€49", "stripe_price_id": "price_once", "mode": "payment"},
                     {"plan_id": monthly, "label": "Pro — monthly", "price": "€5 / month", "stripe_price_id": "price_monthly", "mode": "subscription"}
                 ]}),
@@ -255,6 +257,15 @@ async fn a_buyer_pays_on_a_form_and_gets_the_key_on_the_page_and_by_mail() {
             assert!(mails[0].contains(l["key"].as_str().unwrap()));
         }
         assert!(mails[0].contains("To: ann@example.com"));
+        assert!(
+            mails[0].contains("Subject: Your Editor Pro key"),
+            "{}",
+            mails[0]
+        );
+        assert!(
+            mails[0].contains("Hi Ann Lee!") && mails[0].contains("Enjoy Editor Pro."),
+            "the form's own words"
+        );
 
         // Another buyer's session, or a session under another form, shows nothing.
         assert_eq!(

@@ -23,6 +23,8 @@ struct FormBody {
     product_id: i64,
     offers: Vec<Offer>,
     success_text: Option<String>,
+    email_subject: Option<String>,
+    email_body: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -54,6 +56,8 @@ async fn create(
                 product_id: b.product_id,
                 offers: b.offers,
                 success_text: b.success_text,
+                email_subject: b.email_subject,
+                email_body: b.email_body,
             },
         )
         .await?;

@@ -6,6 +6,8 @@ CREATE TABLE payment_forms (
     product_id   BIGINT NOT NULL REFERENCES products (id),
     offers       TEXT   NOT NULL,          -- JSON: the plans offered, with prices
     success_text TEXT   NOT NULL,
+    email_subject TEXT  NOT NULL,          -- {name}, {product} and {keys} are filled in
+    email_body   TEXT   NOT NULL,
     created_at   BIGINT NOT NULL
 );
 
