@@ -310,3 +310,166 @@ async fn a_buyer_pays_on_a_form_and_gets_the_key_on_the_page_and_by_mail() {
         db.remove().await;
     }
 }
+
+/// The checkout page of the test Stripe server: paying sends Stripe's signed
+/// `checkout.session.completed` to Keyturn and returns the buyer to the success URL, as Stripe
+/// Checkout does.
+async fn checkout_server(keyturn: String) -> (String, Recorded) {
+    use axum::extract::Path;
+    use axum::response::{Html, Redirect};
+    let recorded: Recorded = Arc::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    type S = (Recorded, String, String);
+    let session = |recorded: &Recorded, id: &str| -> Vec<(String, String)> {
+        let n: usize = id.trim_start_matches("cs_test_").parse().unwrap();
+        recorded.lock().unwrap()[n - 1].clone()
+    };
+    let router = axum::Router::new()
+        .route(
+            "/v1/checkout/sessions",
+            post(|State((recorded, base, _)): State<S>, body: String| async move {
+                let fields: Vec<(String, String)> = serde_urlencoded::from_str(&body).unwrap();
+                let mut all = recorded.lock().unwrap();
+                all.push(fields);
+                let id = format!("cs_test_{:04}", all.len());
+                axum::Json(json!({"id": id, "object": "checkout.session", "url": format!("{base}/pay/{id}")}))
+            }),
+        )
+        .route(
+            "/pay/{id}",
+            axum::routing::get(|Path(id): Path<String>| async move {
+                Html(format!("<!doctype html><title>Checkout</title><form method=post action=/pay/{id}><button>Pay €49</button></form>"))
+            })
+            .post(move |State((recorded, _, keyturn)): State<S>, Path(id): Path<String>| async move {
+                let fields = session(&recorded, &id);
+                let get = |k: &str| fields.iter().find(|(f, _)| f == k).map(|(_, v)| v.clone()).unwrap_or_default();
+                let metadata: serde_json::Map<String, Value> = fields
+                    .iter()
+                    .filter_map(|(k, v)| k.strip_prefix("metadata[").and_then(|k| k.strip_suffix(']')).map(|k| (k.to_owned(), json!(v))))
+                    .collect();
+                let event = json!({"id": format!("evt_{id}"), "object": "event", "type": "checkout.session.completed",
+                    "created": Utc::now().timestamp(), "data": {"object": {"id": id, "object": "checkout.session",
+                    "mode": get("mode"), "payment_status": "paid", "status": "complete",
+                    "customer_details": {"email": get("customer_email"), "name": get("metadata[buyer_name]")},
+                    "metadata": metadata, "payment_intent": format!("pi_{id}")}}})
+                .to_string();
+                let r = reqwest::Client::new()
+                    .post(format!("{keyturn}/webhooks/stripe"))
+                    .header("stripe-signature", sign(SECRET, Utc::now().timestamp(), event.as_bytes()))
+                    .body(event)
+                    .send()
+                    .await
+                    .unwrap();
+                assert!(r.status().is_success());
+                Redirect::to(&get("success_url").replace("{CHECKOUT_SESSION_ID}", &id))
+            }),
+        )
+        .with_state((recorded.clone(), base.clone(), keyturn));
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    (base, recorded)
+}
+
+/// Chromium from Debian and playwright-core from npm, installed when missing.
+fn browser_tools() -> (std::path::PathBuf, std::path::PathBuf) {
+    use std::process::Command;
+    let chromium = std::path::PathBuf::from(
+        std::env::var("KEYTURN_TEST_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()),
+    );
+    if !chromium.exists() {
+        let ok = Command::new("sh")
+            .args(["-c", "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium"])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(
+            ok && chromium.exists(),
+            "this test needs Chromium: apt-get install chromium (or set KEYTURN_TEST_CHROMIUM)"
+        );
+    }
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("browser");
+    if !dir.join("node_modules/playwright-core").exists() {
+        std::fs::create_dir_all(&dir).unwrap();
+        let ok = Command::new("npm")
+            .args([
+                "install",
+                "--silent",
+                "--no-audit",
+                "--no-fund",
+                "playwright-core@1",
+            ])
+            .current_dir(&dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "npm install playwright-core failed");
+    }
+    (chromium, dir)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_buyer_completes_a_form_in_a_real_browser() {
+    let (chromium, node_dir) = browser_tools();
+    let backend = backends().remove(0);
+    let db = TestDb::create(&backend).await;
+    // Each side must know the other's address: Keyturn's port is chosen first.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let keyturn_base = format!("http://127.0.0.1:{port}");
+    let (stripe_base, _) = checkout_server(keyturn_base.clone()).await;
+    let providers = Providers {
+        stripe: Some(StripeAdapter::new(
+            vec![SECRET.into()],
+            Duration::from_secs(300),
+            Some(StripeApi::new(&stripe_base, "sk_test_browser")),
+        )),
+        ..Default::default()
+    };
+    let app =
+        crate::helpers::spawn_on(&db, test_http(), providers, MailSettings::default(), port).await;
+    let product = app.product("Editor Pro", &["pro"]).await;
+    let once = app
+        .post(
+            "/v1/plans",
+            json!({"product_id": product, "name": "Pro", "period_days": 365, "features": ["pro"]}),
+        )
+        .await
+        .body["id"]
+        .as_i64()
+        .unwrap();
+    let form = app
+        .post("/v1/payment-forms", json!({"name": "Buy Editor Pro", "product_id": product, "offers": [
+            {"plan_id": once, "label": "Pro — one year", "price": "€49", "stripe_price_id": "price_once", "mode": "payment"}]}))
+        .await;
+    let url = format!("{}{}", app.base, form.body["path"].as_str().unwrap());
+    let shot = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("payment-form-done.png");
+    let _ = std::fs::remove_file(&shot);
+    let script = format!("{}/tests/browser/checkout.mjs", env!("CARGO_MANIFEST_DIR"));
+    std::fs::copy(&script, node_dir.join("checkout.mjs")).unwrap();
+    let out = tokio::process::Command::new("node")
+        .arg("checkout.mjs")
+        .current_dir(&node_dir)
+        .env("FORM_URL", &url)
+        .env("SCREENSHOT", &shot)
+        .env("CHROMIUM", &chromium)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the browser run failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let key = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let license = app.get(&format!("/v1/licenses/by-key/{key}")).await;
+    assert_eq!(license.status, 200, "the page showed a real key: {key}");
+    assert_eq!(license.body["features"], json!(["pro"]));
+    assert!(
+        std::fs::metadata(&shot).unwrap().len() > 1000,
+        "a screenshot was saved at {}",
+        shot.display()
+    );
+    app.stop().await;
+    db.remove().await;
+}

@@ -206,8 +206,19 @@ pub async fn spawn_full(
     providers: keyturn_providers::Providers,
     mail: keyturn::config::MailSettings,
 ) -> TestApp {
+    spawn_on(db, http, providers, mail, 0).await
+}
+
+/// Starts the server on `port` (0 picks a free one).
+pub async fn spawn_on(
+    db: &TestDb,
+    http: HttpSettings,
+    providers: keyturn_providers::Providers,
+    mail: keyturn::config::MailSettings,
+    port: u16,
+) -> TestApp {
     let settings = keyturn::config::Settings {
-        listen: "127.0.0.1:0".parse().unwrap(),
+        listen: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
         store: db.store_settings(),
         http,
         providers,
