@@ -759,6 +759,20 @@ async fn purchased(
     money: &Money,
 ) -> Result<String> {
     let plan = resolve_plan(s, plan_ref).await?;
+    // A provider that does not report the buyer (a PayPal capture) sold through a payment form,
+    // where the buyer told us who they are.
+    let from_form;
+    let buyer = match (&buyer.email, s.checkout(order).await?) {
+        (None, Some(c)) => {
+            from_form = Buyer {
+                name: Some(c.buyer_name),
+                email: Some(c.buyer_email),
+                provider_customer_id: None,
+            };
+            &from_form
+        }
+        _ => buyer,
+    };
     let customer_id = customer(s, buyer, ctx.at).await?;
     let mut p = new_payment_fields(ctx, "order", order, "paid", money);
     p.customer_id = customer_id;

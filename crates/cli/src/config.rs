@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use keyturn_http::HttpSettings;
+use keyturn_providers::paypal::PaypalAdapter;
 use keyturn_providers::stripe::{StripeAdapter, StripeApi};
 use keyturn_providers::{Providers, StoreSecrets};
 use serde::Deserialize;
@@ -86,6 +87,22 @@ pub struct StripeArgs {
         hide_env_values = true
     )]
     pub gumroad_ping_secret: Option<String>,
+    /// PayPal REST app client id (payment forms).
+    #[arg(long, env = "KEYTURN_PAYPAL_CLIENT_ID", global = true)]
+    pub paypal_client_id: Option<String>,
+    #[arg(
+        long,
+        env = "KEYTURN_PAYPAL_CLIENT_SECRET",
+        global = true,
+        hide_env_values = true
+    )]
+    pub paypal_client_secret: Option<String>,
+    /// The id of the PayPal webhook that points at /webhooks/paypal.
+    #[arg(long, env = "KEYTURN_PAYPAL_WEBHOOK_ID", global = true)]
+    pub paypal_webhook_id: Option<String>,
+    /// PayPal API base URL [default: https://api-m.paypal.com].
+    #[arg(long, env = "KEYTURN_PAYPAL_API_BASE", global = true)]
+    pub paypal_api_base: Option<String>,
     /// Mail new keys to the buyers of store sales (Paddle, Lemon Squeezy, FastSpring, Gumroad).
     #[arg(long, env = "KEYTURN_STORE_EMAIL_BUYERS", global = true)]
     pub store_email_buyers: Option<bool>,
@@ -215,6 +232,10 @@ struct FileConfig {
     fastspring_webhook_secret: Option<String>,
     gumroad_ping_secret: Option<String>,
     store_email_buyers: Option<bool>,
+    paypal_client_id: Option<String>,
+    paypal_client_secret: Option<String>,
+    paypal_webhook_id: Option<String>,
+    paypal_api_base: Option<String>,
     public_url: Option<String>,
     smtp_host: Option<String>,
     smtp_port: Option<u16>,
@@ -255,6 +276,27 @@ fn secrets(flag: &Option<String>, file: &Option<String>) -> Vec<String> {
 }
 
 impl StripeArgs {
+    fn paypal(&self, file: &FileConfig) -> Option<PaypalAdapter> {
+        let id = self
+            .paypal_client_id
+            .clone()
+            .or(file.paypal_client_id.clone())?;
+        let secret = self
+            .paypal_client_secret
+            .clone()
+            .or(file.paypal_client_secret.clone())?;
+        let base = self
+            .paypal_api_base
+            .clone()
+            .or(file.paypal_api_base.clone())
+            .unwrap_or_else(|| "https://api-m.paypal.com".into());
+        let webhook = self
+            .paypal_webhook_id
+            .clone()
+            .or(file.paypal_webhook_id.clone());
+        Some(PaypalAdapter::new(&base, &id, &secret, webhook))
+    }
+
     fn stores(&self, file: &FileConfig) -> StoreSecrets {
         StoreSecrets {
             paddle: secrets(&self.paddle_webhook_secret, &file.paddle_webhook_secret),
@@ -318,6 +360,7 @@ impl StripeArgs {
         let file = read_file(store.config.as_deref())?;
         Ok(Providers {
             stripe: self.merge(&file),
+            paypal: self.paypal(&file),
             stores: self.stores(&file),
         })
     }
@@ -386,6 +429,7 @@ impl Settings {
             },
             providers: Providers {
                 stripe: stripe.merge(&file),
+                paypal: stripe.paypal(&file),
                 stores: stripe.stores(&file),
             },
             mail: {

@@ -88,6 +88,8 @@ fn parse_offer(s: &str) -> anyhow::Result<keyturn_core::payment::Offer> {
         mode: parts[2].trim().into(),
         label: parts[3].trim().into(),
         price: parts[4].trim().into(),
+        paypal_amount: None,
+        currency: None,
     })
 }
 

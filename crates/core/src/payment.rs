@@ -417,6 +417,11 @@ pub struct Offer {
     pub stripe_price_id: String,
     /// `payment` (one-time) or `subscription`.
     pub mode: String,
+    /// For PayPal (one-time offers): the amount per unit, e.g. "49.00", and its currency.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paypal_amount: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub currency: Option<String>,
 }
 
 /// A hosted page where buyers pick a plan and pay.

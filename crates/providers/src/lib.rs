@@ -6,6 +6,7 @@ pub mod fastspring;
 pub mod gumroad;
 pub mod lemonsqueezy;
 pub mod paddle;
+pub mod paypal;
 pub mod stripe;
 
 use std::time::Duration;
@@ -21,6 +22,7 @@ use subtle::ConstantTimeEq;
 #[derive(Debug, Clone, Default)]
 pub struct Providers {
     pub stripe: Option<stripe::StripeAdapter>,
+    pub paypal: Option<paypal::PaypalAdapter>,
     pub stores: StoreSecrets,
 }
 

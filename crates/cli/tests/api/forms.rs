@@ -473,3 +473,212 @@ async fn a_buyer_completes_a_form_in_a_real_browser() {
     app.stop().await;
     db.remove().await;
 }
+
+/// Answers the PayPal calls Keyturn makes, as PayPal does, and records created orders.
+async fn paypal_server() -> (String, Recorded) {
+    use axum::extract::Path;
+    let orders: Recorded = Arc::default();
+    let captured: Arc<Mutex<Vec<String>>> = Arc::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    type S = (Recorded, Arc<Mutex<Vec<String>>>, String);
+    let router = axum::Router::new()
+        .route("/v1/oauth2/token", post(|| async { axum::Json(json!({"access_token": "A21-test", "token_type": "Bearer", "expires_in": 32400})) }))
+        .route(
+            "/v2/checkout/orders",
+            post(|State((orders, _, base)): State<S>, axum::Json(body): axum::Json<Value>| async move {
+                let mut all = orders.lock().unwrap();
+                all.push(vec![("order".into(), body.to_string())]);
+                let id = format!("PPORDER{}", all.len());
+                axum::Json(json!({"id": id, "status": "PAYER_ACTION_REQUIRED",
+                    "links": [{"rel": "self", "href": format!("{base}/v2/checkout/orders/{id}")},
+                              {"rel": "payer-action", "href": format!("{base}/approve/{id}")}]}))
+            }),
+        )
+        .route(
+            "/v2/checkout/orders/{id}/capture",
+            post(|State((orders, captured, _)): State<S>, Path(id): Path<String>| async move {
+                let n: usize = id.trim_start_matches("PPORDER").parse().unwrap();
+                let order: Value = serde_json::from_str(&orders.lock().unwrap()[n - 1][0].1).unwrap();
+                let mut done = captured.lock().unwrap();
+                if done.contains(&id) {
+                    return (axum::http::StatusCode::UNPROCESSABLE_ENTITY, axum::Json(json!({"name": "UNPROCESSABLE_ENTITY",
+                        "details": [{"issue": "ORDER_ALREADY_CAPTURED", "description": "Order already captured."}]})));
+                }
+                done.push(id.clone());
+                let unit = &order["purchase_units"][0];
+                (axum::http::StatusCode::CREATED, axum::Json(json!({"id": id, "status": "COMPLETED",
+                    "purchase_units": [{"reference_id": unit["reference_id"], "custom_id": unit["custom_id"],
+                        "payments": {"captures": [{"id": format!("CAP-{id}"), "status": "COMPLETED", "amount": unit["amount"], "custom_id": unit["custom_id"]}]}}]})))
+            }),
+        )
+        .route(
+            "/v1/notifications/verify-webhook-signature",
+            post(|axum::Json(body): axum::Json<Value>| async move {
+                let ok = body["transmission_sig"] == "valid-signature" && body["webhook_id"] == "WH-KEYTURN";
+                axum::Json(json!({"verification_status": if ok { "SUCCESS" } else { "FAILURE" }}))
+            }),
+        )
+        .with_state((orders.clone(), captured, base.clone()));
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    (base, orders)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paypal_return_and_webhook_issue_one_sale_once() {
+    use keyturn_providers::paypal::PaypalAdapter;
+    for backend in backends() {
+        let (pp_base, orders) = paypal_server().await;
+        let db = TestDb::create(&backend).await;
+        let providers = Providers {
+            paypal: Some(PaypalAdapter::new(
+                &pp_base,
+                "client-id",
+                "client-secret",
+                Some("WH-KEYTURN".into()),
+            )),
+            ..Default::default()
+        };
+        let app = spawn_full(&db, test_http(), providers, MailSettings::default()).await;
+        let product = app.product("Editor Pro", &[]).await;
+        let once = app
+            .post(
+                "/v1/plans",
+                json!({"product_id": product, "name": "Pro", "period_days": 365}),
+            )
+            .await
+            .body["id"]
+            .as_i64()
+            .unwrap();
+        let created = app
+            .post("/v1/payment-forms", json!({"name": "Buy Editor Pro", "product_id": product, "offers": [
+                {"plan_id": once, "label": "Pro — one year", "price": "€49", "stripe_price_id": "price_once", "mode": "payment",
+                 "paypal_amount": "49.00", "currency": "EUR"}]}))
+            .await;
+        let path = created.body["path"].as_str().unwrap().to_owned();
+        let public_id = created.body["public_id"].as_str().unwrap().to_owned();
+        assert!(page(&app, &path).await.1.contains("Pay with PayPal"));
+
+        let no_redirect = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let go = no_redirect
+            .post(format!("{}{path}", app.base))
+            .form(&[
+                ("offer", "0"),
+                ("quantity", "2"),
+                ("name", "Ann Lee"),
+                ("email", "ann@example.com"),
+                ("provider", "paypal"),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(go.status(), 303);
+        assert_eq!(
+            go.headers()["location"].to_str().unwrap(),
+            format!("{pp_base}/approve/PPORDER1")
+        );
+        let order: Value = serde_json::from_str(&orders.lock().unwrap()[0][0].1).unwrap();
+        assert_eq!(order["intent"], "CAPTURE");
+        assert_eq!(
+            order["purchase_units"][0]["amount"],
+            json!({"currency_code": "EUR", "value": "98.00"})
+        );
+        assert_eq!(
+            order["purchase_units"][0]["custom_id"],
+            format!("keyturn:{public_id}:{once}:2")
+        );
+        assert_eq!(
+            order["payment_source"]["paypal"]["experience_context"]["return_url"],
+            format!("{}/buy/{public_id}/paypal/return", app.base)
+        );
+
+        let webhook = |sig: &'static str| {
+            let event = json!({"id": "WH-EVT-1", "event_type": "PAYMENT.CAPTURE.COMPLETED", "resource_type": "capture",
+                "resource": {"id": "CAP-PPORDER1", "status": "COMPLETED", "custom_id": format!("keyturn:{public_id}:{once}:2"),
+                    "amount": {"currency_code": "EUR", "value": "98.00"},
+                    "supplementary_data": {"related_ids": {"order_id": "PPORDER1"}}}})
+            .to_string();
+            let client = app.http.clone();
+            let url = format!("{}/webhooks/paypal", app.base);
+            async move {
+                client
+                    .post(url)
+                    .header("paypal-transmission-id", "tx-1")
+                    .header("paypal-transmission-sig", sig)
+                    .header("paypal-auth-algo", "SHA256withRSA")
+                    .header("paypal-cert-url", "https://api.paypal.com/cert")
+                    .header("paypal-transmission-time", "2026-11-23T10:00:00Z")
+                    .header("content-type", "application/json")
+                    .body(event)
+                    .send()
+                    .await
+                    .unwrap()
+            }
+        };
+        assert_eq!(
+            webhook("forged").await.status(),
+            400,
+            "PayPal refuses the signature: nothing stored"
+        );
+        assert_eq!(app.license_count().await, 0);
+
+        // The buyer returns from PayPal: captured, keys issued, shown.
+        let back = no_redirect
+            .get(format!(
+                "{}/buy/{public_id}/paypal/return?token=PPORDER1&PayerID=P1",
+                app.base
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(back.status(), 303);
+        let done = back.headers()["location"].to_str().unwrap().to_owned();
+        assert_eq!(done, format!("/buy/{public_id}/done?session=PPORDER1"));
+        let (_, shown) = page(&app, &done).await;
+        let licenses = app.get("/v1/licenses").await.body["data"]
+            .as_array()
+            .unwrap()
+            .clone();
+        assert_eq!(licenses.len(), 2);
+        assert!(licenses
+            .iter()
+            .all(|l| shown.contains(l["key"].as_str().unwrap())));
+        let customer = app
+            .get(&format!("/v1/customers/{}", licenses[0]["customer_id"]))
+            .await
+            .body;
+        assert_eq!(
+            customer["email"], "ann@example.com",
+            "the buyer from the form"
+        );
+
+        // The webhook for the same capture, and a second return (PayPal: already captured),
+        // change nothing.
+        let r = webhook("valid-signature").await;
+        assert_eq!(r.status(), 200);
+        let again = no_redirect
+            .get(format!(
+                "{}/buy/{public_id}/paypal/return?token=PPORDER1",
+                app.base
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(again.status(), 303);
+        assert_eq!(app.license_count().await, 2, "one sale, one set of keys");
+        let unknown = no_redirect
+            .get(format!(
+                "{}/buy/{public_id}/paypal/return?token=PPORDER9",
+                app.base
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(unknown.status(), 404);
+        app.stop().await;
+        db.remove().await;
+    }
+}

@@ -17,6 +17,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/buy/{form}", get(show).post(submit))
         .route("/buy/{form}/done", get(done))
+        .route("/buy/{form}/paypal/return", get(paypal_return))
 }
 
 fn esc(s: &str) -> String {
@@ -67,9 +68,11 @@ struct Entered {
     quantity: Option<String>,
     name: Option<String>,
     email: Option<String>,
+    /// `paypal` when the buyer chose PayPal; Stripe otherwise.
+    provider: Option<String>,
 }
 
-fn render_form(form: &PaymentForm, entered: &Entered, error: Option<&str>) -> String {
+fn render_form(form: &PaymentForm, entered: &Entered, error: Option<&str>, paypal: bool) -> String {
     let chosen: usize = entered
         .offer
         .as_deref()
@@ -101,13 +104,18 @@ fn render_form(form: &PaymentForm, entered: &Entered, error: Option<&str>) -> St
          <input id=\"name\" name=\"name\" type=\"text\" autocomplete=\"name\" value=\"{bname}\" required>\
          <label class=\"field\" for=\"email\">Email (your key is sent here)</label>\
          <input id=\"email\" name=\"email\" type=\"email\" autocomplete=\"email\" value=\"{email}\" required>\
-         <button type=\"submit\">Continue to payment</button></form>",
+         <button type=\"submit\">Continue to payment</button>{paypal}</form>",
         name = esc(&form.name),
         id = esc(&form.public_id),
         max = MAX_FORM_QUANTITY,
         quantity = entered.quantity.as_deref().map(esc).unwrap_or_else(|| "1".into()),
         bname = value(&entered.name),
         email = value(&entered.email),
+        paypal = if paypal {
+            "<button type=\"submit\" name=\"provider\" value=\"paypal\">Pay with PayPal</button>"
+        } else {
+            ""
+        },
     );
     page(&form.name, "", &body)
 }
@@ -117,9 +125,19 @@ async fn show(
     axum::extract::Path(form): axum::extract::Path<String>,
 ) -> Response {
     match state.app.public_form(&form).await {
-        Ok(form) => Html(render_form(&form, &Entered::default(), None)).into_response(),
+        Ok(form) => Html(render_form(
+            &form,
+            &Entered::default(),
+            None,
+            offers_paypal(&state, &form),
+        ))
+        .into_response(),
         Err(_) => not_found(),
     }
+}
+
+fn offers_paypal(state: &AppState, form: &PaymentForm) -> bool {
+    state.providers.paypal.is_some() && form.offers.iter().any(|o| o.paypal_amount.is_some())
 }
 
 /// The address buyers reach this server at, for the provider's return links.
@@ -148,8 +166,13 @@ async fn submit(
     let Ok(form) = state.app.public_form(&form_id).await else {
         return not_found();
     };
+    let paypal = offers_paypal(&state, &form);
     let again = |status: StatusCode, message: &str, entered: &Entered| {
-        (status, Html(render_form(&form, entered, Some(message)))).into_response()
+        (
+            status,
+            Html(render_form(&form, entered, Some(message), paypal)),
+        )
+            .into_response()
     };
     let offer = entered
         .offer
@@ -188,6 +211,34 @@ async fn submit(
         }
         Err(_) => return not_found(),
     };
+    if entered.provider.as_deref() == Some("paypal") {
+        let Some(pp) = state.providers.paypal.as_ref() else {
+            return again(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "PayPal is not available.",
+                &entered,
+            );
+        };
+        return match pp
+            .start_checkout(&state.app, &plan, &public_base(&state, &headers))
+            .await
+        {
+            Ok(url) => Redirect::to(&url).into_response(),
+            Err(keyturn_providers::paypal::PaypalError::NoPrice) => again(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "This plan cannot be paid with PayPal.",
+                &entered,
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "PayPal checkout could not be started");
+                again(
+                    StatusCode::BAD_GATEWAY,
+                    "PayPal could not be reached. Please try again.",
+                    &entered,
+                )
+            }
+        };
+    }
     let Some(stripe) = state.providers.stripe.as_ref() else {
         return again(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -257,5 +308,33 @@ async fn done(
     match state.app.checkout_outcome(&form, session).await {
         Ok(outcome) => Html(render_done(&outcome)).into_response(),
         Err(_) => not_found(),
+    }
+}
+
+/// PayPal sends the buyer back here after approval: capture, then show the outcome.
+async fn paypal_return(
+    State(state): State<AppState>,
+    axum::extract::Path(form): axum::extract::Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let (Some(order), Some(pp)) = (q.get("token"), state.providers.paypal.as_ref()) else {
+        return not_found();
+    };
+    // Only an order started on this form is captured here.
+    let Ok(outcome) = state.app.checkout_outcome(&form, order).await else {
+        return not_found();
+    };
+    match pp.complete_checkout(&state.app, &outcome.checkout).await {
+        Ok(_) => Redirect::to(&format!("/buy/{form}/done?session={order}")).into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "PayPal capture failed");
+            let body = "<h1>Payment not completed</h1><div class=\"card\" role=\"alert\"><p>PayPal did not confirm the payment. \
+                        Nothing was charged by this page; please try again.</p></div>";
+            (
+                StatusCode::BAD_GATEWAY,
+                Html(page("Payment not completed", "", body)),
+            )
+                .into_response()
+        }
     }
 }

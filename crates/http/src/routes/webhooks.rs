@@ -24,6 +24,7 @@ pub fn router() -> Router<AppState> {
         .route("/webhooks/lemonsqueezy", post(lemonsqueezy))
         .route("/webhooks/fastspring", post(fastspring))
         .route("/webhooks/gumroad/{secret}", post(gumroad))
+        .route("/webhooks/paypal", post(paypal_webhook))
         .layer(DefaultBodyLimit::max(MAX_EVENT_BYTES))
 }
 
@@ -133,6 +134,41 @@ async fn fastspring(
         fastspring::translate(text),
     )
     .await
+}
+
+async fn paypal_webhook(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    use keyturn_providers::paypal::PaypalError;
+    let adapter = state.providers.paypal.as_ref().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_configured",
+            "PayPal webhooks are not configured",
+        )
+    })?;
+    let text = body_text(&body)?;
+    match adapter.receive(&state.app, &headers, text).await {
+        Ok(o) => Ok(outcome(o)),
+        Err(PaypalError::App(e)) => Err(e.into()),
+        Err(PaypalError::Transport(e)) => Err(ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "provider_unavailable",
+            e.to_string(),
+        )),
+        Err(e @ (PaypalError::BadSignature | PaypalError::Unparsable(_))) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_signature",
+            e.to_string(),
+        )),
+        Err(e) => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_configured",
+            e.to_string(),
+        )),
+    }
 }
 
 async fn gumroad(
