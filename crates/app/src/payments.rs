@@ -641,10 +641,8 @@ async fn form_template(s: &mut Session, order: &str) -> Result<Option<(String, S
     let Some(checkout) = s.checkout(order).await? else {
         return Ok(None);
     };
-    Ok(s.forms()
+    Ok(s.form(checkout.form_id)
         .await?
-        .into_iter()
-        .find(|f| f.id == checkout.form_id)
         .map(|f| (f.email_subject, f.email_body)))
 }
 

@@ -63,6 +63,16 @@ impl Session {
         row.as_ref().map(form).transpose()
     }
 
+    pub async fn form(&mut self, id: i64) -> Result<Option<PaymentForm>> {
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM payment_forms WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(self.conn())
+        .await?;
+        row.as_ref().map(form).transpose()
+    }
+
     pub async fn forms(&mut self) -> Result<Vec<PaymentForm>> {
         let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM payment_forms ORDER BY id"))
             .fetch_all(self.conn())

@@ -48,14 +48,9 @@ impl StripeApi {
         }
     }
 
-    async fn get(&self, path: &str, query: &[(&str, String)]) -> Result<Value, ApiError> {
-        let response = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .basic_auth(&self.key, Some(""))
-            .query(query)
-            .send()
-            .await?;
+    /// Sends a request with the API key and reads Stripe's JSON answer or error.
+    async fn send(&self, request: reqwest::RequestBuilder) -> Result<Value, ApiError> {
+        let response = request.basic_auth(&self.key, Some("")).send().await?;
         let status = response.status();
         let body: Value = response
             .json()
@@ -70,29 +65,18 @@ impl StripeApi {
         Ok(body)
     }
 
+    async fn get(&self, path: &str, query: &[(&str, String)]) -> Result<Value, ApiError> {
+        self.send(self.http.get(format!("{}{path}", self.base)).query(query))
+            .await
+    }
+
     /// Creates a Checkout Session; returns its id and the URL to send the buyer to.
     pub async fn create_checkout_session(
         &self,
         form: &[(String, String)],
     ) -> Result<(String, String), ApiError> {
-        let response = self
-            .http
-            .post(format!("{}/v1/checkout/sessions", self.base))
-            .basic_auth(&self.key, Some(""))
-            .form(form)
-            .send()
-            .await?;
-        let status = response.status();
-        let body: Value = response
-            .json()
-            .await
-            .map_err(|e| ApiError::Reply(e.to_string()))?;
-        if !status.is_success() {
-            return Err(ApiError::Status {
-                status: status.as_u16(),
-                message: body["error"]["message"].as_str().unwrap_or("").to_owned(),
-            });
-        }
+        let url = format!("{}/v1/checkout/sessions", self.base);
+        let body = self.send(self.http.post(url).form(form)).await?;
         match (body["id"].as_str(), body["url"].as_str()) {
             (Some(id), Some(url)) => Ok((id.to_owned(), url.to_owned())),
             _ => Err(ApiError::Reply(
