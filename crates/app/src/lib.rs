@@ -4,10 +4,12 @@
 
 mod activations;
 mod catalog;
+mod cryptolens;
 mod customers;
 mod error;
 mod licenses;
 mod principal;
+mod signatures;
 mod signers;
 mod tokens;
 
@@ -15,12 +17,16 @@ use chrono::{DateTime, Utc};
 use keyturn_store::Store;
 
 pub use activations::{ActivationOutcome, ActivationRequest, ValidationQuery, ValidationReply};
+pub use cryptolens::{
+    ClActivation, ClCreated, ClKeyPage, ClLicense, ClNewKey, KEYS_PER_PAGE, TRIAL_DAYS,
+};
 pub use catalog::{NewPlanInput, NewProductInput, ProductPatch};
 pub use customers::{CustomerPatch, NewCustomerInput};
 pub use error::AppError;
 pub use keyturn_store::{Dialect, StoreError};
 pub use licenses::{Extension, LicensePatch, LicenseQuery, LicenseSpec, TrialRequest};
 pub use principal::{Actor, Principal};
+pub use signatures::{SignatureSlot, SignedState, REUSE_FOR};
 pub use tokens::NewTokenInput;
 
 pub type Result<T, E = AppError> = std::result::Result<T, E>;
@@ -84,6 +90,7 @@ impl PageRequest {
 pub struct App {
     store: Store,
     signers: signers::Signers,
+    signatures: signatures::Signatures,
 }
 
 impl App {
@@ -91,6 +98,7 @@ impl App {
         Self {
             store,
             signers: signers::Signers::default(),
+            signatures: signatures::Signatures::default(),
         }
     }
 
