@@ -9,5 +9,6 @@ mod bad_input;
 mod catalog;
 mod cli;
 mod concurrency;
+mod cryptolens;
 mod licenses;
 mod tokens;
