@@ -1,8 +1,9 @@
 //! What programs do with a key: activate a machine, check in, deactivate, validate.
 
+use chrono::Duration;
 use keyturn_core::names::display_name;
 use keyturn_core::validation::{
-    admit_known_machine, admit_new_machine, validate, ValidationRequest,
+    admit_known_machine, admit_machine, validate, Seat, ValidationRequest,
 };
 use keyturn_core::{
     Activation, FeatureName, Fingerprint, License, LicenseKey, Permission, ValidationOutcome,
@@ -20,6 +21,14 @@ pub struct ActivationRequest {
     pub ip: Option<String>,
     /// When given, a key of another product is refused.
     pub product_id: Option<i64>,
+    /// A floating lease for this activation, overriding the license's own (Cryptolens
+    /// `FloatingTimeInterval`).
+    pub lease_seconds: Option<i64>,
+    /// Floating seats this activation may take beyond the machine limit (Cryptolens
+    /// `MaxOverdraft`).
+    pub max_overdraft: i64,
+    /// Who activates; the licensee unless a token acts for it.
+    pub actor: Option<Actor>,
 }
 
 #[derive(Debug, Clone)]
@@ -62,6 +71,14 @@ impl App {
         let key = LicenseKey::parse(&req.key)?;
         let fingerprint = Fingerprint::parse(&req.fingerprint)?;
         let name = machine_name(req.name.as_deref())?;
+        crate::catalog::check_lease(req.lease_seconds)?;
+        if !(0..=1_000_000).contains(&req.max_overdraft) {
+            return Err(AppError::invalid(
+                "max_overdraft",
+                "must be between 0 and 1000000",
+            ));
+        }
+        let actor = req.actor.unwrap_or(Actor::Licensee);
         let id = self
             .store
             .read()
@@ -71,13 +88,17 @@ impl App {
             .ok_or(AppError::NotFound("license"))?
             .id;
         let mut session = self.store.write().await?;
-        let license = session
+        let mut license = session
             .lock_license(id)
             .await?
             .ok_or(AppError::NotFound("license"))?;
         let at = now();
         session.delete_lapsed_activations(id, at).await?;
-        let lease = license.lease_until(at);
+        let lease = match req.lease_seconds {
+            Some(secs) => Some(at + Duration::seconds(secs)),
+            None => license.lease_until(at),
+        };
+        // The machine may come back with one fingerprint component changed.
         let exact = session.activation_of(id, fingerprint.as_str()).await?;
         let live = match exact {
             Some(_) => Vec::new(),
@@ -100,32 +121,68 @@ impl App {
                 created: false,
             });
         }
-        admit_new_machine(&license, req.product_id, live.len() as i64, at)
-            .map_err(AppError::Refused)?;
+        let live = live.len() as i64;
+        // A trial-activation license's period starts afresh when a new machine activates it.
+        let trial_from = license.expires;
+        if license.trial_activation {
+            license.expires = license.trial_expiry(at);
+        }
+        let overdraft = if lease.is_some() {
+            req.max_overdraft
+        } else {
+            0
+        };
+        let seat = admit_machine(
+            &license,
+            req.product_id,
+            Some(fingerprint.as_str()),
+            live,
+            overdraft,
+            at,
+        )
+        .map_err(AppError::Refused)?;
         let activation = session
-            .insert_activation(
+            .insert_seat(
                 id,
                 fingerprint.as_str(),
                 name.as_deref(),
                 req.ip.as_deref(),
                 lease,
+                seat == Seat::Overdraft,
                 at,
             )
             .await?;
         record(
             &mut session,
             id,
-            &Actor::Licensee,
+            &actor,
             "activated",
             json!({
                 "activation_id": activation.id,
                 "fingerprint": activation.fingerprint,
                 "name": activation.name,
                 "ip": activation.ip,
+                "overdraft": activation.overdraft,
             }),
             at,
         )
         .await?;
+        if license.expires != trial_from {
+            session.update_license(&license, at).await?;
+            record(
+                &mut session,
+                id,
+                &actor,
+                "trial_started",
+                json!({"from": trial_from, "to": license.expires}),
+                at,
+            )
+            .await?;
+            license = session
+                .license(id)
+                .await?
+                .ok_or(AppError::NotFound("license"))?;
+        }
         session.commit().await?;
         Ok(ActivationOutcome {
             license,
@@ -141,6 +198,20 @@ impl App {
         key: &str,
         fingerprint: &str,
         product_id: Option<i64>,
+    ) -> Result<(Activation, i64)> {
+        self.deactivate_by(Actor::Licensee, key, fingerprint, product_id, false)
+            .await
+    }
+
+    /// Deactivation on behalf of `actor`; with `only_floating`, a node-locked activation is not
+    /// released (Cryptolens's floating deactivation).
+    pub(crate) async fn deactivate_by(
+        &self,
+        actor: Actor,
+        key: &str,
+        fingerprint: &str,
+        product_id: Option<i64>,
+        only_floating: bool,
     ) -> Result<(Activation, i64)> {
         let key = LicenseKey::parse(key)?;
         let fingerprint = Fingerprint::parse(fingerprint)?;
@@ -161,17 +232,16 @@ impl App {
             .activation_of(license.id, fingerprint.as_str())
             .await?
         {
-            Some(exact) => exact,
+            Some(exact) => Some(exact),
             None => session
                 .live_activations(license.id, now())
                 .await?
                 .into_iter()
-                .find(|a| fingerprint.same_machine(&a.fingerprint))
-                .ok_or(AppError::NotFound("activation"))?,
-        };
-        let removed = self
-            .remove_activation(session, Actor::Licensee, activation)
-            .await?;
+                .find(|a| fingerprint.same_machine(&a.fingerprint)),
+        }
+        .filter(|a| !only_floating || a.lease_expires.is_some())
+        .ok_or(AppError::NotFound("activation"))?;
+        let removed = self.remove_activation(session, actor, activation).await?;
         Ok((removed, license.product_id))
     }
 

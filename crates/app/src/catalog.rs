@@ -2,10 +2,10 @@
 
 use keyturn_core::names::display_name;
 use keyturn_core::payment::{CancelRule, DunningRule, QuantityMode};
-use keyturn_core::{FeatureName, Permission, Plan, Product, ProductSigner};
+use keyturn_core::{FeatureName, Permission, Plan, Product, ProductSigner, RsaSigner};
 use keyturn_store::NewPlan;
 
-use crate::signers::ED25519;
+use crate::signers::{corrupt, ED25519, RSA2048};
 use crate::{now, App, AppError, Principal, Result};
 
 #[derive(Debug, Clone, Default)]
@@ -142,6 +142,10 @@ impl App {
         let features = feature_list(&input.features)?;
         let at = now();
         let signer = ProductSigner::generate();
+        let rsa = tokio::task::spawn_blocking(RsaSigner::generate)
+            .await
+            .map_err(corrupt)?
+            .map_err(corrupt)?;
         let mut session = self.store.write().await?;
         let product = session.insert_product(&name, &features, at).await?;
         session
@@ -150,6 +154,15 @@ impl App {
                 ED25519,
                 &signer.to_base64_seed(),
                 &signer.public_key().to_base64(),
+                at,
+            )
+            .await?;
+        session
+            .insert_signing_key(
+                product.id,
+                RSA2048,
+                &rsa.to_base64_pkcs8(),
+                &rsa.public_key().to_xml(),
                 at,
             )
             .await?;

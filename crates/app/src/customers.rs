@@ -18,11 +18,11 @@ pub struct CustomerPatch {
     pub company: Option<Option<String>>,
 }
 
-fn email(input: Option<&str>) -> Result<Option<String>> {
+pub(crate) fn email(input: Option<&str>) -> Result<Option<String>> {
     Ok(input.map(Email::parse).transpose()?.map(Email::into_string))
 }
 
-fn company(input: Option<&str>) -> Result<Option<String>> {
+pub(crate) fn company(input: Option<&str>) -> Result<Option<String>> {
     input
         .map(|c| display_name("company", c))
         .transpose()

@@ -4,6 +4,7 @@
 
 mod activations;
 mod catalog;
+mod cryptolens;
 mod customers;
 mod error;
 mod files;
@@ -13,6 +14,7 @@ mod licenses;
 mod mail;
 mod payments;
 mod principal;
+mod signatures;
 mod signers;
 mod tokens;
 
@@ -21,6 +23,9 @@ use keyturn_store::Store;
 
 pub use activations::{ActivationOutcome, ActivationRequest, ValidationQuery, ValidationReply};
 pub use catalog::{NewPlanInput, NewProductInput, PlanPatch, ProductPatch};
+pub use cryptolens::{
+    ClActivation, ClCreated, ClKeyPage, ClLicense, ClNewKey, KEYS_PER_PAGE, TRIAL_DAYS,
+};
 pub use customers::{CustomerPatch, NewCustomerInput};
 pub use error::AppError;
 pub use files::{LicenseFileRequest, DEFAULT_FILE_TTL_DAYS};
@@ -32,6 +37,7 @@ pub use licenses::{Extension, LicensePatch, LicenseQuery, LicenseSpec, TrialRequ
 pub use mail::retry_delay;
 pub use payments::{EventEnvelope, EventOutcome};
 pub use principal::{Actor, Principal};
+pub use signatures::{SignatureSlot, SignedState, REUSE_FOR};
 pub use tokens::NewTokenInput;
 
 pub type Result<T, E = AppError> = std::result::Result<T, E>;
@@ -95,6 +101,7 @@ impl PageRequest {
 pub struct App {
     store: Store,
     signers: signers::Signers,
+    signatures: signatures::Signatures,
 }
 
 impl App {
@@ -102,6 +109,7 @@ impl App {
         Self {
             store,
             signers: signers::Signers::default(),
+            signatures: signatures::Signatures::default(),
         }
     }
 

@@ -29,6 +29,8 @@ pub struct LicenseSpec {
     pub metadata: Option<Value>,
     pub blocked: Option<bool>,
     pub quantity: Option<i64>,
+    pub trial_activation: Option<bool>,
+    pub allowed_machines: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -68,6 +70,11 @@ pub struct TrialRequest {
     pub fingerprint: String,
     pub name: Option<String>,
     pub ip: Option<String>,
+    /// When the product has no trial plan: issue a trial of this many days for one machine
+    /// (the Cryptolens `CreateTrialKey` behaviour) instead of refusing.
+    pub default_days: Option<i64>,
+    /// Who asks; the licensee unless a token acts for it.
+    pub actor: Option<Actor>,
 }
 
 fn check_notes(notes: &str) -> Result<()> {
@@ -78,6 +85,21 @@ fn check_notes(notes: &str) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// Machine codes a license always admits: each a valid fingerprint, at most 1000 of them.
+pub(crate) fn check_allowed_machines(machines: Option<Vec<String>>) -> Result<Vec<String>> {
+    let machines = machines.unwrap_or_default();
+    if machines.len() > 1000 {
+        return Err(AppError::invalid(
+            "allowed_machines",
+            "must list at most 1000 machines",
+        ));
+    }
+    machines
+        .iter()
+        .map(|m| Ok(Fingerprint::parse(m)?.as_str().to_owned()))
+        .collect()
 }
 
 fn check_metadata(metadata: &Value) -> Result<()> {
@@ -109,6 +131,8 @@ pub(crate) fn license_from_plan(plan: &keyturn_core::Plan, at: DateTime<Utc>) ->
         notes: String::new(),
         blocked: false,
         metadata: json!({}),
+        trial_activation: false,
+        allowed_machines: Vec::new(),
     }
 }
 
@@ -226,6 +250,8 @@ impl App {
             notes,
             blocked: spec.blocked.unwrap_or(false),
             metadata,
+            trial_activation: spec.trial_activation.unwrap_or(false),
+            allowed_machines: check_allowed_machines(spec.allowed_machines.clone())?,
         })
     }
 
@@ -235,6 +261,24 @@ impl App {
         principal: &Principal,
         spec: LicenseSpec,
     ) -> Result<Vec<License>> {
+        let at = now();
+        let mut session = self.store.write().await?;
+        let created = self
+            .insert_licenses(&mut session, principal, &spec, at)
+            .await?;
+        session.commit().await?;
+        Ok(created)
+    }
+
+    /// The body of [`App::create_licenses`] inside a caller's transaction, so a use case can
+    /// create licenses together with other rows (a new customer) all or none.
+    pub(crate) async fn insert_licenses(
+        &self,
+        session: &mut Session,
+        principal: &Principal,
+        spec: &LicenseSpec,
+        at: DateTime<Utc>,
+    ) -> Result<Vec<License>> {
         principal.require(Permission::LicensesWrite)?;
         let quantity = spec.quantity.unwrap_or(1);
         if !(1..=MAX_QUANTITY).contains(&quantity) {
@@ -243,16 +287,12 @@ impl App {
                 format!("must be between 1 and {MAX_QUANTITY}"),
             ));
         }
-        let at = now();
-        let mut session = self.store.write().await?;
-        let new = self
-            .resolve_spec(&mut session, principal, &spec, at)
-            .await?;
+        let new = self.resolve_spec(session, principal, spec, at).await?;
         let mut created = Vec::with_capacity(quantity as usize);
         for _ in 0..quantity {
-            let license = insert_with_fresh_key(&mut session, new.clone(), at).await?;
+            let license = insert_with_fresh_key(session, new.clone(), at).await?;
             record(
-                &mut session,
+                session,
                 license.id,
                 &principal.actor,
                 "created",
@@ -268,7 +308,6 @@ impl App {
             .await?;
             created.push(license);
         }
-        session.commit().await?;
         Ok(created)
     }
 
@@ -329,6 +368,7 @@ impl App {
                 expires_before: q.expires_before,
                 after,
                 limit: limit + 1,
+                offset: 0,
             })
             .await?;
         Ok(Page::from_rows(rows, limit, |l| l.id))
@@ -598,23 +638,56 @@ impl App {
             return Ok((license, false));
         }
         let plan = match req.plan_id {
-            Some(id) => session
-                .plan(id)
-                .await?
-                .filter(|p| p.product_id == req.product_id && p.trial)
-                .ok_or(AppError::invalid(
-                    "plan_id",
-                    "no trial plan with this id for this product",
-                ))?,
+            Some(id) => Some(
+                session
+                    .plan(id)
+                    .await?
+                    .filter(|p| p.product_id == req.product_id && p.trial)
+                    .ok_or(AppError::invalid(
+                        "plan_id",
+                        "no trial plan with this id for this product",
+                    ))?,
+            ),
             None => session
                 .plans(Some(req.product_id))
                 .await?
                 .into_iter()
-                .find(|p| p.trial)
-                .ok_or(AppError::NotFound("trial plan for this product"))?,
+                .find(|p| p.trial),
         };
-        let mut new = license_from_plan(&plan, at);
-        new.trial = true;
+        let new = match (&plan, req.default_days) {
+            (Some(plan), _) => {
+                let mut new = license_from_plan(plan, at);
+                new.trial = true;
+                new
+            }
+            (None, Some(days)) => {
+                check_period_days(Some(days))?;
+                session
+                    .product(req.product_id)
+                    .await?
+                    .ok_or(AppError::NotFound("product"))?;
+                NewLicense {
+                    key: String::new(),
+                    product_id: req.product_id,
+                    plan_id: None,
+                    customer_id: None,
+                    expires: Some(at + Duration::days(days)),
+                    period_days: Some(days),
+                    features: Vec::new(),
+                    max_machines: 1,
+                    floating_lease_seconds: None,
+                    trial: true,
+                    notes: String::new(),
+                    blocked: false,
+                    metadata: json!({}),
+                    trial_activation: false,
+                    allowed_machines: Vec::new(),
+                }
+            }
+            (None, None) => return Err(AppError::NotFound("trial plan for this product")),
+        };
+        let actor = req.actor.unwrap_or(Actor::Licensee);
+        let new_plan_id = new.plan_id;
         let license = insert_with_fresh_key(&mut session, new, at).await?;
         if !session
             .insert_trial(req.product_id, fingerprint.as_str(), license.id, at)
@@ -646,16 +719,16 @@ impl App {
         record(
             &mut session,
             license.id,
-            &Actor::Licensee,
+            &actor,
             "created",
-            json!({"trial": true, "plan_id": plan.id, "fingerprint": fingerprint.as_str()}),
+            json!({"trial": true, "plan_id": new_plan_id, "fingerprint": fingerprint.as_str()}),
             at,
         )
         .await?;
         record(
             &mut session,
             license.id,
-            &Actor::Licensee,
+            &actor,
             "activated",
             json!({"activation_id": activation.id, "fingerprint": fingerprint.as_str()}),
             at,

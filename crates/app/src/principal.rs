@@ -35,6 +35,7 @@ pub struct Principal {
     pub actor: Actor,
     permissions: Vec<Permission>,
     product_id: Option<i64>,
+    key_lock: Option<i64>,
 }
 
 impl Principal {
@@ -43,6 +44,64 @@ impl Principal {
             actor,
             permissions,
             product_id,
+            key_lock: None,
+        }
+    }
+
+    pub(crate) fn with_key_lock(mut self, key_lock: Option<i64>) -> Self {
+        self.key_lock = key_lock.filter(|k| *k != 0);
+        self
+    }
+
+    /// The Cryptolens key lock: `Some(id)` limits the token to one license, `Some(-1)` (or
+    /// less) obliges callers to name the key and allows minting key-locked tokens.
+    pub fn key_lock(&self) -> Option<i64> {
+        self.key_lock
+    }
+
+    /// The same caller, allowed `permissions` for one step of a use case it was already
+    /// authorised for (a Cryptolens method that runs a native use case). The product
+    /// restriction stays unless `unrestricted`; the audit log still names the caller.
+    pub(crate) fn acting_with(&self, permissions: Vec<Permission>, unrestricted: bool) -> Self {
+        Self {
+            actor: self.actor.clone(),
+            permissions,
+            product_id: if unrestricted { None } else { self.product_id },
+            key_lock: self.key_lock,
+        }
+    }
+
+    /// The product lock alone: `product_id` must be the token's product, if it has one.
+    pub fn require_product(&self, product_id: i64) -> Result<()> {
+        match self.product_id {
+            Some(allowed) if allowed != product_id => Err(AppError::Forbidden(format!(
+                "this token is limited to product {allowed}"
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// A Cryptolens method call: the method's permission, the product lock (when the method
+    /// is about a product) and the key lock: a token locked to one license may touch only it,
+    /// so methods not about one license (`license_id` `None`) are refused to it.
+    pub fn require_method(
+        &self,
+        method: Permission,
+        product_id: Option<i64>,
+        license_id: Option<i64>,
+    ) -> Result<()> {
+        self.require(method)?;
+        if let Some(product_id) = product_id {
+            self.require_product(product_id)?;
+        }
+        match (self.key_lock, license_id) {
+            (Some(lock), Some(id)) if lock > 0 && lock != id => Err(AppError::Forbidden(format!(
+                "this token is limited to license {lock}"
+            ))),
+            (Some(lock), None) if lock > 0 => Err(AppError::Forbidden(format!(
+                "this token is limited to license {lock}"
+            ))),
+            _ => Ok(()),
         }
     }
 

@@ -9,6 +9,8 @@ pub struct NewTokenInput {
     pub name: String,
     pub permissions: Vec<Permission>,
     pub product_id: Option<i64>,
+    /// Cryptolens key lock: a license id, or -1 (callers must name the key).
+    pub key_lock: Option<i64>,
     pub expires: Option<DateTime<Utc>>,
 }
 
@@ -25,11 +27,10 @@ impl App {
         if token.revoked.is_some() || token.expires.is_some_and(|e| e <= at) {
             return Err(AppError::Unauthenticated);
         }
-        Ok(Principal::new(
-            Actor::Token(token.id),
-            token.permissions,
-            token.product_id,
-        ))
+        Ok(
+            Principal::new(Actor::Token(token.id), token.permissions, token.product_id)
+                .with_key_lock(token.key_lock),
+        )
     }
 
     pub async fn create_token(
@@ -52,12 +53,31 @@ impl App {
         let mut permissions = input.permissions;
         permissions.sort();
         permissions.dedup();
+        let key_lock = input.key_lock.filter(|k| *k != 0);
+        if key_lock.is_some_and(|k| k < -1) {
+            return Err(AppError::invalid(
+                "key_lock",
+                "must be a license id, or -1 (callers must name the key)",
+            ));
+        }
         let mut session = self.store.write().await?;
         if let Some(product_id) = input.product_id {
             session
                 .product(product_id)
                 .await?
                 .ok_or(AppError::invalid("product_id", "no such product"))?;
+        }
+        if let Some(license_id) = key_lock.filter(|k| *k > 0) {
+            let license = session
+                .license(license_id)
+                .await?
+                .ok_or(AppError::invalid("key_lock", "no license has this id"))?;
+            if input.product_id.is_some_and(|p| p != license.product_id) {
+                return Err(AppError::invalid(
+                    "key_lock",
+                    "the license belongs to another product than product_id",
+                ));
+            }
         }
         let secret = TokenSecret::generate();
         let token = session
@@ -66,6 +86,7 @@ impl App {
                 &secret.hash(),
                 &permissions,
                 input.product_id,
+                key_lock,
                 input.expires,
                 at,
             )
@@ -88,6 +109,7 @@ impl App {
                 "initial admin",
                 &secret.hash(),
                 &[Permission::Admin],
+                None,
                 None,
                 None,
                 now(),

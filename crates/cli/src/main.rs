@@ -132,12 +132,20 @@ enum TokenCommand {
         admin: bool,
         #[arg(long, default_value = "cli")]
         name: String,
-        /// A permission such as licenses:read (repeat for several).
+        /// A permission such as licenses:read or cryptolens:activate (repeat for several).
         #[arg(long = "permission")]
         permissions: Vec<Permission>,
+        /// A Cryptolens Web API method the token may call, e.g. Activate, GetKey, CreateKey
+        /// (repeat for several; same as --permission cryptolens:<method>).
+        #[arg(long = "cryptolens", value_parser = cryptolens_method)]
+        cryptolens: Vec<Permission>,
         /// Limit the token to one product.
         #[arg(long)]
         product: Option<i64>,
+        /// Cryptolens key lock: limit the token to one license (by id), or -1 to make callers
+        /// name the key on every call (and allow auth/KeyLock).
+        #[arg(long, allow_hyphen_values = true)]
+        key_lock: Option<i64>,
         /// Expire after this many days.
         #[arg(long)]
         expires_days: Option<i64>,
@@ -161,6 +169,10 @@ enum ProductCommand {
     /// Print a product's public key.
     PublicKey {
         id: i64,
+        /// `ed25519` (base64; PEM on stderr) or `rsa-xml` (the <RSAKeyValue> the Cryptolens
+        /// SDKs take).
+        #[arg(long, default_value = "ed25519")]
+        format: KeyFormat,
     },
 }
 
@@ -303,6 +315,17 @@ enum LicenseCommand {
     },
 }
 
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum KeyFormat {
+    Ed25519,
+    RsaXml,
+}
+
+fn cryptolens_method(s: &str) -> Result<Permission, String> {
+    Permission::cryptolens_method(s.trim())
+        .ok_or_else(|| format!("{s:?} is not a Cryptolens method Keyturn serves"))
+}
+
 fn print<T: Serialize>(value: &T) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
@@ -432,15 +455,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             admin,
             name,
             mut permissions,
+            cryptolens,
             product,
+            key_lock,
             expires_days,
         }) => {
             if admin {
                 permissions.push(Permission::Admin);
             }
+            permissions.extend(cryptolens);
             anyhow::ensure!(
                 !permissions.is_empty(),
-                "give --admin or at least one --permission"
+                "give --admin, --cryptolens or at least one --permission"
             );
             let (details, secret) = app
                 .create_token(
@@ -449,6 +475,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         name,
                         permissions,
                         product_id: product,
+                        key_lock,
                         expires: expires_days.map(|d| Utc::now() + Duration::days(d)),
                     },
                 )
@@ -463,11 +490,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .await?,
         )?,
         Command::Product(ProductCommand::List) => print(&app.products(&me).await?)?,
-        Command::Product(ProductCommand::PublicKey { id }) => {
-            let key = app.public_key(id).await?;
-            println!("{}", key.to_base64());
-            eprint!("{}", key.to_pem());
-        }
+        Command::Product(ProductCommand::PublicKey { id, format }) => match format {
+            KeyFormat::Ed25519 => {
+                let key = app.public_key(id).await?;
+                println!("{}", key.to_base64());
+                eprint!("{}", key.to_pem());
+            }
+            KeyFormat::RsaXml => println!("{}", app.rsa_public_key(id).await?.to_xml()),
+        },
         Command::Plan(PlanCommand::Create {
             product,
             name,

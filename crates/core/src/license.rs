@@ -69,6 +69,13 @@ pub struct License {
     pub notes: String,
     pub blocked: bool,
     pub metadata: serde_json::Value,
+    /// Cryptolens "trial activation": a new machine's activation starts the license's period
+    /// afresh (expires = activation time + period).
+    #[serde(default)]
+    pub trial_activation: bool,
+    /// Machines that may always activate, even beyond the machine limit.
+    #[serde(default)]
+    pub allowed_machines: Vec<String>,
 }
 
 impl License {
@@ -78,6 +85,10 @@ impl License {
 
     pub fn has_feature(&self, feature: &str) -> bool {
         self.features.iter().any(|f| f == feature)
+    }
+
+    pub fn is_allowed_machine(&self, fingerprint: &str) -> bool {
+        self.allowed_machines.iter().any(|m| m == fingerprint)
     }
 
     pub fn is_floating(&self) -> bool {
@@ -92,6 +103,16 @@ impl License {
     pub fn lease_until(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
         self.floating_lease_seconds
             .map(|secs| now + Duration::seconds(secs))
+    }
+
+    /// The expiry a trial-activation license takes when a new machine activates it now.
+    pub fn trial_expiry(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        if !self.trial_activation {
+            return self.expires;
+        }
+        self.period_days
+            .map(|days| now + Duration::days(days))
+            .or(self.expires)
     }
 
     /// Extending by days counts from the current expiry, or from now when that has passed, so an
@@ -114,6 +135,9 @@ pub struct Activation {
     pub last_seen: DateTime<Utc>,
     /// For floating licenses: the activation stops counting after this.
     pub lease_expires: Option<DateTime<Utc>>,
+    /// A floating seat taken beyond the machine limit (Cryptolens `MaxOverdraft`).
+    #[serde(default)]
+    pub overdraft: bool,
 }
 
 impl Activation {
@@ -144,6 +168,8 @@ pub(crate) mod fixtures {
             notes: String::new(),
             blocked: false,
             metadata: serde_json::json!({}),
+            trial_activation: false,
+            allowed_machines: Vec::new(),
         }
     }
 
@@ -157,6 +183,7 @@ pub(crate) mod fixtures {
             created: now + Duration::milliseconds(id),
             last_seen: now,
             lease_expires: None,
+            overdraft: false,
         }
     }
 }

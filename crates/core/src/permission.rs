@@ -24,10 +24,30 @@ pub enum Permission {
     TokensManage,
     PaymentsRead,
     PaymentsWrite,
+    // Cryptolens Web API methods (`/api/...`), one permission each as in Cryptolens's access
+    // tokens. They allow the method on the Cryptolens API only.
+    ClActivate,
+    ClDeactivate,
+    ClGetKey,
+    ClCreateKey,
+    ClCreateTrialKey,
+    ClExtendLicense,
+    ClBlockKey,
+    ClUnblockKey,
+    ClAddFeature,
+    ClRemoveFeature,
+    ClMachineLockLimit,
+    ClChangeNotes,
+    ClChangeCustomer,
+    ClAddCustomer,
+    ClGetCustomerLicenses,
+    ClGetCustomers,
+    ClGetKeys,
+    ClGetProducts,
 }
 
 impl Permission {
-    pub const ALL: [Permission; 16] = [
+    pub const ALL: [Permission; 34] = [
         Permission::Admin,
         Permission::ProductsRead,
         Permission::ProductsWrite,
@@ -44,6 +64,24 @@ impl Permission {
         Permission::TokensManage,
         Permission::PaymentsRead,
         Permission::PaymentsWrite,
+        Permission::ClActivate,
+        Permission::ClDeactivate,
+        Permission::ClGetKey,
+        Permission::ClCreateKey,
+        Permission::ClCreateTrialKey,
+        Permission::ClExtendLicense,
+        Permission::ClBlockKey,
+        Permission::ClUnblockKey,
+        Permission::ClAddFeature,
+        Permission::ClRemoveFeature,
+        Permission::ClMachineLockLimit,
+        Permission::ClChangeNotes,
+        Permission::ClChangeCustomer,
+        Permission::ClAddCustomer,
+        Permission::ClGetCustomerLicenses,
+        Permission::ClGetCustomers,
+        Permission::ClGetKeys,
+        Permission::ClGetProducts,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -64,7 +102,35 @@ impl Permission {
             Permission::TokensManage => "tokens:manage",
             Permission::PaymentsRead => "payments:read",
             Permission::PaymentsWrite => "payments:write",
+            Permission::ClActivate => "cryptolens:activate",
+            Permission::ClDeactivate => "cryptolens:deactivate",
+            Permission::ClGetKey => "cryptolens:getkey",
+            Permission::ClCreateKey => "cryptolens:createkey",
+            Permission::ClCreateTrialKey => "cryptolens:createtrialkey",
+            Permission::ClExtendLicense => "cryptolens:extendlicense",
+            Permission::ClBlockKey => "cryptolens:blockkey",
+            Permission::ClUnblockKey => "cryptolens:unblockkey",
+            Permission::ClAddFeature => "cryptolens:addfeature",
+            Permission::ClRemoveFeature => "cryptolens:removefeature",
+            Permission::ClMachineLockLimit => "cryptolens:machinelocklimit",
+            Permission::ClChangeNotes => "cryptolens:changenotes",
+            Permission::ClChangeCustomer => "cryptolens:changecustomer",
+            Permission::ClAddCustomer => "cryptolens:addcustomer",
+            Permission::ClGetCustomerLicenses => "cryptolens:getcustomerlicenses",
+            Permission::ClGetCustomers => "cryptolens:getcustomers",
+            Permission::ClGetKeys => "cryptolens:getkeys",
+            Permission::ClGetProducts => "cryptolens:getproducts",
         }
+    }
+
+    /// The permission for a Cryptolens Web API method, by its name in any case (`Activate`,
+    /// `getkey`); `None` for a method Keyturn does not serve.
+    pub fn cryptolens_method(method: &str) -> Option<Permission> {
+        Permission::ALL.into_iter().find(|p| {
+            p.as_str()
+                .strip_prefix("cryptolens:")
+                .is_some_and(|m| m.eq_ignore_ascii_case(method))
+        })
     }
 
     /// Whether holding `self` allows `wanted`.
@@ -85,7 +151,7 @@ impl FromStr for Permission {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Permission::ALL
             .into_iter()
-            .find(|p| p.as_str() == s.trim())
+            .find(|p| p.as_str().eq_ignore_ascii_case(s.trim()))
             .ok_or_else(|| {
                 let known: Vec<&str> = Permission::ALL.iter().map(|p| p.as_str()).collect();
                 DomainError::new(
@@ -119,6 +185,10 @@ mod tests {
             assert_eq!(p.as_str().parse::<Permission>().unwrap(), p);
         }
         assert!("licenses:fly".parse::<Permission>().is_err());
+        assert_eq!(
+            "cryptolens:GetKey".parse::<Permission>().unwrap(),
+            Permission::ClGetKey
+        );
     }
 
     #[test]
@@ -126,5 +196,20 @@ mod tests {
         assert!(Permission::Admin.grants(Permission::TokensManage));
         assert!(Permission::LicensesRead.grants(Permission::LicensesRead));
         assert!(!Permission::LicensesRead.grants(Permission::LicensesWrite));
+        assert!(Permission::Admin.grants(Permission::ClActivate));
+        assert!(!Permission::LicensesWrite.grants(Permission::ClCreateKey));
+    }
+
+    #[test]
+    fn cryptolens_methods_map_to_their_permission_in_any_case() {
+        assert_eq!(
+            Permission::cryptolens_method("Activate"),
+            Some(Permission::ClActivate)
+        );
+        assert_eq!(
+            Permission::cryptolens_method("getcustomerlicenses"),
+            Some(Permission::ClGetCustomerLicenses)
+        );
+        assert_eq!(Permission::cryptolens_method("Fly"), None);
     }
 }

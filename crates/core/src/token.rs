@@ -79,6 +79,10 @@ pub struct AccessToken {
     pub permissions: Vec<crate::Permission>,
     /// When set, the token sees and changes only this product and what belongs to it.
     pub product_id: Option<i64>,
+    /// Cryptolens key lock: the one license (by id) the token may touch; `-1` means the caller
+    /// must name a key on every call (and may mint key-locked tokens with `auth/KeyLock`).
+    #[serde(default)]
+    pub key_lock: Option<i64>,
     pub expires: Option<chrono::DateTime<chrono::Utc>>,
     pub created: chrono::DateTime<chrono::Utc>,
     pub revoked: Option<chrono::DateTime<chrono::Utc>>,

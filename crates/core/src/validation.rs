@@ -154,11 +154,39 @@ pub fn admit_new_machine(
     live_machines: i64,
     now: DateTime<Utc>,
 ) -> Result<(), ActivationRefusal> {
+    admit_machine(license, product_id, None, live_machines, 0, now).map(|_| ())
+}
+
+/// How a new machine holds its seat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seat {
+    /// Within the machine limit, or a machine the license always allows.
+    Regular,
+    /// Beyond the limit, within the overdraft a floating activation asked for.
+    Overdraft,
+}
+
+/// Whether a new machine may join: machines listed in the license's allowed machines always
+/// may; others within the limit, or within `max_overdraft` seats beyond it.
+pub fn admit_machine(
+    license: &License,
+    product_id: Option<i64>,
+    fingerprint: Option<&str>,
+    live_machines: i64,
+    max_overdraft: i64,
+    now: DateTime<Utc>,
+) -> Result<Seat, ActivationRefusal> {
     admit_known_machine(license, product_id, now)?;
-    if license.machine_limited() && live_machines >= license.max_machines {
-        return Err(ActivationRefusal::TooManyMachines);
+    if !license.machine_limited() || fingerprint.is_some_and(|f| license.is_allowed_machine(f)) {
+        return Ok(Seat::Regular);
     }
-    Ok(())
+    if live_machines < license.max_machines {
+        Ok(Seat::Regular)
+    } else if live_machines < license.max_machines + max_overdraft.max(0) {
+        Ok(Seat::Overdraft)
+    } else {
+        Err(ActivationRefusal::TooManyMachines)
+    }
 }
 
 /// Whether a machine that already holds an activation may renew it.
@@ -269,6 +297,19 @@ mod tests {
         assert_eq!(
             admit_new_machine(&lic, None, 2, now),
             Err(ActivationRefusal::TooManyMachines)
+        );
+        assert_eq!(
+            admit_machine(&lic, None, Some("m"), 2, 1, now),
+            Ok(Seat::Overdraft)
+        );
+        assert_eq!(
+            admit_machine(&lic, None, Some("m"), 3, 1, now),
+            Err(ActivationRefusal::TooManyMachines)
+        );
+        lic.allowed_machines = vec!["m".into()];
+        assert_eq!(
+            admit_machine(&lic, None, Some("m"), 3, 0, now),
+            Ok(Seat::Regular)
         );
         lic.max_machines = 0;
         assert_eq!(admit_new_machine(&lic, None, 10_000, now), Ok(()));

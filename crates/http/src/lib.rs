@@ -1,6 +1,7 @@
 //! Keyturn's HTTP interface. Handlers parse the request, call one use case of
 //! [`keyturn_app::App`], and render the result; errors are mapped to HTTP in [`ApiError`] only.
 
+mod cryptolens;
 mod error;
 mod extract;
 mod rate_limit;
@@ -12,7 +13,7 @@ use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::{Request, StatusCode};
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use axum::Router;
 use keyturn_app::App;
 use keyturn_providers::Providers;
@@ -56,6 +57,19 @@ pub struct AppState {
     pub providers: Providers,
 }
 
+/// Paths no route matched: the Cryptolens API when the path names it loosely (`//api//key/…`,
+/// as some SDKs build it), otherwise a 404.
+async fn fallback(
+    state: axum::extract::State<AppState>,
+    request: Request<axum::body::Body>,
+) -> Response {
+    if cryptolens::is_api_path(request.uri().path()) {
+        cryptolens::dispatch(state, request).await
+    } else {
+        ApiError::not_found("route").into_response()
+    }
+}
+
 /// The whole HTTP surface of a Keyturn server.
 pub fn router(app: App, settings: HttpSettings, providers: Providers) -> Router {
     let state = AppState {
@@ -70,7 +84,8 @@ pub fn router(app: App, settings: HttpSettings, providers: Providers) -> Router 
         .merge(routes::webhooks::router())
         .merge(routes::license_urls::store_router())
         .merge(routes::buy::router())
-        .fallback(|| async { ApiError::not_found("route") })
+        .nest("/api", cryptolens::router())
+        .fallback(fallback)
         .method_not_allowed_fallback(|| async {
             ApiError::new(
                 StatusCode::METHOD_NOT_ALLOWED,

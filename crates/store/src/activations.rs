@@ -7,7 +7,7 @@ use crate::time::{from_db, opt_from_db, to_db};
 use crate::{Result, Session};
 
 const COLUMNS: &str =
-    "id, license_id, fingerprint, name, ip, created_at, last_seen_at, lease_expires_at";
+    "id, license_id, fingerprint, name, ip, created_at, last_seen_at, lease_expires_at, overdraft";
 
 fn activation(row: &AnyRow) -> Result<Activation> {
     Ok(Activation {
@@ -19,6 +19,7 @@ fn activation(row: &AnyRow) -> Result<Activation> {
         created: from_db(row.try_get("created_at")?),
         last_seen: from_db(row.try_get("last_seen_at")?),
         lease_expires: opt_from_db(row.try_get("lease_expires_at")?),
+        overdraft: row.try_get::<i64, _>("overdraft")? != 0,
     })
 }
 
@@ -72,9 +73,25 @@ impl Session {
         lease_expires: Option<DateTime<Utc>>,
         now: DateTime<Utc>,
     ) -> Result<Activation> {
+        self.insert_seat(license_id, fingerprint, name, ip, lease_expires, false, now)
+            .await
+    }
+
+    /// Inserts an activation, marking a floating seat taken beyond the limit as overdraft.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn insert_seat(
+        &mut self,
+        license_id: i64,
+        fingerprint: &str,
+        name: Option<&str>,
+        ip: Option<&str>,
+        lease_expires: Option<DateTime<Utc>>,
+        overdraft: bool,
+        now: DateTime<Utc>,
+    ) -> Result<Activation> {
         let row = sqlx::query(&format!(
             "INSERT INTO activations (license_id, fingerprint, name, ip, created_at, last_seen_at, \
-             lease_expires_at) VALUES ($1, $2, $3, $4, $5, $5, $6) RETURNING {COLUMNS}"
+             lease_expires_at, overdraft) VALUES ($1, $2, $3, $4, $5, $5, $6, $7) RETURNING {COLUMNS}"
         ))
         .bind(license_id)
         .bind(fingerprint)
@@ -82,6 +99,7 @@ impl Session {
         .bind(ip)
         .bind(to_db(now))
         .bind(lease_expires.map(to_db))
+        .bind(i64::from(overdraft))
         .fetch_one(self.conn())
         .await?;
         activation(&row)

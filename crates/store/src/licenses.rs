@@ -22,6 +22,8 @@ pub struct NewLicense {
     pub notes: String,
     pub blocked: bool,
     pub metadata: serde_json::Value,
+    pub trial_activation: bool,
+    pub allowed_machines: Vec<String>,
 }
 
 /// Which licenses a listing returns; every filter that is set must hold.
@@ -35,11 +37,13 @@ pub struct LicenseFilter {
     /// Cursor: only licenses with a larger id.
     pub after: Option<i64>,
     pub limit: i64,
+    /// Rows to skip (page-numbered listings); cursors are cheaper for deep pages.
+    pub offset: i64,
 }
 
 const COLUMNS: &str = "id, key, product_id, plan_id, customer_id, created_at, updated_at, \
                        expires_at, period_days, features, max_machines, floating_lease_seconds, \
-                       trial, notes, blocked, metadata";
+                       trial, notes, blocked, metadata, trial_activation, allowed_machines";
 
 fn license(row: &AnyRow) -> Result<License> {
     Ok(License {
@@ -59,6 +63,11 @@ fn license(row: &AnyRow) -> Result<License> {
         notes: row.try_get("notes")?,
         blocked: row.try_get::<i64, _>("blocked")? != 0,
         metadata: parse_json("licenses.metadata", &row.try_get::<String, _>("metadata")?)?,
+        trial_activation: row.try_get::<i64, _>("trial_activation")? != 0,
+        allowed_machines: parse_json(
+            "licenses.allowed_machines",
+            &row.try_get::<String, _>("allowed_machines")?,
+        )?,
     })
 }
 
@@ -78,8 +87,8 @@ impl Session {
         let row = sqlx::query(&format!(
             "INSERT INTO licenses (key, product_id, plan_id, customer_id, created_at, updated_at, \
              expires_at, period_days, features, max_machines, floating_lease_seconds, trial, \
-             notes, blocked, metadata) \
-             VALUES ($1, $2, $3, $4, $5, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
+             notes, blocked, metadata, trial_activation, allowed_machines) \
+             VALUES ($1, $2, $3, $4, $5, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
              ON CONFLICT (key) DO NOTHING RETURNING {COLUMNS}"
         ))
         .bind(&l.key)
@@ -96,6 +105,8 @@ impl Session {
         .bind(&l.notes)
         .bind(i64::from(l.blocked))
         .bind(l.metadata.to_string())
+        .bind(i64::from(l.trial_activation))
+        .bind(json_list(&l.allowed_machines))
         .fetch_optional(self.conn())
         .await?;
         row.as_ref().map(license).transpose()
@@ -160,6 +171,7 @@ impl Session {
             );
         }
         push(" ORDER BY id LIMIT {}", Bind::Int(f.limit));
+        push(" OFFSET {}", Bind::Int(f.offset.max(0)));
         let mut query = sqlx::query(&sql);
         for b in binds {
             query = match b {
@@ -176,7 +188,8 @@ impl Session {
         sqlx::query(
             "UPDATE licenses SET customer_id = $1, updated_at = $2, expires_at = $3, \
              period_days = $4, features = $5, max_machines = $6, floating_lease_seconds = $7, \
-             notes = $8, blocked = $9, metadata = $10, plan_id = $11 WHERE id = $12",
+             notes = $8, blocked = $9, metadata = $10, plan_id = $11, trial_activation = $12, \
+             allowed_machines = $13, period_days = $14 WHERE id = $15",
         )
         .bind(l.customer_id)
         .bind(to_db(now))
@@ -189,10 +202,22 @@ impl Session {
         .bind(i64::from(l.blocked))
         .bind(l.metadata.to_string())
         .bind(l.plan_id)
+        .bind(i64::from(l.trial_activation))
+        .bind(json_list(&l.allowed_machines))
+        .bind(l.period_days)
         .bind(l.id)
         .execute(self.conn())
         .await?;
         Ok(())
+    }
+
+    /// How many licenses a product has.
+    pub async fn count_licenses(&mut self, product_id: i64) -> Result<i64> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM licenses WHERE product_id = $1")
+            .bind(product_id)
+            .fetch_one(self.conn())
+            .await?;
+        Ok(row.try_get("n")?)
     }
 
     pub async fn delete_license(&mut self, id: i64) -> Result<bool> {

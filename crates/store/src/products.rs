@@ -93,6 +93,30 @@ impl Session {
         Ok(())
     }
 
+    /// Stores a key unless the product already has one for the algorithm (another node may have
+    /// created it first); `false` when one was there.
+    pub async fn insert_signing_key_if_absent(
+        &mut self,
+        product_id: i64,
+        algorithm: &str,
+        private_key: &str,
+        public_key: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "INSERT INTO signing_keys (product_id, algorithm, private_key, public_key, created_at) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (product_id, algorithm) DO NOTHING",
+        )
+        .bind(product_id)
+        .bind(algorithm)
+        .bind(private_key)
+        .bind(public_key)
+        .bind(to_db(now))
+        .execute(self.conn())
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     /// The stored private key of a product for an algorithm.
     pub async fn signing_key(
         &mut self,

@@ -6,7 +6,8 @@ use sqlx::Row;
 use crate::time::{from_db, opt_from_db, to_db};
 use crate::{parse_json, Result, Session};
 
-const COLUMNS: &str = "id, name, permissions, product_id, expires_at, created_at, revoked_at";
+const COLUMNS: &str =
+    "id, name, permissions, product_id, key_lock, expires_at, created_at, revoked_at";
 
 fn token(row: &AnyRow) -> Result<AccessToken> {
     Ok(AccessToken {
@@ -17,6 +18,7 @@ fn token(row: &AnyRow) -> Result<AccessToken> {
             &row.try_get::<String, _>("permissions")?,
         )?,
         product_id: row.try_get("product_id")?,
+        key_lock: row.try_get("key_lock")?,
         expires: opt_from_db(row.try_get("expires_at")?),
         created: from_db(row.try_get("created_at")?),
         revoked: opt_from_db(row.try_get("revoked_at")?),
@@ -24,24 +26,27 @@ fn token(row: &AnyRow) -> Result<AccessToken> {
 }
 
 impl Session {
+    #[allow(clippy::too_many_arguments)]
     pub async fn insert_token(
         &mut self,
         name: &str,
         hash: &TokenHash,
         permissions: &[Permission],
         product_id: Option<i64>,
+        key_lock: Option<i64>,
         expires: Option<DateTime<Utc>>,
         now: DateTime<Utc>,
     ) -> Result<AccessToken> {
         let permissions = serde_json::to_string(permissions).expect("permissions always serialise");
         let row = sqlx::query(&format!(
-            "INSERT INTO access_tokens (name, token_hash, permissions, product_id, expires_at, \
-             created_at) VALUES ($1, $2, $3, $4, $5, $6) RETURNING {COLUMNS}"
+            "INSERT INTO access_tokens (name, token_hash, permissions, product_id, key_lock, \
+             expires_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {COLUMNS}"
         ))
         .bind(name)
         .bind(hash.as_str())
         .bind(permissions)
         .bind(product_id)
+        .bind(key_lock)
         .bind(expires.map(to_db))
         .bind(to_db(now))
         .fetch_one(self.conn())

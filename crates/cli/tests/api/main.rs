@@ -10,6 +10,7 @@ mod catalog;
 mod cli;
 mod client_sdk;
 mod concurrency;
+mod cryptolens;
 mod forms;
 mod license_urls;
 mod licenses;

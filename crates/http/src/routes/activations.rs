@@ -118,6 +118,7 @@ async fn activate(
             name: body.name,
             ip: ip.map(|ip| ip.to_string()),
             product_id: body.product_id,
+            ..Default::default()
         })
         .await?;
     let signer = state.app.signer(outcome.license.product_id).await?;
@@ -199,6 +200,7 @@ async fn trial(
             fingerprint: body.fingerprint,
             name: body.name,
             ip: ip.map(|ip| ip.to_string()),
+            ..Default::default()
         })
         .await?;
     let signer = state.app.signer(license.product_id).await?;

@@ -1,7 +1,8 @@
 //! Products and plans.
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use keyturn_app::{NewPlanInput, NewProductInput, PlanPatch, ProductPatch};
@@ -85,15 +86,44 @@ async fn update_product(
     ))
 }
 
-/// Public: programs embed it to verify signed replies.
-async fn public_key(State(state): State<AppState>, Path(id): Path<i64>) -> Reply<Value> {
-    let key = state.app.public_key(id).await?;
-    Ok(axum::Json(json!({
-        "product_id": id,
-        "algorithm": "ed25519",
-        "public_key": key.to_base64(),
-        "pem": key.to_pem(),
-    })))
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyFormat {
+    format: Option<String>,
+}
+
+/// Public: programs embed it to verify signed replies. `?format=rsa-xml` gives the RSA key of
+/// the Cryptolens-compatible API as the `<RSAKeyValue>` XML the Cryptolens SDKs take.
+async fn public_key(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+    Query(q): Query<KeyFormat>,
+) -> Result<Response, ApiError> {
+    match q.format.as_deref() {
+        None | Some("ed25519") => {
+            let key = state.app.public_key(id).await?;
+            Ok(axum::Json(json!({
+                "product_id": id,
+                "algorithm": "ed25519",
+                "public_key": key.to_base64(),
+                "pem": key.to_pem(),
+            }))
+            .into_response())
+        }
+        Some("rsa-xml") => {
+            let key = state.app.rsa_public_key(id).await?;
+            Ok((
+                [(header::CONTENT_TYPE, "application/xml; charset=utf-8")],
+                key.to_xml(),
+            )
+                .into_response())
+        }
+        Some(other) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+            format!("format: {other:?} is not one of ed25519, rsa-xml"),
+        )),
+    }
 }
 
 #[derive(Deserialize)]

@@ -51,6 +51,8 @@ struct CreateBody {
     metadata: Option<Value>,
     blocked: Option<bool>,
     quantity: Option<i64>,
+    trial_activation: Option<bool>,
+    allowed_machines: Option<Vec<String>>,
 }
 
 /// One license in, the license out; with `quantity`, `{"data": [...]}` whatever the number.
@@ -74,6 +76,8 @@ async fn create(
         metadata: b.metadata,
         blocked: b.blocked,
         quantity: b.quantity,
+        trial_activation: b.trial_activation,
+        allowed_machines: b.allowed_machines,
     };
     let mut licenses = state.app.create_licenses(&principal, spec).await?;
     Ok(if batch {

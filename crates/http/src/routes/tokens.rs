@@ -23,6 +23,8 @@ struct TokenBody {
     name: String,
     permissions: Vec<Permission>,
     product_id: Option<i64>,
+    /// Cryptolens key lock: a license id, or -1.
+    key_lock: Option<i64>,
     expires: Option<DateTime<Utc>>,
 }
 
@@ -47,6 +49,7 @@ async fn create(
                 name: b.name,
                 permissions: b.permissions,
                 product_id: b.product_id,
+                key_lock: b.key_lock,
                 expires: b.expires,
             },
         )

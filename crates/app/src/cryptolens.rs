@@ -1,0 +1,656 @@
+//! The use cases behind the Cryptolens Web API v3 (`/api/...`). Each checks the token's
+//! Cryptolens method permission, product lock and key lock, then runs Keyturn's own use case
+//! (activation under the same license lock, license creation, blocking…) so both APIs share one
+//! set of rules. Wire formats live in the HTTP layer.
+
+use keyturn_core::names::display_name;
+use keyturn_core::validation::admit_known_machine;
+use keyturn_core::{Activation, Customer, License, LicenseKey, Permission, Product, TokenSecret};
+use keyturn_store::LicenseFilter;
+
+use crate::activations::ActivationRequest;
+use crate::customers::{company, email};
+use crate::licenses::{Extension, LicensePatch, LicenseSpec, TrialRequest};
+use crate::{now, App, AppError, NewCustomerInput, Principal, Result};
+
+/// Cryptolens's page size for `GetKeys`.
+pub const KEYS_PER_PAGE: i64 = 99;
+/// The longest list a Cryptolens listing returns in one reply.
+const MAX_LIST: i64 = 500;
+/// Length of a `CreateTrialKey` trial when the product has no trial plan (Cryptolens's default).
+pub const TRIAL_DAYS: i64 = 15;
+
+/// A license with everything a Cryptolens reply shows about it.
+#[derive(Debug, Clone)]
+pub struct ClLicense {
+    pub license: License,
+    /// The product's features in order: F1..F8 are the first eight.
+    pub product_features: Vec<String>,
+    pub customer: Option<Customer>,
+    /// Live activations, oldest first.
+    pub machines: Vec<Activation>,
+}
+
+impl ClLicense {
+    /// Whether the license has the product's feature number `n` (1-based, Cryptolens F1..F8).
+    pub fn feature_slot(&self, n: usize) -> bool {
+        n >= 1
+            && self
+                .product_features
+                .get(n - 1)
+                .is_some_and(|f| self.license.has_feature(f))
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ClActivation {
+    pub product_id: i64,
+    pub key: String,
+    pub machine_code: String,
+    pub friendly_name: Option<String>,
+    pub ip: Option<String>,
+    /// Seconds a floating seat is held; 0 for node-locked activation.
+    pub floating_interval: i64,
+    pub max_overdraft: i64,
+}
+
+/// `CreateKey`'s parameters, already parsed.
+#[derive(Debug, Clone, Default)]
+pub struct ClNewKey {
+    pub product_id: i64,
+    /// Days; 0 for a license without an end.
+    pub period: i64,
+    pub features: [bool; 8],
+    pub notes: String,
+    pub block: bool,
+    pub customer_id: Option<i64>,
+    pub new_customer: bool,
+    pub add_or_use_existing_customer: bool,
+    pub customer: NewCustomerInput,
+    pub trial_activation: bool,
+    pub max_no_of_machines: i64,
+    pub allowed_machines: Vec<String>,
+    pub no_of_keys: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct ClCreated {
+    pub keys: Vec<License>,
+    pub customer_id: Option<i64>,
+}
+
+/// One page of a product's keys.
+#[derive(Debug, Clone)]
+pub struct ClKeyPage {
+    pub keys: Vec<ClLicense>,
+    pub total: i64,
+    pub page_count: i64,
+}
+
+/// A license change `ChangeCustomer` made; `false` when the customer did not exist and the
+/// license was left without one (Cryptolens reports that in its message).
+pub type CustomerFound = bool;
+
+fn feature_names(product: &Product, slots: &[bool; 8]) -> Result<Vec<String>> {
+    slots
+        .iter()
+        .enumerate()
+        .filter(|(_, on)| **on)
+        .map(|(i, _)| feature_of(product, i as i64 + 1))
+        .collect()
+}
+
+/// The product feature that Cryptolens calls F`n`.
+fn feature_of(product: &Product, n: i64) -> Result<String> {
+    if !(1..=8).contains(&n) {
+        return Err(AppError::invalid("feature", "must be between 1 and 8"));
+    }
+    product
+        .features
+        .get(n as usize - 1)
+        .cloned()
+        .ok_or_else(|| {
+            AppError::invalid(
+                "feature",
+                format!(
+                    "product {} defines {} features, so it has no F{n}",
+                    product.id,
+                    product.features.len()
+                ),
+            )
+        })
+}
+
+impl App {
+    /// Finds the license a key-method names: the method's permission and the product lock
+    /// first, then the product, then the key within it, then the key lock.
+    async fn cl_lookup(
+        &self,
+        principal: &Principal,
+        method: Permission,
+        product_id: i64,
+        key: &str,
+    ) -> Result<License> {
+        principal.require(method)?;
+        principal.require_product(product_id)?;
+        let key = LicenseKey::parse(key)?;
+        let mut session = self.store.read().await?;
+        session
+            .product(product_id)
+            .await?
+            .ok_or(AppError::NotFound("product"))?;
+        let license = session
+            .license_by_key(key.as_str())
+            .await?
+            .filter(|l| l.product_id == product_id)
+            .ok_or(AppError::NotFound("license"))?;
+        principal.require_method(method, Some(product_id), Some(license.id))?;
+        Ok(license)
+    }
+
+    /// The reply view of a license as it is now.
+    pub async fn cl_view(&self, license: License) -> Result<ClLicense> {
+        let mut session = self.store.read().await?;
+        let product = session
+            .product(license.product_id)
+            .await?
+            .ok_or(AppError::NotFound("product"))?;
+        let customer = match license.customer_id {
+            Some(id) => session.customer(id).await?,
+            None => None,
+        };
+        let machines = session.live_activations(license.id, now()).await?;
+        Ok(ClLicense {
+            license,
+            product_features: product.features,
+            customer,
+            machines,
+        })
+    }
+
+    /// `Activate`: node-locked or floating, through the same locked activation as the native
+    /// API. A key without a machine limit records no machine, as in Cryptolens.
+    pub async fn cl_activate(&self, principal: &Principal, req: ClActivation) -> Result<ClLicense> {
+        let license = self
+            .cl_lookup(principal, Permission::ClActivate, req.product_id, &req.key)
+            .await?;
+        let floating = req.floating_interval > 0;
+        if !license.machine_limited() && !floating {
+            admit_known_machine(&license, Some(req.product_id), now())
+                .map_err(AppError::Refused)?;
+            return self.cl_view(license).await;
+        }
+        let outcome = self
+            .activate(ActivationRequest {
+                key: license.key,
+                fingerprint: req.machine_code,
+                name: req.friendly_name,
+                ip: req.ip,
+                product_id: Some(req.product_id),
+                lease_seconds: floating.then_some(req.floating_interval),
+                max_overdraft: req.max_overdraft,
+                actor: Some(principal.actor.clone()),
+            })
+            .await?;
+        self.cl_view(outcome.license).await
+    }
+
+    /// `GetKey`: reads only.
+    pub async fn cl_get_key(
+        &self,
+        principal: &Principal,
+        product_id: i64,
+        key: &str,
+    ) -> Result<ClLicense> {
+        let license = self
+            .cl_lookup(principal, Permission::ClGetKey, product_id, key)
+            .await?;
+        self.cl_view(license).await
+    }
+
+    /// `Deactivate`. With `floating`, releases a floating seat and succeeds when there is none.
+    pub async fn cl_deactivate(
+        &self,
+        principal: &Principal,
+        product_id: i64,
+        key: &str,
+        machine_code: &str,
+        floating: bool,
+    ) -> Result<()> {
+        let license = self
+            .cl_lookup(principal, Permission::ClDeactivate, product_id, key)
+            .await?;
+        if license.blocked {
+            return Err(AppError::Refused(keyturn_core::ActivationRefusal::Blocked));
+        }
+        match self
+            .deactivate_by(
+                principal.actor.clone(),
+                &license.key,
+                machine_code,
+                Some(product_id),
+                floating,
+            )
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(AppError::NotFound("activation")) if floating => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `CreateKey`: one or more licenses, with an existing, new or reused customer, all or none.
+    pub async fn cl_create_key(&self, principal: &Principal, req: ClNewKey) -> Result<ClCreated> {
+        principal.require_method(Permission::ClCreateKey, Some(req.product_id), None)?;
+        let wants_customer = req.new_customer || req.add_or_use_existing_customer;
+        if wants_customer {
+            principal.require(Permission::ClAddCustomer)?;
+        }
+        if req.period < 0 {
+            return Err(AppError::invalid("period", "must not be negative"));
+        }
+        let at = now();
+        let mut session = self.store.write().await?;
+        let product = session
+            .product(req.product_id)
+            .await?
+            .ok_or(AppError::NotFound("product"))?;
+        let features = feature_names(&product, &req.features)?;
+        let customer_id = if wants_customer {
+            let mail = email(req.customer.email.as_deref().filter(|e| !e.is_empty()))?;
+            let existing = match (&mail, req.add_or_use_existing_customer) {
+                (Some(mail), true) => session
+                    .customers(Some(mail), None, 1)
+                    .await?
+                    .into_iter()
+                    .next(),
+                _ => None,
+            };
+            match existing {
+                Some(c) => Some(c.id),
+                None => {
+                    let (name, mail, firm) = new_customer_fields(&req.customer)?;
+                    let c = session
+                        .insert_customer(&name, mail.as_deref(), firm.as_deref(), at)
+                        .await?;
+                    Some(c.id)
+                }
+            }
+        } else {
+            match req.customer_id.filter(|id| *id != 0) {
+                Some(id) => Some(
+                    session
+                        .customer(id)
+                        .await?
+                        .ok_or(AppError::NotFound("customer"))?
+                        .id,
+                ),
+                None => None,
+            }
+        };
+        let spec = LicenseSpec {
+            product_id: Some(product.id),
+            period_days: (req.period > 0).then_some(req.period),
+            max_machines: Some(req.max_no_of_machines),
+            features: Some(features),
+            customer_id,
+            notes: Some(req.notes),
+            blocked: Some(req.block),
+            quantity: Some(req.no_of_keys),
+            trial_activation: Some(req.trial_activation),
+            allowed_machines: Some(req.allowed_machines),
+            ..Default::default()
+        };
+        let delegate = principal.acting_with(vec![Permission::LicensesWrite], false);
+        let keys = self
+            .insert_licenses(&mut session, &delegate, &spec, at)
+            .await?;
+        session.commit().await?;
+        Ok(ClCreated { keys, customer_id })
+    }
+
+    /// `CreateTrialKey`: the machine's trial of the product (its trial plan, or a 15-day trial
+    /// for one machine), the same one however often it asks.
+    pub async fn cl_create_trial_key(
+        &self,
+        principal: &Principal,
+        product_id: i64,
+        machine_code: &str,
+        friendly_name: Option<String>,
+        ip: Option<String>,
+    ) -> Result<License> {
+        principal.require_method(Permission::ClCreateTrialKey, Some(product_id), None)?;
+        self.store
+            .read()
+            .await?
+            .product(product_id)
+            .await?
+            .ok_or(AppError::NotFound("product"))?;
+        let (license, _) = self
+            .create_trial(TrialRequest {
+                product_id,
+                plan_id: None,
+                fingerprint: machine_code.to_owned(),
+                name: friendly_name,
+                ip,
+                default_days: Some(TRIAL_DAYS),
+                actor: Some(principal.actor.clone()),
+            })
+            .await?;
+        Ok(license)
+    }
+
+    /// `ExtendLicense`: days from the current expiry (or from now once expired); negative days
+    /// shorten the license.
+    pub async fn cl_extend(
+        &self,
+        principal: &Principal,
+        product_id: i64,
+        key: &str,
+        days: i64,
+    ) -> Result<License> {
+        let license = self
+            .cl_lookup(principal, Permission::ClExtendLicense, product_id, key)
+            .await?;
+        let delegate = principal.acting_with(vec![Permission::LicensesWrite], false);
+        match days {
+            0 => Ok(license),
+            d if d > 0 => {
+                self.extend_license(&delegate, license.id, Extension::Days(d))
+                    .await
+            }
+            d => {
+                if d < -36_500 {
+                    return Err(AppError::invalid("days", "must be at least -36500"));
+                }
+                let to = license.extended_by(d, now()).ok_or_else(|| {
+                    AppError::Conflict("the license is perpetual; it cannot be shortened".into())
+                })?;
+                self.update_license(
+                    &delegate,
+                    license.id,
+                    LicensePatch {
+                        expires: Some(Some(to)),
+                        ..Default::default()
+                    },
+                )
+                .await
+            }
+        }
+    }
+
+    /// `BlockKey` / `UnblockKey`.
+    pub async fn cl_set_blocked(
+        &self,
+        principal: &Principal,
+        product_id: i64,
+        key: &str,
+        blocked: bool,
+    ) -> Result<License> {
+        let method = if blocked {
+            Permission::ClBlockKey
+        } else {
+            Permission::ClUnblockKey
+        };
+        let license = self.cl_lookup(principal, method, product_id, key).await?;
+        let delegate = principal.acting_with(vec![Permission::LicensesWrite], false);
+        self.set_blocked(&delegate, license.id, blocked).await
+    }
+
+    /// `AddFeature` / `RemoveFeature` with Cryptolens's feature number 1..8.
+    pub async fn cl_set_feature(
+        &self,
+        principal: &Principal,
+        product_id: i64,
+        key: &str,
+        feature: i64,
+        on: bool,
+    ) -> Result<License> {
+        let method = if on {
+            Permission::ClAddFeature
+        } else {
+            Permission::ClRemoveFeature
+        };
+        let license = self.cl_lookup(principal, method, product_id, key).await?;
+        let product = self
+            .store
+            .read()
+            .await?
+            .product(product_id)
+            .await?
+            .ok_or(AppError::NotFound("product"))?;
+        let name = feature_of(&product, feature)?;
+        let delegate = principal.acting_with(vec![Permission::LicensesWrite], false);
+        if on {
+            self.add_feature(&delegate, license.id, &name).await
+        } else if license.has_feature(&name) {
+            self.remove_feature(&delegate, license.id, &name).await
+        } else {
+            Ok(license)
+        }
+    }
+
+    /// `MachineLockLimit`, `ChangeNotes`: a plain change of the license's settings.
+    pub async fn cl_update(
+        &self,
+        principal: &Principal,
+        method: Permission,
+        product_id: i64,
+        key: &str,
+        patch: LicensePatch,
+    ) -> Result<License> {
+        let license = self.cl_lookup(principal, method, product_id, key).await?;
+        let delegate = principal.acting_with(vec![Permission::LicensesWrite], false);
+        self.update_license(&delegate, license.id, patch).await
+    }
+
+    /// `ChangeCustomer`: an unknown customer (or 0) leaves the license without one.
+    pub async fn cl_change_customer(
+        &self,
+        principal: &Principal,
+        product_id: i64,
+        key: &str,
+        customer_id: i64,
+    ) -> Result<CustomerFound> {
+        let license = self
+            .cl_lookup(principal, Permission::ClChangeCustomer, product_id, key)
+            .await?;
+        let customer = match customer_id {
+            0 => None,
+            id => self.store.read().await?.customer(id).await?,
+        };
+        let found = customer.is_some() || customer_id == 0;
+        let delegate = principal.acting_with(vec![Permission::LicensesWrite], false);
+        self.update_license(
+            &delegate,
+            license.id,
+            LicensePatch {
+                customer_id: Some(customer.map(|c| c.id)),
+                ..Default::default()
+            },
+        )
+        .await?;
+        Ok(found)
+    }
+
+    /// `auth/KeyLock`: a new token with the caller's methods, locked to one license. Only a
+    /// token whose key lock is -1 may mint them.
+    pub async fn cl_key_lock(
+        &self,
+        principal: &Principal,
+        product_id: i64,
+        key: &str,
+    ) -> Result<(i64, TokenSecret)> {
+        if !principal.key_lock().is_some_and(|k| k < 0) {
+            return Err(AppError::Forbidden(
+                "only a token with key lock -1 may create key-locked tokens".into(),
+            ));
+        }
+        principal.require_product(product_id)?;
+        let key = LicenseKey::parse(key)?;
+        let mut session = self.store.write().await?;
+        session
+            .product(product_id)
+            .await?
+            .ok_or(AppError::NotFound("product"))?;
+        let license = session
+            .license_by_key(key.as_str())
+            .await?
+            .filter(|l| l.product_id == product_id)
+            .ok_or(AppError::NotFound("license"))?;
+        let secret = TokenSecret::generate();
+        let name = format!("key lock for license {}", license.id);
+        session
+            .insert_token(
+                &name,
+                &secret.hash(),
+                principal.permissions(),
+                Some(product_id),
+                Some(license.id),
+                None,
+                now(),
+            )
+            .await?;
+        session.commit().await?;
+        tracing::info!(license.id = license.id, actor = %principal.actor.label(), "key-locked token created");
+        Ok((license.id, secret))
+    }
+
+    /// `AddCustomer`.
+    pub async fn cl_add_customer(
+        &self,
+        principal: &Principal,
+        input: NewCustomerInput,
+    ) -> Result<Customer> {
+        principal.require_method(Permission::ClAddCustomer, None, None)?;
+        let (name, mail, firm) = new_customer_fields(&input)?;
+        let delegate = principal.acting_with(vec![Permission::CustomersWrite], true);
+        self.create_customer(
+            &delegate,
+            NewCustomerInput {
+                name,
+                email: mail,
+                company: firm,
+            },
+        )
+        .await
+    }
+
+    /// `GetCustomers`: up to `limit` (at most 500) customers in creation order.
+    pub async fn cl_customers(&self, principal: &Principal, limit: i64) -> Result<Vec<Customer>> {
+        principal.require_method(Permission::ClGetCustomers, None, None)?;
+        let limit = if limit <= 0 {
+            MAX_LIST
+        } else {
+            limit.min(MAX_LIST)
+        };
+        Ok(self
+            .store
+            .read()
+            .await?
+            .customers(None, None, limit)
+            .await?)
+    }
+
+    /// `GetCustomerLicenses`: a customer's licenses (within the token's product, if locked).
+    pub async fn cl_customer_licenses(
+        &self,
+        principal: &Principal,
+        customer_id: i64,
+    ) -> Result<Vec<ClLicense>> {
+        principal.require_method(Permission::ClGetCustomerLicenses, None, None)?;
+        let licenses = {
+            let mut session = self.store.read().await?;
+            session
+                .customer(customer_id)
+                .await?
+                .ok_or(AppError::NotFound("customer"))?;
+            session
+                .licenses(&LicenseFilter {
+                    customer_id: Some(customer_id),
+                    product_id: principal.product_scope(),
+                    limit: MAX_LIST,
+                    ..Default::default()
+                })
+                .await?
+        };
+        let mut out = Vec::with_capacity(licenses.len());
+        for license in licenses {
+            out.push(self.cl_view(license).await?);
+        }
+        Ok(out)
+    }
+
+    /// `GetKeys`: page `page` (from 1) of a product's keys in id order, 99 to a page.
+    pub async fn cl_keys(
+        &self,
+        principal: &Principal,
+        product_id: i64,
+        page: i64,
+    ) -> Result<ClKeyPage> {
+        principal.require_method(Permission::ClGetKeys, Some(product_id), None)?;
+        if page < 1 {
+            return Err(AppError::invalid("page", "must be 1 or more"));
+        }
+        let (licenses, total) = {
+            let mut session = self.store.read().await?;
+            session
+                .product(product_id)
+                .await?
+                .ok_or(AppError::NotFound("product"))?;
+            let total = session.count_licenses(product_id).await?;
+            let licenses = session
+                .licenses(&LicenseFilter {
+                    product_id: Some(product_id),
+                    limit: KEYS_PER_PAGE,
+                    offset: (page - 1).saturating_mul(KEYS_PER_PAGE),
+                    ..Default::default()
+                })
+                .await?;
+            (licenses, total)
+        };
+        let mut keys = Vec::with_capacity(licenses.len());
+        for license in licenses {
+            keys.push(self.cl_view(license).await?);
+        }
+        Ok(ClKeyPage {
+            keys,
+            total,
+            page_count: (total + KEYS_PER_PAGE - 1) / KEYS_PER_PAGE,
+        })
+    }
+
+    /// `GetProducts`: all products, or the token's one.
+    pub async fn cl_products(&self, principal: &Principal) -> Result<Vec<Product>> {
+        principal.require_method(Permission::ClGetProducts, None, None)?;
+        Ok(self
+            .store
+            .read()
+            .await?
+            .products(principal.product_scope())
+            .await?)
+    }
+}
+
+/// A customer as Cryptolens lets one be created: the name may be left out when an email or
+/// company identifies the customer.
+fn new_customer_fields(
+    input: &NewCustomerInput,
+) -> Result<(String, Option<String>, Option<String>)> {
+    let given = |v: &Option<String>| {
+        v.as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+    };
+    let mail = email(given(&input.email).as_deref())?;
+    let firm = company(given(&input.company).as_deref())?;
+    let name = match input.name.trim() {
+        "" => mail
+            .clone()
+            .or_else(|| firm.clone())
+            .ok_or_else(|| AppError::invalid("name", "give a name, an email or a company"))?,
+        name => display_name("name", name)?,
+    };
+    Ok((name, mail, firm))
+}

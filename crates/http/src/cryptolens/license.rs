@@ -1,0 +1,488 @@
+//! The license object on the Cryptolens wire, in its forms:
+//! - `SignMethod=1`: compact PascalCase JSON with Unix-second dates, base64-encoded, signed over
+//!   exactly those bytes (RSA PKCS#1 v1.5, SHA-256);
+//! - the object form (`SignMethod=0` and listings): camelCase with ISO dates, for `SignMethod=0`
+//!   signed over the UTF-16LE comma-joined rendering .NET's `LicenseKey` verifies.
+//!
+//! `ModelVersion` 1 lists machines as `{Mid, IP, Time}`, 2 adds `FriendlyName`, 3 adds
+//! `FloatingExpires` and the `Reseller` slot. Lists are never null, machine objects carry no
+//! other keys, and floating seats show as `floating:<machine code>`.
+
+use chrono::{DateTime, Duration, Utc};
+use keyturn_app::ClLicense;
+use keyturn_core::{Activation, License};
+use serde::Serialize;
+
+/// How a license without an end is shown: Cryptolens licenses always have an expiry, so the
+/// SDKs' expiry checks need one far enough away (and within every SDK's date range).
+const PERPETUAL: Duration = Duration::days(36_500);
+const FLOATING: &str = "floating:";
+/// The prefix of a floating seat taken as overdraft; the SDKs compare what follows its 19
+/// characters with the machine code when overdraft is allowed.
+const OVERDRAFT: &str = "floating:overdraft:";
+
+pub fn expires(license: &License) -> DateTime<Utc> {
+    license.expires.unwrap_or(license.created + PERPETUAL)
+}
+
+pub fn mid(a: &Activation) -> String {
+    match (a.lease_expires, a.overdraft) {
+        (Some(_), true) => format!("{OVERDRAFT}{}", a.fingerprint),
+        (Some(_), false) => format!("{FLOATING}{}", a.fingerprint),
+        (None, _) => a.fingerprint.clone(),
+    }
+}
+
+/// .NET's invariant `DateTime` text without offset, as the object form carries it.
+pub fn iso(at: DateTime<Utc>) -> String {
+    at.format("%Y-%m-%dT%H:%M:%S").to_string()
+}
+
+fn notes(license: &License) -> Option<&str> {
+    Some(license.notes.as_str()).filter(|n| !n.is_empty())
+}
+
+fn allowed_machines(license: &License) -> Option<String> {
+    (!license.allowed_machines.is_empty()).then(|| license.allowed_machines.join("\n"))
+}
+
+fn features(view: &ClLicense) -> [bool; 8] {
+    std::array::from_fn(|i| view.feature_slot(i + 1))
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct CustomerJson<'a> {
+    id: i64,
+    name: &'a str,
+    email: &'a str,
+    company_name: &'a str,
+    created: i64,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum MachineJson {
+    V1 {
+        #[serde(rename = "Mid")]
+        mid: String,
+        #[serde(rename = "IP")]
+        ip: String,
+        #[serde(rename = "Time")]
+        time: i64,
+    },
+    V2 {
+        #[serde(rename = "Mid")]
+        mid: String,
+        #[serde(rename = "FriendlyName")]
+        friendly_name: String,
+        #[serde(rename = "IP")]
+        ip: String,
+        #[serde(rename = "Time")]
+        time: i64,
+    },
+    V3 {
+        #[serde(rename = "Mid")]
+        mid: String,
+        #[serde(rename = "FriendlyName")]
+        friendly_name: String,
+        #[serde(rename = "IP")]
+        ip: String,
+        #[serde(rename = "Time")]
+        time: i64,
+        #[serde(rename = "FloatingExpires")]
+        floating_expires: i64,
+    },
+}
+
+fn machine_json(a: &Activation, model: i64) -> MachineJson {
+    let mid = mid(a);
+    let ip = a.ip.clone().unwrap_or_default();
+    let time = a.created.timestamp();
+    let friendly_name = a.name.clone().unwrap_or_default();
+    match model {
+        ..=1 => MachineJson::V1 { mid, ip, time },
+        2 => MachineJson::V2 {
+            mid,
+            friendly_name,
+            ip,
+            time,
+        },
+        _ => MachineJson::V3 {
+            mid,
+            friendly_name,
+            ip,
+            time,
+            floating_expires: a.lease_expires.map_or(0, |t| t.timestamp()),
+        },
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct LicenseJson<'a> {
+    product_id: i64,
+    #[serde(rename = "ID")]
+    id: i64,
+    key: &'a str,
+    created: i64,
+    expires: i64,
+    period: i64,
+    #[serde(rename = "F1")]
+    f1: bool,
+    #[serde(rename = "F2")]
+    f2: bool,
+    #[serde(rename = "F3")]
+    f3: bool,
+    #[serde(rename = "F4")]
+    f4: bool,
+    #[serde(rename = "F5")]
+    f5: bool,
+    #[serde(rename = "F6")]
+    f6: bool,
+    #[serde(rename = "F7")]
+    f7: bool,
+    #[serde(rename = "F8")]
+    f8: bool,
+    notes: Option<&'a str>,
+    block: bool,
+    global_id: i64,
+    customer: Option<CustomerJson<'a>>,
+    activated_machines: Vec<MachineJson>,
+    trial_activation: bool,
+    max_no_of_machines: i64,
+    allowed_machines: Option<String>,
+    data_objects: [(); 0],
+    /// Present (as null) from model version 3 on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reseller: Option<Option<()>>,
+    sign_date: i64,
+}
+
+/// The exact bytes `licenseKey` carries base64-encoded with `SignMethod=1`.
+pub fn string_form(view: &ClLicense, model: i64, sign_date: DateTime<Utc>) -> Vec<u8> {
+    let l = &view.license;
+    let f = features(view);
+    let body = LicenseJson {
+        product_id: l.product_id,
+        id: l.id,
+        key: &l.key,
+        created: l.created.timestamp(),
+        expires: expires(l).timestamp(),
+        period: l.period_days.unwrap_or(0),
+        f1: f[0],
+        f2: f[1],
+        f3: f[2],
+        f4: f[3],
+        f5: f[4],
+        f6: f[5],
+        f7: f[6],
+        f8: f[7],
+        notes: notes(l),
+        block: l.blocked,
+        global_id: l.id,
+        customer: view.customer.as_ref().map(|c| CustomerJson {
+            id: c.id,
+            name: &c.name,
+            email: c.email.as_deref().unwrap_or(""),
+            company_name: c.company.as_deref().unwrap_or(""),
+            created: c.created.timestamp(),
+        }),
+        activated_machines: view
+            .machines
+            .iter()
+            .map(|a| machine_json(a, model))
+            .collect(),
+        trial_activation: l.trial_activation,
+        max_no_of_machines: l.max_machines,
+        allowed_machines: allowed_machines(l),
+        data_objects: [],
+        reseller: (model >= 3).then_some(None),
+        sign_date: sign_date.timestamp(),
+    };
+    serde_json::to_vec(&body).expect("a license always serialises")
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct CustomerObject<'a> {
+    id: i64,
+    name: &'a str,
+    email: &'a str,
+    company_name: &'a str,
+    created: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct MachineObject {
+    mid: String,
+    ip: String,
+    time: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    friendly_name: Option<String>,
+    /// Only from model version 3 on; `null` for node-locked machines.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    floating_expires: Option<Option<String>>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct LicenseObject<'a> {
+    product_id: i64,
+    id: i64,
+    key: &'a str,
+    created: String,
+    expires: String,
+    period: i64,
+    f1: bool,
+    f2: bool,
+    f3: bool,
+    f4: bool,
+    f5: bool,
+    f6: bool,
+    f7: bool,
+    f8: bool,
+    notes: Option<&'a str>,
+    block: bool,
+    global_id: i64,
+    customer: Option<CustomerObject<'a>>,
+    activated_machines: Vec<MachineObject>,
+    trial_activation: bool,
+    max_no_of_machines: i64,
+    allowed_machines: Option<String>,
+    data_objects: [(); 0],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reseller: Option<Option<()>>,
+    sign_date: String,
+    signature: Option<&'a str>,
+}
+
+/// The object form. Unsigned objects (listings, `Sign=false`) still carry a sign date, since
+/// .NET reads it into a non-nullable `DateTime`.
+pub fn object_form(
+    view: &ClLicense,
+    model: i64,
+    sign_date: DateTime<Utc>,
+    signature: Option<&str>,
+) -> serde_json::Value {
+    let l = &view.license;
+    let f = features(view);
+    let body = LicenseObject {
+        product_id: l.product_id,
+        id: l.id,
+        key: &l.key,
+        created: iso(l.created),
+        expires: iso(expires(l)),
+        period: l.period_days.unwrap_or(0),
+        f1: f[0],
+        f2: f[1],
+        f3: f[2],
+        f4: f[3],
+        f5: f[4],
+        f6: f[5],
+        f7: f[6],
+        f8: f[7],
+        notes: notes(l),
+        block: l.blocked,
+        global_id: l.id,
+        customer: view.customer.as_ref().map(|c| CustomerObject {
+            id: c.id,
+            name: &c.name,
+            email: c.email.as_deref().unwrap_or(""),
+            company_name: c.company.as_deref().unwrap_or(""),
+            created: iso(c.created),
+        }),
+        activated_machines: view
+            .machines
+            .iter()
+            .map(|a| MachineObject {
+                mid: mid(a),
+                ip: a.ip.clone().unwrap_or_default(),
+                time: iso(a.created),
+                friendly_name: (model >= 2).then(|| a.name.clone().unwrap_or_default()),
+                floating_expires: (model >= 3).then(|| a.lease_expires.map(iso)),
+            })
+            .collect(),
+        trial_activation: l.trial_activation,
+        max_no_of_machines: l.max_machines,
+        allowed_machines: allowed_machines(l),
+        data_objects: [],
+        reseller: (model >= 3).then_some(None),
+        sign_date: iso(sign_date),
+        signature,
+    };
+    serde_json::to_value(&body).expect("a license always serialises")
+}
+
+/// What `SignMethod=0` signs: the values in declaration order rendered as .NET renders them,
+/// joined with commas (the empty `Signature` last, so the text ends with a comma), as UTF-16LE.
+pub fn legacy_signed_bytes(view: &ClLicense, sign_date: DateTime<Utc>) -> Vec<u8> {
+    legacy_text(view, sign_date)
+        .encode_utf16()
+        .flat_map(u16::to_le_bytes)
+        .collect()
+}
+
+fn dotnet_bool(b: bool) -> &'static str {
+    if b {
+        "True"
+    } else {
+        "False"
+    }
+}
+
+pub fn legacy_text(view: &ClLicense, sign_date: DateTime<Utc>) -> String {
+    let l = &view.license;
+    let mut parts: Vec<String> = vec![
+        l.product_id.to_string(),
+        l.id.to_string(),
+        l.key.clone(),
+        iso(l.created),
+        iso(expires(l)),
+        l.period_days.unwrap_or(0).to_string(),
+    ];
+    parts.extend(features(view).iter().map(|f| dotnet_bool(*f).to_owned()));
+    parts.push(notes(l).unwrap_or("").to_owned());
+    parts.push(dotnet_bool(l.blocked).to_owned());
+    parts.push(l.id.to_string());
+    parts.push(match &view.customer {
+        Some(c) => format!(
+            "{},{},{},{}",
+            c.name,
+            c.email.as_deref().unwrap_or(""),
+            c.company.as_deref().unwrap_or(""),
+            iso(c.created)
+        ),
+        None => String::new(),
+    });
+    let machines: String = view
+        .machines
+        .iter()
+        .map(|a| {
+            format!(
+                "{},{},{},",
+                mid(a),
+                a.ip.as_deref().unwrap_or(""),
+                iso(a.created)
+            )
+        })
+        .collect();
+    parts.push(format!("[{machines}]"));
+    parts.push(dotnet_bool(l.trial_activation).to_owned());
+    parts.push(l.max_machines.to_string());
+    parts.push(allowed_machines(l).unwrap_or_default());
+    parts.push("[]".to_owned());
+    parts.push(iso(sign_date));
+    parts.push(String::new());
+    parts.join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use keyturn_core::Customer;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        Utc.from_utc_datetime(
+            &chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S").unwrap(),
+        )
+    }
+
+    fn view() -> ClLicense {
+        let created = at("2015-08-27T00:00:00");
+        ClLicense {
+            license: License {
+                id: 4,
+                key: "LEPWV-FOTPG-MWBEO-FBFPS".into(),
+                product_id: 3349,
+                plan_id: None,
+                customer_id: None,
+                created,
+                updated: created,
+                expires: Some(at("2015-09-26T00:00:00")),
+                period_days: Some(30),
+                features: vec![],
+                max_machines: -1,
+                floating_lease_seconds: None,
+                trial: false,
+                notes: String::new(),
+                blocked: false,
+                metadata: serde_json::json!({}),
+                trial_activation: false,
+                allowed_machines: vec![],
+            },
+            product_features: vec!["a".into(), "b".into()],
+            customer: None,
+            machines: vec![],
+        }
+    }
+
+    #[test]
+    fn legacy_text_matches_the_dotnet_rendering() {
+        // The values .NET's LicenseKey renders for a recorded Cryptolens reply (GlobalId aside,
+        // which Keyturn takes from the license id).
+        let text = legacy_text(&view(), at("2016-06-11T09:23:28"));
+        assert_eq!(
+            text,
+            "3349,4,LEPWV-FOTPG-MWBEO-FBFPS,2015-08-27T00:00:00,2015-09-26T00:00:00,30,\
+             False,False,False,False,False,False,False,False,,False,4,,[],False,-1,,[],\
+             2016-06-11T09:23:28,"
+        );
+        let bytes = legacy_signed_bytes(&view(), at("2016-06-11T09:23:28"));
+        assert_eq!(&bytes[..4], &[b'3', 0, b'3', 0]);
+        assert_eq!(bytes.len(), text.len() * 2);
+    }
+
+    #[test]
+    fn string_form_has_the_sdk_field_names_and_never_null_lists() {
+        let mut v = view();
+        v.license.features = vec!["b".into()];
+        v.customer = Some(Customer {
+            id: 9,
+            name: "Ann".into(),
+            email: None,
+            company: None,
+            created: at("2015-08-27T00:00:00"),
+        });
+        v.machines = vec![Activation {
+            id: 1,
+            license_id: 4,
+            fingerprint: "mc".into(),
+            name: None,
+            ip: Some("127.0.0.1".into()),
+            created: at("2015-08-28T00:00:00"),
+            last_seen: at("2015-08-28T00:00:00"),
+            lease_expires: Some(at("2015-08-28T00:05:00")),
+            overdraft: false,
+        }];
+        let v1: serde_json::Value =
+            serde_json::from_slice(&string_form(&v, 1, at("2016-01-01T00:00:00"))).unwrap();
+        assert_eq!(v1["ID"], 4);
+        assert_eq!(v1["F1"], false);
+        assert_eq!(v1["F2"], true);
+        assert_eq!(v1["Notes"], serde_json::Value::Null);
+        assert_eq!(v1["DataObjects"], serde_json::json!([]));
+        assert_eq!(v1["Customer"]["Email"], "");
+        assert_eq!(
+            v1["ActivatedMachines"],
+            serde_json::json!([{"Mid": "floating:mc", "IP": "127.0.0.1", "Time": 1440720000}])
+        );
+        assert!(v1.get("Reseller").is_none());
+        let v3: serde_json::Value =
+            serde_json::from_slice(&string_form(&v, 3, at("2016-01-01T00:00:00"))).unwrap();
+        assert_eq!(v3["Reseller"], serde_json::Value::Null);
+        assert_eq!(
+            v3["ActivatedMachines"][0]
+                .as_object()
+                .unwrap()
+                .keys()
+                .count(),
+            5
+        );
+        assert_eq!(v3["ActivatedMachines"][0]["FloatingExpires"], 1440720300);
+        let keys: Vec<&String> = v3.as_object().unwrap().keys().collect();
+        assert_eq!(keys.len(), 25);
+    }
+}

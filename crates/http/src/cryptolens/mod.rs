@@ -1,0 +1,108 @@
+//! The Cryptolens Web API v3 on the wire (`/api/<group>/<Method>`), so programs built on the
+//! official Cryptolens SDKs work against Keyturn by changing only the server address.
+//!
+//! The SDKs build paths loosely (`api//key/BlockKey`, `api/key/activate/`, `/api/Key/Activate`),
+//! so the method is found by collapsing repeated slashes, dropping a trailing one and ignoring
+//! case. Parameters come from the query string and the form body, in any case; the access token
+//! is the `token` parameter.
+
+mod license;
+mod methods;
+mod params;
+mod reply;
+
+use axum::body::to_bytes;
+use axum::extract::{OriginalUri, Request, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::any;
+use axum::Router;
+
+use crate::extract::client_ip;
+use crate::AppState;
+use params::Params;
+use reply::ClError;
+
+/// Mounted at `/api`.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/", any(dispatch))
+        .route("/{*method}", any(dispatch))
+}
+
+/// `group/method` in lower case from a request path, if it is under `/api/`.
+pub fn method_of(path: &str) -> Option<String> {
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    match segments.as_slice() {
+        [api, rest @ ..] if api.eq_ignore_ascii_case("api") => {
+            Some(rest.join("/").to_ascii_lowercase())
+        }
+        _ => None,
+    }
+}
+
+/// Whether a path the main router did not match still names the Cryptolens API (`//api//…`).
+pub fn is_api_path(path: &str) -> bool {
+    method_of(path).is_some()
+}
+
+/// Parses the call, authenticates the token, and runs the method.
+pub async fn dispatch(State(state): State<AppState>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let path = parts
+        .extensions
+        .get::<OriginalUri>()
+        .map(|OriginalUri(uri)| uri.path().to_owned())
+        .unwrap_or_else(|| parts.uri.path().to_owned());
+    let Some(method) = method_of(&path) else {
+        return ClError::UnknownMethod(path).into_response();
+    };
+    let Some(method) = methods::Method::parse(&method) else {
+        return ClError::UnknownMethod(method).into_response();
+    };
+    let body = match to_bytes(body, state.settings.max_body_bytes).await {
+        Ok(body) => body,
+        Err(_) => {
+            return ClError::IncorrectInput("the request body is too large".into()).into_response()
+        }
+    };
+    let params = match Params::parse(parts.uri.query(), &body) {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    let ip = client_ip(&parts, state.settings.trust_forwarded_for);
+    let principal = match params.text("token") {
+        Some(token) => match state.app.authenticate(&token).await {
+            Ok(p) => p,
+            Err(e) => return ClError::from(e).into_response(),
+        },
+        None => return ClError::Unauthenticated.into_response(),
+    };
+    let call = methods::Call {
+        state,
+        principal,
+        params,
+        ip: ip.map(|ip| ip.to_canonical().to_string()),
+    };
+    match methods::run(method, call).await {
+        Ok(response) => response,
+        Err(e) => e.into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_as_the_sdks_build_them() {
+        assert_eq!(method_of("/api/key/Activate").unwrap(), "key/activate");
+        assert_eq!(method_of("/api//key/BlockKey").unwrap(), "key/blockkey");
+        assert_eq!(method_of("//api//key/activate/").unwrap(), "key/activate");
+        assert_eq!(
+            method_of("/API/product/getkeys/").unwrap(),
+            "product/getkeys"
+        );
+        assert_eq!(method_of("/v1/products"), None);
+        assert_eq!(method_of("/apix/key/activate"), None);
+    }
+}

@@ -1,0 +1,112 @@
+//! Cryptolens replies: `{"result":0|1,"message":…}` plus the method's fields. Application
+//! errors are HTTP 200 with `result: 1`, because several SDKs read only 2xx bodies; the
+//! messages are Cryptolens's exact strings, which the C++ SDK compares byte for byte.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use keyturn_app::{AppError, StoreError};
+use keyturn_core::ActivationRefusal;
+use serde::Serialize;
+use serde_json::{json, Map, Value};
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum ClError {
+    #[error("Unable to authenticate.")]
+    Unauthenticated,
+    #[error("Access denied.")]
+    AccessDenied,
+    /// The detail is logged; the message stays Cryptolens's.
+    #[error("The input parameters were incorrect.")]
+    IncorrectInput(String),
+    #[error("Could not find the product.")]
+    ProductNotFound,
+    #[error("Could not find the key.")]
+    KeyNotFound,
+    #[error("Could not find the customer.")]
+    CustomerNotFound,
+    #[error("The key is blocked and cannot be accessed.")]
+    Blocked,
+    #[error("Cannot activate the new device as the limit has been reached.")]
+    LimitReached,
+    #[error("The key has expired.")]
+    Expired,
+    #[error(
+        "Either the machine code was never activated or key activation feature was never set up."
+    )]
+    NotActivated,
+    #[error("The machine code cannot be null.")]
+    MachineCodeMissing,
+    #[error("The machine code cannot exceed 128 chars in length.")]
+    MachineCodeTooLong,
+    #[error("{0}")]
+    Refused(String),
+    #[error("Unknown method {0:?}.")]
+    UnknownMethod(String),
+    #[error("Something went wrong.")]
+    Internal,
+}
+
+impl From<AppError> for ClError {
+    fn from(e: AppError) -> Self {
+        match e {
+            AppError::Invalid(d) => ClError::IncorrectInput(d.to_string()),
+            AppError::NotFound("product") => ClError::ProductNotFound,
+            AppError::NotFound("customer") => ClError::CustomerNotFound,
+            AppError::NotFound("activation") => ClError::NotActivated,
+            AppError::NotFound(_) => ClError::KeyNotFound,
+            AppError::Refused(ActivationRefusal::Blocked) => ClError::Blocked,
+            AppError::Refused(ActivationRefusal::TooManyMachines) => ClError::LimitReached,
+            AppError::Refused(ActivationRefusal::WrongProduct) => ClError::KeyNotFound,
+            AppError::Refused(ActivationRefusal::Expired) => ClError::Expired,
+            AppError::Unauthenticated => ClError::Unauthenticated,
+            AppError::Forbidden(_) => ClError::AccessDenied,
+            AppError::Conflict(m) => ClError::Refused(m),
+            AppError::Store(StoreError::Conflict(what) | StoreError::MissingReference(what)) => {
+                ClError::IncorrectInput(what)
+            }
+            AppError::Store(e) => {
+                tracing::error!(error = %e, "storage failure");
+                ClError::Internal
+            }
+        }
+    }
+}
+
+impl IntoResponse for ClError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            ClError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            ClError::UnknownMethod(_) => StatusCode::NOT_FOUND,
+            _ => StatusCode::OK,
+        };
+        if let ClError::IncorrectInput(detail) = &self {
+            tracing::debug!(%detail, "cryptolens request refused");
+        }
+        let body = json!({"result": 1, "message": self.to_string()});
+        json_response(status, &body)
+    }
+}
+
+pub fn json_response<T: Serialize>(status: StatusCode, body: &T) -> Response {
+    let bytes = serde_json::to_vec(body).expect("replies always serialise");
+    let mut response = (status, bytes).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=utf-8"),
+    );
+    response
+}
+
+/// A successful reply: the method's fields, then `result` and `message`.
+pub fn ok(fields: Value, message: &str) -> Response {
+    let mut map = match fields {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    };
+    map.insert("result".into(), json!(0));
+    map.insert("message".into(), json!(message));
+    json_response(StatusCode::OK, &Value::Object(map))
+}
+
+pub type ClResult = Result<Response, ClError>;

@@ -1,0 +1,223 @@
+"""Drives the official Cryptolens Python SDK (`licensing` from PyPI) against a running Keyturn.
+
+Environment: KEYTURN_URL (http://127.0.0.1:PORT), KEYTURN_ADMIN (an admin token).
+Prints one `PASS name` / `FAIL name: detail` line per check and `N passed, M failed` last.
+"""
+
+import base64
+import datetime
+import json
+import os
+import sys
+import urllib.request
+
+from licensing.internal import HelperMethods
+from licensing.methods import Customer, Helpers, Key, Product
+from licensing.models import LicenseKey, RSAPublicKey, Response
+
+URL = os.environ["KEYTURN_URL"].rstrip("/")
+ADMIN = os.environ["KEYTURN_ADMIN"]
+HelperMethods.server_address = URL + "/api/"
+
+LIMIT = "Cannot activate the new device as the limit has been reached."
+BLOCKED = "The key is blocked and cannot be accessed."
+
+passed = 0
+failed = 0
+
+
+def check(name, ok, detail=""):
+    global passed, failed
+    if ok:
+        passed += 1
+        print("PASS " + name)
+    else:
+        failed += 1
+        print("FAIL %s: %s" % (name, detail))
+
+
+def native(method, path, body=None):
+    """Keyturn's own /v1 API, to set up products and tokens."""
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(URL + path, data=data, method=method)
+    req.add_header("Authorization", "Bearer " + ADMIN)
+    req.add_header("Content-Type", "application/json")
+    with urllib.request.urlopen(req) as r:
+        raw = r.read().decode()
+        return json.loads(raw) if r.headers.get_content_type() == "application/json" else raw
+
+
+def days_between(a, b):
+    return (b - a).total_seconds() / 86400.0
+
+
+def run():
+    product = native("POST", "/v1/products", {"name": "Python SDK", "features": ["pro", "team", "export", "cloud"]})
+    pid = product["id"]
+    other = native("POST", "/v1/products", {"name": "Other", "features": []})["id"]
+    pub = native("GET", "/v1/products/%d/public-key?format=rsa-xml" % pid).strip()
+    check("public key is one-line RSAKeyValue XML", pub.startswith("<RSAKeyValue><Modulus>") and "\n" not in pub, pub[:40])
+    methods = ["activate", "deactivate", "getkey", "createkey", "createtrialkey", "extendlicense", "blockkey",
+               "unblockkey", "addfeature", "removefeature", "machinelocklimit", "changenotes", "changecustomer",
+               "addcustomer", "getcustomerlicenses", "getcustomers", "getkeys", "getproducts"]
+    token = native("POST", "/v1/tokens", {"name": "python sdk", "permissions": ["cryptolens:" + m for m in methods]})["token"]
+    getkey_only = native("POST", "/v1/tokens", {"name": "getkey only", "permissions": ["cryptolens:getkey"]})["token"]
+
+    # Create a key with features, a period, a machine limit and a new customer.
+    created, msg = Key.create_key(token, pid, period=30, f1=True, f3=True, max_no_of_machines=2,
+                                  new_customer=True, name="Ada Lovelace", email="ada@example.com",
+                                  notes="bought in the shop")
+    check("create_key returns a key", created is not None and created.get("key"), msg)
+    key = created["key"]
+
+    # Activate on a machine: the SDK verifies the signature with the published key.
+    lic, msg = Key.activate(token, pub, pid, key, "machine-A", friendly_name="Ada's laptop")
+    check("activate verifies the RSA signature", lic is not None, msg)
+    if lic is None:
+        return
+    raw = lic.raw_response
+    check("signature verifies independently", HelperMethods.verify_signature(raw, RSAPublicKey.from_string(pub)))
+    tampered = Response(base64.b64encode(base64.b64decode(raw.license_key).replace(b'"F2":false', b'"F2":true ')).decode(),
+                        raw.signature, 0, "")
+    check("tampered license fails verification", not HelperMethods.verify_signature(tampered, RSAPublicKey.from_string(pub)))
+    check("features map to F1..F8", (lic.f1, lic.f2, lic.f3, lic.f4, lic.f5) == (True, False, True, False, False),
+          (lic.f1, lic.f2, lic.f3, lic.f4))
+    check("period and expiry", lic.period == 30 and abs(days_between(lic.created, lic.expires) - 30) < 0.01,
+          (lic.period, lic.created, lic.expires))
+    check("not expired", Helpers.HasNotExpired(lic))
+    check("customer", lic.customer is not None and lic.customer["Name"] == "Ada Lovelace"
+          and lic.customer["Email"] == "ada@example.com", lic.customer)
+    check("notes, product, key", lic.notes == "bought in the shop" and lic.product_id == pid and lic.key == key)
+    check("machine limit and sign date", lic.max_no_of_machines == 2 and
+          abs((datetime.datetime.now() - lic.sign_date).total_seconds()) < 120, (lic.max_no_of_machines, lic.sign_date))
+    check("IsOnRightMachine on the activated machine",
+          Helpers.IsOnRightMachine(lic, custom_machine_code="machine-A"))
+    check("IsOnRightMachine false elsewhere", not Helpers.IsOnRightMachine(lic, custom_machine_code="machine-Z"))
+    mids = [(m.Mid, m.FriendlyName) for m in lic.activated_machines]
+    check("friendly name recorded (model version 3)", mids == [("machine-A", "Ada's laptop")], mids)
+
+    again, msg = Key.activate(token, pub, pid, key, "machine-A")
+    check("re-activating the same machine is fine", again is not None, msg)
+    b, msg = Key.activate(token, pub, pid, key, "machine-B")
+    check("second machine within the limit", b is not None and len(b.activated_machines) == 2, msg)
+    c, msg = Key.activate(token, pub, pid, key, "machine-C")
+    check("machine limit reached", c is None and msg == LIMIT, msg)
+    ok, msg = Key.deactivate(token, pid, key, "machine-B")
+    check("deactivate", ok and msg == "", msg)
+    c, msg = Key.activate(token, pub, pid, key, "machine-C")
+    check("freed seat can be taken", c is not None, msg)
+    ok, msg = Key.deactivate(token, pid, key, "never-seen")
+    check("deactivate of an unknown machine", not ok and msg.startswith("Either the machine code was never activated"), msg)
+
+    # Offline round trip.
+    saved = lic.save_as_string()
+    loaded = LicenseKey.load_from_string(pub, saved, 1)
+    check("save_as_string / load_from_string", loaded is not None and loaded.key == key and loaded.f3)
+    bad = json.loads(saved)
+    bad["licenseKey"] = base64.b64encode(base64.b64decode(bad["licenseKey"]).replace(b'"Block":false', b'"Block":true ')).decode()
+    check("load_from_string refuses a tampered license", LicenseKey.load_from_string(pub, json.dumps(bad)) is None)
+    other_pub = native("GET", "/v1/products/%d/public-key?format=rsa-xml" % other).strip()
+    check("load_from_string refuses another product's key", LicenseKey.load_from_string(other_pub, saved) is None)
+
+    # GetKey reads without activating.
+    got, msg = Key.get_key(token, pub, pid, key)
+    check("get_key", got is not None and got.key == key and len(got.activated_machines) == 2, msg)
+
+    # Metadata signed with SHA-512.
+    res = Key.activate(token, pub, pid, key, "machine-A", metadata=True)
+    check("metadata is signed and verified", len(res) == 3 and isinstance(res[2], dict)
+          and res[2]["licenseStatus"]["isValid"] is True and res[2]["activatedMachines"] == 2, res[1:])
+
+    # Extend.
+    ok, msg = Key.extend_license(token, pid, key, 10)
+    extended, _ = Key.get_key(token, pub, pid, key)
+    check("extend_license adds days", ok and abs(days_between(lic.expires, extended.expires) - 10) < 0.01,
+          (lic.expires, extended and extended.expires))
+
+    # Features, machine limit, notes.
+    Key.add_feature(token, pid, key, 2)
+    Key.remove_feature(token, pid, key, 1)
+    Key.machine_lock_limit(token, pid, key, 5)
+    Key.change_notes(token, pid, key, "upgraded")
+    changed, _ = Key.get_key(token, pub, pid, key)
+    check("add/remove feature, machine lock limit, notes",
+          changed is not None and changed.f1 is False and changed.f2 is True and changed.max_no_of_machines == 5
+          and changed.notes == "upgraded")
+    ok, msg = Key.add_feature(token, pid, key, 7)
+    check("a feature the product lacks is bad input", not ok and msg == "The input parameters were incorrect.", msg)
+
+    # Block: activation refused; unblock: allowed again.
+    ok, _ = Key.block_key(token, pid, key)
+    blocked, msg = Key.activate(token, pub, pid, key, "machine-A")
+    check("blocked key refuses activation", ok and blocked is None and msg == BLOCKED, msg)
+    Key.unblock_key(token, pid, key)
+    unblocked, msg = Key.activate(token, pub, pid, key, "machine-A")
+    check("unblocked key activates", unblocked is not None, msg)
+
+    # Floating licenses with overdraft.
+    fl = Key.create_key(token, pid, period=10, max_no_of_machines=1)[0]["key"]
+    x, msg = Key.activate(token, pub, pid, fl, "float-X", floating_time_interval=300)
+    check("floating activation", x is not None and Helpers.IsOnRightMachine(x, is_floating_license=True,
+                                                                           custom_machine_code="float-X"), msg)
+    check("floating seat is not node-locked", x is not None and not Helpers.IsOnRightMachine(x, custom_machine_code="float-X"))
+    y, msg = Key.activate(token, pub, pid, fl, "float-Y", floating_time_interval=300)
+    check("floating limit reached", y is None and msg == LIMIT, msg)
+    y, msg = Key.activate(token, pub, pid, fl, "float-Y", floating_time_interval=300, max_overdraft=1)
+    check("overdraft seat", y is not None and Helpers.IsOnRightMachine(
+        y, is_floating_license=True, allow_overdraft=True, custom_machine_code="float-Y")
+        and not Helpers.IsOnRightMachine(y, is_floating_license=True, custom_machine_code="float-Y"), msg)
+    z, msg = Key.activate(token, pub, pid, fl, "float-Z", floating_time_interval=300, max_overdraft=1)
+    check("overdraft is bounded", z is None and msg == LIMIT, msg)
+    ok, msg = Key.deactivate(token, pid, fl, "float-X", floating=True)
+    ok2, _ = Key.deactivate(token, pid, fl, "float-Y", floating=True)
+    z, msg2 = Key.activate(token, pub, pid, fl, "float-Z", floating_time_interval=300)
+    check("floating deactivate frees the seats", ok and ok2 and z is not None and
+          [m.Mid for m in z.activated_machines] == ["floating:float-Z"], (msg, msg2))
+    ok, msg = Key.deactivate(token, pid, fl, "float-absent", floating=True)
+    check("floating deactivate of an absent seat succeeds", ok, msg)
+
+    # Trial keys.
+    trial, msg = Key.create_trial_key(token, pid, "trial-machine")
+    again, _ = Key.create_trial_key(token, pid, "trial-machine")
+    check("create_trial_key is one per machine", trial is not None and trial == again, (trial, again, msg))
+    t, msg = Key.activate(token, pub, pid, trial, "trial-machine")
+    check("trial key activates with a 15-day period", t is not None and t.period == 15
+          and abs(days_between(t.created, t.expires) - 15) < 0.01 and Helpers.IsOnRightMachine(t, custom_machine_code="trial-machine"), msg)
+    ta = Key.create_key(token, pid, period=7, trial_activation=True, max_no_of_machines=1)[0]["key"]
+    t, msg = Key.activate(token, pub, pid, ta, "ta-machine")
+    check("trial activation starts the period at activation", t is not None and t.trial_activation
+          and abs(days_between(datetime.datetime.now(), t.expires) - 7) < 0.01, msg)
+
+    # Customers and listings.
+    cust, msg = Customer.add_customer(token, name="Grace", email="grace@example.com", company_name="Navy")
+    check("add_customer", cust is not None and cust["customerId"] > 0, msg)
+    ok, msg = Key.change_customer(token, pid, key, cust["customerId"])
+    lst, msg2 = Customer.get_customer_licenses(token, cust["customerId"])
+    check("change_customer and get_customer_licenses", ok and lst is not None
+          and [k["key"] for k in lst["licenseKeys"]] == [key], (msg, msg2))
+    keys, msg, info = Product.get_keys(token, pid)
+    check("product get_keys", keys is not None and info["total"] == len(keys) >= 4 and info["pageCount"] == 1, msg)
+    products, msg = Product.get_products(token)
+    check("product get_products", products is not None and pid in [p["id"] for p in products], msg)
+
+    # Errors the SDK shows.
+    _, msg = Key.activate("kt_not-a-token", pub, pid, key, "machine-A")
+    check("bad token", msg == "Unable to authenticate.", msg)
+    _, msg = Key.activate(getkey_only, pub, pid, key, "machine-A")
+    check("missing permission", msg == "Access denied.", msg)
+    _, msg = Key.activate(token, pub, 999999, key, "machine-A")
+    check("unknown product", msg == "Could not find the product.", msg)
+    _, msg = Key.activate(token, pub, other, key, "machine-A")
+    check("key of another product", msg == "Could not find the key.", msg)
+    _, msg = Key.activate(token, pub, pid, "AAAAA-BBBBB-CCCCC-DDDDD", "machine-A")
+    check("unknown key", msg == "Could not find the key.", msg)
+
+
+try:
+    run()
+except Exception as e:  # a crash is a failure, never a silent pass
+    import traceback
+    traceback.print_exc()
+    check("python conformance ran to the end", False, repr(e))
+print("%d passed, %d failed" % (passed, failed))
+sys.exit(1 if failed else 0)
