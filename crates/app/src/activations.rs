@@ -1,8 +1,10 @@
 //! What programs do with a key: activate a machine, check in, deactivate, validate.
 
-use keyturn_core::names::display_name;
 use chrono::Duration;
-use keyturn_core::validation::{admit_known_machine, admit_machine, validate, Seat, ValidationRequest};
+use keyturn_core::names::display_name;
+use keyturn_core::validation::{
+    admit_known_machine, admit_machine, validate, Seat, ValidationRequest,
+};
 use keyturn_core::{
     Activation, FeatureName, Fingerprint, License, LicenseKey, Permission, ValidationOutcome,
 };
@@ -113,7 +115,11 @@ impl App {
         if license.trial_activation {
             license.expires = license.trial_expiry(at);
         }
-        let overdraft = if lease.is_some() { req.max_overdraft } else { 0 };
+        let overdraft = if lease.is_some() {
+            req.max_overdraft
+        } else {
+            0
+        };
         let seat = admit_machine(
             &license,
             req.product_id,

@@ -5,9 +5,7 @@
 
 use keyturn_core::names::display_name;
 use keyturn_core::validation::admit_known_machine;
-use keyturn_core::{
-    Activation, Customer, License, LicenseKey, Permission, Product, TokenSecret,
-};
+use keyturn_core::{Activation, Customer, License, LicenseKey, Permission, Product, TokenSecret};
 use keyturn_store::LicenseFilter;
 
 use crate::activations::ActivationRequest;
@@ -223,9 +221,7 @@ impl App {
             .cl_lookup(principal, Permission::ClDeactivate, product_id, key)
             .await?;
         if license.blocked {
-            return Err(AppError::Refused(
-                keyturn_core::ActivationRefusal::Blocked,
-            ));
+            return Err(AppError::Refused(keyturn_core::ActivationRefusal::Blocked));
         }
         match self
             .deactivate_by(
@@ -485,7 +481,7 @@ impl App {
         product_id: i64,
         key: &str,
     ) -> Result<(i64, TokenSecret)> {
-        if !principal.key_lock().is_some_and(|k| k < 0) {
+        if principal.key_lock().is_none_or(|k| k >= 0) {
             return Err(AppError::Forbidden(
                 "only a token with key lock -1 may create key-locked tokens".into(),
             ));
@@ -543,7 +539,11 @@ impl App {
     /// `GetCustomers`: up to `limit` (at most 500) customers in creation order.
     pub async fn cl_customers(&self, principal: &Principal, limit: i64) -> Result<Vec<Customer>> {
         principal.require_method(Permission::ClGetCustomers, None, None)?;
-        let limit = if limit <= 0 { MAX_LIST } else { limit.min(MAX_LIST) };
+        let limit = if limit <= 0 {
+            MAX_LIST
+        } else {
+            limit.min(MAX_LIST)
+        };
         Ok(self
             .store
             .read()
@@ -637,7 +637,12 @@ impl App {
 fn new_customer_fields(
     input: &NewCustomerInput,
 ) -> Result<(String, Option<String>, Option<String>)> {
-    let given = |v: &Option<String>| v.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned);
+    let given = |v: &Option<String>| {
+        v.as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+    };
     let mail = email(given(&input.email).as_deref())?;
     let firm = company(given(&input.company).as_deref())?;
     let name = match input.name.trim() {

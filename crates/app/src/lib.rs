@@ -17,10 +17,10 @@ use chrono::{DateTime, Utc};
 use keyturn_store::Store;
 
 pub use activations::{ActivationOutcome, ActivationRequest, ValidationQuery, ValidationReply};
+pub use catalog::{NewPlanInput, NewProductInput, ProductPatch};
 pub use cryptolens::{
     ClActivation, ClCreated, ClKeyPage, ClLicense, ClNewKey, KEYS_PER_PAGE, TRIAL_DAYS,
 };
-pub use catalog::{NewPlanInput, NewProductInput, ProductPatch};
 pub use customers::{CustomerPatch, NewCustomerInput};
 pub use error::AppError;
 pub use keyturn_store::{Dialect, StoreError};

@@ -27,12 +27,10 @@ impl App {
         if token.revoked.is_some() || token.expires.is_some_and(|e| e <= at) {
             return Err(AppError::Unauthenticated);
         }
-        Ok(Principal::new(
-            Actor::Token(token.id),
-            token.permissions,
-            token.product_id,
+        Ok(
+            Principal::new(Actor::Token(token.id), token.permissions, token.product_id)
+                .with_key_lock(token.key_lock),
         )
-        .with_key_lock(token.key_lock))
     }
 
     pub async fn create_token(

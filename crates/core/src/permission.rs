@@ -120,13 +120,11 @@ impl Permission {
     /// The permission for a Cryptolens Web API method, by its name in any case (`Activate`,
     /// `getkey`); `None` for a method Keyturn does not serve.
     pub fn cryptolens_method(method: &str) -> Option<Permission> {
-        Permission::ALL
-            .into_iter()
-            .find(|p| {
-                p.as_str()
-                    .strip_prefix("cryptolens:")
-                    .is_some_and(|m| m.eq_ignore_ascii_case(method))
-            })
+        Permission::ALL.into_iter().find(|p| {
+            p.as_str()
+                .strip_prefix("cryptolens:")
+                .is_some_and(|m| m.eq_ignore_ascii_case(method))
+        })
     }
 
     /// Whether holding `self` allows `wanted`.

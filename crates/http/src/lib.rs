@@ -53,7 +53,10 @@ pub struct AppState {
 
 /// Paths no route matched: the Cryptolens API when the path names it loosely (`//api//key/…`,
 /// as some SDKs build it), otherwise a 404.
-async fn fallback(state: axum::extract::State<AppState>, request: Request<axum::body::Body>) -> Response {
+async fn fallback(
+    state: axum::extract::State<AppState>,
+    request: Request<axum::body::Body>,
+) -> Response {
     if cryptolens::is_api_path(request.uri().path()) {
         cryptolens::dispatch(state, request).await
     } else {

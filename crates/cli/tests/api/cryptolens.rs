@@ -119,7 +119,13 @@ fn verified_license(r: &Reply, key: &RsaPublicKey) -> Value {
 async fn loose_paths_and_parameters(app: &TestApp) {
     let product = app.product("Wire", &["pro", "team"]).await;
     let tok = full_token(app).await;
-    let key = create_key(app, &tok, product, &[("F2", "True"), ("MaxNoOfMachines", "2")]).await;
+    let key = create_key(
+        app,
+        &tok,
+        product,
+        &[("F2", "True"), ("MaxNoOfMachines", "2")],
+    )
+    .await;
     let rsa = rsa_key(app, product).await;
     let pid = product.to_string();
     let activate = [
@@ -214,7 +220,12 @@ async fn loose_paths_and_parameters(app: &TestApp) {
     let r = post(
         app,
         "/api/key/GetKey",
-        &[("token", &tok), ("ProductId", &pid), ("Key", &key), ("Sign", "maybe")],
+        &[
+            ("token", &tok),
+            ("ProductId", &pid),
+            ("Key", &key),
+            ("Sign", "maybe"),
+        ],
     )
     .await;
     assert_error(&r, "The input parameters were incorrect.");
@@ -254,7 +265,12 @@ async fn error_codes(app: &TestApp) {
         &act("a", "kt_bogus".into(), pid.clone(), key.clone()).await,
         "Unable to authenticate.",
     );
-    let r = post(app, "/api/key/GetKey", &[("ProductId", &pid), ("Key", &key)]).await;
+    let r = post(
+        app,
+        "/api/key/GetKey",
+        &[("ProductId", &pid), ("Key", &key)],
+    )
+    .await;
     assert_error(&r, "Unable to authenticate.");
     let getkey_only = token(
         app,
@@ -284,7 +300,13 @@ async fn error_codes(app: &TestApp) {
         "Could not find the key.",
     );
     assert_error(
-        &act("a", tok.clone(), pid.clone(), "ZZZZZ-ZZZZZ-ZZZZZ-ZZZZZ".into()).await,
+        &act(
+            "a",
+            tok.clone(),
+            pid.clone(),
+            "ZZZZZ-ZZZZZ-ZZZZZ-ZZZZZ".into(),
+        )
+        .await,
         "Could not find the key.",
     );
     assert_eq!(
@@ -540,7 +562,11 @@ async fn token_scopes(app: &TestApp) {
         post(
             app,
             "/api/key/GetKey",
-            &[("token", t.as_str()), ("ProductId", p.as_str()), ("Key", k.as_str())],
+            &[
+                ("token", t.as_str()),
+                ("ProductId", p.as_str()),
+                ("Key", k.as_str()),
+            ],
         )
         .await
     };
@@ -551,14 +577,20 @@ async fn token_scopes(app: &TestApp) {
         json!({"name": "one product", "permissions": ["cryptolens:getkey", "cryptolens:createkey"], "product_id": product}),
     )
     .await;
-    assert_eq!(get_key(locked.clone(), pid.clone(), key.clone()).await.body["result"], 0);
+    assert_eq!(
+        get_key(locked.clone(), pid.clone(), key.clone()).await.body["result"],
+        0
+    );
     assert_error(
         &get_key(locked.clone(), other.to_string(), foreign.clone()).await,
         "Access denied.",
     );
 
     // Key lock by id.
-    let license_id = app.get(&format!("/v1/licenses?product_id={product}")).await.body["data"]
+    let license_id = app
+        .get(&format!("/v1/licenses?product_id={product}"))
+        .await
+        .body["data"]
         .as_array()
         .unwrap()
         .iter()
@@ -571,7 +603,12 @@ async fn token_scopes(app: &TestApp) {
         json!({"name": "one key", "permissions": ["cryptolens:getkey", "cryptolens:createkey"], "key_lock": license_id}),
     )
     .await;
-    assert_eq!(get_key(key_locked.clone(), pid.clone(), key.clone()).await.body["result"], 0);
+    assert_eq!(
+        get_key(key_locked.clone(), pid.clone(), key.clone())
+            .await
+            .body["result"],
+        0
+    );
     assert_error(
         &get_key(key_locked.clone(), pid.clone(), second.clone()).await,
         "Access denied.",
@@ -606,7 +643,12 @@ async fn token_scopes(app: &TestApp) {
     assert_eq!(r.body["result"], 0, "{}", r.body);
     let minted = r.body["token"].as_str().unwrap().to_owned();
     assert!(r.body["keyId"].as_i64().unwrap() > 0);
-    assert_eq!(get_key(minted.clone(), pid.clone(), second.clone()).await.body["result"], 0);
+    assert_eq!(
+        get_key(minted.clone(), pid.clone(), second.clone())
+            .await
+            .body["result"],
+        0
+    );
     assert_error(
         &get_key(minted.clone(), pid.clone(), key.clone()).await,
         "Access denied.",
@@ -627,7 +669,10 @@ async fn token_scopes(app: &TestApp) {
         .iter()
         .any(|t| t["key_lock"] == license_id));
 }
-on_every_backend!(cryptolens_tokens_have_method_product_and_key_locks, token_scopes);
+on_every_backend!(
+    cryptolens_tokens_have_method_product_and_key_locks,
+    token_scopes
+);
 
 async fn create_key_fields_and_bad_input(app: &TestApp) {
     let product = app.product("Catalogue", &["one", "two", "three"]).await;
@@ -756,14 +801,19 @@ async fn create_key_fields_and_bad_input(app: &TestApp) {
     let r = post(
         app,
         "/api/product/GetKeys",
-        &[("token", &tok), ("ProductId", &pid), ("SearchQuery", "F1 == true")],
+        &[
+            ("token", &tok),
+            ("ProductId", &pid),
+            ("SearchQuery", "F1 == true"),
+        ],
     )
     .await;
     assert_error(&r, "The input parameters were incorrect.");
     let r = post(app, "/api/product/GetProducts", &[("token", &tok)]).await;
     let products = r.body["products"].as_array().unwrap();
-    assert!(products.iter().any(|p| p["id"] == product
-        && p["featureDefinitions"]["f2"]["name"] == "two"));
+    assert!(products
+        .iter()
+        .any(|p| p["id"] == product && p["featureDefinitions"]["f2"]["name"] == "two"));
 }
 on_every_backend!(
     cryptolens_create_key_fields_and_bad_input,

@@ -279,7 +279,13 @@ async fn change_notes(c: Call) -> ClResult {
     };
     c.state
         .app
-        .cl_update(&c.principal, Permission::ClChangeNotes, product_id, &key, patch)
+        .cl_update(
+            &c.principal,
+            Permission::ClChangeNotes,
+            product_id,
+            &key,
+            patch,
+        )
         .await?;
     Ok(ok(json!({}), ""))
 }
@@ -577,9 +583,7 @@ async fn metadata(state: &AppState, view: &ClLicense) -> Result<Value, ClError> 
             },
             trial: l.trial,
             time_limited: l.expires.is_some(),
-            time_left: l
-                .expires
-                .map_or(0, |e| (e - at).num_days().max(0)),
+            time_left: l.expires.map_or(0, |e| (e - at).num_days().max(0)),
         },
         used_floating_machines: view
             .machines

@@ -136,10 +136,7 @@ mod tests {
     #[test]
     fn sign_method_as_number_or_enum_name() {
         assert_eq!(p("").sign_method().unwrap(), SignMethod::Linq);
-        assert_eq!(
-            p("SignMethod=1").sign_method().unwrap(),
-            SignMethod::String
-        );
+        assert_eq!(p("SignMethod=1").sign_method().unwrap(), SignMethod::String);
         assert_eq!(
             p("signmethod=StringSign").sign_method().unwrap(),
             SignMethod::String
