@@ -350,6 +350,53 @@ async fn error_codes(app: &TestApp) {
     )
     .await;
     assert_error(&r, "The machine code cannot be null.");
+
+    // A license shortened into the past (negative NoOfDays) refuses new activations.
+    let short = create_key(
+        app,
+        &tok,
+        product,
+        &[("Period", "2"), ("MaxNoOfMachines", "5")],
+    )
+    .await;
+    let r = post(
+        app,
+        "/api/key/ExtendLicense",
+        &[
+            ("token", &tok),
+            ("ProductId", &pid),
+            ("Key", &short),
+            ("NoOfDays", "-3"),
+        ],
+    )
+    .await;
+    assert_eq!(r.body["result"], 0, "{}", r.body);
+    assert_error(
+        &act("c", tok.clone(), pid.clone(), short.clone()).await,
+        "The key has expired.",
+    );
+
+    // Cryptolens calls are in the audit log under the calling token.
+    let license = app.get(&format!("/v1/licenses/by-key/{key}")).await;
+    let events = app
+        .get(&format!("/v1/licenses/{}/events", license.body["id"]))
+        .await;
+    let actions: Vec<(String, String)> = events.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap().to_owned(),
+                e["actor"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        actions.iter().map(|(a, _)| a.as_str()).collect::<Vec<_>>(),
+        ["created", "activated", "blocked"]
+    );
+    assert!(actions.iter().all(|(_, actor)| actor.starts_with("token:")));
 }
 on_every_backend!(cryptolens_errors_use_the_sdk_messages, error_codes);
 
