@@ -1084,3 +1084,56 @@ async fn cryptolens_program_calls_are_rate_limited_per_ip() {
     app.stop().await;
     db.remove().await;
 }
+
+/// Products from before the Cryptolens API get their RSA key on first use, stored once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn older_products_get_an_rsa_key_on_first_use() {
+    use crate::helpers::{backends, spawn, test_http, TestDb};
+    use sqlx::Row;
+    for backend in backends() {
+        let db = TestDb::create(&backend).await;
+        let app = spawn(&db, test_http()).await;
+        let product = app.product("Old", &[]).await;
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::AnyPool::connect(&db.any_url()).await.unwrap();
+        let count = |pool: sqlx::AnyPool| async move {
+            sqlx::query(
+                "SELECT COUNT(*) AS n FROM signing_keys WHERE product_id = $1 AND algorithm = 'rsa2048'",
+            )
+            .bind(product)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+            .get::<i64, _>("n")
+        };
+        sqlx::query("DELETE FROM signing_keys WHERE product_id = $1 AND algorithm = 'rsa2048'")
+            .bind(product)
+            .execute(&pool)
+            .await
+            .unwrap();
+        assert_eq!(count(pool.clone()).await, 0);
+        let first = rsa_key(&app, product).await;
+        assert_eq!(count(pool.clone()).await, 1);
+        assert_eq!(rsa_key(&app, product).await, first);
+        // Licenses it signs verify with that key.
+        let tok = full_token(&app).await;
+        let key = create_key(&app, &tok, product, &[]).await;
+        let pid = product.to_string();
+        let r = post(
+            &app,
+            "/api/key/GetKey",
+            &[
+                ("token", tok.as_str()),
+                ("ProductId", pid.as_str()),
+                ("Key", key.as_str()),
+                ("Sign", "true"),
+                ("SignMethod", "1"),
+            ],
+        )
+        .await;
+        verified_license(&r, &first);
+        pool.close().await;
+        app.stop().await;
+        db.remove().await;
+    }
+}
