@@ -109,6 +109,13 @@ def run():
     ok, msg = Key.deactivate(token, pid, key, "never-seen")
     check("deactivate of an unknown machine", not ok and msg.startswith("Either the machine code was never activated"), msg)
 
+    # The SDK's own machine code, and IsOnRightMachine without a custom code.
+    mc = Helpers.GetMachineCode()
+    own = Key.create_key(token, pid, period=1, max_no_of_machines=1)[0]["key"]
+    here, msg = Key.activate(token, pub, pid, own, mc)
+    check("GetMachineCode activation and IsOnRightMachine", mc is not None and here is not None
+          and Helpers.IsOnRightMachine(here), (mc, msg))
+
     # Offline round trip.
     saved = lic.save_as_string()
     loaded = LicenseKey.load_from_string(pub, saved, 1)

@@ -481,7 +481,7 @@ impl App {
         product_id: i64,
         key: &str,
     ) -> Result<(i64, TokenSecret)> {
-        if !principal.key_lock().is_some_and(|k| k < 0) {
+        if principal.key_lock().is_none_or(|k| k >= 0) {
             return Err(AppError::Forbidden(
                 "only a token with key lock -1 may create key-locked tokens".into(),
             ));

@@ -22,8 +22,9 @@ use crate::{now, App, Result};
 /// with day granularity, so this shortens an offline grace period of N days by at most this.
 pub const REUSE_FOR: Duration = Duration::minutes(15);
 
-/// Entries kept before the cache starts afresh (one per license and reply form in use).
-const CAPACITY: usize = 100_000;
+/// Entries kept before the cache starts afresh (one per license and reply form in use; each
+/// holds one signed license, about a kilobyte).
+const CAPACITY: usize = 20_000;
 
 /// A license state as signed: the exact bytes, when, and the base64 signature.
 #[derive(Debug, Clone)]

@@ -189,7 +189,7 @@ impl Session {
             "UPDATE licenses SET customer_id = $1, updated_at = $2, expires_at = $3, \
              period_days = $4, features = $5, max_machines = $6, floating_lease_seconds = $7, \
              notes = $8, blocked = $9, metadata = $10, plan_id = $11, trial_activation = $12, \
-             allowed_machines = $13, period_days = $14 WHERE id = $15",
+             allowed_machines = $13 WHERE id = $14",
         )
         .bind(l.customer_id)
         .bind(to_db(now))
@@ -204,7 +204,6 @@ impl Session {
         .bind(l.plan_id)
         .bind(i64::from(l.trial_activation))
         .bind(json_list(&l.allowed_machines))
-        .bind(l.period_days)
         .bind(l.id)
         .execute(self.conn())
         .await?;

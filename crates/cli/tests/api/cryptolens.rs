@@ -350,6 +350,53 @@ async fn error_codes(app: &TestApp) {
     )
     .await;
     assert_error(&r, "The machine code cannot be null.");
+
+    // A license shortened into the past (negative NoOfDays) refuses new activations.
+    let short = create_key(
+        app,
+        &tok,
+        product,
+        &[("Period", "2"), ("MaxNoOfMachines", "5")],
+    )
+    .await;
+    let r = post(
+        app,
+        "/api/key/ExtendLicense",
+        &[
+            ("token", &tok),
+            ("ProductId", &pid),
+            ("Key", &short),
+            ("NoOfDays", "-3"),
+        ],
+    )
+    .await;
+    assert_eq!(r.body["result"], 0, "{}", r.body);
+    assert_error(
+        &act("c", tok.clone(), pid.clone(), short.clone()).await,
+        "The key has expired.",
+    );
+
+    // Cryptolens calls are in the audit log under the calling token.
+    let license = app.get(&format!("/v1/licenses/by-key/{key}")).await;
+    let events = app
+        .get(&format!("/v1/licenses/{}/events", license.body["id"]))
+        .await;
+    let actions: Vec<(String, String)> = events.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap().to_owned(),
+                e["actor"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        actions.iter().map(|(a, _)| a.as_str()).collect::<Vec<_>>(),
+        ["created", "activated", "blocked"]
+    );
+    assert!(actions.iter().all(|(_, actor)| actor.starts_with("token:")));
 }
 on_every_backend!(cryptolens_errors_use_the_sdk_messages, error_codes);
 
@@ -922,4 +969,171 @@ fn cli_creates_cryptolens_tokens_and_prints_the_rsa_key() {
     let (ok, _, err) = run(&["token", "create", "--cryptolens", "Fly"]);
     assert!(!ok);
     assert!(err.contains("Fly"), "{err}");
+}
+
+async fn concurrent_activations_keep_the_limit(app: &TestApp) {
+    let product = app.product("Crowded", &[]).await;
+    let tok = full_token(app).await;
+    let node = create_key(app, &tok, product, &[("MaxNoOfMachines", "3")]).await;
+    let floating = create_key(app, &tok, product, &[("MaxNoOfMachines", "2")]).await;
+    let pid = product.to_string();
+    let race = |key: String, interval: &'static str, overdraft: &'static str| {
+        let tok = tok.clone();
+        let pid = pid.clone();
+        async move {
+            let replies = futures::future::join_all((0..30).map(|i| {
+                let machine = format!("machine-{i}");
+                let (tok, pid, key) = (tok.clone(), pid.clone(), key.clone());
+                async move {
+                    post(
+                        app,
+                        "/api/key/Activate",
+                        &[
+                            ("token", tok.as_str()),
+                            ("ProductId", pid.as_str()),
+                            ("Key", key.as_str()),
+                            ("MachineCode", machine.as_str()),
+                            ("FloatingTimeInterval", interval),
+                            ("MaxOverdraft", overdraft),
+                        ],
+                    )
+                    .await
+                }
+            }))
+            .await;
+            let ok = replies.iter().filter(|r| r.body["result"] == 0).count();
+            let full = replies
+                .iter()
+                .filter(|r| {
+                    r.body["message"]
+                        == "Cannot activate the new device as the limit has been reached."
+                })
+                .count();
+            assert_eq!(ok + full, 30);
+            ok
+        }
+    };
+    assert_eq!(race(node.clone(), "0", "0").await, 3);
+    assert_eq!(race(floating.clone(), "600", "1").await, 3);
+    let r = post(
+        app,
+        "/api/key/GetKey",
+        &[
+            ("token", &tok),
+            ("ProductId", &pid),
+            ("Key", &floating),
+            ("SignMethod", "1"),
+        ],
+    )
+    .await;
+    let license: Value =
+        serde_json::from_slice(&B64.decode(r.body["licenseKey"].as_str().unwrap()).unwrap())
+            .unwrap();
+    let mids: Vec<&str> = license["ActivatedMachines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["Mid"].as_str().unwrap())
+        .collect();
+    assert_eq!(mids.len(), 3);
+    assert_eq!(
+        mids.iter()
+            .filter(|m| m.starts_with("floating:overdraft:"))
+            .count(),
+        1,
+        "{mids:?}"
+    );
+}
+on_every_backend!(
+    cryptolens_activations_keep_the_machine_limit_under_concurrency,
+    concurrent_activations_keep_the_limit
+);
+
+#[tokio::test]
+async fn cryptolens_program_calls_are_rate_limited_per_ip() {
+    use crate::helpers::{backends, spawn, TestDb};
+    let db = TestDb::create(&backends().remove(0)).await;
+    let app = spawn(
+        &db,
+        keyturn_http::HttpSettings {
+            rate_limit_per_minute: 60,
+            rate_limit_burst: 2,
+            ..keyturn_http::HttpSettings::default()
+        },
+    )
+    .await;
+    let product = app.product("Limited", &[]).await;
+    let tok = full_token(&app).await;
+    // Back-office methods are not limited.
+    let key = create_key(&app, &tok, product, &[]).await;
+    create_key(&app, &tok, product, &[]).await;
+    create_key(&app, &tok, product, &[]).await;
+    let pid = product.to_string();
+    let params = [("token", tok.as_str()), ("ProductId", &pid), ("Key", &key)];
+    assert_eq!(
+        post(&app, "/api/key/GetKey", &params).await.body["result"],
+        0
+    );
+    assert_eq!(
+        post(&app, "/api/key/GetKey", &params).await.body["result"],
+        0
+    );
+    let r = post(&app, "/api/key/GetKey", &params).await;
+    assert_eq!(r.status, 429);
+    assert_eq!(r.body["result"], 1);
+    app.stop().await;
+    db.remove().await;
+}
+
+/// Products from before the Cryptolens API get their RSA key on first use, stored once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn older_products_get_an_rsa_key_on_first_use() {
+    use crate::helpers::{backends, spawn, test_http, TestDb};
+    use sqlx::Row;
+    for backend in backends() {
+        let db = TestDb::create(&backend).await;
+        let app = spawn(&db, test_http()).await;
+        let product = app.product("Old", &[]).await;
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::AnyPool::connect(&db.any_url()).await.unwrap();
+        let count = |pool: sqlx::AnyPool| async move {
+            sqlx::query(
+                "SELECT COUNT(*) AS n FROM signing_keys WHERE product_id = $1 AND algorithm = 'rsa2048'",
+            )
+            .bind(product)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+            .get::<i64, _>("n")
+        };
+        sqlx::query("DELETE FROM signing_keys WHERE product_id = $1 AND algorithm = 'rsa2048'")
+            .bind(product)
+            .execute(&pool)
+            .await
+            .unwrap();
+        assert_eq!(count(pool.clone()).await, 0);
+        let first = rsa_key(&app, product).await;
+        assert_eq!(count(pool.clone()).await, 1);
+        assert_eq!(rsa_key(&app, product).await, first);
+        // Licenses it signs verify with that key.
+        let tok = full_token(&app).await;
+        let key = create_key(&app, &tok, product, &[]).await;
+        let pid = product.to_string();
+        let r = post(
+            &app,
+            "/api/key/GetKey",
+            &[
+                ("token", tok.as_str()),
+                ("ProductId", pid.as_str()),
+                ("Key", key.as_str()),
+                ("Sign", "true"),
+                ("SignMethod", "1"),
+            ],
+        )
+        .await;
+        verified_license(&r, &first);
+        pool.close().await;
+        app.stop().await;
+        db.remove().await;
+    }
 }

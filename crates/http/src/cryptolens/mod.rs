@@ -70,6 +70,12 @@ pub async fn dispatch(State(state): State<AppState>, request: Request) -> Respon
         Err(e) => return e.into_response(),
     };
     let ip = client_ip(&parts, state.settings.trust_forwarded_for);
+    // What end users' programs call is rate-limited per client IP, as on the native API.
+    if method.called_by_programs() && state.limiter.enabled() {
+        if let Some(Err(retry_after)) = ip.map(|ip| state.limiter.check(ip)) {
+            return ClError::TooManyRequests(retry_after).into_response();
+        }
+    }
     let principal = match params.text("token") {
         Some(token) => match state.app.authenticate(&token).await {
             Ok(p) => p,

@@ -41,6 +41,8 @@ pub enum ClError {
     MachineCodeTooLong,
     #[error("{0}")]
     Refused(String),
+    #[error("Too many requests; retry in {0} s.")]
+    TooManyRequests(u64),
     #[error("Unknown method {0:?}.")]
     UnknownMethod(String),
     #[error("Something went wrong.")]
@@ -78,13 +80,20 @@ impl IntoResponse for ClError {
         let status = match &self {
             ClError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             ClError::UnknownMethod(_) => StatusCode::NOT_FOUND,
+            ClError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             _ => StatusCode::OK,
         };
         if let ClError::IncorrectInput(detail) = &self {
             tracing::debug!(%detail, "cryptolens request refused");
         }
         let body = json!({"result": 1, "message": self.to_string()});
-        json_response(status, &body)
+        let mut response = json_response(status, &body);
+        if let ClError::TooManyRequests(secs) = self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
     }
 }
 
