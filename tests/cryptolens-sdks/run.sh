@@ -30,7 +30,7 @@ fail_setup() {
 
 echo "== building keyturn"
 cargo build -q -p keyturn || fail_setup "cargo build"
-bin=target/debug/keyturn
+bin="${CARGO_TARGET_DIR:-target}/debug/keyturn"
 
 echo "== installing $PY_SDK into a virtualenv"
 python3 -m venv "$work/venv" || fail_setup "python3 -m venv"
