@@ -10,6 +10,8 @@ use crate::{now, Actor, App, AppError, Page, PageRequest, Principal, Result};
 
 /// The most licenses one request may create.
 pub const MAX_QUANTITY: i64 = 1000;
+/// The most keys one import may carry.
+pub const MAX_IMPORT: usize = 10_000;
 const MAX_NOTES: usize = 10_000;
 const MAX_METADATA_BYTES: usize = 16 * 1024;
 
@@ -309,6 +311,63 @@ impl App {
             created.push(license);
         }
         Ok(created)
+    }
+
+    /// Imports licenses whose keys were issued elsewhere (another licensing server, a store),
+    /// all made from one spec, all or none. Returns how many were imported.
+    pub async fn import_licenses(
+        &self,
+        principal: &Principal,
+        spec: LicenseSpec,
+        keys: Vec<String>,
+    ) -> Result<u64> {
+        principal.require(Permission::LicensesWrite)?;
+        if spec.quantity.is_some() {
+            return Err(AppError::invalid(
+                "quantity",
+                "an import makes one license per key",
+            ));
+        }
+        if keys.is_empty() || keys.len() > MAX_IMPORT {
+            return Err(AppError::invalid(
+                "keys",
+                format!("must hold between 1 and {MAX_IMPORT} keys"),
+            ));
+        }
+        let mut seen = std::collections::HashSet::with_capacity(keys.len());
+        let mut parsed = Vec::with_capacity(keys.len());
+        for key in &keys {
+            let key = LicenseKey::parse(key)?.into_string();
+            if !seen.insert(key.clone()) {
+                return Err(AppError::invalid(
+                    "keys",
+                    format!("{key} appears more than once"),
+                ));
+            }
+            parsed.push(key);
+        }
+        let at = now();
+        let mut session = self.store.write().await?;
+        let new = self
+            .resolve_spec(&mut session, principal, &spec, at)
+            .await?;
+        if let Some(taken) = session.existing_keys(&parsed).await?.first() {
+            return Err(AppError::Conflict(format!(
+                "a license with key {taken} exists already"
+            )));
+        }
+        let details = json!({
+            "plan_id": new.plan_id,
+            "expires": new.expires,
+            "features": new.features,
+            "max_machines": new.max_machines,
+            "customer_id": new.customer_id,
+        });
+        let imported = session
+            .import_licenses(&new, &parsed, &principal.actor.label(), &details, at)
+            .await?;
+        session.commit().await?;
+        Ok(imported)
     }
 
     pub async fn license(&self, principal: &Principal, id: i64) -> Result<License> {

@@ -48,12 +48,31 @@ struct Entry {
     signed: SignedState,
 }
 
-#[derive(Clone, Default)]
-pub(crate) struct Signatures(Arc<Mutex<HashMap<SignatureSlot, Entry>>>);
+#[derive(Clone)]
+pub(crate) struct Signatures {
+    cache: Arc<Mutex<HashMap<SignatureSlot, Entry>>>,
+    reuse_for: Duration,
+}
+
+impl Default for Signatures {
+    fn default() -> Self {
+        Self {
+            cache: Arc::default(),
+            reuse_for: REUSE_FOR,
+        }
+    }
+}
 
 impl App {
+    /// How long a signature of an unchanged state is handed out again ([`REUSE_FOR`] unless
+    /// set); zero signs every reply afresh.
+    pub fn with_signature_reuse(mut self, reuse_for: std::time::Duration) -> Self {
+        self.signatures.reuse_for = Duration::from_std(reuse_for).unwrap_or(REUSE_FOR);
+        self
+    }
+
     /// Signs `render(sign_date)` with the product's RSA key, or hands out the signature made
-    /// within [`REUSE_FOR`] for the same slot when `render` would produce the same state. The
+    /// within the reuse time for the same slot when `render` would produce the same state. The
     /// state is what `render` returns for a fixed date, so only the sign date may differ.
     pub async fn sign_state(
         &self,
@@ -65,10 +84,11 @@ impl App {
         let at = now()
             .duration_trunc(Duration::seconds(1))
             .expect("truncating to seconds never overflows");
-        if let Some(entry) = self.signatures.0.lock().expect("lock").get(&slot) {
+        let reuse_for = self.signatures.reuse_for;
+        if let Some(entry) = self.signatures.cache.lock().expect("lock").get(&slot) {
             if entry.state == state
                 && at >= entry.signed.sign_date
-                && at - entry.signed.sign_date < REUSE_FOR
+                && at - entry.signed.sign_date < reuse_for
             {
                 return Ok(entry.signed.clone());
             }
@@ -81,7 +101,7 @@ impl App {
             message: message.into(),
             signature: signature.into(),
         };
-        let mut cache = self.signatures.0.lock().expect("lock");
+        let mut cache = self.signatures.cache.lock().expect("lock");
         if cache.len() >= CAPACITY {
             cache.clear();
         }

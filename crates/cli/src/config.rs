@@ -152,6 +152,10 @@ pub struct ServeArgs {
     /// Log format: text or json [default: text].
     #[arg(long, env = "KEYTURN_LOG_FORMAT")]
     pub log_format: Option<LogFormat>,
+    /// Seconds a Cryptolens-API signature of an unchanged license is handed out again (0: sign
+    /// every reply afresh).
+    #[arg(long, env = "KEYTURN_SIGNATURE_REUSE_SECONDS")]
+    pub signature_reuse_seconds: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
@@ -223,6 +227,7 @@ struct FileConfig {
     trust_forwarded_for: Option<bool>,
     max_body_bytes: Option<usize>,
     log_format: Option<LogFormat>,
+    signature_reuse_seconds: Option<u64>,
     stripe_webhook_secret: Option<String>,
     stripe_webhook_tolerance: Option<u64>,
     stripe_api_key: Option<String>,
@@ -263,6 +268,8 @@ pub struct Settings {
     pub providers: Providers,
     pub mail: MailSettings,
     pub log_format: LogFormat,
+    /// How long a signature of an unchanged license state is reused.
+    pub signature_reuse: Duration,
 }
 
 fn secrets(flag: &Option<String>, file: &Option<String>) -> Vec<String> {
@@ -459,6 +466,15 @@ impl Settings {
                 }
             },
             log_format: serve.log_format.or(file.log_format).unwrap_or_default(),
+            signature_reuse: match serve
+                .signature_reuse_seconds
+                .or(file.signature_reuse_seconds)
+            {
+                Some(seconds) => Duration::from_secs(seconds),
+                None => keyturn_app::REUSE_FOR
+                    .to_std()
+                    .expect("the default reuse time is positive"),
+            },
         })
     }
 }

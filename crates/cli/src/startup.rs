@@ -37,7 +37,7 @@ impl Application {
     /// caller can show it once), and binds the listener (port 0 picks a free port).
     pub async fn build(settings: &Settings) -> anyhow::Result<(Self, Option<TokenSecret>)> {
         let store = open_store(&settings.store).await?;
-        let app = App::new(store);
+        let app = App::new(store).with_signature_reuse(settings.signature_reuse);
         let admin = app.bootstrap_admin_token().await?;
         let listener = TcpListener::bind(settings.listen)
             .await

@@ -6,6 +6,18 @@ use sqlx::Row;
 use crate::time::{from_db, opt_from_db, to_db};
 use crate::{json_list, parse_json, Result, Session};
 
+/// Rows per multi-row statement on the bulk path: far below both databases' limits on bound
+/// parameters (SQLite 32766, PostgreSQL 65535).
+const IMPORT_CHUNK: usize = 1000;
+
+/// `$from, $from+1, …` for `n` values.
+fn placeholders(from: usize, n: usize) -> String {
+    (from..from + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// A license as the use cases have validated it, before it has an id.
 #[derive(Debug, Clone)]
 pub struct NewLicense {
@@ -110,6 +122,93 @@ impl Session {
         .fetch_optional(self.conn())
         .await?;
         row.as_ref().map(license).transpose()
+    }
+
+    /// Which of `keys` are taken already.
+    pub async fn existing_keys(&mut self, keys: &[String]) -> Result<Vec<String>> {
+        let mut found = Vec::new();
+        for chunk in keys.chunks(IMPORT_CHUNK) {
+            let list = placeholders(1, chunk.len());
+            let sql = format!("SELECT key FROM licenses WHERE key IN ({list})");
+            let mut query = sqlx::query_scalar::<_, String>(&sql);
+            for key in chunk {
+                query = query.bind(key);
+            }
+            found.extend(query.fetch_all(self.conn()).await?);
+        }
+        Ok(found)
+    }
+
+    /// Inserts one license per key, all alike but for the key, with an audit entry each, in
+    /// multi-row statements: the bulk path for keys issued elsewhere. A key that is taken fails
+    /// the whole call with [`crate::StoreError::Conflict`].
+    pub async fn import_licenses(
+        &mut self,
+        template: &NewLicense,
+        keys: &[String],
+        actor: &str,
+        details: &serde_json::Value,
+        now: DateTime<Utc>,
+    ) -> Result<u64> {
+        let features = json_list(&template.features);
+        let allowed = json_list(&template.allowed_machines);
+        let metadata = template.metadata.to_string();
+        let details = details.to_string();
+        let mut imported = 0;
+        for chunk in keys.chunks(IMPORT_CHUNK) {
+            // $1..$15 are the columns every row shares; each row adds its key.
+            let rows: Vec<String> = (0..chunk.len())
+                .map(|i| {
+                    format!(
+                        "(${}, $1, $2, $3, $4, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+                        16 + i
+                    )
+                })
+                .collect();
+            let sql = format!(
+                "INSERT INTO licenses (key, product_id, plan_id, customer_id, created_at, updated_at, \
+                 expires_at, period_days, features, max_machines, floating_lease_seconds, trial, \
+                 notes, blocked, metadata, trial_activation, allowed_machines) VALUES {} RETURNING id",
+                rows.join(", ")
+            );
+            let mut insert = sqlx::query_scalar::<_, i64>(&sql)
+                .bind(template.product_id)
+                .bind(template.plan_id)
+                .bind(template.customer_id)
+                .bind(to_db(now))
+                .bind(template.expires.map(to_db))
+                .bind(template.period_days)
+                .bind(&features)
+                .bind(template.max_machines)
+                .bind(template.floating_lease_seconds)
+                .bind(i64::from(template.trial))
+                .bind(&template.notes)
+                .bind(i64::from(template.blocked))
+                .bind(&metadata)
+                .bind(i64::from(template.trial_activation))
+                .bind(&allowed);
+            for key in chunk {
+                insert = insert.bind(key);
+            }
+            let ids = insert.fetch_all(self.conn()).await?;
+            let rows: Vec<String> = (0..ids.len())
+                .map(|i| format!("(${}, $1, $2, 'imported', $3)", 4 + i))
+                .collect();
+            let sql = format!(
+                "INSERT INTO license_events (license_id, at, actor, action, details) VALUES {}",
+                rows.join(", ")
+            );
+            let mut events = sqlx::query(&sql)
+                .bind(to_db(now))
+                .bind(actor)
+                .bind(&details);
+            for id in &ids {
+                events = events.bind(*id);
+            }
+            events.execute(self.conn()).await?;
+            imported += ids.len() as u64;
+        }
+        Ok(imported)
     }
 
     pub async fn license(&mut self, id: i64) -> Result<Option<License>> {

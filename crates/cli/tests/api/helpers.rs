@@ -224,6 +224,7 @@ pub async fn spawn_on(
         providers,
         mail,
         log_format: keyturn::config::LogFormat::Text,
+        signature_reuse: std::time::Duration::from_secs(900),
     };
     let (application, admin) = Application::build(&settings).await.expect("server starts");
     let admin = admin.expect("a new installation gets an admin token");

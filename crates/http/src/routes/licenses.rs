@@ -20,6 +20,7 @@ use crate::{ApiError, AppState};
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/licenses", get(list).post(create))
+        .route("/licenses/import", post(import))
         .route("/licenses/by-key/{key}", get(by_key))
         .route("/licenses/{id}", get(show).patch(update).delete(remove))
         .route("/licenses/{id}/extend", post(extend))
@@ -55,6 +56,29 @@ struct CreateBody {
     allowed_machines: Option<Vec<String>>,
 }
 
+impl CreateBody {
+    fn into_spec(self) -> LicenseSpec {
+        let b = self;
+        LicenseSpec {
+            product_id: b.product_id,
+            plan_id: b.plan_id,
+            period_days: b.period_days,
+            expires: b.expires,
+            max_machines: b.max_machines,
+            features: b.features,
+            floating_lease_seconds: b.floating_lease_seconds,
+            trial: b.trial,
+            customer_id: b.customer_id,
+            notes: b.notes,
+            metadata: b.metadata,
+            blocked: b.blocked,
+            quantity: b.quantity,
+            trial_activation: b.trial_activation,
+            allowed_machines: b.allowed_machines,
+        }
+    }
+}
+
 /// One license in, the license out; with `quantity`, `{"data": [...]}` whatever the number.
 async fn create(
     State(state): State<AppState>,
@@ -62,29 +86,37 @@ async fn create(
     Json(b): Json<CreateBody>,
 ) -> Result<Response, ApiError> {
     let batch = b.quantity.is_some();
-    let spec = LicenseSpec {
-        product_id: b.product_id,
-        plan_id: b.plan_id,
-        period_days: b.period_days,
-        expires: b.expires,
-        max_machines: b.max_machines,
-        features: b.features,
-        floating_lease_seconds: b.floating_lease_seconds,
-        trial: b.trial,
-        customer_id: b.customer_id,
-        notes: b.notes,
-        metadata: b.metadata,
-        blocked: b.blocked,
-        quantity: b.quantity,
-        trial_activation: b.trial_activation,
-        allowed_machines: b.allowed_machines,
-    };
-    let mut licenses = state.app.create_licenses(&principal, spec).await?;
+    let mut licenses = state.app.create_licenses(&principal, b.into_spec()).await?;
     Ok(if batch {
         (StatusCode::CREATED, axum::Json(json!({ "data": licenses }))).into_response()
     } else {
         (StatusCode::CREATED, axum::Json(licenses.remove(0))).into_response()
     })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ImportBody {
+    /// What every imported license is, as for creating one (without `quantity`).
+    license: CreateBody,
+    keys: Vec<String>,
+}
+
+/// Keys issued elsewhere become licenses, all or none: `{"imported": n}`.
+async fn import(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Json(b): Json<ImportBody>,
+) -> Result<Response, ApiError> {
+    let imported = state
+        .app
+        .import_licenses(&principal, b.license.into_spec(), b.keys)
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(json!({ "imported": imported })),
+    )
+        .into_response())
 }
 
 #[derive(Deserialize)]

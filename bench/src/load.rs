@@ -1,0 +1,224 @@
+//! A closed-loop HTTP/1.1 load generator: `connections` keep-alive connections, each sending its
+//! next request as soon as the previous reply is read, for a fixed time. Every scenario and the
+//! bare-HTTP ceiling go through this same client, so their figures differ only by the server.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1;
+use hyper::{Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+/// Builds the `n`-th request a connection sends (`n` counts across the connection's life, and
+/// `conn` tells connections apart so they can pick different keys or machines).
+pub type RequestFactory = Arc<dyn Fn(usize, u64) -> Request<Full<Bytes>> + Send + Sync>;
+
+#[derive(Debug, Clone)]
+pub struct LoadSpec {
+    pub connections: usize,
+    pub warmup: Duration,
+    pub duration: Duration,
+    /// The status that counts as success; anything else is an error.
+    pub expect: StatusCode,
+    /// Bytes a successful reply's body must contain (a status alone can hide a refusal).
+    pub must_contain: &'static str,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct LoadStats {
+    pub requests: u64,
+    pub errors: u64,
+    pub elapsed: Duration,
+    /// Latencies of the measured requests, in microseconds, sorted.
+    pub latencies_us: Vec<u32>,
+    pub first_error: Option<String>,
+}
+
+impl LoadStats {
+    pub fn throughput(&self) -> f64 {
+        self.requests as f64 / self.elapsed.as_secs_f64()
+    }
+
+    /// The `q`-quantile latency in milliseconds.
+    pub fn percentile_ms(&self, q: f64) -> f64 {
+        if self.latencies_us.is_empty() {
+            return f64::NAN;
+        }
+        let i = ((self.latencies_us.len() - 1) as f64 * q).round() as usize;
+        f64::from(self.latencies_us[i]) / 1000.0
+    }
+
+    /// Fails when any request failed: a figure made of error replies is no figure.
+    pub fn ensure_clean(&self, what: &str) -> anyhow::Result<()> {
+        if self.errors > 0 || self.requests == 0 {
+            bail!(
+                "{what}: {} of {} requests failed (first: {})",
+                self.errors,
+                self.requests + self.errors,
+                self.first_error.as_deref().unwrap_or("none")
+            );
+        }
+        Ok(())
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    needle.is_empty() || haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+struct Worker {
+    requests: u64,
+    errors: u64,
+    latencies_us: Vec<u32>,
+    first_error: Option<String>,
+}
+
+async fn connection(
+    addr: SocketAddr,
+    conn: usize,
+    make: RequestFactory,
+    expect: StatusCode,
+    must_contain: &'static str,
+    measure_from: Instant,
+    until: Instant,
+) -> anyhow::Result<Worker> {
+    let stream = TcpStream::connect(addr).await.context("connect")?;
+    stream.set_nodelay(true)?;
+    let (mut sender, driver) = http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(driver);
+    let mut worker = Worker {
+        requests: 0,
+        errors: 0,
+        latencies_us: Vec::with_capacity(1 << 16),
+        first_error: None,
+    };
+    let mut n = 0u64;
+    loop {
+        let start = Instant::now();
+        if start >= until {
+            break;
+        }
+        let request = make(conn, n);
+        n += 1;
+        sender.ready().await?;
+        let outcome = match sender.send_request(request).await {
+            Ok(response) => {
+                let status = response.status();
+                let body = response.into_body().collect().await?.to_bytes();
+                if status == expect && contains(&body, must_contain.as_bytes()) {
+                    Ok(())
+                } else {
+                    Err(format!("{status}: {}", String::from_utf8_lossy(&body)))
+                }
+            }
+            Err(e) => Err(e.to_string()),
+        };
+        let end = Instant::now();
+        if start < measure_from {
+            continue;
+        }
+        match outcome {
+            Ok(()) => {
+                worker.requests += 1;
+                let us = end.duration_since(start).as_micros();
+                worker
+                    .latencies_us
+                    .push(us.min(u128::from(u32::MAX)) as u32);
+            }
+            Err(e) => {
+                worker.errors += 1;
+                worker.first_error.get_or_insert(e);
+            }
+        }
+    }
+    Ok(worker)
+}
+
+/// Runs the load and merges what the connections saw.
+pub async fn run(
+    addr: SocketAddr,
+    spec: &LoadSpec,
+    make: RequestFactory,
+) -> anyhow::Result<LoadStats> {
+    let begin = Instant::now();
+    let measure_from = begin + spec.warmup;
+    let until = measure_from + spec.duration;
+    let tasks: Vec<_> = (0..spec.connections)
+        .map(|conn| {
+            tokio::spawn(connection(
+                addr,
+                conn,
+                make.clone(),
+                spec.expect,
+                spec.must_contain,
+                measure_from,
+                until,
+            ))
+        })
+        .collect();
+    let mut stats = LoadStats::default();
+    for task in tasks {
+        let worker = task.await??;
+        stats.requests += worker.requests;
+        stats.errors += worker.errors;
+        stats.latencies_us.extend(worker.latencies_us);
+        if stats.first_error.is_none() {
+            stats.first_error = worker.first_error;
+        }
+    }
+    stats.elapsed = Instant::now().saturating_duration_since(measure_from);
+    stats.latencies_us.sort_unstable();
+    Ok(stats)
+}
+
+/// A request with a body, as the scenarios send them.
+pub fn post(addr: SocketAddr, path: &str, content_type: &str, body: Bytes) -> Request<Full<Bytes>> {
+    Request::post(path)
+        .header(hyper::header::HOST, addr.to_string())
+        .header(hyper::header::CONTENT_TYPE, content_type)
+        .body(Full::new(body))
+        .expect("a valid request")
+}
+
+/// Sends a fixed set of requests over `connections` connections, each taking the next one as
+/// soon as it is free; returns the time until the last reply and every reply.
+pub async fn run_batch(
+    addr: SocketAddr,
+    connections: usize,
+    requests: Vec<Request<Full<Bytes>>>,
+) -> anyhow::Result<(std::time::Duration, Vec<(StatusCode, Bytes)>)> {
+    let queue = Arc::new(std::sync::Mutex::new(requests.into_iter()));
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..connections)
+        .map(|_| {
+            let queue = queue.clone();
+            tokio::spawn(async move {
+                let stream = TcpStream::connect(addr).await?;
+                stream.set_nodelay(true)?;
+                let (mut sender, driver) = http1::handshake(TokioIo::new(stream)).await?;
+                tokio::spawn(driver);
+                let mut replies = Vec::new();
+                loop {
+                    let next = queue.lock().expect("queue").next();
+                    let Some(request) = next else { break };
+                    sender.ready().await?;
+                    let response = sender.send_request(request).await?;
+                    let status = response.status();
+                    let body = response.into_body().collect().await?.to_bytes();
+                    replies.push((status, body));
+                }
+                anyhow::Ok(replies)
+            })
+        })
+        .collect();
+    let mut replies = Vec::new();
+    for task in tasks {
+        replies.extend(task.await??);
+    }
+    Ok((start.elapsed(), replies))
+}
