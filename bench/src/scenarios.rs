@@ -46,6 +46,9 @@ pub struct Options {
     /// License counts for the latency-versus-data-size figures.
     #[arg(long, value_delimiter = ',', default_value = "1000,100000,1000000")]
     pub sizes: Vec<usize>,
+    /// Run only these measurements (by number, e.g. `2,6`).
+    #[arg(long, value_delimiter = ',')]
+    pub only: Vec<String>,
     /// Distinct Stripe events to replay (one in five is delivered twice more).
     #[arg(long, default_value_t = 10_000)]
     pub stripe_events: usize,
@@ -76,6 +79,10 @@ impl Options {
             expect,
             must_contain,
         }
+    }
+
+    fn wants(&self, id: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|o| o == id)
     }
 
     /// The flags that differ from the defaults, for the reproduce line.
@@ -209,6 +216,26 @@ pub async fn run_all(options: &Options) -> anyhow::Result<Vec<Row>> {
 
 async fn measure(o: &Options, scratch: &mut Scratch) -> anyhow::Result<Vec<Row>> {
     let mut rows = Vec::new();
+    if o.wants("1") || o.wants("2") {
+        http_figures(o, scratch, &mut rows).await?;
+    }
+    if o.wants("3") {
+        rsa_figures(o, scratch, &mut rows).await?;
+    }
+    if o.wants("4") || o.wants("5") {
+        write_figures(o, scratch, &mut rows).await?;
+    }
+    if o.wants("6") {
+        size_figures(o, scratch, &mut rows).await?;
+    }
+    Ok(rows)
+}
+
+async fn http_figures(
+    o: &Options,
+    scratch: &mut Scratch,
+    rows: &mut Vec<Row>,
+) -> anyhow::Result<()> {
     eprintln!("1. bare-HTTP ceiling");
     let ceiling = bare_http(o).await?;
     rows.push(Row::new(
@@ -244,6 +271,14 @@ async fn measure(o: &Options, scratch: &mut Scratch) -> anyhow::Result<Vec<Row>>
         );
     }
 
+    Ok(())
+}
+
+async fn rsa_figures(
+    o: &Options,
+    scratch: &mut Scratch,
+    rows: &mut Vec<Row>,
+) -> anyhow::Result<()> {
     eprintln!("3. RSA and Cryptolens Activate");
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let seconds = Duration::from_secs(o.seconds.min(5));
@@ -284,6 +319,14 @@ async fn measure(o: &Options, scratch: &mut Scratch) -> anyhow::Result<Vec<Row>>
         .target(Target::AtLeast(1.0)),
     );
 
+    Ok(())
+}
+
+async fn write_figures(
+    o: &Options,
+    scratch: &mut Scratch,
+    rows: &mut Vec<Row>,
+) -> anyhow::Result<()> {
     eprintln!("4. activation writes");
     let mut databases = vec![scratch.sqlite("writes")];
     if let Some(db) = scratch.postgres().await? {
@@ -292,6 +335,10 @@ async fn measure(o: &Options, scratch: &mut Scratch) -> anyhow::Result<Vec<Row>>
     let mut commit_ceilings = Vec::new();
     for db in &databases {
         let commits = raw_commits(o, db, scratch.dir.path()).await?;
+        commit_ceilings.push(commits);
+        if !o.wants("4") {
+            continue;
+        }
         let stats = activation_writes(o, db).await?;
         rows.push(
             Row::new(
@@ -305,9 +352,11 @@ async fn measure(o: &Options, scratch: &mut Scratch) -> anyhow::Result<Vec<Row>>
             )
             .note("each a new machine on one of the licenses; 201 checked"),
         );
-        commit_ceilings.push(commits);
     }
 
+    if !o.wants("5") {
+        return Ok(());
+    }
     eprintln!("5. Stripe webhooks");
     let mut databases = vec![scratch.sqlite("stripe")];
     if let Some(db) = scratch.postgres().await? {
@@ -339,6 +388,14 @@ async fn measure(o: &Options, scratch: &mut Scratch) -> anyhow::Result<Vec<Row>>
         rows.push(row);
     }
 
+    Ok(())
+}
+
+async fn size_figures(
+    o: &Options,
+    scratch: &mut Scratch,
+    rows: &mut Vec<Row>,
+) -> anyhow::Result<()> {
     eprintln!("6. validate latency against data size");
     let sizes = data_size(o, &scratch.sqlite("sizes")).await?;
     if let Some((first, base)) = sizes.first().cloned() {
@@ -368,7 +425,7 @@ async fn measure(o: &Options, scratch: &mut Scratch) -> anyhow::Result<Vec<Row>>
             );
         }
     }
-    Ok(rows)
+    Ok(())
 }
 
 /// A factory that hands connection `conn` its `n`-th body, spread over `bodies`.

@@ -10,6 +10,7 @@ use keyturn_core::{
 };
 use serde_json::json;
 
+use crate::cache::LicenseState;
 use crate::licenses::record;
 use crate::{now, Actor, App, AppError, Principal, Result};
 
@@ -78,15 +79,15 @@ impl App {
                 "must be between 0 and 1000000",
             ));
         }
+        let state = self
+            .license_state(key.as_str())
+            .await?
+            .ok_or(AppError::NotFound("license"))?;
+        if let Some(outcome) = self.check_in(&state, &req, &fingerprint, name.as_deref())? {
+            return Ok(outcome);
+        }
         let actor = req.actor.unwrap_or(Actor::Licensee);
-        let id = self
-            .store
-            .read()
-            .await?
-            .license_by_key(key.as_str())
-            .await?
-            .ok_or(AppError::NotFound("license"))?
-            .id;
+        let id = state.license.id;
         let mut session = self.store.write().await?;
         let mut license = session
             .lock_license(id)
@@ -189,6 +190,69 @@ impl App {
             activation,
             created: true,
         })
+    }
+
+    /// A node-locked machine activating again with nothing new to record: answered from what
+    /// is known, without a write. Its check-in time (and address) is written later with others
+    /// in one transaction ([`App::flush_check_ins`]). Anything else — a lease to renew, a new
+    /// name, a fingerprint that matches only loosely — takes the locked path.
+    fn check_in(
+        &self,
+        state: &LicenseState,
+        req: &ActivationRequest,
+        fingerprint: &Fingerprint,
+        name: Option<&str>,
+    ) -> Result<Option<ActivationOutcome>> {
+        let at = now();
+        if req.lease_seconds.is_some() || state.license.lease_until(at).is_some() {
+            return Ok(None);
+        }
+        let Some(known) = state
+            .activations
+            .iter()
+            .find(|a| a.fingerprint == fingerprint.as_str() && a.lease_expires.is_none())
+        else {
+            return Ok(None);
+        };
+        if name.is_some_and(|n| Some(n) != known.name.as_deref()) {
+            return Ok(None);
+        }
+        admit_known_machine(&state.license, req.product_id, at).map_err(AppError::Refused)?;
+        let mut activation = known.clone();
+        activation.last_seen = at;
+        if req.ip.is_some() {
+            activation.ip = req.ip.clone();
+        }
+        self.check_ins.note(&activation);
+        Ok(Some(ActivationOutcome {
+            license: state.license.clone(),
+            activation,
+            created: false,
+        }))
+    }
+
+    /// Writes the check-ins noted since the last call, in one transaction; returns how many.
+    /// The server calls this every few seconds and on shutdown.
+    pub async fn flush_check_ins(&self) -> Result<usize> {
+        let batch = self.check_ins.take();
+        if batch.is_empty() {
+            return Ok(0);
+        }
+        let written = async {
+            let mut session = self.store.write().await?;
+            for a in &batch {
+                session
+                    .record_check_in(a.id, a.ip.as_deref(), a.last_seen)
+                    .await?;
+            }
+            session.commit().await
+        }
+        .await;
+        if let Err(e) = written {
+            self.check_ins.restore(batch);
+            return Err(e.into());
+        }
+        Ok(batch.len())
     }
 
     /// Frees a machine's seat, as the program on that machine asks with the key. Returns the
@@ -307,8 +371,7 @@ impl App {
             .map(Fingerprint::parse)
             .transpose()?;
         let features = FeatureName::parse_list(&q.features)?;
-        let mut session = self.store.read().await?;
-        let Some(license) = session.license_by_key(key.as_str()).await? else {
+        let Some(state) = self.license_state(key.as_str()).await? else {
             return Ok(ValidationReply {
                 outcome: ValidationOutcome::not_found(),
                 license: None,
@@ -317,10 +380,10 @@ impl App {
         };
         let at = now();
         let live = match fingerprint {
-            Some(_) => session.live_activations(license.id, at).await?,
+            Some(_) => state.live(at),
             None => Vec::new(),
         };
-        drop(session);
+        let license = state.license.clone();
         let outcome = validate(
             &license,
             &live,
@@ -336,5 +399,33 @@ impl App {
             product_id: q.product_id.or(Some(license.product_id)),
             license: Some(license),
         })
+    }
+}
+
+/// Check-ins of known machines waiting to be written, by activation id (the latest wins).
+#[derive(Clone, Default)]
+pub(crate) struct CheckIns(
+    std::sync::Arc<std::sync::Mutex<std::collections::HashMap<i64, Activation>>>,
+);
+
+impl CheckIns {
+    fn note(&self, activation: &Activation) {
+        self.0
+            .lock()
+            .expect("check-ins lock")
+            .insert(activation.id, activation.clone());
+    }
+
+    fn take(&self) -> Vec<Activation> {
+        let mut pending = self.0.lock().expect("check-ins lock");
+        std::mem::take(&mut *pending).into_values().collect()
+    }
+
+    /// Puts back a batch that could not be written, unless newer check-ins replaced it.
+    fn restore(&self, batch: Vec<Activation>) {
+        let mut pending = self.0.lock().expect("check-ins lock");
+        for a in batch {
+            pending.entry(a.id).or_insert(a);
+        }
     }
 }

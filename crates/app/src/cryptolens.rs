@@ -134,14 +134,13 @@ impl App {
         principal.require(method)?;
         principal.require_product(product_id)?;
         let key = LicenseKey::parse(key)?;
-        let mut session = self.store.read().await?;
-        session
-            .product(product_id)
+        self.product_row(product_id)
             .await?
             .ok_or(AppError::NotFound("product"))?;
-        let license = session
-            .license_by_key(key.as_str())
+        let license = self
+            .license_state(key.as_str())
             .await?
+            .map(|s| s.license.clone())
             .filter(|l| l.product_id == product_id)
             .ok_or(AppError::NotFound("license"))?;
         principal.require_method(method, Some(product_id), Some(license.id))?;
@@ -150,19 +149,23 @@ impl App {
 
     /// The reply view of a license as it is now.
     pub async fn cl_view(&self, license: License) -> Result<ClLicense> {
-        let mut session = self.store.read().await?;
-        let product = session
-            .product(license.product_id)
+        let product = self
+            .product_row(license.product_id)
             .await?
             .ok_or(AppError::NotFound("product"))?;
         let customer = match license.customer_id {
-            Some(id) => session.customer(id).await?,
+            Some(id) => self.customer_row(id).await?.map(|c| (*c).clone()),
             None => None,
         };
-        let machines = session.live_activations(license.id, now()).await?;
+        let machines = self
+            .license_state(&license.key)
+            .await?
+            .filter(|s| s.license.id == license.id)
+            .map(|s| s.live(now()))
+            .unwrap_or_default();
         Ok(ClLicense {
             license,
-            product_features: product.features,
+            product_features: product.features.clone(),
             customer,
             machines,
         })

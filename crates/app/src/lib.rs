@@ -3,6 +3,7 @@
 //! the change in one transaction together with its audit entry.
 
 mod activations;
+mod cache;
 mod catalog;
 mod cryptolens;
 mod customers;
@@ -22,6 +23,7 @@ use chrono::{DateTime, Utc};
 use keyturn_store::Store;
 
 pub use activations::{ActivationOutcome, ActivationRequest, ValidationQuery, ValidationReply};
+pub use cache::DEFAULT_CAPACITY as DEFAULT_LICENSE_CACHE;
 pub use catalog::{NewPlanInput, NewProductInput, PlanPatch, ProductPatch};
 pub use cryptolens::{
     ClActivation, ClCreated, ClKeyPage, ClLicense, ClNewKey, KEYS_PER_PAGE, TRIAL_DAYS,
@@ -102,14 +104,18 @@ pub struct App {
     store: Store,
     signers: signers::Signers,
     signatures: signatures::Signatures,
+    cache: cache::Cache,
+    check_ins: activations::CheckIns,
 }
 
 impl App {
     pub fn new(store: Store) -> Self {
         Self {
+            cache: cache::Cache::new(cache::DEFAULT_CAPACITY, store.changes()),
             store,
             signers: signers::Signers::default(),
             signatures: signatures::Signatures::default(),
+            check_ins: activations::CheckIns::default(),
         }
     }
 

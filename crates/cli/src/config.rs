@@ -156,6 +156,9 @@ pub struct ServeArgs {
     /// every reply afresh).
     #[arg(long, env = "KEYTURN_SIGNATURE_REUSE_SECONDS")]
     pub signature_reuse_seconds: Option<u64>,
+    /// Licenses kept in memory for validation and activation (0: read the database each time).
+    #[arg(long, env = "KEYTURN_LICENSE_CACHE_ENTRIES")]
+    pub license_cache_entries: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
@@ -228,6 +231,7 @@ struct FileConfig {
     max_body_bytes: Option<usize>,
     log_format: Option<LogFormat>,
     signature_reuse_seconds: Option<u64>,
+    license_cache_entries: Option<usize>,
     stripe_webhook_secret: Option<String>,
     stripe_webhook_tolerance: Option<u64>,
     stripe_api_key: Option<String>,
@@ -270,6 +274,8 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// How long a signature of an unchanged license state is reused.
     pub signature_reuse: Duration,
+    /// How many licenses the hot paths keep in memory.
+    pub license_cache_entries: usize,
 }
 
 fn secrets(flag: &Option<String>, file: &Option<String>) -> Vec<String> {
@@ -466,6 +472,10 @@ impl Settings {
                 }
             },
             log_format: serve.log_format.or(file.log_format).unwrap_or_default(),
+            license_cache_entries: serve
+                .license_cache_entries
+                .or(file.license_cache_entries)
+                .unwrap_or(keyturn_app::DEFAULT_LICENSE_CACHE),
             signature_reuse: match serve
                 .signature_reuse_seconds
                 .or(file.signature_reuse_seconds)

@@ -30,6 +30,19 @@ pub struct Application {
     router: axum::Router,
     app: App,
     mail: MailWorker,
+    check_ins: tokio::task::JoinHandle<()>,
+}
+
+/// How often known machines' check-ins are written.
+const CHECK_IN_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
+async fn write_check_ins(app: App) {
+    loop {
+        tokio::time::sleep(CHECK_IN_INTERVAL).await;
+        if let Err(e) = app.flush_check_ins().await {
+            tracing::warn!(error = %e, "cannot write check-ins; will retry");
+        }
+    }
 }
 
 impl Application {
@@ -37,12 +50,16 @@ impl Application {
     /// caller can show it once), and binds the listener (port 0 picks a free port).
     pub async fn build(settings: &Settings) -> anyhow::Result<(Self, Option<TokenSecret>)> {
         let store = open_store(&settings.store).await?;
-        let app = App::new(store).with_signature_reuse(settings.signature_reuse);
+        store.follow_changes();
+        let app = App::new(store)
+            .with_signature_reuse(settings.signature_reuse)
+            .with_license_cache(settings.license_cache_entries);
         let admin = app.bootstrap_admin_token().await?;
         let listener = TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
         let mail = MailWorker::start(app.clone(), settings.mail.clone())?;
+        let check_ins = tokio::spawn(write_check_ins(app.clone()));
         let router = keyturn_http::router(
             app.clone(),
             settings.http.clone(),
@@ -54,6 +71,7 @@ impl Application {
                 router,
                 app,
                 mail,
+                check_ins,
             },
             admin,
         ))
@@ -81,6 +99,10 @@ impl Application {
             .with_graceful_shutdown(shutdown)
             .await?;
         self.mail.stop().await;
+        self.check_ins.abort();
+        if let Err(e) = self.app.flush_check_ins().await {
+            tracing::warn!(error = %e, "cannot write the last check-ins");
+        }
         self.app.store().close().await;
         Ok(())
     }

@@ -4,7 +4,7 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use crate::time::{from_db, opt_from_db, to_db};
-use crate::{Result, Session};
+use crate::{Change, Result, Session};
 
 const COLUMNS: &str =
     "id, license_id, fingerprint, name, ip, created_at, last_seen_at, lease_expires_at, overdraft";
@@ -36,6 +36,18 @@ impl Session {
         ))
         .bind(license_id)
         .bind(to_db(now))
+        .fetch_all(self.conn())
+        .await?;
+        rows.iter().map(activation).collect()
+    }
+
+    /// All of a license's activations, lapsed leases included, oldest first: for a caller
+    /// that filters by time itself, later.
+    pub async fn all_activations(&mut self, license_id: i64) -> Result<Vec<Activation>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM activations WHERE license_id = $1 ORDER BY created_at, id"
+        ))
+        .bind(license_id)
         .fetch_all(self.conn())
         .await?;
         rows.iter().map(activation).collect()
@@ -102,6 +114,7 @@ impl Session {
         .bind(i64::from(overdraft))
         .fetch_one(self.conn())
         .await?;
+        self.touch(Change::License(license_id));
         activation(&row)
     }
 
@@ -125,15 +138,42 @@ impl Session {
         .bind(id)
         .fetch_one(self.conn())
         .await?;
-        activation(&row)
+        let renewed = activation(&row)?;
+        self.touch(Change::License(renewed.license_id));
+        Ok(renewed)
+    }
+
+    /// A known machine was seen again. Not told as a change: nothing a reply is built from
+    /// depends on it beyond what readers may show a few seconds late.
+    pub async fn record_check_in(
+        &mut self,
+        id: i64,
+        ip: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE activations SET ip = COALESCE($1, ip), last_seen_at = $2 \
+             WHERE id = $3 AND last_seen_at < $2",
+        )
+        .bind(ip)
+        .bind(to_db(at))
+        .bind(id)
+        .execute(self.conn())
+        .await?;
+        Ok(())
     }
 
     pub async fn delete_activation(&mut self, id: i64) -> Result<bool> {
-        let done = sqlx::query("DELETE FROM activations WHERE id = $1")
-            .bind(id)
-            .execute(self.conn())
-            .await?;
-        Ok(done.rows_affected() > 0)
+        let license = sqlx::query_scalar::<_, i64>(
+            "DELETE FROM activations WHERE id = $1 RETURNING license_id",
+        )
+        .bind(id)
+        .fetch_optional(self.conn())
+        .await?;
+        if let Some(license) = license {
+            self.touch(Change::License(license));
+        }
+        Ok(license.is_some())
     }
 
     /// Forgets floating activations whose lease has lapsed; they no longer hold a seat.
@@ -150,6 +190,9 @@ impl Session {
         .bind(to_db(now))
         .execute(self.conn())
         .await?;
+        if done.rows_affected() > 0 {
+            self.touch(Change::License(license_id));
+        }
         Ok(done.rows_affected())
     }
 }

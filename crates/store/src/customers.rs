@@ -87,6 +87,7 @@ impl Session {
             .bind(c.id)
             .execute(self.conn())
             .await?;
+        self.touch(crate::Change::Customer(c.id));
         Ok(())
     }
 }

@@ -6,6 +6,7 @@
 //! committed with [`Session::commit`].
 
 mod activations;
+mod changes;
 mod customers;
 mod error;
 mod events;
@@ -26,6 +27,7 @@ use std::time::Duration;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 
+pub use changes::{Change, Changes};
 pub use error::StoreError;
 pub use licenses::{LicenseFilter, NewLicense};
 pub use outbox::QueuedMail;
@@ -50,6 +52,8 @@ pub struct Store {
     /// lose its snapshot to another writer of this process.
     write: AnyPool,
     dialect: Dialect,
+    changes: Changes,
+    url: String,
 }
 
 impl std::fmt::Debug for Store {
@@ -101,6 +105,9 @@ impl Store {
                 read,
                 write,
                 dialect: Dialect::Sqlite,
+                // One process owns an SQLite database's writes (see `follow_changes`).
+                changes: Changes::new(true),
+                url: url.to_owned(),
             })
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let pool = AnyPoolOptions::new()
@@ -112,6 +119,8 @@ impl Store {
                 read: pool.clone(),
                 write: pool,
                 dialect: Dialect::Postgres,
+                changes: Changes::new(false),
+                url: url.to_owned(),
             })
         } else {
             Err(StoreError::Config(
@@ -135,6 +144,21 @@ impl Store {
         self.dialect
     }
 
+    /// Where committed changes are told.
+    pub fn changes(&self) -> &Changes {
+        &self.changes
+    }
+
+    /// Starts following the changes other nodes commit (PostgreSQL); until then, and whenever
+    /// the notification connection is down, [`Changes::healthy`] is false. SQLite needs
+    /// nothing: its writes come from this process (the CLI writing to a served SQLite file
+    /// is the exception, which caches bound by age).
+    pub fn follow_changes(&self) {
+        if self.dialect == Dialect::Postgres {
+            self.changes.follow(self.url.clone());
+        }
+    }
+
     /// A connection for reads outside any transaction.
     pub async fn read(&self) -> Result<Session> {
         Ok(Session::pooled(self.read.acquire().await?, self.dialect))
@@ -145,6 +169,7 @@ impl Store {
         Ok(Session::transaction(
             self.write.begin().await?,
             self.dialect,
+            self.changes.clone(),
         ))
     }
 

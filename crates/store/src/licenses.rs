@@ -4,7 +4,7 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use crate::time::{from_db, opt_from_db, to_db};
-use crate::{json_list, parse_json, Result, Session};
+use crate::{json_list, parse_json, Change, Result, Session};
 
 /// Rows per multi-row statement on the bulk path: far below both databases' limits on bound
 /// parameters (SQLite 32766, PostgreSQL 65535).
@@ -306,6 +306,7 @@ impl Session {
         .bind(l.id)
         .execute(self.conn())
         .await?;
+        self.touch(Change::License(l.id));
         Ok(())
     }
 
@@ -323,6 +324,7 @@ impl Session {
             .bind(id)
             .execute(self.conn())
             .await?;
+        self.touch(Change::License(id));
         Ok(done.rows_affected() > 0)
     }
 

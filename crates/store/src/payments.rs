@@ -535,6 +535,7 @@ impl Session {
             .bind(license_id)
             .execute(self.conn())
             .await?;
+        self.touch(crate::Change::License(license_id));
         Ok(())
     }
 

@@ -68,6 +68,7 @@ impl Session {
             .bind(p.id)
             .execute(self.conn())
             .await?;
+        self.touch(crate::Change::Product(p.id));
         Ok(())
     }
 

@@ -2,7 +2,8 @@ use sqlx::pool::PoolConnection;
 use sqlx::AnyConnection;
 use sqlx::{Any, Transaction};
 
-use crate::{Dialect, Result};
+use crate::changes::{payload, CHANNEL};
+use crate::{Change, Changes, Dialect, Result};
 
 enum Handle {
     Pooled(PoolConnection<Any>),
@@ -14,6 +15,9 @@ enum Handle {
 pub struct Session {
     handle: Handle,
     pub(crate) dialect: Dialect,
+    /// What this transaction changed, told on commit.
+    touched: Vec<Change>,
+    changes: Option<Changes>,
 }
 
 impl Session {
@@ -21,13 +25,28 @@ impl Session {
         Self {
             handle: Handle::Pooled(conn),
             dialect,
+            touched: Vec::new(),
+            changes: None,
         }
     }
 
-    pub(crate) fn transaction(tx: Transaction<'static, Any>, dialect: Dialect) -> Self {
+    pub(crate) fn transaction(
+        tx: Transaction<'static, Any>,
+        dialect: Dialect,
+        changes: Changes,
+    ) -> Self {
         Self {
             handle: Handle::Transaction(tx),
             dialect,
+            touched: Vec::new(),
+            changes: Some(changes),
+        }
+    }
+
+    /// Notes a change that readers holding the row in memory must hear of.
+    pub(crate) fn touch(&mut self, change: Change) {
+        if !self.touched.contains(&change) {
+            self.touched.push(change);
         }
     }
 
@@ -40,8 +59,19 @@ impl Session {
 
     /// Commits a transaction; a no-op for a read session.
     pub async fn commit(self) -> Result<()> {
-        if let Handle::Transaction(tx) = self.handle {
+        if let Handle::Transaction(mut tx) = self.handle {
+            if self.dialect == Dialect::Postgres && !self.touched.is_empty() {
+                // Delivered to every listening node when, and only if, this commits.
+                sqlx::query("SELECT pg_notify($1, $2)")
+                    .bind(CHANNEL)
+                    .bind(payload(&self.touched))
+                    .execute(&mut *tx)
+                    .await?;
+            }
             tx.commit().await?;
+            if let Some(changes) = &self.changes {
+                changes.publish(&self.touched);
+            }
         }
         Ok(())
     }

@@ -225,6 +225,7 @@ pub async fn spawn_on(
         mail,
         log_format: keyturn::config::LogFormat::Text,
         signature_reuse: std::time::Duration::from_secs(900),
+        license_cache_entries: keyturn_app::DEFAULT_LICENSE_CACHE,
     };
     let (application, admin) = Application::build(&settings).await.expect("server starts");
     let admin = admin.expect("a new installation gets an admin token");

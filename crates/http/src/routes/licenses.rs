@@ -20,7 +20,11 @@ use crate::{ApiError, AppState};
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/licenses", get(list).post(create))
-        .route("/licenses/import", post(import))
+        .route(
+            "/licenses/import",
+            // 10,000 keys do not fit the general body limit.
+            post(import).layer(axum::extract::DefaultBodyLimit::max(IMPORT_BODY_BYTES)),
+        )
         .route("/licenses/by-key/{key}", get(by_key))
         .route("/licenses/{id}", get(show).patch(update).delete(remove))
         .route("/licenses/{id}/extend", post(extend))
@@ -35,6 +39,9 @@ pub fn router() -> Router<AppState> {
 }
 
 type Reply<T> = Result<axum::Json<T>, ApiError>;
+
+/// Room for an import of the most keys allowed, each up to 128 characters.
+const IMPORT_BODY_BYTES: usize = 2 * 1024 * 1024;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -1,0 +1,149 @@
+//! What committed transactions changed, told to whoever keeps rows in memory.
+//!
+//! A write [`Session`](crate::Session) notes each license, product or customer it changes; on
+//! commit the notes go to this process's subscribers and, on PostgreSQL, to every other node
+//! through `NOTIFY` (delivered by PostgreSQL only once the transaction commits). A node whose
+//! notification connection is down reports itself unhealthy, so caches stop serving until it
+//! is back and everything has been dropped once.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+/// PostgreSQL's limit on a notification payload is 8000 bytes; past it, say "everything".
+const MAX_PAYLOAD: usize = 7900;
+pub(crate) const CHANNEL: &str = "keyturn_changes";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Change {
+    License(i64),
+    Product(i64),
+    Customer(i64),
+    /// Anything may have changed (notifications were missed).
+    All,
+}
+
+impl Change {
+    fn encode(self) -> String {
+        match self {
+            Change::License(id) => format!("l{id}"),
+            Change::Product(id) => format!("p{id}"),
+            Change::Customer(id) => format!("c{id}"),
+            Change::All => "*".into(),
+        }
+    }
+
+    fn decode(s: &str) -> Change {
+        let id = s.get(1..).and_then(|n| n.parse().ok());
+        match (s.as_bytes().first(), id) {
+            (Some(b'l'), Some(id)) => Change::License(id),
+            (Some(b'p'), Some(id)) => Change::Product(id),
+            (Some(b'c'), Some(id)) => Change::Customer(id),
+            _ => Change::All,
+        }
+    }
+}
+
+pub(crate) fn payload(changes: &[Change]) -> String {
+    let text = changes
+        .iter()
+        .map(|c| c.encode())
+        .collect::<Vec<_>>()
+        .join(",");
+    if text.len() > MAX_PAYLOAD {
+        Change::All.encode()
+    } else {
+        text
+    }
+}
+
+fn parse(payload: &str) -> Vec<Change> {
+    payload.split(',').map(Change::decode).collect()
+}
+
+type Subscriber = Arc<dyn Fn(&[Change]) + Send + Sync>;
+
+/// The subscribers of one store.
+#[derive(Clone)]
+pub struct Changes {
+    subscribers: Arc<RwLock<Vec<Subscriber>>>,
+    healthy: Arc<AtomicBool>,
+}
+
+impl Changes {
+    pub(crate) fn new(healthy: bool) -> Self {
+        Self {
+            subscribers: Arc::default(),
+            healthy: Arc::new(AtomicBool::new(healthy)),
+        }
+    }
+
+    pub fn subscribe(&self, f: impl Fn(&[Change]) + Send + Sync + 'static) {
+        self.subscribers.write().expect("lock").push(Arc::new(f));
+    }
+
+    /// Whether every change made anywhere reaches this process: always on SQLite, and on
+    /// PostgreSQL while the notification connection is up.
+    pub fn healthy(&self) -> bool {
+        self.healthy.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn publish(&self, changes: &[Change]) {
+        if changes.is_empty() {
+            return;
+        }
+        for s in self.subscribers.read().expect("lock").iter() {
+            s(changes);
+        }
+    }
+
+    fn set_healthy(&self, healthy: bool) {
+        self.healthy.store(healthy, Ordering::Release);
+    }
+
+    /// Follows other nodes' changes on PostgreSQL for as long as the process runs.
+    pub(crate) fn follow(&self, url: String) {
+        let changes = self.clone();
+        tokio::spawn(async move {
+            loop {
+                match listen(&url).await {
+                    Ok(mut listener) => {
+                        // Whatever changed while nobody listened is unknown.
+                        changes.publish(&[Change::All]);
+                        changes.set_healthy(true);
+                        while let Ok(Some(n)) = listener.try_recv().await {
+                            changes.publish(&parse(n.payload()));
+                        }
+                        tracing::warn!("lost the change notification connection; reconnecting");
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot listen for change notifications; retrying");
+                    }
+                }
+                changes.set_healthy(false);
+                changes.publish(&[Change::All]);
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        });
+    }
+}
+
+async fn listen(url: &str) -> Result<sqlx::postgres::PgListener, sqlx::Error> {
+    let mut listener = sqlx::postgres::PgListener::connect(url).await?;
+    listener.listen(CHANNEL).await?;
+    Ok(listener)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads_round_trip_and_overflow_to_everything() {
+        let changes = [Change::License(7), Change::Product(2), Change::Customer(31)];
+        assert_eq!(parse(&payload(&changes)), changes);
+        let many: Vec<Change> = (0..5000).map(Change::License).collect();
+        assert_eq!(parse(&payload(&many)), [Change::All]);
+        assert_eq!(parse("garbage"), [Change::All]);
+    }
+}
