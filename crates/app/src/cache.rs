@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use keyturn_core::{Activation, Customer, License, Product};
+use keyturn_core::{AccessToken, Activation, Customer, License, Product, TokenHash};
 use keyturn_store::{Change, Changes};
 
 use crate::{App, Result};
@@ -94,6 +94,8 @@ struct Inner {
     license_keys: HashMap<i64, String>,
     products: Table<i64, Product>,
     customers: Table<i64, Customer>,
+    tokens: Table<String, AccessToken>,
+    token_hashes: HashMap<i64, String>,
 }
 
 impl Inner {
@@ -130,11 +132,18 @@ impl Inner {
             Change::Customer(id) => {
                 self.customers.rows.remove(&id);
             }
+            Change::Token(id) => {
+                if let Some(hash) = self.token_hashes.remove(&id) {
+                    self.tokens.rows.remove(&hash);
+                }
+            }
             Change::All => {
                 self.licenses.rows.clear();
                 self.license_keys.clear();
                 self.products.rows.clear();
                 self.customers.rows.clear();
+                self.tokens.rows.clear();
+                self.token_hashes.clear();
             }
         }
     }
@@ -203,6 +212,27 @@ impl Cache {
         }
     }
 
+    pub fn token(&self, hash: &str) -> Option<Arc<AccessToken>> {
+        if !self.serving() {
+            return None;
+        }
+        self.lock().tokens.get(hash)
+    }
+
+    pub fn put_token(&self, since: u64, hash: String, token: Arc<AccessToken>) {
+        if !self.serving() {
+            return;
+        }
+        let mut inner = self.lock();
+        if inner.unchanged_since(since, Change::Token(token.id)) {
+            if inner.tokens.rows.len() >= self.capacity {
+                inner.token_hashes.clear();
+            }
+            inner.token_hashes.insert(token.id, hash.clone());
+            inner.tokens.put(hash, token, self.capacity);
+        }
+    }
+
     pub fn product(&self, id: i64) -> Option<Arc<Product>> {
         if !self.serving() {
             return None;
@@ -245,7 +275,8 @@ impl App {
     /// Keeps up to `capacity` licenses in memory for the hot paths (0: read the database on
     /// every request).
     pub fn with_license_cache(mut self, capacity: usize) -> Self {
-        self.cache = Cache::new(capacity, self.store.changes());
+        let cache = Cache::new(capacity, self.store.changes());
+        self.parts_mut().cache = cache;
         self
     }
 
@@ -266,6 +297,21 @@ impl App {
         });
         self.cache.put_license(since, state.clone());
         Ok(Some(state))
+    }
+
+    /// The stored token a presented secret hashes to.
+    pub(crate) async fn token_row(&self, hash: &TokenHash) -> Result<Option<Arc<AccessToken>>> {
+        if let Some(token) = self.cache.token(hash.as_str()) {
+            return Ok(Some(token));
+        }
+        let since = self.cache.generation();
+        let Some(token) = self.store.read().await?.token_by_hash(hash).await? else {
+            return Ok(None);
+        };
+        let token = Arc::new(token);
+        self.cache
+            .put_token(since, hash.as_str().to_owned(), token.clone());
+        Ok(Some(token))
     }
 
     pub(crate) async fn product_row(&self, id: i64) -> Result<Option<Arc<Product>>> {

@@ -98,9 +98,12 @@ impl PageRequest {
     }
 }
 
-/// The application: use cases over one store.
+/// The application: use cases over one store. Cheap to clone (one `Arc`): the HTTP layer
+/// clones it for every request.
 #[derive(Clone)]
-pub struct App {
+pub struct App(std::sync::Arc<Parts>);
+
+pub struct Parts {
     store: Store,
     signers: signers::Signers,
     signatures: signatures::Signatures,
@@ -110,13 +113,18 @@ pub struct App {
 
 impl App {
     pub fn new(store: Store) -> Self {
-        Self {
+        Self(std::sync::Arc::new(Parts {
             cache: cache::Cache::new(cache::DEFAULT_CAPACITY, store.changes()),
             store,
             signers: signers::Signers::default(),
             signatures: signatures::Signatures::default(),
             check_ins: activations::CheckIns::default(),
-        }
+        }))
+    }
+
+    /// The parts, for the builder methods that run before the app is shared.
+    fn parts_mut(&mut self) -> &mut Parts {
+        std::sync::Arc::get_mut(&mut self.0).expect("an app is configured before it is shared")
     }
 
     pub fn store(&self) -> &Store {
@@ -129,6 +137,14 @@ impl App {
             Ok(mut s) => s.count_tokens().await.is_ok(),
             Err(_) => false,
         }
+    }
+}
+
+impl std::ops::Deref for App {
+    type Target = Parts;
+
+    fn deref(&self) -> &Parts {
+        &self.0
     }
 }
 

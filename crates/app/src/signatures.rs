@@ -67,7 +67,7 @@ impl App {
     /// How long a signature of an unchanged state is handed out again ([`REUSE_FOR`] unless
     /// set); zero signs every reply afresh.
     pub fn with_signature_reuse(mut self, reuse_for: std::time::Duration) -> Self {
-        self.signatures.reuse_for = Duration::from_std(reuse_for).unwrap_or(REUSE_FOR);
+        self.parts_mut().signatures.reuse_for = Duration::from_std(reuse_for).unwrap_or(REUSE_FOR);
         self
     }
 

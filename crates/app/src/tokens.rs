@@ -18,19 +18,20 @@ impl App {
     /// Turns a presented bearer token into a principal; anything unknown, revoked or expired is
     /// simply unauthenticated, with no hint which.
     pub async fn authenticate(&self, presented: &str) -> Result<Principal> {
-        let mut session = self.store.read().await?;
-        let token = session
-            .token_by_hash(&TokenHash::of(presented))
+        let token = self
+            .token_row(&TokenHash::of(presented))
             .await?
             .ok_or(AppError::Unauthenticated)?;
         let at = now();
         if token.revoked.is_some() || token.expires.is_some_and(|e| e <= at) {
             return Err(AppError::Unauthenticated);
         }
-        Ok(
-            Principal::new(Actor::Token(token.id), token.permissions, token.product_id)
-                .with_key_lock(token.key_lock),
+        Ok(Principal::new(
+            Actor::Token(token.id),
+            token.permissions.clone(),
+            token.product_id,
         )
+        .with_key_lock(token.key_lock))
     }
 
     pub async fn create_token(

@@ -49,12 +49,13 @@ impl Default for HttpSettings {
     }
 }
 
+/// Cloned for every request, so everything but the handles is behind one `Arc`.
 #[derive(Clone)]
 pub struct AppState {
     pub app: App,
-    pub settings: HttpSettings,
+    pub settings: std::sync::Arc<HttpSettings>,
     pub limiter: RateLimiter,
-    pub providers: Providers,
+    pub providers: std::sync::Arc<Providers>,
 }
 
 /// Paths no route matched: the Cryptolens API when the path names it loosely (`//api//key/…`,
@@ -75,8 +76,8 @@ pub fn router(app: App, settings: HttpSettings, providers: Providers) -> Router 
     let state = AppState {
         app,
         limiter: RateLimiter::new(settings.rate_limit_per_minute, settings.rate_limit_burst),
-        settings: settings.clone(),
-        providers,
+        settings: std::sync::Arc::new(settings.clone()),
+        providers: std::sync::Arc::new(providers),
     };
     Router::new()
         .merge(routes::health::router())

@@ -19,6 +19,8 @@ pub enum Change {
     License(i64),
     Product(i64),
     Customer(i64),
+    /// An access token (revoked).
+    Token(i64),
     /// Anything may have changed (notifications were missed).
     All,
 }
@@ -29,6 +31,7 @@ impl Change {
             Change::License(id) => format!("l{id}"),
             Change::Product(id) => format!("p{id}"),
             Change::Customer(id) => format!("c{id}"),
+            Change::Token(id) => format!("t{id}"),
             Change::All => "*".into(),
         }
     }
@@ -39,6 +42,7 @@ impl Change {
             (Some(b'l'), Some(id)) => Change::License(id),
             (Some(b'p'), Some(id)) => Change::Product(id),
             (Some(b'c'), Some(id)) => Change::Customer(id),
+            (Some(b't'), Some(id)) => Change::Token(id),
             _ => Change::All,
         }
     }
@@ -140,7 +144,12 @@ mod tests {
 
     #[test]
     fn payloads_round_trip_and_overflow_to_everything() {
-        let changes = [Change::License(7), Change::Product(2), Change::Customer(31)];
+        let changes = [
+            Change::License(7),
+            Change::Product(2),
+            Change::Customer(31),
+            Change::Token(4),
+        ];
         assert_eq!(parse(&payload(&changes)), changes);
         let many: Vec<Change> = (0..5000).map(Change::License).collect();
         assert_eq!(parse(&payload(&many)), [Change::All]);

@@ -53,7 +53,7 @@ pub struct Store {
     write: AnyPool,
     dialect: Dialect,
     changes: Changes,
-    url: String,
+    url: std::sync::Arc<str>,
 }
 
 impl std::fmt::Debug for Store {
@@ -107,7 +107,7 @@ impl Store {
                 dialect: Dialect::Sqlite,
                 // One process owns an SQLite database's writes (see `follow_changes`).
                 changes: Changes::new(true),
-                url: url.to_owned(),
+                url: url.into(),
             })
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let pool = AnyPoolOptions::new()
@@ -120,7 +120,7 @@ impl Store {
                 write: pool,
                 dialect: Dialect::Postgres,
                 changes: Changes::new(false),
-                url: url.to_owned(),
+                url: url.into(),
             })
         } else {
             Err(StoreError::Config(
@@ -155,7 +155,7 @@ impl Store {
     /// is the exception, which caches bound by age).
     pub fn follow_changes(&self) {
         if self.dialect == Dialect::Postgres {
-            self.changes.follow(self.url.clone());
+            self.changes.follow(self.url.to_string());
         }
     }
 

@@ -97,6 +97,7 @@ impl Session {
         .bind(id)
         .execute(self.conn())
         .await?;
+        self.touch(crate::Change::Token(id));
         Ok(done.rows_affected() > 0)
     }
 }

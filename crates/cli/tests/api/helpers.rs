@@ -209,15 +209,22 @@ pub async fn spawn_full(
     spawn_on(db, http, providers, mail, 0).await
 }
 
-/// Starts the server on `port` (0 picks a free one).
-pub async fn spawn_on(
+/// A second server on a database another one set up (a second node): it has no admin token of
+/// its own, so it is given the first one's.
+pub async fn spawn_second(db: &TestDb, http: HttpSettings, admin: &str) -> TestApp {
+    let settings = test_settings(db, http, Default::default(), Default::default(), 0);
+    let (application, _) = Application::build(&settings).await.expect("server starts");
+    start(application, admin.to_owned())
+}
+
+fn test_settings(
     db: &TestDb,
     http: HttpSettings,
     providers: keyturn_providers::Providers,
     mail: keyturn::config::MailSettings,
     port: u16,
-) -> TestApp {
-    let settings = keyturn::config::Settings {
+) -> keyturn::config::Settings {
+    keyturn::config::Settings {
         listen: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
         store: db.store_settings(),
         http,
@@ -226,9 +233,10 @@ pub async fn spawn_on(
         log_format: keyturn::config::LogFormat::Text,
         signature_reuse: std::time::Duration::from_secs(900),
         license_cache_entries: keyturn_app::DEFAULT_LICENSE_CACHE,
-    };
-    let (application, admin) = Application::build(&settings).await.expect("server starts");
-    let admin = admin.expect("a new installation gets an admin token");
+    }
+}
+
+fn start(application: Application, admin: String) -> TestApp {
     let base = format!("http://{}", application.local_addr());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(application.run_until(async {
@@ -236,11 +244,25 @@ pub async fn spawn_on(
     }));
     TestApp {
         base,
-        admin: admin.expose().to_owned(),
+        admin,
         http: reqwest::Client::new(),
         shutdown: Some(tx),
         server: Some(server),
     }
+}
+
+/// Starts the server on `port` (0 picks a free one).
+pub async fn spawn_on(
+    db: &TestDb,
+    http: HttpSettings,
+    providers: keyturn_providers::Providers,
+    mail: keyturn::config::MailSettings,
+    port: u16,
+) -> TestApp {
+    let settings = test_settings(db, http, providers, mail, port);
+    let (application, admin) = Application::build(&settings).await.expect("server starts");
+    let admin = admin.expect("a new installation gets an admin token");
+    start(application, admin.expose().to_owned())
 }
 
 impl TestApp {
