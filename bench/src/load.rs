@@ -37,6 +37,20 @@ pub struct LoadStats {
     /// Latencies of the measured requests, in microseconds, sorted.
     pub latencies_us: Vec<u32>,
     pub first_error: Option<String>,
+    /// The share of the whole machine the load generator itself used meanwhile.
+    pub client_share: f64,
+}
+
+/// CPU seconds this process has used (Linux; 0 elsewhere).
+fn own_cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // Fields after the command name, which ends with ')': utime and stime are the 12th and 13th.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
 }
 
 impl LoadStats {
@@ -146,6 +160,7 @@ pub async fn run(
     make: RequestFactory,
 ) -> anyhow::Result<LoadStats> {
     let begin = Instant::now();
+    let cpu_before = own_cpu_seconds();
     let measure_from = begin + spec.warmup;
     let until = measure_from + spec.duration;
     let tasks: Vec<_> = (0..spec.connections)
@@ -172,6 +187,9 @@ pub async fn run(
         }
     }
     stats.elapsed = Instant::now().saturating_duration_since(measure_from);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    stats.client_share =
+        (own_cpu_seconds() - cpu_before) / (begin.elapsed().as_secs_f64() * cores);
     stats.latencies_us.sort_unstable();
     Ok(stats)
 }

@@ -117,6 +117,14 @@ fn rate(x: f64) -> String {
     out
 }
 
+/// How much of the machine the load generator took, for the notes.
+fn client_note(stats: &LoadStats) -> String {
+    format!(
+        "the load generator used {:.0} % of the machine",
+        stats.client_share * 100.0
+    )
+}
+
 fn throughput(stats: &LoadStats, unit: &str) -> String {
     format!(
         "{} {unit}/s · p50 {:.2} ms · p99 {:.2} ms",
@@ -238,11 +246,10 @@ async fn http_figures(
 ) -> anyhow::Result<()> {
     eprintln!("1. bare-HTTP ceiling");
     let ceiling = bare_http(o).await?;
-    rows.push(Row::new(
-        "1",
-        "bare HTTP: axum, fixed JSON",
-        throughput(&ceiling, "req"),
-    ));
+    rows.push(
+        Row::new("1", "bare HTTP: axum, fixed JSON", throughput(&ceiling, "req"))
+            .note(client_note(&ceiling)),
+    );
     let ceiling_label = format!("bare HTTP {} req/s", rate(ceiling.throughput()));
 
     eprintln!("2. validate");
@@ -255,9 +262,10 @@ async fn http_figures(
         )
         .against(&ceiling_label, stats.throughput() / ceiling.throughput())
         .target(Target::AtLeast(0.6))
-        .note(
-            "every reply checked for `\"valid\":true` with a fingerprint of an activated machine",
-        ),
+        .note(format!(
+            "every reply checked for `\"valid\":true`, asked with the fingerprint of an activated machine; {}",
+            client_note(&stats)
+        )),
     );
     if let Some(db) = scratch.postgres().await? {
         let stats = validate(o, &db).await?;
@@ -304,9 +312,10 @@ async fn rsa_figures(
         )
         .against(&rsa_label, fresh.throughput() / rsa_all)
         .target(Target::AtLeast(0.9))
-        .note(
-            "`--signature-reuse-seconds 0`; every reply checked for `\"result\":0` and a signature",
-        ),
+        .note(format!(
+            "`--signature-reuse-seconds 0`; every reply checked for `\"result\":0`; {}",
+            client_note(&fresh)
+        )),
     );
     let reused = cryptolens_activate(o, &scratch.sqlite("cl-reuse"), true).await?;
     rows.push(

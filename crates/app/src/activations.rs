@@ -51,7 +51,8 @@ pub struct ValidationQuery {
 #[derive(Debug, Clone)]
 pub struct ValidationReply {
     pub outcome: ValidationOutcome,
-    pub license: Option<License>,
+    /// The license asked about, as read (shared with the cache, not copied).
+    pub license: Option<std::sync::Arc<LicenseState>>,
     /// The product whose key signs this reply: the license's, or the one asked about.
     pub product_id: Option<i64>,
 }
@@ -383,9 +384,9 @@ impl App {
             Some(_) => state.live(at),
             None => Vec::new(),
         };
-        let license = state.license.clone();
+        let license = &state.license;
         let outcome = validate(
-            &license,
+            license,
             &live,
             &ValidationRequest {
                 product_id: q.product_id,
@@ -397,7 +398,7 @@ impl App {
         Ok(ValidationReply {
             outcome,
             product_id: q.product_id.or(Some(license.product_id)),
-            license: Some(license),
+            license: Some(state.clone()),
         })
     }
 }

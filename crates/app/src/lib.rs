@@ -23,7 +23,7 @@ use chrono::{DateTime, Utc};
 use keyturn_store::Store;
 
 pub use activations::{ActivationOutcome, ActivationRequest, ValidationQuery, ValidationReply};
-pub use cache::DEFAULT_CAPACITY as DEFAULT_LICENSE_CACHE;
+pub use cache::{LicenseState, DEFAULT_CAPACITY as DEFAULT_LICENSE_CACHE};
 pub use catalog::{NewPlanInput, NewProductInput, PlanPatch, ProductPatch};
 pub use cryptolens::{
     ClActivation, ClCreated, ClKeyPage, ClLicense, ClNewKey, KEYS_PER_PAGE, TRIAL_DAYS,

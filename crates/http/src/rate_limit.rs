@@ -70,17 +70,13 @@ impl RateLimiter {
 }
 
 pub async fn limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    if state.limiter.enabled() {
-        let (parts, body) = request.into_parts();
-        let ip = client_ip(&parts, state.settings.trust_forwarded_for);
-        if let Some(ip) = ip {
-            if let Err(retry_after) = state.limiter.check(ip) {
-                return ApiError::too_many_requests(retry_after).into_response();
-            }
+    let (parts, body) = request.into_parts();
+    if let Some(ip) = client_ip(&parts, state.settings.trust_forwarded_for) {
+        if let Err(retry_after) = state.limiter.check(ip) {
+            return ApiError::too_many_requests(retry_after).into_response();
         }
-        return next.run(Request::from_parts(parts, body)).await;
     }
-    next.run(request).await
+    next.run(Request::from_parts(parts, body)).await
 }
 
 #[cfg(test)]

@@ -14,14 +14,14 @@ pub fn signed_json<T: Serialize>(
     body: &T,
 ) -> Response {
     let bytes = serde_json::to_vec(body).expect("reply bodies always serialise");
-    let mut response = (status, bytes.clone()).into_response();
+    let signature = signer.map(|s| s.sign(&bytes));
+    let mut response = (status, bytes).into_response();
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    if let Some(signer) = signer {
-        let signature = signer.sign(&bytes);
+    if let Some(signature) = signature {
         headers.insert(
             SIGNATURE_HEADER,
             HeaderValue::from_str(&signature).expect("base64 is a valid header value"),

@@ -47,11 +47,11 @@ struct ValidateBody {
 }
 
 #[derive(Serialize)]
-struct ValidateReply {
+struct ValidateReply<'a> {
     valid: bool,
     code: ValidationCode,
     detail: String,
-    license: Option<License>,
+    license: Option<&'a License>,
     time: DateTime<Utc>,
     nonce: Option<String>,
 }
@@ -78,7 +78,7 @@ async fn validate(
         valid: reply.outcome.code.is_valid(),
         code: reply.outcome.code,
         detail: reply.outcome.detail,
-        license: reply.license,
+        license: reply.license.as_ref().map(|s| &s.license),
         time: Utc::now(),
         nonce,
     };
