@@ -93,7 +93,8 @@ pub async fn keyturn(
         .arg("serve")
         .args(["--listen", &addr.to_string()])
         .args(["--rate-limit-per-minute", "0"])
-        .env("KEYTURN_LOG", "warn")
+        // The default log level, as a vendor runs it.
+        .env_remove("KEYTURN_LOG")
         .stdout(Stdio::piped())
         .kill_on_drop(true);
     match db {

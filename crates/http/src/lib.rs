@@ -97,8 +97,10 @@ pub fn router(app: App, settings: HttpSettings, providers: Providers) -> Router 
         })
         .layer(DefaultBodyLimit::max(settings.max_body_bytes))
         .layer(
+            // A span per request at debug level: at the default level, recording one for
+            // every validation costs a fifth of the server's throughput (see bench/RESULTS.md).
             TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
-                tracing::info_span!("http", method = %req.method(), path = %req.uri().path())
+                tracing::debug_span!("http", method = %req.method(), path = %req.uri().path())
             }),
         )
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
