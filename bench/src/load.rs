@@ -49,7 +49,12 @@ fn own_cpu_seconds() -> f64 {
     // Fields after the command name, which ends with ')': utime and stime are the 12th and 13th.
     let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
     let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
     (ticks(11) + ticks(12)) / 100.0
 }
 
@@ -188,8 +193,7 @@ pub async fn run(
     }
     stats.elapsed = Instant::now().saturating_duration_since(measure_from);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
-    stats.client_share =
-        (own_cpu_seconds() - cpu_before) / (begin.elapsed().as_secs_f64() * cores);
+    stats.client_share = (own_cpu_seconds() - cpu_before) / (begin.elapsed().as_secs_f64() * cores);
     stats.latencies_us.sort_unstable();
     Ok(stats)
 }

@@ -126,6 +126,9 @@ pub fn terminal(rows: &[Row]) -> String {
         out.push('\n');
         out.push_str(&line(row));
     }
+    for r in rows.iter().filter(|r| !r.note.is_empty()) {
+        out.push_str(&format!("\n  {} {}: {}", r.id, r.name, r.note));
+    }
     out
 }
 

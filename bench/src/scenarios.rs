@@ -247,8 +247,12 @@ async fn http_figures(
     eprintln!("1. bare-HTTP ceiling");
     let ceiling = bare_http(o).await?;
     rows.push(
-        Row::new("1", "bare HTTP: axum, fixed JSON", throughput(&ceiling, "req"))
-            .note(client_note(&ceiling)),
+        Row::new(
+            "1",
+            "bare HTTP: axum, fixed JSON",
+            throughput(&ceiling, "req"),
+        )
+        .note(client_note(&ceiling)),
     );
     let ceiling_label = format!("bare HTTP {} req/s", rate(ceiling.throughput()));
 
@@ -406,7 +410,7 @@ async fn size_figures(
     rows: &mut Vec<Row>,
 ) -> anyhow::Result<()> {
     eprintln!("6. validate latency against data size");
-    let sizes = data_size(o, &scratch.sqlite("sizes")).await?;
+    let (sizes, hot, import_rate) = data_size(o, &scratch.sqlite("sizes")).await?;
     if let Some((first, base)) = sizes.first().cloned() {
         for (count, stats) in &sizes {
             let p50 = stats.percentile_ms(0.5);
@@ -426,13 +430,34 @@ async fn size_figures(
                 )
                 .target(Target::Within(0.2))
                 .note(format!(
-                    "random keys among all {} licenses, {} connections; p99 ratio {:.2}",
+                    "license cache off, so every request reads the database; random keys among \
+                     all {} licenses, {} connections; p99 ratio {:.2}; seeded through \
+                     `/v1/licenses/import` at {} licenses/s",
                     rate(*count as f64),
                     o.latency_connections,
-                    stats.percentile_ms(0.99) / base.percentile_ms(0.99)
+                    stats.percentile_ms(0.99) / base.percentile_ms(0.99),
+                    rate(import_rate)
                 )),
             );
         }
+        let largest = sizes.last().map_or(0, |(n, _)| *n);
+        rows.push(
+            Row::new(
+                "6",
+                format!(
+                    "validate, {} hot licenses among {}, license cache on (SQLite)",
+                    rate(HOT_SET as f64),
+                    rate(largest as f64)
+                ),
+                throughput(&hot, "req"),
+            )
+            .against(
+                format!("p50 of the database path at {}", rate(largest as f64)),
+                hot.percentile_ms(0.5)
+                    / sizes.last().map_or(f64::NAN, |(_, s)| s.percentile_ms(0.5)),
+            )
+            .note("what programs asking again and again about the same licenses see"),
+        );
     }
     Ok(())
 }
@@ -647,7 +672,6 @@ async fn raw_commits(o: &Options, db: &Database, dir: &Path) -> anyhow::Result<f
                 .max_connections(1)
                 .connect_with(options)
                 .await?;
-            sqlx::any::install_default_drivers();
             Either::Sqlite(pool)
         }
         Database::Postgres(url) => Either::Postgres(
@@ -908,8 +932,17 @@ fn foreign_keys(count: usize, rng: &mut rand::rngs::StdRng) -> Vec<String> {
         .collect()
 }
 
-async fn data_size(o: &Options, db: &Database) -> anyhow::Result<Vec<(usize, LoadStats)>> {
-    let Server { process, admin } = server::keyturn(&o.server, db, &[]).await?;
+/// Licenses the cached figure asks about.
+const HOT_SET: usize = 1000;
+
+/// Validation latency at each size with the license cache off (the database path), then for a
+/// hot set within the largest size with the cache on; and the import rate.
+async fn data_size(
+    o: &Options,
+    db: &Database,
+) -> anyhow::Result<(Vec<(usize, LoadStats)>, LoadStats, f64)> {
+    let no_cache = [("KEYTURN_LICENSE_CACHE_ENTRIES", "0")];
+    let Server { process, admin } = server::keyturn(&o.server, db, &no_cache).await?;
     let product = admin.product("Bench").await?;
     let mut rng = rand::rngs::StdRng::seed_from_u64(6);
     let largest = o.sizes.iter().copied().max().unwrap_or(0);
@@ -922,6 +955,7 @@ async fn data_size(o: &Options, db: &Database) -> anyhow::Result<Vec<(usize, Loa
     }
     let mut out = Vec::new();
     let mut imported = 0;
+    let mut importing = Duration::ZERO;
     for &size in &o.sizes {
         let started = Instant::now();
         while imported < size {
@@ -935,6 +969,7 @@ async fn data_size(o: &Options, db: &Database) -> anyhow::Result<Vec<(usize, Loa
             ensure!(reply["imported"] == chunk.len(), "import: {reply}");
             imported += chunk.len();
         }
+        importing += started.elapsed();
         eprintln!(
             "   {size} licenses (imported in {:.1} s)",
             started.elapsed().as_secs_f64()
@@ -946,20 +981,34 @@ async fn data_size(o: &Options, db: &Database) -> anyhow::Result<Vec<(usize, Loa
             probe["valid"] == true,
             "validate of an imported key: {probe}"
         );
-        let sample = Arc::new(keys[..size].to_vec());
-        let addr = process.addr;
-        let factory: RequestFactory = Arc::new(move |conn, n| {
-            let i = splitmix(((conn as u64) << 40) ^ n) as usize % sample.len();
-            let body = format!(r#"{{"key":"{}"}}"#, sample[i]);
-            load::post(addr, "/v1/validate", "application/json", Bytes::from(body))
-        });
         let spec = o.spec(o.latency_connections, StatusCode::OK, "\"valid\":true");
-        let stats = load::run(addr, &spec, factory).await?;
+        let stats = load::run(
+            process.addr,
+            &spec,
+            random_keys(process.addr, &keys[..size]),
+        )
+        .await?;
         stats.ensure_clean("validate at size")?;
         out.push((size, stats));
     }
     process.stop().await;
-    Ok(out)
+    let Server { process, .. } = server::keyturn_again(&o.server, db, &[], &admin).await?;
+    let hot = &keys[..HOT_SET.min(keys.len())];
+    let spec = o.spec(o.latency_connections, StatusCode::OK, "\"valid\":true");
+    let cached = load::run(process.addr, &spec, random_keys(process.addr, hot)).await?;
+    cached.ensure_clean("validate with the cache")?;
+    process.stop().await;
+    Ok((out, cached, imported as f64 / importing.as_secs_f64()))
+}
+
+/// Validations of keys drawn at random from `keys`.
+fn random_keys(addr: std::net::SocketAddr, keys: &[String]) -> RequestFactory {
+    let sample = Arc::new(keys.to_vec());
+    Arc::new(move |conn, n| {
+        let i = splitmix(((conn as u64) << 40) ^ n) as usize % sample.len();
+        let body = format!(r#"{{"key":"{}"}}"#, sample[i]);
+        load::post(addr, "/v1/validate", "application/json", Bytes::from(body))
+    })
 }
 
 /// A cheap, well-spread hash, so each request picks an unrelated key.

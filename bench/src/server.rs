@@ -87,6 +87,25 @@ pub async fn keyturn(
     db: &Database,
     extra: &[(&str, &str)],
 ) -> anyhow::Result<Server> {
+    start(binary, db, extra, None).await
+}
+
+/// Starts `keyturn serve` again on a database an earlier server set up.
+pub async fn keyturn_again(
+    binary: &Path,
+    db: &Database,
+    extra: &[(&str, &str)],
+    admin: &Admin,
+) -> anyhow::Result<Server> {
+    start(binary, db, extra, Some(admin.token.clone())).await
+}
+
+async fn start(
+    binary: &Path,
+    db: &Database,
+    extra: &[(&str, &str)],
+    known_token: Option<String>,
+) -> anyhow::Result<Server> {
     let addr = free_addr()?;
     let mut command = Command::new(binary);
     command
@@ -96,6 +115,7 @@ pub async fn keyturn(
         // The default log level, as a vendor runs it.
         .env_remove("KEYTURN_LOG")
         .stdout(Stdio::piped())
+        .stderr(Stdio::null())
         .kill_on_drop(true);
     match db {
         Database::Sqlite(dir) => command.arg("--data-dir").arg(dir),
@@ -109,8 +129,11 @@ pub async fn keyturn(
         .with_context(|| format!("start {}", binary.display()))?;
     let stdout = child.stdout.take().expect("piped stdout");
     let mut lines = BufReader::new(stdout).lines();
-    let mut token = None;
+    let mut token = known_token.clone();
     let read = async {
+        if known_token.is_some() {
+            return anyhow::Ok(());
+        }
         while let Some(line) = lines.next_line().await? {
             if line.starts_with("kt_") {
                 token = Some(line.trim().to_owned());
