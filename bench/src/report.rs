@@ -136,7 +136,8 @@ pub fn markdown(rows: &[Row], options: &Options, machine: &[(String, String)]) -
     let mut out = String::from("# Keyturn benchmark results\n\n");
     out.push_str(
         "Written by `bench/run.sh`; every figure below comes from one run on one machine, and \
-         each is given as a ratio to the ceiling measured in that same run.\n\n",
+         each is given as a ratio to the ceiling measured in that same run. How each figure is \
+         made, and what the profiles say limits it: [README.md](README.md).\n\n",
     );
     out.push_str("## Machine\n\n");
     for (k, v) in machine {
