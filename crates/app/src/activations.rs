@@ -382,7 +382,7 @@ impl App {
         let at = now();
         let live = match fingerprint {
             Some(_) => state.live(at),
-            None => Vec::new(),
+            None => Default::default(),
         };
         let license = &state.license;
         let outcome = validate(

@@ -32,13 +32,18 @@ pub struct LicenseState {
 }
 
 impl LicenseState {
-    /// The activations still holding a seat at `at`, oldest first.
-    pub fn live(&self, at: DateTime<Utc>) -> Vec<Activation> {
-        self.activations
-            .iter()
-            .filter(|a| a.lease_expires.is_none_or(|e| e > at))
-            .cloned()
-            .collect()
+    /// The activations still holding a seat at `at`, oldest first (borrowed when none lapsed).
+    pub fn live(&self, at: DateTime<Utc>) -> std::borrow::Cow<'_, [Activation]> {
+        let holds = |a: &Activation| a.lease_expires.is_none_or(|e| e > at);
+        if self.activations.iter().all(holds) {
+            std::borrow::Cow::Borrowed(&self.activations)
+        } else {
+            self.activations
+                .iter()
+                .filter(|a| holds(a))
+                .cloned()
+                .collect()
+        }
     }
 }
 

@@ -161,7 +161,7 @@ impl App {
             .license_state(&license.key)
             .await?
             .filter(|s| s.license.id == license.id)
-            .map(|s| s.live(now()))
+            .map(|s| s.live(now()).into_owned())
             .unwrap_or_default();
         Ok(ClLicense {
             license,
