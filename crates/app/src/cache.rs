@@ -52,11 +52,22 @@ struct Entry<T> {
     loaded: Instant,
 }
 
+/// Rows by the key they are looked up by, with the row id a change names them by.
 struct Table<K, T> {
     rows: HashMap<K, Entry<T>>,
+    keys: HashMap<i64, K>,
 }
 
-impl<K: Eq + Hash, T> Table<K, T> {
+impl<K, T> Default for Table<K, T> {
+    fn default() -> Self {
+        Self {
+            rows: HashMap::new(),
+            keys: HashMap::new(),
+        }
+    }
+}
+
+impl<K: Eq + Hash + Clone, T> Table<K, T> {
     fn get<Q>(&self, k: &Q) -> Option<Arc<T>>
     where
         K: std::borrow::Borrow<Q>,
@@ -68,11 +79,12 @@ impl<K: Eq + Hash, T> Table<K, T> {
             .map(|e| e.value.clone())
     }
 
-    fn put(&mut self, k: K, value: Arc<T>, capacity: usize) {
+    fn put(&mut self, id: i64, k: K, value: Arc<T>, capacity: usize) {
         if self.rows.len() >= capacity {
             // Starting afresh keeps memory bounded without bookkeeping on every hit.
-            self.rows.clear();
+            self.clear();
         }
+        self.keys.insert(id, k.clone());
         self.rows.insert(
             k,
             Entry {
@@ -81,13 +93,16 @@ impl<K: Eq + Hash, T> Table<K, T> {
             },
         );
     }
-}
 
-impl<K, T> Default for Table<K, T> {
-    fn default() -> Self {
-        Self {
-            rows: HashMap::new(),
+    fn remove(&mut self, id: i64) {
+        if let Some(k) = self.keys.remove(&id) {
+            self.rows.remove(&k);
         }
+    }
+
+    fn clear(&mut self) {
+        self.rows.clear();
+        self.keys.clear();
     }
 }
 
@@ -96,11 +111,9 @@ struct Inner {
     generation: u64,
     log: VecDeque<(u64, Change)>,
     licenses: Table<String, LicenseState>,
-    license_keys: HashMap<i64, String>,
     products: Table<i64, Product>,
     customers: Table<i64, Customer>,
     tokens: Table<String, AccessToken>,
-    token_hashes: HashMap<i64, String>,
 }
 
 impl Inner {
@@ -126,29 +139,15 @@ impl Inner {
         }
         self.log.push_back((self.generation, change));
         match change {
-            Change::License(id) => {
-                if let Some(key) = self.license_keys.remove(&id) {
-                    self.licenses.rows.remove(&key);
-                }
-            }
-            Change::Product(id) => {
-                self.products.rows.remove(&id);
-            }
-            Change::Customer(id) => {
-                self.customers.rows.remove(&id);
-            }
-            Change::Token(id) => {
-                if let Some(hash) = self.token_hashes.remove(&id) {
-                    self.tokens.rows.remove(&hash);
-                }
-            }
+            Change::License(id) => self.licenses.remove(id),
+            Change::Product(id) => self.products.remove(id),
+            Change::Customer(id) => self.customers.remove(id),
+            Change::Token(id) => self.tokens.remove(id),
             Change::All => {
-                self.licenses.rows.clear();
-                self.license_keys.clear();
-                self.products.rows.clear();
-                self.customers.rows.clear();
-                self.tokens.rows.clear();
-                self.token_hashes.clear();
+                self.licenses.clear();
+                self.products.clear();
+                self.customers.clear();
+                self.tokens.clear();
             }
         }
     }
@@ -162,7 +161,7 @@ pub(crate) struct Cache {
 }
 
 impl Cache {
-    /// A cache of up to `capacity` licenses (0 turns it off) that follows `changes`.
+    /// A cache of up to `capacity` rows of each kind (0 turns it off) that follows `changes`.
     pub fn new(capacity: usize, changes: &Changes) -> Self {
         let inner = Arc::new(Mutex::new(Inner::default()));
         let weak = Arc::downgrade(&inner);
@@ -189,87 +188,48 @@ impl Cache {
         self.capacity > 0 && self.changes.healthy()
     }
 
+    fn read<T>(&self, pick: impl FnOnce(&Inner) -> Option<Arc<T>>) -> Option<Arc<T>> {
+        if !self.serving() {
+            return None;
+        }
+        pick(&self.lock())
+    }
+
+    /// Keeps a row loaded since generation `since`, unless a change of it overlapped the load.
+    fn keep(&self, since: u64, change: Change, put: impl FnOnce(&mut Inner, usize)) {
+        if !self.serving() {
+            return;
+        }
+        let mut inner = self.lock();
+        if inner.unchanged_since(since, change) {
+            put(&mut inner, self.capacity);
+        }
+    }
+
     /// Taken before a load from the database, and given back with its result.
-    pub fn generation(&self) -> u64 {
+    fn generation(&self) -> u64 {
         self.lock().generation
     }
+}
 
-    pub fn license(&self, key: &str) -> Option<Arc<LicenseState>> {
-        if !self.serving() {
-            return None;
+impl App {
+    /// A row from memory, or from `load` (kept by `keep` if no change overlapped the load).
+    async fn through_cache<T>(
+        &self,
+        cached: Option<Arc<T>>,
+        load: impl AsyncFnOnce() -> Result<Option<T>>,
+        keep: impl FnOnce(&Cache, u64, Arc<T>),
+    ) -> Result<Option<Arc<T>>> {
+        if cached.is_some() {
+            return Ok(cached);
         }
-        self.lock().licenses.get(key)
-    }
-
-    pub fn put_license(&self, since: u64, state: Arc<LicenseState>) {
-        if !self.serving() {
-            return;
-        }
-        let mut inner = self.lock();
-        let id = state.license.id;
-        if inner.unchanged_since(since, Change::License(id)) {
-            if inner.licenses.rows.len() >= self.capacity {
-                inner.license_keys.clear();
-            }
-            let key = state.license.key.clone();
-            inner.license_keys.insert(id, key.clone());
-            inner.licenses.put(key, state, self.capacity);
-        }
-    }
-
-    pub fn token(&self, hash: &str) -> Option<Arc<AccessToken>> {
-        if !self.serving() {
-            return None;
-        }
-        self.lock().tokens.get(hash)
-    }
-
-    pub fn put_token(&self, since: u64, hash: String, token: Arc<AccessToken>) {
-        if !self.serving() {
-            return;
-        }
-        let mut inner = self.lock();
-        if inner.unchanged_since(since, Change::Token(token.id)) {
-            if inner.tokens.rows.len() >= self.capacity {
-                inner.token_hashes.clear();
-            }
-            inner.token_hashes.insert(token.id, hash.clone());
-            inner.tokens.put(hash, token, self.capacity);
-        }
-    }
-
-    pub fn product(&self, id: i64) -> Option<Arc<Product>> {
-        if !self.serving() {
-            return None;
-        }
-        self.lock().products.get(&id)
-    }
-
-    pub fn put_product(&self, since: u64, product: Arc<Product>) {
-        if !self.serving() {
-            return;
-        }
-        let mut inner = self.lock();
-        if inner.unchanged_since(since, Change::Product(product.id)) {
-            inner.products.put(product.id, product, self.capacity);
-        }
-    }
-
-    pub fn customer(&self, id: i64) -> Option<Arc<Customer>> {
-        if !self.serving() {
-            return None;
-        }
-        self.lock().customers.get(&id)
-    }
-
-    pub fn put_customer(&self, since: u64, customer: Arc<Customer>) {
-        if !self.serving() {
-            return;
-        }
-        let mut inner = self.lock();
-        if inner.unchanged_since(since, Change::Customer(customer.id)) {
-            inner.customers.put(customer.id, customer, self.capacity);
-        }
+        let since = self.cache.generation();
+        let Some(row) = load().await? else {
+            return Ok(None);
+        };
+        let row = Arc::new(row);
+        keep(&self.cache, since, row.clone());
+        Ok(Some(row))
     }
 }
 
@@ -287,61 +247,70 @@ impl App {
 
     /// A license and its activations by (normalised) key.
     pub(crate) async fn license_state(&self, key: &str) -> Result<Option<Arc<LicenseState>>> {
-        if let Some(state) = self.cache.license(key) {
-            return Ok(Some(state));
-        }
-        let since = self.cache.generation();
-        let mut session = self.store.read().await?;
-        let Some(license) = session.license_by_key(key).await? else {
-            return Ok(None);
-        };
-        let activations = session.all_activations(license.id).await?;
-        let state = Arc::new(LicenseState {
-            license,
-            activations,
-        });
-        self.cache.put_license(since, state.clone());
-        Ok(Some(state))
+        let cached = self.cache.read(|i| i.licenses.get(key));
+        self.through_cache(
+            cached,
+            async || {
+                let mut session = self.store.read().await?;
+                let Some(license) = session.license_by_key(key).await? else {
+                    return Ok(None);
+                };
+                let activations = session.all_activations(license.id).await?;
+                Ok(Some(LicenseState {
+                    license,
+                    activations,
+                }))
+            },
+            |cache, since, state| {
+                let id = state.license.id;
+                cache.keep(since, Change::License(id), |i, cap| {
+                    i.licenses.put(id, state.license.key.clone(), state, cap)
+                })
+            },
+        )
+        .await
     }
 
     /// The stored token a presented secret hashes to.
     pub(crate) async fn token_row(&self, hash: &TokenHash) -> Result<Option<Arc<AccessToken>>> {
-        if let Some(token) = self.cache.token(hash.as_str()) {
-            return Ok(Some(token));
-        }
-        let since = self.cache.generation();
-        let Some(token) = self.store.read().await?.token_by_hash(hash).await? else {
-            return Ok(None);
-        };
-        let token = Arc::new(token);
-        self.cache
-            .put_token(since, hash.as_str().to_owned(), token.clone());
-        Ok(Some(token))
+        let cached = self.cache.read(|i| i.tokens.get(hash.as_str()));
+        self.through_cache(
+            cached,
+            async || Ok(self.store.read().await?.token_by_hash(hash).await?),
+            |cache, since, token| {
+                cache.keep(since, Change::Token(token.id), |i, cap| {
+                    i.tokens.put(token.id, hash.as_str().to_owned(), token, cap)
+                })
+            },
+        )
+        .await
     }
 
     pub(crate) async fn product_row(&self, id: i64) -> Result<Option<Arc<Product>>> {
-        if let Some(product) = self.cache.product(id) {
-            return Ok(Some(product));
-        }
-        let since = self.cache.generation();
-        let Some(product) = self.store.read().await?.product(id).await? else {
-            return Ok(None);
-        };
-        let product = Arc::new(product);
-        self.cache.put_product(since, product.clone());
-        Ok(Some(product))
+        let cached = self.cache.read(|i| i.products.get(&id));
+        self.through_cache(
+            cached,
+            async || Ok(self.store.read().await?.product(id).await?),
+            |cache, since, product| {
+                cache.keep(since, Change::Product(id), |i, cap| {
+                    i.products.put(id, id, product, cap)
+                })
+            },
+        )
+        .await
     }
 
     pub(crate) async fn customer_row(&self, id: i64) -> Result<Option<Arc<Customer>>> {
-        if let Some(customer) = self.cache.customer(id) {
-            return Ok(Some(customer));
-        }
-        let since = self.cache.generation();
-        let Some(customer) = self.store.read().await?.customer(id).await? else {
-            return Ok(None);
-        };
-        let customer = Arc::new(customer);
-        self.cache.put_customer(since, customer.clone());
-        Ok(Some(customer))
+        let cached = self.cache.read(|i| i.customers.get(&id));
+        self.through_cache(
+            cached,
+            async || Ok(self.store.read().await?.customer(id).await?),
+            |cache, since, customer| {
+                cache.keep(since, Change::Customer(id), |i, cap| {
+                    i.customers.put(id, id, customer, cap)
+                })
+            },
+        )
+        .await
     }
 }
