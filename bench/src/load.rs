@@ -27,6 +27,15 @@ pub struct LoadSpec {
     pub expect: StatusCode,
     /// Bytes a successful reply's body must contain (a status alone can hide a refusal).
     pub must_contain: &'static str,
+    /// The server process, whose CPU time per request is reported alongside.
+    pub server_pid: Option<u32>,
+}
+
+impl LoadSpec {
+    pub fn watching(mut self, pid: Option<u32>) -> Self {
+        self.server_pid = pid;
+        self
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -39,11 +48,13 @@ pub struct LoadStats {
     pub first_error: Option<String>,
     /// The share of the whole machine the load generator itself used meanwhile.
     pub client_share: f64,
+    /// CPU time the server used per request, in microseconds, when its process was watched.
+    pub server_cpu_us: Option<f64>,
 }
 
-/// CPU seconds this process has used (Linux; 0 elsewhere).
-fn own_cpu_seconds() -> f64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+/// CPU seconds a process has used: `self` or a pid (Linux; 0 elsewhere).
+fn cpu_seconds(process: &str) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{process}/stat")) else {
         return 0.0;
     };
     // Fields after the command name, which ends with ')': utime and stime are the 12th and 13th.
@@ -70,6 +81,28 @@ impl LoadStats {
         }
         let i = ((self.latencies_us.len() - 1) as f64 * q).round() as usize;
         f64::from(self.latencies_us[i]) / 1000.0
+    }
+
+    /// Adds a later slice of the same load: counts and times add up, shares are weighted by
+    /// the time (generator) or the requests (server) each slice stood for.
+    pub fn absorb(&mut self, slice: LoadStats) {
+        let (t0, t1) = (self.elapsed.as_secs_f64(), slice.elapsed.as_secs_f64());
+        if t0 + t1 > 0.0 {
+            self.client_share = (self.client_share * t0 + slice.client_share * t1) / (t0 + t1);
+        }
+        let (n0, n1) = (self.requests as f64, slice.requests as f64);
+        self.server_cpu_us = match (self.server_cpu_us, slice.server_cpu_us) {
+            (Some(a), Some(b)) if n0 + n1 > 0.0 => Some((a * n0 + b * n1) / (n0 + n1)),
+            (a, b) => a.or(b),
+        };
+        self.requests += slice.requests;
+        self.errors += slice.errors;
+        self.elapsed += slice.elapsed;
+        self.latencies_us.extend(slice.latencies_us);
+        self.latencies_us.sort_unstable();
+        if self.first_error.is_none() {
+            self.first_error = slice.first_error;
+        }
     }
 
     /// Fails when any request failed: a figure made of error replies is no figure.
@@ -165,9 +198,18 @@ pub async fn run(
     make: RequestFactory,
 ) -> anyhow::Result<LoadStats> {
     let begin = Instant::now();
-    let cpu_before = own_cpu_seconds();
+    let cpu_before = cpu_seconds("self");
+    let server = spec.server_pid.map(|pid| pid.to_string());
     let measure_from = begin + spec.warmup;
     let until = measure_from + spec.duration;
+    // The server's CPU is counted over the measured window only, not the warm-up.
+    let server_at_start = tokio::spawn({
+        let server = server.clone();
+        async move {
+            tokio::time::sleep_until(measure_from.into()).await;
+            server.as_deref().map(cpu_seconds)
+        }
+    });
     let tasks: Vec<_> = (0..spec.connections)
         .map(|conn| {
             tokio::spawn(connection(
@@ -192,8 +234,13 @@ pub async fn run(
         }
     }
     stats.elapsed = Instant::now().saturating_duration_since(measure_from);
+    if let (Some(before), Some(server)) = (server_at_start.await?, server.as_deref()) {
+        stats.server_cpu_us =
+            Some((cpu_seconds(server) - before) * 1e6 / stats.requests.max(1) as f64);
+    }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
-    stats.client_share = (own_cpu_seconds() - cpu_before) / (begin.elapsed().as_secs_f64() * cores);
+    stats.client_share =
+        (cpu_seconds("self") - cpu_before) / (begin.elapsed().as_secs_f64() * cores);
     stats.latencies_us.sort_unstable();
     Ok(stats)
 }

@@ -24,18 +24,22 @@ struct Cli {
 enum Command {
     /// Run every measurement and print (and write) the table.
     Run(scenarios::Options),
-    /// Serve the bare-HTTP ceiling (the harness starts this itself).
+    /// Serve the ceilings (the harness starts this itself).
     Ceiling {
         #[arg(long)]
         listen: SocketAddr,
+        /// The length of the signed ceiling's reply.
+        #[arg(long, default_value_t = 512)]
+        reply_bytes: usize,
     },
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Command::Ceiling { listen } => {
-            tokio::runtime::Runtime::new()?.block_on(ceiling::serve(listen))
-        }
+        Command::Ceiling {
+            listen,
+            reply_bytes,
+        } => tokio::runtime::Runtime::new()?.block_on(ceiling::serve(listen, reply_bytes)),
         Command::Run(options) => {
             // The load generator keeps to one thread, so that it takes the same share of the
             // machine from every server it measures.

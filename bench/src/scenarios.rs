@@ -78,6 +78,7 @@ impl Options {
             duration: Duration::from_secs(self.seconds),
             expect,
             must_contain,
+            server_pid: None,
         }
     }
 
@@ -119,8 +120,12 @@ fn rate(x: f64) -> String {
 
 /// How much of the machine the load generator took, for the notes.
 fn client_note(stats: &LoadStats) -> String {
+    let server = stats
+        .server_cpu_us
+        .map(|us| format!(" and the server {us:.0} µs of CPU per request"))
+        .unwrap_or_default();
     format!(
-        "the load generator used {:.0} % of the machine",
+        "the load generator used {:.0} % of the machine{server}",
         stats.client_share * 100.0
     )
 }
@@ -244,45 +249,94 @@ async fn http_figures(
     scratch: &mut Scratch,
     rows: &mut Vec<Row>,
 ) -> anyhow::Result<()> {
-    eprintln!("1. bare-HTTP ceiling");
-    let ceiling = bare_http(o).await?;
+    eprintln!("1. bare-HTTP ceilings, 2. validate: in alternating slices");
+    let sqlite = validate_load(o, &scratch.sqlite("validate")).await?;
+    let postgres = match scratch.postgres().await? {
+        Some(db) => Some(validate_load(o, &db).await?),
+        None => None,
+    };
+    let ceiling = server::ceiling(sqlite.reply_bytes).await?;
+    let probe = Bytes::from(
+        json!({"key": "ABCDE-FGHIJ-KLMNO-PQRST", "fingerprint": "bench-machine-00001"}).to_string(),
+    );
+    let ceiling_load = |path: &'static str| Load {
+        addr: ceiling.addr,
+        spec: o
+            .spec(o.connections, StatusCode::OK, "\"valid\":true")
+            .watching(ceiling.pid()),
+        make: cycling(ceiling.addr, path, "application/json", vec![probe.clone()]),
+    };
+    let mut loads = vec![
+        ceiling_load("/ceiling"),
+        ceiling_load("/ceiling/signed"),
+        sqlite.load.clone(),
+    ];
+    loads.extend(postgres.as_ref().map(|p| p.load.clone()));
+    let stats = interleaved(o, &loads).await?;
+    let (bare, signed, validate) = (&stats[0], &stats[1], &stats[2]);
+    bare.ensure_clean("bare HTTP")?;
+    signed.ensure_clean("signed ceiling")?;
+    validate.ensure_clean("validate")?;
+
+    rows.push(
+        Row::new("1", "bare HTTP: axum, fixed JSON", throughput(bare, "req"))
+            .note(client_note(bare)),
+    );
+    let bare_label = format!("bare HTTP {} req/s", rate(bare.throughput()));
     rows.push(
         Row::new(
             "1",
-            "bare HTTP: axum, fixed JSON",
-            throughput(&ceiling, "req"),
+            format!(
+                "signed ceiling: bare HTTP + Ed25519 signature of a {}-byte reply",
+                sqlite.reply_bytes
+            ),
+            throughput(signed, "req"),
         )
-        .note(client_note(&ceiling)),
+        .against(&bare_label, signed.throughput() / bare.throughput())
+        .note(format!(
+            "the least any fresh signed answer costs: the current time in a body as long as a validate reply, signed by the server's Ed25519 library; {}",
+            client_note(signed)
+        )),
     );
-    let ceiling_label = format!("bare HTTP {} req/s", rate(ceiling.throughput()));
-
-    eprintln!("2. validate");
-    let stats = validate(o, &scratch.sqlite("validate")).await?;
+    let signed_label = format!("signed ceiling {} req/s", rate(signed.throughput()));
     rows.push(
         Row::new(
             "2",
             "native validate, Ed25519-signed (SQLite)",
-            throughput(&stats, "req"),
+            throughput(validate, "req"),
         )
-        .against(&ceiling_label, stats.throughput() / ceiling.throughput())
+        .against(&bare_label, validate.throughput() / bare.throughput())
         .target(Target::AtLeast(0.6))
         .note(format!(
             "every reply checked for `\"valid\":true`, asked with the fingerprint of an activated machine; {}",
-            client_note(&stats)
+            client_note(validate)
         )),
     );
-    if let Some(db) = scratch.postgres().await? {
-        let stats = validate(o, &db).await?;
+    rows.push(
+        Row::new(
+            "2",
+            "native validate (SQLite), against the signed ceiling",
+            throughput(validate, "req"),
+        )
+        .against(&signed_label, validate.throughput() / signed.throughput()),
+    );
+    if let Some(pg) = stats.get(3) {
+        pg.ensure_clean("validate (PostgreSQL)")?;
         rows.push(
             Row::new(
                 "2",
                 "native validate, Ed25519-signed (PostgreSQL)",
-                throughput(&stats, "req"),
+                throughput(pg, "req"),
             )
-            .against(&ceiling_label, stats.throughput() / ceiling.throughput()),
+            .against(&bare_label, pg.throughput() / bare.throughput())
+            .note(client_note(pg)),
         );
     }
-
+    ceiling.stop().await;
+    sqlite.process.stop().await;
+    if let Some(p) = postgres {
+        p.process.stop().await;
+    }
     Ok(())
 }
 
@@ -294,20 +348,83 @@ async fn rsa_figures(
     eprintln!("3. RSA and Cryptolens Activate");
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let seconds = Duration::from_secs(o.seconds.min(5));
-    let rsa_one = rsa_rate(1, seconds)?;
-    let rsa_all = rsa_rate(cores, seconds)?;
+    let signer = RsaSigner::generate().map_err(|e| anyhow!("{e}"))?;
+    let (one, took) = rsa_signatures(&signer, 1, seconds);
+    let rsa_one = one as f64 / took.as_secs_f64();
     rows.push(Row::new(
         "3",
         "raw RSA-2048 signing (aws-lc-rs), 1 thread",
         format!("{} signatures/s", rate(rsa_one)),
     ));
+    let (fresh_process, fresh_load) =
+        cryptolens_load(o, &scratch.sqlite("cl-fresh"), false).await?;
+    let (reused_process, reused_load) =
+        cryptolens_load(o, &scratch.sqlite("cl-reuse"), true).await?;
+    let ceiling = server::ceiling(0).await?;
+    let ceiling_load = Load {
+        addr: ceiling.addr,
+        spec: o
+            .spec(o.connections, StatusCode::OK, "\"result\":0")
+            .watching(ceiling.pid()),
+        make: cycling(
+            ceiling.addr,
+            "/ceiling/rsa",
+            "application/x-www-form-urlencoded",
+            vec![Bytes::from_static(b"Key=ABCDE-FGHIJ-KLMNO-PQRST&Sign=true")],
+        ),
+    };
+    // The all-core RSA rate and the activations alternate, as the HTTP figures do.
+    let rounds = if o.smoke { 1 } else { ROUNDS };
+    let (mut signatures, mut signing) = (0u64, Duration::ZERO);
+    let mut signed_ceiling = LoadStats::default();
+    let mut fresh = LoadStats::default();
+    let mut reused = LoadStats::default();
+    for round in 0..rounds {
+        let (n, took) = rsa_signatures(&signer, cores, Duration::from_secs(o.seconds) / rounds);
+        signatures += n;
+        signing += took;
+        for (load, stats) in [
+            (&ceiling_load, &mut signed_ceiling),
+            (&fresh_load, &mut fresh),
+            (&reused_load, &mut reused),
+        ] {
+            let mut spec = load.spec.clone();
+            spec.duration /= rounds;
+            if round > 0 {
+                spec.warmup = spec.warmup.min(Duration::from_millis(500));
+            }
+            stats.absorb(load::run(load.addr, &spec, load.make.clone()).await?);
+        }
+    }
+    signed_ceiling.ensure_clean("RSA-signed ceiling")?;
+    fresh.ensure_clean("Cryptolens Activate, signed afresh")?;
+    reused.ensure_clean("Cryptolens Activate, signature reused")?;
+    fresh_process.stop().await;
+    reused_process.stop().await;
+    ceiling.stop().await;
+    let rsa_all = signatures as f64 / signing.as_secs_f64();
     rows.push(Row::new(
         "3",
         format!("raw RSA-2048 signing, all {cores} cores"),
         format!("{} signatures/s", rate(rsa_all)),
     ));
     let rsa_label = format!("RSA {} signatures/s", rate(rsa_all));
-    let fresh = cryptolens_activate(o, &scratch.sqlite("cl-fresh"), false).await?;
+    rows.push(
+        Row::new(
+            "3",
+            "RSA-signed ceiling: bare HTTP + RSA-2048 signature of a 1 KiB message",
+            throughput(&signed_ceiling, "req"),
+        )
+        .against(&rsa_label, signed_ceiling.throughput() / rsa_all)
+        .note(format!(
+            "the least any fresh RSA-signed answer costs, on the same web stack; {}",
+            client_note(&signed_ceiling)
+        )),
+    );
+    let signed_label = format!(
+        "RSA-signed ceiling {} req/s",
+        rate(signed_ceiling.throughput())
+    );
     rows.push(
         Row::new(
             "3",
@@ -317,11 +434,21 @@ async fn rsa_figures(
         .against(&rsa_label, fresh.throughput() / rsa_all)
         .target(Target::AtLeast(0.9))
         .note(format!(
-            "`--signature-reuse-seconds 0`; every reply checked for `\"result\":0`; {}",
+            "`--signature-reuse-seconds 0`; measured in slices alternating with the all-core RSA rate; every reply checked for `\"result\":0`; {}",
             client_note(&fresh)
         )),
     );
-    let reused = cryptolens_activate(o, &scratch.sqlite("cl-reuse"), true).await?;
+    rows.push(
+        Row::new(
+            "3",
+            "Cryptolens Activate, signed afresh, against the RSA-signed ceiling",
+            throughput(&fresh, "req"),
+        )
+        .against(
+            &signed_label,
+            fresh.throughput() / signed_ceiling.throughput(),
+        ),
+    );
     rows.push(
         Row::new(
             "3",
@@ -476,21 +603,34 @@ fn cycling(
     })
 }
 
-async fn bare_http(o: &Options) -> anyhow::Result<LoadStats> {
-    let ceiling = server::ceiling().await?;
-    let body = Bytes::from(
-        json!({"key": "ABCDE-FGHIJ-KLMNO-PQRST", "fingerprint": "bench-machine-00001"}).to_string(),
-    );
-    let spec = o.spec(o.connections, StatusCode::OK, "\"valid\":true");
-    let stats = load::run(
-        ceiling.addr,
-        &spec,
-        cycling(ceiling.addr, "/ceiling", "application/json", vec![body]),
-    )
-    .await?;
-    stats.ensure_clean("bare HTTP")?;
-    ceiling.stop().await;
-    Ok(stats)
+/// A load to measure: where it goes, what it sends, what counts as success.
+#[derive(Clone)]
+struct Load {
+    addr: std::net::SocketAddr,
+    spec: LoadSpec,
+    make: RequestFactory,
+}
+
+/// How many slices each load of an interleaved measurement is cut into.
+const ROUNDS: u32 = 5;
+
+/// Measures loads in alternating slices (`ROUNDS` of each, every slice after the first with a
+/// short warm-up of its own), so that drift in what the shared machine gives weighs on all of
+/// them alike and their ratios are taken side by side.
+async fn interleaved(o: &Options, loads: &[Load]) -> anyhow::Result<Vec<LoadStats>> {
+    let rounds = if o.smoke { 1 } else { ROUNDS };
+    let mut all = vec![LoadStats::default(); loads.len()];
+    for round in 0..rounds {
+        for (load, stats) in loads.iter().zip(all.iter_mut()) {
+            let mut spec = load.spec.clone();
+            spec.duration /= rounds;
+            if round > 0 {
+                spec.warmup = spec.warmup.min(Duration::from_millis(500));
+            }
+            stats.absorb(load::run(load.addr, &spec, load.make.clone()).await?);
+        }
+    }
+    Ok(all)
 }
 
 /// A product with `count` licenses (made `quantity` at a time) and their keys.
@@ -519,7 +659,15 @@ async fn licenses(
     Ok((product, keys))
 }
 
-async fn validate(o: &Options, db: &Database) -> anyhow::Result<LoadStats> {
+struct ValidateLoad {
+    process: server::Process,
+    load: Load,
+    /// The length of a reply, for the signed ceiling.
+    reply_bytes: usize,
+}
+
+/// A server with licenses activated on one machine each, and the validations to repeat.
+async fn validate_load(o: &Options, db: &Database) -> anyhow::Result<ValidateLoad> {
     let Server { process, admin } = server::keyturn(&o.server, db, &[]).await?;
     let (_, keys) = licenses(&admin, o.pool(), 3).await?;
     let mut bodies = Vec::with_capacity(keys.len());
@@ -542,21 +690,23 @@ async fn validate(o: &Options, db: &Database) -> anyhow::Result<LoadStats> {
         first["valid"] == true,
         "validate of an activated machine: {first}"
     );
-    let spec = o.spec(o.connections, StatusCode::OK, "\"valid\":true");
-    let stats = load::run(
-        process.addr,
-        &spec,
-        cycling(process.addr, "/v1/validate", "application/json", bodies),
-    )
-    .await?;
-    stats.ensure_clean("validate")?;
-    process.stop().await;
-    Ok(stats)
+    let load = Load {
+        addr: process.addr,
+        spec: o
+            .spec(o.connections, StatusCode::OK, "\"valid\":true")
+            .watching(process.pid()),
+        make: cycling(process.addr, "/v1/validate", "application/json", bodies),
+    };
+    Ok(ValidateLoad {
+        process,
+        load,
+        reply_bytes: first.to_string().len(),
+    })
 }
 
-/// Signatures per second of a license-sized message with the library the server signs with.
-fn rsa_rate(threads: usize, time: Duration) -> anyhow::Result<f64> {
-    let signer = RsaSigner::generate().map_err(|e| anyhow!("{e}"))?;
+/// Signatures of a license-sized message with the library the server signs with, on `threads`
+/// threads for `time`: how many, in how long.
+fn rsa_signatures(signer: &RsaSigner, threads: usize, time: Duration) -> (u64, Duration) {
     let message = vec![b'{'; 1024];
     let start = Instant::now();
     let deadline = start + time;
@@ -578,10 +728,16 @@ fn rsa_rate(threads: usize, time: Duration) -> anyhow::Result<f64> {
             .map(|h| h.join().expect("signing thread"))
             .sum()
     });
-    Ok(total as f64 / start.elapsed().as_secs_f64())
+    (total, start.elapsed())
 }
 
-async fn cryptolens_activate(o: &Options, db: &Database, reuse: bool) -> anyhow::Result<LoadStats> {
+/// A server with licenses activated on one machine each through the Cryptolens API, and the
+/// activations of those machines to repeat.
+async fn cryptolens_load(
+    o: &Options,
+    db: &Database,
+    reuse: bool,
+) -> anyhow::Result<(server::Process, Load)> {
     let reuse_seconds = if reuse { "900" } else { "0" };
     let Server { process, admin } = server::keyturn(
         &o.server,
@@ -619,21 +775,19 @@ async fn cryptolens_activate(o: &Options, db: &Database, reuse: bool) -> anyhow:
         );
         bodies.push(Bytes::from(form));
     }
-    let spec = o.spec(o.connections, StatusCode::OK, "\"result\":0");
-    let stats = load::run(
-        process.addr,
-        &spec,
-        cycling(
+    let load = Load {
+        addr: process.addr,
+        spec: o
+            .spec(o.connections, StatusCode::OK, "\"result\":0")
+            .watching(process.pid()),
+        make: cycling(
             process.addr,
             "/api/key/Activate",
             "application/x-www-form-urlencoded",
             bodies,
         ),
-    )
-    .await?;
-    stats.ensure_clean("Cryptolens Activate")?;
-    process.stop().await;
-    Ok(stats)
+    };
+    Ok((process, load))
 }
 
 async fn activation_writes(o: &Options, db: &Database) -> anyhow::Result<LoadStats> {
@@ -651,7 +805,9 @@ async fn activation_writes(o: &Options, db: &Database) -> anyhow::Result<LoadSta
             Bytes::from(body),
         )
     });
-    let spec = o.spec(o.connections, StatusCode::CREATED, "\"created\":true");
+    let spec = o
+        .spec(o.connections, StatusCode::CREATED, "\"created\":true")
+        .watching(process.pid());
     let stats = load::run(addr, &spec, factory).await?;
     stats.ensure_clean("activation writes")?;
     process.stop().await;

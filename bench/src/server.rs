@@ -29,6 +29,10 @@ impl Drop for Process {
 }
 
 impl Process {
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     pub async fn stop(mut self) {
         let _ = self.child.kill().await;
     }
@@ -48,11 +52,18 @@ async fn wait_for_port(addr: SocketAddr, child: &mut Child) -> anyhow::Result<()
     bail!("nothing listened on {addr} within 30 s")
 }
 
-/// Starts the ceiling server: this binary's `ceiling` command.
-pub async fn ceiling() -> anyhow::Result<Process> {
+/// Starts the ceiling server: this binary's `ceiling` command, its signed reply `reply_bytes`
+/// long.
+pub async fn ceiling(reply_bytes: usize) -> anyhow::Result<Process> {
     let addr = free_addr()?;
     let mut child = Command::new(std::env::current_exe()?)
-        .args(["ceiling", "--listen", &addr.to_string()])
+        .args([
+            "ceiling",
+            "--listen",
+            &addr.to_string(),
+            "--reply-bytes",
+            &reply_bytes.to_string(),
+        ])
         .stdout(Stdio::null())
         .kill_on_drop(true)
         .spawn()?;

@@ -29,9 +29,27 @@ const LOG: usize = 4096;
 pub struct LicenseState {
     pub license: License,
     pub activations: Vec<Activation>,
+    /// `license` as JSON, rendered by the first reply that shows it and reused by the rest:
+    /// a cached license is shown in every validation reply until it changes.
+    json: std::sync::OnceLock<Box<serde_json::value::RawValue>>,
 }
 
 impl LicenseState {
+    pub fn new(license: License, activations: Vec<Activation>) -> Self {
+        Self {
+            license,
+            activations,
+            json: Default::default(),
+        }
+    }
+
+    /// The license as replies show it (the same bytes `serde_json` would write for it).
+    pub fn license_json(&self) -> &serde_json::value::RawValue {
+        self.json.get_or_init(|| {
+            serde_json::value::to_raw_value(&self.license).expect("a license always serialises")
+        })
+    }
+
     /// The activations still holding a seat at `at`, oldest first (borrowed when none lapsed).
     pub fn live(&self, at: DateTime<Utc>) -> std::borrow::Cow<'_, [Activation]> {
         let holds = |a: &Activation| a.lease_expires.is_none_or(|e| e > at);
@@ -256,10 +274,7 @@ impl App {
                     return Ok(None);
                 };
                 let activations = session.all_activations(license.id).await?;
-                Ok(Some(LicenseState {
-                    license,
-                    activations,
-                }))
+                Ok(Some(LicenseState::new(license, activations)))
             },
             |cache, since, state| {
                 let id = state.license.id;
@@ -312,5 +327,43 @@ impl App {
             },
         )
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_license_is_shown_as_serde_writes_it() {
+        let at = DateTime::from_timestamp_millis(1_790_000_000_123).expect("a valid time");
+        let license = License {
+            id: 41,
+            key: "AAAAA-BBBBB-CCCCC-DDDDD".into(),
+            product_id: 3,
+            plan_id: Some(2),
+            customer_id: None,
+            created: at,
+            updated: at,
+            expires: Some(at + chrono::Duration::days(30)),
+            period_days: Some(30),
+            features: vec!["pro".into(), "export".into()],
+            max_machines: 2,
+            floating_lease_seconds: None,
+            trial: false,
+            notes: "says \"hi\"\nand ünïcode".into(),
+            blocked: false,
+            metadata: serde_json::json!({"seats": 5, "tags": ["a", "b"]}),
+            trial_activation: false,
+            allowed_machines: vec!["build-box".into()],
+        };
+        let state = LicenseState::new(license.clone(), Vec::new());
+        let shown = state.license_json().get();
+        assert_eq!(shown, serde_json::to_string(&license).unwrap());
+        let back: License = serde_json::from_str(shown).unwrap();
+        assert_eq!(back.notes, license.notes);
+        assert_eq!(back.expires, license.expires);
+        // Rendered once: the second call hands out the same bytes.
+        assert!(std::ptr::eq(shown, state.license_json().get()));
     }
 }

@@ -7,7 +7,7 @@ use axum::response::Response;
 use axum::routing::post;
 use axum::Router;
 use chrono::{DateTime, Utc};
-use keyturn_app::{ActivationRequest, TrialRequest, ValidationQuery};
+use keyturn_app::{ActivationRequest, LicenseState, TrialRequest, ValidationQuery};
 use keyturn_core::{Activation, License, ValidationCode};
 use serde::{Deserialize, Serialize};
 
@@ -51,7 +51,7 @@ struct ValidateReply<'a> {
     valid: bool,
     code: ValidationCode,
     detail: String,
-    license: Option<&'a License>,
+    license: Option<&'a serde_json::value::RawValue>,
     time: DateTime<Utc>,
     nonce: Option<String>,
 }
@@ -78,7 +78,7 @@ async fn validate(
         valid: reply.outcome.code.is_valid(),
         code: reply.outcome.code,
         detail: reply.outcome.detail,
-        license: reply.license.as_ref().map(|s| &s.license),
+        license: reply.license.as_deref().map(LicenseState::license_json),
         time: Utc::now(),
         nonce,
     };
