@@ -82,6 +82,15 @@ impl Options {
         }
     }
 
+    /// How many slices each load of an interleaved measurement is cut into.
+    fn rounds(&self) -> u32 {
+        if self.smoke {
+            1
+        } else {
+            ROUNDS
+        }
+    }
+
     fn wants(&self, id: &str) -> bool {
         self.only.is_empty() || self.only.iter().any(|o| o == id)
     }
@@ -374,13 +383,12 @@ async fn rsa_figures(
         ),
     };
     // The all-core RSA rate and the activations alternate, as the HTTP figures do.
-    let rounds = if o.smoke { 1 } else { ROUNDS };
     let (mut signatures, mut signing) = (0u64, Duration::ZERO);
     let mut signed_ceiling = LoadStats::default();
     let mut fresh = LoadStats::default();
     let mut reused = LoadStats::default();
-    for round in 0..rounds {
-        let (n, took) = rsa_signatures(&signer, cores, Duration::from_secs(o.seconds) / rounds);
+    for round in 0..o.rounds() {
+        let (n, took) = rsa_signatures(&signer, cores, Duration::from_secs(o.seconds) / o.rounds());
         signatures += n;
         signing += took;
         for (load, stats) in [
@@ -388,12 +396,7 @@ async fn rsa_figures(
             (&fresh_load, &mut fresh),
             (&reused_load, &mut reused),
         ] {
-            let mut spec = load.spec.clone();
-            spec.duration /= rounds;
-            if round > 0 {
-                spec.warmup = spec.warmup.min(Duration::from_millis(500));
-            }
-            stats.absorb(load::run(load.addr, &spec, load.make.clone()).await?);
+            stats.absorb(load.slice(o, round).await?);
         }
     }
     signed_ceiling.ensure_clean("RSA-signed ceiling")?;
@@ -611,26 +614,31 @@ struct Load {
     make: RequestFactory,
 }
 
-/// How many slices each load of an interleaved measurement is cut into.
 const ROUNDS: u32 = 5;
 
 /// Measures loads in alternating slices (`ROUNDS` of each, every slice after the first with a
 /// short warm-up of its own), so that drift in what the shared machine gives weighs on all of
 /// them alike and their ratios are taken side by side.
 async fn interleaved(o: &Options, loads: &[Load]) -> anyhow::Result<Vec<LoadStats>> {
-    let rounds = if o.smoke { 1 } else { ROUNDS };
     let mut all = vec![LoadStats::default(); loads.len()];
-    for round in 0..rounds {
+    for round in 0..o.rounds() {
         for (load, stats) in loads.iter().zip(all.iter_mut()) {
-            let mut spec = load.spec.clone();
-            spec.duration /= rounds;
-            if round > 0 {
-                spec.warmup = spec.warmup.min(Duration::from_millis(500));
-            }
-            stats.absorb(load::run(load.addr, &spec, load.make.clone()).await?);
+            stats.absorb(load.slice(o, round).await?);
         }
     }
     Ok(all)
+}
+
+impl Load {
+    /// Round `round`'s slice of this load.
+    async fn slice(&self, o: &Options, round: u32) -> anyhow::Result<LoadStats> {
+        let mut spec = self.spec.clone();
+        spec.duration /= o.rounds();
+        if round > 0 {
+            spec.warmup = spec.warmup.min(Duration::from_millis(500));
+        }
+        load::run(self.addr, &spec, self.make.clone()).await
+    }
 }
 
 /// A product with `count` licenses (made `quantity` at a time) and their keys.
