@@ -53,6 +53,10 @@ pub struct LicenseFilter {
     pub offset: i64,
 }
 
+/// The columns a new license is written with, in the order both inserts bind them.
+const INSERTED: &str = "(key, product_id, plan_id, customer_id, created_at, updated_at, \
+     expires_at, period_days, features, max_machines, floating_lease_seconds, trial, notes, \
+     blocked, metadata, trial_activation, allowed_machines)";
 const COLUMNS: &str = "id, key, product_id, plan_id, customer_id, created_at, updated_at, \
                        expires_at, period_days, features, max_machines, floating_lease_seconds, \
                        trial, notes, blocked, metadata, trial_activation, allowed_machines";
@@ -97,9 +101,7 @@ impl Session {
         now: DateTime<Utc>,
     ) -> Result<Option<License>> {
         let row = sqlx::query(&format!(
-            "INSERT INTO licenses (key, product_id, plan_id, customer_id, created_at, updated_at, \
-             expires_at, period_days, features, max_machines, floating_lease_seconds, trial, \
-             notes, blocked, metadata, trial_activation, allowed_machines) \
+            "INSERT INTO licenses {INSERTED} \
              VALUES ($1, $2, $3, $4, $5, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
              ON CONFLICT (key) DO NOTHING RETURNING {COLUMNS}"
         ))
@@ -166,9 +168,7 @@ impl Session {
                 })
                 .collect();
             let sql = format!(
-                "INSERT INTO licenses (key, product_id, plan_id, customer_id, created_at, updated_at, \
-                 expires_at, period_days, features, max_machines, floating_lease_seconds, trial, \
-                 notes, blocked, metadata, trial_activation, allowed_machines) VALUES {} RETURNING id",
+                "INSERT INTO licenses {INSERTED} VALUES {} RETURNING id",
                 rows.join(", ")
             );
             let mut insert = sqlx::query_scalar::<_, i64>(&sql)
