@@ -314,15 +314,17 @@ impl App {
     pub async fn delete_activation(&self, principal: &Principal, id: i64) -> Result<Activation> {
         principal.require(Permission::ActivationsWrite)?;
         let mut session = self.store.write().await?;
-        let activation = session
-            .activation(id)
-            .await?
-            .ok_or(AppError::NotFound("activation"))?;
-        let license = session
-            .lock_license(activation.license_id)
-            .await?
-            .ok_or(AppError::NotFound("activation"))?;
-        principal.require_for(Permission::ActivationsWrite, license.product_id)?;
+        let activation = session.activation(id).await?;
+        let license = match &activation {
+            Some(a) => session.lock_license(a.license_id).await?,
+            None => None,
+        };
+        principal.require_license_part(
+            Permission::ActivationsWrite,
+            license.as_ref(),
+            "activation",
+        )?;
+        let activation = activation.ok_or(AppError::NotFound("activation"))?;
         self.remove_activation(session, principal.actor.clone(), activation)
             .await
     }
@@ -355,11 +357,8 @@ impl App {
     ) -> Result<Vec<Activation>> {
         principal.require(Permission::ActivationsRead)?;
         let mut session = self.store.read().await?;
-        let license = session
-            .license(license_id)
-            .await?
-            .ok_or(AppError::NotFound("license"))?;
-        principal.require_for(Permission::ActivationsRead, license.product_id)?;
+        let found = session.license(license_id).await?;
+        principal.require_license(Permission::ActivationsRead, found.as_ref())?;
         Ok(session.live_activations(license_id, now()).await?)
     }
 

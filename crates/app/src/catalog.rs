@@ -181,13 +181,8 @@ impl App {
     }
 
     pub async fn products(&self, principal: &Principal) -> Result<Vec<Product>> {
-        principal.require(Permission::ProductsRead)?;
-        Ok(self
-            .store
-            .read()
-            .await?
-            .products(principal.product_scope())
-            .await?)
+        let only = principal.require_listing(Permission::ProductsRead, None)?;
+        Ok(self.store.read().await?.products(only).await?)
     }
 
     pub async fn update_product(
@@ -261,15 +256,13 @@ impl App {
 
     pub async fn plan(&self, principal: &Principal, id: i64) -> Result<Plan> {
         principal.require(Permission::PlansRead)?;
-        let plan = self
-            .store
-            .read()
-            .await?
-            .plan(id)
-            .await?
-            .ok_or(AppError::NotFound("plan"))?;
-        principal.require_for(Permission::PlansRead, plan.product_id)?;
-        Ok(plan)
+        let found = self.store.read().await?.plan(id).await?;
+        principal.require_in_product(
+            Permission::PlansRead,
+            found.as_ref().map(|p| p.product_id),
+            "plan",
+        )?;
+        found.ok_or(AppError::NotFound("plan"))
     }
 
     pub async fn update_plan(
@@ -280,8 +273,13 @@ impl App {
     ) -> Result<Plan> {
         principal.require(Permission::PlansWrite)?;
         let mut session = self.store.write().await?;
-        let mut plan = session.plan(id).await?.ok_or(AppError::NotFound("plan"))?;
-        principal.require_for(Permission::PlansWrite, plan.product_id)?;
+        let found = session.plan(id).await?;
+        principal.require_in_product(
+            Permission::PlansWrite,
+            found.as_ref().map(|p| p.product_id),
+            "plan",
+        )?;
+        let mut plan = found.ok_or(AppError::NotFound("plan"))?;
         if let Some(name) = patch.name {
             plan.name = display_name("name", &name)?;
         }
@@ -304,16 +302,7 @@ impl App {
     }
 
     pub async fn plans(&self, principal: &Principal, product_id: Option<i64>) -> Result<Vec<Plan>> {
-        principal.require(Permission::PlansRead)?;
-        let product_id = match (principal.product_scope(), product_id) {
-            (Some(scope), Some(asked)) if scope != asked => {
-                return Err(AppError::Forbidden(format!(
-                    "this token is limited to product {scope}"
-                )))
-            }
-            (Some(scope), _) => Some(scope),
-            (None, asked) => asked,
-        };
+        let product_id = principal.require_listing(Permission::PlansRead, product_id)?;
         Ok(self.store.read().await?.plans(product_id).await?)
     }
 }

@@ -1,0 +1,705 @@
+//! Access tried as an attacker holding a narrow token: a token reaches only what its
+//! permissions, product scope and key lock allow, on every API, and what lies beyond looks
+//! exactly like what does not exist.
+
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::helpers::{Resp, TestApp};
+
+/// Creates a token with the admin token and returns its secret.
+async fn token(app: &TestApp, body: Value) -> String {
+    let r = app.post("/v1/tokens", body).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    r.body["token"].as_str().unwrap().to_owned()
+}
+
+async fn as_token(
+    app: &TestApp,
+    method: Method,
+    path: &str,
+    tok: &str,
+    body: Option<Value>,
+) -> Resp {
+    app.call(method, path, Some(tok), body).await
+}
+
+/// A form-encoded call to the Cryptolens API.
+async fn cl(app: &TestApp, path: &str, params: &[(&str, &str)]) -> Value {
+    let r = app
+        .http
+        .post(format!("{}{path}", app.base))
+        .form(params)
+        .send()
+        .await
+        .expect("request reaches the server");
+    assert_eq!(r.status().as_u16(), 200);
+    r.json().await.unwrap()
+}
+
+fn id(v: &Value) -> i64 {
+    v["id"].as_i64().unwrap()
+}
+
+async fn key_locked_tokens(app: &TestApp) {
+    let product = app.product("Locked", &["pro"]).await;
+    let other = app.product("Elsewhere", &[]).await;
+    let own = app
+        .license(json!({"product_id": product, "max_machines": 3}))
+        .await;
+    let sibling = app.license(json!({"product_id": product})).await;
+    let foreign = app.license(json!({"product_id": other})).await;
+    let everything = [
+        "licenses:read",
+        "licenses:write",
+        "licenses:delete",
+        "activations:read",
+        "activations:write",
+        "events:read",
+        "products:read",
+        "plans:read",
+        "customers:read",
+        "customers:write",
+        "payments:read",
+        "tokens:manage",
+    ];
+    let locked = token(
+        app,
+        json!({"name": "one key", "permissions": everything, "key_lock": id(&own)}),
+    )
+    .await;
+
+    // Its own license: every license action works.
+    let path = format!("/v1/licenses/{}", id(&own));
+    assert_eq!(
+        as_token(app, Method::GET, &path, &locked, None)
+            .await
+            .status,
+        200
+    );
+    let patched = as_token(
+        app,
+        Method::PATCH,
+        &path,
+        &locked,
+        Some(json!({"notes": "mine"})),
+    )
+    .await;
+    assert_eq!(patched.status, 200, "{}", patched.body);
+    let by_key = format!("/v1/licenses/by-key/{}", own["key"].as_str().unwrap());
+    assert_eq!(
+        as_token(app, Method::GET, &by_key, &locked, None)
+            .await
+            .status,
+        200
+    );
+
+    // Any other license, of its product or another, is refused, exactly as a license that does
+    // not exist.
+    for victim in [&sibling, &foreign] {
+        let v = id(victim);
+        let key = victim["key"].as_str().unwrap();
+        let attempts: Vec<(Method, String, Option<Value>)> = vec![
+            (Method::GET, format!("/v1/licenses/{v}"), None),
+            (Method::GET, format!("/v1/licenses/by-key/{key}"), None),
+            (
+                Method::PATCH,
+                format!("/v1/licenses/{v}"),
+                Some(json!({"notes": "pwned"})),
+            ),
+            (
+                Method::POST,
+                format!("/v1/licenses/{v}/block"),
+                Some(json!({})),
+            ),
+            (
+                Method::POST,
+                format!("/v1/licenses/{v}/extend"),
+                Some(json!({"days": 365})),
+            ),
+            (
+                Method::POST,
+                format!("/v1/licenses/{v}/features"),
+                Some(json!({"feature": "pro"})),
+            ),
+            (Method::GET, format!("/v1/licenses/{v}/events"), None),
+            (Method::GET, format!("/v1/licenses/{v}/activations"), None),
+            (
+                Method::POST,
+                format!("/v1/licenses/{v}/file"),
+                Some(json!({})),
+            ),
+            (Method::DELETE, format!("/v1/licenses/{v}"), None),
+        ];
+        for (method, path, body) in attempts {
+            let r = as_token(app, method.clone(), &path, &locked, body.clone()).await;
+            assert_eq!(r.status, 403, "{method} {path}: {}", r.body);
+            let missing = path
+                .replace(&format!("/{v}"), "/900000000")
+                .replace(key, "ZZZZZ-ZZZZZ-ZZZZZ-ZZZZZ");
+            let m = as_token(app, method.clone(), &missing, &locked, body).await;
+            assert_eq!(
+                (m.status, &m.body),
+                (r.status, &r.body),
+                "{method} {missing}"
+            );
+        }
+        let after = app.get(&format!("/v1/licenses/{v}")).await;
+        assert_eq!(after.status, 200, "the license is still there");
+        assert_eq!(after.body["notes"], "");
+        assert_eq!(after.body["blocked"], false);
+        assert_eq!(after.body["expires"], victim["expires"]);
+    }
+    // Nothing beyond one license: no listings, no new licenses, no catalogue, customers,
+    // payments or tokens.
+    for (method, path, body) in [
+        (Method::GET, "/v1/licenses".to_owned(), None),
+        (
+            Method::GET,
+            format!("/v1/licenses?product_id={product}"),
+            None,
+        ),
+        (
+            Method::POST,
+            "/v1/licenses".to_owned(),
+            Some(json!({"product_id": product})),
+        ),
+        (Method::GET, "/v1/products".to_owned(), None),
+        (Method::GET, format!("/v1/products/{product}"), None),
+        (Method::GET, "/v1/plans".to_owned(), None),
+        (Method::GET, "/v1/customers".to_owned(), None),
+        (
+            Method::POST,
+            "/v1/customers".to_owned(),
+            Some(json!({"name": "Mallory"})),
+        ),
+        (Method::GET, "/v1/payments".to_owned(), None),
+        (Method::GET, "/v1/tokens".to_owned(), None),
+        (
+            Method::POST,
+            "/v1/tokens".to_owned(),
+            Some(json!({"name": "escape", "permissions": ["licenses:read"]})),
+        ),
+    ] {
+        let r = as_token(app, method.clone(), &path, &locked, body).await;
+        assert_eq!(r.status, 403, "{method} {path}: {}", r.body);
+    }
+    assert_eq!(
+        app.license_count().await,
+        3,
+        "nothing was created or deleted"
+    );
+
+    // auth/KeyLock mints the caller's Cryptolens methods only, never its native permissions.
+    let minter = token(
+        app,
+        json!({"name": "minter", "permissions": ["cryptolens:getkey", "licenses:read", "licenses:write"], "key_lock": -1}),
+    )
+    .await;
+    let pid = product.to_string();
+    let r = cl(
+        app,
+        "/api/auth/KeyLock",
+        &[
+            ("token", &minter),
+            ("ProductId", &pid),
+            ("Key", own["key"].as_str().unwrap()),
+        ],
+    )
+    .await;
+    assert_eq!(r["result"], 0, "{r}");
+    let minted = r["token"].as_str().unwrap().to_owned();
+    let r = as_token(
+        app,
+        Method::GET,
+        &format!("/v1/licenses/{}", id(&sibling)),
+        &minted,
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    let listed = app.get("/v1/tokens").await;
+    let minted_row = listed.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["key_lock"] == id(&own) && t["name"] != "one key")
+        .expect("the minted token is listed")
+        .clone();
+    assert_eq!(minted_row["permissions"], json!(["cryptolens:getkey"]));
+    assert_eq!(minted_row["product_id"], product);
+
+    // An admin token with key lock -1 mints Cryptolens methods, not admin.
+    let admin_minter = token(
+        app,
+        json!({"name": "admin minter", "permissions": ["admin"], "key_lock": -1}),
+    )
+    .await;
+    let r = cl(
+        app,
+        "/api/auth/KeyLock",
+        &[
+            ("token", &admin_minter),
+            ("ProductId", &pid),
+            ("Key", own["key"].as_str().unwrap()),
+        ],
+    )
+    .await;
+    assert_eq!(r["result"], 0, "{r}");
+    let minted = r["token"].as_str().unwrap().to_owned();
+    for path in ["/v1/tokens", "/v1/licenses", "/v1/customers"] {
+        let r = as_token(app, Method::GET, path, &minted, None).await;
+        assert_eq!(r.status, 403, "{path}: {}", r.body);
+    }
+    let r = as_token(
+        app,
+        Method::GET,
+        &format!("/v1/licenses/{}", id(&own)),
+        &minted,
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 403, "no native permission: {}", r.body);
+    let got = cl(
+        app,
+        "/api/key/GetKey",
+        &[
+            ("token", &minted),
+            ("ProductId", &pid),
+            ("Key", own["key"].as_str().unwrap()),
+        ],
+    )
+    .await;
+    assert_eq!(got["result"], 0, "the Cryptolens methods work: {got}");
+}
+on_every_backend!(
+    key_locked_tokens_touch_only_their_license_on_every_api,
+    key_locked_tokens
+);
+
+async fn token_grants(app: &TestApp) {
+    let product = app.product("Granted", &[]).await;
+    let manager = token(
+        app,
+        json!({"name": "manager", "permissions": ["tokens:manage"]}),
+    )
+    .await;
+    let create = |tok: String, body: Value| async move {
+        as_token(app, Method::POST, "/v1/tokens", &tok, Some(body)).await
+    };
+    for permissions in [
+        json!(["admin"]),
+        json!(["licenses:read"]),
+        json!(["tokens:manage", "payments:write"]),
+    ] {
+        let r = create(
+            manager.clone(),
+            json!({"name": "up", "permissions": permissions}),
+        )
+        .await;
+        assert_eq!(r.status, 403, "{permissions}: {}", r.body);
+    }
+    let r = create(
+        manager.clone(),
+        json!({"name": "peer", "permissions": ["tokens:manage"]}),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+
+    let reader = token(
+        app,
+        json!({"name": "reader", "permissions": ["tokens:manage", "licenses:read"]}),
+    )
+    .await;
+    let r = create(
+        reader.clone(),
+        json!({"name": "narrow", "permissions": ["licenses:read"], "product_id": product}),
+    )
+    .await;
+    assert_eq!(r.status, 201, "narrower is fine: {}", r.body);
+    let r = create(
+        reader.clone(),
+        json!({"name": "wider", "permissions": ["licenses:write"]}),
+    )
+    .await;
+    assert_eq!(r.status, 403, "{}", r.body);
+
+    // Only admin-minted admin tokens exist.
+    let listed = app.get("/v1/tokens").await;
+    let admins = listed.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| {
+            t["permissions"]
+                .as_array()
+                .unwrap()
+                .contains(&json!("admin"))
+        })
+        .count();
+    assert_eq!(admins, 1, "{}", listed.body);
+}
+on_every_backend!(
+    tokens_never_grant_more_than_their_creator_holds,
+    token_grants
+);
+
+async fn customers_through_licenses(app: &TestApp) {
+    let product = app.product("Ours", &[]).await;
+    let other = app.product("Theirs", &[]).await;
+    let theirs = app
+        .post(
+            "/v1/customers",
+            json!({"name": "Alice Elsewhere", "email": "alice@example.com"}),
+        )
+        .await
+        .body;
+    let ours = app
+        .post(
+            "/v1/customers",
+            json!({"name": "Bob Here", "email": "bob@example.com"}),
+        )
+        .await
+        .body;
+    app.license(json!({"product_id": other, "customer_id": id(&theirs)}))
+        .await;
+    app.license(json!({"product_id": product, "customer_id": id(&ours)}))
+        .await;
+    let methods: Vec<String> = [
+        "getcustomers",
+        "addcustomer",
+        "createkey",
+        "getkey",
+        "changecustomer",
+        "getcustomerlicenses",
+    ]
+    .iter()
+    .map(|m| format!("cryptolens:{m}"))
+    .collect();
+    let mut permissions = methods.clone();
+    permissions.extend(["licenses:write".to_owned(), "licenses:read".to_owned()]);
+    let scoped = token(
+        app,
+        json!({"name": "shop", "permissions": permissions, "product_id": product}),
+    )
+    .await;
+    let pid = product.to_string();
+    let customer_count = async || {
+        app.get("/v1/customers?limit=500").await.body["data"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
+
+    // GetCustomers: the customers of its product's licenses only.
+    let r = cl(app, "/api/customer/GetCustomers", &[("token", &scoped)]).await;
+    assert_eq!(r["result"], 0, "{r}");
+    let seen: Vec<i64> = r["customers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(seen, vec![id(&ours)], "{r}");
+
+    // AddCustomer makes a customer outside any license: not for a product's token.
+    let before = customer_count().await;
+    let r = cl(
+        app,
+        "/api/customer/AddCustomer",
+        &[("token", &scoped), ("Name", "Mallory")],
+    )
+    .await;
+    assert_eq!(r["message"], "Access denied.", "{r}");
+    assert_eq!(customer_count().await, before);
+
+    // CreateKey with AddOrUseExistingCustomer reuses only a customer of its product.
+    let r = cl(
+        app,
+        "/api/key/CreateKey",
+        &[
+            ("token", &scoped),
+            ("ProductId", &pid),
+            ("AddOrUseExistingCustomer", "true"),
+            ("Email", "alice@example.com"),
+            ("Name", "Someone"),
+        ],
+    )
+    .await;
+    assert_eq!(r["result"], 0, "{r}");
+    assert_ne!(
+        r["customerId"],
+        id(&theirs),
+        "another product's customer is not reused: {r}"
+    );
+    let key = r["key"].as_str().unwrap().to_owned();
+    let got = cl(
+        app,
+        "/api/key/GetKey",
+        &[
+            ("token", &scoped),
+            ("ProductId", &pid),
+            ("Key", &key),
+            ("SignMethod", "1"),
+        ],
+    )
+    .await;
+    assert!(!got.to_string().contains("Alice Elsewhere"), "{got}");
+    let r = cl(
+        app,
+        "/api/key/CreateKey",
+        &[
+            ("token", &scoped),
+            ("ProductId", &pid),
+            ("AddOrUseExistingCustomer", "true"),
+            ("Email", "bob@example.com"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        r["customerId"],
+        id(&ours),
+        "its own product's customer is: {r}"
+    );
+
+    // Naming another product's customer is the same as naming none that exists.
+    for customer in [id(&theirs).to_string(), "987654".to_owned()] {
+        let r = cl(
+            app,
+            "/api/key/CreateKey",
+            &[
+                ("token", &scoped),
+                ("ProductId", &pid),
+                ("CustomerId", &customer),
+            ],
+        )
+        .await;
+        assert_eq!(r["message"], "Could not find the customer.", "{r}");
+        let r = cl(
+            app,
+            "/api/customer/GetCustomerLicenses",
+            &[("token", &scoped), ("CustomerId", &customer)],
+        )
+        .await;
+        assert_eq!(r["message"], "Could not find the customer.", "{r}");
+        let r = cl(
+            app,
+            "/api/key/ChangeCustomer",
+            &[
+                ("token", &scoped),
+                ("ProductId", &pid),
+                ("Key", &key),
+                ("CustomerId", &customer),
+            ],
+        )
+        .await;
+        assert_eq!(
+            r["message"], "Customer not found, so current key no longer references any customer.",
+            "{r}"
+        );
+        let got = cl(
+            app,
+            "/api/key/GetKey",
+            &[
+                ("token", &scoped),
+                ("ProductId", &pid),
+                ("Key", &key),
+                ("SignMethod", "1"),
+            ],
+        )
+        .await;
+        assert!(!got.to_string().contains("Alice Elsewhere"), "{got}");
+        // The native API answers the same for it.
+        let r = as_token(
+            app,
+            Method::POST,
+            "/v1/licenses",
+            &scoped,
+            Some(json!({"product_id": product, "customer_id": customer.parse::<i64>().unwrap()})),
+        )
+        .await;
+        assert_eq!(r.status, 422, "{}", r.body);
+        assert_eq!(r.body["error"]["message"], "customer_id: no such customer");
+    }
+}
+on_every_backend!(
+    product_tokens_see_customers_only_through_their_licenses,
+    customers_through_licenses
+);
+
+/// Every answer a token scoped to one product gets about another product's things equals the
+/// answer about things that do not exist.
+async fn no_existence_oracle(app: &TestApp) {
+    let product = app.product("Mine", &["pro"]).await;
+    let other = app.product("Not mine", &["pro"]).await;
+    let foreign = app
+        .license(json!({"product_id": other, "max_machines": 2}))
+        .await;
+    let plan = app
+        .post(
+            "/v1/plans",
+            json!({"product_id": other, "name": "Pro", "period_days": 30}),
+        )
+        .await
+        .body;
+    let activation = app
+        .public(
+            "/v1/activations",
+            json!({"key": foreign["key"], "fingerprint": "machine-x"}),
+        )
+        .await
+        .body["activation"]
+        .clone();
+    // Ids far above anything this test creates.
+    let missing = 900_000_000i64;
+    let scoped = token(
+        app,
+        json!({
+            "name": "mine",
+            "permissions": [
+                "licenses:read", "licenses:write", "licenses:delete", "activations:read",
+                "activations:write", "events:read", "plans:read", "plans:write", "products:read",
+                "cryptolens:getkey", "cryptolens:blockkey"
+            ],
+            "product_id": product
+        }),
+    )
+    .await;
+    let l = id(&foreign);
+    let key = foreign["key"].as_str().unwrap();
+    let pairs: Vec<(Method, String, String, Option<Value>)> = vec![
+        (
+            Method::GET,
+            format!("/v1/licenses/{l}"),
+            format!("/v1/licenses/{missing}"),
+            None,
+        ),
+        (
+            Method::GET,
+            format!("/v1/licenses/by-key/{key}"),
+            "/v1/licenses/by-key/ZZZZZ-ZZZZZ-ZZZZZ-ZZZZZ".to_owned(),
+            None,
+        ),
+        (
+            Method::PATCH,
+            format!("/v1/licenses/{l}"),
+            format!("/v1/licenses/{missing}"),
+            Some(json!({"notes": "x"})),
+        ),
+        (
+            Method::POST,
+            format!("/v1/licenses/{l}/block"),
+            format!("/v1/licenses/{missing}/block"),
+            Some(json!({})),
+        ),
+        (
+            Method::POST,
+            format!("/v1/licenses/{l}/extend"),
+            format!("/v1/licenses/{missing}/extend"),
+            Some(json!({"days": 1})),
+        ),
+        (
+            Method::DELETE,
+            format!("/v1/licenses/{l}/features/pro"),
+            format!("/v1/licenses/{missing}/features/pro"),
+            None,
+        ),
+        (
+            Method::GET,
+            format!("/v1/licenses/{l}/events"),
+            format!("/v1/licenses/{missing}/events"),
+            None,
+        ),
+        (
+            Method::GET,
+            format!("/v1/licenses/{l}/activations"),
+            format!("/v1/licenses/{missing}/activations"),
+            None,
+        ),
+        (
+            Method::POST,
+            format!("/v1/licenses/{l}/file"),
+            format!("/v1/licenses/{missing}/file"),
+            Some(json!({})),
+        ),
+        (
+            Method::DELETE,
+            format!("/v1/licenses/{l}"),
+            format!("/v1/licenses/{missing}"),
+            None,
+        ),
+        (
+            Method::DELETE,
+            format!("/v1/activations/{}", id(&activation)),
+            format!("/v1/activations/{missing}"),
+            None,
+        ),
+        (
+            Method::GET,
+            format!("/v1/plans/{}", id(&plan)),
+            format!("/v1/plans/{missing}"),
+            None,
+        ),
+        (
+            Method::PATCH,
+            format!("/v1/plans/{}", id(&plan)),
+            format!("/v1/plans/{missing}"),
+            Some(json!({"name": "x"})),
+        ),
+        (
+            Method::GET,
+            format!("/v1/products/{other}"),
+            format!("/v1/products/{missing}"),
+            None,
+        ),
+    ];
+    for (method, elsewhere, nowhere, body) in pairs {
+        let a = as_token(app, method.clone(), &elsewhere, &scoped, body.clone()).await;
+        let b = as_token(app, method.clone(), &nowhere, &scoped, body).await;
+        assert_eq!(
+            (a.status, &a.body),
+            (b.status, &b.body),
+            "{method} {elsewhere} vs {nowhere}"
+        );
+        assert!(a.status >= 400, "{method} {elsewhere}: {}", a.body);
+    }
+    // On the Cryptolens API too.
+    let pid = other.to_string();
+    for method in ["/api/key/GetKey", "/api/key/BlockKey"] {
+        let a = cl(
+            app,
+            method,
+            &[("token", &scoped), ("ProductId", &pid), ("Key", key)],
+        )
+        .await;
+        let b = cl(
+            app,
+            method,
+            &[
+                ("token", &scoped),
+                ("ProductId", &pid),
+                ("Key", "ZZZZZ-ZZZZZ-ZZZZZ-ZZZZZ"),
+            ],
+        )
+        .await;
+        let c = cl(
+            app,
+            method,
+            &[
+                ("token", &scoped),
+                ("ProductId", &missing.to_string()),
+                ("Key", key),
+            ],
+        )
+        .await;
+        assert_eq!(a, b, "{method}");
+        assert_eq!(a, c, "{method}");
+    }
+    let after = app.get(&format!("/v1/licenses/{l}")).await;
+    assert_eq!(after.body["blocked"], false);
+    assert_eq!(after.body["notes"], "");
+}
+on_every_backend!(
+    other_products_tokens_cannot_tell_foreign_from_missing,
+    no_existence_oracle
+);
