@@ -1,12 +1,15 @@
 //! What programs do with a key: activate a machine, check in, deactivate, validate.
 
+use std::sync::Arc;
+
 use chrono::Duration;
 use keyturn_core::names::display_name;
 use keyturn_core::validation::{
     admit_known_machine, admit_machine, validate, Seat, ValidationRequest,
 };
 use keyturn_core::{
-    Activation, FeatureName, Fingerprint, License, LicenseKey, Permission, ValidationOutcome,
+    Activation, FeatureName, Fingerprint, License, LicenseKey, Permission, Product,
+    ValidationOutcome,
 };
 use serde_json::json;
 
@@ -51,8 +54,9 @@ pub struct ValidationQuery {
 #[derive(Debug, Clone)]
 pub struct ValidationReply {
     pub outcome: ValidationOutcome,
-    /// The license asked about, as read (shared with the cache, not copied).
-    pub license: Option<std::sync::Arc<LicenseState>>,
+    /// The license asked about, as read (shared with the cache, not copied), with its product,
+    /// which says what of it the reply may show ([`LicenseState::licensee_json`]).
+    pub license: Option<(Arc<LicenseState>, Arc<Product>)>,
     /// The product whose key signs this reply: the license's, or the one asked about.
     pub product_id: Option<i64>,
 }
@@ -362,6 +366,28 @@ impl App {
         Ok(session.live_activations(license_id, now()).await?)
     }
 
+    /// A license as the program holding its key may see it: the notes and metadata only as far
+    /// as its product makes them public ([`License::licensee_view`]).
+    pub async fn licensee_view(&self, license: &License) -> Result<License> {
+        let product = self
+            .product_row(license.product_id)
+            .await?
+            .ok_or(AppError::NotFound("product"))?;
+        Ok(license.licensee_view(&product))
+    }
+
+    /// The product of the license with `key`, if there is one: the key whose signature a
+    /// refusal about that key carries.
+    pub async fn product_of_key(&self, key: &str) -> Result<Option<i64>> {
+        let Ok(key) = LicenseKey::parse(key) else {
+            return Ok(None);
+        };
+        Ok(self
+            .license_state(key.as_str())
+            .await?
+            .map(|s| s.license.product_id))
+    }
+
     /// Answers whether a key is good to use. Reads only: the validation path never writes.
     pub async fn validate(&self, q: ValidationQuery) -> Result<ValidationReply> {
         let key = LicenseKey::parse(&q.key)?;
@@ -394,10 +420,14 @@ impl App {
             },
             at,
         );
+        let product = self
+            .product_row(license.product_id)
+            .await?
+            .ok_or(AppError::NotFound("product"))?;
         Ok(ValidationReply {
             outcome,
             product_id: q.product_id.or(Some(license.product_id)),
-            license: Some(state.clone()),
+            license: Some((state.clone(), product)),
         })
     }
 }

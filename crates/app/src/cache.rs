@@ -8,6 +8,7 @@
 //! after [`MAX_AGE`], which bounds how long a change made outside any server process (the CLI
 //! writing to a served SQLite file) goes unseen.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
 use std::sync::{Arc, Mutex};
@@ -29,10 +30,16 @@ const LOG: usize = 4096;
 pub struct LicenseState {
     pub license: License,
     pub activations: Vec<Activation>,
-    /// `license` as JSON, rendered by the first reply that shows it and reused by the rest:
-    /// a cached license is shown in every validation reply until it changes.
-    json: std::sync::OnceLock<Box<serde_json::value::RawValue>>,
+    /// `license` as its licensee sees it, as JSON, with the product settings it was rendered
+    /// under: rendered by the first reply that shows it and reused by the rest, so a cached
+    /// license is shown in every validation reply until it (or what its product makes public)
+    /// changes.
+    json: std::sync::OnceLock<(Visibility, Box<serde_json::value::RawValue>)>,
 }
+
+/// What a product makes public of its licenses (`public_notes`, `public_metadata`), which
+/// decides how a license is shown.
+type Visibility = (bool, Vec<String>);
 
 impl LicenseState {
     pub fn new(license: License, activations: Vec<Activation>) -> Self {
@@ -43,11 +50,24 @@ impl LicenseState {
         }
     }
 
-    /// The license as replies show it (the same bytes `serde_json` would write for it).
-    pub fn license_json(&self) -> &serde_json::value::RawValue {
-        self.json.get_or_init(|| {
-            serde_json::value::to_raw_value(&self.license).expect("a license always serialises")
-        })
+    /// The license as replies to its licensee show it ([`License::licensee_view`] of
+    /// `product`, the same bytes `serde_json` would write for it).
+    pub fn licensee_json(&self, product: &Product) -> Cow<'_, serde_json::value::RawValue> {
+        let render = || {
+            serde_json::value::to_raw_value(&self.license.licensee_view(product))
+                .expect("a license always serialises")
+        };
+        let (shown_as, json) = self.json.get_or_init(|| {
+            let shown_as = (product.public_notes, product.public_metadata.clone());
+            (shown_as, render())
+        });
+        if shown_as.0 == product.public_notes && shown_as.1 == product.public_metadata {
+            Cow::Borrowed(json)
+        } else {
+            // The product's settings changed since: render afresh (rare, and only until the
+            // entry ages out).
+            Cow::Owned(render())
+        }
     }
 
     /// The activations still holding a seat at `at`, oldest first (borrowed when none lapsed).
@@ -357,13 +377,31 @@ mod tests {
             trial_activation: false,
             allowed_machines: vec!["build-box".into()],
         };
+        let mut product = Product {
+            id: 3,
+            name: "Editor".into(),
+            features: vec!["pro".into(), "export".into()],
+            public_notes: true,
+            public_metadata: vec!["seats".into(), "tags".into()],
+            created: at,
+        };
         let state = LicenseState::new(license.clone(), Vec::new());
-        let shown = state.license_json().get();
-        assert_eq!(shown, serde_json::to_string(&license).unwrap());
-        let back: License = serde_json::from_str(shown).unwrap();
+        let shown = state.licensee_json(&product);
+        assert_eq!(shown.get(), serde_json::to_string(&license).unwrap());
+        let back: License = serde_json::from_str(shown.get()).unwrap();
         assert_eq!(back.notes, license.notes);
         assert_eq!(back.expires, license.expires);
         // Rendered once: the second call hands out the same bytes.
-        assert!(std::ptr::eq(shown, state.license_json().get()));
+        assert!(matches!(shown, Cow::Borrowed(_)));
+        assert!(std::ptr::eq(
+            shown.get(),
+            state.licensee_json(&product).get()
+        ));
+        // Shown as the product's settings say, also after they change.
+        product.public_notes = false;
+        product.public_metadata = vec!["seats".into()];
+        let back: License = serde_json::from_str(state.licensee_json(&product).get()).unwrap();
+        assert_eq!(back.notes, "");
+        assert_eq!(back.metadata, serde_json::json!({"seats": 5}));
     }
 }

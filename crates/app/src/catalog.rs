@@ -12,6 +12,10 @@ use crate::{now, App, AppError, Principal, Result};
 pub struct NewProductInput {
     pub name: String,
     pub features: Vec<String>,
+    /// Show licenses' notes to programs (validation, activation, trial replies).
+    pub public_notes: bool,
+    /// The license metadata keys shown to programs.
+    pub public_metadata: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -19,6 +23,41 @@ pub struct ProductPatch {
     pub name: Option<String>,
     /// Replaces the feature list. Order matters to the Cryptolens API (F1..F8).
     pub features: Option<Vec<String>>,
+    pub public_notes: Option<bool>,
+    /// Replaces the list of public metadata keys.
+    pub public_metadata: Option<Vec<String>>,
+}
+
+/// The most metadata keys a product may make public, and the longest key.
+const MAX_PUBLIC_KEYS: usize = 64;
+const MAX_KEY_CHARS: usize = 128;
+
+/// Metadata keys to show to programs: each non-empty, printable and short; duplicates dropped.
+fn public_metadata(keys: &[String]) -> Result<Vec<String>> {
+    if keys.len() > MAX_PUBLIC_KEYS {
+        return Err(AppError::invalid(
+            "public_metadata",
+            format!("must list at most {MAX_PUBLIC_KEYS} keys"),
+        ));
+    }
+    let mut out: Vec<String> = Vec::with_capacity(keys.len());
+    for key in keys {
+        if key.is_empty()
+            || key.chars().count() > MAX_KEY_CHARS
+            || key.chars().any(char::is_control)
+        {
+            return Err(AppError::invalid(
+                "public_metadata",
+                format!(
+                    "{key:?} is not a metadata key (1 to {MAX_KEY_CHARS} printable characters)"
+                ),
+            ));
+        }
+        if !out.contains(key) {
+            out.push(key.clone());
+        }
+    }
+    Ok(out)
 }
 
 #[derive(Debug, Clone, Default)]
@@ -140,6 +179,7 @@ impl App {
         principal.require_unrestricted(Permission::ProductsWrite)?;
         let name = display_name("name", &input.name)?;
         let features = feature_list(&input.features)?;
+        let public_metadata = public_metadata(&input.public_metadata)?;
         let at = now();
         let signer = ProductSigner::generate();
         let rsa = tokio::task::spawn_blocking(RsaSigner::generate)
@@ -147,7 +187,19 @@ impl App {
             .map_err(corrupt)?
             .map_err(corrupt)?;
         let mut session = self.store.write().await?;
-        let product = session.insert_product(&name, &features, at).await?;
+        let product = session
+            .insert_product(
+                &Product {
+                    id: 0,
+                    name,
+                    features,
+                    public_notes: input.public_notes,
+                    public_metadata,
+                    created: at,
+                },
+                at,
+            )
+            .await?;
         session
             .insert_signing_key(
                 product.id,
@@ -202,6 +254,12 @@ impl App {
         }
         if let Some(features) = patch.features {
             product.features = feature_list(&features)?;
+        }
+        if let Some(public) = patch.public_notes {
+            product.public_notes = public;
+        }
+        if let Some(keys) = patch.public_metadata {
+            product.public_metadata = public_metadata(&keys)?;
         }
         session.update_product(&product).await?;
         session.commit().await?;

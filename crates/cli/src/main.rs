@@ -486,8 +486,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Token(TokenCommand::List) => print(&app.tokens(&me).await?)?,
         Command::Token(TokenCommand::Revoke { id }) => print(&app.revoke_token(&me, id).await?)?,
         Command::Product(ProductCommand::Create { name, features }) => print(
-            &app.create_product(&me, NewProductInput { name, features })
-                .await?,
+            &app.create_product(
+                &me,
+                NewProductInput {
+                    name,
+                    features,
+                    ..Default::default()
+                },
+            )
+            .await?,
         )?,
         Command::Product(ProductCommand::List) => print(&app.products(&me).await?)?,
         Command::Product(ProductCommand::PublicKey { id, format }) => match format {

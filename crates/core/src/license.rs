@@ -9,6 +9,13 @@ pub struct Product {
     pub id: i64,
     pub name: String,
     pub features: Vec<String>,
+    /// Whether replies to programs (unauthenticated: validation, activation, trials) show a
+    /// license's notes. They are the vendor's own by default.
+    #[serde(default)]
+    pub public_notes: bool,
+    /// The license metadata keys those replies show; the rest stays the vendor's.
+    #[serde(default)]
+    pub public_metadata: Vec<String>,
     pub created: DateTime<Utc>,
 }
 
@@ -79,6 +86,29 @@ pub struct License {
 }
 
 impl License {
+    /// The license as its licensee (a program holding only the key) is shown it: every term,
+    /// but the notes and metadata only as far as `product` makes them public.
+    pub fn licensee_view(&self, product: &Product) -> License {
+        let metadata = match &self.metadata {
+            serde_json::Value::Object(all) => serde_json::Value::Object(
+                all.iter()
+                    .filter(|(k, _)| product.public_metadata.contains(k))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            ),
+            _ => serde_json::Value::Object(Default::default()),
+        };
+        License {
+            notes: if product.public_notes {
+                self.notes.clone()
+            } else {
+                String::new()
+            },
+            metadata,
+            ..self.clone()
+        }
+    }
+
     pub fn is_expired(&self, now: DateTime<Utc>) -> bool {
         self.expires.is_some_and(|expires| expires <= now)
     }
@@ -213,6 +243,32 @@ mod tests {
         assert_eq!(lic.extended_by(5, now), Some(now + Duration::days(15)));
         lic.expires = None;
         assert_eq!(lic.extended_by(5, now), None);
+    }
+
+    #[test]
+    fn licensees_see_only_the_public_notes_and_metadata() {
+        let now = Utc::now();
+        let mut lic = license(now);
+        lic.notes = "internal".into();
+        lic.metadata = serde_json::json!({"tier": "gold", "crm": "C-1"});
+        let mut product = Product {
+            id: 7,
+            name: "Editor".into(),
+            features: vec!["pro".into()],
+            public_notes: false,
+            public_metadata: Vec::new(),
+            created: now,
+        };
+        let seen = lic.licensee_view(&product);
+        assert_eq!(seen.notes, "");
+        assert_eq!(seen.metadata, serde_json::json!({}));
+        assert_eq!(seen.features, lic.features);
+        assert_eq!(seen.expires, lic.expires);
+        product.public_notes = true;
+        product.public_metadata = vec!["tier".into(), "absent".into()];
+        let seen = lic.licensee_view(&product);
+        assert_eq!(seen.notes, "internal");
+        assert_eq!(seen.metadata, serde_json::json!({"tier": "gold"}));
     }
 
     #[test]

@@ -47,6 +47,11 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         self.status
     }
+
+    /// The body every error reply carries: `{"code", "message"}` under `error`.
+    pub fn body(&self) -> serde_json::Value {
+        json!({"code": self.code, "message": self.message})
+    }
 }
 
 impl From<AppError> for ApiError {
@@ -126,7 +131,7 @@ impl From<QueryRejection> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({"error": {"code": self.code, "message": self.message}});
+        let body = json!({"error": self.body()});
         let mut response = (self.status, axum::Json(body)).into_response();
         if let Some(secs) = self.retry_after {
             response

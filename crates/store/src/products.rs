@@ -11,24 +11,28 @@ fn product(row: &AnyRow) -> Result<Product> {
         id: row.try_get("id")?,
         name: row.try_get("name")?,
         features: parse_json("products.features", &row.try_get::<String, _>("features")?)?,
+        public_notes: row.try_get::<i64, _>("public_notes")? != 0,
+        public_metadata: parse_json(
+            "products.public_metadata",
+            &row.try_get::<String, _>("public_metadata")?,
+        )?,
         created: from_db(row.try_get("created_at")?),
     })
 }
 
-const COLUMNS: &str = "id, name, features, created_at";
+const COLUMNS: &str = "id, name, features, public_notes, public_metadata, created_at";
 
 impl Session {
-    pub async fn insert_product(
-        &mut self,
-        name: &str,
-        features: &[String],
-        now: DateTime<Utc>,
-    ) -> Result<Product> {
+    /// Inserts a product as `p` describes it (its id and creation time are given here).
+    pub async fn insert_product(&mut self, p: &Product, now: DateTime<Utc>) -> Result<Product> {
         let row = sqlx::query(&format!(
-            "INSERT INTO products (name, features, created_at) VALUES ($1, $2, $3) RETURNING {COLUMNS}"
+            "INSERT INTO products (name, features, public_notes, public_metadata, created_at) \
+             VALUES ($1, $2, $3, $4, $5) RETURNING {COLUMNS}"
         ))
-        .bind(name)
-        .bind(json_list(features))
+        .bind(&p.name)
+        .bind(json_list(&p.features))
+        .bind(i64::from(p.public_notes))
+        .bind(json_list(&p.public_metadata))
         .bind(to_db(now))
         .fetch_one(self.conn())
         .await?;
@@ -62,12 +66,17 @@ impl Session {
     }
 
     pub async fn update_product(&mut self, p: &Product) -> Result<()> {
-        sqlx::query("UPDATE products SET name = $1, features = $2 WHERE id = $3")
-            .bind(&p.name)
-            .bind(json_list(&p.features))
-            .bind(p.id)
-            .execute(self.conn())
-            .await?;
+        sqlx::query(
+            "UPDATE products SET name = $1, features = $2, public_notes = $3, \
+             public_metadata = $4 WHERE id = $5",
+        )
+        .bind(&p.name)
+        .bind(json_list(&p.features))
+        .bind(i64::from(p.public_notes))
+        .bind(json_list(&p.public_metadata))
+        .bind(p.id)
+        .execute(self.conn())
+        .await?;
         self.touch(crate::Change::Product(p.id));
         Ok(())
     }

@@ -703,3 +703,198 @@ on_every_backend!(
     other_products_tokens_cannot_tell_foreign_from_missing,
     no_existence_oracle
 );
+
+async fn node_locked_validation(app: &TestApp) {
+    let product = app.product("Desktop", &["pro"]).await;
+    let locked = app
+        .license(json!({"product_id": product, "max_machines": 1, "features": ["pro"]}))
+        .await;
+    let free = app
+        .license(json!({"product_id": product, "features": ["pro"]}))
+        .await;
+    let activated = app
+        .public(
+            "/v1/activations",
+            json!({"key": locked["key"], "fingerprint": "machine-a"}),
+        )
+        .await;
+    assert_eq!(activated.status, 201, "{}", activated.body);
+
+    // Without a fingerprint, a license locked to machines is not valid for "some" machine.
+    for body in [
+        json!({"key": locked["key"]}),
+        json!({"key": locked["key"], "features": ["pro"]}),
+        json!({"key": locked["key"], "fingerprint": null}),
+    ] {
+        let r = app.public("/v1/validate", body.clone()).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(r.body["code"], "NOT_ACTIVATED", "{body}: {}", r.body);
+        assert_eq!(r.body["valid"], false);
+        assert!(
+            r.body["detail"].as_str().unwrap().contains("fingerprint"),
+            "the detail says what is missing: {}",
+            r.body
+        );
+    }
+    let r = app
+        .public(
+            "/v1/validate",
+            json!({"key": locked["key"], "fingerprint": "machine-a"}),
+        )
+        .await;
+    assert_eq!(r.body["code"], "VALID", "{}", r.body);
+    let r = app
+        .public("/v1/validate", json!({"key": free["key"]}))
+        .await;
+    assert_eq!(
+        r.body["code"], "VALID",
+        "a license without a machine limit: {}",
+        r.body
+    );
+}
+on_every_backend!(
+    validating_a_node_locked_license_needs_the_machine,
+    node_locked_validation
+);
+
+/// Checks that a refusal carries the product's signature over its exact bytes and the nonce.
+fn assert_signed_refusal(
+    client: &keyturn_client::Client,
+    r: &Resp,
+    status: u16,
+    code: &str,
+    nonce: &str,
+) {
+    assert_eq!(r.status, status, "{}", r.body);
+    assert_eq!(r.body["error"]["code"], code, "{}", r.body);
+    assert_eq!(r.body["nonce"], nonce, "the nonce comes back: {}", r.body);
+    assert!(r.body["time"].is_string(), "{}", r.body);
+    let signature = r
+        .header(keyturn_http::SIGNATURE_HEADER)
+        .unwrap_or_else(|| panic!("a refusal ({code}) is signed"));
+    assert!(client.verify(&r.raw, signature), "the signature verifies");
+}
+
+async fn signed_refusals(app: &TestApp) {
+    let product = app.product("Signed", &["pro"]).await;
+    let client =
+        keyturn_client::Client::new(&app.base, product, &app.public_key(product).await).unwrap();
+    let license = app
+        .license(json!({"product_id": product, "max_machines": 1}))
+        .await;
+    let key = license["key"].as_str().unwrap();
+    let ok = app
+        .public(
+            "/v1/activations",
+            json!({"key": key, "fingerprint": "machine-a", "nonce": "n0"}),
+        )
+        .await;
+    assert_eq!(ok.status, 201, "{}", ok.body);
+
+    let full = app
+        .public(
+            "/v1/activations",
+            json!({"key": key, "fingerprint": "machine-b", "nonce": "n1"}),
+        )
+        .await;
+    assert_signed_refusal(&client, &full, 409, "TOO_MANY_MACHINES", "n1");
+    let unknown = app
+        .public(
+            "/v1/activations/deactivate",
+            json!({"key": key, "fingerprint": "machine-z", "nonce": "n2"}),
+        )
+        .await;
+    assert_signed_refusal(&client, &unknown, 404, "not_found", "n2");
+    let missing_key = app
+        .public(
+            "/v1/activations",
+            json!({"key": "ZZZZZ-ZZZZZ-ZZZZZ-ZZZZZ", "fingerprint": "m", "product_id": product, "nonce": "n3"}),
+        )
+        .await;
+    assert_signed_refusal(&client, &missing_key, 404, "not_found", "n3");
+    let bad_input = app
+        .public(
+            "/v1/validate",
+            json!({"key": key, "fingerprint": "", "product_id": product, "nonce": "n4"}),
+        )
+        .await;
+    assert_signed_refusal(&client, &bad_input, 422, "invalid_input", "n4");
+    let no_trial = app
+        .public(
+            "/v1/trials",
+            json!({"product_id": product, "fingerprint": "machine-t", "nonce": "n5"}),
+        )
+        .await;
+    assert_signed_refusal(&client, &no_trial, 404, "not_found", "n5");
+    app.post(&format!("/v1/licenses/{}/block", id(&license)), json!({}))
+        .await;
+    let blocked = app
+        .public(
+            "/v1/activations",
+            json!({"key": key, "fingerprint": "machine-a", "nonce": "n6"}),
+        )
+        .await;
+    assert_signed_refusal(&client, &blocked, 403, "BLOCKED", "n6");
+
+    // The SDK reads a signed refusal as the refusal it is.
+    match client.activate_machine(key, "machine-a", None).await {
+        Err(keyturn_client::Error::Refused { code, .. }) => assert_eq!(code, "BLOCKED"),
+        other => panic!("expected BLOCKED, got {other:?}"),
+    }
+}
+on_every_backend!(
+    licensee_refusals_are_signed_and_echo_the_nonce,
+    signed_refusals
+);
+
+async fn public_fields(app: &TestApp) {
+    let product = app.product("Private", &["pro"]).await;
+    let license = app
+        .license(json!({
+            "product_id": product,
+            "notes": "owes us money; do not renew",
+            "metadata": {"tier": "gold", "crm_id": "C-991"},
+            "features": ["pro"]
+        }))
+        .await;
+    let key = license["key"].as_str().unwrap();
+    let shown = async || {
+        let v = app.public("/v1/validate", json!({"key": key})).await;
+        assert_eq!(v.body["code"], "VALID", "{}", v.body);
+        let a = app
+            .public(
+                "/v1/activations",
+                json!({"key": key, "fingerprint": "machine-a"}),
+            )
+            .await;
+        assert!(a.status < 300, "{}", a.body);
+        (v.body["license"].clone(), a.body["license"].clone())
+    };
+    for seen in <[Value; 2]>::from(shown().await) {
+        assert_eq!(seen["key"], key);
+        assert_eq!(seen["features"], json!(["pro"]));
+        assert_eq!(seen["notes"], "", "notes are private by default: {seen}");
+        assert_eq!(seen["metadata"], json!({}), "{seen}");
+    }
+    // The vendor marks what programs may see.
+    let r = app
+        .patch(
+            &format!("/v1/products/{product}"),
+            json!({"public_metadata": ["tier"], "public_notes": true}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["public_metadata"], json!(["tier"]));
+    assert_eq!(r.body["public_notes"], true);
+    for seen in <[Value; 2]>::from(shown().await) {
+        assert_eq!(seen["notes"], "owes us money; do not renew", "{seen}");
+        assert_eq!(seen["metadata"], json!({"tier": "gold"}), "{seen}");
+    }
+    // The vendor's own API still shows everything.
+    let full = app.get(&format!("/v1/licenses/{}", id(&license))).await;
+    assert_eq!(full.body["metadata"]["crm_id"], "C-991");
+}
+on_every_backend!(
+    unauthenticated_replies_show_only_public_license_fields,
+    public_fields
+);
