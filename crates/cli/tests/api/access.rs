@@ -898,3 +898,24 @@ on_every_backend!(
     unauthenticated_replies_show_only_public_license_fields,
     public_fields
 );
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_data_directory_and_database_files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let db = crate::helpers::TestDb::create(&crate::helpers::Backend::Sqlite).await;
+    let app = crate::helpers::spawn(&db, crate::helpers::test_http()).await;
+    // A write, so that the write-ahead log exists too.
+    app.product("Private files", &[]).await;
+    let data = db.dir.path().join("data");
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&data), 0o700, "the data directory");
+    let mut files = 0;
+    for entry in std::fs::read_dir(&data).unwrap() {
+        let path = entry.unwrap().path();
+        assert_eq!(mode(&path), 0o600, "{}", path.display());
+        files += 1;
+    }
+    assert!(files >= 2, "the database and its log were looked at");
+    app.stop().await;
+}
