@@ -204,7 +204,7 @@ impl App {
             .insert_signing_key(
                 product.id,
                 ED25519,
-                &signer.to_base64_seed(),
+                &self.store_key(product.id, ED25519, &signer.to_base64_seed()),
                 &signer.public_key().to_base64(),
                 at,
             )
@@ -213,7 +213,7 @@ impl App {
             .insert_signing_key(
                 product.id,
                 RSA2048,
-                &rsa.to_base64_pkcs8(),
+                &self.store_key(product.id, RSA2048, &rsa.to_base64_pkcs8()),
                 &rsa.public_key().to_xml(),
                 at,
             )

@@ -142,4 +142,41 @@ impl Session {
         .await?;
         Ok(row.map(|r| r.try_get("private_key")).transpose()?)
     }
+
+    /// Every stored signing key as (product, algorithm, stored private key), for re-sealing.
+    pub async fn signing_keys(&mut self) -> Result<Vec<(i64, String, String)>> {
+        let rows = sqlx::query(
+            "SELECT product_id, algorithm, private_key FROM signing_keys \
+             ORDER BY product_id, algorithm",
+        )
+        .fetch_all(self.conn())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("product_id")?,
+                    r.try_get("algorithm")?,
+                    r.try_get("private_key")?,
+                ))
+            })
+            .collect()
+    }
+
+    /// Replaces the stored form of a signing key (the key itself never changes).
+    pub async fn restore_signing_key(
+        &mut self,
+        product_id: i64,
+        algorithm: &str,
+        private_key: &str,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE signing_keys SET private_key = $1 WHERE product_id = $2 AND algorithm = $3",
+        )
+        .bind(private_key)
+        .bind(product_id)
+        .bind(algorithm)
+        .execute(self.conn())
+        .await?;
+        Ok(())
+    }
 }

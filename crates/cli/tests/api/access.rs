@@ -919,3 +919,212 @@ async fn the_data_directory_and_database_files_are_private() {
     assert!(files >= 2, "the database and its log were looked at");
     app.stop().await;
 }
+
+/// Runs `keyturn` on the test's database, with no master key but those in `env`.
+fn keyturn_on(
+    db: &crate::helpers::TestDb,
+    env: &[(&str, &str)],
+    args: &[&str],
+) -> (bool, String, String) {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_keyturn"));
+    command.args(args).env_remove("KEYTURN_CONFIG");
+    for name in [
+        "KEYTURN_MASTER_KEY",
+        "KEYTURN_MASTER_KEY_FILE",
+        "KEYTURN_OLD_MASTER_KEY",
+        "KEYTURN_OLD_MASTER_KEY_FILE",
+    ] {
+        command.env_remove(name);
+    }
+    match &db.url {
+        Some(url) => command.env("KEYTURN_DATABASE_URL", url),
+        None => command
+            .env_remove("KEYTURN_DATABASE_URL")
+            .env("KEYTURN_DATA_DIR", db.dir.path().join("data")),
+    };
+    command.envs(env.iter().copied());
+    let out = command.output().expect("run keyturn");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The private keys as the database holds them.
+async fn stored_keys(db: &crate::helpers::TestDb) -> Vec<String> {
+    use sqlx::Row;
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&db.any_url()).await.unwrap();
+    let rows = sqlx::query("SELECT private_key FROM signing_keys ORDER BY product_id, algorithm")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    rows.iter()
+        .map(|r| r.get::<String, _>("private_key"))
+        .collect()
+}
+
+/// What a product's keys sign verifies with the public keys fetched before.
+async fn signs_as_before(app: &TestApp, product: i64, public: &str, rsa_xml: &str) {
+    let license = app.license(json!({"product_id": product})).await;
+    let client = keyturn_client::Client::new(&app.base, product, public).unwrap();
+    let v = client
+        .validate_machine(license["key"].as_str().unwrap(), None, &[])
+        .await
+        .expect("a reply signed with the same key");
+    assert!(v.valid);
+    assert_eq!(rsa_public_key(app, product).await, rsa_xml);
+}
+
+async fn rsa_public_key(app: &TestApp, product: i64) -> String {
+    let r = app
+        .call(
+            Method::GET,
+            &format!("/v1/products/{product}/public-key?format=rsa-xml"),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    String::from_utf8(r.raw).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signing_keys_are_sealed_with_the_master_key_and_rotated() {
+    use crate::helpers::{backends, spawn, test_http, try_spawn_again, TestDb};
+    use keyturn_core::MasterKey;
+    for backend in backends() {
+        let mut db = TestDb::create(&backend).await;
+        let first = MasterKey::generate();
+        db.master_key = Some(first.clone());
+        let app = spawn(&db, test_http()).await;
+        let admin = app.admin.clone();
+        let product = app.product("Sealed", &["pro"]).await;
+        let public = app.public_key(product).await;
+        let rsa_xml = rsa_public_key(&app, product).await;
+        signs_as_before(&app, product, &public, &rsa_xml).await;
+        app.stop().await;
+        let stored = stored_keys(&db).await;
+        assert_eq!(stored.len(), 2);
+        for key in &stored {
+            assert!(key.starts_with("sealed:v1:"), "{key}");
+        }
+
+        // Without the master key, or with another, the server does not start, and says why.
+        db.master_key = None;
+        let err = format!("{:#}", try_spawn_again(&db, &admin).await.err().unwrap());
+        assert!(err.contains("KEYTURN_MASTER_KEY"), "{err}");
+        assert!(err.contains("sealed"), "{err}");
+        db.master_key = Some(MasterKey::generate());
+        let err = format!("{:#}", try_spawn_again(&db, &admin).await.err().unwrap());
+        assert!(err.contains("does not open"), "{err}");
+        let (ok, _, err) = keyturn_on(&db, &[], &["product", "list"]);
+        assert!(!ok && err.contains("KEYTURN_MASTER_KEY"), "{err}");
+
+        // Rotation: from the first master key to a second, in one command.
+        let second = MasterKey::generate();
+        let (ok, _, err) = keyturn_on(
+            &db,
+            &[("KEYTURN_MASTER_KEY", &second.to_text())],
+            &["keys", "seal"],
+        );
+        assert!(!ok, "without the old key, sealed keys cannot be opened");
+        assert!(err.contains("old master key"), "{err}");
+        let (ok, out, err) = keyturn_on(
+            &db,
+            &[
+                ("KEYTURN_MASTER_KEY", &second.to_text()),
+                ("KEYTURN_OLD_MASTER_KEY", &first.to_text()),
+            ],
+            &["keys", "seal"],
+        );
+        assert!(ok, "{err}");
+        let report: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(report, json!({"sealed": 2, "plain": 0}));
+        assert_ne!(stored_keys(&db).await, stored, "stored anew");
+        db.master_key = Some(first.clone());
+        assert!(
+            try_spawn_again(&db, &admin).await.is_err(),
+            "the old master key no longer opens them"
+        );
+        db.master_key = Some(second.clone());
+        let app = try_spawn_again(&db, &admin)
+            .await
+            .expect("starts with the new key");
+        signs_as_before(&app, product, &public, &rsa_xml).await;
+        // New products get sealed keys.
+        app.product("Sealed too", &[]).await;
+        app.stop().await;
+        let stored = stored_keys(&db).await;
+        assert_eq!(stored.len(), 4);
+        assert!(stored.iter().all(|k| k.starts_with("sealed:v1:")));
+        db.remove().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_signing_keys_are_sealed_by_the_command() {
+    use crate::helpers::{backends, spawn, test_http, try_spawn_again, TestDb};
+    use keyturn_core::MasterKey;
+    for backend in backends() {
+        let mut db = TestDb::create(&backend).await;
+        let app = spawn(&db, test_http()).await;
+        let admin = app.admin.clone();
+        let product = app.product("Plain first", &[]).await;
+        let public = app.public_key(product).await;
+        let rsa_xml = rsa_public_key(&app, product).await;
+        app.stop().await;
+        let plain = stored_keys(&db).await;
+        assert!(plain.iter().all(|k| !k.starts_with("sealed:")));
+
+        let (ok, out, _) = keyturn_on(&db, &[], &["keys", "status"]);
+        assert!(ok);
+        let status: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(status, json!({"sealed": 0, "plain": 2}));
+        let (ok, _, err) = keyturn_on(&db, &[], &["keys", "seal"]);
+        assert!(!ok && err.contains("KEYTURN_MASTER_KEY"), "{err}");
+
+        let (ok, key_text, _) = keyturn_on(&db, &[], &["keys", "new-master-key"]);
+        assert!(ok);
+        let master = MasterKey::parse(&key_text).unwrap();
+        let file = db.dir.path().join("master.key");
+        std::fs::write(&file, &key_text).unwrap();
+        let (ok, out, err) = keyturn_on(
+            &db,
+            &[("KEYTURN_MASTER_KEY_FILE", file.to_str().unwrap())],
+            &["keys", "seal"],
+        );
+        assert!(ok, "{err}");
+        let report: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(report, json!({"sealed": 2, "plain": 0}));
+        let sealed = stored_keys(&db).await;
+        for (s, p) in sealed.iter().zip(&plain) {
+            assert!(s.starts_with("sealed:v1:"));
+            assert!(!s.contains(p.as_str()));
+        }
+        let err = format!("{:#}", try_spawn_again(&db, &admin).await.err().unwrap());
+        assert!(err.contains("KEYTURN_MASTER_KEY"), "{err}");
+        db.master_key = Some(master);
+        let app = try_spawn_again(&db, &admin)
+            .await
+            .expect("starts with the key");
+        signs_as_before(&app, product, &public, &rsa_xml).await;
+        app.stop().await;
+
+        // And back to plain text.
+        let (ok, out, err) = keyturn_on(
+            &db,
+            &[("KEYTURN_MASTER_KEY", &key_text)],
+            &["keys", "unseal"],
+        );
+        assert!(ok, "{err}");
+        assert_eq!(
+            serde_json::from_str::<Value>(&out).unwrap(),
+            json!({"sealed": 0, "plain": 2})
+        );
+        assert_eq!(stored_keys(&db).await, plain);
+        db.remove().await;
+    }
+}
