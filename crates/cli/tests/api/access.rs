@@ -663,6 +663,26 @@ async fn no_existence_oracle(app: &TestApp) {
         );
         assert!(a.status >= 400, "{method} {elsewhere}: {}", a.body);
     }
+    // Naming another product's plan for a new license is naming none.
+    let a = as_token(
+        app,
+        Method::POST,
+        "/v1/licenses",
+        &scoped,
+        Some(json!({"plan_id": id(&plan)})),
+    )
+    .await;
+    let b = as_token(
+        app,
+        Method::POST,
+        "/v1/licenses",
+        &scoped,
+        Some(json!({"plan_id": missing})),
+    )
+    .await;
+    assert_eq!((a.status, &a.body), (b.status, &b.body));
+    assert_eq!(a.status, 422, "{}", a.body);
+
     // On the Cryptolens API too.
     let pid = other.to_string();
     for method in ["/api/key/GetKey", "/api/key/BlockKey"] {
@@ -870,12 +890,26 @@ async fn public_fields(app: &TestApp) {
         assert!(a.status < 300, "{}", a.body);
         (v.body["license"].clone(), a.body["license"].clone())
     };
+    // A license file goes to the licensee too.
+    let client = keyturn_client::Client::new(&app.base, product, &app.public_key(product).await)
+        .unwrap()
+        .with_fingerprint(keyturn_client::Fingerprint::parse("machine-a"));
+    let file_metadata = async || {
+        let r = app
+            .post(&format!("/v1/licenses/{}/file", id(&license)), json!({}))
+            .await;
+        assert_eq!(r.status, 201);
+        let text = String::from_utf8(r.raw).unwrap();
+        let file = client.verify_license_file(&text, key, &[]).unwrap();
+        file.license.metadata
+    };
     for seen in <[Value; 2]>::from(shown().await) {
         assert_eq!(seen["key"], key);
         assert_eq!(seen["features"], json!(["pro"]));
         assert_eq!(seen["notes"], "", "notes are private by default: {seen}");
         assert_eq!(seen["metadata"], json!({}), "{seen}");
     }
+    assert_eq!(file_metadata().await, json!({}));
     // The vendor marks what programs may see.
     let r = app
         .patch(
@@ -890,6 +924,7 @@ async fn public_fields(app: &TestApp) {
         assert_eq!(seen["notes"], "owes us money; do not renew", "{seen}");
         assert_eq!(seen["metadata"], json!({"tier": "gold"}), "{seen}");
     }
+    assert_eq!(file_metadata().await, json!({"tier": "gold"}));
     // The vendor's own API still shows everything.
     let full = app.get(&format!("/v1/licenses/{}", id(&license))).await;
     assert_eq!(full.body["metadata"]["crm_id"], "C-991");
