@@ -54,9 +54,10 @@ pub struct ValidationQuery {
 #[derive(Debug, Clone)]
 pub struct ValidationReply {
     pub outcome: ValidationOutcome,
-    /// The license asked about, as read (shared with the cache, not copied), with its product,
-    /// which says what of it the reply may show ([`LicenseState::licensee_json`]).
-    pub license: Option<(Arc<LicenseState>, Arc<Product>)>,
+    /// The license asked about, as read (shared with the cache, not copied), with its product
+    /// when the license holds anything private: the product says what of it the reply may show
+    /// ([`LicenseState::licensee_json`]).
+    pub license: Option<(Arc<LicenseState>, Option<Arc<Product>>)>,
     /// The product whose key signs this reply: the license's, or the one asked about.
     pub product_id: Option<i64>,
 }
@@ -369,6 +370,9 @@ impl App {
     /// A license as the program holding its key may see it: the notes and metadata only as far
     /// as its product makes them public ([`License::licensee_view`]).
     pub async fn licensee_view(&self, license: &License) -> Result<License> {
+        if !license.has_private_fields() {
+            return Ok(license.clone());
+        }
         let product = self
             .product_row(license.product_id)
             .await?
@@ -420,10 +424,15 @@ impl App {
             },
             at,
         );
-        let product = self
-            .product_row(license.product_id)
-            .await?
-            .ok_or(AppError::NotFound("product"))?;
+        // Only a license with notes or metadata needs its product's word on what to show.
+        let product = match license.has_private_fields() {
+            true => Some(
+                self.product_row(license.product_id)
+                    .await?
+                    .ok_or(AppError::NotFound("product"))?,
+            ),
+            false => None,
+        };
         Ok(ValidationReply {
             outcome,
             product_id: q.product_id.or(Some(license.product_id)),

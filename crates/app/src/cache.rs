@@ -38,8 +38,8 @@ pub struct LicenseState {
 }
 
 /// What a product makes public of its licenses (`public_notes`, `public_metadata`), which
-/// decides how a license is shown.
-type Visibility = (bool, Vec<String>);
+/// decides how a license is shown; `None` for a license with nothing private to hide.
+type Visibility = Option<(bool, Vec<String>)>;
 
 impl LicenseState {
     pub fn new(license: License, activations: Vec<Activation>) -> Self {
@@ -51,17 +51,27 @@ impl LicenseState {
     }
 
     /// The license as replies to its licensee show it ([`License::licensee_view`] of
-    /// `product`, the same bytes `serde_json` would write for it).
-    pub fn licensee_json(&self, product: &Product) -> Cow<'_, serde_json::value::RawValue> {
+    /// `product`, the same bytes `serde_json` would write for it). A license without notes or
+    /// metadata ([`License::has_private_fields`]) is shown whole, and needs no `product`.
+    pub fn licensee_json(&self, product: Option<&Product>) -> Cow<'_, serde_json::value::RawValue> {
+        let product = product.filter(|_| self.license.has_private_fields());
         let render = || {
-            serde_json::value::to_raw_value(&self.license.licensee_view(product))
-                .expect("a license always serialises")
+            let json = match product {
+                Some(p) => serde_json::value::to_raw_value(&self.license.licensee_view(p)),
+                None => serde_json::value::to_raw_value(&self.license),
+            };
+            json.expect("a license always serialises")
         };
-        let (shown_as, json) = self.json.get_or_init(|| {
-            let shown_as = (product.public_notes, product.public_metadata.clone());
-            (shown_as, render())
-        });
-        if shown_as.0 == product.public_notes && shown_as.1 == product.public_metadata {
+        let wanted = || product.map(|p| (p.public_notes, p.public_metadata.clone()));
+        let (shown_as, json) = self.json.get_or_init(|| (wanted(), render()));
+        let same = match (shown_as, product) {
+            (None, None) => true,
+            (Some((notes, keys)), Some(p)) => {
+                *notes == p.public_notes && *keys == p.public_metadata
+            }
+            _ => false,
+        };
+        if same {
             Cow::Borrowed(json)
         } else {
             // The product's settings changed since: render afresh (rare, and only until the
@@ -386,7 +396,7 @@ mod tests {
             created: at,
         };
         let state = LicenseState::new(license.clone(), Vec::new());
-        let shown = state.licensee_json(&product);
+        let shown = state.licensee_json(Some(&product));
         assert_eq!(shown.get(), serde_json::to_string(&license).unwrap());
         let back: License = serde_json::from_str(shown.get()).unwrap();
         assert_eq!(back.notes, license.notes);
@@ -395,12 +405,13 @@ mod tests {
         assert!(matches!(shown, Cow::Borrowed(_)));
         assert!(std::ptr::eq(
             shown.get(),
-            state.licensee_json(&product).get()
+            state.licensee_json(Some(&product)).get()
         ));
         // Shown as the product's settings say, also after they change.
         product.public_notes = false;
         product.public_metadata = vec!["seats".into()];
-        let back: License = serde_json::from_str(state.licensee_json(&product).get()).unwrap();
+        let back: License =
+            serde_json::from_str(state.licensee_json(Some(&product)).get()).unwrap();
         assert_eq!(back.notes, "");
         assert_eq!(back.metadata, serde_json::json!({"seats": 5}));
     }

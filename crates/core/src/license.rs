@@ -86,6 +86,11 @@ pub struct License {
 }
 
 impl License {
+    /// Whether the license holds anything its licensee may not be shown: notes or metadata.
+    pub fn has_private_fields(&self) -> bool {
+        !self.notes.is_empty() || self.metadata.as_object().is_none_or(|m| !m.is_empty())
+    }
+
     /// The license as its licensee (a program holding only the key) is shown it: every term,
     /// but the notes and metadata only as far as `product` makes them public.
     pub fn licensee_view(&self, product: &Product) -> License {
@@ -259,7 +264,10 @@ mod tests {
             public_metadata: Vec::new(),
             created: now,
         };
+        assert!(lic.has_private_fields());
+        assert!(!license(now).has_private_fields());
         let seen = lic.licensee_view(&product);
+        assert!(!seen.has_private_fields());
         assert_eq!(seen.notes, "");
         assert_eq!(seen.metadata, serde_json::json!({}));
         assert_eq!(seen.features, lic.features);

@@ -131,7 +131,7 @@ async fn validate(State(state): State<AppState>, Json(mut body): Json<ValidateBo
         let license = reply
             .license
             .as_ref()
-            .map(|(license, product)| license.licensee_json(product));
+            .map(|(license, product)| license.licensee_json(product.as_deref()));
         let body = ValidateReply {
             valid: reply.outcome.code.is_valid(),
             code: reply.outcome.code,
