@@ -121,15 +121,7 @@ impl App {
         principal: &Principal,
         q: MessageQuery,
     ) -> Result<Vec<Message>> {
-        let product_id = match (principal.product_scope(), q.product_id) {
-            (Some(scope), Some(asked)) if scope != asked => {
-                return Err(AppError::Forbidden(format!(
-                    "this token is limited to product {scope}"
-                )))
-            }
-            (Some(scope), _) => Some(scope),
-            (None, asked) => asked,
-        };
+        let product_id = principal.listed_product(q.product_id)?;
         let channel = q.channel.as_deref().map(message::channel).transpose()?;
         Ok(self
             .store
