@@ -1017,3 +1017,64 @@ async fn messages(app: &TestApp) {
     assert_eq!(r.body["data"].as_array().unwrap().len(), 3, "{}", r.body);
 }
 on_every_backend!(cryptolens_messages, messages);
+
+/// The `IntValue` of a key's first data object, as its signed license shows it.
+async fn first_value(app: &TestApp, client: &str, on_key: &[(&str, &str)]) -> Option<i64> {
+    let mut params = vec![("token", client), ("SignMethod", "1")];
+    params.extend_from_slice(on_key);
+    let r = post(app, "/api/key/GetKey", &params).await;
+    let license: Value =
+        serde_json::from_slice(&B64.decode(ok(&r)["licenseKey"].as_str().unwrap()).unwrap())
+            .unwrap();
+    license["DataObjects"][0]["IntValue"].as_i64()
+}
+
+/// A node that keeps a license in memory hears of a change of its data objects made on another
+/// node, as of any other change of the license.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_node_shows_changed_data_objects_on_postgres() {
+    use crate::helpers::{backends, spawn, spawn_second, test_http, Backend, TestDb};
+    let Some(Backend::Postgres(server)) = backends()
+        .into_iter()
+        .find(|b| matches!(b, Backend::Postgres(_)))
+    else {
+        eprintln!(
+            "{} is not set: this test needs PostgreSQL",
+            crate::helpers::PG_ENV
+        );
+        return;
+    };
+    let db = TestDb::create(&Backend::Postgres(server)).await;
+    let a = spawn(&db, test_http()).await;
+    let b = spawn_second(&db, test_http(), &a.admin).await;
+    let product = a.product("Two nodes", &[]).await;
+    let license = a.license(json!({"product_id": product})).await;
+    let key = license["key"].as_str().unwrap().to_owned();
+    let client = data_token(&a, Some(-1), &["cryptolens:getkey"]).await;
+    let pid = product.to_string();
+    let on_key = [("ProductId", pid.as_str()), ("Key", key.as_str())];
+    let mut add = vec![("Name", "usage")];
+    add.extend_from_slice(&on_key);
+    let id = ok(&data(&a, "AddDataObjectToKey", &client, &add).await)["id"]
+        .as_i64()
+        .unwrap()
+        .to_string();
+    // Give node b's notification connection a moment, then let it keep the license.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(first_value(&b, &client, &on_key).await, Some(0));
+    assert_eq!(first_value(&b, &client, &on_key).await, Some(0));
+    let mut step = vec![("Id", id.as_str()), ("IntValue", "5")];
+    step.extend_from_slice(&on_key);
+    ok(&data(&a, "IncrementIntValueToKey", &client, &step).await);
+    let started = std::time::Instant::now();
+    while first_value(&b, &client, &on_key).await != Some(5) {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(2),
+            "node b still shows the old value 2 s after node a changed it"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    b.stop().await;
+    a.stop().await;
+    db.remove().await;
+}
