@@ -8,11 +8,13 @@
 mod activations;
 mod changes;
 mod customers;
+mod data_objects;
 mod error;
 mod events;
 mod forms;
 mod license_urls;
 mod licenses;
+mod messages;
 mod outbox;
 mod payments;
 mod plans;
@@ -28,8 +30,10 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 
 pub use changes::{Change, Changes};
+pub use data_objects::DataOwnerRow;
 pub use error::StoreError;
 pub use licenses::{LicenseFilter, NewLicense};
+pub use messages::MessageFilter;
 pub use outbox::QueuedMail;
 pub use payments::{IncomingEvent, NewPayment};
 pub use plans::NewPlan;

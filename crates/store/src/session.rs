@@ -76,6 +76,14 @@ impl Session {
         Ok(())
     }
 
+    /// A condition that holds when `column` contains the text bound as `$param`, case-sensitively.
+    pub(crate) fn contains(&self, column: &str, param: usize) -> String {
+        match self.dialect {
+            Dialect::Sqlite => format!("instr({column}, ${param}) > 0"),
+            Dialect::Postgres => format!("strpos({column}, ${param}) > 0"),
+        }
+    }
+
     /// The clause that locks the selected row until commit. SQLite needs none: its writes are
     /// already serialised through the single write connection.
     pub(crate) fn for_update(&self) -> &'static str {
