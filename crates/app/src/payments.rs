@@ -610,9 +610,13 @@ async fn issue_subscription_license(
     new.max_machines = machines(plan, sub.quantity);
     new.metadata = subscription_metadata(ctx, sub);
     if let Some(end) = sub.period_end {
-        new.expires = Some(renewed_expiry(None, end, plan.grace_days));
+        new.expires = Some(renewed_expiry(None, end, plan.grace_days)?);
     } else if let Some(expires) = new.expires {
-        new.expires = Some(expires + chrono::Duration::days(plan.grace_days));
+        new.expires = Some(keyturn_core::dates::add_days(
+            "grace_days",
+            expires,
+            plan.grace_days,
+        )?);
     }
     let license = insert_with_fresh_key(s, new, ctx.at).await?;
     s.set_license_subscription(license.id, &sub.subscription_id)
@@ -695,7 +699,7 @@ async fn extend_to(
     paid_by: &str,
 ) -> Result<String> {
     let grace = plan_of(s, sub).await?.grace_days;
-    let to = renewed_expiry(license.expires, end, grace);
+    let to = renewed_expiry(license.expires, end, grace)?;
     if license.expires == Some(to) {
         return Ok(String::new());
     }

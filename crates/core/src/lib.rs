@@ -2,6 +2,7 @@
 //! whether a license may be activated or is valid. Nothing here does I/O, so every rule is testable
 //! on its own and the same rules hold for every API that exposes them.
 
+pub mod dates;
 pub mod error;
 pub mod key;
 pub mod license;

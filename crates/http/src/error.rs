@@ -36,6 +36,11 @@ impl ApiError {
         }
     }
 
+    /// Input that breaks a rule, said in `message` (which names the field).
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_input", message)
+    }
+
     pub fn not_found(what: &str) -> Self {
         Self::new(
             StatusCode::NOT_FOUND,
@@ -52,11 +57,7 @@ impl ApiError {
 impl From<AppError> for ApiError {
     fn from(e: AppError) -> Self {
         match e {
-            AppError::Invalid(d) => Self::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_input",
-                d.to_string(),
-            ),
+            AppError::Invalid(d) => Self::invalid(d.to_string()),
             AppError::NotFound(what) => Self::not_found(what),
             AppError::Conflict(m) => Self::new(StatusCode::CONFLICT, "conflict", m),
             AppError::Refused(r) => {

@@ -2,25 +2,164 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use axum::extract::{ConnectInfo, FromRequest, FromRequestParts};
-use axum::http::header::AUTHORIZATION;
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode};
 use keyturn_app::{AppError, Principal};
+use serde::de::DeserializeOwned;
 
-use crate::{ApiError, AppState};
+use crate::{text, ApiError, AppState};
 
-/// JSON body; malformed, mistyped or oversized bodies become API errors.
-#[derive(FromRequest)]
-#[from_request(via(axum::Json), rejection(ApiError))]
+/// JSON body; malformed, mistyped, oversized bodies and text with control characters become
+/// API errors that name the field in plain words.
 pub struct Json<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        if !json_content_type(request.headers()) {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "the body must be JSON (Content-Type: application/json)",
+            ));
+        }
+        let bytes = body(request, state).await?;
+        if let Some(c) = text::in_json(&bytes) {
+            // Only a document that parses has fields to name; one that does not is refused
+            // below as malformed.
+            if let Ok(value) = serde_json::from_slice::<serde_json::Value>(&bytes) {
+                let field = text::json_field(&value).unwrap_or_default();
+                return Err(ApiError::invalid(text::message(&field, c)));
+            }
+        }
+        let mut deserializer = serde_json::Deserializer::from_slice(&bytes);
+        let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
+            match e.inner().classify() {
+                serde_json::error::Category::Data => ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_body",
+                    plain(&e.path().to_string(), &e.inner().to_string()),
+                ),
+                _ => malformed(e.inner()),
+            }
+        })?;
+        deserializer.end().map_err(|e| malformed(&e))?;
+        Ok(Json(value))
+    }
+}
+
+fn malformed(e: &serde_json::Error) -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "malformed_json",
+        format!("the body is not valid JSON: {e}"),
+    )
+}
+
+fn json_content_type(headers: &HeaderMap) -> bool {
+    let Some(mime) = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+    else {
+        return false;
+    };
+    let mime = mime.trim().to_ascii_lowercase();
+    mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
+}
+
+/// The body, within the route's size limit.
+async fn body<S: Send + Sync>(request: Request, state: &S) -> Result<Bytes, ApiError> {
+    Bytes::from_request(request, state).await.map_err(|r| {
+        let code = if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            "payload_too_large"
+        } else {
+            "malformed_body"
+        };
+        ApiError::new(r.status(), code, r.body_text())
+    })
+}
+
+/// A form-encoded body (`application/x-www-form-urlencoded`), checked like JSON bodies.
+pub struct Form<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Form<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = body(request, state).await?;
+        if let Some((field, c)) = text::in_urlencoded(&bytes) {
+            return Err(ApiError::invalid(text::message(&field, c)));
+        }
+        let fields = serde_urlencoded::Deserializer::new(form_urlencoded::parse(&bytes));
+        serde_path_to_error::deserialize(fields)
+            .map(Form)
+            .map_err(|e| ApiError::invalid(plain(&e.path().to_string(), &e.inner().to_string())))
+    }
+}
 
 #[derive(FromRequestParts)]
 #[from_request(via(axum::extract::Path), rejection(ApiError))]
 pub struct Path<T>(pub T);
 
-#[derive(FromRequestParts)]
-#[from_request(via(axum::extract::Query), rejection(ApiError))]
+/// The query string; a value of the wrong kind is refused naming the parameter.
 pub struct Query<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let query = parts.uri.query().unwrap_or("");
+        let fields = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+        serde_path_to_error::deserialize(fields)
+            .map(Query)
+            .map_err(|e| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_query",
+                    plain(&e.path().to_string(), &e.inner().to_string()),
+                )
+            })
+    }
+}
+
+/// A deserializer's complaint about the value at `path`, in the API's words: the field first,
+/// then what it must be, without positions in the document or the names of Rust types.
+fn plain(path: &str, inner: &str) -> String {
+    let inner = match inner.rfind(" at line ") {
+        Some(i) if inner[i..].contains(" column ") => &inner[..i],
+        _ => inner,
+    };
+    let said = ["invalid type: ", "invalid value: "]
+        .iter()
+        .find_map(|p| inner.strip_prefix(p))
+        .and_then(|rest| rest.rsplit_once(", expected "))
+        .map(|(got, expected)| format!("must be {} (not {got})", kind(expected)))
+        .unwrap_or_else(|| inner.to_owned());
+    if path.is_empty() || path == "." {
+        said
+    } else {
+        format!("{path}: {said}")
+    }
+}
+
+/// What a deserializer expected, as the API documentation would say it.
+fn kind(expected: &str) -> &str {
+    match expected {
+        "i8" | "i16" | "i32" | "i64" | "u8" | "u16" | "u32" | "u64" | "usize" | "isize" => {
+            "a whole number"
+        }
+        "f32" | "f64" => "a number",
+        "a sequence" => "a list",
+        "a map" => "an object",
+        e if e.starts_with("struct ") => "an object",
+        e => e,
+    }
+}
 
 /// The authenticated caller, from `Authorization: Bearer <token>`.
 pub struct Auth(pub Principal);

@@ -8,6 +8,7 @@ mod rate_limit;
 mod routes;
 mod serde_util;
 mod signed;
+mod text;
 
 use std::time::Duration;
 
@@ -95,6 +96,7 @@ pub fn router(app: App, settings: HttpSettings, providers: Providers) -> Router 
             )
             .into_response()
         })
+        .layer(axum::middleware::from_fn(text::refuse_in_url))
         .layer(DefaultBodyLimit::max(settings.max_body_bytes))
         .layer(
             // A span per request at debug level: at the default level, recording one for

@@ -45,6 +45,11 @@ pub fn is_api_path(path: &str) -> bool {
     method_of(path).is_some()
 }
 
+/// A refusal of bad input in the Cryptolens shape (the detail is logged, not sent).
+pub fn incorrect_input(detail: String) -> Response {
+    ClError::IncorrectInput(detail).into_response()
+}
+
 /// Parses the call, authenticates the token, and runs the method.
 pub async fn dispatch(State(state): State<AppState>, request: Request) -> Response {
     let (parts, body) = request.into_parts();

@@ -7,10 +7,11 @@ use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
-use axum::{Form, Router};
+use axum::Router;
 use keyturn_app::{AppError, CheckoutOutcome, MAX_FORM_QUANTITY};
 use keyturn_core::payment::PaymentForm;
 
+use crate::extract::Form;
 use crate::AppState;
 
 pub fn router() -> Router<AppState> {
