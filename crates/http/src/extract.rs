@@ -183,27 +183,43 @@ impl FromRequestParts<AppState> for Auth {
     }
 }
 
-/// The client's address: the peer, or the first `X-Forwarded-For` hop when the server is told
-/// it sits behind a proxy it trusts.
+/// The client's address, as [`client_ip`] finds it.
 #[derive(Debug, Clone, Copy)]
 pub struct ClientIp(pub Option<IpAddr>);
 
-pub fn client_ip(parts: &Parts, trust_forwarded_for: bool) -> Option<IpAddr> {
-    if trust_forwarded_for {
-        let forwarded = parts
-            .headers
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
-            .and_then(|ip| ip.trim().parse().ok());
-        if forwarded.is_some() {
-            return forwarded;
-        }
-    }
-    parts
+/// The client's address. Without trusted proxies, the peer. Behind `trusted_hops` proxies,
+/// each of which appends the address it got the request from to `X-Forwarded-For`, the client
+/// is the `trusted_hops`-th address from the right: everything further left was written by the
+/// client itself and proves nothing (when the header holds fewer addresses, its leftmost). An
+/// address that does not parse counts as none, and the peer stands in for it.
+pub fn client_ip(parts: &Parts, trusted_hops: usize) -> Option<IpAddr> {
+    let peer = parts
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(addr)| addr.ip())
+        .map(|ConnectInfo(addr)| addr.ip());
+    if trusted_hops == 0 {
+        return peer;
+    }
+    let forwarded: Vec<&str> = parts
+        .headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .collect();
+    let chosen = forwarded
+        .len()
+        .checked_sub(trusted_hops)
+        .map_or(forwarded.first(), |i| forwarded.get(i));
+    chosen
+        .and_then(|a| {
+            a.parse::<IpAddr>()
+                .or_else(|_| a.parse::<SocketAddr>().map(|s| s.ip()))
+                .ok()
+        })
+        .or(peer)
 }
 
 impl FromRequestParts<AppState> for ClientIp {
@@ -215,7 +231,45 @@ impl FromRequestParts<AppState> for ClientIp {
     ) -> Result<Self, Self::Rejection> {
         Ok(ClientIp(client_ip(
             parts,
-            state.settings.trust_forwarded_for,
+            state.settings.trusted_proxy_hops,
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(forwarded: &[&str]) -> Parts {
+        let mut request = axum::http::Request::builder();
+        for f in forwarded {
+            request = request.header("x-forwarded-for", *f);
+        }
+        let (mut parts, ()) = request.body(()).unwrap().into_parts();
+        parts
+            .extensions
+            .insert(ConnectInfo(SocketAddr::from(([10, 0, 0, 1], 4000))));
+        parts
+    }
+
+    fn ip(s: &str) -> Option<IpAddr> {
+        Some(s.parse().unwrap())
+    }
+
+    #[test]
+    fn only_the_trusted_hops_are_believed() {
+        let spoofed = parts(&["6.6.6.6, 198.51.100.7"]);
+        assert_eq!(client_ip(&spoofed, 0), ip("10.0.0.1"), "no proxy: the peer");
+        assert_eq!(client_ip(&spoofed, 1), ip("198.51.100.7"), "the rightmost");
+        assert_eq!(client_ip(&spoofed, 2), ip("6.6.6.6"));
+        assert_eq!(client_ip(&spoofed, 3), ip("6.6.6.6"), "fewer than the hops");
+        let two_lines = parts(&["6.6.6.6", "198.51.100.7, 203.0.113.9"]);
+        assert_eq!(client_ip(&two_lines, 2), ip("198.51.100.7"));
+        assert_eq!(client_ip(&parts(&[]), 1), ip("10.0.0.1"), "no header");
+        assert_eq!(client_ip(&parts(&["1.2.3.4, junk"]), 1), ip("10.0.0.1"));
+        assert_eq!(
+            client_ip(&parts(&["[2001:db8::1]:443"]), 1),
+            ip("2001:db8::1")
+        );
     }
 }

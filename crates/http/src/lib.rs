@@ -27,11 +27,14 @@ pub use signed::SIGNATURE_HEADER;
 /// What the HTTP layer needs to know from configuration.
 #[derive(Debug, Clone)]
 pub struct HttpSettings {
-    /// Requests per minute per client IP on activation and validation; 0 turns limiting off.
+    /// Requests per minute per client IP on everything callable without an access token
+    /// (licensee endpoints, license URLs, payment forms, webhooks) and on the Cryptolens API;
+    /// 0 turns limiting off.
     pub rate_limit_per_minute: u32,
     pub rate_limit_burst: u32,
-    /// Take the client IP from `X-Forwarded-For` (only behind a proxy that sets it).
-    pub trust_forwarded_for: bool,
+    /// How many proxies in front of the server append to `X-Forwarded-For`: the client IP is
+    /// the address that many entries from the right. 0 ignores the header.
+    pub trusted_proxy_hops: usize,
     pub max_body_bytes: usize,
     /// The address buyers reach this server at (for payment providers' return links);
     /// without it, the request's Host header.
@@ -43,7 +46,7 @@ impl Default for HttpSettings {
         Self {
             rate_limit_per_minute: 600,
             rate_limit_burst: 60,
-            trust_forwarded_for: false,
+            trusted_proxy_hops: 0,
             max_body_bytes: 64 * 1024,
             public_url: None,
         }
@@ -80,12 +83,14 @@ pub fn router(app: App, settings: HttpSettings, providers: Providers) -> Router 
         settings: std::sync::Arc::new(settings.clone()),
         providers: std::sync::Arc::new(providers),
     };
+    let public = Router::new()
+        .merge(routes::webhooks::router())
+        .merge(routes::license_urls::store_router())
+        .merge(routes::buy::router());
     Router::new()
         .merge(routes::health::router())
         .nest("/v1", routes::v1(state.clone()))
-        .merge(routes::webhooks::router())
-        .merge(routes::license_urls::store_router())
-        .merge(routes::buy::router())
+        .merge(rate_limit::limited(public, &state))
         .nest("/api", cryptolens::router())
         .fallback(fallback)
         .method_not_allowed_fallback(|| async {

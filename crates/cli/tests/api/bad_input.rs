@@ -736,7 +736,7 @@ async fn forwarded_for_is_read_only_through_the_trusted_hops() {
         HttpSettings {
             rate_limit_per_minute: 1,
             rate_limit_burst: 2,
-            trust_forwarded_for: true,
+            trusted_proxy_hops: 1,
             ..HttpSettings::default()
         },
     )
@@ -775,7 +775,7 @@ async fn every_public_entry_point_is_rate_limited() {
         HttpSettings {
             rate_limit_per_minute: 1,
             rate_limit_burst: 2,
-            trust_forwarded_for: true,
+            trusted_proxy_hops: 1,
             ..HttpSettings::default()
         },
     )

@@ -153,7 +153,7 @@ fn public_base(state: &AppState, headers: &HeaderMap) -> String {
     let proto = headers
         .get("x-forwarded-proto")
         .and_then(|h| h.to_str().ok())
-        .filter(|_| state.settings.trust_forwarded_for)
+        .filter(|_| state.settings.trusted_proxy_hops > 0)
         .unwrap_or("http");
     format!("{proto}://{host}")
 }
