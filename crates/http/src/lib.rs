@@ -13,11 +13,12 @@ mod text;
 use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
-use axum::http::{Request, StatusCode};
+use axum::http::{header, HeaderValue, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use keyturn_app::App;
 use keyturn_providers::Providers;
+use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
 pub use error::ApiError;
@@ -75,6 +76,14 @@ async fn fallback(
     }
 }
 
+/// A header set on every response unless the route set its own.
+fn unless_set(
+    name: header::HeaderName,
+    value: &'static str,
+) -> SetResponseHeaderLayer<HeaderValue> {
+    SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value))
+}
+
 /// The whole HTTP surface of a Keyturn server.
 pub fn router(app: App, settings: HttpSettings, providers: Providers) -> Router {
     let state = AppState {
@@ -102,6 +111,17 @@ pub fn router(app: App, settings: HttpSettings, providers: Providers) -> Router 
             .into_response()
         })
         .layer(axum::middleware::from_fn(text::refuse_in_url))
+        // Replies carry keys, tokens and license states: none is kept by a cache, shown in a
+        // frame, named in a Referer, or allowed to load anything (the pages that need their
+        // own style and script set their own policy).
+        .layer(unless_set(header::CACHE_CONTROL, "no-store"))
+        .layer(unless_set(header::X_FRAME_OPTIONS, "DENY"))
+        .layer(unless_set(header::REFERRER_POLICY, "no-referrer"))
+        .layer(unless_set(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .layer(unless_set(
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; frame-ancestors 'none'; base-uri 'none'",
+        ))
         .layer(DefaultBodyLimit::max(settings.max_body_bytes))
         .layer(
             // A span per request at debug level: at the default level, recording one for

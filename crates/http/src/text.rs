@@ -164,10 +164,9 @@ mod tests {
 
     #[test]
     fn the_field_is_named() {
-        let doc: Value = serde_json::from_str(
-            r#"{"ok":"fine","metadata":{"list":["a","b\u0000"]},"zz":1}"#,
-        )
-        .unwrap();
+        let doc: Value =
+            serde_json::from_str(r#"{"ok":"fine","metadata":{"list":["a","b\u0000"]},"zz":1}"#)
+                .unwrap();
         assert_eq!(json_field(&doc).unwrap(), "metadata.list[1]");
         let key: Value = serde_json::from_str(r#"{"metadata":{"k\u0007":1}}"#).unwrap();
         assert_eq!(json_field(&key).unwrap(), "metadata");
