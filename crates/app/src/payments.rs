@@ -101,7 +101,9 @@ impl App {
                     .finish_provider_event(ctx.provider, ctx.event_id, status, &detail)
                     .await?;
                 session.commit().await?;
-                tracing::info!(provider = ctx.provider, event = ctx.event_id, kind = %envelope.event_type, status, %detail, "provider event");
+                // Neither the event id nor what it did: both can name a checkout, whose id
+                // opens the page that shows its keys. They are kept in the event's record.
+                tracing::info!(provider = ctx.provider, kind = %envelope.event_type, status, "provider event");
                 Ok(match status {
                     "applied" => EventOutcome::Applied(detail),
                     _ => EventOutcome::Ignored,
@@ -119,7 +121,7 @@ impl App {
                         .await?;
                     session.commit().await?;
                 }
-                tracing::warn!(provider = ctx.provider, event = ctx.event_id, error = %e, "provider event not applied");
+                tracing::warn!(provider = ctx.provider, kind = %envelope.event_type, error = %e, "provider event not applied");
                 Err(e)
             }
         }

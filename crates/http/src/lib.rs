@@ -76,6 +76,28 @@ async fn fallback(
     }
 }
 
+/// A request path as the logs may show it: the secret part of a license URL, of the Gumroad
+/// ping URL and a license key looked up by key are left out.
+fn loggable_path(path: &str) -> std::borrow::Cow<'_, str> {
+    const SECRET_AFTER: [(&str, usize); 3] = [
+        ("/l/", 1),
+        ("/webhooks/gumroad/", 0),
+        ("/v1/licenses/by-key/", 0),
+    ];
+    for (prefix, keep) in SECRET_AFTER {
+        if let Some(rest) = path.strip_prefix(prefix) {
+            let kept: Vec<&str> = rest.split('/').take(keep).collect();
+            let mut shown = format!("{prefix}{}", kept.join("/"));
+            if !kept.is_empty() {
+                shown.push('/');
+            }
+            shown.push_str("<redacted>");
+            return shown.into();
+        }
+    }
+    path.into()
+}
+
 /// A header set on every response unless the route set its own.
 fn unless_set(
     name: header::HeaderName,
@@ -127,7 +149,7 @@ pub fn router(app: App, settings: HttpSettings, providers: Providers) -> Router 
             // A span per request at debug level: at the default level, recording one for
             // every validation costs a fifth of the server's throughput (see bench/RESULTS.md).
             TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
-                tracing::debug_span!("http", method = %req.method(), path = %req.uri().path())
+                tracing::debug_span!("http", method = %req.method(), path = %loggable_path(req.uri().path()))
             }),
         )
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
@@ -135,4 +157,25 @@ pub fn router(app: App, settings: HttpSettings, providers: Providers) -> Router 
             Duration::from_secs(30),
         ))
         .with_state(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::loggable_path;
+
+    #[test]
+    fn secrets_are_left_out_of_logged_paths() {
+        assert_eq!(loggable_path("/l/12/kt_secret"), "/l/12/<redacted>");
+        assert_eq!(loggable_path("/l/12"), "/l/12/<redacted>");
+        assert_eq!(
+            loggable_path("/webhooks/gumroad/ping-secret"),
+            "/webhooks/gumroad/<redacted>"
+        );
+        assert_eq!(
+            loggable_path("/v1/licenses/by-key/ABCDE-FGHIJ"),
+            "/v1/licenses/by-key/<redacted>"
+        );
+        assert_eq!(loggable_path("/v1/licenses/7"), "/v1/licenses/7");
+        assert_eq!(loggable_path("/webhooks/stripe"), "/webhooks/stripe");
+    }
 }
