@@ -924,6 +924,8 @@ fn cli_creates_cryptolens_tokens_and_prints_the_rsa_key() {
             String::from_utf8_lossy(&out.stderr).into_owned(),
         )
     };
+    let (ok, _, err) = run(&["migrate"]);
+    assert!(ok, "{err}");
     let (ok, out, err) = run(&["product", "create", "--name", "Cli"]);
     assert!(ok, "{err}");
     let id = serde_json::from_str::<Value>(&out).unwrap()["id"]
