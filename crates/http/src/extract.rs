@@ -257,6 +257,39 @@ mod tests {
     }
 
     #[test]
+    fn deserializer_complaints_in_plain_words() {
+        assert_eq!(
+            plain(
+                "product_id",
+                "invalid type: string \"one\", expected i64 at line 1 column 20"
+            ),
+            "product_id: must be a whole number (not string \"one\")"
+        );
+        assert_eq!(
+            plain(
+                "",
+                "invalid type: integer `1`, expected struct CreateBody at line 1 column 1"
+            ),
+            "must be an object (not integer `1`)"
+        );
+        assert_eq!(
+            plain(
+                "features",
+                "invalid type: string \"pro\", expected a sequence"
+            ),
+            "features: must be a list (not string \"pro\")"
+        );
+        assert_eq!(
+            plain("name", "missing field `name` at line 1 column 2"),
+            "name: missing field `name`"
+        );
+        assert_eq!(
+            plain("expires", "must be a date as YYYY-MM-DD at line 1 column 9"),
+            "expires: must be a date as YYYY-MM-DD"
+        );
+    }
+
+    #[test]
     fn only_the_trusted_hops_are_believed() {
         let spoofed = parts(&["6.6.6.6, 198.51.100.7"]);
         assert_eq!(client_ip(&spoofed, 0), ip("10.0.0.1"), "no proxy: the peer");
