@@ -197,6 +197,7 @@ const GUMROAD: &str = "gumroad-ping-secret-for-bad-input";
 
 fn gumroad() -> keyturn_providers::Providers {
     keyturn_providers::Providers {
+        stripe: crate::stripe::providers().stripe,
         stores: keyturn_providers::StoreSecrets {
             gumroad: Some(GUMROAD.into()),
             tolerance: std::time::Duration::from_secs(300),
@@ -413,6 +414,22 @@ async fn control_characters_are_refused_wherever_text_enters() {
                 r.body
             );
         }
+
+        // A signed JSON event is refused the same way.
+        let event = json!({"id": "evt_nul", "object": "event", "type": "customer.created",
+            "created": chrono::Utc::now().timestamp(),
+            "data": {"object": {"id": "cus_nul", "object": "customer", "email": "ann\u{0}@example.com"}}})
+        .to_string();
+        let r = crate::stripe::deliver(&app, &event).await;
+        assert_eq!(r.status, 422, "{}", String::from_utf8_lossy(&r.raw));
+        assert!(
+            r.body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("data.object.email"),
+            "{}",
+            r.body
+        );
 
         // Stores read plain text.
         let sale = send(
