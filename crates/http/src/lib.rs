@@ -32,8 +32,8 @@ pub struct HttpSettings {
     /// Take the client IP from `X-Forwarded-For` (only behind a proxy that sets it).
     pub trust_forwarded_for: bool,
     pub max_body_bytes: usize,
-    /// The address buyers reach this server at (for payment providers' return links);
-    /// without it, the request's Host header.
+    /// The address buyers reach this server at (for payment providers' return links); without
+    /// it, payment forms take no checkout (a request's Host header is anyone's to set).
     pub public_url: Option<String>,
 }
 
