@@ -323,6 +323,17 @@ async fn paypal_return(
     };
     match pp.complete_checkout(&state.app, &outcome.checkout).await {
         Ok(_) => Redirect::to(&format!("/buy/{form}/done?session={order}")).into_response(),
+        Err(keyturn_providers::paypal::PaypalError::App(AppError::Invalid(e))) => {
+            // PayPal took a payment that is not what was ordered: recorded as failed, no key.
+            tracing::warn!(error = %e, "PayPal capture does not match its order");
+            let body = "<h1>Payment not completed</h1><div class=\"card\" role=\"alert\"><p>The payment PayPal \
+                        took does not match this order, so no key was issued. Please contact the seller.</p></div>";
+            (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Html(page("Payment not completed", "", body)),
+            )
+                .into_response()
+        }
         Err(e) => {
             tracing::warn!(error = %e, "PayPal capture failed");
             let body = "<h1>Payment not completed</h1><div class=\"card\" role=\"alert\"><p>PayPal did not confirm the payment. \
