@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use keyturn_core::{AccessToken, Activation, Customer, License, Product, TokenHash};
+use keyturn_core::{AccessToken, Activation, Customer, DataObject, License, Product, TokenHash};
 use keyturn_store::{Change, Changes};
 
 use crate::{App, Result};
@@ -35,6 +35,9 @@ pub struct LicenseState {
     /// license is shown in every validation reply until it (or what its product makes public)
     /// changes.
     json: std::sync::OnceLock<(Visibility, Box<serde_json::value::RawValue>)>,
+    /// The license's own data objects, read by the first reply that shows them (only the
+    /// Cryptolens replies do); a change of them drops the whole state like any license change.
+    pub(crate) data_objects: tokio::sync::OnceCell<Vec<DataObject>>,
 }
 
 /// What a product makes public of its licenses (`public_notes`, `public_metadata`), which
@@ -47,6 +50,7 @@ impl LicenseState {
             license,
             activations,
             json: Default::default(),
+            data_objects: Default::default(),
         }
     }
 

@@ -128,7 +128,8 @@ impl Principal {
         }
     }
 
-    fn in_scope(&self, product_id: i64) -> bool {
+    /// Whether `product_id` is within the token's product scope.
+    pub fn reaches_product(&self, product_id: i64) -> bool {
         self.product_id.is_none_or(|p| p == product_id)
     }
 
@@ -171,7 +172,7 @@ impl Principal {
         self.require(wanted)?;
         self.require_no_key_lock()?;
         match found {
-            Some(product_id) if self.in_scope(product_id) => Ok(()),
+            Some(product_id) if self.reaches_product(product_id) => Ok(()),
             _ => Err(AppError::NotFound(what)),
         }
     }
@@ -188,9 +189,9 @@ impl Principal {
     ) -> Result<()> {
         self.require(wanted)?;
         match (self.license_lock(), found) {
-            (Some(lock), Some(l)) if l.id == lock && self.in_scope(l.product_id) => Ok(()),
+            (Some(lock), Some(l)) if l.id == lock && self.reaches_product(l.product_id) => Ok(()),
             (Some(lock), _) => Err(limited_to_license(lock)),
-            (None, Some(l)) if self.in_scope(l.product_id) => Ok(()),
+            (None, Some(l)) if self.reaches_product(l.product_id) => Ok(()),
             (None, _) => Err(AppError::NotFound(what)),
         }
     }
@@ -200,16 +201,22 @@ impl Principal {
         self.require_license_part(wanted, found, "license")
     }
 
-    /// Requires `wanted` for a listing, and returns the product it must be limited to: the
-    /// token's product, or `asked` (refused when it is another product than the token's). A
-    /// key-locked token lists nothing.
-    pub fn require_listing(&self, wanted: Permission, asked: Option<i64>) -> Result<Option<i64>> {
-        self.require(wanted)?;
-        self.require_no_key_lock()?;
+    /// The product a listing is about: the one `asked` for, which must be within the token's
+    /// product restriction, or else the restriction itself.
+    pub fn listed_product(&self, asked: Option<i64>) -> Result<Option<i64>> {
         if let Some(asked) = asked {
             self.require_product(asked)?;
         }
         Ok(self.product_id.or(asked))
+    }
+
+    /// Requires `wanted` for a listing of licenses or what a vendor manages, and returns the
+    /// product it must be limited to ([`Principal::listed_product`]). A key-locked token lists
+    /// nothing.
+    pub fn require_listing(&self, wanted: Permission, asked: Option<i64>) -> Result<Option<i64>> {
+        self.require(wanted)?;
+        self.require_no_key_lock()?;
+        self.listed_product(asked)
     }
 
     /// Requires `wanted` without any restriction: no product scope, no key lock (actions that

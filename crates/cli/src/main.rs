@@ -2,10 +2,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use chrono::{Duration, Utc};
+use chrono::Utc;
 use clap::{Parser, Subcommand};
 use keyturn::config::{LogFormat, ServeArgs, Settings, StoreArgs, StripeArgs};
-use keyturn::startup::{open_store, Application};
+use keyturn::startup::{open_existing_store, open_store, Application};
 use keyturn_app::{
     App, Extension, LicenseFileRequest, LicenseQuery, LicenseSpec, NewCustomerInput, NewPlanInput,
     NewProductInput, NewTokenInput, PageRequest, Principal,
@@ -410,7 +410,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         return Ok(());
     }
     let settings = cli.store.resolve()?;
-    let store = open_store(&settings).await?;
+    let store = match cli.command {
+        Command::Migrate => open_store(&settings).await?,
+        _ => open_existing_store(&settings).await?,
+    };
     let master_key = settings.master_key.clone();
     let app = App::new(store).with_master_key(master_key.clone());
     if !matches!(cli.command, Command::Keys(_) | Command::Migrate) {
@@ -483,6 +486,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .iter()
                 .map(|o| parse_offer(o))
                 .collect::<anyhow::Result<Vec<_>>>()?;
+            // The form is checked against the configuration `serve` runs with.
+            let providers = cli.stripe.resolve(&cli.store)?;
+            let setup = keyturn_app::PaymentSetup {
+                stripe: providers.stripe.as_ref().is_some_and(|s| s.api().is_some()),
+                paypal: providers.paypal.is_some(),
+                public_url: keyturn::config::public_url(&cli.store)?.is_some(),
+            };
             let form = app
                 .create_payment_form(
                     &me,
@@ -493,6 +503,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         success_text,
                         ..Default::default()
                     },
+                    setup,
                 )
                 .await?;
             eprintln!("payment form {} ({})", form.id, form.name);
@@ -527,6 +538,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 !permissions.is_empty(),
                 "give --admin, --cryptolens or at least one --permission"
             );
+            let expires = expires_days
+                .map(|d| keyturn_core::dates::add_days("expires_days", Utc::now(), d))
+                .transpose()?;
             let (details, secret) = app
                 .create_token(
                     &me,
@@ -535,7 +549,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         permissions,
                         product_id: product,
                         key_lock,
-                        expires: expires_days.map(|d| Utc::now() + Duration::days(d)),
+                        expires,
                     },
                 )
                 .await?;

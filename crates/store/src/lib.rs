@@ -8,11 +8,13 @@
 mod activations;
 mod changes;
 mod customers;
+mod data_objects;
 mod error;
 mod events;
 mod forms;
 mod license_urls;
 mod licenses;
+mod messages;
 mod outbox;
 mod payments;
 mod plans;
@@ -28,8 +30,10 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 
 pub use changes::{Change, Changes};
+pub use data_objects::DataOwnerRow;
 pub use error::StoreError;
 pub use licenses::{LicenseFilter, NewLicense};
+pub use messages::MessageFilter;
 pub use outbox::QueuedMail;
 pub use payments::{IncomingEvent, NewPayment};
 pub use plans::NewPlan;
@@ -68,11 +72,16 @@ static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
 impl Store {
+    /// The SQLite database file of the installation in `data_dir`.
+    pub fn sqlite_file(data_dir: &Path) -> std::path::PathBuf {
+        data_dir.join("keyturn.db")
+    }
+
     /// Opens (creating if needed) the SQLite database `keyturn.db` in `data_dir`. The directory
     /// is created readable by its owner only (0700) and the database file is kept so (0600):
     /// it holds the signing keys, and SQLite gives its log files the database's permissions.
     pub async fn open_sqlite(data_dir: &Path) -> Result<Self> {
-        let path = data_dir.join("keyturn.db");
+        let path = Self::sqlite_file(data_dir);
         private_files(data_dir, &path).map_err(|e| {
             StoreError::Config(format!("cannot prepare {}: {e}", data_dir.display()))
         })?;

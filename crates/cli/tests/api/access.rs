@@ -86,6 +86,13 @@ async fn key_locked_tokens(app: &TestApp) {
     )
     .await;
     assert_eq!(patched.status, 200, "{}", patched.body);
+    let data = format!("/v1/licenses/{}/data", id(&own));
+    assert_eq!(
+        as_token(app, Method::GET, &data, &locked, None)
+            .await
+            .status,
+        200
+    );
     let by_key = format!("/v1/licenses/by-key/{}", own["key"].as_str().unwrap());
     assert_eq!(
         as_token(app, Method::GET, &by_key, &locked, None)
@@ -128,6 +135,12 @@ async fn key_locked_tokens(app: &TestApp) {
                 Method::POST,
                 format!("/v1/licenses/{v}/file"),
                 Some(json!({})),
+            ),
+            (Method::GET, format!("/v1/licenses/{v}/data"), None),
+            (
+                Method::POST,
+                format!("/v1/licenses/{v}/data"),
+                Some(json!({"name": "pwned"})),
             ),
             (Method::DELETE, format!("/v1/licenses/{v}"), None),
         ];
@@ -614,6 +627,18 @@ async fn no_existence_oracle(app: &TestApp) {
             Method::GET,
             format!("/v1/licenses/{l}/activations"),
             format!("/v1/licenses/{missing}/activations"),
+            None,
+        ),
+        (
+            Method::GET,
+            format!("/v1/licenses/{l}/data"),
+            format!("/v1/licenses/{missing}/data"),
+            None,
+        ),
+        (
+            Method::GET,
+            format!("/v1/products/{other}/data"),
+            format!("/v1/products/{missing}/data"),
             None,
         ),
         (

@@ -1,5 +1,3 @@
-use std::sync::Once;
-
 use keyturn::config::StoreSettings;
 use keyturn::startup::Application;
 use keyturn_http::HttpSettings;
@@ -53,15 +51,40 @@ pub enum Backend {
     Postgres(String),
 }
 
-/// SQLite always; PostgreSQL as well when the environment names a server.
+/// SQLite always; PostgreSQL as well when the environment names a server. Without one, the
+/// calling test says on the test output that its PostgreSQL part was skipped.
 pub fn backends() -> Vec<Backend> {
-    static NOTE: Once = Once::new();
     let mut out = vec![Backend::Sqlite];
     match std::env::var(PG_ENV) {
         Ok(url) if !url.is_empty() => out.push(Backend::Postgres(url)),
-        _ => NOTE.call_once(|| eprintln!("{PG_ENV} is not set: these tests ran on SQLite only")),
+        _ => skipped("its PostgreSQL run"),
     }
     out
+}
+
+/// The PostgreSQL server for a test that runs on nothing else; `None` (reported as a skipped
+/// test) without one.
+pub fn postgres() -> Option<String> {
+    match std::env::var(PG_ENV) {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            skipped("the whole test (it needs PostgreSQL)");
+            None
+        }
+    }
+}
+
+/// Tells the test output that the running test left `what` out for want of PostgreSQL. Written
+/// to the process's stderr directly: the test harness hides what a passing test prints, and a
+/// skipped run must never read as a full pass.
+pub fn skipped(what: &str) {
+    use std::io::Write;
+    let thread = std::thread::current();
+    let test = thread.name().unwrap_or("a test");
+    let _ = writeln!(
+        std::io::stderr(),
+        "{test}: skipped {what}: {PG_ENV} not set"
+    );
 }
 
 /// Replaces the database name in a PostgreSQL URL.
@@ -221,6 +244,18 @@ pub async fn spawn_second(db: &TestDb, http: HttpSettings, admin: &str) -> TestA
     start(application, admin.to_owned())
 }
 
+/// The server again, on a database it set up before, with other settings (a restart).
+pub async fn spawn_again(
+    db: &TestDb,
+    http: HttpSettings,
+    providers: keyturn_providers::Providers,
+    admin: &str,
+) -> TestApp {
+    let settings = test_settings(db, http, providers, Default::default(), 0);
+    let (application, _) = Application::build(&settings).await.expect("server starts");
+    start(application, admin.to_owned())
+}
+
 /// A server started again on a database another one set up, or why it would not start.
 pub async fn try_spawn_again(db: &TestDb, admin: &str) -> anyhow::Result<TestApp> {
     let settings = test_settings(db, test_http(), Default::default(), Default::default(), 0);
@@ -277,6 +312,17 @@ pub async fn spawn_on(
 }
 
 impl TestApp {
+    /// A server started some other way (a `keyturn serve` process), reached at `base`.
+    pub fn attach(base: String, admin: String) -> Self {
+        TestApp {
+            base,
+            admin,
+            http: reqwest::Client::new(),
+            shutdown: None,
+            server: None,
+        }
+    }
+
     pub async fn call(
         &self,
         method: Method,
@@ -418,5 +464,27 @@ fn database_names_are_swapped_in_urls() {
     assert_eq!(
         with_database("postgres://h:5432", "x"),
         "postgres://h:5432/x"
+    );
+}
+
+/// Run without PostgreSQL, a test that runs on every backend says on the output (not only in
+/// its captured output) that its PostgreSQL part was skipped.
+#[test]
+fn a_run_without_postgres_names_the_skipped_part() {
+    let test = "catalog::products_plans_and_customers_round_trip";
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", test, "--test-threads", "1"])
+        .env_remove(PG_ENV)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("1 passed"), "{stdout}");
+    assert!(
+        stderr.contains(&format!(
+            "{test}: skipped its PostgreSQL run: {PG_ENV} not set"
+        )),
+        "{stderr}"
     );
 }

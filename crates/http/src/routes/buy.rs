@@ -4,13 +4,18 @@
 use std::collections::HashMap;
 
 use axum::extract::{Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
-use axum::{Form, Router};
+use axum::Router;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
 use keyturn_app::{AppError, CheckoutOutcome, MAX_FORM_QUANTITY};
 use keyturn_core::payment::PaymentForm;
+use sha2::{Digest, Sha256};
+use tower_http::set_header::SetResponseHeaderLayer;
 
+use crate::extract::Form;
 use crate::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -18,7 +23,28 @@ pub fn router() -> Router<AppState> {
         .route("/buy/{form}", get(show).post(submit))
         .route("/buy/{form}/done", get(done))
         .route("/buy/{form}/paypal/return", get(paypal_return))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::CONTENT_SECURITY_POLICY,
+            page_policy(),
+        ))
 }
+
+/// What the pages may load: their one style sheet and one script, both inline and named by
+/// hash, and nothing else (no other script, no frames, no plugins, no external assets).
+fn page_policy() -> HeaderValue {
+    let hash = |text: &str| BASE64.encode(Sha256::digest(text.as_bytes()));
+    let policy = format!(
+        "default-src 'none'; style-src 'sha256-{}'; script-src 'sha256-{}'; \
+         frame-ancestors 'none'; base-uri 'none'",
+        hash(STYLE),
+        hash(COPY_SCRIPT)
+    );
+    HeaderValue::from_str(&policy).unwrap_or(HeaderValue::from_static("default-src 'none'"))
+}
+
+/// Copies a key to the clipboard; the one script a page runs.
+const COPY_SCRIPT: &str = "document.querySelectorAll('[data-copy]').forEach(function(b){b.addEventListener('click',function(){\
+navigator.clipboard.writeText(document.getElementById(b.dataset.copy).textContent).then(function(){b.textContent='Copied';});});});";
 
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
@@ -140,27 +166,15 @@ fn offers_paypal(state: &AppState, form: &PaymentForm) -> bool {
     state.providers.paypal.is_some() && form.offers.iter().any(|o| o.paypal_amount.is_some())
 }
 
-/// The address buyers reach this server at, for the provider's return links.
-fn public_base(state: &AppState, headers: &HeaderMap) -> String {
-    if let Some(url) = &state.settings.public_url {
-        return url.clone();
-    }
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("localhost");
-    let proto = headers
-        .get("x-forwarded-proto")
-        .and_then(|h| h.to_str().ok())
-        .filter(|_| state.settings.trust_forwarded_for)
-        .unwrap_or("http");
-    format!("{proto}://{host}")
+/// The address buyers reach this server at, for the provider's return links: configured, never
+/// taken from the request, whose Host header anyone can set (a return link to their own site).
+fn public_base(state: &AppState) -> Option<&str> {
+    state.settings.public_url.as_deref()
 }
 
 async fn submit(
     State(state): State<AppState>,
     axum::extract::Path(form_id): axum::extract::Path<String>,
-    headers: HeaderMap,
     Form(entered): Form<Entered>,
 ) -> Response {
     let Ok(form) = state.app.public_form(&form_id).await else {
@@ -211,6 +225,14 @@ async fn submit(
         }
         Err(_) => return not_found(),
     };
+    let Some(base) = public_base(&state) else {
+        tracing::warn!("a checkout was refused: KEYTURN_PUBLIC_URL is not set");
+        return again(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "This form cannot take payments yet: the server's public address (KEYTURN_PUBLIC_URL) is not configured.",
+            &entered,
+        );
+    };
     if entered.provider.as_deref() == Some("paypal") {
         let Some(pp) = state.providers.paypal.as_ref() else {
             return again(
@@ -219,10 +241,7 @@ async fn submit(
                 &entered,
             );
         };
-        return match pp
-            .start_checkout(&state.app, &plan, &public_base(&state, &headers))
-            .await
-        {
+        return match pp.start_checkout(&state.app, &plan, base).await {
             Ok(url) => Redirect::to(&url).into_response(),
             Err(keyturn_providers::paypal::PaypalError::NoPrice) => again(
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -239,6 +258,13 @@ async fn submit(
             }
         };
     }
+    if plan.offer.stripe_price_id.is_empty() {
+        return again(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "This plan is paid with PayPal.",
+            &entered,
+        );
+    }
     let Some(stripe) = state.providers.stripe.as_ref() else {
         return again(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -246,10 +272,7 @@ async fn submit(
             &entered,
         );
     };
-    match stripe
-        .start_checkout(&state.app, &plan, &public_base(&state, &headers))
-        .await
-    {
+    match stripe.start_checkout(&state.app, &plan, base).await {
         Ok(url) => Redirect::to(&url).into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "checkout could not be started");
@@ -286,9 +309,7 @@ fn render_done(o: &CheckoutOutcome) -> String {
         .collect();
     let body = format!(
         "<h1>{name}</h1><div class=\"card\"><p>{text}</p><h2>Your license key{plural}</h2>{keys}\
-         <p>Sent to {email}.</p></div>\
-         <script>document.querySelectorAll('[data-copy]').forEach(function(b){{b.addEventListener('click',function(){{\
-         navigator.clipboard.writeText(document.getElementById(b.dataset.copy).textContent).then(function(){{b.textContent='Copied';}});}});}});</script>",
+         <p>Sent to {email}.</p></div><script>{COPY_SCRIPT}</script>",
         name = esc(&o.form.name),
         text = esc(&o.form.success_text),
         plural = if o.keys.len() > 1 { "s" } else { "" },
@@ -326,6 +347,17 @@ async fn paypal_return(
     };
     match pp.complete_checkout(&state.app, &outcome.checkout).await {
         Ok(_) => Redirect::to(&format!("/buy/{form}/done?session={order}")).into_response(),
+        Err(keyturn_providers::paypal::PaypalError::App(AppError::Invalid(e))) => {
+            // PayPal took a payment that is not what was ordered: recorded as failed, no key.
+            tracing::warn!(error = %e, "PayPal capture does not match its order");
+            let body = "<h1>Payment not completed</h1><div class=\"card\" role=\"alert\"><p>The payment PayPal \
+                        took does not match this order, so no key was issued. Please contact the seller.</p></div>";
+            (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Html(page("Payment not completed", "", body)),
+            )
+                .into_response()
+        }
         Err(e) => {
             tracing::warn!(error = %e, "PayPal capture failed");
             let body = "<h1>Payment not completed</h1><div class=\"card\" role=\"alert\"><p>PayPal did not confirm the payment. \
