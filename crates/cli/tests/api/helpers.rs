@@ -109,6 +109,8 @@ pub struct TestDb {
     pub backend: Backend,
     pub dir: tempfile::TempDir,
     pub url: Option<String>,
+    /// The master key servers on this database are started with.
+    pub master_key: Option<keyturn_core::MasterKey>,
     name: String,
 }
 
@@ -134,6 +136,7 @@ impl TestDb {
             backend: backend.clone(),
             dir,
             url,
+            master_key: None,
             name,
         }
     }
@@ -143,6 +146,7 @@ impl TestDb {
             data_dir: self.dir.path().join("data"),
             database_url: self.url.clone(),
             max_connections: 16,
+            master_key: self.master_key.clone(),
         }
     }
 
@@ -250,6 +254,13 @@ pub async fn spawn_again(
     let settings = test_settings(db, http, providers, Default::default(), 0);
     let (application, _) = Application::build(&settings).await.expect("server starts");
     start(application, admin.to_owned())
+}
+
+/// A server started again on a database another one set up, or why it would not start.
+pub async fn try_spawn_again(db: &TestDb, admin: &str) -> anyhow::Result<TestApp> {
+    let settings = test_settings(db, test_http(), Default::default(), Default::default(), 0);
+    let (application, _) = Application::build(&settings).await?;
+    Ok(start(application, admin.to_owned()))
 }
 
 fn test_settings(
