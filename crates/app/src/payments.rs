@@ -639,18 +639,20 @@ async fn align_shape(
 
 /// The subscription's license runs to the end of its paid time plus the plan's grace days:
 /// derived from the record, never from the last event alone, so no delivery order licenses
-/// more (or less) than was paid for.
+/// more (or less) than was paid for. What a vendor added by hand stands (see
+/// [`Subscription::license_expiry`]).
 async fn align_expiry(
     s: &mut Session,
     ctx: &Ctx<'_>,
-    sub: &Subscription,
+    sub: &mut Subscription,
     plan: &Plan,
     license: &mut License,
 ) -> Result<String> {
-    let Some(paid) = sub.paid_through else {
+    let Some(expiry) = sub.license_expiry(license.expires, plan.grace_days)? else {
         return Ok(String::new());
     };
-    let to = paid_expiry(paid, plan.grace_days)?;
+    sub.license_expires = Some(expiry.paid);
+    let to = expiry.expires;
     let from = license.expires;
     if from == Some(to) {
         return Ok(String::new());
@@ -666,7 +668,7 @@ async fn align_expiry(
         ctx,
         license,
         action,
-        json!({"paid_through": paid, "from": from, "to": to}),
+        json!({"paid_through": sub.paid_through, "from": from, "to": to}),
     )
     .await?;
     Ok(format!("; license {} runs until {to}", license.id))

@@ -293,6 +293,7 @@ mod tests {
             period_end: None,
             paid_through: None,
             paid_at: None,
+            license_expires: None,
             order_id: None,
             dunning_blocked: false,
             state_at: DateTime::UNIX_EPOCH,
@@ -318,6 +319,47 @@ mod tests {
         assert!(
             sub.is_newer_shape(t, "evt_a"),
             "plan and status are ordered apart"
+        );
+    }
+
+    #[test]
+    fn paid_time_is_the_floor_and_a_vendor_grant_stands_above_it() {
+        let t = Utc::now();
+        let mut sub = record(SubscriptionStatus::Active);
+        assert_eq!(sub.license_expiry(None, 5), Ok(None), "nothing paid yet");
+        sub.paid_through = Some(t);
+        let paid = t + Duration::days(5);
+        let expires = |sub: &Subscription, current| {
+            let e = sub.license_expiry(Some(current), 5).unwrap().unwrap();
+            assert_eq!(e.paid, paid_expiry(sub.paid_through.unwrap(), 5).unwrap());
+            e.expires
+        };
+        // First alignment: whatever the license had (an adopted order's expiry) gives way.
+        assert_eq!(expires(&sub, t + Duration::days(40)), paid);
+        sub.license_expires = Some(paid);
+        assert_eq!(expires(&sub, paid), paid);
+        let granted = t + Duration::days(90);
+        assert_eq!(
+            expires(&sub, granted),
+            granted,
+            "changed by hand beyond paid time: it stands"
+        );
+        assert_eq!(
+            expires(&sub, t - Duration::days(1)),
+            paid,
+            "paid time is never taken away"
+        );
+        sub.paid_through = Some(t + Duration::days(30));
+        assert_eq!(
+            expires(&sub, granted),
+            granted,
+            "a later period short of the grant"
+        );
+        sub.paid_through = Some(t + Duration::days(100));
+        assert_eq!(
+            expires(&sub, granted),
+            t + Duration::days(105),
+            "paid time past the grant moves it"
         );
     }
 
@@ -423,6 +465,9 @@ pub struct Subscription {
     pub paid_through: Option<DateTime<Utc>>,
     /// The provider's time of the newest payment.
     pub paid_at: Option<DateTime<Utc>>,
+    /// The expiry the payment pipeline last gave the license (see [`Subscription::license_expiry`]).
+    #[serde(skip)]
+    pub license_expires: Option<DateTime<Utc>>,
     /// The store order that started the subscription, whose license it adopts.
     pub order_id: Option<String>,
     /// Set while the license is blocked by the plan's rules for this subscription (payment
@@ -439,7 +484,37 @@ pub struct Subscription {
     pub shape_event: String,
 }
 
+/// What [`Subscription::license_expiry`] decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LicenseExpiry {
+    /// The end of paid time plus grace.
+    pub paid: DateTime<Utc>,
+    /// What the license runs to: `paid`, or a vendor's later grant.
+    pub expires: DateTime<Utc>,
+}
+
 impl Subscription {
+    /// The expiry the subscription's license should have now, `current` being what it has, and
+    /// the part paid time gives (which becomes `license_expires`). Paid time plus grace is the
+    /// floor, never more than was paid for, whatever order events came in. A vendor may give
+    /// more by hand: an expiry other than the one paid time last gave was set by someone else,
+    /// and it stands while it lies beyond paid time. `None` while nothing is paid yet.
+    pub fn license_expiry(
+        &self,
+        current: Option<DateTime<Utc>>,
+        grace_days: i64,
+    ) -> Result<Option<LicenseExpiry>, DomainError> {
+        let Some(paid) = self.paid_through else {
+            return Ok(None);
+        };
+        let paid = paid_expiry(paid, grace_days)?;
+        let granted = current.filter(|c| self.license_expires.is_some_and(|last| last != *c));
+        Ok(Some(LicenseExpiry {
+            paid,
+            expires: granted.map_or(paid, |g| g.max(paid)),
+        }))
+    }
+
     /// Whether a status report made at `at` by `event` is newer than the one recorded. Reports
     /// of the same second are ordered by event id, so either delivery order gives one answer.
     pub fn is_newer_state(&self, at: DateTime<Utc>, event: &str) -> bool {

@@ -87,7 +87,7 @@ fn payment(row: &AnyRow) -> Result<Payment> {
 
 const SUBSCRIPTION_COLUMNS: &str = "provider, subscription_id, license_id, plan_id, customer_id, \
      status, quantity, cancel_at_period_end, period_end, paid_through, paid_at, order_id, \
-     dunning_blocked, state_at, state_event, shape_at, shape_event";
+     dunning_blocked, state_at, state_event, shape_at, shape_event, license_expires";
 
 fn subscription(row: &AnyRow) -> Result<Subscription> {
     Ok(Subscription {
@@ -102,6 +102,7 @@ fn subscription(row: &AnyRow) -> Result<Subscription> {
         period_end: opt_from_db(row.try_get("period_end")?),
         paid_through: opt_from_db(row.try_get("paid_through")?),
         paid_at: opt_from_db(row.try_get("paid_at")?),
+        license_expires: opt_from_db(row.try_get("license_expires")?),
         order_id: row.try_get("order_id")?,
         dunning_blocked: row.try_get::<i64, _>("dunning_blocked")? != 0,
         state_at: from_db(row.try_get("state_at")?),
@@ -463,7 +464,7 @@ impl Session {
             "UPDATE subscriptions SET license_id = $1, plan_id = $2, customer_id = $3, status = $4, \
              quantity = $5, cancel_at_period_end = $6, period_end = $7, dunning_blocked = $8, \
              state_at = $9, updated_at = $10, paid_through = $13, paid_at = $14, order_id = $15, \
-             state_event = $16, shape_at = $17, shape_event = $18 \
+             state_event = $16, shape_at = $17, shape_event = $18, license_expires = $19 \
              WHERE provider = $11 AND subscription_id = $12",
         )
         .bind(s.license_id)
@@ -484,6 +485,7 @@ impl Session {
         .bind(&s.state_event)
         .bind(to_db(s.shape_at))
         .bind(&s.shape_event)
+        .bind(s.license_expires.map(to_db))
         .execute(self.conn())
         .await?;
         Ok(())

@@ -677,3 +677,73 @@ with_shop!(
     lemon_squeezy_only_a_full_refund_blocks,
     lemon_partial_refund
 );
+
+/// Paid time is the least a subscriber gets, not the most a vendor may give: an extension a
+/// vendor grants by hand stands through later reports of the subscription, and a later paid
+/// period moves the expiry only once it runs past that extension.
+async fn stripe_vendor_extension_stands(app: &TestApp, _: &Shop, _: &StripeLineItems) {
+    let now = Utc::now().timestamp();
+    let sub = "sub_goodwill";
+    let (p1, p2, p3) = (now + 20 * DAY, now + 50 * DAY, now + 200 * DAY);
+    let paid = |n: usize, at: i64, period: (i64, i64)| {
+        stripe::invoice_paid(
+            &format!("evt_{sub}_paid_{n}"),
+            at,
+            &format!("in_{sub}_{n}"),
+            sub,
+            "cy@example.com",
+            "price_monthly",
+            1,
+            period,
+        )
+    };
+    let r = send(app, Provider::Stripe, &paid(1, now - 30, (now - DAY, p1))).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let all = licenses(app).await;
+    let license = of_subscription(&all, "stripe_subscription_id", sub)[0].clone();
+    assert_eq!(expires(&license), p1 + 5 * DAY);
+
+    // Support gives the subscriber 90 days on top.
+    let id = license["id"].as_i64().unwrap();
+    let r = app
+        .post(&format!("/v1/licenses/{id}/extend"), json!({"days": 90}))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let granted = p1 + 95 * DAY;
+    assert_eq!(expires(&r.body), granted);
+
+    let cancel_later = stripe::subscription(
+        &format!("evt_{sub}_flagged"),
+        "customer.subscription.updated",
+        now - 20,
+        sub,
+        "active",
+        "price_monthly",
+        1,
+        (now - DAY, p1),
+        true,
+    );
+    let r = send(app, Provider::Stripe, &cancel_later).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = send(app, Provider::Stripe, &paid(2, now - 10, (p1, p2))).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let license = app.get(&format!("/v1/licenses/{id}")).await.body;
+    assert_eq!(
+        expires(&license),
+        granted,
+        "a report of the subscription and a shorter paid period leave the vendor's extension"
+    );
+
+    let r = send(app, Provider::Stripe, &paid(3, now - 5, (p2, p3))).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let license = app.get(&format!("/v1/licenses/{id}")).await.body;
+    assert_eq!(
+        expires(&license),
+        p3 + 5 * DAY,
+        "paid time past the extension moves the expiry"
+    );
+}
+with_shop!(
+    a_vendor_extension_of_a_subscription_license_stands,
+    stripe_vendor_extension_stands
+);
