@@ -12,7 +12,7 @@ use keyturn_core::payment::{
     ProviderEvent, QuantityMode, Reversal, Subscription, SubscriptionStatus,
 };
 use keyturn_core::{Email, License, Permission, Plan};
-use keyturn_store::{IncomingEvent, NewPayment, Session};
+use keyturn_store::{IncomingEvent, NewPayment, Session, StoreError};
 use serde_json::json;
 
 use crate::licenses::{insert_with_fresh_key, license_from_plan, record};
@@ -42,6 +42,9 @@ pub enum EventOutcome {
     Duplicate,
 }
 
+/// How many times an event that raced a concurrent one is applied before giving up.
+const ATTEMPTS: u32 = 3;
+
 struct Ctx<'a> {
     provider: &'a str,
     event_id: &'a str,
@@ -56,6 +59,26 @@ impl App {
     /// On a failure (e.g. no plan sells the purchased price) nothing is applied, the event is
     /// kept as `failed` with the reason, and a redelivery tries again.
     pub async fn apply_provider_event(
+        &self,
+        envelope: &EventEnvelope,
+        event: Option<PaymentEvent>,
+    ) -> Result<EventOutcome> {
+        let mut attempt = 1;
+        loop {
+            match self.apply_once(envelope, event.clone()).await {
+                // Concurrent deliveries about one buyer or subscription (PostgreSQL): another
+                // transaction committed a row this one was creating too; the next attempt
+                // finds it.
+                Err(AppError::Store(StoreError::Conflict(what))) if attempt < ATTEMPTS => {
+                    tracing::debug!(provider = %envelope.provider, event = %envelope.event_id, %what, attempt, "provider event raced another; trying again");
+                    attempt += 1;
+                }
+                outcome => return outcome,
+            }
+        }
+    }
+
+    async fn apply_once(
         &self,
         envelope: &EventEnvelope,
         event: Option<PaymentEvent>,
@@ -109,10 +132,9 @@ impl App {
             }
             Err(e) => {
                 drop(session);
-                if matches!(
-                    e,
-                    AppError::Invalid(_) | AppError::NotFound(_) | AppError::Conflict(_)
-                ) {
+                // Every event answered with an error is listed as failed with the reason,
+                // unless the database cannot store anything now (the log says why).
+                if !matches!(e, AppError::Store(StoreError::Unavailable(_))) {
                     let mut session = self.store.write().await?;
                     session
                         .record_failed_event(&incoming, &e.to_string(), at)

@@ -7,6 +7,9 @@ use keyturn_app::{AppError, StoreError};
 use keyturn_core::ActivationRefusal;
 use serde_json::json;
 
+/// Seconds a client is told to wait before retrying when the database is unavailable.
+pub const UNAVAILABLE_RETRY_AFTER: u64 = 2;
+
 #[derive(Debug)]
 pub struct ApiError {
     status: StatusCode,
@@ -36,6 +39,19 @@ impl ApiError {
         }
     }
 
+    /// The database could not do the work now; nothing the request asked for is acknowledged.
+    pub fn unavailable(reason: &str) -> Self {
+        tracing::warn!(%reason, "answered 503: the database is unavailable");
+        Self {
+            retry_after: Some(UNAVAILABLE_RETRY_AFTER),
+            ..Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the database is unavailable; the request was not completed, retry shortly",
+            )
+        }
+    }
+
     pub fn not_found(what: &str) -> Self {
         Self::new(
             StatusCode::NOT_FOUND,
@@ -46,6 +62,10 @@ impl ApiError {
 
     pub fn status(&self) -> StatusCode {
         self.status
+    }
+
+    pub fn retry_after(&self) -> Option<u64> {
+        self.retry_after
     }
 }
 
@@ -88,6 +108,7 @@ impl From<AppError> for ApiError {
                 "invalid_input",
                 format!("refers to a record that does not exist ({what})"),
             ),
+            AppError::Store(StoreError::Unavailable(reason)) => Self::unavailable(&reason),
             AppError::Store(e) => {
                 tracing::error!(error = %e, "storage failure");
                 Self::new(

@@ -7,6 +7,7 @@ mod extract;
 mod rate_limit;
 mod routes;
 mod serde_util;
+mod serve;
 mod signed;
 
 use std::time::Duration;
@@ -21,6 +22,7 @@ use tower_http::trace::TraceLayer;
 
 pub use error::ApiError;
 pub use rate_limit::RateLimiter;
+pub use serve::{serve, ConnectionLimits};
 pub use signed::SIGNATURE_HEADER;
 
 /// What the HTTP layer needs to know from configuration.
@@ -35,6 +37,8 @@ pub struct HttpSettings {
     /// The address buyers reach this server at (for payment providers' return links);
     /// without it, the request's Host header.
     pub public_url: Option<String>,
+    /// What one client may hold, and how long shutdown waits for requests in flight.
+    pub connections: ConnectionLimits,
 }
 
 impl Default for HttpSettings {
@@ -45,6 +49,12 @@ impl Default for HttpSettings {
             trust_forwarded_for: false,
             max_body_bytes: 64 * 1024,
             public_url: None,
+            connections: ConnectionLimits {
+                header_read_timeout: Duration::from_secs(10),
+                idle_timeout: Duration::from_secs(60),
+                max_connections_per_ip: 256,
+                shutdown_grace: Duration::from_secs(10),
+            },
         }
     }
 }
