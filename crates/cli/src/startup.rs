@@ -31,7 +31,10 @@ pub struct Application {
     router: axum::Router,
     app: App,
     mail: MailWorker,
-    check_ins: (tokio::sync::watch::Sender<bool>, tokio::task::JoinHandle<()>),
+    check_ins: (
+        tokio::sync::watch::Sender<bool>,
+        tokio::task::JoinHandle<()>,
+    ),
     limits: keyturn_http::ConnectionLimits,
 }
 
@@ -111,7 +114,9 @@ impl Application {
             .await
             .is_err()
         {
-            tracing::warn!("the mail worker did not stop in time; mail not yet sent stays in the outbox");
+            tracing::warn!(
+                "the mail worker did not stop in time; mail not yet sent stays in the outbox"
+            );
         }
         let (stop, writer) = self.check_ins;
         let _ = stop.send(true);

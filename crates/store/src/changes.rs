@@ -125,7 +125,9 @@ impl Changes {
                         tracing::warn!(error = %e, "cannot listen for change notifications; retrying");
                     }
                     Err(_) => {
-                        tracing::warn!("the database did not answer a change listener in time; retrying");
+                        tracing::warn!(
+                            "the database did not answer a change listener in time; retrying"
+                        );
                     }
                 }
                 changes.set_healthy(false);

@@ -57,8 +57,7 @@ pub struct Faults {
 impl Faults {
     /// Makes the next `n` commits fail as a full disk would (the transaction is discarded).
     pub fn fail_commits(&self, n: u32) {
-        self.commits
-            .store(n, std::sync::atomic::Ordering::SeqCst);
+        self.commits.store(n, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// While set, every new session fails as if the database were unreachable.

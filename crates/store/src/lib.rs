@@ -188,7 +188,11 @@ impl Store {
         let (read, write, changes) = match dialect {
             Dialect::Sqlite => {
                 // One process owns an SQLite database's writes (see `follow_changes`).
-                (pool(options.max_connections.max(1)), pool(1), Changes::new(true))
+                (
+                    pool(options.max_connections.max(1)),
+                    pool(1),
+                    Changes::new(true),
+                )
             }
             Dialect::Postgres => {
                 let pool = pool(options.max_connections.max(2));
@@ -351,4 +355,33 @@ pub(crate) fn json_list(values: &[String]) -> String {
 pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(column: &str, text: &str) -> Result<T> {
     serde_json::from_str(text)
         .map_err(|e| StoreError::Corrupt(format!("column {column} holds bad JSON: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn sqlite_synchronous_follows_the_option() {
+        for (synchronous, expected) in [(Synchronous::Normal, 1), (Synchronous::Full, 2)] {
+            let dir = std::env::temp_dir().join(format!(
+                "keyturn-synchronous-{}-{expected}",
+                std::process::id()
+            ));
+            let options = StoreOptions {
+                sqlite_synchronous: synchronous,
+                ..StoreOptions::default()
+            };
+            let store = Store::open_sqlite(&dir, &options).await.unwrap();
+            for pool in [&store.read, &store.write] {
+                let set: i64 = sqlx::query_scalar("PRAGMA synchronous")
+                    .fetch_one(pool)
+                    .await
+                    .unwrap();
+                assert_eq!(set, expected, "{synchronous:?}");
+            }
+            store.close(Duration::from_secs(1)).await;
+            std::fs::remove_dir_all(&dir).unwrap();
+        }
+    }
 }

@@ -17,8 +17,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::helpers::{
-    backends, spawn_settings, spawn_with, test_http, test_settings, Backend, Resp,
-    ServerProcess, TestApp, TestDb, PG_ENV,
+    backends, spawn_settings, spawn_with, test_http, test_settings, Backend, Resp, ServerProcess,
+    TestApp, TestDb, PG_ENV,
 };
 use proxy::{Link, Proxy};
 
@@ -72,7 +72,9 @@ fn purchase(customer: &str, subscription: &str) -> String {
 }
 
 async fn activations(app: &TestApp, license: i64) -> usize {
-    let r = app.get(&format!("/v1/licenses/{license}/activations")).await;
+    let r = app
+        .get(&format!("/v1/licenses/{license}/activations"))
+        .await;
     assert_eq!(r.status, 200, "{}", r.body);
     r.body["data"].as_array().unwrap().len()
 }
@@ -121,10 +123,17 @@ async fn every_write_path(app: &TestApp) {
     faults.fail_commits(1);
     let r = app.post("/v1/products", json!({"name": "Lost"})).await;
     assert_unavailable(&r, "product");
-    assert!(!app.get("/v1/products").await.raw.windows(4).any(|w| w == b"Lost"));
+    assert!(!app
+        .get("/v1/products")
+        .await
+        .raw
+        .windows(4)
+        .any(|w| w == b"Lost"));
     let (product, plan) = paid_plan(app).await;
     faults.fail_commits(1);
-    let r = app.post("/v1/licenses", json!({"product_id": product})).await;
+    let r = app
+        .post("/v1/licenses", json!({"product_id": product}))
+        .await;
     assert_unavailable(&r, "license");
     assert_eq!(app.license_count().await, 0);
     let license = app
@@ -339,7 +348,10 @@ async fn a_full_disk_acknowledges_only_what_it_stored() {
     // Space comes back: writes succeed again without a restart, and /health says so.
     std::fs::remove_file(filler).unwrap();
     let r = app
-        .post("/v1/licenses", json!({"product_id": product, "notes": "after"}))
+        .post(
+            "/v1/licenses",
+            json!({"product_id": product, "notes": "after"}),
+        )
         .await;
     assert_eq!(r.status, 201, "{}", r.body);
     acknowledged_keys.push(r.body["key"].as_str().unwrap().to_owned());
@@ -403,7 +415,9 @@ fn upstream(url: &str) -> SocketAddr {
         format!("{host_port}:5432")
     };
     let host_port = host_port.replace("localhost", "127.0.0.1");
-    host_port.parse().expect("a PostgreSQL URL with an IP address")
+    host_port
+        .parse()
+        .expect("a PostgreSQL URL with an IP address")
 }
 
 /// `url` with its host and port replaced by `addr`.
@@ -511,7 +525,9 @@ async fn postgres_away_answers_503_fast_and_heals() {
         .await;
         assert!(healed, "{link:?}: /health never recovered");
         eprintln!("PostgreSQL {link:?}: healthy again {took:?} after the link came back");
-        let r = app.post("/v1/licenses", json!({"product_id": product})).await;
+        let r = app
+            .post("/v1/licenses", json!({"product_id": product}))
+            .await;
         assert_eq!(r.status, 201, "{link:?}: {}", r.body);
         acknowledged += 1;
     }
@@ -553,7 +569,10 @@ async fn from_memory(app: &TestApp) {
             .status,
         201
     );
-    assert_eq!(app.public("/v1/validate", validate.clone()).await.body["code"], "VALID");
+    assert_eq!(
+        app.public("/v1/validate", validate.clone()).await.body["code"],
+        "VALID"
+    );
 
     app.store.faults().set_unreachable(true);
     // Past the age at which entries are normally read again (5 s).
@@ -592,7 +611,9 @@ async fn purchases_by_one_customer_at_once_all_succeed() {
         const N: usize = 8;
         let answers = join_all((0..N).map(|i| {
             let app = &app;
-            async move { crate::stripe::deliver(app, &purchase("cus_many", &format!("sub_many_{i}"))).await }
+            async move {
+                crate::stripe::deliver(app, &purchase("cus_many", &format!("sub_many_{i}"))).await
+            }
         }))
         .await;
         for r in &answers {
@@ -653,7 +674,14 @@ async fn the_cli_and_the_server_share_an_sqlite_file_without_lock_errors() {
                 .map(|i| {
                     cli(
                         &data_dir,
-                        &["license", "create", "--product", &product, "--notes", &format!("cli {i}")],
+                        &[
+                            "license",
+                            "create",
+                            "--product",
+                            &product,
+                            "--notes",
+                            &format!("cli {i}"),
+                        ],
                     )
                 })
                 .collect::<Vec<_>>()
@@ -711,7 +739,11 @@ fn admin_token(env: &[(&str, &str)]) -> String {
         command.env(k, v);
     }
     let out = command.output().expect("run keyturn");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .find(|l| l.starts_with("kt_"))
@@ -745,7 +777,9 @@ async fn load(base: &str, admin: &str, product: i64, senders: usize) -> Acknowle
                     .await;
                 let Ok(created) = created else { break };
                 if created.status() == 201 {
-                    let Ok(body) = created.json::<Value>().await else { break };
+                    let Ok(body) = created.json::<Value>().await else {
+                        break;
+                    };
                     mine.keys.push(body["key"].as_str().unwrap().to_owned());
                 }
                 let subscription = format!("sub_load_{s}_{i}");
@@ -764,7 +798,9 @@ async fn load(base: &str, admin: &str, product: i64, senders: usize) -> Acknowle
                     .await;
                 let Ok(delivered) = delivered else { break };
                 if delivered.status() == 200 {
-                    let Ok(_) = delivered.bytes().await else { break };
+                    let Ok(_) = delivered.bytes().await else {
+                        break;
+                    };
                     mine.subscriptions.push(subscription);
                 }
             }
@@ -821,7 +857,10 @@ async fn all_stored(base: &str, admin: &str, acknowledged: &Acknowledged) {
         }
     }
     for s in &acknowledged.subscriptions {
-        assert!(subscriptions.contains(s), "acknowledged purchase {s} is lost");
+        assert!(
+            subscriptions.contains(s),
+            "acknowledged purchase {s} is lost"
+        );
     }
 }
 
@@ -841,8 +880,10 @@ async fn product_on(base: &str, admin: &str) -> i64 {
     let plan = reqwest::Client::new()
         .post(format!("{base}/v1/plans"))
         .bearer_auth(admin)
-        .json(&json!({"product_id": product, "name": "Pro monthly", "period_days": 30,
-                      "features": ["pro"], "stripe_price_ids": ["price_monthly"]}))
+        .json(
+            &json!({"product_id": product, "name": "Pro monthly", "period_days": 30,
+                      "features": ["pro"], "stripe_price_ids": ["price_monthly"]}),
+        )
         .send()
         .await
         .unwrap();
@@ -945,7 +986,10 @@ async fn kill_9_under_load_loses_nothing_acknowledged() {
         server.signal("KILL");
         let acknowledged = senders.await.unwrap();
         drop(server);
-        assert!(!acknowledged.keys.is_empty(), "{backend:?}: the load never ran");
+        assert!(
+            !acknowledged.keys.is_empty(),
+            "{backend:?}: the load never ran"
+        );
         let again = ServerProcess::start(&args, &env, &dir.path().join("again.log")).await;
         all_stored(&again.base, &admin, &acknowledged).await;
         eprintln!(

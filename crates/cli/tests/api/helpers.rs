@@ -464,7 +464,10 @@ impl ServerProcess {
     }
 
     /// Waits up to `within` for the process to exit; its exit status, if it did.
-    pub async fn exited(&mut self, within: std::time::Duration) -> Option<std::process::ExitStatus> {
+    pub async fn exited(
+        &mut self,
+        within: std::time::Duration,
+    ) -> Option<std::process::ExitStatus> {
         let until = std::time::Instant::now() + within;
         while std::time::Instant::now() < until {
             if let Some(status) = self.child.try_wait().unwrap() {

@@ -81,9 +81,7 @@ async fn sale(
                 "the license could not be issued; please try again\n".into(),
             );
             if let Some(secs) = error.retry_after() {
-                reply
-                    .headers_mut()
-                    .insert(header::RETRY_AFTER, secs.into());
+                reply.headers_mut().insert(header::RETRY_AFTER, secs.into());
             }
             reply
         }
