@@ -643,6 +643,34 @@ mod tests {
             s.providers.stripe.is_none(),
             "Stripe is off until configured"
         );
+        assert_eq!(s.store.options.timeout, Duration::from_secs(2));
+        assert_eq!(s.store.options.sqlite_synchronous, Synchronous::Normal);
+        assert_eq!(s.http.connections.shutdown_grace, Duration::from_secs(10));
+        assert_eq!(s.http.connections.max_connections_per_ip, 256);
+    }
+
+    #[test]
+    fn fault_limits_come_from_flags_and_the_file() {
+        let (_dir, path) = file(
+            "database_timeout_ms = 500\nsqlite_synchronous = \"full\"\nshutdown_grace_seconds = 3\n\
+             header_read_timeout_seconds = 4\nidle_timeout_seconds = 5\nmax_connections_per_ip = 0\n",
+        );
+        let store = StoreArgs {
+            config: Some(path),
+            ..Default::default()
+        };
+        let serve = ServeArgs {
+            shutdown_grace_seconds: Some(1),
+            ..Default::default()
+        };
+        let s = Settings::resolve(&store, &StripeArgs::default(), &serve).unwrap();
+        assert_eq!(s.store.options.timeout, Duration::from_millis(500));
+        assert_eq!(s.store.options.sqlite_synchronous, Synchronous::Full);
+        let c = &s.http.connections;
+        assert_eq!(c.shutdown_grace, Duration::from_secs(1));
+        assert_eq!(c.header_read_timeout, Duration::from_secs(4));
+        assert_eq!(c.idle_timeout, Duration::from_secs(5));
+        assert_eq!(c.max_connections_per_ip, 0);
     }
 
     #[test]

@@ -245,11 +245,6 @@ impl Store {
         &self.shared.changes
     }
 
-    /// How long a database call may take before the database counts as unavailable.
-    pub fn timeout(&self) -> Duration {
-        self.shared.timeout
-    }
-
     /// Why writes are failing, if the last one that reached the database failed.
     pub fn write_failure(&self) -> Option<WriteFailure> {
         self.shared.writes.failure()
