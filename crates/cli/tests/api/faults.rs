@@ -463,6 +463,7 @@ async fn postgres_away_answers_503_fast_and_heals() {
         .await;
     assert_eq!(r.status, 201, "{}", r.body);
     let mut acknowledged = 1;
+    let validate = json!({"key": key, "fingerprint": "m-0"});
 
     for (round, link) in [Link::Reset, Link::BlackHole].into_iter().enumerate() {
         proxy.set(link);
@@ -510,6 +511,26 @@ async fn postgres_away_answers_503_fast_and_heals() {
             }
         }
         eprintln!("PostgreSQL {link:?}: slowest answers {slowest:?}");
+        // Once it notices it cannot hear other nodes (a dropped link only shows when a
+        // heartbeat goes unanswered), a node serves nothing from memory, not even a license
+        // it validated a moment ago.
+        let (deaf, took) = timed(async {
+            for _ in 0..100 {
+                if health(&app.http, &app.base).await.body["changes"] != "heard" {
+                    return true;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            false
+        })
+        .await;
+        assert!(
+            deaf,
+            "{link:?}: the node never noticed it cannot hear changes"
+        );
+        eprintln!("PostgreSQL {link:?}: stopped trusting memory {took:?} after the answers above");
+        let r = app.public("/v1/validate", validate.clone()).await;
+        assert_unavailable(&r, &format!("{link:?}: validation while deaf"));
 
         // The link comes back: the same server serves again, without a restart.
         proxy.set(Link::Up);
@@ -530,6 +551,8 @@ async fn postgres_away_answers_503_fast_and_heals() {
             .await;
         assert_eq!(r.status, 201, "{link:?}: {}", r.body);
         acknowledged += 1;
+        let r = app.public("/v1/validate", validate.clone()).await;
+        assert_eq!(r.body["code"], "VALID", "{link:?}: {}", r.body);
     }
     assert_eq!(
         app.license_count().await,
@@ -573,6 +596,27 @@ async fn from_memory(app: &TestApp) {
         app.public("/v1/validate", validate.clone()).await.body["code"],
         "VALID"
     );
+    let sdk = app
+        .post(
+            "/v1/tokens",
+            json!({"name": "sdk", "permissions": ["cryptolens:activate"]}),
+        )
+        .await;
+    let sdk = sdk.body["token"].as_str().unwrap().to_owned();
+    let cryptolens_activate = || {
+        app.http
+            .post(format!("{}/api/key/Activate", app.base))
+            .form(&[
+                ("token", sdk.as_str()),
+                ("ProductId", &product.to_string()),
+                ("Key", &key),
+                ("MachineCode", "machine-1"),
+                ("Sign", "true"),
+            ])
+            .send()
+    };
+    let r: Value = cryptolens_activate().await.unwrap().json().await.unwrap();
+    assert_eq!(r["result"], 0, "{r}");
 
     app.store.faults().set_unreachable(true);
     // Past the age at which entries are normally read again (5 s).
@@ -583,6 +627,10 @@ async fn from_memory(app: &TestApp) {
     assert!(r.header(keyturn_http::SIGNATURE_HEADER).is_some());
     let again = app.public("/v1/activations", machine("machine-1")).await;
     assert!(again.status < 300, "re-activation: {}", again.body);
+    let r = cryptolens_activate().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let r: Value = r.json().await.unwrap();
+    assert_eq!(r["result"], 0, "Cryptolens re-activation: {r}");
     // What memory does not hold needs the database.
     let r = app
         .public(
