@@ -6,11 +6,14 @@
 // npm cryptolens 1.0.11's Activate signature: (token, rsaPubKey, ProductId, Key, MachineCode,
 // FieldsToReturn, Metadata, FloatingTimeInterval, MaxOverdraft, LicenseServerUrl).
 
-const { Key, Helpers } = require('cryptolens');
+const { Key, Helpers, Data } = require('cryptolens');
 
 const URL = process.env.KEYTURN_URL.replace(/\/$/, '');
 const ADMIN = process.env.KEYTURN_ADMIN;
 const LIMIT = 'Cannot activate the new device as the limit has been reached.';
+const KEY_OR_PERMISSION = 'Not enough permission and/or key not found.';
+const DATA_PERMISSIONS = ['adddataobject', 'listdataobjects', 'removedataobject', 'setintvalue',
+  'setstringvalue', 'incrementintvalue', 'decrementintvalue'].map((m) => `cryptolens:${m}`);
 
 let passed = 0;
 let failed = 0;
@@ -33,6 +36,12 @@ async function native(method, path, body) {
   });
   const text = await res.text();
   return (res.headers.get('content-type') || '').includes('json') ? JSON.parse(text) : text;
+}
+
+// A Cryptolens method the SDK has no function for, as a form POST.
+async function raw(method, params) {
+  const res = await fetch(`${URL}/api/${method}`, { method: 'POST', body: new URLSearchParams(params) });
+  return res.json();
 }
 
 async function rejection(promise) {
@@ -152,6 +161,9 @@ async function run() {
   const blocked = await rejection(Key.Activate(token, pub, pid, key, 'second-machine', 0, false, 0, 0, URL));
   check('blocked key refuses activation', blocked === 'The key is blocked and cannot be accessed.', blocked);
 
+  await dataObjects(token, pid, pub);
+  await messages(pid);
+
   // Errors.
   const badToken = await rejection(Key.Activate('kt_nope', pub, pid, key, 'm', 0, false, 0, 0, URL));
   check('bad token', badToken === 'Unable to authenticate.', badToken);
@@ -163,6 +175,50 @@ async function run() {
   const otherPub = (await native('GET', `/v1/products/${other.id}/public-key?format=rsa-xml`)).trim();
   const wrongPub = await rejection(Key.GetKey(token, otherPub, pid, fl, 0, false, URL));
   check('signature fails under another key', wrongPub === 'Signature verification failed.', wrongPub);
+}
+
+async function dataObjects(token, pid, pub) {
+  const dtoken = (await native('POST', '/v1/tokens', {
+    name: 'node data', key_lock: -1, permissions: [...DATA_PERMISSIONS, 'cryptolens:getkey'],
+  })).token;
+  const key = (await quietlyAsync(() => Key.CreateKey(token, pid, 30, '', false, null, false, 1, null, 0, 1,
+    false, false, false, false, false, false, false, false, false, false, URL))).key;
+
+  // Data.AddDataObjectToKey(token, ProductId, Key, CheckForDuplicates, Name, StringValue, IntValue, url);
+  // the SDK sends StringValue=null as "null", which reads as "not given".
+  const id = await Data.AddDataObjectToKey(dtoken, pid, key, false, 'credits', null, 7, URL);
+  check('Data.AddDataObjectToKey resolves with the id', Number.isInteger(id) && id > 0, id);
+  const dup = await rejection(Data.AddDataObjectToKey(dtoken, pid, key, true, 'credits', null, 0, URL));
+  check('CheckForDuplicates refuses a second one', typeof dup === 'string' && dup.length > 0, dup);
+  const r = await raw('data/IncrementIntValueToKey', {
+    token: dtoken, ProductId: pid, Key: key, Id: id, IntValue: 3, EnableBound: true, Bound: 10,
+  });
+  check('IncrementIntValueToKey within the bound (raw)', r.result === 0, r);
+  const past = await raw('data/IncrementIntValueToKey', {
+    token: dtoken, ProductId: pid, Key: key, Name: 'credits', IntValue: 1, EnableBound: true, Bound: 10,
+  });
+  check('IncrementIntValueToKey past the bound (raw)', past.result === 1, past);
+
+  const lic = await Key.GetKey(dtoken, pub, pid, key, 0, false, URL);
+  check('the signed license carries its data objects', JSON.stringify(lic.DataObjects)
+    === JSON.stringify([{ Id: id, Name: 'credits', StringValue: '', IntValue: 10 }]), lic.DataObjects);
+  const listed = await raw('data/ListDataObjectsToKey', { token: dtoken, ProductId: pid, Key: key });
+  check('ListDataObjectsToKey (raw)', listed.result === 0 && listed.dataObjects.length === 1
+    && listed.dataObjects[0].intValue === 10, listed);
+
+  const unlocked = (await native('POST', '/v1/tokens', { name: 'unlocked', permissions: DATA_PERMISSIONS })).token;
+  const refused = await rejection(Data.AddDataObjectToKey(unlocked, pid, key, false, 'x', null, 0, URL));
+  check('a token without key lock -1 is refused', refused === KEY_OR_PERMISSION, refused);
+}
+
+async function messages(pid) {
+  await native('POST', '/v1/messages', { content: 'Node update', channel: 'node', product_id: pid });
+  const mtoken = (await native('POST', '/v1/tokens', {
+    name: 'node messages', permissions: ['cryptolens:getmessages'], product_id: pid,
+  })).token;
+  const r = await raw('message/GetMessages', { token: mtoken, Channel: 'node', Time: 0 });
+  check('GetMessages (raw)', r.result === 0 && r.messages.length === 1 && r.messages[0].content === 'Node update'
+    && Number.isInteger(r.messages[0].created) && r.messages[0].channel === 'node', r);
 }
 
 run()

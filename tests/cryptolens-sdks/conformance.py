@@ -9,10 +9,11 @@ import datetime
 import json
 import os
 import sys
+import urllib.parse
 import urllib.request
 
 from licensing.internal import HelperMethods
-from licensing.methods import Customer, Helpers, Key, Product
+from licensing.methods import Customer, Data, Helpers, Key, Message, Product
 from licensing.models import LicenseKey, RSAPublicKey, Response
 
 URL = os.environ["KEYTURN_URL"].rstrip("/")
@@ -21,6 +22,11 @@ HelperMethods.server_address = URL + "/api/"
 
 LIMIT = "Cannot activate the new device as the limit has been reached."
 BLOCKED = "The key is blocked and cannot be accessed."
+KEY_OR_PERMISSION = "Not enough permission and/or key not found."
+BOUND = "The int value cannot pass the bound."
+DATA_PERMISSIONS = ["cryptolens:adddataobject", "cryptolens:listdataobjects", "cryptolens:removedataobject",
+                    "cryptolens:setintvalue", "cryptolens:setstringvalue", "cryptolens:incrementintvalue",
+                    "cryptolens:decrementintvalue"]
 
 passed = 0
 failed = 0
@@ -45,6 +51,13 @@ def native(method, path, body=None):
     with urllib.request.urlopen(req) as r:
         raw = r.read().decode()
         return json.loads(raw) if r.headers.get_content_type() == "application/json" else raw
+
+
+def raw(method, params):
+    """A Cryptolens method the SDK has no function for, as a form POST."""
+    data = urllib.parse.urlencode(params).encode()
+    with urllib.request.urlopen(urllib.request.Request(URL + "/api/" + method, data=data)) as r:
+        return json.loads(r.read().decode())
 
 
 def days_between(a, b):
@@ -207,6 +220,9 @@ def run():
     products, msg = Product.get_products(token)
     check("product get_products", products is not None and pid in [p["id"] for p in products], msg)
 
+    data_objects(token, pub, pid)
+    messages(pid, other)
+
     # Errors the SDK shows.
     _, msg = Key.activate("kt_not-a-token", pub, pid, key, "machine-A")
     check("bad token", msg == "Unable to authenticate.", msg)
@@ -218,6 +234,119 @@ def run():
     check("key of another product", msg == "Could not find the key.", msg)
     _, msg = Key.activate(token, pub, pid, "AAAAA-BBBBB-CCCCC-DDDDD", "machine-A")
     check("unknown key", msg == "Could not find the key.", msg)
+
+
+def data_objects(token, pub, pid):
+    """The SDK's Data methods, with a key-locked (-1) token as Cryptolens asks for them."""
+    dtoken = native("POST", "/v1/tokens", {"name": "python data", "key_lock": -1,
+                                           "permissions": DATA_PERMISSIONS + ["cryptolens:getkey"]})["token"]
+    key = Key.create_key(token, pid, period=30, max_no_of_machines=1)[0]["key"]
+    lic, msg = Key.activate(token, pub, pid, key, "data-machine")
+    check("data: key activated", lic is not None and lic.data_objects == [], msg)
+
+    added, msg = Data.add_data_object_to_key(dtoken, pid, key, name="credits", int_value=10)
+    check("data: add_data_object_to_key returns the id", added is not None and added["id"] > 0, msg)
+    dup, msg = Data.add_data_object_to_key(dtoken, pid, key, name="credits", check_for_duplicates=True)
+    check("data: check_for_duplicates refuses a second one", dup is None and msg, msg)
+    tree = json.dumps(["f1", ["f2", ["voice", "image"]]])
+    Data.add_data_object_to_key(dtoken, pid, key, name="cryptolens_features", string_value=tree)
+    res, msg = Data.increment_int_value_to_key(dtoken, pid, key, name="credits", int_value=5)
+    check("data: increment by name", res is not None, msg)
+    res, msg = Data.decrement_int_value_to_key(dtoken, pid, key, object_id=added["id"], int_value=20,
+                                               enable_bound=True, bound=0)
+    check("data: a decrement past its bound is refused", res is None and msg == BOUND, msg)
+    res, msg = Data.decrement_int_value_to_key(dtoken, pid, key, object_id=added["id"], int_value=3,
+                                               enable_bound=True, bound=0)
+    check("data: decrement within the bound", res is not None, msg)
+    listed, msg = Data.list_key_data_objects(dtoken, pid, key, name_contains="cred")
+    check("data: list_key_data_objects", listed is not None and listed["dataObjects"] ==
+          [{"id": added["id"], "name": "credits", "stringValue": "", "intValue": 12}], (listed, msg))
+
+    # Methods the SDK lacks, by raw HTTP.
+    r = raw("data/SetIntValueToKey", {"token": dtoken, "ProductId": pid, "Key": key, "Name": "credits",
+                                       "IntValue": 40})
+    check("data: SetIntValueToKey (raw)", r["result"] == 0, r)
+    r = raw("data/SetStringValueToKey", {"token": dtoken, "ProductId": pid, "Key": key, "Id": added["id"],
+                                          "StringValue": "top-up"})
+    check("data: SetStringValueToKey (raw)", r["result"] == 0, r)
+
+    # The license carries its data objects; feature templates read them.
+    got, msg = Key.get_key(dtoken, pub, pid, key)
+    names = got and [(d["Name"], d["StringValue"], d["IntValue"]) for d in got.data_objects]
+    check("data: the signed license carries its data objects",
+          names == [("credits", "top-up", 40), ("cryptolens_features", tree, 0)], (names, msg))
+    check("data: HasFeature reads the cryptolens_features template",
+          got is not None and Helpers.HasFeature(got, "f2.voice") and Helpers.HasFeature(got, "f1")
+          and not Helpers.HasFeature(got, "f3") and not Helpers.HasFeature(got, "f2.video"))
+    saved = got.save_as_string() if got else ""
+    loaded = LicenseKey.load_from_string(pub, saved)
+    check("data: data objects survive save/load", loaded is not None and len(loaded.data_objects) == 2)
+
+    # Data objects of an activated machine.
+    m, msg = Data.add_data_object_to_machine(dtoken, pid, key, "data-machine", name="runs", int_value=1)
+    check("data: add_data_object_to_machine", m is not None and m["id"] > 0, msg)
+    listed, msg = Data.list_machine_data_objects(dtoken, pid, key, "data-machine")
+    check("data: list_machine_data_objects", listed is not None and
+          [d["name"] for d in listed["dataObjects"]] == ["runs"], (listed, msg))
+    res, msg = Data.add_data_object_to_machine(dtoken, pid, key, "never-activated", name="runs")
+    check("data: a machine that never activated", res is None and msg.startswith("Either the machine code"), msg)
+    res, msg = Data.remove_data_object_to_machine(dtoken, pid, key, "data-machine", name="runs")
+    check("data: remove_data_object_to_machine", res is not None, msg)
+
+    res, msg = Data.remove_data_object_to_key(dtoken, pid, key, name="cryptolens_features")
+    listed, _ = Data.list_key_data_objects(dtoken, pid, key)
+    check("data: remove_data_object_to_key", res is not None and
+          [d["name"] for d in listed["dataObjects"]] == ["credits"], msg)
+
+    # Key locks, as Cryptolens documents them for data objects.
+    unlocked = native("POST", "/v1/tokens", {"name": "unlocked", "permissions": DATA_PERMISSIONS})["token"]
+    res, msg = Data.list_key_data_objects(unlocked, pid, key)
+    check("data: a token without key lock -1 is refused", res is None and msg == KEY_OR_PERMISSION, msg)
+    res, msg = Data.list_key_data_objects(dtoken, pid, "AAAAA-BBBBB-CCCCC-DDDDD")
+    check("data: an unknown key", res is None and msg == KEY_OR_PERMISSION, msg)
+
+    # The generic methods (by owner or id), for server-side code with an unlocked token.
+    r = raw("data/AddDataObject", {"token": unlocked, "ReferencerType": 1, "ReferencerId": pid,
+                                   "Name": "latest", "StringValue": "2.0"})
+    check("data: AddDataObject to the product (raw)", r["result"] == 0 and r["id"] > 0, r)
+    r = raw("data/IncrementIntValue", {"token": unlocked, "Id": r["id"], "IntValue": 2})
+    check("data: IncrementIntValue by id (raw)", r["result"] == 0, r)
+    r = raw("data/ListDataObjects", {"token": unlocked, "ReferencerType": 1, "ReferencerId": pid})
+    check("data: ListDataObjects of the product (raw)",
+          r["result"] == 0 and [(d["name"], d["intValue"]) for d in r["dataObjects"]] == [("latest", 2)], r)
+
+
+def messages(pid, other):
+    """The SDK's Message methods against messages posted through the native API."""
+    native("POST", "/v1/messages", {"content": "Version 2 is out", "channel": "stable"})
+    native("POST", "/v1/messages", {"content": "Beta 5", "channel": "beta", "product_id": pid})
+    native("POST", "/v1/messages", {"content": "Other product", "product_id": other})
+    native("POST", "/v1/messages", {"content": "Old news", "created": "2020-01-01T00:00:00Z"})
+    mtoken = native("POST", "/v1/tokens", {"name": "messages", "product_id": pid,
+                                           "permissions": ["cryptolens:getmessages",
+                                                           "cryptolens:editmessages"]})["token"]
+    got, msg = Message.get_messages(mtoken)
+    contents = got and [m["content"] for m in got]
+    check("messages: get_messages shows the product's and everyone's",
+          contents == ["Old news", "Version 2 is out", "Beta 5"], (contents, msg))
+    check("messages: fields and types", got is not None and all(
+        isinstance(m["id"], int) and isinstance(m["created"], int) and isinstance(m["channel"], str)
+        for m in got), got)
+    got, msg = Message.get_messages(mtoken, channel="stable")
+    check("messages: by channel", got is not None and [m["content"] for m in got] == ["Version 2 is out"], msg)
+    got, msg = Message.get_messages(mtoken, time=1600000000)
+    check("messages: newer than a time", got is not None and "Old news" not in [m["content"] for m in got], msg)
+    created, msg = Message.create_message(mtoken, content="Patch 5.1", channel="beta")
+    check("messages: create_message returns the id", isinstance(created, int) and created > 0, (created, msg))
+    got, _ = Message.get_messages(mtoken, channel="beta")
+    check("messages: the new message is listed", got is not None and
+          [m["content"] for m in got] == ["Beta 5", "Patch 5.1"], got)
+    removed, msg = Message.remove_message(mtoken, created)
+    got, _ = Message.get_messages(mtoken, channel="beta")
+    check("messages: remove_message", removed is not None and [m["content"] for m in got] == ["Beta 5"], msg)
+    denied = native("POST", "/v1/tokens", {"name": "no messages", "permissions": ["cryptolens:getkey"]})["token"]
+    got, msg = Message.get_messages(denied)
+    check("messages: without permission", got is None and msg == "Access denied.", msg)
 
 
 try:

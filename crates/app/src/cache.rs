@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use keyturn_core::{AccessToken, Activation, Customer, License, Product, TokenHash};
+use keyturn_core::{AccessToken, Activation, Customer, DataObject, License, Product, TokenHash};
 use keyturn_store::{Change, Changes};
 
 use crate::{App, AppError, Result};
@@ -36,6 +36,9 @@ pub struct LicenseState {
     /// `license` as JSON, rendered by the first reply that shows it and reused by the rest:
     /// a cached license is shown in every validation reply until it changes.
     json: std::sync::OnceLock<Box<serde_json::value::RawValue>>,
+    /// The license's own data objects, read by the first reply that shows them (only the
+    /// Cryptolens replies do); a change of them drops the whole state like any license change.
+    pub(crate) data_objects: tokio::sync::OnceCell<Vec<DataObject>>,
 }
 
 impl LicenseState {
@@ -44,6 +47,7 @@ impl LicenseState {
             license,
             activations,
             json: Default::default(),
+            data_objects: Default::default(),
         }
     }
 

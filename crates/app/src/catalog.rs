@@ -305,15 +305,7 @@ impl App {
 
     pub async fn plans(&self, principal: &Principal, product_id: Option<i64>) -> Result<Vec<Plan>> {
         principal.require(Permission::PlansRead)?;
-        let product_id = match (principal.product_scope(), product_id) {
-            (Some(scope), Some(asked)) if scope != asked => {
-                return Err(AppError::Forbidden(format!(
-                    "this token is limited to product {scope}"
-                )))
-            }
-            (Some(scope), _) => Some(scope),
-            (None, asked) => asked,
-        };
+        let product_id = principal.listed_product(product_id)?;
         Ok(self.store.read().await?.plans(product_id).await?)
     }
 }

@@ -5,7 +5,9 @@
 
 use keyturn_core::names::display_name;
 use keyturn_core::validation::admit_known_machine;
-use keyturn_core::{Activation, Customer, License, LicenseKey, Permission, Product, TokenSecret};
+use keyturn_core::{
+    Activation, Customer, DataObject, License, LicenseKey, Permission, Product, TokenSecret,
+};
 use keyturn_store::LicenseFilter;
 
 use crate::activations::ActivationRequest;
@@ -29,6 +31,8 @@ pub struct ClLicense {
     pub customer: Option<Customer>,
     /// Live activations, oldest first.
     pub machines: Vec<Activation>,
+    /// The license's own data objects (not its machines'), in id order.
+    pub data_objects: Vec<DataObject>,
 }
 
 impl ClLicense {
@@ -157,17 +161,23 @@ impl App {
             Some(id) => self.customer_row(id).await?.map(|c| (*c).clone()),
             None => None,
         };
-        let machines = self
+        let (machines, data_objects) = match self
             .license_state(&license.key)
             .await?
             .filter(|s| s.license.id == license.id)
-            .map(|s| s.live(now()).into_owned())
-            .unwrap_or_default();
+        {
+            Some(state) => (
+                state.live(now()).into_owned(),
+                self.license_data_objects(&state).await?,
+            ),
+            None => Default::default(),
+        };
         Ok(ClLicense {
             license,
             product_features: product.features.clone(),
             customer,
             machines,
+            data_objects,
         })
     }
 

@@ -12,6 +12,9 @@ pub enum AppError {
     Conflict(String),
     #[error("{}", .0.message())]
     Refused(ActivationRefusal),
+    /// A counter step that would pass its bound; the value is unchanged.
+    #[error("the value would pass its bound")]
+    BoundReached,
     #[error("a valid access token is required")]
     Unauthenticated,
     #[error("{0}")]

@@ -400,15 +400,7 @@ impl App {
     pub async fn licenses(&self, principal: &Principal, q: LicenseQuery) -> Result<Page<License>> {
         principal.require(Permission::LicensesRead)?;
         let (after, limit) = q.page.resolve()?;
-        let product_id = match (principal.product_scope(), q.product_id) {
-            (Some(scope), Some(asked)) if scope != asked => {
-                return Err(AppError::Forbidden(format!(
-                    "this token is limited to product {scope}"
-                )))
-            }
-            (Some(scope), _) => Some(scope),
-            (None, asked) => asked,
-        };
+        let product_id = principal.listed_product(q.product_id)?;
         let email = q
             .email
             .as_deref()

@@ -120,6 +120,18 @@ impl Principal {
         self.product_id
     }
 
+    /// The product a listing is about: the one `asked` for, which must be within the token's
+    /// product restriction, or else the restriction itself.
+    pub fn listed_product(&self, asked: Option<i64>) -> Result<Option<i64>> {
+        match (self.product_id, asked) {
+            (Some(scope), Some(asked)) if scope != asked => Err(AppError::Forbidden(format!(
+                "this token is limited to product {scope}"
+            ))),
+            (Some(scope), _) => Ok(Some(scope)),
+            (None, asked) => Ok(asked),
+        }
+    }
+
     pub fn require(&self, wanted: Permission) -> Result<()> {
         if self.permissions.iter().any(|p| p.grants(wanted)) {
             Ok(())

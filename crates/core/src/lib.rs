@@ -2,10 +2,12 @@
 //! whether a license may be activated or is valid. Nothing here does I/O, so every rule is testable
 //! on its own and the same rules hold for every API that exposes them.
 
+pub mod data_object;
 pub mod error;
 pub mod key;
 pub mod license;
 pub mod license_file;
+pub mod message;
 pub mod names;
 pub mod payment;
 pub mod permission;
@@ -14,9 +16,11 @@ pub mod signing;
 pub mod token;
 pub mod validation;
 
+pub use data_object::{DataObject, DataOwner};
 pub use error::DomainError;
 pub use key::LicenseKey;
 pub use license::{Activation, Customer, License, LicenseEvent, Plan, Product};
+pub use message::Message;
 pub use names::{Email, FeatureName, Fingerprint};
 pub use permission::Permission;
 pub use rsa::{RsaDigest, RsaPublicKey, RsaSigner};

@@ -44,10 +44,23 @@ pub enum Permission {
     ClGetCustomers,
     ClGetKeys,
     ClGetProducts,
+    // Data objects: one permission per operation, covering its key, machine-code and generic
+    // forms (`IncrementIntValueToKey`, `…ToMachineCode`, `IncrementIntValue`), as in
+    // Cryptolens's access tokens.
+    ClAddDataObject,
+    ClListDataObjects,
+    ClRemoveDataObject,
+    ClSetIntValue,
+    ClSetStringValue,
+    ClIncrementIntValue,
+    ClDecrementIntValue,
+    ClGetMessages,
+    /// `CreateMessage` and `RemoveMessage` (Cryptolens's "Edit Messages").
+    ClEditMessages,
 }
 
 impl Permission {
-    pub const ALL: [Permission; 34] = [
+    pub const ALL: [Permission; 43] = [
         Permission::Admin,
         Permission::ProductsRead,
         Permission::ProductsWrite,
@@ -82,6 +95,15 @@ impl Permission {
         Permission::ClGetCustomers,
         Permission::ClGetKeys,
         Permission::ClGetProducts,
+        Permission::ClAddDataObject,
+        Permission::ClListDataObjects,
+        Permission::ClRemoveDataObject,
+        Permission::ClSetIntValue,
+        Permission::ClSetStringValue,
+        Permission::ClIncrementIntValue,
+        Permission::ClDecrementIntValue,
+        Permission::ClGetMessages,
+        Permission::ClEditMessages,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -120,17 +142,33 @@ impl Permission {
             Permission::ClGetCustomers => "cryptolens:getcustomers",
             Permission::ClGetKeys => "cryptolens:getkeys",
             Permission::ClGetProducts => "cryptolens:getproducts",
+            Permission::ClAddDataObject => "cryptolens:adddataobject",
+            Permission::ClListDataObjects => "cryptolens:listdataobjects",
+            Permission::ClRemoveDataObject => "cryptolens:removedataobject",
+            Permission::ClSetIntValue => "cryptolens:setintvalue",
+            Permission::ClSetStringValue => "cryptolens:setstringvalue",
+            Permission::ClIncrementIntValue => "cryptolens:incrementintvalue",
+            Permission::ClDecrementIntValue => "cryptolens:decrementintvalue",
+            Permission::ClGetMessages => "cryptolens:getmessages",
+            Permission::ClEditMessages => "cryptolens:editmessages",
         }
     }
 
     /// The permission for a Cryptolens Web API method, by its name in any case (`Activate`,
-    /// `getkey`); `None` for a method Keyturn does not serve.
+    /// `getkey`, `IncrementIntValueToKey`); `None` for a method Keyturn does not serve.
     pub fn cryptolens_method(method: &str) -> Option<Permission> {
-        Permission::ALL.into_iter().find(|p| {
-            p.as_str()
-                .strip_prefix("cryptolens:")
-                .is_some_and(|m| m.eq_ignore_ascii_case(method))
-        })
+        let method = method.to_ascii_lowercase();
+        let named = match method.as_str() {
+            "createmessage" | "removemessage" => "editmessages",
+            m => m
+                .strip_suffix("tomachinecode")
+                .or_else(|| m.strip_suffix("tokey"))
+                .filter(|family| family.contains("dataobject") || family.ends_with("value"))
+                .unwrap_or(m),
+        };
+        Permission::ALL
+            .into_iter()
+            .find(|p| p.as_str().strip_prefix("cryptolens:") == Some(named))
     }
 
     /// Whether holding `self` allows `wanted`.
@@ -211,5 +249,23 @@ mod tests {
             Some(Permission::ClGetCustomerLicenses)
         );
         assert_eq!(Permission::cryptolens_method("Fly"), None);
+        assert_eq!(
+            Permission::cryptolens_method("IncrementIntValueToKey"),
+            Some(Permission::ClIncrementIntValue)
+        );
+        assert_eq!(
+            Permission::cryptolens_method("listdataobjectstomachinecode"),
+            Some(Permission::ClListDataObjects)
+        );
+        assert_eq!(
+            Permission::cryptolens_method("RemoveDataObject"),
+            Some(Permission::ClRemoveDataObject)
+        );
+        assert_eq!(
+            Permission::cryptolens_method("CreateMessage"),
+            Some(Permission::ClEditMessages)
+        );
+        // Only data-object methods have key and machine-code forms.
+        assert_eq!(Permission::cryptolens_method("GetKeyToKey"), None);
     }
 }

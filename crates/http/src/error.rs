@@ -92,6 +92,11 @@ impl From<AppError> for ApiError {
                 };
                 Self::new(status, code, r.message())
             }
+            AppError::BoundReached => Self::new(
+                StatusCode::CONFLICT,
+                "bound_reached",
+                "the value would pass its bound; it is unchanged",
+            ),
             AppError::Unauthenticated => Self::new(
                 StatusCode::UNAUTHORIZED,
                 "unauthenticated",

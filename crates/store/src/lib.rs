@@ -8,12 +8,14 @@
 mod activations;
 mod changes;
 mod customers;
+mod data_objects;
 mod error;
 mod events;
 mod forms;
 mod health;
 mod license_urls;
 mod licenses;
+mod messages;
 mod outbox;
 mod payments;
 mod plans;
@@ -30,11 +32,13 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyConnection, AnyPool, Connection, Executor};
 
 pub use changes::{Change, Changes};
+pub use data_objects::DataOwnerRow;
 pub use error::StoreError;
 #[cfg(feature = "fault-injection")]
 pub use health::Faults;
 pub use health::WriteFailure;
 pub use licenses::{LicenseFilter, NewLicense};
+pub use messages::MessageFilter;
 pub use outbox::QueuedMail;
 pub use payments::{IncomingEvent, NewPayment};
 pub use plans::NewPlan;

@@ -43,6 +43,19 @@ impl Session {
         row.as_ref().map(product).transpose()
     }
 
+    /// Reads a product and holds it until commit (see [`Session::lock_license`]).
+    pub async fn lock_product(&mut self, id: i64) -> Result<Option<Product>> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM products WHERE id = $1{}",
+            self.for_update()
+        );
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(self.conn())
+            .await?;
+        row.as_ref().map(product).transpose()
+    }
+
     /// All products, or the one a restricted token may see.
     pub async fn products(&mut self, only: Option<i64>) -> Result<Vec<Product>> {
         let rows = match only {

@@ -139,6 +139,14 @@ impl Session {
         Ok(())
     }
 
+    /// A condition that holds when `column` contains the text bound as `$param`, case-sensitively.
+    pub(crate) fn contains(&self, column: &str, param: usize) -> String {
+        match self.dialect {
+            Dialect::Sqlite => format!("instr({column}, ${param}) > 0"),
+            Dialect::Postgres => format!("strpos({column}, ${param}) > 0"),
+        }
+    }
+
     /// The clause that locks the selected row until commit. SQLite needs none: its write
     /// transactions hold the database's write lock from their start.
     pub(crate) fn for_update(&self) -> &'static str {

@@ -29,13 +29,13 @@ const ALL_METHODS: &[&str] = &[
     "getproducts",
 ];
 
-struct Reply {
-    status: u16,
-    body: Value,
+pub(crate) struct Reply {
+    pub(crate) status: u16,
+    pub(crate) body: Value,
 }
 
 /// A form-encoded POST to `path` (as given, slashes and case included).
-async fn post(app: &TestApp, path: &str, params: &[(&str, &str)]) -> Reply {
+pub(crate) async fn post(app: &TestApp, path: &str, params: &[(&str, &str)]) -> Reply {
     let r = app
         .http
         .post(format!("{}{path}", app.base))
@@ -48,7 +48,7 @@ async fn post(app: &TestApp, path: &str, params: &[(&str, &str)]) -> Reply {
     Reply { status, body }
 }
 
-async fn get(app: &TestApp, path_and_query: &str) -> Reply {
+pub(crate) async fn get(app: &TestApp, path_and_query: &str) -> Reply {
     let r = app
         .http
         .get(format!("{}{path_and_query}", app.base))
@@ -60,7 +60,7 @@ async fn get(app: &TestApp, path_and_query: &str) -> Reply {
     Reply { status, body }
 }
 
-async fn token(app: &TestApp, body: Value) -> String {
+pub(crate) async fn token(app: &TestApp, body: Value) -> String {
     let r = app.post("/v1/tokens", body).await;
     assert_eq!(r.status, 201, "{}", r.body);
     r.body["token"].as_str().unwrap().to_owned()
@@ -74,7 +74,7 @@ async fn full_token(app: &TestApp) -> String {
     token(app, json!({"name": "sdk", "permissions": permissions})).await
 }
 
-async fn rsa_key(app: &TestApp, product: i64) -> RsaPublicKey {
+pub(crate) async fn rsa_key(app: &TestApp, product: i64) -> RsaPublicKey {
     let r = app
         .http
         .get(format!(
@@ -89,7 +89,12 @@ async fn rsa_key(app: &TestApp, product: i64) -> RsaPublicKey {
 }
 
 /// Creates a key through CreateKey and returns it.
-async fn create_key(app: &TestApp, tok: &str, product: i64, extra: &[(&str, &str)]) -> String {
+pub(crate) async fn create_key(
+    app: &TestApp,
+    tok: &str,
+    product: i64,
+    extra: &[(&str, &str)],
+) -> String {
     let pid = product.to_string();
     let mut params = vec![("token", tok), ("ProductId", pid.as_str())];
     params.extend_from_slice(extra);
@@ -98,14 +103,14 @@ async fn create_key(app: &TestApp, tok: &str, product: i64, extra: &[(&str, &str
     r.body["key"].as_str().unwrap().to_owned()
 }
 
-fn assert_error(r: &Reply, message: &str) {
+pub(crate) fn assert_error(r: &Reply, message: &str) {
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.body["result"], 1, "{}", r.body);
     assert_eq!(r.body["message"], message, "{}", r.body);
 }
 
 /// The license JSON inside a SignMethod=1 reply, after checking its signature.
-fn verified_license(r: &Reply, key: &RsaPublicKey) -> Value {
+pub(crate) fn verified_license(r: &Reply, key: &RsaPublicKey) -> Value {
     assert_eq!(r.body["result"], 0, "{}", r.body);
     let bytes = B64.decode(r.body["licenseKey"].as_str().unwrap()).unwrap();
     let sig = B64.decode(r.body["signature"].as_str().unwrap()).unwrap();
@@ -477,7 +482,7 @@ on_every_backend!(
 );
 
 /// The comma-joined value text .NET's legacy check signs, built from the object form.
-fn legacy_text(o: &Value) -> String {
+pub(crate) fn legacy_text(o: &Value) -> String {
     let s = |v: &Value| match v {
         Value::Null => String::new(),
         Value::Bool(true) => "True".into(),
@@ -518,7 +523,16 @@ fn legacy_text(o: &Value) -> String {
     for f in ["trialActivation", "maxNoOfMachines", "allowedMachines"] {
         parts.push(s(&o[f]));
     }
-    parts.push("[]".into());
+    let data_objects: String = o["dataObjects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            let fields = ["id", "name", "stringValue", "intValue"].map(|f| s(&d[f]));
+            format!("{},", fields.join(","))
+        })
+        .collect();
+    parts.push(format!("[{data_objects}]"));
     parts.push(s(&o["signDate"]));
     parts.push(String::new());
     parts.join(",")

@@ -11,6 +11,7 @@ mod cli;
 mod client_sdk;
 mod concurrency;
 mod cryptolens;
+mod cryptolens_data;
 mod faults;
 mod forms;
 mod hot_path;

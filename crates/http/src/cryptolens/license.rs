@@ -10,7 +10,7 @@
 
 use chrono::{DateTime, Duration, Utc};
 use keyturn_app::ClLicense;
-use keyturn_core::{Activation, License};
+use keyturn_core::{Activation, DataObject, License};
 use serde::Serialize;
 
 /// How a license without an end is shown: Cryptolens licenses always have an expiry, so the
@@ -58,6 +58,25 @@ struct CustomerJson<'a> {
     email: &'a str,
     company_name: &'a str,
     created: i64,
+}
+
+/// A license's data object: PascalCase in the signed JSON, camelCase in the object form.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct DataObjectJson<'a> {
+    id: i64,
+    name: &'a str,
+    string_value: &'a str,
+    int_value: i32,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct DataObjectObject<'a> {
+    id: i64,
+    name: &'a str,
+    string_value: &'a str,
+    int_value: i32,
 }
 
 #[derive(Serialize)]
@@ -152,7 +171,7 @@ struct LicenseJson<'a> {
     trial_activation: bool,
     max_no_of_machines: i64,
     allowed_machines: Option<String>,
-    data_objects: [(); 0],
+    data_objects: Vec<DataObjectJson<'a>>,
     /// Present (as null) from model version 3 on.
     #[serde(skip_serializing_if = "Option::is_none")]
     reseller: Option<Option<()>>,
@@ -196,7 +215,16 @@ pub fn string_form(view: &ClLicense, model: i64, sign_date: DateTime<Utc>) -> Ve
         trial_activation: l.trial_activation,
         max_no_of_machines: l.max_machines,
         allowed_machines: allowed_machines(l),
-        data_objects: [],
+        data_objects: view
+            .data_objects
+            .iter()
+            .map(|d| DataObjectJson {
+                id: d.id,
+                name: &d.name,
+                string_value: &d.string_value,
+                int_value: d.int_value,
+            })
+            .collect(),
         reseller: (model >= 3).then_some(None),
         sign_date: sign_date.timestamp(),
     };
@@ -251,7 +279,7 @@ struct LicenseObject<'a> {
     trial_activation: bool,
     max_no_of_machines: i64,
     allowed_machines: Option<String>,
-    data_objects: [(); 0],
+    data_objects: Vec<DataObjectObject<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     reseller: Option<Option<()>>,
     sign_date: String,
@@ -307,7 +335,16 @@ pub fn object_form(
         trial_activation: l.trial_activation,
         max_no_of_machines: l.max_machines,
         allowed_machines: allowed_machines(l),
-        data_objects: [],
+        data_objects: view
+            .data_objects
+            .iter()
+            .map(|d| DataObjectObject {
+                id: d.id,
+                name: &d.name,
+                string_value: &d.string_value,
+                int_value: d.int_value,
+            })
+            .collect(),
         reseller: (model >= 3).then_some(None),
         sign_date: iso(sign_date),
         signature,
@@ -372,10 +409,20 @@ pub fn legacy_text(view: &ClLicense, sign_date: DateTime<Utc>) -> String {
     parts.push(dotnet_bool(l.trial_activation).to_owned());
     parts.push(l.max_machines.to_string());
     parts.push(allowed_machines(l).unwrap_or_default());
-    parts.push("[]".to_owned());
+    parts.push(legacy_data_objects(&view.data_objects));
     parts.push(iso(sign_date));
     parts.push(String::new());
     parts.join(",")
+}
+
+/// .NET renders each data object as `Id,Name,StringValue,IntValue` and the list as `[` + each
+/// followed by a comma + `]`.
+fn legacy_data_objects(objects: &[DataObject]) -> String {
+    let items: String = objects
+        .iter()
+        .map(|d| format!("{},{},{},{},", d.id, d.name, d.string_value, d.int_value))
+        .collect();
+    format!("[{items}]")
 }
 
 #[cfg(test)]
@@ -416,6 +463,7 @@ mod tests {
             product_features: vec!["a".into(), "b".into()],
             customer: None,
             machines: vec![],
+            data_objects: vec![],
         }
     }
 
@@ -484,5 +532,33 @@ mod tests {
         assert_eq!(v3["ActivatedMachines"][0]["FloatingExpires"], 1440720300);
         let keys: Vec<&String> = v3.as_object().unwrap().keys().collect();
         assert_eq!(keys.len(), 25);
+    }
+
+    #[test]
+    fn data_objects_in_every_form() {
+        let mut v = view();
+        let at = at("2016-01-01T00:00:00");
+        v.data_objects = vec![keyturn_core::DataObject {
+            id: 12,
+            product_id: 3349,
+            license_id: Some(4),
+            activation_id: None,
+            name: "credits".into(),
+            string_value: String::new(),
+            int_value: -3,
+            created: at,
+            updated: at,
+        }];
+        let string: serde_json::Value = serde_json::from_slice(&string_form(&v, 1, at)).unwrap();
+        assert_eq!(
+            string["DataObjects"],
+            serde_json::json!([{"Id": 12, "Name": "credits", "StringValue": "", "IntValue": -3}])
+        );
+        let object = object_form(&v, 1, at, None);
+        assert_eq!(
+            object["dataObjects"],
+            serde_json::json!([{"id": 12, "name": "credits", "stringValue": "", "intValue": -3}])
+        );
+        assert!(legacy_text(&v, at).ends_with(",[12,credits,,-3,],2016-01-01T00:00:00,"));
     }
 }

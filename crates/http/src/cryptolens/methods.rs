@@ -11,6 +11,7 @@ use keyturn_core::{Customer, Permission, Product, RsaDigest};
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use super::data::DataMethod;
 use super::license::{self, iso};
 use super::params::{Params, SignMethod};
 use super::reply::{json_response, ok, ClError, ClResult};
@@ -45,15 +46,20 @@ pub enum Method {
     GetCustomers,
     GetKeys,
     GetProducts,
+    /// Data objects and messages.
+    Data(DataMethod),
 }
 
 impl Method {
     /// Methods end users' programs call (rather than a vendor's back office).
     pub fn called_by_programs(self) -> bool {
-        matches!(
-            self,
-            Method::Activate | Method::GetKey | Method::Deactivate | Method::CreateTrialKey
-        )
+        match self {
+            Method::Data(method) => method.called_by_programs(),
+            _ => matches!(
+                self,
+                Method::Activate | Method::GetKey | Method::Deactivate | Method::CreateTrialKey
+            ),
+        }
     }
 
     /// From `group/method` in lower case.
@@ -79,7 +85,7 @@ impl Method {
             "customer/getcustomers" => GetCustomers,
             "product/getkeys" => GetKeys,
             "product/getproducts" => GetProducts,
-            _ => return None,
+            _ => return DataMethod::parse(path).map(Data),
         })
     }
 }
@@ -106,6 +112,7 @@ pub async fn run(method: Method, call: Call) -> ClResult {
         GetCustomers => customers(call).await,
         GetKeys => get_keys(call).await,
         GetProducts => products(call).await,
+        Data(method) => super::data::run(method, call).await,
     }
 }
 

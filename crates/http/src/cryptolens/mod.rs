@@ -6,6 +6,7 @@
 //! case. Parameters come from the query string and the form body, in any case; the access token
 //! is the `token` parameter.
 
+mod data;
 mod license;
 mod methods;
 mod params;

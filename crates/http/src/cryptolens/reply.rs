@@ -25,6 +25,15 @@ pub enum ClError {
     KeyNotFound,
     #[error("Could not find the customer.")]
     CustomerNotFound,
+    /// Data-object methods: the key does not exist or the token's key lock does not reach it.
+    #[error("Not enough permission and/or key not found.")]
+    KeyOrPermission,
+    #[error("Could not find the data object.")]
+    DataObjectNotFound,
+    #[error("The int value cannot pass the bound.")]
+    BoundReached,
+    #[error("Could not find the message.")]
+    MessageNotFound,
     #[error("The key is blocked and cannot be accessed.")]
     Blocked,
     #[error("Cannot activate the new device as the limit has been reached.")]
@@ -59,6 +68,9 @@ impl From<AppError> for ClError {
             AppError::NotFound("product") => ClError::ProductNotFound,
             AppError::NotFound("customer") => ClError::CustomerNotFound,
             AppError::NotFound("activation") => ClError::NotActivated,
+            AppError::NotFound("data object") => ClError::DataObjectNotFound,
+            AppError::NotFound("message") => ClError::MessageNotFound,
+            AppError::BoundReached => ClError::BoundReached,
             AppError::NotFound(_) => ClError::KeyNotFound,
             AppError::Refused(ActivationRefusal::Blocked) => ClError::Blocked,
             AppError::Refused(ActivationRefusal::TooManyMachines) => ClError::LimitReached,

@@ -2,10 +2,12 @@ pub mod activations;
 pub mod buy;
 pub mod catalog;
 pub mod customers;
+pub mod data_objects;
 pub mod forms;
 pub mod health;
 pub mod license_urls;
 pub mod licenses;
+pub mod messages;
 pub mod payments;
 pub mod tokens;
 pub mod webhooks;
@@ -33,4 +35,6 @@ pub fn v1(state: AppState) -> Router<AppState> {
         .merge(payments::router())
         .merge(license_urls::router())
         .merge(forms::router())
+        .merge(data_objects::router())
+        .merge(messages::router())
 }
