@@ -94,18 +94,101 @@ pub(crate) struct Shared {
     pub timeout: Duration,
     pub changes: Changes,
     pub writes: health::WriteHealth,
+    /// The last database call failed as unavailable (and none succeeded since).
+    down: std::sync::atomic::AtomicBool,
     #[cfg(feature = "fault-injection")]
     pub faults: Faults,
+}
+
+impl Shared {
+    pub fn down(&self) -> bool {
+        self.down.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub fn set_down(&self, down: bool) {
+        // Read first: calls succeed all the time, and a store to a shared line is not free.
+        if self.down() != down {
+            self.down.store(down, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
+/// How long a request may wait for its turn at a pool while the database answers: a burst of
+/// requests queues rather than failing.
+const QUEUE_WAIT: Duration = Duration::from_secs(15);
+
+/// A pool and the turns at it. Waiting for a turn is not waiting for the database: while the
+/// database answers, a request may queue behind others for up to [`QUEUE_WAIT`]; once calls
+/// to it fail as unavailable, only for the store's timeout, so a queue drains at once instead
+/// of each request in it waiting out a dead database in turn. Holding a turn, a request's
+/// wait for a connection is only the database's (connecting, or checking an idle
+/// connection), which the pool bounds by the store's timeout.
+#[derive(Clone)]
+struct Gate {
+    pool: AnyPool,
+    turns: Arc<tokio::sync::Semaphore>,
+}
+
+impl Gate {
+    fn new(pool: AnyPool, size: u32) -> Self {
+        Self {
+            pool,
+            turns: Arc::new(tokio::sync::Semaphore::new(size as usize)),
+        }
+    }
+
+    async fn enter(
+        &self,
+        shared: &Shared,
+    ) -> Result<(
+        sqlx::pool::PoolConnection<sqlx::Any>,
+        tokio::sync::OwnedSemaphorePermit,
+    )> {
+        let started = tokio::time::Instant::now();
+        let turn = self.turns.clone().acquire_owned();
+        tokio::pin!(turn);
+        let turn = loop {
+            let limit = if shared.down() {
+                shared.timeout
+            } else {
+                QUEUE_WAIT
+            };
+            let deadline = started + limit;
+            // Look again now and then: the database may go away while this request queues.
+            let look = deadline.min(tokio::time::Instant::now() + Duration::from_millis(100));
+            tokio::select! {
+                turn = &mut turn => break turn.expect("the turns are never closed"),
+                _ = tokio::time::sleep_until(look) => {
+                    if tokio::time::Instant::now() >= deadline {
+                        return Err(StoreError::Unavailable(format!(
+                            "no database connection became free within {} ms",
+                            limit.as_millis()
+                        )));
+                    }
+                }
+            }
+        };
+        match self.pool.acquire().await {
+            Ok(conn) => Ok((conn, turn)),
+            Err(e) => {
+                let e = StoreError::from(e);
+                if e.is_unavailable() {
+                    shared.set_down(true);
+                }
+                Err(e)
+            }
+        }
+    }
 }
 
 /// Connection pools to one database.
 #[derive(Clone)]
 pub struct Store {
-    read: AnyPool,
+    read: Gate,
     /// On SQLite a single connection: SQLite admits one writer at a time anyway, and funnelling
     /// writes through one connection means a transaction that reads before it writes can never
     /// lose its snapshot to another writer of this process.
-    write: AnyPool,
+    write: Gate,
     dialect: Dialect,
     shared: Arc<Shared>,
     /// For the migration connection and the change listener.
@@ -189,18 +272,19 @@ impl Store {
                 })
                 .connect_lazy_with(connect.clone())
         };
+        let gate = |size: u32| Gate::new(pool(size), size);
         let (read, write, changes) = match dialect {
             Dialect::Sqlite => {
                 // One process owns an SQLite database's writes (see `follow_changes`).
                 (
-                    pool(options.max_connections.max(1)),
-                    pool(1),
+                    gate(options.max_connections.max(1)),
+                    gate(1),
                     Changes::new(true),
                 )
             }
             Dialect::Postgres => {
-                let pool = pool(options.max_connections.max(2));
-                (pool.clone(), pool, Changes::new(false))
+                let gate = gate(options.max_connections.max(2));
+                (gate.clone(), gate, Changes::new(false))
             }
         };
         let store = Self {
@@ -211,6 +295,7 @@ impl Store {
                 timeout: options.timeout,
                 changes,
                 writes: Default::default(),
+                down: Default::default(),
                 #[cfg(feature = "fault-injection")]
                 faults: Faults::default(),
             }),
@@ -285,27 +370,23 @@ impl Store {
     /// A connection for reads outside any transaction.
     pub async fn read(&self) -> Result<Session> {
         self.reachable()?;
-        Ok(Session::new(
-            self.read.acquire().await?,
-            self.dialect,
-            self.shared.clone(),
-        ))
+        let (conn, turn) = self.read.enter(&self.shared).await?;
+        Ok(Session::new(conn, turn, self.dialect, self.shared.clone()))
     }
 
     /// A transaction for changes; dropped without [`Session::commit`], it rolls back.
     pub async fn write(&self) -> Result<Session> {
         self.reachable()?;
-        let conn = match self.write.acquire().await {
-            Ok(conn) => conn,
+        let (conn, turn) = match self.write.enter(&self.shared).await {
+            Ok(entered) => entered,
             Err(e) => {
-                let e = StoreError::from(e);
                 if let StoreError::Unavailable(reason) = &e {
                     self.shared.writes.failed(reason);
                 }
                 return Err(e);
             }
         };
-        let mut session = Session::new(conn, self.dialect, self.shared.clone());
+        let mut session = Session::new(conn, turn, self.dialect, self.shared.clone());
         session.begin().await?;
         Ok(session)
     }
@@ -320,8 +401,8 @@ impl Store {
     /// Closes the pools, waiting at most `within` for connections in use to come back.
     pub async fn close(&self, within: Duration) {
         let closed = async {
-            self.write.close().await;
-            self.read.close().await;
+            self.write.pool.close().await;
+            self.read.pool.close().await;
         };
         if tokio::time::timeout(within, closed).await.is_err() {
             tracing::warn!("database connections still busy at exit were dropped");
@@ -372,7 +453,7 @@ mod tests {
                 ..StoreOptions::default()
             };
             let store = Store::open_sqlite(&dir, &options).await.unwrap();
-            for pool in [&store.read, &store.write] {
+            for pool in [&store.read.pool, &store.write.pool] {
                 let set: i64 = sqlx::query_scalar("PRAGMA synchronous")
                     .fetch_one(pool)
                     .await

@@ -20,16 +20,18 @@ use futures::{FutureExt, StreamExt};
 use sqlx::any::{AnyQueryResult, AnyRow, AnyStatement, AnyTypeInfo};
 use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyConnection, Describe, Either, Execute, Executor};
+use tokio::sync::OwnedSemaphorePermit;
 
 use crate::changes::{payload, CHANNEL};
 use crate::error::unavailable;
-use crate::health::WriteHealth;
 use crate::{Change, Dialect, Result, Shared, StoreError};
 
 /// One connection's worth of work: plain reads, or a transaction. All queries are methods on it,
 /// grouped by table in this crate's modules.
 pub struct Session {
     conn: Option<PoolConnection<Any>>,
+    /// This session's turn at the pool, given back with the connection.
+    turn: Option<OwnedSemaphorePermit>,
     pub(crate) dialect: Dialect,
     /// A transaction is open on `conn` (a write session not yet committed).
     open: bool,
@@ -43,11 +45,13 @@ pub struct Session {
 impl Session {
     pub(crate) fn new(
         conn: PoolConnection<Any>,
+        turn: OwnedSemaphorePermit,
         dialect: Dialect,
         shared: std::sync::Arc<Shared>,
     ) -> Self {
         Self {
             conn: Some(conn),
+            turn: Some(turn),
             dialect,
             open: false,
             broken: false,
@@ -86,9 +90,9 @@ impl Session {
                 .as_mut()
                 .expect("a session keeps its connection until it ends"),
             watch: Watch {
-                timeout: self.shared.timeout,
+                shared: &self.shared,
                 broken: &mut self.broken,
-                writes: self.open.then_some(&self.shared.writes),
+                in_transaction: self.open,
             },
         }
     }
@@ -159,6 +163,7 @@ impl Session {
 
 impl Drop for Session {
     fn drop(&mut self) {
+        let turn = self.turn.take();
         let Some(mut conn) = self.conn.take() else {
             return;
         };
@@ -182,6 +187,7 @@ impl Drop for Session {
                     if !rolled_back {
                         drop(conn.detach());
                     }
+                    drop(turn);
                 });
             }
             Err(_) => drop(conn.detach()),
@@ -198,25 +204,34 @@ pub(crate) struct Bounded<'c> {
     watch: Watch<'c>,
 }
 
-#[derive(Debug)]
 struct Watch<'c> {
-    timeout: Duration,
+    shared: &'c Shared,
     broken: &'c mut bool,
-    /// Where a failing write is reported, in a transaction.
-    writes: Option<&'c WriteHealth>,
+    /// A failing call in a transaction is a failing write.
+    in_transaction: bool,
+}
+
+impl std::fmt::Debug for Watch<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Watch")
+            .field("broken", &self.broken)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Watch<'_> {
-    /// Runs one database call under the deadline and notes what its failure says.
+    /// Runs one database call under the deadline and notes what its outcome says.
     async fn call<T>(
         &mut self,
         call: impl std::future::Future<Output = Result<T, sqlx::Error>>,
     ) -> Result<T, sqlx::Error> {
-        let out = tokio::time::timeout(self.timeout, call)
+        let timeout = self.shared.timeout;
+        let out = tokio::time::timeout(timeout, call)
             .await
-            .unwrap_or_else(|_| Err(timed_out(self.timeout)));
-        if let Err(e) = &out {
-            self.note(e);
+            .unwrap_or_else(|_| Err(timed_out(timeout)));
+        match &out {
+            Ok(_) => self.shared.set_down(false),
+            Err(e) => self.note(e),
         }
         out
     }
@@ -224,8 +239,9 @@ impl Watch<'_> {
     fn note(&mut self, e: &sqlx::Error) {
         if let Some(reason) = unavailable(e) {
             *self.broken = true;
-            if let Some(writes) = self.writes {
-                writes.failed(&reason);
+            self.shared.set_down(true);
+            if self.in_transaction {
+                self.shared.writes.failed(&reason);
             }
         }
     }

@@ -158,12 +158,15 @@ impl TestDb {
     }
 }
 
-/// HTTP settings for tests: no rate limit unless a test sets one.
+/// HTTP settings for tests: no rate limit and no cap on connections per address (every test
+/// client is 127.0.0.1) unless a test sets them.
 pub fn test_http() -> HttpSettings {
-    HttpSettings {
+    let mut http = HttpSettings {
         rate_limit_per_minute: 0,
         ..HttpSettings::default()
-    }
+    };
+    http.connections.max_connections_per_ip = 0;
+    http
 }
 
 pub struct Resp {
