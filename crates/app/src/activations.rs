@@ -1,6 +1,5 @@
 //! What programs do with a key: activate a machine, check in, deactivate, validate.
 
-use chrono::Duration;
 use keyturn_core::names::display_name;
 use keyturn_core::validation::{
     admit_known_machine, admit_machine, validate, Seat, ValidationRequest,
@@ -97,7 +96,7 @@ impl App {
         let at = now();
         session.delete_lapsed_activations(id, at).await?;
         let lease = match req.lease_seconds {
-            Some(secs) => Some(at + Duration::seconds(secs)),
+            Some(secs) => Some(keyturn_core::dates::later_by_seconds(at, secs)),
             None => license.lease_until(at),
         };
         // The machine may come back with one fingerprint component changed.

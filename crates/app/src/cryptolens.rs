@@ -376,7 +376,7 @@ impl App {
                 if d < -36_500 {
                     return Err(AppError::invalid("days", "must be at least -36500"));
                 }
-                let to = license.extended_by(d, now()).ok_or_else(|| {
+                let to = license.extended_by(d, now())?.ok_or_else(|| {
                     AppError::Conflict("the license is perpetual; it cannot be shortened".into())
                 })?;
                 self.update_license(

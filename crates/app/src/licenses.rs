@@ -1,7 +1,7 @@
 //! Issuing and managing licenses. Every change is written together with its audit entry.
 
-use chrono::{DateTime, Duration, Utc};
-use keyturn_core::{Fingerprint, License, LicenseEvent, LicenseKey, Permission};
+use chrono::{DateTime, Utc};
+use keyturn_core::{dates, Fingerprint, License, LicenseEvent, LicenseKey, Permission};
 use keyturn_store::{LicenseFilter, NewLicense, Session};
 use serde_json::{json, Value};
 
@@ -124,7 +124,7 @@ pub(crate) fn license_from_plan(plan: &keyturn_core::Plan, at: DateTime<Utc>) ->
         product_id: plan.product_id,
         plan_id: Some(plan.id),
         customer_id: None,
-        expires: plan.period_days.map(|d| at + Duration::days(d)),
+        expires: plan.period_days.map(|d| dates::later_by_days(at, d)),
         period_days: plan.period_days,
         features: plan.features.clone(),
         max_machines: plan.max_machines,
@@ -213,7 +213,11 @@ impl App {
             .period_days
             .or(plan.as_ref().and_then(|p| p.period_days));
         check_period_days(period_days)?;
-        let expires = spec.expires.or(period_days.map(|d| at + Duration::days(d)));
+        let expires = match (spec.expires, period_days) {
+            (Some(expires), _) => Some(dates::in_range("expires", expires)?),
+            (None, Some(days)) => Some(dates::add_days("period_days", at, days)?),
+            (None, None) => None,
+        };
         let features = match (&spec.features, &plan) {
             (Some(f), _) => product_features(&product, f)?,
             (None, Some(plan)) => plan.features.clone(),
@@ -485,11 +489,12 @@ impl App {
                 if !(1..=36_500).contains(&days) {
                     return Err(AppError::invalid("days", "must be between 1 and 36500"));
                 }
-                license.extended_by(days, now()).ok_or_else(|| {
+                license.extended_by(days, now())?.ok_or_else(|| {
                     AppError::Conflict("the license is perpetual; it cannot be extended".into())
                 })?
             }
             Extension::Until(until) => {
+                let until = dates::in_range("until", until)?;
                 if from.is_some_and(|f| until <= f) {
                     return Err(AppError::invalid(
                         "until",
@@ -615,7 +620,9 @@ impl App {
             license.metadata = metadata;
         }
         if let Some(expires) = patch.expires {
-            license.expires = expires;
+            license.expires = expires
+                .map(|at| dates::in_range("expires", at))
+                .transpose()?;
         }
         if let Some(lease) = patch.floating_lease_seconds {
             check_lease(lease)?;
@@ -722,7 +729,7 @@ impl App {
                     product_id: req.product_id,
                     plan_id: None,
                     customer_id: None,
-                    expires: Some(at + Duration::days(days)),
+                    expires: Some(dates::add_days("days", at, days)?),
                     period_days: Some(days),
                     features: Vec::new(),
                     max_machines: 1,

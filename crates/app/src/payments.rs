@@ -124,7 +124,9 @@ impl App {
                     .finish_provider_event(ctx.provider, ctx.event_id, status, &detail)
                     .await?;
                 session.commit().await?;
-                tracing::info!(provider = ctx.provider, event = ctx.event_id, kind = %envelope.event_type, status, %detail, "provider event");
+                // Neither the event id nor what it did: both can name a checkout, whose id
+                // opens the page that shows its keys. They are kept in the event's record.
+                tracing::info!(provider = ctx.provider, kind = %envelope.event_type, status, "provider event");
                 Ok(match status {
                     "applied" => EventOutcome::Applied(detail),
                     _ => EventOutcome::Ignored,
@@ -141,7 +143,7 @@ impl App {
                         .await?;
                     session.commit().await?;
                 }
-                tracing::warn!(provider = ctx.provider, event = ctx.event_id, error = %e, "provider event not applied");
+                tracing::warn!(provider = ctx.provider, kind = %envelope.event_type, error = %e, "provider event not applied");
                 Err(e)
             }
         }
@@ -632,9 +634,13 @@ async fn issue_subscription_license(
     new.max_machines = machines(plan, sub.quantity);
     new.metadata = subscription_metadata(ctx, sub);
     if let Some(end) = sub.period_end {
-        new.expires = Some(renewed_expiry(None, end, plan.grace_days));
+        new.expires = Some(renewed_expiry(None, end, plan.grace_days)?);
     } else if let Some(expires) = new.expires {
-        new.expires = Some(expires + chrono::Duration::days(plan.grace_days));
+        new.expires = Some(keyturn_core::dates::add_days(
+            "grace_days",
+            expires,
+            plan.grace_days,
+        )?);
     }
     let license = insert_with_fresh_key(s, new, ctx.at).await?;
     s.set_license_subscription(license.id, &sub.subscription_id)
@@ -717,7 +723,7 @@ async fn extend_to(
     paid_by: &str,
 ) -> Result<String> {
     let grace = plan_of(s, sub).await?.grace_days;
-    let to = renewed_expiry(license.expires, end, grace);
+    let to = renewed_expiry(license.expires, end, grace)?;
     if license.expires == Some(to) {
         return Ok(String::new());
     }

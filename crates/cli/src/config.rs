@@ -138,8 +138,12 @@ pub struct ServeArgs {
     /// Requests a client may make at once before the per-minute rate applies [default: 60].
     #[arg(long, env = "KEYTURN_RATE_LIMIT_BURST")]
     pub rate_limit_burst: Option<u32>,
-    /// Trust X-Forwarded-For for the client IP (only behind a proxy that sets it).
-    #[arg(long, env = "KEYTURN_TRUST_FORWARDED_FOR")]
+    /// How many proxies in front of the server append to X-Forwarded-For; the client IP is
+    /// the address that many entries from the right [default: 0, the header is ignored].
+    #[arg(long, env = "KEYTURN_TRUSTED_PROXY_HOPS")]
+    pub trusted_proxy_hops: Option<usize>,
+    /// Older form of --trusted-proxy-hops: true means one proxy.
+    #[arg(long, env = "KEYTURN_TRUST_FORWARDED_FOR", hide = true)]
     pub trust_forwarded_for: Option<bool>,
     /// Largest accepted request body in bytes [default: 65536].
     #[arg(long, env = "KEYTURN_MAX_BODY_BYTES")]
@@ -267,6 +271,7 @@ struct FileConfig {
     shutdown_grace_seconds: Option<u64>,
     rate_limit_per_minute: Option<u32>,
     rate_limit_burst: Option<u32>,
+    trusted_proxy_hops: Option<usize>,
     trust_forwarded_for: Option<bool>,
     max_body_bytes: Option<usize>,
     log_format: Option<LogFormat>,
@@ -485,10 +490,14 @@ impl Settings {
                     .rate_limit_burst
                     .or(file.rate_limit_burst)
                     .unwrap_or(defaults.rate_limit_burst),
-                trust_forwarded_for: serve
-                    .trust_forwarded_for
-                    .or(file.trust_forwarded_for)
-                    .unwrap_or(defaults.trust_forwarded_for),
+                trusted_proxy_hops: serve
+                    .trusted_proxy_hops
+                    .or(file.trusted_proxy_hops)
+                    .or(serve
+                        .trust_forwarded_for
+                        .or(file.trust_forwarded_for)
+                        .map(usize::from))
+                    .unwrap_or(defaults.trusted_proxy_hops),
                 max_body_bytes: serve
                     .max_body_bytes
                     .or(file.max_body_bytes)
@@ -684,6 +693,42 @@ mod tests {
         let stripe = format!("{:?}", s.providers.stripe.unwrap());
         assert!(stripe.contains("secrets: 2"), "{stripe}");
         assert!(!stripe.contains("whsec_a"), "secrets are never printed");
+    }
+
+    #[test]
+    fn proxy_hops_and_the_older_boolean() {
+        let resolve = |text: &str, serve: ServeArgs| {
+            let (_dir, path) = file(text);
+            let store = StoreArgs {
+                config: Some(path),
+                ..Default::default()
+            };
+            Settings::resolve(&store, &StripeArgs::default(), &serve)
+                .unwrap()
+                .http
+                .trusted_proxy_hops
+        };
+        assert_eq!(resolve("", ServeArgs::default()), 0);
+        assert_eq!(
+            resolve("trust_forwarded_for = true\n", ServeArgs::default()),
+            1
+        );
+        assert_eq!(
+            resolve("trust_forwarded_for = false\n", ServeArgs::default()),
+            0
+        );
+        assert_eq!(
+            resolve(
+                "trust_forwarded_for = true\ntrusted_proxy_hops = 2\n",
+                ServeArgs::default()
+            ),
+            2
+        );
+        let flag = ServeArgs {
+            trusted_proxy_hops: Some(3),
+            ..Default::default()
+        };
+        assert_eq!(resolve("trusted_proxy_hops = 2\n", flag), 3);
     }
 
     #[test]

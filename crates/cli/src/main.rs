@@ -2,10 +2,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use chrono::{Duration, Utc};
+use chrono::Utc;
 use clap::{Parser, Subcommand};
 use keyturn::config::{LogFormat, ServeArgs, Settings, StoreArgs, StripeArgs};
-use keyturn::startup::{open_store, Application};
+use keyturn::startup::{open_existing_store, open_store, Application};
 use keyturn_app::{
     App, Extension, LicenseFileRequest, LicenseQuery, LicenseSpec, NewCustomerInput, NewPlanInput,
     NewProductInput, NewTokenInput, PageRequest, Principal,
@@ -382,7 +382,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Command::Serve(args) = &cli.command {
         return serve(&cli.store, &cli.stripe, args).await;
     }
-    let store = open_store(&cli.store.resolve()?).await?;
+    let settings = cli.store.resolve()?;
+    let store = match cli.command {
+        Command::Migrate => open_store(&settings).await?,
+        _ => open_existing_store(&settings).await?,
+    };
     let app = App::new(store);
     let me = Principal::cli();
     match cli.command {
@@ -468,6 +472,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 !permissions.is_empty(),
                 "give --admin, --cryptolens or at least one --permission"
             );
+            let expires = expires_days
+                .map(|d| keyturn_core::dates::add_days("expires_days", Utc::now(), d))
+                .transpose()?;
             let (details, secret) = app
                 .create_token(
                     &me,
@@ -476,7 +483,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         permissions,
                         product_id: product,
                         key_lock,
-                        expires: expires_days.map(|d| Utc::now() + Duration::days(d)),
+                        expires,
                     },
                 )
                 .await?;

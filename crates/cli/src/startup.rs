@@ -25,6 +25,21 @@ pub async fn open_store(settings: &StoreSettings) -> anyhow::Result<Store> {
     Ok(store)
 }
 
+/// Opens the database of an existing installation, for commands that work on one: a data
+/// directory without a database is a typo or a missing `--data-dir`, not a reason to create an
+/// empty installation there.
+pub async fn open_existing_store(settings: &StoreSettings) -> anyhow::Result<Store> {
+    if settings.database_url.is_none() {
+        anyhow::ensure!(
+            Store::sqlite_file(&settings.data_dir).exists(),
+            "no Keyturn database in {}: give the installation's --data-dir (or \
+             KEYTURN_DATA_DIR), or create one there with `keyturn serve` or `keyturn migrate`",
+            settings.data_dir.display()
+        );
+    }
+    open_store(settings).await
+}
+
 /// A server bound to its address, ready to run.
 pub struct Application {
     listener: TcpListener,
@@ -59,19 +74,21 @@ async fn write_check_ins(app: App, mut stop: tokio::sync::watch::Receiver<bool>)
 }
 
 impl Application {
-    /// Opens the store, creates the first admin token on a new installation (returned so the
-    /// caller can show it once), and binds the listener (port 0 picks a free port).
+    /// Opens the store, binds the listener (port 0 picks a free port), and creates the first
+    /// admin token on a new installation (returned so the caller can show it once).
     pub async fn build(settings: &Settings) -> anyhow::Result<(Self, Option<TokenSecret>)> {
         let store = open_store(&settings.store).await?;
         store.follow_changes();
         let app = App::new(store)
             .with_signature_reuse(settings.signature_reuse)
             .with_license_cache(settings.license_cache_entries);
-        let admin = app.bootstrap_admin_token().await?;
         let listener = TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
         let mail = MailWorker::start(app.clone(), settings.mail.clone())?;
+        // Last of all: a start that fails (a port in use) must not spend the one showing of
+        // the token, or the next start would find a token nobody has seen and show none.
+        let admin = app.bootstrap_admin_token().await?;
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let check_ins = (stop, tokio::spawn(write_check_ins(app.clone(), stopped)));
         let router = keyturn_http::router(

@@ -3,6 +3,7 @@
 //! on its own and the same rules hold for every API that exposes them.
 
 pub mod data_object;
+pub mod dates;
 pub mod error;
 pub mod key;
 pub mod license;

@@ -1,7 +1,9 @@
 //! The entities of the licensing domain, as the rest of the system sees them once stored.
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+
+use crate::{dates, DomainError};
 
 /// What a vendor sells. `features` is ordered: the Cryptolens API exposes the first eight as F1..F8.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -99,27 +101,34 @@ impl License {
         self.max_machines > 0
     }
 
-    /// When a lease taken now ends, for floating licenses.
+    /// When a lease taken now ends, for floating licenses (whose lease validation bounds).
     pub fn lease_until(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
         self.floating_lease_seconds
-            .map(|secs| now + Duration::seconds(secs))
+            .map(|secs| dates::later_by_seconds(now, secs))
     }
 
-    /// The expiry a trial-activation license takes when a new machine activates it now.
+    /// The expiry a trial-activation license takes when a new machine activates it now (its
+    /// period is bounded by validation).
     pub fn trial_expiry(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
         if !self.trial_activation {
             return self.expires;
         }
         self.period_days
-            .map(|days| now + Duration::days(days))
+            .map(|days| dates::later_by_days(now, days))
             .or(self.expires)
     }
 
     /// Extending by days counts from the current expiry, or from now when that has passed, so an
-    /// extension always buys the customer the full number of days of use.
-    pub fn extended_by(&self, days: i64, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    /// extension always buys the customer the full number of days of use. `None` for a
+    /// perpetual license; an error when the new expiry would leave the dates Keyturn accepts.
+    pub fn extended_by(
+        &self,
+        days: i64,
+        now: DateTime<Utc>,
+    ) -> Result<Option<DateTime<Utc>>, DomainError> {
         self.expires
-            .map(|expires| expires.max(now) + Duration::days(days))
+            .map(|expires| dates::add_days("days", expires.max(now), days))
+            .transpose()
     }
 }
 
@@ -149,6 +158,7 @@ impl Activation {
 #[cfg(test)]
 pub(crate) mod fixtures {
     use super::*;
+    use chrono::Duration;
 
     pub fn license(now: DateTime<Utc>) -> License {
         License {
@@ -192,6 +202,7 @@ pub(crate) mod fixtures {
 mod tests {
     use super::fixtures::*;
     use super::*;
+    use chrono::Duration;
 
     #[test]
     fn expiry_is_exclusive_of_the_instant() {
@@ -208,11 +219,22 @@ mod tests {
         let now = Utc::now();
         let mut lic = license(now);
         lic.expires = Some(now - Duration::days(10));
-        assert_eq!(lic.extended_by(5, now), Some(now + Duration::days(5)));
+        assert_eq!(lic.extended_by(5, now), Ok(Some(now + Duration::days(5))));
         lic.expires = Some(now + Duration::days(10));
-        assert_eq!(lic.extended_by(5, now), Some(now + Duration::days(15)));
+        assert_eq!(lic.extended_by(5, now), Ok(Some(now + Duration::days(15))));
         lic.expires = None;
-        assert_eq!(lic.extended_by(5, now), None);
+        assert_eq!(lic.extended_by(5, now), Ok(None));
+    }
+
+    #[test]
+    fn an_extension_past_the_last_date_is_an_error_not_a_panic() {
+        let now = Utc::now();
+        let mut lic = license(now);
+        lic.expires = Some(crate::dates::latest() - Duration::days(1));
+        assert_eq!(lic.extended_by(2, now).unwrap_err().field, "days");
+        lic.expires = Some(DateTime::<Utc>::MAX_UTC);
+        assert!(lic.extended_by(1, now).is_err());
+        assert!(lic.extended_by(i64::MAX, now).is_err());
     }
 
     #[test]

@@ -25,7 +25,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use hkdf::Hkdf;
 use rand::rngs::OsRng;
 use rand::RngCore;
@@ -170,7 +170,7 @@ pub fn terms(license: &License, options: &FileOptions, issued: DateTime<Utc>) ->
         },
         fingerprint: options.fingerprint.as_ref().map(|f| f.as_str().to_owned()),
         issued,
-        valid_until: issued + Duration::days(options.ttl_days),
+        valid_until: crate::dates::later_by_days(issued, options.ttl_days),
     }
 }
 
@@ -250,6 +250,7 @@ pub fn signed_message(envelope: &[u8]) -> Vec<u8> {
 mod tests {
     use super::*;
     use crate::license::fixtures::license;
+    use chrono::Duration;
 
     fn parts(text: &str) -> (String, Vec<u8>) {
         let mut lines = text.lines();

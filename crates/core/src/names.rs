@@ -164,6 +164,13 @@ pub fn fingerprint_components(fingerprint: &str) -> Vec<(&str, &str)> {
     }
 }
 
+/// Whether `c` may never be part of text Keyturn stores: control characters other than tab and
+/// line breaks. PostgreSQL cannot store NUL at all, and the rest have no meaning in a name, a
+/// note or an id, only the power to confuse whatever displays them later.
+pub fn forbidden_in_text(c: char) -> bool {
+    c.is_control() && !matches!(c, '\t' | '\n' | '\r')
+}
+
 /// A required, bounded, single-line display name (product, plan, customer, token).
 pub fn display_name(field: &'static str, input: &str) -> Result<String, DomainError> {
     let name = input.trim();

@@ -1,8 +1,10 @@
 //! Payments in provider-neutral terms. Every payment provider adapter translates its webhooks into
 //! these events; one use case applies them to licenses, so every provider gets the same rules.
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+
+use crate::DomainError;
 
 /// Who paid, as the provider describes them.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -191,30 +193,38 @@ pub enum CancelRule {
 
 /// The expiry after a paid period ending at `period_end`: its end plus the grace days, never
 /// earlier than what the license already has (a late or repeated renewal never shortens it).
+/// A period end a provider reports past the dates Keyturn accepts is an error.
 pub fn renewed_expiry(
     current: Option<DateTime<Utc>>,
     period_end: DateTime<Utc>,
     grace_days: i64,
-) -> DateTime<Utc> {
-    let paid = period_end + Duration::days(grace_days);
-    current.map_or(paid, |c| c.max(paid))
+) -> Result<DateTime<Utc>, DomainError> {
+    let paid = crate::dates::add_days("period_end", period_end, grace_days)?;
+    Ok(current.map_or(paid, |c| c.max(paid)))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::Duration;
 
     #[test]
     fn renewal_adds_grace_and_never_shortens() {
         let end = Utc::now() + Duration::days(30);
-        assert_eq!(renewed_expiry(None, end, 5), end + Duration::days(5));
+        assert_eq!(renewed_expiry(None, end, 5), Ok(end + Duration::days(5)));
         let later = end + Duration::days(100);
-        assert_eq!(renewed_expiry(Some(later), end, 5), later);
+        assert_eq!(renewed_expiry(Some(later), end, 5), Ok(later));
         let earlier = end - Duration::days(1);
         assert_eq!(
             renewed_expiry(Some(earlier), end, 5),
-            end + Duration::days(5)
+            Ok(end + Duration::days(5))
         );
+    }
+
+    #[test]
+    fn a_period_end_at_the_end_of_time_is_an_error_not_a_panic() {
+        let e = renewed_expiry(None, DateTime::<Utc>::MAX_UTC, 5).unwrap_err();
+        assert_eq!(e.field, "period_end");
     }
 
     #[test]

@@ -171,6 +171,34 @@ impl Permission {
             .find(|p| p.as_str().strip_prefix("cryptolens:") == Some(named))
     }
 
+    /// The permissions in brief, for messages: `admin, products:read|write, …, and
+    /// cryptolens:<method>` (one per Cryptolens method, too many to list in an error).
+    pub fn summary() -> String {
+        let mut groups: Vec<(&str, Vec<&str>)> = Vec::new();
+        for p in Permission::ALL {
+            let name = p.as_str();
+            if name.starts_with("cryptolens:") {
+                continue;
+            }
+            let (group, action) = name.split_once(':').unwrap_or((name, ""));
+            match groups.iter_mut().find(|(g, _)| *g == group) {
+                Some((_, actions)) => actions.push(action),
+                None => groups.push((group, vec![action])),
+            }
+        }
+        let listed: Vec<String> = groups
+            .into_iter()
+            .map(|(group, actions)| match actions.as_slice() {
+                [""] => group.to_owned(),
+                _ => format!("{group}:{}", actions.join("|")),
+            })
+            .collect();
+        format!(
+            "{}, and cryptolens:<method> per Cryptolens API method (e.g. cryptolens:activate)",
+            listed.join(", ")
+        )
+    }
+
     /// Whether holding `self` allows `wanted`.
     pub fn grants(self, wanted: Permission) -> bool {
         self == Permission::Admin || self == wanted
@@ -191,10 +219,12 @@ impl FromStr for Permission {
             .into_iter()
             .find(|p| p.as_str().eq_ignore_ascii_case(s.trim()))
             .ok_or_else(|| {
-                let known: Vec<&str> = Permission::ALL.iter().map(|p| p.as_str()).collect();
                 DomainError::new(
                     "permissions",
-                    format!("unknown permission {s:?}; known: {}", known.join(", ")),
+                    format!(
+                        "unknown permission {s:?}; known are {}",
+                        Permission::summary()
+                    ),
                 )
             })
     }
@@ -222,7 +252,14 @@ mod tests {
         for p in Permission::ALL {
             assert_eq!(p.as_str().parse::<Permission>().unwrap(), p);
         }
-        assert!("licenses:fly".parse::<Permission>().is_err());
+        let unknown = "licenses:fly".parse::<Permission>().unwrap_err();
+        assert!(
+            unknown.message.contains("\"licenses:fly\"")
+                && unknown.message.contains("licenses:read|write|delete")
+                && unknown.message.contains("cryptolens:<method>")
+                && unknown.message.len() < 320,
+            "{unknown}"
+        );
         assert_eq!(
             "cryptolens:GetKey".parse::<Permission>().unwrap(),
             Permission::ClGetKey

@@ -1,6 +1,6 @@
 //! The one place where errors become HTTP: `{"error": {"code", "message"}}` with a fitting status.
 
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::PathRejection;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use keyturn_app::{AppError, StoreError};
@@ -52,6 +52,11 @@ impl ApiError {
         }
     }
 
+    /// Input that breaks a rule, said in `message` (which names the field).
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_input", message)
+    }
+
     pub fn not_found(what: &str) -> Self {
         Self::new(
             StatusCode::NOT_FOUND,
@@ -72,11 +77,7 @@ impl ApiError {
 impl From<AppError> for ApiError {
     fn from(e: AppError) -> Self {
         match e {
-            AppError::Invalid(d) => Self::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_input",
-                d.to_string(),
-            ),
+            AppError::Invalid(d) => Self::invalid(d.to_string()),
             AppError::NotFound(what) => Self::not_found(what),
             AppError::Conflict(m) => Self::new(StatusCode::CONFLICT, "conflict", m),
             AppError::Refused(r) => {
@@ -126,27 +127,9 @@ impl From<AppError> for ApiError {
     }
 }
 
-impl From<JsonRejection> for ApiError {
-    fn from(r: JsonRejection) -> Self {
-        let code = match r.status() {
-            StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
-            StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
-            StatusCode::UNPROCESSABLE_ENTITY => "invalid_body",
-            _ => "malformed_json",
-        };
-        Self::new(r.status(), code, r.body_text())
-    }
-}
-
 impl From<PathRejection> for ApiError {
     fn from(r: PathRejection) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "invalid_path", r.body_text())
-    }
-}
-
-impl From<QueryRejection> for ApiError {
-    fn from(r: QueryRejection) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_query", r.body_text())
     }
 }
 

@@ -9,15 +9,17 @@ mod routes;
 mod serde_util;
 mod serve;
 mod signed;
+mod text;
 
 use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
-use axum::http::{Request, StatusCode};
+use axum::http::{header, HeaderValue, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use keyturn_app::App;
 use keyturn_providers::Providers;
+use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
 pub use error::ApiError;
@@ -28,11 +30,14 @@ pub use signed::SIGNATURE_HEADER;
 /// What the HTTP layer needs to know from configuration.
 #[derive(Debug, Clone)]
 pub struct HttpSettings {
-    /// Requests per minute per client IP on activation and validation; 0 turns limiting off.
+    /// Requests per minute per client IP on everything callable without an access token
+    /// (licensee endpoints, license URLs, payment forms, webhooks) and on the Cryptolens API;
+    /// 0 turns limiting off.
     pub rate_limit_per_minute: u32,
     pub rate_limit_burst: u32,
-    /// Take the client IP from `X-Forwarded-For` (only behind a proxy that sets it).
-    pub trust_forwarded_for: bool,
+    /// How many proxies in front of the server append to `X-Forwarded-For`: the client IP is
+    /// the address that many entries from the right. 0 ignores the header.
+    pub trusted_proxy_hops: usize,
     pub max_body_bytes: usize,
     /// The address buyers reach this server at (for payment providers' return links);
     /// without it, the request's Host header.
@@ -46,7 +51,7 @@ impl Default for HttpSettings {
         Self {
             rate_limit_per_minute: 600,
             rate_limit_burst: 60,
-            trust_forwarded_for: false,
+            trusted_proxy_hops: 0,
             max_body_bytes: 64 * 1024,
             public_url: None,
             connections: ConnectionLimits {
@@ -81,6 +86,36 @@ async fn fallback(
     }
 }
 
+/// A request path as the logs may show it: the secret part of a license URL, of the Gumroad
+/// ping URL and a license key looked up by key are left out.
+fn loggable_path(path: &str) -> std::borrow::Cow<'_, str> {
+    const SECRET_AFTER: [(&str, usize); 3] = [
+        ("/l/", 1),
+        ("/webhooks/gumroad/", 0),
+        ("/v1/licenses/by-key/", 0),
+    ];
+    for (prefix, keep) in SECRET_AFTER {
+        if let Some(rest) = path.strip_prefix(prefix) {
+            let kept: Vec<&str> = rest.split('/').take(keep).collect();
+            let mut shown = format!("{prefix}{}", kept.join("/"));
+            if !kept.is_empty() {
+                shown.push('/');
+            }
+            shown.push_str("<redacted>");
+            return shown.into();
+        }
+    }
+    path.into()
+}
+
+/// A header set on every response unless the route set its own.
+fn unless_set(
+    name: header::HeaderName,
+    value: &'static str,
+) -> SetResponseHeaderLayer<HeaderValue> {
+    SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value))
+}
+
 /// The whole HTTP surface of a Keyturn server.
 pub fn router(app: App, settings: HttpSettings, providers: Providers) -> Router {
     let state = AppState {
@@ -89,12 +124,14 @@ pub fn router(app: App, settings: HttpSettings, providers: Providers) -> Router 
         settings: std::sync::Arc::new(settings.clone()),
         providers: std::sync::Arc::new(providers),
     };
+    let public = Router::new()
+        .merge(routes::webhooks::router())
+        .merge(routes::license_urls::store_router())
+        .merge(routes::buy::router());
     Router::new()
         .merge(routes::health::router())
         .nest("/v1", routes::v1(state.clone()))
-        .merge(routes::webhooks::router())
-        .merge(routes::license_urls::store_router())
-        .merge(routes::buy::router())
+        .merge(rate_limit::limited(public, &state))
         .nest("/api", cryptolens::router())
         .fallback(fallback)
         .method_not_allowed_fallback(|| async {
@@ -105,12 +142,24 @@ pub fn router(app: App, settings: HttpSettings, providers: Providers) -> Router 
             )
             .into_response()
         })
+        .layer(axum::middleware::from_fn(text::refuse_in_url))
+        // Replies carry keys, tokens and license states: none is kept by a cache, shown in a
+        // frame, named in a Referer, or allowed to load anything (the pages that need their
+        // own style and script set their own policy).
+        .layer(unless_set(header::CACHE_CONTROL, "no-store"))
+        .layer(unless_set(header::X_FRAME_OPTIONS, "DENY"))
+        .layer(unless_set(header::REFERRER_POLICY, "no-referrer"))
+        .layer(unless_set(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .layer(unless_set(
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; frame-ancestors 'none'; base-uri 'none'",
+        ))
         .layer(DefaultBodyLimit::max(settings.max_body_bytes))
         .layer(
             // A span per request at debug level: at the default level, recording one for
             // every validation costs a fifth of the server's throughput (see bench/RESULTS.md).
             TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
-                tracing::debug_span!("http", method = %req.method(), path = %req.uri().path())
+                tracing::debug_span!("http", method = %req.method(), path = %loggable_path(req.uri().path()))
             }),
         )
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
@@ -118,4 +167,25 @@ pub fn router(app: App, settings: HttpSettings, providers: Providers) -> Router 
             Duration::from_secs(30),
         ))
         .with_state(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::loggable_path;
+
+    #[test]
+    fn secrets_are_left_out_of_logged_paths() {
+        assert_eq!(loggable_path("/l/12/kt_secret"), "/l/12/<redacted>");
+        assert_eq!(loggable_path("/l/12"), "/l/12/<redacted>");
+        assert_eq!(
+            loggable_path("/webhooks/gumroad/ping-secret"),
+            "/webhooks/gumroad/<redacted>"
+        );
+        assert_eq!(
+            loggable_path("/v1/licenses/by-key/ABCDE-FGHIJ"),
+            "/v1/licenses/by-key/<redacted>"
+        );
+        assert_eq!(loggable_path("/v1/licenses/7"), "/v1/licenses/7");
+        assert_eq!(loggable_path("/webhooks/stripe"), "/webhooks/stripe");
+    }
 }

@@ -1,6 +1,7 @@
-//! Per-client-IP token buckets for the endpoints that anyone holding a key may call.
-//! Each node keeps its own buckets: a limit that is per node is still a limit, and the shared
-//! database stays off this path.
+//! Per-client-IP token buckets for everything that can be called without an access token —
+//! the endpoints programs call with a key, license URLs, payment forms, webhooks — and for the
+//! Cryptolens API, whose tokens travel as request parameters. Each node keeps its own buckets:
+//! a limit that is per node is still a limit, and the shared database stays off this path.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -8,8 +9,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use axum::extract::{Request, State};
-use axum::middleware::Next;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
+use axum::Router;
 
 use crate::extract::client_ip;
 use crate::{ApiError, AppState};
@@ -69,14 +72,44 @@ impl RateLimiter {
     }
 }
 
-pub async fn limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
+/// `router` behind the limiter; without a limit, no middleware at all (the licensee endpoints
+/// are the hot path).
+pub fn limited(router: Router<AppState>, state: &AppState) -> Router<AppState> {
+    if state.limiter.enabled() {
+        router.layer(middleware::from_fn_with_state(state.clone(), limit))
+    } else {
+        router
+    }
+}
+
+async fn limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let (parts, body) = request.into_parts();
-    if let Some(ip) = client_ip(&parts, state.settings.trust_forwarded_for) {
+    if let Some(ip) = client_ip(&parts, state.settings.trusted_proxy_hops) {
         if let Err(retry_after) = state.limiter.check(ip) {
-            return ApiError::too_many_requests(retry_after).into_response();
+            return refusal(parts.uri.path(), retry_after);
         }
     }
     next.run(Request::from_parts(parts, body)).await
+}
+
+/// A 429 in the shape the path's callers read: stores show license URLs' answers as text.
+fn refusal(path: &str, retry_after: u64) -> Response {
+    if path.starts_with("/l/") {
+        (
+            StatusCode::TOO_MANY_REQUESTS,
+            [
+                (
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain; charset=utf-8"),
+                ),
+                (header::RETRY_AFTER, HeaderValue::from(retry_after)),
+            ],
+            format!("too many requests; retry in {retry_after} s\n"),
+        )
+            .into_response()
+    } else {
+        ApiError::too_many_requests(retry_after).into_response()
+    }
 }
 
 #[cfg(test)]

@@ -15,12 +15,41 @@ use serde_json::{json, Value};
 
 pub const PROVIDER: &str = "paypal";
 
+fn transport(e: reqwest::Error) -> PaypalError {
+    PaypalError::Transport(e.without_url())
+}
+
+/// A refusal from PayPal as its error's name and message (`error` and `error_description` for
+/// the token endpoint).
+fn refusal(status: u16, body: &Value) -> PaypalError {
+    let said = |a: &str, b: &str| {
+        [a, b]
+            .iter()
+            .filter_map(|k| body[*k].as_str())
+            .collect::<Vec<_>>()
+            .join(": ")
+    };
+    let mut message = said("name", "message");
+    if message.is_empty() {
+        message = said("error", "error_description");
+    }
+    if message.is_empty() {
+        message = format!(
+            "order status {}",
+            body["status"].as_str().unwrap_or("unknown")
+        );
+    }
+    PaypalError::Status(status, message)
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum PaypalError {
     #[error("PayPal is not configured")]
     NotConfigured,
+    /// Without the request's URL, which can name an order.
     #[error("cannot reach PayPal: {0}")]
-    Transport(#[from] reqwest::Error),
+    Transport(reqwest::Error),
+    /// PayPal's name and message for the error, not its body (whose links name the order).
     #[error("PayPal answered {0}: {1}")]
     Status(u16, String),
     #[error("the webhook's signature does not verify")]
@@ -86,16 +115,17 @@ impl PaypalAdapter {
             .basic_auth(&self.client_id, Some(&self.secret))
             .form(&[("grant_type", "client_credentials")])
             .send()
-            .await?;
+            .await
+            .map_err(transport)?;
         let status = r.status();
         let body: Value = r
             .json()
             .await
-            .map_err(|e| PaypalError::Unparsable(e.to_string()))?;
+            .map_err(|e| PaypalError::Unparsable(e.without_url().to_string()))?;
         body["access_token"]
             .as_str()
             .map(str::to_owned)
-            .ok_or_else(|| PaypalError::Status(status.as_u16(), body.to_string()))
+            .ok_or_else(|| refusal(status.as_u16(), &body))
     }
 
     async fn call(&self, path: &str, body: &Value) -> Result<(u16, Value), PaypalError> {
@@ -105,7 +135,8 @@ impl PaypalAdapter {
             .bearer_auth(self.token().await?)
             .json(body)
             .send()
-            .await?;
+            .await
+            .map_err(transport)?;
         let status = r.status().as_u16();
         let body = r.json().await.unwrap_or(Value::Null);
         Ok((status, body))
@@ -143,7 +174,7 @@ impl PaypalAdapter {
         });
         let (status, body) = self.call("/v2/checkout/orders", &order).await?;
         if !(200..300).contains(&status) {
-            return Err(PaypalError::Status(status, body.to_string()));
+            return Err(refusal(status, &body));
         }
         let id = body["id"]
             .as_str()
@@ -180,7 +211,7 @@ impl PaypalAdapter {
             .flatten()
             .any(|d| d["issue"] == "ORDER_ALREADY_CAPTURED");
         if !already && (!(200..300).contains(&status) || body["status"] != "COMPLETED") {
-            return Err(PaypalError::Status(status, body.to_string()));
+            return Err(refusal(status, &body));
         }
         let capture = &body["purchase_units"][0]["payments"]["captures"][0];
         let custom = format!("keyturn:-:{}:{}", checkout.plan_id, checkout.quantity);

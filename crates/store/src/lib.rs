@@ -234,12 +234,17 @@ fn connection_settings(dialect: Dialect, options: &StoreOptions) -> String {
 }
 
 impl Store {
+    /// The SQLite database file of the installation in `data_dir`.
+    pub fn sqlite_file(data_dir: &Path) -> std::path::PathBuf {
+        data_dir.join("keyturn.db")
+    }
+
     /// Opens (creating if needed) the SQLite database `keyturn.db` in `data_dir`.
     pub async fn open_sqlite(data_dir: &Path, options: &StoreOptions) -> Result<Self> {
         std::fs::create_dir_all(data_dir).map_err(|e| {
             StoreError::Config(format!("cannot create {}: {e}", data_dir.display()))
         })?;
-        let path = data_dir.join("keyturn.db");
+        let path = Self::sqlite_file(data_dir);
         Self::connect(&format!("sqlite://{}?mode=rwc", path.display()), options).await
     }
 

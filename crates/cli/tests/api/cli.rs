@@ -83,6 +83,8 @@ async fn serve_prints_the_admin_token_once() {
 #[tokio::test]
 async fn the_command_line_manages_tokens_products_and_licenses() {
     let dir = tempfile::tempdir().unwrap();
+    let (ok, _, err) = keyturn(dir.path(), &["migrate"]);
+    assert!(ok, "{err}");
     let (ok, token, _) = keyturn(dir.path(), &["token", "create", "--admin", "--name", "ops"]);
     assert!(ok);
     assert!(token.trim().starts_with("kt_"));
@@ -167,17 +169,18 @@ async fn the_command_line_manages_tokens_products_and_licenses() {
         .env_remove("KEYTURN_DATA_DIR")
         .output()
         .unwrap();
-    let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(
-        listed.as_array().unwrap().len(),
-        0,
-        "the TOML file's data_dir is used"
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("elsewhere"),
+        "the TOML file's data_dir is used: {err}"
     );
 }
 
 #[tokio::test]
 async fn the_command_line_issues_license_files_for_air_gapped_machines() {
     let dir = tempfile::tempdir().unwrap();
+    assert!(keyturn(dir.path(), &["migrate"]).0);
     let (ok, out, err) = keyturn(
         dir.path(),
         &["product", "create", "--name", "Editor", "--feature", "pro"],
@@ -255,4 +258,56 @@ async fn the_command_line_issues_license_files_for_air_gapped_machines() {
     );
     assert!(!ok);
     assert!(err.contains("not found"), "{err}");
+}
+
+/// A first start that fails (here: the port is taken) must not use up the one showing of the
+/// admin token: the next start that does listen prints it.
+#[tokio::test]
+async fn a_failed_first_start_does_not_swallow_the_admin_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let out = Command::new(env!("CARGO_BIN_EXE_keyturn"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .env("KEYTURN_DATA_DIR", dir.path())
+        .env_remove("KEYTURN_DATABASE_URL")
+        .env_remove("KEYTURN_CONFIG")
+        .env("KEYTURN_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "the port was taken");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot listen"), "{err}");
+    drop(taken);
+    let next = serve_once(dir.path()).await;
+    assert!(
+        next.contains("Admin access token") && next.lines().any(|l| l.starts_with("kt_")),
+        "the first start that listens shows the token: {next}"
+    );
+}
+
+/// Commands other than `serve` and `migrate` work on an existing installation: pointed at a
+/// directory without one (a typo, a missing `--data-dir`), they say so and create nothing.
+#[test]
+fn commands_without_a_database_say_so_and_create_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("typo");
+    for args in [
+        &["product", "list"][..],
+        &["token", "create", "--admin"],
+        &["license", "show", "AAAAA-AAAAA-AAAAA-AAAAA"],
+    ] {
+        let (ok, out, err) = keyturn(&data, args);
+        assert!(!ok, "{args:?}: {out}");
+        assert!(
+            err.contains("no Keyturn database") && err.contains("typo"),
+            "{args:?}: {err}"
+        );
+        assert!(!data.exists(), "{args:?} created {}", data.display());
+    }
+    let (ok, _, err) = keyturn(&data, &["migrate"]);
+    assert!(ok, "migrate creates the database: {err}");
+    let (ok, out, err) = keyturn(&data, &["product", "list"]);
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "[]");
 }

@@ -73,14 +73,7 @@ async fn start_process(database_url: &str, log: &std::path::Path) -> ServerProce
 /// by any one process.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_server_processes_share_one_limit_on_postgres() {
-    let Some(Backend::Postgres(server)) = backends()
-        .into_iter()
-        .find(|b| matches!(b, Backend::Postgres(_)))
-    else {
-        eprintln!(
-            "{} is not set: the multi-node test needs PostgreSQL",
-            crate::helpers::PG_ENV
-        );
+    let Some(server) = crate::helpers::postgres() else {
         return;
     };
     let db = TestDb::create(&Backend::Postgres(server)).await;

@@ -117,7 +117,7 @@ async fn no_write_path_answers_2xx_without_its_commit() {
 }
 
 async fn every_write_path(app: &TestApp) {
-    let faults = app.store.faults();
+    let faults = app.faults();
 
     // The API: a product, a license, a change to a license.
     faults.fail_commits(1);
@@ -618,7 +618,7 @@ async fn from_memory(app: &TestApp) {
     let r: Value = cryptolens_activate().await.unwrap().json().await.unwrap();
     assert_eq!(r["result"], 0, "{r}");
 
-    app.store.faults().set_unreachable(true);
+    app.faults().set_unreachable(true);
     // Past the age at which entries are normally read again (5 s).
     tokio::time::sleep(Duration::from_millis(5500)).await;
     let r = app.public("/v1/validate", validate.clone()).await;
@@ -642,7 +642,7 @@ async fn from_memory(app: &TestApp) {
     let r = app.public("/v1/activations", machine("machine-2")).await;
     assert_unavailable(&r, "a new activation");
 
-    app.store.faults().set_unreachable(false);
+    app.faults().set_unreachable(false);
     let r = app.public("/v1/activations", machine("machine-2")).await;
     assert_eq!(r.status, 201, "{}", r.body);
 }
@@ -778,20 +778,25 @@ async fn the_cli_and_the_server_share_an_sqlite_file_without_lock_errors() {
 /// An admin token made with the CLI before the server starts (a server that is not a new
 /// installation prints none).
 fn admin_token(env: &[(&str, &str)]) -> String {
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_keyturn"));
-    command
-        .args(["token", "create", "--admin"])
-        .env_remove("KEYTURN_DATABASE_URL")
-        .env_remove("KEYTURN_CONFIG");
-    for (k, v) in env {
-        command.env(k, v);
-    }
-    let out = command.output().expect("run keyturn");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let keyturn = |args: &[&str]| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_keyturn"));
+        command
+            .args(args)
+            .env_remove("KEYTURN_DATABASE_URL")
+            .env_remove("KEYTURN_CONFIG");
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let out = command.output().expect("run keyturn");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    };
+    keyturn(&["migrate"]);
+    let out = keyturn(&["token", "create", "--admin"]);
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .find(|l| l.starts_with("kt_"))

@@ -17,10 +17,10 @@ use crate::mail::{delivered, start_sink};
 
 const SECRET: &str = "whsec_forms_test";
 
-type Recorded = Arc<Mutex<Vec<Vec<(String, String)>>>>;
+pub(crate) type Recorded = Arc<Mutex<Vec<Vec<(String, String)>>>>;
 
 /// Answers `POST /v1/checkout/sessions` as Stripe does and records each request.
-async fn stripe_server() -> (String, Recorded) {
+pub(crate) async fn stripe_server() -> (String, Recorded) {
     let recorded: Recorded = Arc::default();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());

@@ -1,5 +1,3 @@
-use std::sync::Once;
-
 use keyturn::config::StoreSettings;
 use keyturn::startup::Application;
 use keyturn_http::HttpSettings;
@@ -53,15 +51,40 @@ pub enum Backend {
     Postgres(String),
 }
 
-/// SQLite always; PostgreSQL as well when the environment names a server.
+/// SQLite always; PostgreSQL as well when the environment names a server. Without one, the
+/// calling test says on the test output that its PostgreSQL part was skipped.
 pub fn backends() -> Vec<Backend> {
-    static NOTE: Once = Once::new();
     let mut out = vec![Backend::Sqlite];
     match std::env::var(PG_ENV) {
         Ok(url) if !url.is_empty() => out.push(Backend::Postgres(url)),
-        _ => NOTE.call_once(|| eprintln!("{PG_ENV} is not set: these tests ran on SQLite only")),
+        _ => skipped("its PostgreSQL run"),
     }
     out
+}
+
+/// The PostgreSQL server for a test that runs on nothing else; `None` (reported as a skipped
+/// test) without one.
+pub fn postgres() -> Option<String> {
+    match std::env::var(PG_ENV) {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            skipped("the whole test (it needs PostgreSQL)");
+            None
+        }
+    }
+}
+
+/// Tells the test output that the running test left `what` out for want of PostgreSQL. Written
+/// to the process's stderr directly: the test harness hides what a passing test prints, and a
+/// skipped run must never read as a full pass.
+pub fn skipped(what: &str) {
+    use std::io::Write;
+    let thread = std::thread::current();
+    let test = thread.name().unwrap_or("a test");
+    let _ = writeln!(
+        std::io::stderr(),
+        "{test}: skipped {what}: {PG_ENV} not set"
+    );
 }
 
 /// Replaces the database name in a PostgreSQL URL.
@@ -191,8 +214,8 @@ pub struct TestApp {
     pub base: String,
     pub admin: String,
     pub http: reqwest::Client,
-    /// The server's store, for tests that inject faults into it.
-    pub store: keyturn_store::Store,
+    /// The server's store when it runs in this process, for tests that inject faults into it.
+    store: Option<keyturn_store::Store>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
@@ -270,7 +293,7 @@ fn start(application: Application, admin: String) -> TestApp {
         base,
         admin,
         http: reqwest::Client::new(),
-        store,
+        store: Some(store),
         shutdown: Some(tx),
         server: Some(server),
     }
@@ -291,6 +314,26 @@ pub async fn spawn_on(
 }
 
 impl TestApp {
+    /// A server started some other way (a `keyturn serve` process), reached at `base`.
+    pub fn attach(base: String, admin: String) -> Self {
+        TestApp {
+            base,
+            admin,
+            http: reqwest::Client::new(),
+            store: None,
+            shutdown: None,
+            server: None,
+        }
+    }
+
+    /// The faults to inject into the server's store (it must run in this process).
+    pub fn faults(&self) -> &keyturn_store::Faults {
+        self.store
+            .as_ref()
+            .expect("faults are injected into a server in this process")
+            .faults()
+    }
+
     pub async fn call(
         &self,
         method: Method,
@@ -522,5 +565,27 @@ fn database_names_are_swapped_in_urls() {
     assert_eq!(
         with_database("postgres://h:5432", "x"),
         "postgres://h:5432/x"
+    );
+}
+
+/// Run without PostgreSQL, a test that runs on every backend says on the output (not only in
+/// its captured output) that its PostgreSQL part was skipped.
+#[test]
+fn a_run_without_postgres_names_the_skipped_part() {
+    let test = "catalog::products_plans_and_customers_round_trip";
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", test, "--test-threads", "1"])
+        .env_remove(PG_ENV)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("1 passed"), "{stdout}");
+    assert!(
+        stderr.contains(&format!(
+            "{test}: skipped its PostgreSQL run: {PG_ENV} not set"
+        )),
+        "{stderr}"
     );
 }

@@ -94,14 +94,7 @@ async fn a_known_machines_check_in_is_written_in_a_batch() {
 /// soon as PostgreSQL delivers the commit's notification, well before entries age out.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn another_node_sees_a_change_at_once_on_postgres() {
-    let Some(Backend::Postgres(server)) = backends()
-        .into_iter()
-        .find(|b| matches!(b, Backend::Postgres(_)))
-    else {
-        eprintln!(
-            "{} is not set: this test needs PostgreSQL",
-            crate::helpers::PG_ENV
-        );
+    let Some(server) = crate::helpers::postgres() else {
         return;
     };
     let db = TestDb::create(&Backend::Postgres(server)).await;

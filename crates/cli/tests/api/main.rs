@@ -12,6 +12,7 @@ mod client_sdk;
 mod concurrency;
 mod cryptolens;
 mod cryptolens_data;
+mod exposure;
 mod faults;
 mod forms;
 mod hot_path;

@@ -44,15 +44,6 @@ pub enum DataMethod {
 }
 
 impl DataMethod {
-    /// Whether end users' programs call it (with a key-locked token), rather than a vendor's
-    /// back office.
-    pub fn called_by_programs(self) -> bool {
-        matches!(
-            self,
-            DataMethod::Data(_, Form::Key | Form::MachineCode) | DataMethod::GetMessages
-        )
-    }
-
     /// From `group/method` in lower case.
     pub fn parse(path: &str) -> Option<Self> {
         if let Some(message) = path.strip_prefix("message/") {

@@ -22,7 +22,9 @@ const FLOATING: &str = "floating:";
 const OVERDRAFT: &str = "floating:overdraft:";
 
 pub fn expires(license: &License) -> DateTime<Utc> {
-    license.expires.unwrap_or(license.created + PERPETUAL)
+    license
+        .expires
+        .unwrap_or_else(|| keyturn_core::dates::later(license.created, PERPETUAL))
 }
 
 pub fn mid(a: &Activation) -> String {

@@ -51,17 +51,6 @@ pub enum Method {
 }
 
 impl Method {
-    /// Methods end users' programs call (rather than a vendor's back office).
-    pub fn called_by_programs(self) -> bool {
-        match self {
-            Method::Data(method) => method.called_by_programs(),
-            _ => matches!(
-                self,
-                Method::Activate | Method::GetKey | Method::Deactivate | Method::CreateTrialKey
-            ),
-        }
-    }
-
     /// From `group/method` in lower case.
     pub fn parse(path: &str) -> Option<Self> {
         use Method::*;

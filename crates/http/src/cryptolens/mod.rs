@@ -46,9 +46,21 @@ pub fn is_api_path(path: &str) -> bool {
     method_of(path).is_some()
 }
 
+/// A refusal of bad input in the Cryptolens shape (the detail is logged, not sent).
+pub fn incorrect_input(detail: String) -> Response {
+    ClError::IncorrectInput(detail).into_response()
+}
+
 /// Parses the call, authenticates the token, and runs the method.
 pub async fn dispatch(State(state): State<AppState>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
+    let ip = client_ip(&parts, state.settings.trusted_proxy_hops);
+    if let Some(Err(retry_after)) = ip
+        .filter(|_| state.limiter.enabled())
+        .map(|ip| state.limiter.check(ip))
+    {
+        return ClError::TooManyRequests(retry_after).into_response();
+    }
     let path = parts
         .extensions
         .get::<OriginalUri>()
@@ -70,13 +82,6 @@ pub async fn dispatch(State(state): State<AppState>, request: Request) -> Respon
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
-    let ip = client_ip(&parts, state.settings.trust_forwarded_for);
-    // What end users' programs call is rate-limited per client IP, as on the native API.
-    if method.called_by_programs() && state.limiter.enabled() {
-        if let Some(Err(retry_after)) = ip.map(|ip| state.limiter.check(ip)) {
-            return ClError::TooManyRequests(retry_after).into_response();
-        }
-    }
     let principal = match params.text("token") {
         Some(token) => match state.app.authenticate(&token).await {
             Ok(p) => p,

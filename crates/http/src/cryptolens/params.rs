@@ -21,6 +21,9 @@ impl Params {
         let mut map = HashMap::new();
         let query: Vec<(String, String)> = serde_urlencoded::from_str(query.unwrap_or(""))
             .map_err(|e| ClError::IncorrectInput(format!("query string: {e}")))?;
+        if let Some((field, c)) = crate::text::in_urlencoded(body) {
+            return Err(ClError::IncorrectInput(crate::text::message(&field, c)));
+        }
         let body: Vec<(String, String)> = serde_urlencoded::from_bytes(body)
             .map_err(|e| ClError::IncorrectInput(format!("form body: {e}")))?;
         for (k, v) in query.into_iter().chain(body) {

@@ -4,13 +4,18 @@
 use std::collections::HashMap;
 
 use axum::extract::{Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
-use axum::{Form, Router};
+use axum::Router;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
 use keyturn_app::{AppError, CheckoutOutcome, MAX_FORM_QUANTITY};
 use keyturn_core::payment::PaymentForm;
+use sha2::{Digest, Sha256};
+use tower_http::set_header::SetResponseHeaderLayer;
 
+use crate::extract::Form;
 use crate::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -18,7 +23,28 @@ pub fn router() -> Router<AppState> {
         .route("/buy/{form}", get(show).post(submit))
         .route("/buy/{form}/done", get(done))
         .route("/buy/{form}/paypal/return", get(paypal_return))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::CONTENT_SECURITY_POLICY,
+            page_policy(),
+        ))
 }
+
+/// What the pages may load: their one style sheet and one script, both inline and named by
+/// hash, and nothing else (no other script, no frames, no plugins, no external assets).
+fn page_policy() -> HeaderValue {
+    let hash = |text: &str| BASE64.encode(Sha256::digest(text.as_bytes()));
+    let policy = format!(
+        "default-src 'none'; style-src 'sha256-{}'; script-src 'sha256-{}'; \
+         frame-ancestors 'none'; base-uri 'none'",
+        hash(STYLE),
+        hash(COPY_SCRIPT)
+    );
+    HeaderValue::from_str(&policy).unwrap_or(HeaderValue::from_static("default-src 'none'"))
+}
+
+/// Copies a key to the clipboard; the one script a page runs.
+const COPY_SCRIPT: &str = "document.querySelectorAll('[data-copy]').forEach(function(b){b.addEventListener('click',function(){\
+navigator.clipboard.writeText(document.getElementById(b.dataset.copy).textContent).then(function(){b.textContent='Copied';});});});";
 
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
@@ -152,7 +178,7 @@ fn public_base(state: &AppState, headers: &HeaderMap) -> String {
     let proto = headers
         .get("x-forwarded-proto")
         .and_then(|h| h.to_str().ok())
-        .filter(|_| state.settings.trust_forwarded_for)
+        .filter(|_| state.settings.trusted_proxy_hops > 0)
         .unwrap_or("http");
     format!("{proto}://{host}")
 }
@@ -286,9 +312,7 @@ fn render_done(o: &CheckoutOutcome) -> String {
         .collect();
     let body = format!(
         "<h1>{name}</h1><div class=\"card\"><p>{text}</p><h2>Your license key{plural}</h2>{keys}\
-         <p>Sent to {email}.</p></div>\
-         <script>document.querySelectorAll('[data-copy]').forEach(function(b){{b.addEventListener('click',function(){{\
-         navigator.clipboard.writeText(document.getElementById(b.dataset.copy).textContent).then(function(){{b.textContent='Copied';}});}});}});</script>",
+         <p>Sent to {email}.</p></div><script>{COPY_SCRIPT}</script>",
         name = esc(&o.form.name),
         text = esc(&o.form.success_text),
         plural = if o.keys.len() > 1 { "s" } else { "" },

@@ -60,6 +60,12 @@ async fn sale(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|ct| ct.starts_with("application/x-www-form-urlencoded"));
     if is_form {
+        if let Some((field, c)) = crate::text::in_urlencoded(&body) {
+            return text(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                crate::text::message(&field, c) + "\n",
+            );
+        }
         match serde_urlencoded::from_bytes::<Vec<(String, String)>>(&body) {
             Ok(fields) => params.extend(fields),
             Err(_) => {

@@ -5,7 +5,6 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::Router;
-use chrono::{DateTime, Utc};
 use keyturn_app::{
     Extension, LicenseFileRequest, LicensePatch, LicenseQuery, LicenseSpec, Page, PageRequest,
 };
@@ -14,7 +13,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::extract::{Auth, Json, Path, Query};
-use crate::serde_util::nullable;
+use crate::serde_util::{date, nullable, Date};
 use crate::{ApiError, AppState};
 
 pub fn router() -> Router<AppState> {
@@ -49,7 +48,7 @@ struct CreateBody {
     product_id: Option<i64>,
     plan_id: Option<i64>,
     period_days: Option<i64>,
-    expires: Option<DateTime<Utc>>,
+    expires: Option<Date>,
     max_machines: Option<i64>,
     features: Option<Vec<String>>,
     floating_lease_seconds: Option<i64>,
@@ -70,7 +69,7 @@ impl CreateBody {
             product_id: b.product_id,
             plan_id: b.plan_id,
             period_days: b.period_days,
-            expires: b.expires,
+            expires: date(b.expires),
             max_machines: b.max_machines,
             features: b.features,
             floating_lease_seconds: b.floating_lease_seconds,
@@ -133,7 +132,7 @@ struct ListFilter {
     customer_id: Option<i64>,
     email: Option<String>,
     blocked: Option<bool>,
-    expires_before: Option<DateTime<Utc>>,
+    expires_before: Option<Date>,
     cursor: Option<String>,
     limit: Option<i64>,
 }
@@ -148,7 +147,7 @@ async fn list(
         customer_id: f.customer_id,
         email: f.email,
         blocked: f.blocked,
-        expires_before: f.expires_before,
+        expires_before: date(f.expires_before),
         page: PageRequest {
             cursor: f.cursor,
             limit: f.limit,
@@ -184,7 +183,7 @@ struct PatchBody {
     notes: Option<String>,
     metadata: Option<Value>,
     #[serde(default, deserialize_with = "nullable")]
-    expires: Option<Option<DateTime<Utc>>>,
+    expires: Option<Option<Date>>,
     #[serde(default, deserialize_with = "nullable")]
     floating_lease_seconds: Option<Option<i64>>,
 }
@@ -200,7 +199,7 @@ async fn update(
         customer_id: b.customer_id,
         notes: b.notes,
         metadata: b.metadata,
-        expires: b.expires,
+        expires: b.expires.map(date),
         floating_lease_seconds: b.floating_lease_seconds,
     };
     Ok(axum::Json(
@@ -221,7 +220,7 @@ async fn remove(
 #[serde(deny_unknown_fields)]
 struct ExtendBody {
     days: Option<i64>,
-    until: Option<DateTime<Utc>>,
+    until: Option<Date>,
 }
 
 async fn extend(
@@ -232,7 +231,7 @@ async fn extend(
 ) -> Reply<License> {
     let extension = match (b.days, b.until) {
         (Some(days), None) => Extension::Days(days),
-        (None, Some(until)) => Extension::Until(until),
+        (None, Some(Date(until))) => Extension::Until(until),
         _ => {
             return Err(ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,

@@ -12,7 +12,6 @@ pub mod payments;
 pub mod tokens;
 pub mod webhooks;
 
-use axum::middleware;
 use axum::Router;
 
 use crate::{rate_limit, AppState};
@@ -20,14 +19,8 @@ use crate::{rate_limit, AppState};
 /// `/v1`: the endpoints programs call with a key are rate-limited per client IP; the rest need
 /// an access token.
 pub fn v1(state: AppState) -> Router<AppState> {
-    // Without a limit, no middleware at all: this is the hot path.
-    let licensee = if state.limiter.enabled() {
-        activations::router().layer(middleware::from_fn_with_state(state, rate_limit::limit))
-    } else {
-        activations::router()
-    };
     Router::new()
-        .merge(licensee)
+        .merge(rate_limit::limited(activations::router(), &state))
         .merge(catalog::router())
         .merge(customers::router())
         .merge(licenses::router())

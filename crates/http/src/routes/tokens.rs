@@ -2,13 +2,13 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{delete, get};
 use axum::Router;
-use chrono::{DateTime, Utc};
 use keyturn_app::NewTokenInput;
 use keyturn_core::{AccessToken, Permission};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::extract::{Auth, Json, Path};
+use crate::serde_util::{date, Date};
 use crate::{ApiError, AppState};
 
 pub fn router() -> Router<AppState> {
@@ -25,7 +25,7 @@ struct TokenBody {
     product_id: Option<i64>,
     /// Cryptolens key lock: a license id, or -1.
     key_lock: Option<i64>,
-    expires: Option<DateTime<Utc>>,
+    expires: Option<Date>,
 }
 
 /// The secret appears in this reply only; the server keeps its hash.
@@ -50,7 +50,7 @@ async fn create(
                 permissions: b.permissions,
                 product_id: b.product_id,
                 key_lock: b.key_lock,
-                expires: b.expires,
+                expires: date(b.expires),
             },
         )
         .await?;

@@ -47,14 +47,21 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
+/// A JSON event's text: UTF-8, and no control characters in its strings.
 fn body_text(body: &Bytes) -> Result<&str, ApiError> {
-    std::str::from_utf8(body).map_err(|_| {
+    let text = std::str::from_utf8(body).map_err(|_| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
             "malformed_event",
             "the body is not UTF-8",
         )
-    })
+    })?;
+    if let Some(c) = crate::text::in_json(body) {
+        let value = serde_json::from_str::<Value>(text).unwrap_or_default();
+        let field = crate::text::json_field(&value).unwrap_or_default();
+        return Err(ApiError::invalid(crate::text::message(&field, c)));
+    }
+    Ok(text)
 }
 
 /// Several events may arrive in one notification; the reply lists what each did.
@@ -179,6 +186,9 @@ async fn gumroad(
     // An unconfigured store and a wrong secret look alike: neither tells a prober anything.
     gumroad::verify(&secret, state.providers.stores.gumroad.as_deref())
         .map_err(|_| ApiError::not_found("route"))?;
+    if let Some((field, c)) = crate::text::in_urlencoded(&body) {
+        return Err(ApiError::invalid(crate::text::message(&field, c)));
+    }
     let fields: std::collections::HashMap<String, String> = serde_urlencoded::from_bytes(&body)
         .map_err(|e| {
             ApiError::new(
@@ -222,6 +232,7 @@ async fn stripe(
     let signature = headers
         .get("stripe-signature")
         .and_then(|v| v.to_str().ok());
+    body_text(&body)?;
     match adapter.receive(&state.app, signature, &body).await {
         Ok(o) => Ok(outcome(o)),
         Err(WebhookError::Signature(e)) => Err(ApiError::new(

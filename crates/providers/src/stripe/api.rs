@@ -9,8 +9,9 @@ use super::StripeEvent;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
+    /// Without the request's URL, which can name a checkout session.
     #[error("cannot reach the Stripe API: {0}")]
-    Transport(#[from] reqwest::Error),
+    Transport(reqwest::Error),
     #[error("the Stripe API answered {status}: {message}")]
     Status { status: u16, message: String },
     #[error("unexpected reply from the Stripe API: {0}")]
@@ -50,12 +51,16 @@ impl StripeApi {
 
     /// Sends a request with the API key and reads Stripe's JSON answer or error.
     async fn send(&self, request: reqwest::RequestBuilder) -> Result<Value, ApiError> {
-        let response = request.basic_auth(&self.key, Some("")).send().await?;
+        let response = request
+            .basic_auth(&self.key, Some(""))
+            .send()
+            .await
+            .map_err(|e| ApiError::Transport(e.without_url()))?;
         let status = response.status();
         let body: Value = response
             .json()
             .await
-            .map_err(|e| ApiError::Reply(e.to_string()))?;
+            .map_err(|e| ApiError::Reply(e.without_url().to_string()))?;
         if !status.is_success() {
             return Err(ApiError::Status {
                 status: status.as_u16(),
