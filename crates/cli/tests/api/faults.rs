@@ -18,7 +18,7 @@ use tokio::net::TcpStream;
 
 use crate::helpers::{
     backends, spawn_settings, spawn_with, test_http, test_settings, Backend, Resp, ServerProcess,
-    TestApp, TestDb, PG_ENV,
+    TestApp, TestDb,
 };
 use proxy::{Link, Proxy};
 
@@ -295,7 +295,11 @@ impl Drop for SmallDisk {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_acknowledges_only_what_it_stored() {
     let Some(disk) = SmallDisk::mount(4) else {
-        eprintln!("SKIPPED a_full_disk_acknowledges_only_what_it_stored: cannot mount a tmpfs here (needs root or CAP_SYS_ADMIN); the injected commit failures still ran");
+        crate::helpers::skipped_for(
+            "the whole test",
+            "cannot mount a small tmpfs here (needs root or CAP_SYS_ADMIN); \
+             no_write_path_answers_2xx_without_its_commit still injects commit failures",
+        );
         return;
     };
     let db = TestDb::sqlite_in(disk.dir.path());
@@ -391,19 +395,6 @@ async fn a_full_disk_acknowledges_only_what_it_stored() {
 // ---------------------------------------------------------------------------------------------
 // PostgreSQL away: a reset link and a black hole.
 
-fn postgres_server() -> Option<String> {
-    match backends().into_iter().find_map(|b| match b {
-        Backend::Postgres(url) => Some(url),
-        Backend::Sqlite => None,
-    }) {
-        Some(url) => Some(url),
-        None => {
-            eprintln!("SKIPPED: {PG_ENV} is not set; this test needs PostgreSQL");
-            None
-        }
-    }
-}
-
 /// The host and port a PostgreSQL URL names.
 fn upstream(url: &str) -> SocketAddr {
     let after = url.split_once("://").unwrap().1;
@@ -440,7 +431,7 @@ async fn timed<T>(f: impl std::future::Future<Output = T>) -> (T, Duration) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_away_answers_503_fast_and_heals() {
-    let Some(server) = postgres_server() else {
+    let Some(server) = crate::helpers::postgres() else {
         return;
     };
     let db = TestDb::create(&Backend::Postgres(server)).await;
@@ -1057,7 +1048,7 @@ async fn kill_9_under_load_loses_nothing_acknowledged() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn shutdown_with_the_database_away_is_bounded_and_says_what_was_not_written() {
-    let Some(server_url) = postgres_server() else {
+    let Some(server_url) = crate::helpers::postgres() else {
         return;
     };
     let db = TestDb::create(&Backend::Postgres(server_url)).await;
@@ -1131,8 +1122,10 @@ async fn closed_within(stream: &mut TcpStream, within: Duration) -> bool {
 async fn a_slow_client_cannot_hold_the_server() {
     let db = TestDb::create(&Backend::Sqlite).await;
     let mut http = test_http();
-    http.connections.header_read_timeout = Duration::from_secs(1);
-    http.connections.idle_timeout = Duration::from_secs(2);
+    // Long enough that the slow connections are all still open when the fifth one comes,
+    // however slow the machine.
+    http.connections.header_read_timeout = Duration::from_secs(3);
+    http.connections.idle_timeout = Duration::from_secs(4);
     http.connections.max_connections_per_ip = 4;
     let settings = test_settings(&db, http, Default::default(), Default::default(), 0);
     let app = spawn_settings(&settings).await;

@@ -78,13 +78,15 @@ pub fn postgres() -> Option<String> {
 /// to the process's stderr directly: the test harness hides what a passing test prints, and a
 /// skipped run must never read as a full pass.
 pub fn skipped(what: &str) {
+    skipped_for(what, &format!("{PG_ENV} not set"));
+}
+
+/// Tells the test output that the running test left `what` out, and why.
+pub fn skipped_for(what: &str, why: &str) {
     use std::io::Write;
     let thread = std::thread::current();
     let test = thread.name().unwrap_or("a test");
-    let _ = writeln!(
-        std::io::stderr(),
-        "{test}: skipped {what}: {PG_ENV} not set"
-    );
+    let _ = writeln!(std::io::stderr(), "{test}: skipped {what}: {why}");
 }
 
 /// Replaces the database name in a PostgreSQL URL.
