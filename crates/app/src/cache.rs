@@ -248,8 +248,9 @@ impl Cache {
 }
 
 impl App {
-    /// A row from memory, or from `load` (kept by `keep` if no change overlapped the load). If
-    /// the database is unavailable, `held` may answer from memory with an aged entry.
+    /// A row from memory (`pick` with `fresh`), or from `load` (kept by `keep` if no change
+    /// overlapped the load). If the database is unavailable, an aged entry answers instead
+    /// (`pick` without `fresh`).
     async fn through_cache<T>(
         &self,
         pick: impl Fn(&Inner, bool) -> Option<Arc<T>>,
