@@ -3,8 +3,8 @@
 //! through the payment pipeline, the one path money takes.
 
 use keyturn_core::names::display_name;
-use keyturn_core::payment::{Checkout, Offer, PaymentForm};
-use keyturn_core::{Email, Permission};
+use keyturn_core::payment::{hundredths, Checkout, Offer, PaymentForm};
+use keyturn_core::{Email, Permission, Plan};
 
 use crate::{now, App, AppError, Principal, Result};
 
@@ -21,6 +21,104 @@ pub struct NewPaymentForm {
     pub email_body: Option<String>,
 }
 
+/// What this server can take payments with, as configured: a form whose offers need more is
+/// refused when created, with the setting that is missing.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PaymentSetup {
+    /// A Stripe API key: Keyturn can start Checkout Sessions.
+    pub stripe: bool,
+    /// PayPal client credentials.
+    pub paypal: bool,
+    /// KEYTURN_PUBLIC_URL: the address providers send buyers back to.
+    pub public_url: bool,
+}
+
+/// An offer's PayPal price as hundredths of its currency.
+fn paypal_price(offer: &Offer) -> Option<(i64, String)> {
+    let unit = hundredths(offer.paypal_amount.as_deref()?)?;
+    let currency = offer.currency.clone().unwrap_or_else(|| "USD".into());
+    Some((unit, currency))
+}
+
+/// Checks that an offer can be paid: with Stripe, its price buys its plan and no other; with
+/// PayPal, its amount is one PayPal takes.
+fn check_offer(offer: &Offer, plan: &Plan, plans: &[Plan], setup: PaymentSetup) -> Result<()> {
+    let stripe = !offer.stripe_price_id.is_empty();
+    if !stripe && offer.paypal_amount.is_none() {
+        return Err(AppError::invalid(
+            "offers",
+            format!(
+                "plan {}'s offer needs a stripe_price_id or a paypal_amount",
+                plan.id
+            ),
+        ));
+    }
+    if stripe {
+        let price = &offer.stripe_price_id;
+        if price.contains(char::is_whitespace) || price.len() > 255 {
+            return Err(AppError::invalid(
+                "offers",
+                "a stripe_price_id has no spaces",
+            ));
+        }
+        if !setup.stripe {
+            return Err(AppError::invalid(
+                "offers",
+                "Stripe is not configured to start checkouts: set KEYTURN_STRIPE_API_KEY",
+            ));
+        }
+        // Stripe's invoices name the price, not the form: it must lead back to this plan alone.
+        if !plan.stripe_price_ids.contains(price) {
+            return Err(AppError::invalid(
+                "offers",
+                format!(
+                    "{price} is not in plan {}'s stripe_price_ids: add it there first",
+                    plan.id
+                ),
+            ));
+        }
+        let sellers: Vec<i64> = plans
+            .iter()
+            .filter(|p| p.stripe_price_ids.contains(price))
+            .map(|p| p.id)
+            .collect();
+        if sellers.len() > 1 {
+            return Err(AppError::invalid(
+                "offers",
+                format!("{price} is sold by two plans ({sellers:?}): list it on one plan only"),
+            ));
+        }
+    }
+    if let Some(amount) = &offer.paypal_amount {
+        if !setup.paypal {
+            return Err(AppError::invalid(
+                "offers",
+                "PayPal is not configured: set KEYTURN_PAYPAL_CLIENT_ID and KEYTURN_PAYPAL_CLIENT_SECRET",
+            ));
+        }
+        if hundredths(amount).is_none() {
+            return Err(AppError::invalid(
+                "offers",
+                format!("paypal_amount {amount:?} is not an amount like 49.00"),
+            ));
+        }
+        let currency = offer.currency.as_deref().unwrap_or("USD");
+        if currency.len() != 3 || !currency.bytes().all(|b| b.is_ascii_uppercase()) {
+            return Err(AppError::invalid(
+                "offers",
+                format!("currency {currency:?} is not a three-letter code like EUR"),
+            ));
+        }
+        if offer.mode != "payment" {
+            return Err(AppError::invalid(
+                "offers",
+                "PayPal offers are one-time sales: mode payment",
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// What a buyer submitted on a form, validated.
 #[derive(Debug, Clone)]
 pub struct CheckoutPlan {
@@ -29,6 +127,15 @@ pub struct CheckoutPlan {
     pub quantity: i64,
     pub buyer_name: String,
     pub buyer_email: String,
+}
+
+impl CheckoutPlan {
+    /// What PayPal must capture for this checkout: the offer's price times the quantity, in
+    /// hundredths of its currency. Keyturn creates the order for it and issues keys only for it.
+    pub fn paypal_total(&self) -> Option<(i64, String)> {
+        let (unit, currency) = paypal_price(&self.offer)?;
+        Some((unit.checked_mul(self.quantity)?, currency))
+    }
 }
 
 /// The outcome page of a checkout.
@@ -45,16 +152,24 @@ impl App {
         &self,
         principal: &Principal,
         input: NewPaymentForm,
+        setup: PaymentSetup,
     ) -> Result<PaymentForm> {
         principal.require_for(Permission::PaymentsWrite, input.product_id)?;
         let name = display_name("name", &input.name)?;
         if input.offers.is_empty() || input.offers.len() > 20 {
             return Err(AppError::invalid("offers", "offer 1 to 20 plans"));
         }
+        if !setup.public_url {
+            return Err(AppError::invalid(
+                "offers",
+                "providers cannot send buyers back: set KEYTURN_PUBLIC_URL to the address buyers reach this server at",
+            ));
+        }
         let mut s = self.store.write().await?;
         s.product(input.product_id)
             .await?
             .ok_or(AppError::invalid("product_id", "no such product"))?;
+        let plans = s.plans(None).await?;
         for offer in &input.offers {
             let plan = s
                 .plan(offer.plan_id)
@@ -68,20 +183,13 @@ impl App {
             }
             display_name("offers", &offer.label)?;
             display_name("offers", &offer.price)?;
-            if offer.stripe_price_id.trim().is_empty()
-                || offer.stripe_price_id.contains(char::is_whitespace)
-            {
-                return Err(AppError::invalid(
-                    "offers",
-                    "each offer needs its stripe_price_id",
-                ));
-            }
             if offer.mode != "payment" && offer.mode != "subscription" {
                 return Err(AppError::invalid(
                     "offers",
                     "mode is payment or subscription",
                 ));
             }
+            check_offer(offer, &plan, &plans, setup)?;
         }
         let success = input
             .success_text
@@ -180,6 +288,11 @@ impl App {
         provider: &str,
         session_id: &str,
     ) -> Result<()> {
+        // The amount to check a capture against, where Keyturn checks it (Stripe charges the
+        // price of the session Keyturn created, whatever the buyer does).
+        let total = (provider == "paypal")
+            .then(|| plan.paypal_total())
+            .flatten();
         let mut s = self.store.write().await?;
         s.insert_checkout(&Checkout {
             session_id: session_id.to_owned(),
@@ -189,6 +302,8 @@ impl App {
             quantity: plan.quantity,
             buyer_name: plan.buyer_name.clone(),
             buyer_email: plan.buyer_email.clone(),
+            amount: total.as_ref().map(|(a, _)| *a),
+            currency: total.map(|(_, c)| c),
             created: now(),
         })
         .await?;

@@ -34,7 +34,7 @@ pub use customers::{CustomerPatch, NewCustomerInput};
 pub use data_objects::{ClDataTarget, DataChange, DataSelector, NewDataObject};
 pub use error::AppError;
 pub use files::{LicenseFileRequest, DEFAULT_FILE_TTL_DAYS};
-pub use forms::{CheckoutOutcome, CheckoutPlan, NewPaymentForm, MAX_FORM_QUANTITY};
+pub use forms::{CheckoutOutcome, CheckoutPlan, NewPaymentForm, PaymentSetup, MAX_FORM_QUANTITY};
 pub use keyturn_store::QueuedMail;
 pub use keyturn_store::{Dialect, StoreError, WriteFailure};
 pub use license_urls::{LicenseUrlSecret, NewLicenseUrl};

@@ -67,6 +67,23 @@ impl App {
             quantity: param_name("quantity_param", input.quantity_param, defaults.quantity)?,
             item: param_name("item_param", input.item_param, defaults.item)?,
         };
+        // Two fields read from one parameter could never both be right (an order id taken for
+        // a quantity): a URL like that would refuse or misread every sale.
+        let names = [
+            ("order_id_param", &params.order_id),
+            ("name_param", &params.name),
+            ("email_param", &params.email),
+            ("quantity_param", &params.quantity),
+            ("item_param", &params.item),
+        ];
+        for (i, (field, name)) in names.iter().enumerate() {
+            if let Some((other, _)) = names[..i].iter().find(|(_, n)| n == name) {
+                return Err(AppError::invalid(
+                    field,
+                    format!("{name:?} is already the {other}; give each parameter its own name"),
+                ));
+            }
+        }
         let mut session = self.store.write().await?;
         session
             .plan(input.plan_id)
@@ -194,14 +211,15 @@ impl App {
                 email: get(&url.params.email),
                 provider_customer_id: None,
             },
-            plan: PlanRef {
-                plan_id: Some(url.plan_id),
-                provider_ids: Vec::new(),
-            },
+            plan: PlanRef::default(),
             quantity,
             money: Money::default(),
         };
-        match self.apply_provider_event(&envelope, Some(event)).await? {
+        // The plan is the one the vendor configured for this URL, never one the store names.
+        match self
+            .apply_event(&envelope, Some(event), Some(url.plan_id))
+            .await?
+        {
             EventOutcome::Applied(_) | EventOutcome::Duplicate => {}
             EventOutcome::Ignored => {
                 return Err(AppError::Conflict("the sale was not applied".into()))

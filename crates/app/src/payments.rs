@@ -2,14 +2,28 @@
 //!
 //! Each event is applied in one transaction together with the record of the event itself, so a
 //! redelivery finds it applied and changes nothing. Effects are keyed by the business object
-//! (checkout session, invoice, subscription) because providers report one fact in several events,
-//! and a subscription's state is recorded with the provider's time of each report, so events that
-//! arrive out of order converge on the state the newest report describes.
+//! (checkout session, invoice, order) because providers report one fact in several events.
+//!
+//! Money is exact whatever order the events arrive in:
+//! - What a sale buys is decided by Keyturn's own record of a checkout it started, by the plan a
+//!   vendor configured for a license URL, or by the price, variant and product ids actually
+//!   purchased. Data the buyer can set (custom data, custom ids, metadata of checkouts Keyturn did
+//!   not create) never picks a plan or a quantity.
+//! - A subscription's record gathers what its events report; each part converges on its own
+//!   (see [`Subscription`]). Its license is derived from the record after every event: it exists
+//!   once a plan and some paid time are known (or a store order it adopts exists), runs to the end
+//!   of the paid time plus the plan's grace days, and has the plan's shape. A reported period is
+//!   never paid time: only payments and reports that attest payment extend it.
+//! - A refund or dispute is kept even when it arrives before the payment it reverses, and a
+//!   payment is checked against it whenever it is recorded or linked to a license.
+//!
+//! Work that must not interleave takes its locks in one order: the subscription, then the
+//! reported object (invoice), then the payment references (intent, charge), then licenses.
 
 use chrono::{DateTime, Utc};
 use keyturn_core::payment::{
-    renewed_expiry, Buyer, CancelRule, DunningRule, Money, Payment, PaymentEvent, PlanRef,
-    ProviderEvent, QuantityMode, Reversal, Subscription, SubscriptionStatus,
+    format_hundredths, paid_expiry, Buyer, CancelRule, DunningRule, Money, Payment, PaymentEvent,
+    PlanRef, ProviderEvent, QuantityMode, Reversal, Subscription, SubscriptionStatus,
 };
 use keyturn_core::{Email, License, Permission, Plan};
 use keyturn_store::{IncomingEvent, NewPayment, Session, StoreError};
@@ -52,6 +66,8 @@ struct Ctx<'a> {
     actor: Actor,
     at: DateTime<Utc>,
     notify_buyer: bool,
+    /// The plan the vendor configured for the integration that reported the sale (a license URL).
+    vendor_plan: Option<i64>,
 }
 
 impl App {
@@ -63,14 +79,24 @@ impl App {
         envelope: &EventEnvelope,
         event: Option<PaymentEvent>,
     ) -> Result<EventOutcome> {
+        self.apply_event(envelope, event, None).await
+    }
+
+    /// [`Self::apply_provider_event`] for integrations whose plan the vendor configured.
+    pub(crate) async fn apply_event(
+        &self,
+        envelope: &EventEnvelope,
+        event: Option<PaymentEvent>,
+        vendor_plan: Option<i64>,
+    ) -> Result<EventOutcome> {
         let mut attempt = 1;
         loop {
-            match self.apply_once(envelope, event.clone()).await {
+            match self.apply_once(envelope, event.clone(), vendor_plan).await {
                 // Concurrent deliveries about one buyer or subscription (PostgreSQL): another
                 // transaction committed a row this one was creating too; the next attempt
                 // finds it.
                 Err(AppError::Store(StoreError::Conflict(what))) if attempt < ATTEMPTS => {
-                    tracing::debug!(provider = %envelope.provider, event = %envelope.event_id, %what, attempt, "provider event raced another; trying again");
+                    tracing::debug!(provider = %envelope.provider, %what, attempt, "provider event raced another; trying again");
                     attempt += 1;
                 }
                 outcome => return outcome,
@@ -82,6 +108,7 @@ impl App {
         &self,
         envelope: &EventEnvelope,
         event: Option<PaymentEvent>,
+        vendor_plan: Option<i64>,
     ) -> Result<EventOutcome> {
         let at = now();
         let incoming = IncomingEvent {
@@ -107,6 +134,7 @@ impl App {
             },
             at,
             notify_buyer: envelope.notify_buyer,
+            vendor_plan,
         };
         let applied = match event {
             None => Ok(None),
@@ -266,34 +294,42 @@ async fn apply(s: &mut Session, ctx: &Ctx<'_>, event: PaymentEvent) -> Result<St
             quantity,
             status,
             period_end,
+            paid_through,
             money,
         } => {
             let mut sub = s
                 .claim_subscription(ctx.provider, &subscription, ctx.at)
                 .await?;
+            lock_money(s, ctx, &money).await?;
             let customer_id = customer(s, &buyer, ctx.at).await?;
-            if let (None, Some(order)) = (sub.license_id, &order) {
-                adopt_order_license(s, ctx, &mut sub, order).await?;
-            }
-            let report = Report {
-                plan: &plan,
-                quantity: Some(quantity),
-                status: Some(status),
-                cancel_at_period_end: None,
-                period_end,
+            // A checkout Keyturn started says what it sells; otherwise the purchased ids do.
+            let shape = match checkout_of(s, ctx, order.as_deref()).await? {
+                Some(c) => Some((c.plan_id, c.quantity)),
+                None => shape_of(s, &plan, quantity).await?,
             };
-            let new_license = sub.license_id.is_none();
-            let (license, mut detail) = observe(s, ctx, &mut sub, &report, customer_id).await?;
-            if new_license {
-                detail.push_str(&notify(s, ctx, &buyer, &license, order.as_deref()).await?);
+            let report = Report {
+                shape,
+                status: Some(status),
+                cancel_at_period_end: Some(false),
+                period_end,
+                paid_through,
+                order: order.as_deref(),
+                ..Report::default()
+            };
+            observe(&mut sub, ctx, &report);
+            sub.customer_id = sub.customer_id.or(customer_id);
+            let mut recorded = None;
+            if let Some(order) = &order {
+                let mut p = new_payment(ctx, "order", order, "paid", &sub, &money);
+                p.plan_id = shape.map(|(plan, _)| plan).or(sub.plan_id);
+                let (mut payment, new) = s.upsert_payment(&p, ctx.at).await?;
+                if !new && fill_money(&mut payment, &money) {
+                    s.update_payment(&payment, ctx.at).await?;
+                }
+                recorded = Some(payment);
             }
-            if let Some(order) = order {
-                let plan_id = paid_plan(s, &plan).await?.or(sub.plan_id);
-                let payment =
-                    record_payment(s, ctx, "order", &order, plan_id, &sub, &money).await?;
-                s.link_payment_license(payment.id, license.id).await?;
-                detail.push_str(&reverse_if_reported(s, ctx, &payment).await?);
-            }
+            let mut detail = settle(s, ctx, &mut sub, &buyer, recorded).await?;
+            detail.insert_str(0, &format!("subscription {subscription}"));
             s.update_subscription(&sub, ctx.at).await?;
             Ok(detail)
         }
@@ -309,7 +345,9 @@ async fn apply(s: &mut Session, ctx: &Ctx<'_>, event: PaymentEvent) -> Result<St
             let mut sub = s
                 .claim_subscription(ctx.provider, &subscription, ctx.at)
                 .await?;
-            let (payment, new) = s
+            let money = with_link(s, ctx, "invoice", &invoice, money).await?;
+            lock_money(s, ctx, &money).await?;
+            let (mut payment, new) = s
                 .upsert_payment(
                     &new_payment(ctx, "invoice", &invoice, "paid", &sub, &money),
                     ctx.at,
@@ -319,52 +357,35 @@ async fn apply(s: &mut Session, ctx: &Ctx<'_>, event: PaymentEvent) -> Result<St
                 return Ok(format!("invoice {invoice} was already applied"));
             }
             let customer_id = customer(s, &buyer, ctx.at).await?;
-            let paid_plan = paid_plan(s, &plan).await?;
-            // An invoice says nothing about the subscription's status, only that it is paid.
+            let shape = shape_of(s, &plan, quantity).await?;
+            // An invoice says nothing about the subscription's status, only that it is paid,
+            // and for which period.
             let report = Report {
-                plan: &plan,
-                quantity: Some(quantity).filter(|_| !plan.is_empty()),
-                status: None,
-                cancel_at_period_end: None,
+                shape,
                 period_end,
+                paid_through: period_end,
+                paid: true,
+                ..Report::default()
             };
-            let new_license = sub.license_id.is_none();
-            let (mut license, mut detail) = observe(s, ctx, &mut sub, &report, customer_id).await?;
-            if new_license {
-                detail.push_str(&notify(s, ctx, &buyer, &license, None).await?);
-            }
-            let mut payment = payment;
+            observe(&mut sub, ctx, &report);
+            sub.customer_id = sub.customer_id.or(customer_id);
             payment.status = "paid".into();
             payment.customer_id = payment.customer_id.or(customer_id);
-            payment.plan_id = paid_plan.or(sub.plan_id);
+            payment.plan_id = shape.map(|(plan, _)| plan).or(sub.plan_id);
             payment.event_id = ctx.event_id.to_owned();
+            fill_money(&mut payment, &money);
             s.update_payment(&payment, ctx.at).await?;
-            s.link_payment_license(payment.id, license.id).await?;
-            // A provider whose payment notice carries no period has reported it on the
-            // subscription; that is the period this payment pays for.
-            if let Some(end) = period_end.or(sub.period_end) {
-                detail.push_str(&extend_to(s, ctx, &sub, &mut license, end, &invoice).await?);
-            }
-            if sub.dunning_blocked && !sub.status.is_ended() {
-                sub.dunning_blocked = false;
-                if license.blocked {
-                    license.blocked = false;
-                    save(
-                        s,
-                        ctx,
-                        &license,
-                        "unblocked",
-                        json!({"reason": "payment received", "invoice": invoice}),
-                    )
-                    .await?;
-                }
-            }
-            detail.push_str(&reverse_if_reported(s, ctx, &payment).await?);
+            let mut detail = settle(s, ctx, &mut sub, &buyer, Some(payment)).await?;
+            detail.insert_str(
+                0,
+                &format!("invoice {invoice} of subscription {subscription}"),
+            );
             s.update_subscription(&sub, ctx.at).await?;
             Ok(detail)
         }
         PaymentEvent::SubscriptionChanged {
             subscription,
+            order,
             plan,
             quantity,
             status,
@@ -376,16 +397,17 @@ async fn apply(s: &mut Session, ctx: &Ctx<'_>, event: PaymentEvent) -> Result<St
                 .claim_subscription(ctx.provider, &subscription, ctx.at)
                 .await?;
             let report = Report {
-                plan: &plan,
-                quantity: Some(quantity),
+                shape: shape_of(s, &plan, quantity).await?,
                 status: Some(status),
                 cancel_at_period_end: Some(cancel_at_period_end),
                 period_end,
+                paid_through,
+                order: order.as_deref(),
+                ..Report::default()
             };
-            let (mut license, mut detail) = observe(s, ctx, &mut sub, &report, None).await?;
-            if let Some(end) = paid_through.filter(|_| !sub.status.is_ended()) {
-                detail.push_str(&extend_to(s, ctx, &sub, &mut license, end, "paid_through").await?);
-            }
+            observe(&mut sub, ctx, &report);
+            let mut detail = settle(s, ctx, &mut sub, &Buyer::default(), None).await?;
+            detail.insert_str(0, &format!("subscription {subscription}"));
             s.update_subscription(&sub, ctx.at).await?;
             Ok(detail)
         }
@@ -396,23 +418,16 @@ async fn apply(s: &mut Session, ctx: &Ctx<'_>, event: PaymentEvent) -> Result<St
             let mut sub = s
                 .claim_subscription(ctx.provider, &subscription, ctx.at)
                 .await?;
+            // An ended subscription stays ended whatever report arrives after this one, so the
+            // cancellation needs no place among the dated reports.
             let report = Report {
-                plan: &PlanRef::default(),
-                quantity: None,
-                status: Some(SubscriptionStatus::Canceled),
-                cancel_at_period_end: None,
+                ended: true,
                 period_end,
+                ..Report::default()
             };
-            if sub.plan_id.is_none() {
-                // Nothing to attach a license to yet: remember the cancellation for when the
-                // subscription's other events arrive.
-                sub.status = SubscriptionStatus::Canceled;
-                s.update_subscription(&sub, ctx.at).await?;
-                return Ok(format!(
-                    "subscription {subscription} cancelled before its license was issued"
-                ));
-            }
-            let (_, detail) = observe(s, ctx, &mut sub, &report, None).await?;
+            observe(&mut sub, ctx, &report);
+            let mut detail = settle(s, ctx, &mut sub, &Buyer::default(), None).await?;
+            detail.insert_str(0, &format!("subscription {subscription} ended"));
             s.update_subscription(&sub, ctx.at).await?;
             Ok(detail)
         }
@@ -434,87 +449,150 @@ async fn apply(s: &mut Session, ctx: &Ctx<'_>, event: PaymentEvent) -> Result<St
             })
         }
         PaymentEvent::Reversed { reversal, money } => reversed(s, ctx, reversal, &money).await,
+        PaymentEvent::InvoiceSettled { invoice, money } => {
+            s.lock_name(&object_lock(ctx, "invoice", &invoice)).await?;
+            lock_money(s, ctx, &money).await?;
+            s.insert_payment_link(
+                ctx.provider,
+                "invoice",
+                &invoice,
+                money.payment_intent.as_deref(),
+                money.charge.as_deref(),
+                ctx.at,
+            )
+            .await?;
+            let Some(mut payment) = s.payment_for(ctx.provider, "invoice", &invoice).await? else {
+                return Ok(format!(
+                    "invoice {invoice} is settled; its payment is linked when it arrives"
+                ));
+            };
+            if fill_money(&mut payment, &money) {
+                s.update_payment(&payment, ctx.at).await?;
+            }
+            let reversed = reverse_if_reported(s, ctx, &payment).await?;
+            Ok(format!(
+                "invoice {invoice} (payment {}) settled{reversed}",
+                payment.id
+            ))
+        }
     }
 }
 
 /// What one event reports about a subscription.
+#[derive(Default)]
 struct Report<'a> {
-    plan: &'a PlanRef,
-    quantity: Option<i64>,
+    /// The plan and quantity it names, resolved.
+    shape: Option<(i64, i64)>,
+    /// The subscription's status, from a report of the subscription itself.
     status: Option<SubscriptionStatus>,
     cancel_at_period_end: Option<bool>,
+    /// The subscription has ended (whenever that was reported).
+    ended: bool,
     period_end: Option<DateTime<Utc>>,
+    /// Paid up to this time.
+    paid_through: Option<DateTime<Utc>>,
+    /// The event is a payment.
+    paid: bool,
+    /// The store order that started the subscription.
+    order: Option<&'a str>,
 }
 
-/// Records what an event reports about a subscription (unless a newer report is already
-/// recorded), makes sure its one license exists, and brings the license in line with the
-/// recorded state. Returns the license and a description of what changed.
-async fn observe(
+/// An ended status is final; between two ended statuses a cancellation wins, so the record says
+/// the same whichever arrived first.
+fn ended_status(current: SubscriptionStatus, reported: SubscriptionStatus) -> SubscriptionStatus {
+    if current.is_ended() && (current == SubscriptionStatus::Canceled || !reported.is_ended()) {
+        current
+    } else {
+        reported
+    }
+}
+
+/// Adds what an event reports to the subscription's record. Every part converges whatever order
+/// the reports arrive in: dated parts keep the newest report, the rest only ever grow.
+fn observe(sub: &mut Subscription, ctx: &Ctx<'_>, report: &Report<'_>) {
+    if let Some((plan, quantity)) = report.shape {
+        if sub.plan_id.is_none() || sub.is_newer_shape(ctx.created, ctx.event_id) {
+            sub.plan_id = Some(plan);
+            sub.quantity = quantity.max(1);
+            sub.shape_at = ctx.created;
+            sub.shape_event = ctx.event_id.to_owned();
+        }
+    }
+    if let Some(status) = report.status {
+        if sub.is_newer_state(ctx.created, ctx.event_id) {
+            if let Some(c) = report.cancel_at_period_end {
+                sub.cancel_at_period_end = c;
+            }
+            sub.state_at = ctx.created;
+            sub.state_event = ctx.event_id.to_owned();
+            sub.status = ended_status(sub.status, status);
+        } else if status.is_ended() {
+            sub.status = ended_status(sub.status, status);
+        }
+    }
+    if report.ended {
+        sub.status = ended_status(sub.status, SubscriptionStatus::Canceled);
+    }
+    let later = |a: Option<DateTime<Utc>>, b: Option<DateTime<Utc>>| a.max(b);
+    sub.period_end = later(sub.period_end, report.period_end);
+    sub.paid_through = later(sub.paid_through, report.paid_through);
+    if report.paid {
+        sub.paid_at = later(sub.paid_at, Some(ctx.created));
+    }
+    if sub.order_id.is_none() {
+        sub.order_id = report.order.map(str::to_owned);
+    }
+}
+
+/// Brings the subscription's license in line with its record: adopts the store order's license
+/// or issues one once there is something to issue, then gives it the plan's shape, the paid
+/// time and the status rules. `payment` is the payment this event recorded.
+async fn settle(
     s: &mut Session,
     ctx: &Ctx<'_>,
     sub: &mut Subscription,
-    report: &Report<'_>,
-    customer_id: Option<i64>,
-) -> Result<(License, String)> {
-    // Only reports that say what the subscription buys (plan, quantity) order its state: a
-    // cancellation is final whenever it arrives, and an invoice never changes the status.
-    let shape_report = !report.plan.is_empty();
-    let newest = ctx.created >= sub.state_at;
-    let before = (sub.plan_id, sub.quantity, sub.status);
-    if shape_report && (newest || sub.plan_id.is_none()) {
-        sub.plan_id = Some(resolve_plan(s, report.plan).await?.id);
-        if let Some(q) = report.quantity {
-            sub.quantity = q.max(1);
+    buyer: &Buyer,
+    payment: Option<Payment>,
+) -> Result<String> {
+    let mut detail = String::new();
+    let mut license = match sub.license_id {
+        Some(id) => s.lock_license(id).await?,
+        None => None,
+    };
+    let mut attached = false;
+    if license.is_none() {
+        license = adopt_order_license(s, ctx, sub).await?;
+        if let Some(l) = &license {
+            detail.push_str(&format!(" adopted the order's license {}", l.id));
+            attached = true;
         }
     }
-    if sub.plan_id.is_none() {
-        return Err(AppError::invalid(
-            "plan",
-            format!(
-                "subscription {} names no plan this server sells",
-                sub.subscription_id
-            ),
-        ));
-    }
-    if let Some(status) = report.status {
-        // A subscription does not come back from cancellation.
-        if !sub.status.is_ended() && (newest || status.is_ended()) {
-            sub.status = status;
+    let plan = match sub.plan_id {
+        Some(id) => s.plan(id).await?,
+        None => None,
+    };
+    let Some(plan) = plan else {
+        detail.push_str(": waiting for an event that names what it sells");
+        return Ok(detail);
+    };
+    if license.is_none() {
+        if let Some(paid) = sub.paid_through {
+            let l = issue_subscription_license(s, ctx, sub, &plan, paid).await?;
+            detail.push_str(&format!(" → license {}", l.id));
+            detail.push_str(&notify(s, ctx, buyer, &l, sub.order_id.as_deref()).await?);
+            license = Some(l);
+            attached = true;
         }
     }
-    if newest {
-        if let Some(c) = report.cancel_at_period_end {
-            sub.cancel_at_period_end = c;
-        }
-        if shape_report {
-            sub.state_at = ctx.created;
-        }
-    }
-    if let Some(end) = report.period_end {
-        sub.period_end = Some(sub.period_end.map_or(end, |e| e.max(end)));
-    }
-    sub.customer_id = sub.customer_id.or(customer_id);
-    let plan = plan_of(s, sub).await?;
-
-    let (mut license, created) = match sub.license_id {
-        Some(id) => match s.lock_license(id).await? {
-            Some(l) => (l, false),
-            None => (issue_subscription_license(s, ctx, sub, &plan).await?, true),
-        },
-        None => (issue_subscription_license(s, ctx, sub, &plan).await?, true),
+    let Some(mut license) = license else {
+        detail.push_str(": waiting for its first payment");
+        return Ok(detail);
     };
     sub.license_id = Some(license.id);
-    let mut detail = if created {
-        format!(
-            "subscription {} → license {}",
-            sub.subscription_id, license.id
-        )
-    } else {
-        format!(
-            "subscription {} (license {})",
-            sub.subscription_id, license.id
-        )
-    };
+    if !attached {
+        detail.push_str(&format!(" (license {})", license.id));
+    }
+
     if license.customer_id.is_none() && sub.customer_id.is_some() {
         license.customer_id = sub.customer_id;
         save(
@@ -526,39 +604,101 @@ async fn observe(
         )
         .await?;
     }
+    detail.push_str(&align_shape(s, ctx, sub, &plan, &mut license).await?);
+    detail.push_str(&align_expiry(s, ctx, sub, &plan, &mut license).await?);
+    detail.push_str(&enforce_status(s, ctx, sub, &plan, &mut license).await?);
 
-    let shape_changed = (sub.plan_id, sub.quantity) != (before.0, before.1);
-    if shape_changed
-        && !created
-        && (license.plan_id != sub.plan_id || license.max_machines != machines(&plan, sub.quantity))
-    {
-        let from = json!({"plan_id": license.plan_id, "features": license.features, "max_machines": license.max_machines});
-        license.plan_id = Some(plan.id);
-        license.features = plan.features.clone();
-        license.max_machines = machines(&plan, sub.quantity);
-        license.floating_lease_seconds = plan.floating_lease_seconds;
-        let to = json!({"plan_id": license.plan_id, "features": license.features, "max_machines": license.max_machines});
-        save(
-            s,
-            ctx,
-            &license,
-            "plan_changed",
-            json!({"from": from, "to": to}),
-        )
-        .await?;
-        detail.push_str(&format!(
-            "; now plan {} with {} seat(s)",
-            plan.id, sub.quantity
-        ));
+    // Payments that arrived before the license existed buy it too, and may have been reversed.
+    let payments = if attached {
+        s.link_subscription_payments(ctx.provider, &sub.subscription_id, license.id)
+            .await?
+    } else if let Some(p) = payment.filter(|p| p.status != "failed") {
+        s.link_payment_license(p.id, license.id).await?;
+        vec![p]
+    } else {
+        Vec::new()
+    };
+    for p in payments {
+        detail.push_str(&reverse_if_reported(s, ctx, &p).await?);
     }
-
-    if created || sub.status != before.2 {
-        detail.push_str(&enforce_status(s, ctx, sub, &plan, &mut license).await?);
-    }
-    Ok((license, detail))
+    Ok(detail)
 }
 
-/// Applies the plan's dunning and cancellation rules to the subscription's current status.
+/// The subscription's license carries its current plan's features and limits.
+async fn align_shape(
+    s: &mut Session,
+    ctx: &Ctx<'_>,
+    sub: &Subscription,
+    plan: &Plan,
+    license: &mut License,
+) -> Result<String> {
+    let max_machines = machines(plan, sub.quantity);
+    if license.plan_id == Some(plan.id)
+        && license.features == plan.features
+        && license.max_machines == max_machines
+        && license.floating_lease_seconds == plan.floating_lease_seconds
+    {
+        return Ok(String::new());
+    }
+    let from = json!({"plan_id": license.plan_id, "features": license.features, "max_machines": license.max_machines});
+    license.plan_id = Some(plan.id);
+    license.features = plan.features.clone();
+    license.max_machines = max_machines;
+    license.floating_lease_seconds = plan.floating_lease_seconds;
+    let to = json!({"plan_id": license.plan_id, "features": license.features, "max_machines": license.max_machines});
+    save(
+        s,
+        ctx,
+        license,
+        "plan_changed",
+        json!({"from": from, "to": to}),
+    )
+    .await?;
+    Ok(format!(
+        "; now plan {} with {} seat(s)",
+        plan.id, sub.quantity
+    ))
+}
+
+/// The subscription's license runs to the end of its paid time plus the plan's grace days:
+/// derived from the record, never from the last event alone, so no delivery order licenses
+/// more (or less) than was paid for.
+async fn align_expiry(
+    s: &mut Session,
+    ctx: &Ctx<'_>,
+    sub: &Subscription,
+    plan: &Plan,
+    license: &mut License,
+) -> Result<String> {
+    let Some(paid) = sub.paid_through else {
+        return Ok(String::new());
+    };
+    let to = paid_expiry(paid, plan.grace_days)?;
+    let from = license.expires;
+    if from == Some(to) {
+        return Ok(String::new());
+    }
+    license.expires = Some(to);
+    let action = if from.is_some_and(|f| f < to) {
+        "renewed"
+    } else {
+        "expiry_changed"
+    };
+    save(
+        s,
+        ctx,
+        license,
+        action,
+        json!({"paid_through": paid, "from": from, "to": to}),
+    )
+    .await?;
+    Ok(format!("; license {} runs until {to}", license.id))
+}
+
+/// Applies the plan's dunning and cancellation rules to the subscription's record. The block
+/// these rules put there follows the record (and the current plan's rules) whatever order the
+/// events came in; it is lifted only when they no longer call for it, and never from a license
+/// a vendor blocked or whose payment was refunded or disputed.
 async fn enforce_status(
     s: &mut Session,
     ctx: &Ctx<'_>,
@@ -566,54 +706,54 @@ async fn enforce_status(
     plan: &Plan,
     license: &mut License,
 ) -> Result<String> {
-    let status = sub.status;
-    if status.is_ended() {
-        sub.dunning_blocked = false;
-        return match plan.on_cancel {
-            CancelRule::Block if !license.blocked => {
-                license.blocked = true;
-                save(s, ctx, license, "blocked", json!({"reason": "subscription cancelled", "subscription": sub.subscription_id})).await?;
-                Ok("; blocked: subscription cancelled".into())
-            }
-            CancelRule::Block => Ok(String::new()),
-            CancelRule::Expire => {
-                Ok("; subscription cancelled: the license runs out at its expiry".into())
-            }
-        };
-    }
-    if status.is_delinquent() && plan.dunning == DunningRule::Block && !license.blocked {
+    let ended = sub.status.is_ended();
+    let cancelled = ended && plan.on_cancel == CancelRule::Block;
+    let overdue = !ended && plan.dunning == DunningRule::Block && sub.overdue();
+    if cancelled || overdue {
+        if license.blocked {
+            return Ok(String::new());
+        }
         license.blocked = true;
         sub.dunning_blocked = true;
-        save(
-            s,
-            ctx,
-            license,
-            "blocked",
-            json!({"reason": "payment overdue", "status": status.as_str()}),
-        )
-        .await?;
-        return Ok(format!("; blocked: subscription {}", status.as_str()));
+        let (reason, detail) = if cancelled {
+            (
+                "subscription cancelled",
+                "; blocked: subscription cancelled".to_owned(),
+            )
+        } else {
+            (
+                "payment overdue",
+                format!("; blocked: subscription {}", sub.status.as_str()),
+            )
+        };
+        save(s, ctx, license, "blocked", json!({"reason": reason, "subscription": sub.subscription_id, "status": sub.status.as_str()})).await?;
+        return Ok(detail);
     }
-    if matches!(
-        status,
-        SubscriptionStatus::Active | SubscriptionStatus::Trialing
-    ) && sub.dunning_blocked
-    {
+    let mut detail = String::new();
+    if ended {
+        detail.push_str("; subscription cancelled: the license runs out at its expiry");
+    }
+    if sub.dunning_blocked {
         sub.dunning_blocked = false;
-        if license.blocked {
+        if license.blocked && !s.license_reversed(license.id).await? {
             license.blocked = false;
+            let reason = if ended {
+                "runs out at its expiry"
+            } else {
+                "payment received"
+            };
             save(
                 s,
                 ctx,
                 license,
                 "unblocked",
-                json!({"reason": "subscription active again"}),
+                json!({"reason": reason, "subscription": sub.subscription_id}),
             )
             .await?;
-            return Ok("; unblocked: subscription active again".into());
+            detail.push_str(&format!("; unblocked: {reason}"));
         }
     }
-    Ok(String::new())
+    Ok(detail)
 }
 
 fn machines(plan: &Plan, quantity: i64) -> i64 {
@@ -628,20 +768,13 @@ async fn issue_subscription_license(
     ctx: &Ctx<'_>,
     sub: &Subscription,
     plan: &Plan,
+    paid_through: DateTime<Utc>,
 ) -> Result<License> {
     let mut new = license_from_plan(plan, ctx.at);
     new.customer_id = sub.customer_id;
     new.max_machines = machines(plan, sub.quantity);
     new.metadata = subscription_metadata(ctx, sub);
-    if let Some(end) = sub.period_end {
-        new.expires = Some(renewed_expiry(None, end, plan.grace_days)?);
-    } else if let Some(expires) = new.expires {
-        new.expires = Some(keyturn_core::dates::add_days(
-            "grace_days",
-            expires,
-            plan.grace_days,
-        )?);
-    }
+    new.expires = Some(paid_expiry(paid_through, plan.grace_days)?);
     let license = insert_with_fresh_key(s, new, ctx.at).await?;
     s.set_license_subscription(license.id, &sub.subscription_id)
         .await?;
@@ -674,7 +807,8 @@ async fn form_template(s: &mut Session, order: &str) -> Result<Option<(String, S
         .map(|f| (f.email_subject, f.email_body)))
 }
 
-/// Mails a new subscription license to the buyer when the integration asks for it.
+/// Mails a new subscription license to the buyer when the integration asks for it. An event
+/// that does not describe the buyer mails whom the license's customer record names.
 async fn notify(
     s: &mut Session,
     ctx: &Ctx<'_>,
@@ -685,14 +819,22 @@ async fn notify(
     if !ctx.notify_buyer {
         return Ok(String::new());
     }
+    let known = match (&buyer.email, license.customer_id) {
+        (None, Some(id)) => s.customer(id).await?,
+        _ => None,
+    };
+    let (to, name) = match &known {
+        Some(c) => (c.email.as_deref(), Some(c.name.as_str())),
+        None => (buyer.email.as_deref(), buyer.name.as_deref()),
+    };
     let product = product_name(s, license.product_id).await?;
     let template = match order {
         Some(o) => form_template(s, o).await?,
         None => None,
     };
     let mail = crate::mail::KeyMail {
-        to: buyer.email.as_deref(),
-        name: buyer.name.as_deref(),
+        to,
+        name,
         product: &product,
         template,
     };
@@ -713,49 +855,25 @@ fn subscription_metadata(ctx: &Ctx<'_>, sub: &Subscription) -> serde_json::Value
     }
 }
 
-/// Runs the subscription's license to `end` plus the plan's grace days, never shorter.
-async fn extend_to(
-    s: &mut Session,
-    ctx: &Ctx<'_>,
-    sub: &Subscription,
-    license: &mut License,
-    end: DateTime<Utc>,
-    paid_by: &str,
-) -> Result<String> {
-    let grace = plan_of(s, sub).await?.grace_days;
-    let to = renewed_expiry(license.expires, end, grace)?;
-    if license.expires == Some(to) {
-        return Ok(String::new());
-    }
-    let from = license.expires;
-    license.expires = Some(to);
-    save(
-        s,
-        ctx,
-        license,
-        "renewed",
-        json!({"paid_by": paid_by, "from": from, "to": to}),
-    )
-    .await?;
-    Ok(format!("; license {} runs until {to}", license.id))
-}
-
 /// Stores that report a subscription's first sale as an order too: the license that order
-/// issued becomes the subscription's, so one sale never yields two licenses.
+/// issued becomes the subscription's, so one sale never yields two licenses, whichever of the
+/// order and the subscription's reports arrives first.
 async fn adopt_order_license(
     s: &mut Session,
     ctx: &Ctx<'_>,
     sub: &mut Subscription,
-    order: &str,
-) -> Result<()> {
-    let Some(payment) = s.payment_for(ctx.provider, "order", order).await? else {
-        return Ok(());
+) -> Result<Option<License>> {
+    let Some(order) = sub.order_id.clone() else {
+        return Ok(None);
+    };
+    let Some(payment) = s.payment_for(ctx.provider, "order", &order).await? else {
+        return Ok(None);
     };
     let Some(&license_id) = payment.license_ids.first() else {
-        return Ok(());
+        return Ok(None);
     };
     let Some(mut license) = s.lock_license(license_id).await? else {
-        return Ok(());
+        return Ok(None);
     };
     sub.license_id = Some(license.id);
     s.set_license_subscription(license.id, &sub.subscription_id)
@@ -772,7 +890,53 @@ async fn adopt_order_license(
         "subscribed",
         json!({"subscription": sub.subscription_id, "order": order}),
     )
-    .await
+    .await?;
+    Ok(Some(license))
+}
+
+/// The checkout Keyturn started under this id with this provider, if it did.
+async fn checkout_of(
+    s: &mut Session,
+    ctx: &Ctx<'_>,
+    order: Option<&str>,
+) -> Result<Option<keyturn_core::payment::Checkout>> {
+    let Some(order) = order else {
+        return Ok(None);
+    };
+    Ok(s.checkout(order)
+        .await?
+        .filter(|c| c.provider == ctx.provider))
+}
+
+/// A PayPal capture pays for the order Keyturn created only when it took the full amount.
+fn check_captured(
+    order: &str,
+    expected: &keyturn_core::payment::Checkout,
+    money: &Money,
+) -> Result<()> {
+    let Some(amount) = expected.amount else {
+        return Ok(());
+    };
+    let currency = expected.currency.as_deref().unwrap_or("");
+    let paid = money.amount == Some(amount)
+        && money
+            .currency
+            .as_deref()
+            .is_some_and(|c| c.eq_ignore_ascii_case(currency));
+    if paid {
+        return Ok(());
+    }
+    let captured = match (money.amount, money.currency.as_deref()) {
+        (Some(a), Some(c)) => format!("{} {c}", format_hundredths(a)),
+        _ => "an unknown amount".into(),
+    };
+    Err(AppError::invalid(
+        "amount",
+        format!(
+            "order {order} captured {captured} but was for {} {currency}; nothing was issued",
+            format_hundredths(amount)
+        ),
+    ))
 }
 
 async fn purchased(
@@ -784,15 +948,36 @@ async fn purchased(
     quantity: i64,
     money: &Money,
 ) -> Result<String> {
-    let plan = resolve_plan(s, plan_ref).await?;
+    // What the sale buys: the checkout Keyturn started, the license URL's plan, or what the
+    // provider says was purchased. Never what data the buyer can set names.
+    let checkout = checkout_of(s, ctx, Some(order)).await?;
+    let (plan, quantity) = match (&checkout, ctx.vendor_plan) {
+        (Some(c), _) => {
+            check_captured(order, c, money)?;
+            (c.plan_id, c.quantity)
+        }
+        (None, Some(plan)) => (plan, quantity),
+        (None, None) => (resolve_plan(s, plan_ref).await?.id, quantity),
+    };
+    let plan = s
+        .plan(plan)
+        .await?
+        .ok_or_else(|| AppError::invalid("plan", format!("plan {plan} does not exist")))?;
+    // A store that also reports the order as the start of a subscription: the subscription
+    // holds its lock first, as its own events do.
+    let mut sub = match s.subscription_by_order(ctx.provider, order).await? {
+        Some(id) => Some(s.claim_subscription(ctx.provider, &id, ctx.at).await?),
+        None => None,
+    };
+    lock_money(s, ctx, money).await?;
     // A provider that does not report the buyer (a PayPal capture) sold through a payment form,
     // where the buyer told us who they are.
     let from_form;
-    let buyer = match (&buyer.email, s.checkout(order).await?) {
+    let buyer = match (&buyer.email, &checkout) {
         (None, Some(c)) => {
             from_form = Buyer {
-                name: Some(c.buyer_name),
-                email: Some(c.buyer_email),
+                name: Some(c.buyer_name.clone()),
+                email: Some(c.buyer_email.clone()),
                 provider_customer_id: None,
             };
             &from_form
@@ -803,12 +988,36 @@ async fn purchased(
     let mut p = new_payment_fields(ctx, "order", order, "paid", money);
     p.customer_id = customer_id;
     p.plan_id = Some(plan.id);
-    let (payment, new) = s.upsert_payment(&p, ctx.at).await?;
+    p.subscription_id = sub.as_ref().map(|sub| sub.subscription_id.clone());
+    let (mut payment, new) = s.upsert_payment(&p, ctx.at).await?;
     if !new {
+        // Already fulfilled, perhaps by its subscription's report, which knew less of the money.
+        let filled = fill_money(&mut payment, money);
+        if filled || payment.customer_id.is_none() {
+            payment.customer_id = payment.customer_id.or(customer_id);
+            s.update_payment(&payment, ctx.at).await?;
+        }
+        let reversed = reverse_if_reported(s, ctx, &payment).await?;
         return Ok(format!(
-            "order {order} was already fulfilled (payment {})",
+            "order {order} was already fulfilled (payment {}){reversed}",
             payment.id
         ));
+    }
+    if let Some(sub) = sub.as_mut() {
+        sub.customer_id = sub.customer_id.or(customer_id);
+    }
+    if let Some(sub) = sub.as_mut().filter(|sub| sub.license_id.is_some()) {
+        // The subscription's license is this order's too.
+        let mut detail = settle(s, ctx, sub, buyer, Some(payment)).await?;
+        detail.insert_str(
+            0,
+            &format!(
+                "order {order} belongs to subscription {}",
+                sub.subscription_id
+            ),
+        );
+        s.update_subscription(sub, ctx.at).await?;
+        return Ok(detail);
     }
     let quantity = quantity.clamp(1, crate::licenses::MAX_QUANTITY);
     let (count, seats) = match plan.quantity_mode {
@@ -853,9 +1062,13 @@ async fn purchased(
             detail.push_str("; key mail queued");
         }
     }
-    let mut payment = payment;
     payment.license_ids = ids;
     detail.push_str(&reverse_if_reported(s, ctx, &payment).await?);
+    if let Some(sub) = sub.as_mut() {
+        // Reported before its license existed: the subscription adopts the new one now.
+        detail.push_str(&settle(s, ctx, sub, buyer, None).await?);
+        s.update_subscription(sub, ctx.at).await?;
+    }
     Ok(detail)
 }
 
@@ -869,16 +1082,14 @@ async fn reversed(
         Reversal::Refunded => "refunded",
         Reversal::Disputed => "disputed",
     };
-    let refs: Vec<&String> = [&money.payment_intent, &money.charge]
-        .into_iter()
-        .flatten()
-        .collect();
+    let refs = money_refs(money);
     if refs.is_empty() {
         return Err(AppError::invalid(
             "payment",
             "the reversal names no payment",
         ));
     }
+    lock_money(s, ctx, money).await?;
     for r in &refs {
         s.insert_reversal(ctx.provider, r, kind, ctx.event_id, ctx.at)
             .await?;
@@ -901,13 +1112,14 @@ async fn reversed(
     })
 }
 
-/// A refund or dispute may arrive before the payment it reverses: check on recording one.
+/// A refund or dispute may arrive before the payment it reverses, or before the payment is
+/// linked to its license: check whenever either happens.
 async fn reverse_if_reported(s: &mut Session, ctx: &Ctx<'_>, payment: &Payment) -> Result<String> {
-    for r in [&payment.payment_intent, &payment.charge]
-        .into_iter()
-        .flatten()
-    {
+    for r in money_refs_of(payment) {
         if let Some(kind) = s.reversal(ctx.provider, r).await? {
+            if payment.status == kind {
+                return Ok(String::new());
+            }
             let mut payment = payment.clone();
             payment.license_ids = s.payment_license_ids(payment.id).await?;
             let blocked = block_paid_licenses(s, ctx, &mut payment, &kind).await?;
@@ -957,33 +1169,55 @@ async fn save(
     record(s, license.id, &ctx.actor, action, details, ctx.at).await
 }
 
-async fn plan_of(s: &mut Session, sub: &Subscription) -> Result<Plan> {
-    let id = sub.plan_id.ok_or(AppError::NotFound("plan"))?;
-    s.plan(id).await?.ok_or(AppError::NotFound("plan"))
-}
-
-/// The plan a purchase names: explicitly, or through a provider id a plan lists.
+/// The plan a sale buys, by what was purchased: the plans that sell the most specific purchased
+/// id any plan sells. A hint (a plan id from data the buyer can set) may choose among those,
+/// never add one: a buyer never picks a plan the price they paid does not sell.
 async fn resolve_plan(s: &mut Session, plan_ref: &PlanRef) -> Result<Plan> {
-    if let Some(id) = plan_ref.plan_id {
-        return s
-            .plan(id)
-            .await?
-            .ok_or_else(|| AppError::invalid("plan", format!("plan {id} does not exist")));
-    }
     let plans = s.plans(None).await?;
     for id in &plan_ref.provider_ids {
-        let sells = |p: &&Plan| p.stripe_price_ids.contains(id) || p.store_product_ids.contains(id);
-        if let Some(plan) = plans.iter().find(sells) {
-            return Ok(plan.clone());
+        let sellers: Vec<&Plan> = plans
+            .iter()
+            .filter(|p| p.stripe_price_ids.contains(id) || p.store_product_ids.contains(id))
+            .collect();
+        match sellers.as_slice() {
+            [] => continue,
+            [one] => return Ok((*one).clone()),
+            several => {
+                if let Some(chosen) = plan_ref
+                    .hint
+                    .and_then(|h| several.iter().find(|p| p.id == h))
+                {
+                    return Ok((*chosen).clone());
+                }
+                let ids: Vec<i64> = several.iter().map(|p| p.id).collect();
+                return Err(AppError::invalid(
+                    "plan",
+                    format!("{id} is sold by plans {ids:?}: list it on one plan only"),
+                ));
+            }
         }
     }
     Err(AppError::invalid(
         "plan",
-        format!(
-            "no plan lists any of the purchased ids {:?} in stripe_price_ids",
-            plan_ref.provider_ids
-        ),
+        if plan_ref.provider_ids.is_empty() {
+            "the sale names no price or product id, and is not a checkout Keyturn started; \
+             a plan id in data the buyer can set is not enough"
+                .to_owned()
+        } else {
+            format!(
+                "no plan lists any of the purchased ids {:?} in stripe_price_ids or store_product_ids",
+                plan_ref.provider_ids
+            )
+        },
     ))
+}
+
+/// The plan and quantity an event names, when it names what was purchased.
+async fn shape_of(s: &mut Session, plan: &PlanRef, quantity: i64) -> Result<Option<(i64, i64)>> {
+    if plan.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some((resolve_plan(s, plan).await?.id, quantity.max(1))))
 }
 
 /// The buyer's customer record: found by provider id, then by email, else created. Events
@@ -1050,6 +1284,75 @@ async fn customer(s: &mut Session, buyer: &Buyer, at: DateTime<Utc>) -> Result<O
     Ok(Some(id))
 }
 
+/// The payment intent and charge a payment is known by, where refunds and disputes find it.
+fn money_refs(money: &Money) -> Vec<&String> {
+    [&money.payment_intent, &money.charge]
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
+fn money_refs_of(payment: &Payment) -> Vec<&String> {
+    [&payment.payment_intent, &payment.charge]
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
+/// Holds the locks of a payment's references, so recording it and reversing it never
+/// interleave (each would miss the other).
+async fn lock_money(s: &mut Session, ctx: &Ctx<'_>, money: &Money) -> Result<()> {
+    let mut refs = money_refs(money);
+    refs.sort();
+    for r in refs {
+        s.lock_name(&format!("payment:{}:{r}", ctx.provider))
+            .await?;
+    }
+    Ok(())
+}
+
+fn object_lock(ctx: &Ctx<'_>, kind: &str, id: &str) -> String {
+    format!("object:{}:{kind}:{id}", ctx.provider)
+}
+
+/// An invoice's money with what a separate report said settled it (Stripe no longer puts the
+/// payment intent on the invoice).
+async fn with_link(
+    s: &mut Session,
+    ctx: &Ctx<'_>,
+    kind: &str,
+    id: &str,
+    mut money: Money,
+) -> Result<Money> {
+    s.lock_name(&object_lock(ctx, kind, id)).await?;
+    if money.payment_intent.is_none() || money.charge.is_none() {
+        if let Some((intent, charge)) = s.payment_link(ctx.provider, kind, id).await? {
+            money.payment_intent = money.payment_intent.or(intent);
+            money.charge = money.charge.or(charge);
+        }
+    }
+    Ok(money)
+}
+
+/// Fills in what a payment's record lacks of `money`; whether anything changed.
+fn fill_money(payment: &mut Payment, money: &Money) -> bool {
+    let mut changed = false;
+    let mut fill = |field: &mut Option<String>, value: &Option<String>| {
+        if field.is_none() && value.is_some() {
+            field.clone_from(value);
+            changed = true;
+        }
+    };
+    fill(&mut payment.payment_intent, &money.payment_intent);
+    fill(&mut payment.charge, &money.charge);
+    fill(&mut payment.currency, &money.currency);
+    if payment.amount.is_none() && money.amount.is_some() {
+        payment.amount = money.amount;
+        changed = true;
+    }
+    changed
+}
+
 fn new_payment_fields(
     ctx: &Ctx<'_>,
     kind: &str,
@@ -1084,27 +1387,4 @@ fn new_payment(
     p.customer_id = sub.customer_id;
     p.plan_id = sub.plan_id;
     p
-}
-
-async fn record_payment(
-    s: &mut Session,
-    ctx: &Ctx<'_>,
-    kind: &str,
-    object_id: &str,
-    plan_id: Option<i64>,
-    sub: &Subscription,
-    money: &Money,
-) -> Result<Payment> {
-    let mut new = new_payment(ctx, kind, object_id, "paid", sub, money);
-    new.plan_id = plan_id;
-    let (payment, _) = s.upsert_payment(&new, ctx.at).await?;
-    Ok(payment)
-}
-
-/// The plan a payment itself names (a subscription may have moved to another plan since).
-async fn paid_plan(s: &mut Session, plan: &PlanRef) -> Result<Option<i64>> {
-    if plan.is_empty() {
-        return Ok(None);
-    }
-    Ok(Some(resolve_plan(s, plan).await?.id))
 }

@@ -148,8 +148,8 @@ pub struct ServeArgs {
     /// Largest accepted request body in bytes [default: 65536].
     #[arg(long, env = "KEYTURN_MAX_BODY_BYTES")]
     pub max_body_bytes: Option<usize>,
-    /// The address buyers reach this server at, for payment providers' return links
-    /// [default: from each request's Host header].
+    /// The address buyers reach this server at, for payment providers' return links; payment
+    /// forms need it.
     #[arg(long, env = "KEYTURN_PUBLIC_URL")]
     pub public_url: Option<String>,
     /// SMTP server for mail to buyers; without it, mail waits in the outbox.
@@ -422,6 +422,16 @@ impl StripeArgs {
             stores: self.stores(&file),
         })
     }
+}
+
+/// The address `serve` tells payment providers, for commands other than `serve` (creating a
+/// payment form checks that there is one).
+pub fn public_url(store: &StoreArgs) -> anyhow::Result<Option<String>> {
+    let file = read_file(store.config.as_deref())?;
+    Ok(std::env::var("KEYTURN_PUBLIC_URL")
+        .ok()
+        .filter(|u| !u.trim().is_empty())
+        .or(file.public_url))
 }
 
 fn read_file(path: Option<&Path>) -> anyhow::Result<FileConfig> {

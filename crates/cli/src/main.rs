@@ -428,6 +428,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .iter()
                 .map(|o| parse_offer(o))
                 .collect::<anyhow::Result<Vec<_>>>()?;
+            // The form is checked against the configuration `serve` runs with.
+            let providers = cli.stripe.resolve(&cli.store)?;
+            let setup = keyturn_app::PaymentSetup {
+                stripe: providers.stripe.as_ref().is_some_and(|s| s.api().is_some()),
+                paypal: providers.paypal.is_some(),
+                public_url: keyturn::config::public_url(&cli.store)?.is_some(),
+            };
             let form = app
                 .create_payment_form(
                     &me,
@@ -438,6 +445,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         success_text,
                         ..Default::default()
                     },
+                    setup,
                 )
                 .await?;
             eprintln!("payment form {} ({})", form.id, form.name);

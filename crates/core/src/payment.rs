@@ -15,21 +15,28 @@ pub struct Buyer {
     pub provider_customer_id: Option<String>,
 }
 
-/// What was bought: an explicit Keyturn plan id (set by Keyturn's own payment forms) and/or the
-/// provider's ids for the product (Stripe price, plan and product ids), which plans list.
+/// What was bought, as the provider reports it.
+///
+/// Only `provider_ids` (the price, variant or product ids actually purchased, most specific
+/// first) say which plan a sale buys. A Keyturn plan id found in data the buyer can set (Lemon
+/// Squeezy and Paddle `custom_data`, PayPal `custom_id`, metadata of a Stripe checkout Keyturn
+/// did not create) is a `hint`: it may choose between plans that sell what was purchased, and
+/// never picks a plan by itself.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlanRef {
-    pub plan_id: Option<i64>,
     pub provider_ids: Vec<String>,
+    pub hint: Option<i64>,
 }
 
 impl PlanRef {
+    /// Names nothing that was purchased (a hint alone says nothing).
     pub fn is_empty(&self) -> bool {
-        self.plan_id.is_none() && self.provider_ids.is_empty()
+        self.provider_ids.is_empty()
     }
 }
 
-/// How money moved, so a later refund or dispute can find what it bought.
+/// How money moved, so a later refund or dispute can find what it bought. `amount` is in the
+/// provider's unit: the currency's smallest unit for Stripe, hundredths for PayPal.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Money {
     pub payment_intent: Option<String>,
@@ -110,7 +117,8 @@ pub enum PaymentEvent {
         quantity: i64,
         money: Money,
     },
-    /// A subscription exists (checkout completed, or the provider announced it).
+    /// A subscription exists (checkout completed, or the provider announced it). `order` is the
+    /// sale that started it, when the provider reports that sale as an order of its own.
     SubscriptionStarted {
         subscription: String,
         order: Option<String>,
@@ -118,10 +126,13 @@ pub enum PaymentEvent {
         plan: PlanRef,
         quantity: i64,
         status: SubscriptionStatus,
+        /// The current period as reported; not proof of payment.
         period_end: Option<DateTime<Utc>>,
+        /// Set when the report itself attests payment: paid up to this time.
+        paid_through: Option<DateTime<Utc>>,
         money: Money,
     },
-    /// An invoice of a subscription was paid.
+    /// An invoice of a subscription was paid; `period_end` ends the period it paid for.
     Renewed {
         subscription: String,
         invoice: String,
@@ -134,6 +145,8 @@ pub enum PaymentEvent {
     /// Plan, quantity, status or cancellation setting of a subscription changed.
     SubscriptionChanged {
         subscription: String,
+        /// The sale that started the subscription, for stores that report it as an order.
+        order: Option<String>,
         plan: PlanRef,
         quantity: i64,
         status: SubscriptionStatus,
@@ -156,6 +169,9 @@ pub enum PaymentEvent {
     },
     /// Money came back: a full refund or a dispute.
     Reversed { reversal: Reversal, money: Money },
+    /// Names the payment (intent, charge) that settled an invoice, for providers whose invoice
+    /// reports no longer carry it (Stripe since API version 2025-03-31).
+    InvoiceSettled { invoice: String, money: Money },
 }
 
 /// How a quantity above one is delivered.
@@ -191,16 +207,39 @@ pub enum CancelRule {
     Expire,
 }
 
-/// The expiry after a paid period ending at `period_end`: its end plus the grace days, never
-/// earlier than what the license already has (a late or repeated renewal never shortens it).
-/// A period end a provider reports past the dates Keyturn accepts is an error.
-pub fn renewed_expiry(
-    current: Option<DateTime<Utc>>,
-    period_end: DateTime<Utc>,
+/// The expiry that paid time gives a subscription's license: the end of the last paid period
+/// plus the plan's grace days, so a late payment never locks a paying customer out.
+pub fn paid_expiry(
+    paid_through: DateTime<Utc>,
     grace_days: i64,
 ) -> Result<DateTime<Utc>, DomainError> {
-    let paid = crate::dates::add_days("period_end", period_end, grace_days)?;
-    Ok(current.map_or(paid, |c| c.max(paid)))
+    crate::dates::add_days("period_end", paid_through, grace_days)
+}
+
+/// An amount in hundredths of its currency unit, from the decimal text a vendor or PayPal writes
+/// (`"49"`, `"49.5"`, `"49.00"`): positive, at most two decimals, so sums are exact.
+pub fn hundredths(text: &str) -> Option<i64> {
+    let digits = |s: &str| !s.is_empty() && s.len() <= 12 && s.bytes().all(|b| b.is_ascii_digit());
+    let (whole, fraction) = match text.trim().split_once('.') {
+        Some((w, f)) if digits(f) && f.len() <= 2 => (w, f),
+        Some(_) => return None,
+        None => (text.trim(), ""),
+    };
+    if !digits(whole) {
+        return None;
+    }
+    let cents: i64 = format!("{fraction:0<2}").parse().ok()?;
+    let total = whole
+        .parse::<i64>()
+        .ok()?
+        .checked_mul(100)?
+        .checked_add(cents)?;
+    (total > 0).then_some(total)
+}
+
+/// Hundredths as the decimal text PayPal takes: `9800` → `"98.00"`.
+pub fn format_hundredths(amount: i64) -> String {
+    format!("{}.{:02}", amount / 100, amount % 100)
 }
 
 #[cfg(test)]
@@ -209,21 +248,97 @@ mod tests {
     use chrono::Duration;
 
     #[test]
-    fn renewal_adds_grace_and_never_shortens() {
+    fn paid_time_adds_grace_and_stays_in_range() {
         let end = Utc::now() + Duration::days(30);
-        assert_eq!(renewed_expiry(None, end, 5), Ok(end + Duration::days(5)));
-        let later = end + Duration::days(100);
-        assert_eq!(renewed_expiry(Some(later), end, 5), Ok(later));
-        let earlier = end - Duration::days(1);
-        assert_eq!(
-            renewed_expiry(Some(earlier), end, 5),
-            Ok(end + Duration::days(5))
+        assert_eq!(paid_expiry(end, 5).unwrap(), end + Duration::days(5));
+        assert_eq!(paid_expiry(end, 0).unwrap(), end);
+        assert!(paid_expiry(DateTime::<Utc>::MAX_UTC, 1).is_err());
+    }
+
+    #[test]
+    fn amounts_are_exact_hundredths() {
+        assert_eq!(hundredths("49.00"), Some(4900));
+        assert_eq!(hundredths("49"), Some(4900));
+        assert_eq!(hundredths("49.5"), Some(4950));
+        assert_eq!(hundredths(" 0.01 "), Some(1));
+        for bad in [
+            "",
+            "0",
+            "0.00",
+            "-1",
+            "49.999",
+            "4 9",
+            "1e3",
+            "lots",
+            ".5",
+            "5.",
+            "99999999999999",
+        ] {
+            assert_eq!(hundredths(bad), None, "{bad:?}");
+        }
+        assert_eq!(format_hundredths(9800), "98.00");
+        assert_eq!(format_hundredths(5), "0.05");
+    }
+
+    fn record(status: SubscriptionStatus) -> Subscription {
+        Subscription {
+            provider: "stripe".into(),
+            subscription_id: "sub_1".into(),
+            license_id: None,
+            plan_id: None,
+            customer_id: None,
+            status,
+            quantity: 1,
+            cancel_at_period_end: false,
+            period_end: None,
+            paid_through: None,
+            paid_at: None,
+            order_id: None,
+            dunning_blocked: false,
+            state_at: DateTime::UNIX_EPOCH,
+            state_event: String::new(),
+            shape_at: DateTime::UNIX_EPOCH,
+            shape_event: String::new(),
+        }
+    }
+
+    #[test]
+    fn reports_order_by_time_then_event_id() {
+        let t = Utc::now();
+        let mut sub = record(SubscriptionStatus::Active);
+        assert!(sub.is_newer_state(t, "evt_b"));
+        sub.state_at = t;
+        sub.state_event = "evt_b".into();
+        assert!(
+            !sub.is_newer_state(t, "evt_a"),
+            "same second: the event id decides"
+        );
+        assert!(sub.is_newer_state(t, "evt_c"));
+        assert!(!sub.is_newer_state(t - Duration::seconds(1), "evt_z"));
+        assert!(
+            sub.is_newer_shape(t, "evt_a"),
+            "plan and status are ordered apart"
         );
     }
 
     #[test]
+    fn a_payment_after_the_overdue_report_lifts_dunning() {
+        let t = Utc::now();
+        let mut sub = record(SubscriptionStatus::PastDue);
+        sub.state_at = t;
+        assert!(sub.overdue());
+        sub.paid_at = Some(t);
+        assert!(sub.overdue(), "paid before it was reported overdue");
+        sub.paid_at = Some(t + Duration::seconds(1));
+        assert!(!sub.overdue());
+        sub.status = SubscriptionStatus::Active;
+        sub.paid_at = None;
+        assert!(!sub.overdue());
+    }
+
+    #[test]
     fn a_period_end_at_the_end_of_time_is_an_error_not_a_panic() {
-        let e = renewed_expiry(None, DateTime::<Utc>::MAX_UTC, 5).unwrap_err();
+        let e = paid_expiry(DateTime::<Utc>::MAX_UTC, 5).unwrap_err();
         assert_eq!(e.field, "period_end");
     }
 
@@ -286,7 +401,12 @@ pub struct ProviderEvent {
     pub payload: Option<serde_json::Value>,
 }
 
-/// A provider's subscription as last reported.
+/// A provider's subscription as its reports, in whatever order they arrived, describe it.
+///
+/// Each part has its own writers, so the record converges whatever the delivery order: status
+/// and cancellation setting follow the newest report of the subscription itself (invoices carry
+/// no status); plan and quantity follow the newest report that names them, invoices included;
+/// an ended status is final; the reported period and the paid time only ever grow.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Subscription {
     pub provider: String,
@@ -297,12 +417,46 @@ pub struct Subscription {
     pub status: SubscriptionStatus,
     pub quantity: i64,
     pub cancel_at_period_end: bool,
+    /// The end of the current period as last reported; not proof of payment.
     pub period_end: Option<DateTime<Utc>>,
-    /// Set while the license is blocked because payment is overdue, so a later payment lifts
-    /// only that block and never one a vendor or a refund put there.
+    /// The end of the last period paid for: the license runs to it plus the plan's grace.
+    pub paid_through: Option<DateTime<Utc>>,
+    /// The provider's time of the newest payment.
+    pub paid_at: Option<DateTime<Utc>>,
+    /// The store order that started the subscription, whose license it adopts.
+    pub order_id: Option<String>,
+    /// Set while the license is blocked by the plan's rules for this subscription (payment
+    /// overdue, or cancelled where the plan blocks then), so the block is lifted when they no
+    /// longer call for it, and a block a vendor or a refund put there never is.
     pub dunning_blocked: bool,
-    /// The provider's time of the state recorded here; older reports do not overwrite it.
+    /// The provider's time of the status recorded here; older reports do not overwrite it.
     pub state_at: DateTime<Utc>,
+    #[serde(skip)]
+    pub state_event: String,
+    /// The provider's time of the plan and quantity recorded here.
+    pub shape_at: DateTime<Utc>,
+    #[serde(skip)]
+    pub shape_event: String,
+}
+
+impl Subscription {
+    /// Whether a status report made at `at` by `event` is newer than the one recorded. Reports
+    /// of the same second are ordered by event id, so either delivery order gives one answer.
+    pub fn is_newer_state(&self, at: DateTime<Utc>, event: &str) -> bool {
+        (at, event) > (self.state_at, self.state_event.as_str())
+    }
+
+    /// Whether a report of plan and quantity made at `at` by `event` is newer than the one
+    /// recorded.
+    pub fn is_newer_shape(&self, at: DateTime<Utc>, event: &str) -> bool {
+        (at, event) > (self.shape_at, self.shape_event.as_str())
+    }
+
+    /// Payment is overdue and no payment arrived after that was reported: what a plan's dunning
+    /// rule acts on.
+    pub fn overdue(&self) -> bool {
+        self.status.is_delinquent() && self.paid_at.is_none_or(|paid| paid <= self.state_at)
+    }
 }
 
 impl QuantityMode {
@@ -423,7 +577,8 @@ pub struct Offer {
     pub label: String,
     /// Shown to the buyer, e.g. "€49 / year".
     pub price: String,
-    /// The Stripe price that charges for it.
+    /// The Stripe price that charges for it; empty when the offer is paid with PayPal only.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub stripe_price_id: String,
     /// `payment` (one-time) or `subscription`.
     pub mode: String,
@@ -460,5 +615,9 @@ pub struct Checkout {
     pub quantity: i64,
     pub buyer_name: String,
     pub buyer_email: String,
+    /// What the provider must capture for this checkout, where Keyturn checks it (PayPal): in
+    /// hundredths of `currency`.
+    pub amount: Option<i64>,
+    pub currency: Option<String>,
     pub created: DateTime<Utc>,
 }

@@ -39,8 +39,8 @@ pub struct HttpSettings {
     /// the address that many entries from the right. 0 ignores the header.
     pub trusted_proxy_hops: usize,
     pub max_body_bytes: usize,
-    /// The address buyers reach this server at (for payment providers' return links);
-    /// without it, the request's Host header.
+    /// The address buyers reach this server at (for payment providers' return links); without
+    /// it, payment forms take no checkout (a request's Host header is anyone's to set).
     pub public_url: Option<String>,
     /// What one client may hold, and how long shutdown waits for requests in flight.
     pub connections: ConnectionLimits,

@@ -57,10 +57,10 @@ fn buyer(data: &Value) -> Buyer {
 
 fn product(path: Option<String>) -> PlanRef {
     PlanRef {
-        plan_id: None,
         provider_ids: path
             .map(|p| vec![format!("fastspring:{p}")])
             .unwrap_or_default(),
+        hint: None,
     }
 }
 
@@ -109,6 +109,8 @@ fn event(e: &Value) -> Result<StoreEvent, StoreError> {
             quantity: int(data, &["quantity"]).unwrap_or(1).max(1),
             status: SubscriptionStatus::Active,
             period_end: time(data, &["next"]),
+            // FastSpring activates a subscription once its first order is paid, until `next`.
+            paid_through: time(data, &["next"]),
             money: Money::default(),
         }),
         "subscription.charge.completed" if text(data, &["status"]).as_deref() != Some("failed") => {
@@ -140,6 +142,7 @@ fn event(e: &Value) -> Result<StoreEvent, StoreError> {
                     .or_else(|| text(data, &["id"]))
                     .ok_or_else(|| bad("no subscription id"))?,
             ),
+            order: None,
             plan: product(id_of(data, "product")),
             quantity: int(data, &["quantity"]).unwrap_or(1).max(1),
             status: SubscriptionStatus::Active,

@@ -56,7 +56,7 @@ pub fn translate(fields: &HashMap<String, String>) -> Result<Vec<StoreEvent>, St
         .unwrap_or_else(Utc::now);
     let subscription = get("subscription_id").map(|s| format!("gumroad:{s}"));
     let plan = PlanRef {
-        plan_id: None,
+        hint: None,
         provider_ids: [
             get("product_id"),
             get("product_permalink"),
@@ -81,6 +81,7 @@ pub fn translate(fields: &HashMap<String, String>) -> Result<Vec<StoreEvent>, St
                 format!("cancellation:{sub}"),
                 Some(PaymentEvent::SubscriptionChanged {
                     subscription: sub,
+                    order: None,
                     plan,
                     quantity: 1,
                     status: SubscriptionStatus::Active,
@@ -152,6 +153,8 @@ pub fn translate(fields: &HashMap<String, String>) -> Result<Vec<StoreEvent>, St
                         quantity,
                         status: SubscriptionStatus::Active,
                         period_end,
+                        // The first charge of a membership is the sale itself.
+                        paid_through: period_end,
                         money,
                     },
                     None => PaymentEvent::Purchased {

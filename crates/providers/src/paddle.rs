@@ -62,9 +62,10 @@ pub fn sign(secret: &str, ts: i64, body: &[u8]) -> String {
 }
 
 fn plan_and_quantity(data: &Value) -> (PlanRef, i64) {
+    // Custom data is whatever the checkout carried, which the buyer can set: a hint only.
     let mut plan = PlanRef {
-        plan_id: int(data, &["custom_data", "keyturn_plan_id"]),
         provider_ids: Vec::new(),
+        hint: int(data, &["custom_data", "keyturn_plan_id"]),
     };
     let mut quantity = None;
     for item in data["items"].as_array().into_iter().flatten() {
@@ -146,6 +147,8 @@ pub fn translate(body: &str) -> Result<Vec<StoreEvent>, StoreError> {
                 quantity,
                 status,
                 period_end: time(data, &["current_billing_period", "ends_at"]),
+                // A subscription's billing period is not proof of payment: its transactions are.
+                paid_through: None,
                 money: Money::default(),
             })
         }
@@ -154,6 +157,7 @@ pub fn translate(body: &str) -> Result<Vec<StoreEvent>, StoreError> {
         | "subscription.paused"
         | "subscription.resumed" => Some(PaymentEvent::SubscriptionChanged {
             subscription: object?,
+            order: None,
             plan,
             quantity,
             status,

@@ -4,12 +4,18 @@
 //! developer.paypal.com/api/webhooks/v1/#verify-webhook-signature_post) with the transmission
 //! headers, the webhook id and the event. The return and the webhook both apply the sale keyed
 //! by the PayPal order id, so whichever comes first issues the key and the other changes nothing.
+//!
+//! What a sale buys is Keyturn's own record of the order it created, never the order's
+//! `custom_id` (anyone can create an order with any custom_id); the pipeline issues keys only
+//! when the capture took that record's amount in its currency.
 
 use std::time::Duration;
 
 use chrono::Utc;
 use keyturn_app::{App, AppError, CheckoutPlan, EventEnvelope, EventOutcome};
-use keyturn_core::payment::{Buyer, Checkout, Money, PaymentEvent, PlanRef};
+use keyturn_core::payment::{
+    format_hundredths, hundredths, Buyer, Checkout, Money, PaymentEvent, PlanRef,
+};
 use reqwest::header::HeaderMap;
 use serde_json::{json, Value};
 
@@ -79,7 +85,8 @@ impl std::fmt::Debug for PaypalAdapter {
     }
 }
 
-/// `custom_id` of an order: what the buyer chose, so a webhook names the plan by itself.
+/// `custom_id` of an order: what the buyer chose, for the vendor reading PayPal's records and
+/// to tell Keyturn's orders from others. Keyturn never takes a plan or quantity from it.
 fn custom_id(plan: &CheckoutPlan) -> String {
     format!(
         "keyturn:{}:{}:{}",
@@ -149,13 +156,7 @@ impl PaypalAdapter {
         plan: &CheckoutPlan,
         public_base: &str,
     ) -> Result<String, PaypalError> {
-        let unit: f64 = plan
-            .offer
-            .paypal_amount
-            .as_deref()
-            .and_then(|a| a.parse().ok())
-            .ok_or(PaypalError::NoPrice)?;
-        let currency = plan.offer.currency.clone().unwrap_or_else(|| "USD".into());
+        let (total, currency) = plan.paypal_total().ok_or(PaypalError::NoPrice)?;
         let base = public_base.trim_end_matches('/');
         let form = &plan.form.public_id;
         let order = json!({
@@ -164,7 +165,7 @@ impl PaypalAdapter {
                 "reference_id": form,
                 "custom_id": custom_id(plan),
                 "description": plan.offer.label,
-                "amount": {"currency_code": currency, "value": format!("{:.2}", unit * plan.quantity as f64)},
+                "amount": {"currency_code": currency, "value": format_hundredths(total)},
             }],
             "payment_source": {"paypal": {"experience_context": {
                 "return_url": format!("{base}/buy/{form}/paypal/return"),
@@ -210,12 +211,17 @@ impl PaypalAdapter {
             .into_iter()
             .flatten()
             .any(|d| d["issue"] == "ORDER_ALREADY_CAPTURED");
-        if !already && (!(200..300).contains(&status) || body["status"] != "COMPLETED") {
+        let body = if already {
+            // Captured before (the webhook was first, or the buyer reloaded): what it took is on
+            // the order.
+            self.order(order_id).await?
+        } else if (200..300).contains(&status) && body["status"] == "COMPLETED" {
+            body
+        } else {
             return Err(refusal(status, &body));
-        }
+        };
         let capture = &body["purchase_units"][0]["payments"]["captures"][0];
-        let custom = format!("keyturn:-:{}:{}", checkout.plan_id, checkout.quantity);
-        let event = self.sale(order_id, Some(&custom), capture)?;
+        let event = Some(sale(order_id, capture, None));
         let envelope = EventEnvelope {
             provider: PROVIDER.into(),
             event_id: format!("return:{order_id}"),
@@ -227,33 +233,21 @@ impl PaypalAdapter {
         Ok(app.apply_provider_event(&envelope, event).await?)
     }
 
-    /// A sale in neutral terms; `None` when the order names no Keyturn plan (not ours).
-    fn sale(
-        &self,
-        order_id: &str,
-        custom: Option<&str>,
-        capture: &Value,
-    ) -> Result<Option<PaymentEvent>, PaypalError> {
-        let Some((plan_id, quantity)) = custom.and_then(parse_custom_id) else {
-            return Ok(None);
-        };
-        Ok(Some(PaymentEvent::Purchased {
-            order: order_id.to_owned(),
-            buyer: Buyer::default(),
-            plan: PlanRef {
-                plan_id: Some(plan_id),
-                provider_ids: Vec::new(),
-            },
-            quantity,
-            money: Money {
-                payment_intent: Some(order_id.to_owned()),
-                charge: capture["id"].as_str().map(str::to_owned),
-                amount: None,
-                currency: capture["amount"]["currency_code"]
-                    .as_str()
-                    .map(str::to_owned),
-            },
-        }))
+    /// An order as PayPal has it now.
+    async fn order(&self, order_id: &str) -> Result<Value, PaypalError> {
+        let r = self
+            .http
+            .get(format!("{}/v2/checkout/orders/{order_id}", self.base))
+            .bearer_auth(self.token().await?)
+            .send()
+            .await
+            .map_err(transport)?;
+        let status = r.status().as_u16();
+        let body: Value = r.json().await.unwrap_or(Value::Null);
+        if !(200..300).contains(&status) {
+            return Err(refusal(status, &body));
+        }
+        Ok(body)
     }
 
     /// Verifies a webhook with PayPal and applies it.
@@ -297,11 +291,19 @@ impl PaypalAdapter {
         let kind = event["event_type"].as_str().unwrap_or_default();
         let resource = &event["resource"];
         let sale = match kind {
+            // Only Keyturn's orders carry its custom_id; others are the vendor's own business.
             "PAYMENT.CAPTURE.COMPLETED" => {
-                let order = resource["supplementary_data"]["related_ids"]["order_id"]
-                    .as_str()
-                    .ok_or_else(|| PaypalError::Unparsable("a capture without its order".into()))?;
-                self.sale(order, resource["custom_id"].as_str(), resource)?
+                match resource["custom_id"].as_str().and_then(parse_custom_id) {
+                    Some((plan, _)) => {
+                        let order = resource["supplementary_data"]["related_ids"]["order_id"]
+                            .as_str()
+                            .ok_or_else(|| {
+                                PaypalError::Unparsable("a capture without its order".into())
+                            })?;
+                        Some(sale(order, resource, Some(plan)))
+                    }
+                    None => None,
+                }
             }
             _ => None,
         };
@@ -317,6 +319,28 @@ impl PaypalAdapter {
     }
 }
 
+/// A capture in neutral terms. What it buys comes from Keyturn's record of the order; the
+/// custom_id's plan is at most a hint.
+fn sale(order_id: &str, capture: &Value, hint: Option<i64>) -> PaymentEvent {
+    PaymentEvent::Purchased {
+        order: order_id.to_owned(),
+        buyer: Buyer::default(),
+        plan: PlanRef {
+            provider_ids: Vec::new(),
+            hint,
+        },
+        quantity: 1,
+        money: Money {
+            payment_intent: Some(order_id.to_owned()),
+            charge: capture["id"].as_str().map(str::to_owned),
+            amount: capture["amount"]["value"].as_str().and_then(hundredths),
+            currency: capture["amount"]["currency_code"]
+                .as_str()
+                .map(str::to_owned),
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -327,5 +351,20 @@ mod tests {
         assert_eq!(parse_custom_id("keyturn:a:b:c:7:1"), Some((7, 1)));
         assert_eq!(parse_custom_id("someone-else"), None);
         assert_eq!(parse_custom_id("keyturn:x:y:z"), None);
+    }
+
+    #[test]
+    fn a_capture_carries_its_amount_and_no_plan() {
+        let capture = json!({"id": "CAP-1", "amount": {"currency_code": "EUR", "value": "98.00"}});
+        match sale("O-1", &capture, Some(7)) {
+            PaymentEvent::Purchased { plan, money, .. } => {
+                assert!(plan.is_empty());
+                assert_eq!(plan.hint, Some(7));
+                assert_eq!(money.amount, Some(9800));
+                assert_eq!(money.currency.as_deref(), Some("EUR"));
+                assert_eq!(money.charge.as_deref(), Some("CAP-1"));
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

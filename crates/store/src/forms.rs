@@ -83,7 +83,7 @@ impl Session {
     pub async fn insert_checkout(&mut self, c: &Checkout) -> Result<()> {
         sqlx::query(
             "INSERT INTO checkouts (session_id, form_id, provider, plan_id, quantity, buyer_name, \
-             buyer_email, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+             buyer_email, created_at, amount, currency) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(&c.session_id)
         .bind(c.form_id)
@@ -93,6 +93,8 @@ impl Session {
         .bind(&c.buyer_name)
         .bind(&c.buyer_email)
         .bind(to_db(c.created))
+        .bind(c.amount)
+        .bind(c.currency.as_deref())
         .execute(self.conn())
         .await?;
         Ok(())
@@ -100,8 +102,8 @@ impl Session {
 
     pub async fn checkout(&mut self, session_id: &str) -> Result<Option<Checkout>> {
         let row = sqlx::query(
-            "SELECT session_id, form_id, provider, plan_id, quantity, buyer_name, buyer_email, created_at \
-             FROM checkouts WHERE session_id = $1",
+            "SELECT session_id, form_id, provider, plan_id, quantity, buyer_name, buyer_email, \
+             amount, currency, created_at FROM checkouts WHERE session_id = $1",
         )
         .bind(session_id)
         .fetch_optional(self.conn())
@@ -115,6 +117,8 @@ impl Session {
                 quantity: r.try_get("quantity")?,
                 buyer_name: r.try_get("buyer_name")?,
                 buyer_email: r.try_get("buyer_email")?,
+                amount: r.try_get("amount")?,
+                currency: r.try_get("currency")?,
                 created: from_db(r.try_get("created_at")?),
             })
         })

@@ -86,7 +86,8 @@ fn payment(row: &AnyRow) -> Result<Payment> {
 }
 
 const SUBSCRIPTION_COLUMNS: &str = "provider, subscription_id, license_id, plan_id, customer_id, \
-     status, quantity, cancel_at_period_end, period_end, dunning_blocked, state_at";
+     status, quantity, cancel_at_period_end, period_end, paid_through, paid_at, order_id, \
+     dunning_blocked, state_at, state_event, shape_at, shape_event";
 
 fn subscription(row: &AnyRow) -> Result<Subscription> {
     Ok(Subscription {
@@ -99,8 +100,14 @@ fn subscription(row: &AnyRow) -> Result<Subscription> {
         quantity: row.try_get("quantity")?,
         cancel_at_period_end: row.try_get::<i64, _>("cancel_at_period_end")? != 0,
         period_end: opt_from_db(row.try_get("period_end")?),
+        paid_through: opt_from_db(row.try_get("paid_through")?),
+        paid_at: opt_from_db(row.try_get("paid_at")?),
+        order_id: row.try_get("order_id")?,
         dunning_blocked: row.try_get::<i64, _>("dunning_blocked")? != 0,
         state_at: from_db(row.try_get("state_at")?),
+        state_event: row.try_get("state_event")?,
+        shape_at: from_db(row.try_get("shape_at")?),
+        shape_event: row.try_get("shape_event")?,
     })
 }
 
@@ -455,7 +462,9 @@ impl Session {
         sqlx::query(
             "UPDATE subscriptions SET license_id = $1, plan_id = $2, customer_id = $3, status = $4, \
              quantity = $5, cancel_at_period_end = $6, period_end = $7, dunning_blocked = $8, \
-             state_at = $9, updated_at = $10 WHERE provider = $11 AND subscription_id = $12",
+             state_at = $9, updated_at = $10, paid_through = $13, paid_at = $14, order_id = $15, \
+             state_event = $16, shape_at = $17, shape_event = $18 \
+             WHERE provider = $11 AND subscription_id = $12",
         )
         .bind(s.license_id)
         .bind(s.plan_id)
@@ -469,6 +478,12 @@ impl Session {
         .bind(to_db(now))
         .bind(&s.provider)
         .bind(&s.subscription_id)
+        .bind(s.paid_through.map(to_db))
+        .bind(s.paid_at.map(to_db))
+        .bind(s.order_id.as_deref())
+        .bind(&s.state_event)
+        .bind(to_db(s.shape_at))
+        .bind(&s.shape_event)
         .execute(self.conn())
         .await?;
         Ok(())
@@ -487,6 +502,115 @@ impl Session {
         .fetch_optional(self.conn())
         .await?;
         row.as_ref().map(subscription).transpose()
+    }
+
+    /// The subscription that adopted a store order's license, if one has reported that order.
+    pub async fn subscription_by_order(
+        &mut self,
+        provider: &str,
+        order_id: &str,
+    ) -> Result<Option<String>> {
+        let row = sqlx::query(
+            "SELECT subscription_id FROM subscriptions WHERE provider = $1 AND order_id = $2 \
+             ORDER BY subscription_id LIMIT 1",
+        )
+        .bind(provider)
+        .bind(order_id)
+        .fetch_optional(self.conn())
+        .await?;
+        Ok(row.map(|r| r.try_get("subscription_id")).transpose()?)
+    }
+
+    /// Links every payment made for a subscription (not the failed ones) to its license, for
+    /// payments that arrived before the license existed. Returns them.
+    pub async fn link_subscription_payments(
+        &mut self,
+        provider: &str,
+        subscription_id: &str,
+        license_id: i64,
+    ) -> Result<Vec<Payment>> {
+        sqlx::query(
+            "INSERT INTO payment_licenses (payment_id, license_id) SELECT id, $3 FROM payments \
+             WHERE provider = $1 AND subscription_id = $2 AND status <> 'failed' \
+             ON CONFLICT (payment_id, license_id) DO NOTHING",
+        )
+        .bind(provider)
+        .bind(subscription_id)
+        .bind(license_id)
+        .execute(self.conn())
+        .await?;
+        let rows = sqlx::query(&format!(
+            "SELECT {PAYMENT_COLUMNS} FROM payments WHERE provider = $1 AND subscription_id = $2 \
+             AND status <> 'failed' ORDER BY id"
+        ))
+        .bind(provider)
+        .bind(subscription_id)
+        .fetch_all(self.conn())
+        .await?;
+        let mut out = rows.iter().map(payment).collect::<Result<Vec<_>>>()?;
+        for p in &mut out {
+            p.license_ids = self.payment_license_ids(p.id).await?;
+        }
+        Ok(out)
+    }
+
+    /// Whether a payment that bought the license was refunded or disputed.
+    pub async fn license_reversed(&mut self, license_id: i64) -> Result<bool> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM payments p JOIN payment_licenses pl ON pl.payment_id = p.id \
+             WHERE pl.license_id = $1 AND p.status IN ('refunded', 'disputed')",
+        )
+        .bind(license_id)
+        .fetch_one(self.conn())
+        .await?;
+        Ok(row.try_get::<i64, _>("n")? > 0)
+    }
+
+    /// Remembers which payment intent or charge settled an object (an invoice).
+    pub async fn insert_payment_link(
+        &mut self,
+        provider: &str,
+        object_kind: &str,
+        object_id: &str,
+        payment_intent: Option<&str>,
+        charge: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO payment_links (provider, object_kind, object_id, payment_intent, charge, \
+             created_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (provider, object_kind, object_id) \
+             DO UPDATE SET payment_intent = COALESCE(payment_links.payment_intent, excluded.payment_intent), \
+             charge = COALESCE(payment_links.charge, excluded.charge)",
+        )
+        .bind(provider)
+        .bind(object_kind)
+        .bind(object_id)
+        .bind(payment_intent)
+        .bind(charge)
+        .bind(to_db(now))
+        .execute(self.conn())
+        .await?;
+        Ok(())
+    }
+
+    /// The payment intent and charge that settled an object, when reported apart from it.
+    pub async fn payment_link(
+        &mut self,
+        provider: &str,
+        object_kind: &str,
+        object_id: &str,
+    ) -> Result<Option<(Option<String>, Option<String>)>> {
+        let row = sqlx::query(
+            "SELECT payment_intent, charge FROM payment_links WHERE provider = $1 \
+             AND object_kind = $2 AND object_id = $3",
+        )
+        .bind(provider)
+        .bind(object_kind)
+        .bind(object_id)
+        .fetch_optional(self.conn())
+        .await?;
+        row.map(|r| Ok((r.try_get("payment_intent")?, r.try_get("charge")?)))
+            .transpose()
     }
 
     /// Remembers a refund or dispute; `false` when it was already known.

@@ -151,6 +151,22 @@ impl Session {
         }
     }
 
+    /// Holds a lock named `name` until commit, for work that must not interleave although it
+    /// touches no common row (a refund and the payment it reverses, recorded at once). SQLite
+    /// needs none: its write transactions hold the database's write lock from their start.
+    pub async fn lock_name(&mut self, name: &str) -> Result<()> {
+        if self.dialect == Dialect::Postgres {
+            // Selected through a count: the lock function returns `void`, which no driver decodes.
+            sqlx::query(
+                "SELECT COUNT(*) AS n FROM (SELECT pg_advisory_xact_lock(hashtextextended($1, 0))) AS l",
+            )
+                .bind(name)
+                .execute(self.conn())
+                .await?;
+        }
+        Ok(())
+    }
+
     /// The clause that locks the selected row until commit. SQLite needs none: its write
     /// transactions hold the database's write lock from their start.
     pub(crate) fn for_update(&self) -> &'static str {

@@ -195,9 +195,9 @@ async fn licensee_endpoints_are_rate_limited_per_ip() {
 /// Gumroad pings are accepted on this secret path only.
 const GUMROAD: &str = "gumroad-ping-secret-for-bad-input";
 
-fn gumroad() -> keyturn_providers::Providers {
+async fn gumroad() -> keyturn_providers::Providers {
     keyturn_providers::Providers {
-        stripe: crate::stripe::providers().stripe,
+        stripe: crate::stripe::providers().await.stripe,
         stores: keyturn_providers::StoreSecrets {
             gumroad: Some(GUMROAD.into()),
             tolerance: std::time::Duration::from_secs(300),
@@ -245,7 +245,8 @@ async fn send(
 async fn control_characters_are_refused_wherever_text_enters() {
     for backend in backends() {
         let db = TestDb::create(&backend).await;
-        let app = crate::helpers::spawn_with(&db, crate::helpers::test_http(), gumroad()).await;
+        let app =
+            crate::helpers::spawn_with(&db, crate::helpers::test_http(), gumroad().await).await;
         let product = app.product("Editor", &["pro"]).await;
         let plan = app
             .post(
@@ -587,7 +588,7 @@ async fn a_provider_period_at_the_end_of_time_fails_the_event_not_the_server() {
         let app = crate::helpers::spawn_with(
             &db,
             crate::helpers::test_http(),
-            crate::stripe::providers(),
+            crate::stripe::providers().await,
         )
         .await;
         let mut world = crate::stripe::world(&app, chrono::Utc::now().timestamp()).await;

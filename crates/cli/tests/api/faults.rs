@@ -109,7 +109,7 @@ async fn licenses_of(app: &TestApp, subscription: &str) -> usize {
 async fn no_write_path_answers_2xx_without_its_commit() {
     for backend in backends() {
         let db = TestDb::create(&backend).await;
-        let app = spawn_with(&db, test_http(), crate::stripe::providers()).await;
+        let app = spawn_with(&db, test_http(), crate::stripe::providers().await).await;
         every_write_path(&app).await;
         app.stop().await;
         db.remove().await;
@@ -303,7 +303,7 @@ async fn a_full_disk_acknowledges_only_what_it_stored() {
         return;
     };
     let db = TestDb::sqlite_in(disk.dir.path());
-    let app = spawn_with(&db, test_http(), crate::stripe::providers()).await;
+    let app = spawn_with(&db, test_http(), crate::stripe::providers().await).await;
     let (product, _) = paid_plan(&app).await;
     let filler = disk.fill();
 
@@ -440,7 +440,7 @@ async fn postgres_away_answers_503_fast_and_heals() {
     let mut settings = test_settings(
         &db,
         test_http(),
-        crate::stripe::providers(),
+        crate::stripe::providers().await,
         Default::default(),
         0,
     );
@@ -645,7 +645,7 @@ async fn from_memory(app: &TestApp) {
 async fn purchases_by_one_customer_at_once_all_succeed() {
     for backend in backends() {
         let db = TestDb::create(&backend).await;
-        let app = spawn_with(&db, test_http(), crate::stripe::providers()).await;
+        let app = spawn_with(&db, test_http(), crate::stripe::providers().await).await;
         paid_plan(&app).await;
         const N: usize = 8;
         let answers = join_all((0..N).map(|i| {

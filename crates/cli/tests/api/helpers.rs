@@ -257,6 +257,18 @@ pub async fn spawn_second(db: &TestDb, http: HttpSettings, admin: &str) -> TestA
     start(application, admin.to_owned())
 }
 
+/// The server again, on a database it set up before, with other settings (a restart).
+pub async fn spawn_again(
+    db: &TestDb,
+    http: HttpSettings,
+    providers: keyturn_providers::Providers,
+    admin: &str,
+) -> TestApp {
+    let settings = test_settings(db, http, providers, Default::default(), 0);
+    let (application, _) = Application::build(&settings).await.expect("server starts");
+    start(application, admin.to_owned())
+}
+
 pub fn test_settings(
     db: &TestDb,
     http: HttpSettings,

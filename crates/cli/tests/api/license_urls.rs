@@ -227,3 +227,38 @@ async fn custom_parameters(app: &TestApp) {
     );
 }
 on_every_backend!(parameter_names_are_configurable, custom_parameters);
+
+/// A license URL whose parameters collide could never read a sale right (the order id taken
+/// for a quantity): refused when created, with the parameter to change.
+async fn colliding_parameters(app: &TestApp) {
+    let product = app.product("Editor", &[]).await;
+    let plan = app
+        .post(
+            "/v1/plans",
+            json!({"product_id": product, "name": "Pro", "period_days": 365}),
+        )
+        .await
+        .body["id"]
+        .as_i64()
+        .unwrap();
+    let r = app
+        .post(
+            "/v1/license-urls",
+            json!({"plan_id": plan, "name": "shop", "store": "generic", "order_id_param": "quantity"}),
+        )
+        .await;
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("quantity"),
+        "{}",
+        r.body
+    );
+    assert_eq!(app.get("/v1/license-urls").await.body["data"], json!([]));
+}
+on_every_backend!(
+    a_license_url_whose_parameters_collide_is_refused,
+    colliding_parameters
+);

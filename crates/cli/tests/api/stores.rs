@@ -206,7 +206,31 @@ async fn paddle_notifications() {
             .body;
         assert_eq!(customer["email"], "ann@example.com");
 
+        // A subscription's billing period is not a payment: its first transaction is.
         send("paddle_subscription_created").await;
+        assert!(of_subscription(&licenses(&app).await, "sub_01paddle").is_empty());
+        let now = w.p1 - 20 * DAY;
+        let first = crate::payloads::paddle_events::transaction(
+            "evt_01paddlefirst",
+            now,
+            "txn_01first",
+            Some("sub_01paddle"),
+            "bo@example.com",
+            "pri_monthly",
+            1,
+            Some((now, w.p1)),
+            json!({}),
+        );
+        let sig = paddle::sign(PADDLE, Utc::now().timestamp(), first.as_bytes());
+        let r = post(
+            &app,
+            "/webhooks/paddle",
+            &first,
+            Some(("paddle-signature", sig)),
+            "application/json",
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.body);
         let sub = of_subscription(&licenses(&app).await, "sub_01paddle")[0].clone();
         assert_eq!(expires(&sub), w.p1 + 5 * DAY);
         send("paddle_transaction_renewal").await;

@@ -18,12 +18,21 @@ pub const SECRET: &str = "whsec_keyturn_test";
 const OLD_SECRET: &str = "whsec_keyturn_previous";
 const DAY: i64 = 86_400;
 
-pub fn providers() -> Providers {
+/// Stripe webhooks, with an API that knows what the fixtures' checkout sessions sold: a
+/// checkout Keyturn did not start is matched by its line items, never by its metadata.
+pub async fn providers() -> Providers {
+    let sold = crate::payloads::StripeLineItems::default();
+    sold.sell("cs_test_once", "price_once", 2);
+    sold.sell("cs_test_sub", "price_monthly", 1);
+    let api = sold.serve().await;
     Providers {
         stripe: Some(StripeAdapter::new(
             vec![OLD_SECRET.into(), SECRET.into()],
             Duration::from_secs(300),
-            None,
+            Some(keyturn_providers::stripe::StripeApi::new(
+                &api,
+                "sk_test_fixtures",
+            )),
         )),
         ..Default::default()
     }
@@ -201,7 +210,7 @@ async fn all_licenses(app: &TestApp) -> Vec<Value> {
 async fn stripe_events_drive_licenses() {
     for backend in backends() {
         let db = TestDb::create(&backend).await;
-        let app = spawn_with(&db, test_http(), providers()).await;
+        let app = spawn_with(&db, test_http(), providers().await).await;
         let w = world(&app, Utc::now().timestamp()).await;
         let send = |name: &'static str| {
             let body = fixture(name, &w.vars);
@@ -274,6 +283,7 @@ async fn stripe_events_drive_licenses() {
             .as_array()
             .unwrap()
             .iter()
+            .rev()
             .find(|e| e["action"] == "renewed")
             .unwrap();
         assert_eq!(renewal["actor"], "stripe:evt_invoice_paid_cycle");
@@ -375,7 +385,7 @@ async fn stripe_events_drive_licenses() {
 
 async fn run_sequence(backend: &Backend, base: i64, order: &[&'static str], twice: bool) -> Value {
     let db = TestDb::create(backend).await;
-    let app = spawn_with(&db, test_http(), providers()).await;
+    let app = spawn_with(&db, test_http(), providers().await).await;
     let w = world(&app, base).await;
     for name in order {
         let body = fixture(name, &w.vars);
@@ -418,7 +428,7 @@ async fn duplicated_and_shuffled_deliveries_converge() {
 async fn bad_deliveries_are_refused_and_store_nothing() {
     for backend in backends() {
         let db = TestDb::create(&backend).await;
-        let app = spawn_with(&db, test_http(), providers()).await;
+        let app = spawn_with(&db, test_http(), providers().await).await;
         let w = world(&app, Utc::now().timestamp()).await;
         let body = fixture("01_checkout_payment", &w.vars);
         let now = Utc::now().timestamp();
@@ -479,10 +489,10 @@ async fn bad_deliveries_are_refused_and_store_nothing() {
 async fn an_unsellable_purchase_fails_visibly_and_applies_on_redelivery() {
     for backend in backends() {
         let db = TestDb::create(&backend).await;
-        let app = spawn_with(&db, test_http(), providers()).await;
+        let app = spawn_with(&db, test_http(), providers().await).await;
         let w = world(&app, Utc::now().timestamp()).await;
-        let body = fixture("08_subscription_created_second", &w.vars)
-            .replace("price_monthly", "price_unknown");
+        let body =
+            fixture("09_invoice_paid_second", &w.vars).replace("price_monthly", "price_unknown");
         let r = deliver(&app, &body).await;
         assert_eq!(r.status, 422, "{}", r.body);
         assert!(r.body["error"]["message"]
@@ -490,7 +500,7 @@ async fn an_unsellable_purchase_fails_visibly_and_applies_on_redelivery() {
             .unwrap()
             .contains("price_unknown"));
         let failed = app
-            .get("/v1/provider-events/stripe/evt_subscription_created_cy")
+            .get("/v1/provider-events/stripe/evt_invoice_paid_cy")
             .await;
         assert_eq!(failed.body["status"], "failed");
         assert_eq!(app.license_count().await, 0);
@@ -507,7 +517,7 @@ async fn an_unsellable_purchase_fails_visibly_and_applies_on_redelivery() {
         assert_eq!(retry.status, 200, "{}", retry.body);
         assert_eq!(retry.body["status"], "applied");
         let applied = app
-            .get("/v1/provider-events/stripe/evt_subscription_created_cy")
+            .get("/v1/provider-events/stripe/evt_invoice_paid_cy")
             .await;
         assert_eq!(applied.body["status"], "applied");
         assert_eq!(applied.body["attempts"], 2);
@@ -535,7 +545,7 @@ async fn an_unsellable_purchase_fails_visibly_and_applies_on_redelivery() {
 async fn dunning_and_cancellation_follow_the_plan() {
     for backend in backends() {
         let db = TestDb::create(&backend).await;
-        let app = spawn_with(&db, test_http(), providers()).await;
+        let app = spawn_with(&db, test_http(), providers().await).await;
         let w = world(&app, Utc::now().timestamp()).await;
         // The team plan blocks overdue subscriptions and lets cancelled ones run out.
         let team = app.get("/v1/plans").await.body["data"]
@@ -555,6 +565,8 @@ async fn dunning_and_cancellation_follow_the_plan() {
         assert_eq!(r.body["dunning"], "block");
         assert_eq!(r.body["on_cancel"], "expire");
 
+        let first = fixture("03_invoice_paid_create", &w.vars);
+        assert_eq!(deliver(&app, &first).await.status, 200);
         let upgrade = fixture("05_subscription_updated_upgrade", &w.vars);
         assert_eq!(deliver(&app, &upgrade).await.status, 200);
         let license = by_metadata(
@@ -580,11 +592,16 @@ async fn dunning_and_cancellation_follow_the_plan() {
             "overdue blocks on this plan"
         );
 
-        // Payment recovers: the invoice lifts the block that dunning put there.
+        // Payment recovers after the overdue report: the invoice lifts the block that dunning
+        // put there.
         let paid = fixture("04_invoice_paid_cycle", &w.vars)
             .replace("in_bo_2", "in_bo_9")
             .replace("evt_invoice_paid_cycle", "evt_recovered")
-            .replace("price_monthly", "price_team");
+            .replace("price_monthly", "price_team")
+            .replace(
+                &format!("\"created\": {}", w.vars["T3"]),
+                &format!("\"created\": {}", w.vars["T6"]),
+            );
         let r = deliver(&app, &paid).await;
         assert_eq!(r.status, 200, "{}", r.body);
         assert_eq!(app.get(&path).await.body["blocked"], false, "{}", r.body);

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use axum::extract::{Query, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::Router;
@@ -166,27 +166,15 @@ fn offers_paypal(state: &AppState, form: &PaymentForm) -> bool {
     state.providers.paypal.is_some() && form.offers.iter().any(|o| o.paypal_amount.is_some())
 }
 
-/// The address buyers reach this server at, for the provider's return links.
-fn public_base(state: &AppState, headers: &HeaderMap) -> String {
-    if let Some(url) = &state.settings.public_url {
-        return url.clone();
-    }
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("localhost");
-    let proto = headers
-        .get("x-forwarded-proto")
-        .and_then(|h| h.to_str().ok())
-        .filter(|_| state.settings.trusted_proxy_hops > 0)
-        .unwrap_or("http");
-    format!("{proto}://{host}")
+/// The address buyers reach this server at, for the provider's return links: configured, never
+/// taken from the request, whose Host header anyone can set (a return link to their own site).
+fn public_base(state: &AppState) -> Option<&str> {
+    state.settings.public_url.as_deref()
 }
 
 async fn submit(
     State(state): State<AppState>,
     axum::extract::Path(form_id): axum::extract::Path<String>,
-    headers: HeaderMap,
     Form(entered): Form<Entered>,
 ) -> Response {
     let Ok(form) = state.app.public_form(&form_id).await else {
@@ -237,6 +225,14 @@ async fn submit(
         }
         Err(_) => return not_found(),
     };
+    let Some(base) = public_base(&state) else {
+        tracing::warn!("a checkout was refused: KEYTURN_PUBLIC_URL is not set");
+        return again(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "This form cannot take payments yet: the server's public address (KEYTURN_PUBLIC_URL) is not configured.",
+            &entered,
+        );
+    };
     if entered.provider.as_deref() == Some("paypal") {
         let Some(pp) = state.providers.paypal.as_ref() else {
             return again(
@@ -245,10 +241,7 @@ async fn submit(
                 &entered,
             );
         };
-        return match pp
-            .start_checkout(&state.app, &plan, &public_base(&state, &headers))
-            .await
-        {
+        return match pp.start_checkout(&state.app, &plan, base).await {
             Ok(url) => Redirect::to(&url).into_response(),
             Err(keyturn_providers::paypal::PaypalError::NoPrice) => again(
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -265,6 +258,13 @@ async fn submit(
             }
         };
     }
+    if plan.offer.stripe_price_id.is_empty() {
+        return again(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "This plan is paid with PayPal.",
+            &entered,
+        );
+    }
     let Some(stripe) = state.providers.stripe.as_ref() else {
         return again(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -272,10 +272,7 @@ async fn submit(
             &entered,
         );
     };
-    match stripe
-        .start_checkout(&state.app, &plan, &public_base(&state, &headers))
-        .await
-    {
+    match stripe.start_checkout(&state.app, &plan, base).await {
         Ok(url) => Redirect::to(&url).into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "checkout could not be started");
@@ -350,6 +347,17 @@ async fn paypal_return(
     };
     match pp.complete_checkout(&state.app, &outcome.checkout).await {
         Ok(_) => Redirect::to(&format!("/buy/{form}/done?session={order}")).into_response(),
+        Err(keyturn_providers::paypal::PaypalError::App(AppError::Invalid(e))) => {
+            // PayPal took a payment that is not what was ordered: recorded as failed, no key.
+            tracing::warn!(error = %e, "PayPal capture does not match its order");
+            let body = "<h1>Payment not completed</h1><div class=\"card\" role=\"alert\"><p>The payment PayPal \
+                        took does not match this order, so no key was issued. Please contact the seller.</p></div>";
+            (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Html(page("Payment not completed", "", body)),
+            )
+                .into_response()
+        }
         Err(e) => {
             tracing::warn!(error = %e, "PayPal capture failed");
             let body = "<h1>Payment not completed</h1><div class=\"card\" role=\"alert\"><p>PayPal did not confirm the payment. \

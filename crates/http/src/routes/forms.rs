@@ -4,7 +4,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
-use keyturn_app::NewPaymentForm;
+use keyturn_app::{NewPaymentForm, PaymentSetup};
 use keyturn_core::payment::{Offer, PaymentForm};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -59,9 +59,23 @@ async fn create(
                 email_subject: b.email_subject,
                 email_body: b.email_body,
             },
+            payment_setup(&state),
         )
         .await?;
     Ok((StatusCode::CREATED, Json(shown(form))))
+}
+
+/// What this server is configured to take payments with.
+pub(crate) fn payment_setup(state: &AppState) -> PaymentSetup {
+    PaymentSetup {
+        stripe: state
+            .providers
+            .stripe
+            .as_ref()
+            .is_some_and(|s| s.api().is_some()),
+        paypal: state.providers.paypal.is_some(),
+        public_url: state.settings.public_url.is_some(),
+    }
 }
 
 async fn list(

@@ -68,21 +68,17 @@ fn time(secs: Option<i64>) -> Option<DateTime<Utc>> {
     secs.and_then(|s| Utc.timestamp_opt(s, 0).single())
 }
 
+/// A Keyturn plan id in an object's metadata: whoever created the object set it (Keyturn's own
+/// checkouts are matched to their record instead), so it is only a hint.
 fn metadata_plan(obj: &Value) -> PlanRef {
-    let plan_id = obj["metadata"]["keyturn_plan_id"]
+    let hint = obj["metadata"]["keyturn_plan_id"]
         .as_str()
         .and_then(|s| s.trim().parse().ok())
         .or_else(|| obj["metadata"]["keyturn_plan_id"].as_i64());
     PlanRef {
-        plan_id,
         provider_ids: Vec::new(),
+        hint,
     }
-}
-
-fn metadata_quantity(obj: &Value) -> Option<i64> {
-    obj["metadata"]["keyturn_quantity"]
-        .as_str()
-        .and_then(|s| s.trim().parse().ok())
 }
 
 fn push_unique(out: &mut Vec<String>, id: Option<String>) {
@@ -120,6 +116,8 @@ fn invoice_subscription(invoice: &Value) -> Option<String> {
         .or_else(|| id_at(invoice, "subscription"))
 }
 
+/// The charge or payment intent of an invoice where older API versions put them (and where an
+/// expanded `payments` list has them); current versions report them in `invoice_payment.paid`.
 fn invoice_money(invoice: &Value) -> Money {
     let first_payment = &invoice["payments"]["data"][0]["payment"];
     Money {
@@ -158,7 +156,9 @@ pub fn translate(event: &StripeEvent) -> Option<PaymentEvent> {
             if str_at(obj, &["payment_status"]).as_deref() == Some("unpaid") {
                 return None;
             }
-            let quantity = metadata_quantity(obj).unwrap_or(1);
+            // The event does not list what was bought: a checkout Keyturn started is matched to
+            // its record, any other's line items are read from the API before applying.
+            let quantity = 1;
             let money = Money {
                 payment_intent: id_at(obj, "payment_intent"),
                 charge: None,
@@ -181,6 +181,8 @@ pub fn translate(event: &StripeEvent) -> Option<PaymentEvent> {
                     quantity,
                     status: SubscriptionStatus::Active,
                     period_end: None,
+                    // Paid, for a period its invoice will tell: paid up to now, until then.
+                    paid_through: time(Some(event.created)),
                     money,
                 }),
                 _ => None,
@@ -199,6 +201,8 @@ pub fn translate(event: &StripeEvent) -> Option<PaymentEvent> {
                 quantity,
                 status: SubscriptionStatus::parse(obj["status"].as_str().unwrap_or("")),
                 period_end,
+                // A subscription's period says nothing of payment; its invoices do.
+                paid_through: None,
                 money: Money::default(),
             })
         }
@@ -206,6 +210,7 @@ pub fn translate(event: &StripeEvent) -> Option<PaymentEvent> {
             let (plan, quantity, period_end) = subscription_items(obj);
             Some(PaymentEvent::SubscriptionChanged {
                 subscription: str_at(obj, &["id"])?,
+                order: None,
                 plan,
                 quantity,
                 status: SubscriptionStatus::parse(obj["status"].as_str().unwrap_or("")),
@@ -226,16 +231,21 @@ pub fn translate(event: &StripeEvent) -> Option<PaymentEvent> {
         "invoice.paid" | "invoice.payment_succeeded" => {
             let subscription = invoice_subscription(obj)?;
             let mut plan = metadata_plan(obj);
-            if plan.plan_id.is_none() {
-                plan.plan_id = metadata_plan(&obj["parent"]["subscription_details"]).plan_id;
+            if plan.hint.is_none() {
+                plan.hint = metadata_plan(&obj["parent"]["subscription_details"]).hint;
             }
             let lines = obj["lines"]["data"].as_array().cloned().unwrap_or_default();
-            // Proration lines name the old price too; the regular lines say what runs now.
-            let (regular, proration): (Vec<&Value>, Vec<&Value>) = lines
-                .iter()
-                .partition(|l| !l["proration"].as_bool().unwrap_or(false));
+            // Proration lines name the old price too, as a credit: the regular lines say what
+            // runs now, then the charged prorations, then the credited ones.
+            let rank = |l: &Value| {
+                let proration = l["proration"].as_bool().unwrap_or(false);
+                let credit = l["amount"].as_i64().is_some_and(|a| a < 0);
+                (proration, credit)
+            };
+            let mut ordered: Vec<&Value> = lines.iter().collect();
+            ordered.sort_by_key(|l| rank(l));
             let mut quantity = None;
-            for line in regular.iter().chain(proration.iter()) {
+            for line in ordered {
                 item_ids(line, &mut plan.provider_ids);
                 quantity = quantity.or(line["quantity"].as_i64());
             }
@@ -258,6 +268,17 @@ pub fn translate(event: &StripeEvent) -> Option<PaymentEvent> {
             subscription: invoice_subscription(obj),
             invoice: str_at(obj, &["id"])?,
             money: invoice_money(obj),
+        }),
+        // Which payment settled an invoice: current API versions say so only here.
+        "invoice_payment.paid" => Some(PaymentEvent::InvoiceSettled {
+            invoice: id_at(obj, "invoice")?,
+            money: Money {
+                payment_intent: id_at(&obj["payment"], "payment_intent")
+                    .or_else(|| id_at(obj, "payment_intent")),
+                charge: id_at(&obj["payment"], "charge").or_else(|| id_at(obj, "charge")),
+                amount: obj["amount_paid"].as_i64(),
+                currency: str_at(obj, &["currency"]),
+            },
         }),
         // Only a full refund takes the license away; a partial one is goodwill.
         "charge.refunded" if obj["refunded"].as_bool() == Some(true) => {
@@ -320,8 +341,9 @@ mod tests {
             }) => {
                 assert_eq!(order, "cs_1");
                 assert_eq!(buyer.email.as_deref(), Some("ann@example.com"));
-                assert_eq!(plan.plan_id, Some(7));
-                assert_eq!(quantity, 3);
+                assert_eq!(plan.hint, Some(7), "metadata is a hint");
+                assert!(plan.is_empty(), "the event names nothing purchased");
+                assert_eq!(quantity, 1, "the metadata's quantity is not taken");
                 assert_eq!(money.payment_intent.as_deref(), Some("pi_1"));
             }
             other => panic!("{other:?}"),
@@ -465,5 +487,85 @@ mod tests {
             translate(&event("customer.created", json!({"id": "cus_1"}))),
             None
         );
+    }
+
+    #[test]
+    fn an_invoice_payment_names_what_settled_the_invoice() {
+        let current = event(
+            "invoice_payment.paid",
+            json!({"id": "inpay_1", "object": "invoice_payment", "invoice": "in_1", "amount_paid": 1500,
+                   "currency": "eur", "payment": {"type": "payment_intent", "payment_intent": "pi_1"}}),
+        );
+        match translate(&current) {
+            Some(PaymentEvent::InvoiceSettled { invoice, money }) => {
+                assert_eq!(invoice, "in_1");
+                assert_eq!(money.payment_intent.as_deref(), Some("pi_1"));
+                assert_eq!(money.amount, Some(1500));
+            }
+            other => panic!("{other:?}"),
+        }
+        let by_charge = event(
+            "invoice_payment.paid",
+            json!({"id": "inpay_2", "invoice": {"id": "in_2"}, "payment": {"type": "charge", "charge": "ch_2"}}),
+        );
+        match translate(&by_charge) {
+            Some(PaymentEvent::InvoiceSettled { invoice, money }) => {
+                assert_eq!(invoice, "in_2");
+                assert_eq!(money.charge.as_deref(), Some("ch_2"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_proration_invoice_names_the_new_price_first() {
+        let upgrade = event(
+            "invoice.paid",
+            json!({"id": "in_3", "billing_reason": "subscription_update",
+                   "parent": {"subscription_details": {"subscription": "sub_1", "metadata": {"keyturn_plan_id": "9"}}},
+                   "lines": {"data": [
+                       {"amount": -500, "proration": true, "quantity": 1, "period": {"end": 1_702_592_000},
+                        "pricing": {"price_details": {"price": "price_old"}}},
+                       {"amount": 1500, "proration": true, "quantity": 3, "period": {"end": 1_702_592_000},
+                        "pricing": {"price_details": {"price": "price_new"}}}]}}),
+        );
+        match translate(&upgrade) {
+            Some(PaymentEvent::Renewed { plan, quantity, .. }) => {
+                assert_eq!(plan.provider_ids[0], "price_new");
+                assert_eq!(quantity, 3);
+                assert_eq!(plan.hint, Some(9), "the subscription's metadata is a hint");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn only_a_checkout_reports_paid_time_without_a_period() {
+        let checkout = event(
+            "checkout.session.completed",
+            json!({"id": "cs_1", "mode": "subscription", "payment_status": "paid", "subscription": "sub_1"}),
+        );
+        match translate(&checkout) {
+            Some(PaymentEvent::SubscriptionStarted { paid_through, .. }) => {
+                assert_eq!(paid_through.unwrap().timestamp(), 1_700_000_000);
+            }
+            other => panic!("{other:?}"),
+        }
+        let created = event(
+            "customer.subscription.created",
+            json!({"id": "sub_1", "status": "active", "items": {"data": [
+                {"price": {"id": "price_1"}, "quantity": 1, "current_period_end": 1_800_000_000}]}}),
+        );
+        match translate(&created) {
+            Some(PaymentEvent::SubscriptionStarted {
+                paid_through,
+                period_end,
+                ..
+            }) => {
+                assert_eq!(paid_through, None, "a reported period is not a payment");
+                assert_eq!(period_end.unwrap().timestamp(), 1_800_000_000);
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }
