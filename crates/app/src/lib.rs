@@ -161,7 +161,7 @@ impl App {
         Health {
             database,
             writes: self.store.write_failure(),
-            hearing_changes: self.store.changes().healthy(),
+            hearing_since: self.store.changes().hearing_since(),
         }
     }
 }
@@ -173,8 +173,9 @@ pub struct Health {
     pub database: Result<(), String>,
     /// Why writes fail, when the last one failed (and a probe did not succeed since).
     pub writes: Option<keyturn_store::WriteFailure>,
-    /// Whether every change made on other nodes reaches this one (always on SQLite).
-    pub hearing_changes: bool,
+    /// Since when every change made on other nodes reaches this one (on SQLite, since the
+    /// start); `None` while it does not.
+    pub hearing_since: Option<DateTime<Utc>>,
 }
 
 impl Health {

@@ -72,6 +72,8 @@ type Subscriber = Arc<dyn Fn(&[Change]) + Send + Sync>;
 pub struct Changes {
     subscribers: Arc<RwLock<Vec<Subscriber>>>,
     healthy: Arc<AtomicBool>,
+    /// Since when every change has been heard (the notification connection's start).
+    since: Arc<RwLock<Option<chrono::DateTime<chrono::Utc>>>>,
 }
 
 impl Changes {
@@ -79,6 +81,7 @@ impl Changes {
         Self {
             subscribers: Arc::default(),
             healthy: Arc::new(AtomicBool::new(healthy)),
+            since: Arc::new(RwLock::new(healthy.then(chrono::Utc::now))),
         }
     }
 
@@ -101,7 +104,14 @@ impl Changes {
         }
     }
 
+    /// Since when this process has heard every change, if it does now. A later time than
+    /// before means it stopped hearing in between (and forgot what it held in memory).
+    pub fn hearing_since(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        *self.since.read().expect("lock")
+    }
+
     fn set_healthy(&self, healthy: bool) {
+        *self.since.write().expect("lock") = healthy.then(chrono::Utc::now);
         self.healthy.store(healthy, Ordering::Release);
     }
 

@@ -507,7 +507,7 @@ async fn postgres_away_answers_503_fast_and_heals() {
         // it validated a moment ago.
         let (deaf, took) = timed(async {
             for _ in 0..100 {
-                if health(&app.http, &app.base).await.body["changes"] != "heard" {
+                if health(&app.http, &app.base).await.body["changes"]["status"] != "heard" {
                     return true;
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -583,10 +583,6 @@ async fn from_memory(app: &TestApp) {
             .status,
         201
     );
-    assert_eq!(
-        app.public("/v1/validate", validate.clone()).await.body["code"],
-        "VALID"
-    );
     let sdk = app
         .post(
             "/v1/tokens",
@@ -606,22 +602,45 @@ async fn from_memory(app: &TestApp) {
             ])
             .send()
     };
-    let r: Value = cryptolens_activate().await.unwrap().json().await.unwrap();
-    assert_eq!(r["result"], 0, "{r}");
+    let hearing_since =
+        || async { health(&app.http, &app.base).await.body["changes"]["since"].clone() };
 
-    app.faults().set_unreachable(true);
-    // Past the age at which entries are normally read again (5 s).
-    tokio::time::sleep(Duration::from_millis(5500)).await;
-    let r = app.public("/v1/validate", validate.clone()).await;
-    assert_eq!(r.status, 200, "{}", r.body);
-    assert_eq!(r.body["code"], "VALID");
-    assert!(r.header(keyturn_http::SIGNATURE_HEADER).is_some());
-    let again = app.public("/v1/activations", machine("machine-1")).await;
-    assert!(again.status < 300, "re-activation: {}", again.body);
-    let r = cryptolens_activate().await.unwrap();
-    assert_eq!(r.status(), 200);
-    let r: Value = r.json().await.unwrap();
-    assert_eq!(r["result"], 0, "Cryptolens re-activation: {r}");
+    // A node that stops hearing for a moment (on PostgreSQL, a heartbeat answered too late
+    // on a loaded machine) rightly forgets what it held; the outage is then tried again.
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let heard = hearing_since().await;
+        assert!(heard.is_string(), "the node hears every change");
+        let r = app.public("/v1/validate", validate.clone()).await;
+        assert_eq!(r.body["code"], "VALID", "{}", r.body);
+        let r: Value = cryptolens_activate().await.unwrap().json().await.unwrap();
+        assert_eq!(r["result"], 0, "{r}");
+
+        app.faults().set_unreachable(true);
+        // Past the age at which entries are normally read again (5 s).
+        tokio::time::sleep(Duration::from_millis(5500)).await;
+        let validated = app.public("/v1/validate", validate.clone()).await;
+        let again = app.public("/v1/activations", machine("machine-1")).await;
+        let cryptolens = cryptolens_activate().await.unwrap();
+        let cryptolens_status = cryptolens.status();
+        let cryptolens: Value = cryptolens.json().await.unwrap();
+        if hearing_since().await != heard && attempts < 3 {
+            eprintln!("the node stopped hearing changes during the outage; trying again");
+            app.faults().set_unreachable(false);
+            continue;
+        }
+        assert_eq!(validated.status, 200, "{}", validated.body);
+        assert_eq!(validated.body["code"], "VALID");
+        assert!(validated.header(keyturn_http::SIGNATURE_HEADER).is_some());
+        assert!(again.status < 300, "re-activation: {}", again.body);
+        assert_eq!(cryptolens_status, 200);
+        assert_eq!(
+            cryptolens["result"], 0,
+            "Cryptolens re-activation: {cryptolens}"
+        );
+        break;
+    }
     // What memory does not hold needs the database.
     let r = app
         .public(

@@ -36,7 +36,10 @@ async fn health(State(state): State<AppState>) -> (StatusCode, Json<serde_json::
             None => json!({"status": "ok"}),
             Some(f) => json!({"status": "failing", "reason": f.reason, "since": f.since}),
         },
-        "changes": if health.hearing_changes { "heard" } else { "not heard: answers come from the database only" },
+        "changes": match health.hearing_since {
+            Some(since) => json!({"status": "heard", "since": since}),
+            None => json!({"status": "not heard", "reason": "answers come from the database only"}),
+        },
     });
     if !health.ok() {
         body["reason"] = json!(if health.database.is_err() {
