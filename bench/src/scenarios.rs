@@ -1127,7 +1127,8 @@ async fn data_size(
             let reply = admin
                 .post(
                     "/v1/licenses/import",
-                    json!({"license": {"product_id": product, "max_machines": 5}, "keys": chunk}),
+                    // Not locked to machines, so a key alone validates.
+                    json!({"license": {"product_id": product, "max_machines": 0}, "keys": chunk}),
                 )
                 .await?;
             ensure!(reply["imported"] == chunk.len(), "import: {reply}");

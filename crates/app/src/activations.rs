@@ -1,11 +1,14 @@
 //! What programs do with a key: activate a machine, check in, deactivate, validate.
 
+use std::sync::Arc;
+
 use keyturn_core::names::display_name;
 use keyturn_core::validation::{
     admit_known_machine, admit_machine, validate, Seat, ValidationRequest,
 };
 use keyturn_core::{
-    Activation, FeatureName, Fingerprint, License, LicenseKey, Permission, ValidationOutcome,
+    Activation, FeatureName, Fingerprint, License, LicenseKey, Permission, Product,
+    ValidationOutcome,
 };
 use serde_json::json;
 
@@ -50,8 +53,10 @@ pub struct ValidationQuery {
 #[derive(Debug, Clone)]
 pub struct ValidationReply {
     pub outcome: ValidationOutcome,
-    /// The license asked about, as read (shared with the cache, not copied).
-    pub license: Option<std::sync::Arc<LicenseState>>,
+    /// The license asked about, as read (shared with the cache, not copied), with its product
+    /// when the license holds anything private: the product says what of it the reply may show
+    /// ([`LicenseState::licensee_json`]).
+    pub license: Option<(Arc<LicenseState>, Option<Arc<Product>>)>,
     /// The product whose key signs this reply: the license's, or the one asked about.
     pub product_id: Option<i64>,
 }
@@ -318,15 +323,17 @@ impl App {
     pub async fn delete_activation(&self, principal: &Principal, id: i64) -> Result<Activation> {
         principal.require(Permission::ActivationsWrite)?;
         let mut session = self.store.write().await?;
-        let activation = session
-            .activation(id)
-            .await?
-            .ok_or(AppError::NotFound("activation"))?;
-        let license = session
-            .lock_license(activation.license_id)
-            .await?
-            .ok_or(AppError::NotFound("activation"))?;
-        principal.require_for(Permission::ActivationsWrite, license.product_id)?;
+        let activation = session.activation(id).await?;
+        let license = match &activation {
+            Some(a) => session.lock_license(a.license_id).await?,
+            None => None,
+        };
+        principal.require_license_part(
+            Permission::ActivationsWrite,
+            license.as_ref(),
+            "activation",
+        )?;
+        let activation = activation.ok_or(AppError::NotFound("activation"))?;
         self.remove_activation(session, principal.actor.clone(), activation)
             .await
     }
@@ -359,12 +366,34 @@ impl App {
     ) -> Result<Vec<Activation>> {
         principal.require(Permission::ActivationsRead)?;
         let mut session = self.store.read().await?;
-        let license = session
-            .license(license_id)
-            .await?
-            .ok_or(AppError::NotFound("license"))?;
-        principal.require_for(Permission::ActivationsRead, license.product_id)?;
+        let found = session.license(license_id).await?;
+        principal.require_license(Permission::ActivationsRead, found.as_ref())?;
         Ok(session.live_activations(license_id, now()).await?)
+    }
+
+    /// A license as the program holding its key may see it: the notes and metadata only as far
+    /// as its product makes them public ([`License::licensee_view`]).
+    pub async fn licensee_view(&self, license: &License) -> Result<License> {
+        if !license.has_private_fields() {
+            return Ok(license.clone());
+        }
+        let product = self
+            .product_row(license.product_id)
+            .await?
+            .ok_or(AppError::NotFound("product"))?;
+        Ok(license.licensee_view(&product))
+    }
+
+    /// The product of the license with `key`, if there is one: the key whose signature a
+    /// refusal about that key carries.
+    pub async fn product_of_key(&self, key: &str) -> Result<Option<i64>> {
+        let Ok(key) = LicenseKey::parse(key) else {
+            return Ok(None);
+        };
+        Ok(self
+            .license_state(key.as_str())
+            .await?
+            .map(|s| s.license.product_id))
     }
 
     /// Answers whether a key is good to use. Reads only: the validation path never writes.
@@ -399,10 +428,19 @@ impl App {
             },
             at,
         );
+        // Only a license with notes or metadata needs its product's word on what to show.
+        let product = match license.has_private_fields() {
+            true => Some(
+                self.product_row(license.product_id)
+                    .await?
+                    .ok_or(AppError::NotFound("product"))?,
+            ),
+            false => None,
+        };
         Ok(ValidationReply {
             outcome,
             product_id: q.product_id.or(Some(license.product_id)),
-            license: Some(state.clone()),
+            license: Some((state.clone(), product)),
         })
     }
 }

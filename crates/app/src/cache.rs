@@ -12,6 +12,7 @@
 //! hears every change committed anywhere (or it would serve nothing), so none can have been
 //! missed — except a write by the CLI into a served SQLite file, which needs that same file.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
 use std::sync::{Arc, Mutex};
@@ -33,13 +34,19 @@ const LOG: usize = 4096;
 pub struct LicenseState {
     pub license: License,
     pub activations: Vec<Activation>,
-    /// `license` as JSON, rendered by the first reply that shows it and reused by the rest:
-    /// a cached license is shown in every validation reply until it changes.
-    json: std::sync::OnceLock<Box<serde_json::value::RawValue>>,
+    /// `license` as its licensee sees it, as JSON, with the product settings it was rendered
+    /// under: rendered by the first reply that shows it and reused by the rest, so a cached
+    /// license is shown in every validation reply until it (or what its product makes public)
+    /// changes.
+    json: std::sync::OnceLock<(Visibility, Box<serde_json::value::RawValue>)>,
     /// The license's own data objects, read by the first reply that shows them (only the
     /// Cryptolens replies do); a change of them drops the whole state like any license change.
     pub(crate) data_objects: tokio::sync::OnceCell<Vec<DataObject>>,
 }
+
+/// What a product makes public of its licenses (`public_notes`, `public_metadata`), which
+/// decides how a license is shown; `None` for a license with nothing private to hide.
+type Visibility = Option<(bool, Vec<String>)>;
 
 impl LicenseState {
     pub fn new(license: License, activations: Vec<Activation>) -> Self {
@@ -51,11 +58,34 @@ impl LicenseState {
         }
     }
 
-    /// The license as replies show it (the same bytes `serde_json` would write for it).
-    pub fn license_json(&self) -> &serde_json::value::RawValue {
-        self.json.get_or_init(|| {
-            serde_json::value::to_raw_value(&self.license).expect("a license always serialises")
-        })
+    /// The license as replies to its licensee show it ([`License::licensee_view`] of
+    /// `product`, the same bytes `serde_json` would write for it). A license without notes or
+    /// metadata ([`License::has_private_fields`]) is shown whole, and needs no `product`.
+    pub fn licensee_json(&self, product: Option<&Product>) -> Cow<'_, serde_json::value::RawValue> {
+        let product = product.filter(|_| self.license.has_private_fields());
+        let render = || {
+            let json = match product {
+                Some(p) => serde_json::value::to_raw_value(&self.license.licensee_view(p)),
+                None => serde_json::value::to_raw_value(&self.license),
+            };
+            json.expect("a license always serialises")
+        };
+        let wanted = || product.map(|p| (p.public_notes, p.public_metadata.clone()));
+        let (shown_as, json) = self.json.get_or_init(|| (wanted(), render()));
+        let same = match (shown_as, product) {
+            (None, None) => true,
+            (Some((notes, keys)), Some(p)) => {
+                *notes == p.public_notes && *keys == p.public_metadata
+            }
+            _ => false,
+        };
+        if same {
+            Cow::Borrowed(json)
+        } else {
+            // The product's settings changed since: render afresh (rare, and only until the
+            // entry ages out).
+            Cow::Owned(render())
+        }
     }
 
     /// The activations still holding a seat at `at`, oldest first (borrowed when none lapsed).
@@ -394,13 +424,32 @@ mod tests {
             trial_activation: false,
             allowed_machines: vec!["build-box".into()],
         };
+        let mut product = Product {
+            id: 3,
+            name: "Editor".into(),
+            features: vec!["pro".into(), "export".into()],
+            public_notes: true,
+            public_metadata: vec!["seats".into(), "tags".into()],
+            created: at,
+        };
         let state = LicenseState::new(license.clone(), Vec::new());
-        let shown = state.license_json().get();
-        assert_eq!(shown, serde_json::to_string(&license).unwrap());
-        let back: License = serde_json::from_str(shown).unwrap();
+        let shown = state.licensee_json(Some(&product));
+        assert_eq!(shown.get(), serde_json::to_string(&license).unwrap());
+        let back: License = serde_json::from_str(shown.get()).unwrap();
         assert_eq!(back.notes, license.notes);
         assert_eq!(back.expires, license.expires);
         // Rendered once: the second call hands out the same bytes.
-        assert!(std::ptr::eq(shown, state.license_json().get()));
+        assert!(matches!(shown, Cow::Borrowed(_)));
+        assert!(std::ptr::eq(
+            shown.get(),
+            state.licensee_json(Some(&product)).get()
+        ));
+        // Shown as the product's settings say, also after they change.
+        product.public_notes = false;
+        product.public_metadata = vec!["seats".into()];
+        let back: License =
+            serde_json::from_str(state.licensee_json(Some(&product)).get()).unwrap();
+        assert_eq!(back.notes, "");
+        assert_eq!(back.metadata, serde_json::json!({"seats": 5}));
     }
 }

@@ -12,6 +12,10 @@ use crate::{now, App, AppError, Principal, Result};
 pub struct NewProductInput {
     pub name: String,
     pub features: Vec<String>,
+    /// Show licenses' notes to programs (validation, activation, trial replies).
+    pub public_notes: bool,
+    /// The license metadata keys shown to programs.
+    pub public_metadata: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -19,6 +23,41 @@ pub struct ProductPatch {
     pub name: Option<String>,
     /// Replaces the feature list. Order matters to the Cryptolens API (F1..F8).
     pub features: Option<Vec<String>>,
+    pub public_notes: Option<bool>,
+    /// Replaces the list of public metadata keys.
+    pub public_metadata: Option<Vec<String>>,
+}
+
+/// The most metadata keys a product may make public, and the longest key.
+const MAX_PUBLIC_KEYS: usize = 64;
+const MAX_KEY_CHARS: usize = 128;
+
+/// Metadata keys to show to programs: each non-empty, printable and short; duplicates dropped.
+fn public_metadata(keys: &[String]) -> Result<Vec<String>> {
+    if keys.len() > MAX_PUBLIC_KEYS {
+        return Err(AppError::invalid(
+            "public_metadata",
+            format!("must list at most {MAX_PUBLIC_KEYS} keys"),
+        ));
+    }
+    let mut out: Vec<String> = Vec::with_capacity(keys.len());
+    for key in keys {
+        if key.is_empty()
+            || key.chars().count() > MAX_KEY_CHARS
+            || key.chars().any(char::is_control)
+        {
+            return Err(AppError::invalid(
+                "public_metadata",
+                format!(
+                    "{key:?} is not a metadata key (1 to {MAX_KEY_CHARS} printable characters)"
+                ),
+            ));
+        }
+        if !out.contains(key) {
+            out.push(key.clone());
+        }
+    }
+    Ok(out)
 }
 
 #[derive(Debug, Clone, Default)]
@@ -140,6 +179,7 @@ impl App {
         principal.require_unrestricted(Permission::ProductsWrite)?;
         let name = display_name("name", &input.name)?;
         let features = feature_list(&input.features)?;
+        let public_metadata = public_metadata(&input.public_metadata)?;
         let at = now();
         let signer = ProductSigner::generate();
         let rsa = tokio::task::spawn_blocking(RsaSigner::generate)
@@ -147,12 +187,24 @@ impl App {
             .map_err(corrupt)?
             .map_err(corrupt)?;
         let mut session = self.store.write().await?;
-        let product = session.insert_product(&name, &features, at).await?;
+        let product = session
+            .insert_product(
+                &Product {
+                    id: 0,
+                    name,
+                    features,
+                    public_notes: input.public_notes,
+                    public_metadata,
+                    created: at,
+                },
+                at,
+            )
+            .await?;
         session
             .insert_signing_key(
                 product.id,
                 ED25519,
-                &signer.to_base64_seed(),
+                &self.store_key(product.id, ED25519, &signer.to_base64_seed()),
                 &signer.public_key().to_base64(),
                 at,
             )
@@ -161,7 +213,7 @@ impl App {
             .insert_signing_key(
                 product.id,
                 RSA2048,
-                &rsa.to_base64_pkcs8(),
+                &self.store_key(product.id, RSA2048, &rsa.to_base64_pkcs8()),
                 &rsa.public_key().to_xml(),
                 at,
             )
@@ -181,13 +233,8 @@ impl App {
     }
 
     pub async fn products(&self, principal: &Principal) -> Result<Vec<Product>> {
-        principal.require(Permission::ProductsRead)?;
-        Ok(self
-            .store
-            .read()
-            .await?
-            .products(principal.product_scope())
-            .await?)
+        let only = principal.require_listing(Permission::ProductsRead, None)?;
+        Ok(self.store.read().await?.products(only).await?)
     }
 
     pub async fn update_product(
@@ -207,6 +254,12 @@ impl App {
         }
         if let Some(features) = patch.features {
             product.features = feature_list(&features)?;
+        }
+        if let Some(public) = patch.public_notes {
+            product.public_notes = public;
+        }
+        if let Some(keys) = patch.public_metadata {
+            product.public_metadata = public_metadata(&keys)?;
         }
         session.update_product(&product).await?;
         session.commit().await?;
@@ -261,15 +314,13 @@ impl App {
 
     pub async fn plan(&self, principal: &Principal, id: i64) -> Result<Plan> {
         principal.require(Permission::PlansRead)?;
-        let plan = self
-            .store
-            .read()
-            .await?
-            .plan(id)
-            .await?
-            .ok_or(AppError::NotFound("plan"))?;
-        principal.require_for(Permission::PlansRead, plan.product_id)?;
-        Ok(plan)
+        let found = self.store.read().await?.plan(id).await?;
+        principal.require_in_product(
+            Permission::PlansRead,
+            found.as_ref().map(|p| p.product_id),
+            "plan",
+        )?;
+        found.ok_or(AppError::NotFound("plan"))
     }
 
     pub async fn update_plan(
@@ -280,8 +331,13 @@ impl App {
     ) -> Result<Plan> {
         principal.require(Permission::PlansWrite)?;
         let mut session = self.store.write().await?;
-        let mut plan = session.plan(id).await?.ok_or(AppError::NotFound("plan"))?;
-        principal.require_for(Permission::PlansWrite, plan.product_id)?;
+        let found = session.plan(id).await?;
+        principal.require_in_product(
+            Permission::PlansWrite,
+            found.as_ref().map(|p| p.product_id),
+            "plan",
+        )?;
+        let mut plan = found.ok_or(AppError::NotFound("plan"))?;
         if let Some(name) = patch.name {
             plan.name = display_name("name", &name)?;
         }
@@ -304,8 +360,7 @@ impl App {
     }
 
     pub async fn plans(&self, principal: &Principal, product_id: Option<i64>) -> Result<Vec<Plan>> {
-        principal.require(Permission::PlansRead)?;
-        let product_id = principal.listed_product(product_id)?;
+        let product_id = principal.require_listing(Permission::PlansRead, product_id)?;
         Ok(self.store.read().await?.plans(product_id).await?)
     }
 }

@@ -127,7 +127,8 @@ fn feature_of(product: &Product, n: i64) -> Result<String> {
 
 impl App {
     /// Finds the license a key-method names: the method's permission and the product lock
-    /// first, then the product, then the key within it, then the key lock.
+    /// first, then the product, then the key within it, which must be within the token's reach
+    /// (a key-locked token is refused any other key, found or not).
     async fn cl_lookup(
         &self,
         principal: &Principal,
@@ -138,17 +139,17 @@ impl App {
         principal.require(method)?;
         principal.require_product(product_id)?;
         let key = LicenseKey::parse(key)?;
-        self.product_row(product_id)
-            .await?
-            .ok_or(AppError::NotFound("product"))?;
-        let license = self
+        let product = self.product_row(product_id).await?;
+        if product.is_none() && principal.license_lock().is_none() {
+            return Err(AppError::NotFound("product"));
+        }
+        let found = self
             .license_state(key.as_str())
             .await?
             .map(|s| s.license.clone())
-            .filter(|l| l.product_id == product_id)
-            .ok_or(AppError::NotFound("license"))?;
-        principal.require_method(method, Some(product_id), Some(license.id))?;
-        Ok(license)
+            .filter(|l| l.product_id == product_id);
+        principal.require_license(method, found.as_ref())?;
+        found.ok_or(AppError::NotFound("license"))
     }
 
     /// The reply view of a license as it is now.
@@ -254,7 +255,7 @@ impl App {
 
     /// `CreateKey`: one or more licenses, with an existing, new or reused customer, all or none.
     pub async fn cl_create_key(&self, principal: &Principal, req: ClNewKey) -> Result<ClCreated> {
-        principal.require_method(Permission::ClCreateKey, Some(req.product_id), None)?;
+        principal.require_method(Permission::ClCreateKey, Some(req.product_id))?;
         let wants_customer = req.new_customer || req.add_or_use_existing_customer;
         if wants_customer {
             principal.require(Permission::ClAddCustomer)?;
@@ -269,36 +270,39 @@ impl App {
             .await?
             .ok_or(AppError::NotFound("product"))?;
         let features = feature_names(&product, &req.features)?;
-        let customer_id = if wants_customer {
+        // The customer, and whether this call made it (then it has no license yet to show
+        // that the token may see it).
+        let (customer_id, created) = if wants_customer {
             let mail = email(req.customer.email.as_deref().filter(|e| !e.is_empty()))?;
+            // Only a customer the token can see is reused; otherwise a new one is made.
             let existing = match (&mail, req.add_or_use_existing_customer) {
                 (Some(mail), true) => session
-                    .customers(Some(mail), None, 1)
+                    .customers(Some(mail), principal.product_scope(), None, 1)
                     .await?
                     .into_iter()
                     .next(),
                 _ => None,
             };
             match existing {
-                Some(c) => Some(c.id),
+                Some(c) => (Some(c.id), None),
                 None => {
                     let (name, mail, firm) = new_customer_fields(&req.customer)?;
                     let c = session
                         .insert_customer(&name, mail.as_deref(), firm.as_deref(), at)
                         .await?;
-                    Some(c.id)
+                    (Some(c.id), Some(c.id))
                 }
             }
         } else {
             match req.customer_id.filter(|id| *id != 0) {
-                Some(id) => Some(
-                    session
-                        .customer(id)
+                Some(id) => {
+                    let c = self
+                        .customer_in_reach(&mut session, principal, id)
                         .await?
-                        .ok_or(AppError::NotFound("customer"))?
-                        .id,
-                ),
-                None => None,
+                        .ok_or(AppError::NotFound("customer"))?;
+                    (Some(c.id), None)
+                }
+                None => (None, None),
             }
         };
         let spec = LicenseSpec {
@@ -314,9 +318,9 @@ impl App {
             allowed_machines: Some(req.allowed_machines),
             ..Default::default()
         };
-        let delegate = principal.acting_with(vec![Permission::LicensesWrite], false);
+        let delegate = principal.acting_with(vec![Permission::LicensesWrite]);
         let keys = self
-            .insert_licenses(&mut session, &delegate, &spec, at)
+            .insert_licenses(&mut session, &delegate, &spec, created, at)
             .await?;
         session.commit().await?;
         Ok(ClCreated { keys, customer_id })
@@ -332,7 +336,7 @@ impl App {
         friendly_name: Option<String>,
         ip: Option<String>,
     ) -> Result<License> {
-        principal.require_method(Permission::ClCreateTrialKey, Some(product_id), None)?;
+        principal.require_method(Permission::ClCreateTrialKey, Some(product_id))?;
         self.store
             .read()
             .await?
@@ -365,7 +369,7 @@ impl App {
         let license = self
             .cl_lookup(principal, Permission::ClExtendLicense, product_id, key)
             .await?;
-        let delegate = principal.acting_with(vec![Permission::LicensesWrite], false);
+        let delegate = principal.acting_with(vec![Permission::LicensesWrite]);
         match days {
             0 => Ok(license),
             d if d > 0 => {
@@ -406,7 +410,7 @@ impl App {
             Permission::ClUnblockKey
         };
         let license = self.cl_lookup(principal, method, product_id, key).await?;
-        let delegate = principal.acting_with(vec![Permission::LicensesWrite], false);
+        let delegate = principal.acting_with(vec![Permission::LicensesWrite]);
         self.set_blocked(&delegate, license.id, blocked).await
     }
 
@@ -433,7 +437,7 @@ impl App {
             .await?
             .ok_or(AppError::NotFound("product"))?;
         let name = feature_of(&product, feature)?;
-        let delegate = principal.acting_with(vec![Permission::LicensesWrite], false);
+        let delegate = principal.acting_with(vec![Permission::LicensesWrite]);
         if on {
             self.add_feature(&delegate, license.id, &name).await
         } else if license.has_feature(&name) {
@@ -453,7 +457,7 @@ impl App {
         patch: LicensePatch,
     ) -> Result<License> {
         let license = self.cl_lookup(principal, method, product_id, key).await?;
-        let delegate = principal.acting_with(vec![Permission::LicensesWrite], false);
+        let delegate = principal.acting_with(vec![Permission::LicensesWrite]);
         self.update_license(&delegate, license.id, patch).await
     }
 
@@ -470,10 +474,13 @@ impl App {
             .await?;
         let customer = match customer_id {
             0 => None,
-            id => self.store.read().await?.customer(id).await?,
+            id => {
+                let mut session = self.store.read().await?;
+                self.customer_in_reach(&mut session, principal, id).await?
+            }
         };
         let found = customer.is_some() || customer_id == 0;
-        let delegate = principal.acting_with(vec![Permission::LicensesWrite], false);
+        let delegate = principal.acting_with(vec![Permission::LicensesWrite]);
         self.update_license(
             &delegate,
             license.id,
@@ -486,8 +493,10 @@ impl App {
         Ok(found)
     }
 
-    /// `auth/KeyLock`: a new token with the caller's methods, locked to one license. Only a
-    /// token whose key lock is -1 may mint them.
+    /// `auth/KeyLock`: a new token locked to one license, with the Cryptolens methods the
+    /// caller may call (its method scope, as in Cryptolens) and nothing else: none of the
+    /// caller's native permissions, so the new token reaches nothing beyond the methods.
+    /// Only a token whose key lock is -1 may mint them.
     pub async fn cl_key_lock(
         &self,
         principal: &Principal,
@@ -511,13 +520,23 @@ impl App {
             .await?
             .filter(|l| l.product_id == product_id)
             .ok_or(AppError::NotFound("license"))?;
+        let methods: Vec<Permission> = Permission::ALL
+            .into_iter()
+            .filter(|p| p.is_cryptolens_method() && principal.holds(*p))
+            .collect();
+        if methods.is_empty() {
+            return Err(AppError::Forbidden(
+                "this token may call no Cryptolens method to pass on".into(),
+            ));
+        }
+        principal.require_grantable(&methods, Some(product_id), Some(license.id))?;
         let secret = TokenSecret::generate();
         let name = format!("key lock for license {}", license.id);
         session
             .insert_token(
                 &name,
                 &secret.hash(),
-                principal.permissions(),
+                &methods,
                 Some(product_id),
                 Some(license.id),
                 None,
@@ -535,9 +554,11 @@ impl App {
         principal: &Principal,
         input: NewCustomerInput,
     ) -> Result<Customer> {
-        principal.require_method(Permission::ClAddCustomer, None, None)?;
+        principal.require_method(Permission::ClAddCustomer, None)?;
         let (name, mail, firm) = new_customer_fields(&input)?;
-        let delegate = principal.acting_with(vec![Permission::CustomersWrite], true);
+        // A customer outside any license: not for a token limited to a product, which makes
+        // customers only with its licenses (`CreateKey` with `NewCustomer`).
+        let delegate = principal.acting_with(vec![Permission::CustomersWrite]);
         self.create_customer(
             &delegate,
             NewCustomerInput {
@@ -549,9 +570,10 @@ impl App {
         .await
     }
 
-    /// `GetCustomers`: up to `limit` (at most 500) customers in creation order.
+    /// `GetCustomers`: up to `limit` (at most 500) customers in creation order; for a token
+    /// limited to a product, the customers of that product's licenses.
     pub async fn cl_customers(&self, principal: &Principal, limit: i64) -> Result<Vec<Customer>> {
-        principal.require_method(Permission::ClGetCustomers, None, None)?;
+        let product_id = principal.require_listing(Permission::ClGetCustomers, None)?;
         let limit = if limit <= 0 {
             MAX_LIST
         } else {
@@ -561,7 +583,7 @@ impl App {
             .store
             .read()
             .await?
-            .customers(None, None, limit)
+            .customers(None, product_id, None, limit)
             .await?)
     }
 
@@ -571,11 +593,10 @@ impl App {
         principal: &Principal,
         customer_id: i64,
     ) -> Result<Vec<ClLicense>> {
-        principal.require_method(Permission::ClGetCustomerLicenses, None, None)?;
+        principal.require_method(Permission::ClGetCustomerLicenses, None)?;
         let licenses = {
             let mut session = self.store.read().await?;
-            session
-                .customer(customer_id)
+            self.customer_in_reach(&mut session, principal, customer_id)
                 .await?
                 .ok_or(AppError::NotFound("customer"))?;
             session
@@ -601,7 +622,7 @@ impl App {
         product_id: i64,
         page: i64,
     ) -> Result<ClKeyPage> {
-        principal.require_method(Permission::ClGetKeys, Some(product_id), None)?;
+        principal.require_method(Permission::ClGetKeys, Some(product_id))?;
         if page < 1 {
             return Err(AppError::invalid("page", "must be 1 or more"));
         }
@@ -635,13 +656,8 @@ impl App {
 
     /// `GetProducts`: all products, or the token's one.
     pub async fn cl_products(&self, principal: &Principal) -> Result<Vec<Product>> {
-        principal.require_method(Permission::ClGetProducts, None, None)?;
-        Ok(self
-            .store
-            .read()
-            .await?
-            .products(principal.product_scope())
-            .await?)
+        let only = principal.require_listing(Permission::ClGetProducts, None)?;
+        Ok(self.store.read().await?.products(only).await?)
     }
 }
 

@@ -1,5 +1,6 @@
 use keyturn_core::names::display_name;
 use keyturn_core::{Customer, Email, Permission};
+use keyturn_store::Session;
 
 use crate::{now, App, AppError, Page, PageRequest, Principal, Result};
 
@@ -29,8 +30,32 @@ pub(crate) fn company(input: Option<&str>) -> Result<Option<String>> {
         .map_err(Into::into)
 }
 
-// Customers are shared by all products, so only unrestricted tokens manage them.
+// Customers are shared by all products, so only unrestricted tokens manage them. A token limited
+// to a product sees a customer only through its product's licenses.
 impl App {
+    /// Customer `id` if `principal` may see it (and attach it to a license): any customer for
+    /// an unrestricted caller; for a product's token, one holding a license of that product;
+    /// for a key-locked token, its license's own customer. Any other is `None`, as if it did
+    /// not exist.
+    pub(crate) async fn customer_in_reach(
+        &self,
+        session: &mut Session,
+        principal: &Principal,
+        id: i64,
+    ) -> Result<Option<Customer>> {
+        let Some(customer) = session.customer(id).await? else {
+            return Ok(None);
+        };
+        if let Some(lock) = principal.license_lock() {
+            let own = session.license(lock).await?.and_then(|l| l.customer_id);
+            return Ok((own == Some(id)).then_some(customer));
+        }
+        match principal.product_scope() {
+            Some(p) if !session.customer_holds_product(id, p).await? => Ok(None),
+            _ => Ok(Some(customer)),
+        }
+    }
+
     pub async fn create_customer(
         &self,
         principal: &Principal,
@@ -71,7 +96,7 @@ impl App {
             .store
             .read()
             .await?
-            .customers(email.as_deref(), after, limit + 1)
+            .customers(email.as_deref(), None, after, limit + 1)
             .await?;
         Ok(Page::from_rows(rows, limit, |c| c.id))
     }

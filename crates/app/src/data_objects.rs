@@ -2,7 +2,9 @@
 //!
 //! Who reaches which:
 //! - Native API: a license's and its machines' objects with `licenses:read`/`licenses:write`,
-//!   a product's with `products:read`/`products:write`, within the token's product.
+//!   a product's with `products:read`/`products:write`, within the token's reach as for the
+//!   license or product itself ([`Principal`]): another product's owner is answered as a
+//!   missing one, and a key-locked token reaches only its license's and its machines' objects.
 //! - Cryptolens API: the operation's permission (`cryptolens:incrementintvalue` covers
 //!   `IncrementIntValue`, `…ToKey` and `…ToMachineCode`) and the token's product lock, plus its
 //!   key lock. The key and machine-code forms name a key and, as in Cryptolens, need a token
@@ -19,7 +21,7 @@
 //! audit log, in the same transaction.
 
 use keyturn_core::data_object::{self, Step, MAX_PER_OWNER};
-use keyturn_core::{DataObject, DataOwner, LicenseKey, Permission};
+use keyturn_core::{DataObject, DataOwner, License, LicenseKey, Permission};
 use keyturn_store::{DataOwnerRow, Session};
 use serde_json::json;
 
@@ -160,22 +162,36 @@ impl App {
         self.remove(&principal.actor, object).await
     }
 
-    /// An owner as the native API reaches it: by the permission of what owns it.
+    /// An owner as the native API reaches it: by the permission of what owns it, within the
+    /// token's reach as for the license or product itself (a key-locked token reaches its
+    /// license's objects and its machines'; another product's owner is as if missing).
     async fn owner_row(
         &self,
         principal: &Principal,
         owner: DataOwner,
         access: Access,
     ) -> Result<DataOwnerRow> {
-        let row = self.resolve_owner(owner).await?;
-        let needed = match (row.license_id, access) {
-            (Some(_), Access::Read) => Permission::LicensesRead,
-            (Some(_), Access::Write) => Permission::LicensesWrite,
-            (None, Access::Read) => Permission::ProductsRead,
-            (None, Access::Write) => Permission::ProductsWrite,
+        let needed = match (owner, access) {
+            (DataOwner::Product(_), Access::Read) => Permission::ProductsRead,
+            (DataOwner::Product(_), Access::Write) => Permission::ProductsWrite,
+            (_, Access::Read) => Permission::LicensesRead,
+            (_, Access::Write) => Permission::LicensesWrite,
         };
-        principal.require_for(needed, row.product_id)?;
-        Ok(row)
+        principal.require(needed)?;
+        let found = self.find_owner(owner).await?;
+        let license = found.as_ref().and_then(|(_, l)| l.as_ref());
+        match owner {
+            DataOwner::Product(_) => principal.require_in_product(
+                needed,
+                found.as_ref().map(|(row, _)| row.product_id),
+                "product",
+            )?,
+            DataOwner::License(_) => principal.require_license(needed, license)?,
+            DataOwner::Machine(_) => {
+                principal.require_license_part(needed, license, "activation")?
+            }
+        }
+        found.map(|(row, _)| row).ok_or_else(|| missing(owner))
     }
 
     // ---- Cryptolens API ---------------------------------------------------------------
@@ -265,16 +281,23 @@ impl App {
             let DataSelector::Id(id) = which else {
                 return Err(AppError::invalid("id", "is required"));
             };
-            let object = self
-                .store
-                .read()
-                .await?
-                .data_object(*id)
-                .await?
-                .ok_or(AppError::NotFound("data object"))?;
-            self.cl_owner(principal, &ClDataTarget::Owner(object.owner()))
-                .await?;
-            return Ok(object);
+            let found = self.store.read().await?.data_object(*id).await?;
+            let reached = match found {
+                Some(object) => self
+                    .cl_owner(principal, &ClDataTarget::Owner(object.owner()))
+                    .await
+                    .map(|_| object),
+                None => Err(AppError::NotFound("data object")),
+            };
+            // An object beyond the token's reach is answered as a missing one: to a key-locked
+            // token as a key it may not use, to others as an object that does not exist.
+            return match reached {
+                Err(AppError::NotFound(_)) if principal.key_lock().is_some() => {
+                    Err(AppError::NotFound("license"))
+                }
+                Err(AppError::NotFound(_)) => Err(AppError::NotFound("data object")),
+                other => other,
+            };
         }
         let row = self.cl_owner(principal, &target).await?;
         self.select(row.owner, which).await
@@ -287,8 +310,11 @@ impl App {
         let (product_id, key, machine_code) = match target {
             ClDataTarget::Object => return Err(AppError::invalid("id", "is required")),
             ClDataTarget::Owner(owner) => {
-                let row = self.resolve_owner(*owner).await?;
-                principal.require_product(row.product_id)?;
+                // Another product's owner is answered as a missing one.
+                let row = match self.find_owner(*owner).await? {
+                    Some((row, _)) if principal.reaches_product(row.product_id) => row,
+                    _ => return Err(missing(*owner)),
+                };
                 // The generic forms are for unlocked tokens, or a token locked to this key.
                 match (lock, row.license_id) {
                     (None, _) => {}
@@ -340,41 +366,38 @@ impl App {
 
     // ---- shared -----------------------------------------------------------------------
 
-    /// What an owner id refers to, if it exists.
-    async fn resolve_owner(&self, owner: DataOwner) -> Result<DataOwnerRow> {
+    /// What an owner id refers to, with the license it belongs to (none for a product);
+    /// `None` when it does not exist.
+    async fn find_owner(
+        &self,
+        owner: DataOwner,
+    ) -> Result<Option<(DataOwnerRow, Option<License>)>> {
         let mut session = self.store.read().await?;
-        let (product_id, license_id) = match owner {
-            DataOwner::Product(id) => {
-                let product = session
-                    .product(id)
-                    .await?
-                    .ok_or(AppError::NotFound("product"))?;
-                (product.id, None)
-            }
-            DataOwner::License(id) => {
-                let license = session
-                    .license(id)
-                    .await?
-                    .ok_or(AppError::NotFound("license"))?;
-                (license.product_id, Some(license.id))
-            }
+        let (product_id, license) = match owner {
+            DataOwner::Product(id) => match session.product(id).await? {
+                Some(product) => (product.id, None),
+                None => return Ok(None),
+            },
+            DataOwner::License(id) => match session.license(id).await? {
+                Some(license) => (license.product_id, Some(license)),
+                None => return Ok(None),
+            },
             DataOwner::Machine(id) => {
-                let activation = session
-                    .activation(id)
-                    .await?
-                    .ok_or(AppError::NotFound("activation"))?;
-                let license = session
-                    .license(activation.license_id)
-                    .await?
-                    .ok_or(AppError::NotFound("license"))?;
-                (license.product_id, Some(license.id))
+                let Some(activation) = session.activation(id).await? else {
+                    return Ok(None);
+                };
+                match session.license(activation.license_id).await? {
+                    Some(license) => (license.product_id, Some(license)),
+                    None => return Ok(None),
+                }
             }
         };
-        Ok(DataOwnerRow {
+        let row = DataOwnerRow {
             owner,
             product_id,
-            license_id,
-        })
+            license_id: license.as_ref().map(|l| l.id),
+        };
+        Ok(Some((row, license)))
     }
 
     async fn objects_of(
@@ -569,4 +592,13 @@ async fn audit(
         "int_value": object.int_value,
     });
     record(session, license_id, actor, action, details, now()).await
+}
+
+/// The answer for an owner that does not exist (or lies beyond the caller's reach).
+fn missing(owner: DataOwner) -> AppError {
+    AppError::NotFound(match owner {
+        DataOwner::Product(_) => "product",
+        DataOwner::License(_) => "license",
+        DataOwner::Machine(_) => "activation",
+    })
 }

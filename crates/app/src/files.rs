@@ -50,7 +50,9 @@ impl App {
             ttl_days,
             encrypt: req.encrypt,
         };
-        let terms = license_file::terms(&license, &options, at);
+        // The file goes to the licensee: it shows what its product makes public, as replies do.
+        let shown = self.licensee_view(&license).await?;
+        let terms = license_file::terms(&shown, &options, at);
         let text = license_file::render(&terms, &signer, req.encrypt)?;
         record(
             &mut session,

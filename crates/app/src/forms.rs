@@ -171,16 +171,18 @@ impl App {
             .ok_or(AppError::invalid("product_id", "no such product"))?;
         let plans = s.plans(None).await?;
         for offer in &input.offers {
+            // Another product's plan is answered like a missing one: the caller may be
+            // limited to this product.
             let plan = s
                 .plan(offer.plan_id)
                 .await?
-                .ok_or_else(|| AppError::invalid("offers", format!("no plan {}", offer.plan_id)))?;
-            if plan.product_id != input.product_id {
-                return Err(AppError::invalid(
-                    "offers",
-                    format!("plan {} sells another product", plan.id),
-                ));
-            }
+                .filter(|p| p.product_id == input.product_id)
+                .ok_or_else(|| {
+                    AppError::invalid(
+                        "offers",
+                        format!("product {} has no plan {}", input.product_id, offer.plan_id),
+                    )
+                })?;
             display_name("offers", &offer.label)?;
             display_name("offers", &offer.price)?;
             if offer.mode != "payment" && offer.mode != "subscription" {

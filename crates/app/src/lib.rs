@@ -44,6 +44,7 @@ pub use messages::{MessageQuery, NewMessage};
 pub use payments::{EventEnvelope, EventOutcome};
 pub use principal::{Actor, Principal};
 pub use signatures::{SignatureSlot, SignedState, REUSE_FOR};
+pub use signers::SigningKeys;
 pub use tokens::NewTokenInput;
 
 pub type Result<T, E = AppError> = std::result::Result<T, E>;
@@ -113,6 +114,8 @@ pub struct Parts {
     signatures: signatures::Signatures,
     cache: cache::Cache,
     check_ins: activations::CheckIns,
+    /// Seals the private signing keys stored in the database.
+    master_key: Option<keyturn_core::MasterKey>,
 }
 
 impl App {
@@ -123,6 +126,7 @@ impl App {
             signers: signers::Signers::default(),
             signatures: signatures::Signatures::default(),
             check_ins: activations::CheckIns::default(),
+            master_key: None,
         }))
     }
 

@@ -171,21 +171,32 @@ pub(crate) async fn record(
 }
 
 impl App {
-    /// Resolves a spec against its plan and product into the license to insert.
+    /// Resolves a spec against its plan and product into the license to insert. The spec's
+    /// customer must be one the caller may see, unless it is `created`: made by this very
+    /// transaction for these licenses.
     async fn resolve_spec(
         &self,
         session: &mut Session,
         principal: &Principal,
         spec: &LicenseSpec,
+        created: Option<i64>,
         at: DateTime<Utc>,
     ) -> Result<NewLicense> {
         let plan = match spec.plan_id {
-            Some(id) => Some(
-                session
-                    .plan(id)
-                    .await?
-                    .ok_or(AppError::invalid("plan_id", "no such plan"))?,
-            ),
+            Some(id) => {
+                let found = session.plan(id).await?;
+                principal
+                    .require_in_product(
+                        Permission::LicensesWrite,
+                        found.as_ref().map(|p| p.product_id),
+                        "plan",
+                    )
+                    .map_err(|e| match e {
+                        AppError::NotFound(_) => AppError::invalid("plan_id", "no such plan"),
+                        e => e,
+                    })?;
+                found
+            }
             None => None,
         };
         let product_id = match (&plan, spec.product_id) {
@@ -236,9 +247,8 @@ impl App {
         check_notes(&notes)?;
         let metadata = spec.metadata.clone().unwrap_or_else(|| json!({}));
         check_metadata(&metadata)?;
-        if let Some(customer_id) = spec.customer_id {
-            session
-                .customer(customer_id)
+        if let Some(customer_id) = spec.customer_id.filter(|c| Some(*c) != created) {
+            self.customer_in_reach(session, principal, customer_id)
                 .await?
                 .ok_or(AppError::invalid("customer_id", "no such customer"))?;
         }
@@ -270,19 +280,20 @@ impl App {
         let at = now();
         let mut session = self.store.write().await?;
         let created = self
-            .insert_licenses(&mut session, principal, &spec, at)
+            .insert_licenses(&mut session, principal, &spec, None, at)
             .await?;
         session.commit().await?;
         Ok(created)
     }
 
     /// The body of [`App::create_licenses`] inside a caller's transaction, so a use case can
-    /// create licenses together with other rows (a new customer) all or none.
+    /// create licenses together with other rows (a new customer, `created`) all or none.
     pub(crate) async fn insert_licenses(
         &self,
         session: &mut Session,
         principal: &Principal,
         spec: &LicenseSpec,
+        created: Option<i64>,
         at: DateTime<Utc>,
     ) -> Result<Vec<License>> {
         principal.require(Permission::LicensesWrite)?;
@@ -293,7 +304,9 @@ impl App {
                 format!("must be between 1 and {MAX_QUANTITY}"),
             ));
         }
-        let new = self.resolve_spec(session, principal, spec, at).await?;
+        let new = self
+            .resolve_spec(session, principal, spec, created, at)
+            .await?;
         let mut created = Vec::with_capacity(quantity as usize);
         for _ in 0..quantity {
             let license = insert_with_fresh_key(session, new.clone(), at).await?;
@@ -353,7 +366,7 @@ impl App {
         let at = now();
         let mut session = self.store.write().await?;
         let new = self
-            .resolve_spec(&mut session, principal, &spec, at)
+            .resolve_spec(&mut session, principal, &spec, None, at)
             .await?;
         if let Some(taken) = session.existing_keys(&parsed).await?.first() {
             return Err(AppError::Conflict(format!(
@@ -376,35 +389,27 @@ impl App {
 
     pub async fn license(&self, principal: &Principal, id: i64) -> Result<License> {
         principal.require(Permission::LicensesRead)?;
-        let license = self
-            .store
-            .read()
-            .await?
-            .license(id)
-            .await?
-            .ok_or(AppError::NotFound("license"))?;
-        principal.require_for(Permission::LicensesRead, license.product_id)?;
-        Ok(license)
+        let found = self.store.read().await?.license(id).await?;
+        principal.require_license(Permission::LicensesRead, found.as_ref())?;
+        found.ok_or(AppError::NotFound("license"))
     }
 
     pub async fn license_by_key(&self, principal: &Principal, key: &str) -> Result<License> {
         principal.require(Permission::LicensesRead)?;
         let key = LicenseKey::parse(key)?;
-        let license = self
+        let found = self
             .store
             .read()
             .await?
             .license_by_key(key.as_str())
-            .await?
-            .ok_or(AppError::NotFound("license"))?;
-        principal.require_for(Permission::LicensesRead, license.product_id)?;
-        Ok(license)
+            .await?;
+        principal.require_license(Permission::LicensesRead, found.as_ref())?;
+        found.ok_or(AppError::NotFound("license"))
     }
 
     pub async fn licenses(&self, principal: &Principal, q: LicenseQuery) -> Result<Page<License>> {
-        principal.require(Permission::LicensesRead)?;
+        let product_id = principal.require_listing(Permission::LicensesRead, q.product_id)?;
         let (after, limit) = q.page.resolve()?;
-        let product_id = principal.listed_product(q.product_id)?;
         let email = q
             .email
             .as_deref()
@@ -438,11 +443,9 @@ impl App {
     ) -> Result<(Session, License)> {
         principal.require(need)?;
         let mut session = self.store.write().await?;
-        let license = session
-            .lock_license(id)
-            .await?
-            .ok_or(AppError::NotFound("license"))?;
-        principal.require_for(need, license.product_id)?;
+        let found = session.lock_license(id).await?;
+        principal.require_license(need, found.as_ref())?;
+        let license = found.ok_or(AppError::NotFound("license"))?;
         Ok((session, license))
     }
 
@@ -604,8 +607,7 @@ impl App {
         }
         if let Some(customer_id) = patch.customer_id {
             if let Some(cid) = customer_id {
-                session
-                    .customer(cid)
+                self.customer_in_reach(&mut session, principal, cid)
                     .await?
                     .ok_or(AppError::invalid("customer_id", "no such customer"))?;
             }
@@ -667,9 +669,9 @@ impl App {
         principal.require(Permission::EventsRead)?;
         let (after, limit) = page.resolve()?;
         let mut session = self.store.read().await?;
-        match session.license(id).await? {
-            Some(license) => principal.require_for(Permission::EventsRead, license.product_id)?,
-            None => principal.require_unrestricted(Permission::EventsRead)?,
+        let found = session.license(id).await?;
+        if found.is_some() || principal.restricted() {
+            principal.require_license(Permission::EventsRead, found.as_ref())?;
         }
         let rows = session.license_events(id, after, limit + 1).await?;
         if rows.is_empty() && after.is_none() {

@@ -105,14 +105,14 @@ impl App {
             product_id: principal.product_scope(),
             ..new
         };
-        let delegate = principal.acting_with(vec![Permission::ProductsWrite], false);
+        let delegate = principal.acting_with(vec![Permission::ProductsWrite]);
         self.post_message(&delegate, new).await
     }
 
     /// `RemoveMessage`.
     pub async fn cl_delete_message(&self, principal: &Principal, id: i64) -> Result<()> {
         principal.require(Permission::ClEditMessages)?;
-        let delegate = principal.acting_with(vec![Permission::ProductsWrite], false);
+        let delegate = principal.acting_with(vec![Permission::ProductsWrite]);
         self.delete_message(&delegate, id).await
     }
 

@@ -1,4 +1,4 @@
-use keyturn_core::Permission;
+use keyturn_core::{License, Permission};
 
 use crate::{AppError, Result};
 
@@ -30,6 +30,21 @@ impl Actor {
 }
 
 /// An authenticated caller and what it may do.
+///
+/// Every use case asks the principal before it acts, and the principal is the one place that
+/// knows a token's three limits: its permissions, its product scope and its key lock. The
+/// methods come in the shapes use cases need, so none has to combine the limits itself:
+///
+/// * [`Principal::require_license`] for anything about one license (read, change, delete, its
+///   activations and audit log, on either API) after looking the license up;
+/// * [`Principal::require_for`] / [`Principal::require_in_product`] for things of one product;
+/// * [`Principal::require_listing`] for listings, which it narrows to the token's product;
+/// * [`Principal::require_unrestricted`] for what spans products (customers, payments, tokens).
+///
+/// Two rules hold throughout. A key-locked token (Cryptolens key lock, a license id) touches
+/// its one license and nothing else: it is refused every other license, whether or not that
+/// exists, and every use case that is not about one license. And what lies outside a token's
+/// product looks exactly like what does not exist, so a token cannot probe other products.
 #[derive(Debug, Clone)]
 pub struct Principal {
     pub actor: Actor,
@@ -59,49 +74,20 @@ impl Principal {
         self.key_lock
     }
 
+    /// The one license this principal is limited to, if any.
+    pub fn license_lock(&self) -> Option<i64> {
+        self.key_lock.filter(|k| *k > 0)
+    }
+
     /// The same caller, allowed `permissions` for one step of a use case it was already
-    /// authorised for (a Cryptolens method that runs a native use case). The product
-    /// restriction stays unless `unrestricted`; the audit log still names the caller.
-    pub(crate) fn acting_with(&self, permissions: Vec<Permission>, unrestricted: bool) -> Self {
+    /// authorised for (a Cryptolens method that runs a native use case). The product scope and
+    /// key lock stay; the audit log still names the caller.
+    pub(crate) fn acting_with(&self, permissions: Vec<Permission>) -> Self {
         Self {
             actor: self.actor.clone(),
             permissions,
-            product_id: if unrestricted { None } else { self.product_id },
+            product_id: self.product_id,
             key_lock: self.key_lock,
-        }
-    }
-
-    /// The product lock alone: `product_id` must be the token's product, if it has one.
-    pub fn require_product(&self, product_id: i64) -> Result<()> {
-        match self.product_id {
-            Some(allowed) if allowed != product_id => Err(AppError::Forbidden(format!(
-                "this token is limited to product {allowed}"
-            ))),
-            _ => Ok(()),
-        }
-    }
-
-    /// A Cryptolens method call: the method's permission, the product lock (when the method
-    /// is about a product) and the key lock: a token locked to one license may touch only it,
-    /// so methods not about one license (`license_id` `None`) are refused to it.
-    pub fn require_method(
-        &self,
-        method: Permission,
-        product_id: Option<i64>,
-        license_id: Option<i64>,
-    ) -> Result<()> {
-        self.require(method)?;
-        if let Some(product_id) = product_id {
-            self.require_product(product_id)?;
-        }
-        match (self.key_lock, license_id) {
-            (Some(lock), Some(id)) if lock > 0 && lock != id => Err(AppError::Forbidden(format!(
-                "this token is limited to license {lock}"
-            ))),
-            (Some(lock), None) if lock > 0 => Err(AppError::Forbidden(format!(
-                "this token is limited to license {lock}"
-            ))),
-            _ => Ok(()),
         }
     }
 
@@ -120,20 +106,20 @@ impl Principal {
         self.product_id
     }
 
-    /// The product a listing is about: the one `asked` for, which must be within the token's
-    /// product restriction, or else the restriction itself.
-    pub fn listed_product(&self, asked: Option<i64>) -> Result<Option<i64>> {
-        match (self.product_id, asked) {
-            (Some(scope), Some(asked)) if scope != asked => Err(AppError::Forbidden(format!(
-                "this token is limited to product {scope}"
-            ))),
-            (Some(scope), _) => Ok(Some(scope)),
-            (None, asked) => Ok(asked),
-        }
+    pub fn permissions(&self) -> &[Permission] {
+        &self.permissions
     }
 
+    /// Whether the principal holds `wanted` (directly or through `admin`).
+    pub fn holds(&self, wanted: Permission) -> bool {
+        self.permissions.iter().any(|p| p.grants(wanted))
+    }
+
+    /// The permission alone. Use cases call it first, before they look anything up, so that a
+    /// missing permission is told the same whatever was asked about; the scope comes after,
+    /// through one of the methods below.
     pub fn require(&self, wanted: Permission) -> Result<()> {
-        if self.permissions.iter().any(|p| p.grants(wanted)) {
+        if self.holds(wanted) {
             Ok(())
         } else {
             Err(AppError::Forbidden(format!(
@@ -142,9 +128,22 @@ impl Principal {
         }
     }
 
-    /// Requires `wanted`, and that `product_id` is within the token's product restriction.
-    pub fn require_for(&self, wanted: Permission, product_id: i64) -> Result<()> {
-        self.require(wanted)?;
+    /// Whether `product_id` is within the token's product scope.
+    pub fn reaches_product(&self, product_id: i64) -> bool {
+        self.product_id.is_none_or(|p| p == product_id)
+    }
+
+    /// Refuses a key-locked principal: the use case is not about its one license.
+    fn require_no_key_lock(&self) -> Result<()> {
+        match self.license_lock() {
+            Some(lock) => Err(limited_to_license(lock)),
+            None => Ok(()),
+        }
+    }
+
+    /// The product scope alone, for a product the caller names itself (so refusing it tells
+    /// nothing about what exists).
+    pub fn require_product(&self, product_id: i64) -> Result<()> {
         match self.product_id {
             Some(allowed) if allowed != product_id => Err(AppError::Forbidden(format!(
                 "this token is limited to product {allowed}"
@@ -153,9 +152,78 @@ impl Principal {
         }
     }
 
-    /// Requires `wanted` without any product restriction (actions that span products).
+    /// Requires `wanted` on product `product_id`, named by the caller (creating a license or a
+    /// plan in it, reading or changing it).
+    pub fn require_for(&self, wanted: Permission, product_id: i64) -> Result<()> {
+        self.require(wanted)?;
+        self.require_no_key_lock()?;
+        self.require_product(product_id)
+    }
+
+    /// Requires `wanted` on something of a product that the caller named by its own id (a
+    /// plan), given the product of what the lookup found (`None`: nothing). Outside the
+    /// token's product it is `NotFound(what)`, as if it did not exist.
+    pub fn require_in_product(
+        &self,
+        wanted: Permission,
+        found: Option<i64>,
+        what: &'static str,
+    ) -> Result<()> {
+        self.require(wanted)?;
+        self.require_no_key_lock()?;
+        match found {
+            Some(product_id) if self.reaches_product(product_id) => Ok(()),
+            _ => Err(AppError::NotFound(what)),
+        }
+    }
+
+    /// Requires `wanted` on the license a lookup found for the caller (`None`: no such
+    /// license), or on `what` belonging to it (its activation). A key-locked token is refused
+    /// every license but its own, found or not; a product-scoped token is told that another
+    /// product's license does not exist.
+    pub fn require_license_part(
+        &self,
+        wanted: Permission,
+        found: Option<&License>,
+        what: &'static str,
+    ) -> Result<()> {
+        self.require(wanted)?;
+        match (self.license_lock(), found) {
+            (Some(lock), Some(l)) if l.id == lock && self.reaches_product(l.product_id) => Ok(()),
+            (Some(lock), _) => Err(limited_to_license(lock)),
+            (None, Some(l)) if self.reaches_product(l.product_id) => Ok(()),
+            (None, _) => Err(AppError::NotFound(what)),
+        }
+    }
+
+    /// [`Principal::require_license_part`] for the license itself.
+    pub fn require_license(&self, wanted: Permission, found: Option<&License>) -> Result<()> {
+        self.require_license_part(wanted, found, "license")
+    }
+
+    /// The product a listing is about: the one `asked` for, which must be within the token's
+    /// product restriction, or else the restriction itself.
+    pub fn listed_product(&self, asked: Option<i64>) -> Result<Option<i64>> {
+        if let Some(asked) = asked {
+            self.require_product(asked)?;
+        }
+        Ok(self.product_id.or(asked))
+    }
+
+    /// Requires `wanted` for a listing of licenses or what a vendor manages, and returns the
+    /// product it must be limited to ([`Principal::listed_product`]). A key-locked token lists
+    /// nothing.
+    pub fn require_listing(&self, wanted: Permission, asked: Option<i64>) -> Result<Option<i64>> {
+        self.require(wanted)?;
+        self.require_no_key_lock()?;
+        self.listed_product(asked)
+    }
+
+    /// Requires `wanted` without any restriction: no product scope, no key lock (actions that
+    /// span products, such as customers, payments and tokens).
     pub fn require_unrestricted(&self, wanted: Permission) -> Result<()> {
         self.require(wanted)?;
+        self.require_no_key_lock()?;
         if let Some(allowed) = self.product_id {
             return Err(AppError::Forbidden(format!(
                 "this token is limited to product {allowed}"
@@ -164,7 +232,53 @@ impl Principal {
         Ok(())
     }
 
-    pub fn permissions(&self) -> &[Permission] {
-        &self.permissions
+    /// Whether the principal is limited in any way beyond its permissions.
+    pub fn restricted(&self) -> bool {
+        self.product_id.is_some() || self.license_lock().is_some()
     }
+
+    /// A Cryptolens method that is not about one named license (creating keys, listing
+    /// customers or products): the method's permission, the product scope when the method is
+    /// about a product, and no key lock. Methods about one license use
+    /// [`Principal::require_license`] once the key is found.
+    pub fn require_method(&self, method: Permission, product_id: Option<i64>) -> Result<()> {
+        self.require(method)?;
+        self.require_no_key_lock()?;
+        match product_id {
+            Some(product_id) => self.require_product(product_id),
+            None => Ok(()),
+        }
+    }
+
+    /// Checks that a token with these limits grants nothing this principal does not hold:
+    /// every permission held, the same or a narrower product, the same key lock if locked.
+    pub fn require_grantable(
+        &self,
+        permissions: &[Permission],
+        product_id: Option<i64>,
+        key_lock: Option<i64>,
+    ) -> Result<()> {
+        if let Some(p) = permissions.iter().find(|p| !self.holds(**p)) {
+            return Err(AppError::Forbidden(format!(
+                "this token cannot grant the permission {p}, which it does not hold"
+            )));
+        }
+        if let Some(allowed) = self.product_id {
+            if product_id != Some(allowed) {
+                return Err(AppError::Forbidden(format!(
+                    "this token can grant access to product {allowed} only"
+                )));
+            }
+        }
+        if let Some(lock) = self.license_lock() {
+            if key_lock != Some(lock) {
+                return Err(limited_to_license(lock));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn limited_to_license(lock: i64) -> AppError {
+    AppError::Forbidden(format!("this token is limited to license {lock}"))
 }

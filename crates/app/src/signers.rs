@@ -1,9 +1,13 @@
+//! Products' signing keys. The private keys are stored in the database, sealed with the master
+//! key when one is configured ([`keyturn_core::seal`]), and decoded once per process.
+
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use keyturn_core::{ProductSigner, PublicKey, RsaPublicKey, RsaSigner};
+use keyturn_core::seal::{self, MasterKey, SealError};
+use keyturn_core::{Permission, ProductSigner, PublicKey, RsaPublicKey, RsaSigner};
 
-use crate::{now, App, AppError, Result};
+use crate::{now, App, AppError, Principal, Result};
 
 pub(crate) const ED25519: &str = "ed25519";
 /// The Cryptolens-compatible API's key: RSA-2048, stored as base64 PKCS#8.
@@ -21,6 +25,131 @@ pub(crate) fn corrupt(e: impl std::fmt::Display) -> AppError {
     AppError::Store(keyturn_store::StoreError::Corrupt(e.to_string()))
 }
 
+/// What a sealed key is bound to: a sealed key copied to another row does not open.
+fn place(product_id: i64, algorithm: &str) -> String {
+    format!("product {product_id} {algorithm}")
+}
+
+/// How the stored signing keys are kept.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SigningKeys {
+    /// Sealed with the master key.
+    pub sealed: usize,
+    /// In plain text.
+    pub plain: usize,
+}
+
+const SET_MASTER_KEY: &str =
+    "set KEYTURN_MASTER_KEY (or KEYTURN_MASTER_KEY_FILE) to the master key they were sealed with";
+
+impl App {
+    /// Seals the signing keys this app stores with `master` (none: stored in plain text).
+    pub fn with_master_key(mut self, master: Option<MasterKey>) -> Self {
+        self.parts_mut().master_key = master;
+        self
+    }
+
+    /// The stored form of a new private key.
+    pub(crate) fn store_key(&self, product_id: i64, algorithm: &str, plain: &str) -> String {
+        seal::store(
+            plain,
+            self.master_key.as_ref(),
+            &place(product_id, algorithm),
+        )
+    }
+
+    /// A private key from its stored form.
+    fn open_key(&self, product_id: i64, algorithm: &str, stored: &str) -> Result<String> {
+        seal::open(
+            stored,
+            self.master_key.as_ref(),
+            &place(product_id, algorithm),
+        )
+        .map_err(|e| corrupt(format!("signing key of product {product_id}: {e}")))
+    }
+
+    /// How the stored signing keys are kept, without opening any.
+    pub async fn signing_keys_status(&self) -> Result<SigningKeys> {
+        let keys = self.store.read().await?.signing_keys().await?;
+        let sealed = keys.iter().filter(|(_, _, k)| seal::is_sealed(k)).count();
+        Ok(SigningKeys {
+            sealed,
+            plain: keys.len() - sealed,
+        })
+    }
+
+    /// Checks, before serving, that every stored signing key can be opened: a sealed key needs
+    /// the master key it was sealed with. The error says what to set.
+    pub async fn check_signing_keys(&self) -> Result<SigningKeys> {
+        let keys = self.store.read().await?.signing_keys().await?;
+        let mut count = SigningKeys::default();
+        for (product_id, algorithm, stored) in keys {
+            if !seal::is_sealed(&stored) {
+                count.plain += 1;
+                continue;
+            }
+            count.sealed += 1;
+            match seal::open(&stored, self.master_key.as_ref(), &place(product_id, &algorithm)) {
+                Ok(_) => {}
+                Err(SealError::NoMasterKey) => {
+                    return Err(AppError::invalid(
+                        "master_key",
+                        format!("the signing keys are sealed and no master key is configured: {SET_MASTER_KEY}"),
+                    ))
+                }
+                Err(e) => {
+                    return Err(AppError::invalid(
+                        "master_key",
+                        format!("the signing key of product {product_id} does not open ({e}): {SET_MASTER_KEY}"),
+                    ))
+                }
+            }
+        }
+        Ok(count)
+    }
+
+    /// Stores every signing key anew: opened with `from` (the old master key) or with `to`,
+    /// or as stored when plain, then sealed with `to`, or in plain text when `to` is `None`.
+    /// All or nothing, in one transaction; the keys themselves never change, so every
+    /// signature made before still verifies.
+    pub async fn reseal_signing_keys(
+        &self,
+        principal: &Principal,
+        from: Option<&MasterKey>,
+        to: Option<&MasterKey>,
+    ) -> Result<SigningKeys> {
+        principal.require_unrestricted(Permission::Admin)?;
+        let mut session = self.store.write().await?;
+        let mut count = SigningKeys::default();
+        for (product_id, algorithm, stored) in session.signing_keys().await? {
+            let at = place(product_id, &algorithm);
+            let plain = [from, to]
+                .into_iter()
+                .flatten()
+                .find_map(|master| seal::open(&stored, Some(master), &at).ok())
+                .or_else(|| seal::open(&stored, None, &at).ok())
+                .ok_or_else(|| {
+                    AppError::invalid(
+                        "master_key",
+                        format!(
+                            "the signing key of product {product_id} is sealed with another master key: \
+                             give the one it was sealed with as the old master key"
+                        ),
+                    )
+                })?;
+            session
+                .restore_signing_key(product_id, &algorithm, &seal::store(&plain, to, &at))
+                .await?;
+            match to {
+                Some(_) => count.sealed += 1,
+                None => count.plain += 1,
+            }
+        }
+        session.commit().await?;
+        Ok(count)
+    }
+}
+
 impl App {
     /// The key that signs replies about `product_id`.
     pub async fn signer(&self, product_id: i64) -> Result<Arc<ProductSigner>> {
@@ -28,10 +157,11 @@ impl App {
             return Ok(signer.clone());
         }
         let mut session = self.store.read().await?;
-        let seed = session
+        let stored = session
             .signing_key(product_id, ED25519)
             .await?
             .ok_or(AppError::NotFound("product"))?;
+        let seed = self.open_key(product_id, ED25519, &stored)?;
         let signer = Arc::new(ProductSigner::from_base64_seed(&seed).map_err(corrupt)?);
         self.signers
             .ed25519
@@ -59,10 +189,11 @@ impl App {
             .await?
             .signing_key(product_id, RSA2048)
             .await?;
-        let pkcs8 = match stored {
-            Some(pkcs8) => pkcs8,
+        let stored = match stored {
+            Some(stored) => stored,
             None => self.create_rsa_key(product_id).await?,
         };
+        let pkcs8 = self.open_key(product_id, RSA2048, &stored)?;
         let signer = Arc::new(RsaSigner::from_base64_pkcs8(&pkcs8).map_err(corrupt)?);
         self.signers
             .rsa
@@ -73,7 +204,7 @@ impl App {
     }
 
     /// Generates and stores a product's RSA key unless another node stored one first; returns
-    /// whichever key is stored.
+    /// whichever key is stored (in its stored form).
     async fn create_rsa_key(&self, product_id: i64) -> Result<String> {
         let mut session = self.store.write().await?;
         session
@@ -88,7 +219,7 @@ impl App {
             .insert_signing_key_if_absent(
                 product_id,
                 RSA2048,
-                &fresh.to_base64_pkcs8(),
+                &self.store_key(product_id, RSA2048, &fresh.to_base64_pkcs8()),
                 &fresh.public_key().to_xml(),
                 now(),
             )

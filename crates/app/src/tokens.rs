@@ -34,6 +34,9 @@ impl App {
         .with_key_lock(token.key_lock))
     }
 
+    /// Creates a token. It never grants more than its creator holds: only permissions the
+    /// creator has, no wider product. A token locked to a license is limited to that
+    /// license's product as well.
     pub async fn create_token(
         &self,
         principal: &Principal,
@@ -61,8 +64,10 @@ impl App {
                 "must be a license id, or -1 (callers must name the key)",
             ));
         }
+        principal.require_grantable(&permissions, input.product_id, key_lock)?;
         let mut session = self.store.write().await?;
-        if let Some(product_id) = input.product_id {
+        let mut product_id = input.product_id;
+        if let Some(product_id) = product_id {
             session
                 .product(product_id)
                 .await?
@@ -73,12 +78,13 @@ impl App {
                 .license(license_id)
                 .await?
                 .ok_or(AppError::invalid("key_lock", "no license has this id"))?;
-            if input.product_id.is_some_and(|p| p != license.product_id) {
+            if product_id.is_some_and(|p| p != license.product_id) {
                 return Err(AppError::invalid(
                     "key_lock",
                     "the license belongs to another product than product_id",
                 ));
             }
+            product_id = Some(license.product_id);
         }
         let secret = TokenSecret::generate();
         let token = session
@@ -86,7 +92,7 @@ impl App {
                 &name,
                 &secret.hash(),
                 &permissions,
-                input.product_id,
+                product_id,
                 key_lock,
                 input.expires,
                 at,

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
+use keyturn_core::MasterKey;
 use keyturn_http::{ConnectionLimits, HttpSettings};
 use keyturn_providers::paypal::PaypalAdapter;
 use keyturn_providers::stripe::{StripeAdapter, StripeApi};
@@ -29,6 +30,18 @@ pub struct StoreArgs {
     /// Connections per pool [default: 16].
     #[arg(long, env = "KEYTURN_MAX_CONNECTIONS", global = true)]
     pub max_connections: Option<u32>,
+    /// Master key that seals the private signing keys in the database: 32 random bytes as
+    /// base64 or hex (`keyturn keys new-master-key` makes one). Prefer the file.
+    #[arg(
+        long,
+        env = "KEYTURN_MASTER_KEY",
+        global = true,
+        hide_env_values = true
+    )]
+    pub master_key: Option<String>,
+    /// A file holding the master key.
+    #[arg(long, env = "KEYTURN_MASTER_KEY_FILE", global = true)]
+    pub master_key_file: Option<PathBuf>,
     /// Milliseconds to wait for a database connection, for each statement, and for another
     /// process's SQLite write lock, before the database counts as unavailable (503) [default: 2000].
     #[arg(long, env = "KEYTURN_DATABASE_TIMEOUT_MS", global = true)]
@@ -46,6 +59,23 @@ pub enum SqliteSynchronous {
     #[default]
     Normal,
     Full,
+}
+
+/// Reads a master key given as text or as a file (not both).
+pub fn master_key(
+    text: Option<&str>,
+    file: Option<&Path>,
+    name: &str,
+) -> anyhow::Result<Option<MasterKey>> {
+    let text = match (text, file) {
+        (Some(_), Some(_)) => anyhow::bail!("give {name} or {name}_FILE, not both"),
+        (Some(text), None) => text.to_owned(),
+        (None, Some(path)) => std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the master key file {}", path.display()))?,
+        (None, None) => return Ok(None),
+    };
+    let key = MasterKey::parse(&text).map_err(|e| anyhow::anyhow!("{name}: {}", e.message))?;
+    Ok(Some(key))
 }
 
 /// Stripe settings; every command that may apply payment events accepts them.
@@ -269,6 +299,7 @@ struct FileConfig {
     idle_timeout_seconds: Option<u64>,
     max_connections_per_ip: Option<usize>,
     shutdown_grace_seconds: Option<u64>,
+    master_key_file: Option<PathBuf>,
     rate_limit_per_minute: Option<u32>,
     rate_limit_burst: Option<u32>,
     trusted_proxy_hops: Option<usize>,
@@ -306,6 +337,8 @@ pub struct StoreSettings {
     pub data_dir: PathBuf,
     pub database_url: Option<String>,
     pub options: StoreOptions,
+    /// Seals the private signing keys stored in the database.
+    pub master_key: Option<MasterKey>,
 }
 
 /// Everything `keyturn serve` runs with.
@@ -446,11 +479,11 @@ fn read_file(path: Option<&Path>) -> anyhow::Result<FileConfig> {
 impl StoreArgs {
     pub fn resolve(&self) -> anyhow::Result<StoreSettings> {
         let file = read_file(self.config.as_deref())?;
-        Ok(Self::merge(self, &file))
+        Self::merge(self, &file)
     }
 
-    fn merge(&self, file: &FileConfig) -> StoreSettings {
-        StoreSettings {
+    fn merge(&self, file: &FileConfig) -> anyhow::Result<StoreSettings> {
+        Ok(StoreSettings {
             data_dir: self
                 .data_dir
                 .clone()
@@ -473,7 +506,14 @@ impl StoreArgs {
                     SqliteSynchronous::Full => Synchronous::Full,
                 },
             },
-        }
+            master_key: master_key(
+                self.master_key.as_deref(),
+                self.master_key_file
+                    .as_deref()
+                    .or(file.master_key_file.as_deref()),
+                "KEYTURN_MASTER_KEY",
+            )?,
+        })
     }
 }
 
@@ -490,7 +530,7 @@ impl Settings {
                 .listen
                 .or(file.listen)
                 .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
-            store: store.merge(&file),
+            store: store.merge(&file)?,
             http: HttpSettings {
                 rate_limit_per_minute: serve
                     .rate_limit_per_minute
@@ -703,6 +743,41 @@ mod tests {
         let stripe = format!("{:?}", s.providers.stripe.unwrap());
         assert!(stripe.contains("secrets: 2"), "{stripe}");
         assert!(!stripe.contains("whsec_a"), "secrets are never printed");
+    }
+
+    #[test]
+    fn the_master_key_comes_from_a_flag_or_a_file_and_must_be_a_key() {
+        let key = MasterKey::generate();
+        let (_dir, path) = file(&format!("{}\n", key.to_text()));
+        let (_cdir, config) = file(&format!("master_key_file = {:?}\n", path));
+        let from_file = StoreArgs {
+            config: Some(config),
+            ..Default::default()
+        };
+        assert_eq!(from_file.resolve().unwrap().master_key, Some(key.clone()));
+        let both = StoreArgs {
+            master_key: Some(key.to_text()),
+            master_key_file: Some(path),
+            ..Default::default()
+        };
+        assert!(format!("{:#}", both.resolve().unwrap_err()).contains("not both"));
+        let weak = StoreArgs {
+            master_key: Some("hunter2".into()),
+            ..Default::default()
+        };
+        let err = format!("{:#}", weak.resolve().unwrap_err());
+        assert!(err.contains("32 random bytes"), "{err}");
+        assert!(
+            !err.contains("hunter2"),
+            "the rejected key is not echoed: {err}"
+        );
+        let settings = StoreArgs {
+            master_key: Some(key.to_text()),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap();
+        assert!(!format!("{settings:?}").contains(&key.to_text()));
     }
 
     #[test]

@@ -56,6 +56,29 @@ enum Command {
     /// Secret URLs that stores call after a sale to get keys.
     #[command(subcommand)]
     LicenseUrl(LicenseUrlCommand),
+    /// The products' private signing keys, and the master key that seals them.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Print a new random master key. Keep it apart from the database and its backups.
+    NewMasterKey,
+    /// How many signing keys are sealed and how many are stored in plain text.
+    Status,
+    /// Seal every signing key with the master key (KEYTURN_MASTER_KEY or
+    /// KEYTURN_MASTER_KEY_FILE). To rotate, also give the master key they are sealed with now.
+    Seal {
+        /// The master key the keys are sealed with now (when rotating to a new one).
+        #[arg(long, env = "KEYTURN_OLD_MASTER_KEY", hide_env_values = true)]
+        old_master_key: Option<String>,
+        /// A file holding the old master key.
+        #[arg(long, env = "KEYTURN_OLD_MASTER_KEY_FILE")]
+        old_master_key_file: Option<PathBuf>,
+    },
+    /// Store every signing key in plain text again, opened with the master key.
+    Unseal,
 }
 
 #[derive(Subcommand)]
@@ -382,15 +405,50 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Command::Serve(args) = &cli.command {
         return serve(&cli.store, &cli.stripe, args).await;
     }
+    if let Command::Keys(KeysCommand::NewMasterKey) = &cli.command {
+        println!("{}", keyturn_core::MasterKey::generate().to_text());
+        return Ok(());
+    }
     let settings = cli.store.resolve()?;
     let store = match cli.command {
         Command::Migrate => open_store(&settings).await?,
         _ => open_existing_store(&settings).await?,
     };
-    let app = App::new(store);
+    let master_key = settings.master_key.clone();
+    let app = App::new(store).with_master_key(master_key.clone());
+    if !matches!(cli.command, Command::Keys(_) | Command::Migrate) {
+        app.check_signing_keys()
+            .await
+            .context("cannot use the signing keys")?;
+    }
     let me = Principal::cli();
     match cli.command {
         Command::Serve(_) => unreachable!("handled above"),
+        Command::Keys(KeysCommand::NewMasterKey) => unreachable!("handled above"),
+        Command::Keys(KeysCommand::Status) => print(&app.signing_keys_status().await?)?,
+        Command::Keys(KeysCommand::Seal {
+            old_master_key,
+            old_master_key_file,
+        }) => {
+            let to = master_key.context(
+                "give the master key to seal with (KEYTURN_MASTER_KEY or KEYTURN_MASTER_KEY_FILE)",
+            )?;
+            let from = keyturn::config::master_key(
+                old_master_key.as_deref(),
+                old_master_key_file.as_deref(),
+                "KEYTURN_OLD_MASTER_KEY",
+            )?;
+            print(
+                &app.reseal_signing_keys(&me, from.as_ref(), Some(&to))
+                    .await?,
+            )?
+        }
+        Command::Keys(KeysCommand::Unseal) => {
+            let from = master_key.context(
+                "give the master key the keys are sealed with (KEYTURN_MASTER_KEY or KEYTURN_MASTER_KEY_FILE)",
+            )?;
+            print(&app.reseal_signing_keys(&me, Some(&from), None).await?)?
+        }
         Command::Migrate => eprintln!("the database schema is up to date"),
         Command::LicenseUrl(LicenseUrlCommand::Create {
             plan,
@@ -501,8 +559,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Token(TokenCommand::List) => print(&app.tokens(&me).await?)?,
         Command::Token(TokenCommand::Revoke { id }) => print(&app.revoke_token(&me, id).await?)?,
         Command::Product(ProductCommand::Create { name, features }) => print(
-            &app.create_product(&me, NewProductInput { name, features })
-                .await?,
+            &app.create_product(
+                &me,
+                NewProductInput {
+                    name,
+                    features,
+                    ..Default::default()
+                },
+            )
+            .await?,
         )?,
         Command::Product(ProductCommand::List) => print(&app.products(&me).await?)?,
         Command::Product(ProductCommand::PublicKey { id, format }) => match format {

@@ -80,8 +80,19 @@ impl Application {
         let store = open_store(&settings.store).await?;
         store.follow_changes();
         let app = App::new(store)
+            .with_master_key(settings.store.master_key.clone())
             .with_signature_reuse(settings.signature_reuse)
             .with_license_cache(settings.license_cache_entries);
+        let keys = app
+            .check_signing_keys()
+            .await
+            .context("cannot use the signing keys")?;
+        if settings.store.master_key.is_some() && keys.plain > 0 {
+            tracing::warn!(
+                plain = keys.plain,
+                "signing keys are stored in plain text; seal them with `keyturn keys seal`"
+            );
+        }
         let listener = TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("cannot listen on {}", settings.listen))?;

@@ -186,7 +186,8 @@ pub struct License {
     pub blocked: bool,
     /// Whether this is a trial license.
     pub trial: bool,
-    /// The vendor's own data about the license.
+    /// The vendor's data about the license that its product makes public (`public_metadata`);
+    /// an empty object unless the vendor publishes some keys.
     pub metadata: serde_json::Value,
 }
 
@@ -271,6 +272,8 @@ struct Deactivation {
 #[derive(Deserialize)]
 struct ErrorBody {
     error: ErrorDetail,
+    #[serde(default)]
+    nonce: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -574,7 +577,7 @@ impl Client {
             "product_id": self.product_id,
             "nonce": nonce,
         });
-        let reply: Signed<Activation> = self.signed_post("/v1/activations", &body).await?;
+        let reply: Signed<Activation> = self.signed_post("/v1/activations", &body, &nonce).await?;
         check_nonce(reply.value.nonce.as_deref(), &nonce)?;
         Ok(reply.value)
     }
@@ -590,7 +593,7 @@ impl Client {
             "nonce": nonce,
         });
         let reply: Signed<Deactivation> = self
-            .signed_post("/v1/activations/deactivate", &body)
+            .signed_post("/v1/activations/deactivate", &body, &nonce)
             .await?;
         check_nonce(reply.value.nonce.as_deref(), &nonce)
     }
@@ -609,7 +612,7 @@ impl Client {
             "product_id": self.product_id,
             "nonce": nonce,
         });
-        let reply: Signed<Validation> = self.signed_post("/v1/validate", &body).await?;
+        let reply: Signed<Validation> = self.signed_post("/v1/validate", &body, &nonce).await?;
         check_nonce(reply.value.nonce.as_deref(), &nonce)?;
         Ok(reply)
     }
@@ -691,10 +694,14 @@ impl Client {
         Ok(out)
     }
 
+    /// Posts `body` (which carries `nonce`) and returns the signed reply. A refusal the server
+    /// signed must verify and answer this request too; an unsigned one (from a proxy, or the
+    /// rate limiter) is reported as it comes.
     async fn signed_post<T: DeserializeOwned>(
         &self,
         path: &str,
         body: &impl Serialize,
+        nonce: &str,
     ) -> Result<Signed<T>, Error> {
         let response = self
             .http
@@ -710,6 +717,15 @@ impl Client {
             .map(str::to_owned);
         let body = response.bytes().await?.to_vec();
         if !status.is_success() {
+            if let Some(signature) = &signature {
+                if !self.verify(&body, signature) {
+                    return Err(Error::BadSignature);
+                }
+                let echoed = serde_json::from_slice::<ErrorBody>(&body)
+                    .ok()
+                    .and_then(|e| e.nonce);
+                check_nonce(echoed.as_deref(), nonce)?;
+            }
             return Err(refusal(status.as_u16(), &body));
         }
         let signature = signature.ok_or(Error::Unsigned)?;

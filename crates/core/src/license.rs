@@ -11,6 +11,13 @@ pub struct Product {
     pub id: i64,
     pub name: String,
     pub features: Vec<String>,
+    /// Whether replies to programs (unauthenticated: validation, activation, trials) show a
+    /// license's notes. They are the vendor's own by default.
+    #[serde(default)]
+    pub public_notes: bool,
+    /// The license metadata keys those replies show; the rest stays the vendor's.
+    #[serde(default)]
+    pub public_metadata: Vec<String>,
     pub created: DateTime<Utc>,
 }
 
@@ -81,6 +88,34 @@ pub struct License {
 }
 
 impl License {
+    /// Whether the license holds anything its licensee may not be shown: notes or metadata.
+    pub fn has_private_fields(&self) -> bool {
+        !self.notes.is_empty() || self.metadata.as_object().is_none_or(|m| !m.is_empty())
+    }
+
+    /// The license as its licensee (a program holding only the key) is shown it: every term,
+    /// but the notes and metadata only as far as `product` makes them public.
+    pub fn licensee_view(&self, product: &Product) -> License {
+        let metadata = match &self.metadata {
+            serde_json::Value::Object(all) => serde_json::Value::Object(
+                all.iter()
+                    .filter(|(k, _)| product.public_metadata.contains(k))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            ),
+            _ => serde_json::Value::Object(Default::default()),
+        };
+        License {
+            notes: if product.public_notes {
+                self.notes.clone()
+            } else {
+                String::new()
+            },
+            metadata,
+            ..self.clone()
+        }
+    }
+
     pub fn is_expired(&self, now: DateTime<Utc>) -> bool {
         self.expires.is_some_and(|expires| expires <= now)
     }
@@ -235,6 +270,35 @@ mod tests {
         lic.expires = Some(DateTime::<Utc>::MAX_UTC);
         assert!(lic.extended_by(1, now).is_err());
         assert!(lic.extended_by(i64::MAX, now).is_err());
+    }
+
+    #[test]
+    fn licensees_see_only_the_public_notes_and_metadata() {
+        let now = Utc::now();
+        let mut lic = license(now);
+        lic.notes = "internal".into();
+        lic.metadata = serde_json::json!({"tier": "gold", "crm": "C-1"});
+        let mut product = Product {
+            id: 7,
+            name: "Editor".into(),
+            features: vec!["pro".into()],
+            public_notes: false,
+            public_metadata: Vec::new(),
+            created: now,
+        };
+        assert!(lic.has_private_fields());
+        assert!(!license(now).has_private_fields());
+        let seen = lic.licensee_view(&product);
+        assert!(!seen.has_private_fields());
+        assert_eq!(seen.notes, "");
+        assert_eq!(seen.metadata, serde_json::json!({}));
+        assert_eq!(seen.features, lic.features);
+        assert_eq!(seen.expires, lic.expires);
+        product.public_notes = true;
+        product.public_metadata = vec!["tier".into(), "absent".into()];
+        let seen = lic.licensee_view(&product);
+        assert_eq!(seen.notes, "internal");
+        assert_eq!(seen.metadata, serde_json::json!({"tier": "gold"}));
     }
 
     #[test]

@@ -64,7 +64,8 @@ pub struct FileLicense {
     pub blocked: bool,
     /// Whether this is a trial license.
     pub trial: bool,
-    /// The vendor's own data about the license.
+    /// The vendor's data about the license that its product makes public
+    /// (`public_metadata`).
     pub metadata: serde_json::Value,
 }
 

@@ -199,6 +199,12 @@ impl Permission {
         )
     }
 
+    /// Whether this is a Cryptolens Web API method (`cryptolens:…`), which allows that method on
+    /// the Cryptolens API and nothing on the native one.
+    pub fn is_cryptolens_method(self) -> bool {
+        self.as_str().starts_with("cryptolens:")
+    }
+
     /// Whether holding `self` allows `wanted`.
     pub fn grants(self, wanted: Permission) -> bool {
         self == Permission::Admin || self == wanted
@@ -304,5 +310,8 @@ mod tests {
         );
         // Only data-object methods have key and machine-code forms.
         assert_eq!(Permission::cryptolens_method("GetKeyToKey"), None);
+        assert!(Permission::ClGetKey.is_cryptolens_method());
+        assert!(!Permission::Admin.is_cryptolens_method());
+        assert!(!Permission::LicensesRead.is_cryptolens_method());
     }
 }

@@ -55,7 +55,9 @@ pub struct ValidationRequest<'a> {
 
 /// Checks a license against a request. `live` holds the license's activations whose leases have
 /// not lapsed, oldest first: when a vendor lowers the machine limit below the machines already in
-/// use, the oldest keep working and the newest are the ones refused.
+/// use, the oldest keep working and the newest are the ones refused. A license locked to machines
+/// is valid only for a machine: asked without a fingerprint, it is not activated (else a copied
+/// key would pass as valid on any machine that simply leaves its fingerprint out).
 pub fn validate(
     license: &License,
     live: &[Activation],
@@ -85,34 +87,37 @@ pub fn validate(
             ),
         );
     }
-    if let Some(fingerprint) = request.fingerprint {
-        let position = live
-            .iter()
-            .position(|a| a.fingerprint == fingerprint.as_str())
-            .or_else(|| {
-                live.iter()
-                    .position(|a| fingerprint.same_machine(&a.fingerprint))
-            });
-        match position {
-            None => {
-                return ValidationOutcome::new(
-                    NotActivated,
-                    "the license is not activated on this machine",
-                )
-            }
-            Some(i) if license.machine_limited() && i as i64 >= license.max_machines => {
-                return ValidationOutcome::new(
-                    TooManyMachines,
-                    format!(
-                        "the license allows {} machines and more are activated",
-                        license.max_machines
-                    ),
-                )
-            }
-            Some(_) => {}
+    let Some(fingerprint) = request.fingerprint else {
+        if license.machine_limited() {
+            return ValidationOutcome::new(
+                NotActivated,
+                "the license is locked to machines: give the machine's fingerprint",
+            );
         }
+        return ValidationOutcome::new(Valid, "the license is valid");
+    };
+    let position = live
+        .iter()
+        .position(|a| a.fingerprint == fingerprint.as_str())
+        .or_else(|| {
+            live.iter()
+                .position(|a| fingerprint.same_machine(&a.fingerprint))
+        });
+    match position {
+        None => {
+            ValidationOutcome::new(NotActivated, "the license is not activated on this machine")
+        }
+        Some(i) if license.machine_limited() && i as i64 >= license.max_machines => {
+            ValidationOutcome::new(
+                TooManyMachines,
+                format!(
+                    "the license allows {} machines and more are activated",
+                    license.max_machines
+                ),
+            )
+        }
+        Some(_) => ValidationOutcome::new(Valid, "the license is valid"),
     }
-    ValidationOutcome::new(Valid, "the license is valid")
 }
 
 /// Why an activation is refused.
@@ -220,7 +225,12 @@ mod tests {
     #[test]
     fn an_active_license_is_valid() {
         let now = Utc::now();
-        let out = validate(&license(now), &[], &ValidationRequest::default(), now);
+        let machine = fp("a");
+        let req = ValidationRequest {
+            fingerprint: Some(&machine),
+            ..Default::default()
+        };
+        let out = validate(&license(now), &[activation(1, "a", now)], &req, now);
         assert_eq!(out.code, ValidationCode::Valid);
     }
 
@@ -287,6 +297,19 @@ mod tests {
         assert_eq!(check("b"), ValidationCode::Valid);
         assert_eq!(check("c"), ValidationCode::TooManyMachines);
         assert_eq!(check("z"), ValidationCode::NotActivated);
+    }
+
+    #[test]
+    fn a_machine_locked_license_is_valid_only_for_a_machine() {
+        let now = Utc::now();
+        let mut lic = license(now); // max_machines = 2
+        let live = [activation(1, "a", now)];
+        let out = validate(&lic, &live, &ValidationRequest::default(), now);
+        assert_eq!(out.code, ValidationCode::NotActivated);
+        assert!(out.detail.contains("fingerprint"), "{}", out.detail);
+        lic.max_machines = 0;
+        let out = validate(&lic, &live, &ValidationRequest::default(), now);
+        assert_eq!(out.code, ValidationCode::Valid);
     }
 
     #[test]

@@ -72,6 +72,11 @@ impl ApiError {
     pub fn retry_after(&self) -> Option<u64> {
         self.retry_after
     }
+
+    /// The body every error reply carries: `{"code", "message"}` under `error`.
+    pub fn body(&self) -> serde_json::Value {
+        json!({"code": self.code, "message": self.message})
+    }
 }
 
 impl From<AppError> for ApiError {
@@ -135,7 +140,7 @@ impl From<PathRejection> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({"error": {"code": self.code, "message": self.message}});
+        let body = json!({"error": self.body()});
         let mut response = (self.status, axum::Json(body)).into_response();
         if let Some(secs) = self.retry_after {
             response

@@ -1,10 +1,15 @@
 //! Replies a program can trust: the body's exact bytes are signed with the product's Ed25519 key
-//! and the signature travels in the `Keyturn-Signature` header.
+//! and the signature travels in the `Keyturn-Signature` header. Refusals are signed too, and
+//! carry the request's nonce, so a program can tell a real refusal from a forged or replayed one
+//! as it can a real license.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
 use keyturn_core::ProductSigner;
 use serde::Serialize;
+
+use crate::ApiError;
 
 pub const SIGNATURE_HEADER: &str = "keyturn-signature";
 
@@ -28,4 +33,26 @@ pub fn signed_json<T: Serialize>(
         );
     }
     response
+}
+
+#[derive(Serialize)]
+struct Refusal {
+    error: serde_json::Value,
+    time: DateTime<Utc>,
+    nonce: Option<String>,
+}
+
+/// A refusal to a program: the error as every API error shows it, the server's time and the
+/// request's nonce, signed by `signer` when the product is known.
+pub fn signed_refusal(
+    error: &ApiError,
+    signer: Option<&ProductSigner>,
+    nonce: Option<String>,
+) -> Response {
+    let body = Refusal {
+        error: error.body(),
+        time: Utc::now(),
+        nonce,
+    };
+    signed_json(error.status(), signer, &body)
 }

@@ -47,36 +47,49 @@ impl Session {
         row.as_ref().map(customer).transpose()
     }
 
-    /// Customers in id order after `after`, optionally only those with `email`.
+    /// Customers in id order after `after`, optionally only those with `email`, and only those
+    /// holding a license of `product_id`.
     pub async fn customers(
         &mut self,
         email: Option<&str>,
+        product_id: Option<i64>,
         after: Option<i64>,
         limit: i64,
     ) -> Result<Vec<Customer>> {
-        let after = after.unwrap_or(0);
-        let rows = match email {
-            Some(email) => {
-                sqlx::query(&format!(
-                "SELECT {COLUMNS} FROM customers WHERE email = $1 AND id > $2 ORDER BY id LIMIT $3"
-            ))
-                .bind(email)
-                .bind(after)
-                .bind(limit)
-                .fetch_all(self.conn())
-                .await?
-            }
-            None => {
-                sqlx::query(&format!(
-                    "SELECT {COLUMNS} FROM customers WHERE id > $1 ORDER BY id LIMIT $2"
-                ))
-                .bind(after)
-                .bind(limit)
-                .fetch_all(self.conn())
-                .await?
-            }
-        };
+        let mut sql = format!("SELECT {COLUMNS} FROM customers WHERE id > $1");
+        if email.is_some() {
+            sql.push_str(" AND email = $2");
+        }
+        if product_id.is_some() {
+            let n = if email.is_some() { 3 } else { 2 };
+            sql.push_str(&format!(" AND {}", holds_product(n)));
+        }
+        sql.push_str(&format!(
+            " ORDER BY id LIMIT ${}",
+            2 + usize::from(email.is_some()) + usize::from(product_id.is_some())
+        ));
+        let mut query = sqlx::query(&sql).bind(after.unwrap_or(0));
+        if let Some(email) = email {
+            query = query.bind(email);
+        }
+        if let Some(product_id) = product_id {
+            query = query.bind(product_id);
+        }
+        let rows = query.bind(limit).fetch_all(self.conn()).await?;
         rows.iter().map(customer).collect()
+    }
+
+    /// Whether customer `id` holds a license of `product_id`.
+    pub async fn customer_holds_product(&mut self, id: i64, product_id: i64) -> Result<bool> {
+        let row = sqlx::query(&format!(
+            "SELECT id FROM customers WHERE id = $1 AND {}",
+            holds_product(2)
+        ))
+        .bind(id)
+        .bind(product_id)
+        .fetch_optional(self.conn())
+        .await?;
+        Ok(row.is_some())
     }
 
     pub async fn update_customer(&mut self, c: &Customer) -> Result<()> {
@@ -90,4 +103,12 @@ impl Session {
         self.touch(crate::Change::Customer(c.id));
         Ok(())
     }
+}
+
+/// The condition that a `customers` row holds a license of the product bound as `$n`.
+fn holds_product(n: usize) -> String {
+    format!(
+        "EXISTS (SELECT 1 FROM licenses WHERE licenses.customer_id = customers.id \
+         AND licenses.product_id = ${n})"
+    )
 }

@@ -239,12 +239,14 @@ impl Store {
         data_dir.join("keyturn.db")
     }
 
-    /// Opens (creating if needed) the SQLite database `keyturn.db` in `data_dir`.
+    /// Opens (creating if needed) the SQLite database `keyturn.db` in `data_dir`. The directory
+    /// is created readable by its owner only (0700) and the database file is kept so (0600):
+    /// it holds the signing keys, and SQLite gives its log files the database's permissions.
     pub async fn open_sqlite(data_dir: &Path, options: &StoreOptions) -> Result<Self> {
-        std::fs::create_dir_all(data_dir).map_err(|e| {
-            StoreError::Config(format!("cannot create {}: {e}", data_dir.display()))
-        })?;
         let path = Self::sqlite_file(data_dir);
+        private_files(data_dir, &path).map_err(|e| {
+            StoreError::Config(format!("cannot prepare {}: {e}", data_dir.display()))
+        })?;
         Self::connect(&format!("sqlite://{}?mode=rwc", path.display()), options).await
     }
 
@@ -413,6 +415,29 @@ impl Store {
             tracing::warn!("database connections still busy at exit were dropped");
         }
     }
+}
+
+/// Creates `dir` (owner only) and the database file `db` in it (owner read and write), or
+/// narrows an existing database file to its owner.
+#[cfg(unix)]
+fn private_files(dir: &Path, db: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(db)?;
+    std::fs::set_permissions(db, std::fs::Permissions::from_mode(0o600))
+}
+
+#[cfg(not(unix))]
+fn private_files(dir: &Path, _db: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)
 }
 
 pub(crate) mod time {

@@ -11,24 +11,28 @@ fn product(row: &AnyRow) -> Result<Product> {
         id: row.try_get("id")?,
         name: row.try_get("name")?,
         features: parse_json("products.features", &row.try_get::<String, _>("features")?)?,
+        public_notes: row.try_get::<i64, _>("public_notes")? != 0,
+        public_metadata: parse_json(
+            "products.public_metadata",
+            &row.try_get::<String, _>("public_metadata")?,
+        )?,
         created: from_db(row.try_get("created_at")?),
     })
 }
 
-const COLUMNS: &str = "id, name, features, created_at";
+const COLUMNS: &str = "id, name, features, public_notes, public_metadata, created_at";
 
 impl Session {
-    pub async fn insert_product(
-        &mut self,
-        name: &str,
-        features: &[String],
-        now: DateTime<Utc>,
-    ) -> Result<Product> {
+    /// Inserts a product as `p` describes it (its id and creation time are given here).
+    pub async fn insert_product(&mut self, p: &Product, now: DateTime<Utc>) -> Result<Product> {
         let row = sqlx::query(&format!(
-            "INSERT INTO products (name, features, created_at) VALUES ($1, $2, $3) RETURNING {COLUMNS}"
+            "INSERT INTO products (name, features, public_notes, public_metadata, created_at) \
+             VALUES ($1, $2, $3, $4, $5) RETURNING {COLUMNS}"
         ))
-        .bind(name)
-        .bind(json_list(features))
+        .bind(&p.name)
+        .bind(json_list(&p.features))
+        .bind(i64::from(p.public_notes))
+        .bind(json_list(&p.public_metadata))
         .bind(to_db(now))
         .fetch_one(self.conn())
         .await?;
@@ -75,12 +79,17 @@ impl Session {
     }
 
     pub async fn update_product(&mut self, p: &Product) -> Result<()> {
-        sqlx::query("UPDATE products SET name = $1, features = $2 WHERE id = $3")
-            .bind(&p.name)
-            .bind(json_list(&p.features))
-            .bind(p.id)
-            .execute(self.conn())
-            .await?;
+        sqlx::query(
+            "UPDATE products SET name = $1, features = $2, public_notes = $3, \
+             public_metadata = $4 WHERE id = $5",
+        )
+        .bind(&p.name)
+        .bind(json_list(&p.features))
+        .bind(i64::from(p.public_notes))
+        .bind(json_list(&p.public_metadata))
+        .bind(p.id)
+        .execute(self.conn())
+        .await?;
         self.touch(crate::Change::Product(p.id));
         Ok(())
     }
@@ -145,5 +154,42 @@ impl Session {
         .fetch_optional(self.conn())
         .await?;
         Ok(row.map(|r| r.try_get("private_key")).transpose()?)
+    }
+
+    /// Every stored signing key as (product, algorithm, stored private key), for re-sealing.
+    pub async fn signing_keys(&mut self) -> Result<Vec<(i64, String, String)>> {
+        let rows = sqlx::query(
+            "SELECT product_id, algorithm, private_key FROM signing_keys \
+             ORDER BY product_id, algorithm",
+        )
+        .fetch_all(self.conn())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("product_id")?,
+                    r.try_get("algorithm")?,
+                    r.try_get("private_key")?,
+                ))
+            })
+            .collect()
+    }
+
+    /// Replaces the stored form of a signing key (the key itself never changes).
+    pub async fn restore_signing_key(
+        &mut self,
+        product_id: i64,
+        algorithm: &str,
+        private_key: &str,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE signing_keys SET private_key = $1 WHERE product_id = $2 AND algorithm = $3",
+        )
+        .bind(private_key)
+        .bind(product_id)
+        .bind(algorithm)
+        .execute(self.conn())
+        .await?;
+        Ok(())
     }
 }

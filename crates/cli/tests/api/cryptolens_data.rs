@@ -628,15 +628,20 @@ async fn generic_data_objects(app: &TestApp) {
         json!({"name": "p", "permissions": DATA_PERMISSIONS, "product_id": elsewhere}),
     )
     .await;
+    // Another product's object is answered as one that does not exist.
     assert_error(
         &by_id(
             "SetIntValue",
-            other_product,
+            other_product.clone(),
             on_product,
             &[("IntValue", "1")],
         )
         .await,
-        DENIED,
+        "Could not find the data object.",
+    );
+    assert_error(
+        &by_id("SetIntValue", other_product, 987_654, &[("IntValue", "1")]).await,
+        "Could not find the data object.",
     );
 
     // The native API shows the same objects.
@@ -816,7 +821,8 @@ async fn native_data_objects(app: &TestApp) {
     let r = app
         .call(reqwest::Method::GET, &base, Some(&scoped), None)
         .await;
-    assert_eq!(r.status, 403, "{}", r.body);
+    // Another product's license is answered as one that does not exist.
+    assert_eq!(r.status, 404, "{}", r.body);
     let license_writer = token_for(app, &["licenses:write"], None).await;
     let r = app
         .call(

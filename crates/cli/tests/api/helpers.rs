@@ -111,6 +111,8 @@ pub struct TestDb {
     pub backend: Backend,
     pub dir: tempfile::TempDir,
     pub url: Option<String>,
+    /// The master key servers on this database are started with.
+    pub master_key: Option<keyturn_core::MasterKey>,
     name: String,
 }
 
@@ -136,6 +138,7 @@ impl TestDb {
             backend: backend.clone(),
             dir,
             url,
+            master_key: None,
             name,
         }
     }
@@ -146,6 +149,7 @@ impl TestDb {
             backend: Backend::Sqlite,
             dir: tempfile::tempdir_in(parent).expect("temp dir"),
             url: None,
+            master_key: None,
             name: String::new(),
         }
     }
@@ -155,6 +159,7 @@ impl TestDb {
             data_dir: self.dir.path().join("data"),
             database_url: self.url.clone(),
             options: keyturn_store::StoreOptions::default(),
+            master_key: self.master_key.clone(),
         }
     }
 
@@ -267,6 +272,13 @@ pub async fn spawn_again(
     let settings = test_settings(db, http, providers, Default::default(), 0);
     let (application, _) = Application::build(&settings).await.expect("server starts");
     start(application, admin.to_owned())
+}
+
+/// A server started again on a database another one set up, or why it would not start.
+pub async fn try_spawn_again(db: &TestDb, admin: &str) -> anyhow::Result<TestApp> {
+    let settings = test_settings(db, test_http(), Default::default(), Default::default(), 0);
+    let (application, _) = Application::build(&settings).await?;
+    Ok(start(application, admin.to_owned()))
 }
 
 pub fn test_settings(

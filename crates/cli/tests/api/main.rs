@@ -4,6 +4,7 @@
 #[macro_use]
 mod helpers;
 
+mod access;
 mod activations;
 mod bad_input;
 mod catalog;

@@ -31,6 +31,10 @@ struct ProductBody {
     name: String,
     #[serde(default)]
     features: Vec<String>,
+    #[serde(default)]
+    public_notes: bool,
+    #[serde(default)]
+    public_metadata: Vec<String>,
 }
 
 async fn create_product(
@@ -45,6 +49,8 @@ async fn create_product(
             NewProductInput {
                 name: body.name,
                 features: body.features,
+                public_notes: body.public_notes,
+                public_metadata: body.public_metadata,
             },
         )
         .await?;
@@ -69,6 +75,8 @@ async fn get_product(
 struct ProductPatchBody {
     name: Option<String>,
     features: Option<Vec<String>>,
+    public_notes: Option<bool>,
+    public_metadata: Option<Vec<String>>,
 }
 
 async fn update_product(
@@ -80,6 +88,8 @@ async fn update_product(
     let patch = ProductPatch {
         name: body.name,
         features: body.features,
+        public_notes: body.public_notes,
+        public_metadata: body.public_metadata,
     };
     Ok(axum::Json(
         state.app.update_product(&principal, id, patch).await?,
