@@ -260,6 +260,11 @@ impl App {
         Ok(batch.len())
     }
 
+    /// How many check-ins wait to be written.
+    pub fn pending_check_ins(&self) -> usize {
+        self.check_ins.len()
+    }
+
     /// Frees a machine's seat, as the program on that machine asks with the key. Returns the
     /// removed activation and the product whose key signs the reply.
     pub async fn deactivate(
@@ -452,6 +457,10 @@ impl CheckIns {
             .lock()
             .expect("check-ins lock")
             .insert(activation.id, activation.clone());
+    }
+
+    fn len(&self) -> usize {
+        self.0.lock().expect("check-ins lock").len()
     }
 
     fn take(&self) -> Vec<Activation> {

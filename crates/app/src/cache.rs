@@ -7,6 +7,10 @@
 //! node cannot hear other nodes' changes, nothing is served from memory. Entries also age out
 //! after [`MAX_AGE`], which bounds how long a change made outside any server process (the CLI
 //! writing to a served SQLite file) goes unseen.
+//!
+//! When the database does not answer, an entry older than [`MAX_AGE`] is still served: the node
+//! hears every change committed anywhere (or it would serve nothing), so none can have been
+//! missed — except a write by the CLI into a served SQLite file, which needs that same file.
 
 use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
@@ -18,7 +22,7 @@ use chrono::{DateTime, Utc};
 use keyturn_core::{AccessToken, Activation, Customer, DataObject, License, Product, TokenHash};
 use keyturn_store::{Change, Changes};
 
-use crate::{App, Result};
+use crate::{App, AppError, Result};
 
 pub const MAX_AGE: Duration = Duration::from_secs(5);
 /// Recent invalidations kept to tell whether a load overlapped one.
@@ -129,6 +133,15 @@ impl<K: Eq + Hash + Clone, T> Table<K, T> {
             .get(k)
             .filter(|e| e.loaded.elapsed() < MAX_AGE)
             .map(|e| e.value.clone())
+    }
+
+    /// An entry however old, for when the database cannot be asked.
+    fn get_any<Q>(&self, k: &Q) -> Option<Arc<T>>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.rows.get(k).map(|e| e.value.clone())
     }
 
     fn put(&mut self, id: i64, k: K, value: Arc<T>, capacity: usize) {
@@ -265,23 +278,47 @@ impl Cache {
 }
 
 impl App {
-    /// A row from memory, or from `load` (kept by `keep` if no change overlapped the load).
+    /// A row from memory (`pick` with `fresh`), or from `load` (kept by `keep` if no change
+    /// overlapped the load). If the database is unavailable, an aged entry answers instead
+    /// (`pick` without `fresh`).
     async fn through_cache<T>(
         &self,
-        cached: Option<Arc<T>>,
+        pick: impl Fn(&Inner, bool) -> Option<Arc<T>>,
         load: impl AsyncFnOnce() -> Result<Option<T>>,
         keep: impl FnOnce(&Cache, u64, Arc<T>),
     ) -> Result<Option<Arc<T>>> {
-        if cached.is_some() {
-            return Ok(cached);
+        if let Some(row) = self.cache.read(|i| pick(i, true)) {
+            return Ok(Some(row));
         }
         let since = self.cache.generation();
-        let Some(row) = load().await? else {
-            return Ok(None);
+        let row = match load().await {
+            Ok(Some(row)) => Arc::new(row),
+            Ok(None) => return Ok(None),
+            Err(AppError::Store(e)) if e.is_unavailable() => {
+                return match self.cache.read(|i| pick(i, false)) {
+                    Some(held) => {
+                        tracing::debug!(error = %e, "the database is unavailable; answered from memory");
+                        Ok(Some(held))
+                    }
+                    None => Err(e.into()),
+                };
+            }
+            Err(e) => return Err(e),
         };
-        let row = Arc::new(row);
         keep(&self.cache, since, row.clone());
         Ok(Some(row))
+    }
+}
+
+fn fresh_or_any<K, Q, T>(table: &Table<K, T>, k: &Q, fresh: bool) -> Option<Arc<T>>
+where
+    K: Eq + Hash + Clone + std::borrow::Borrow<Q>,
+    Q: Hash + Eq + ?Sized,
+{
+    if fresh {
+        table.get(k)
+    } else {
+        table.get_any(k)
     }
 }
 
@@ -299,9 +336,8 @@ impl App {
 
     /// A license and its activations by (normalised) key.
     pub(crate) async fn license_state(&self, key: &str) -> Result<Option<Arc<LicenseState>>> {
-        let cached = self.cache.read(|i| i.licenses.get(key));
         self.through_cache(
-            cached,
+            |i, fresh| fresh_or_any(&i.licenses, key, fresh),
             async || {
                 let mut session = self.store.read().await?;
                 let Some(license) = session.license_by_key(key).await? else {
@@ -322,9 +358,8 @@ impl App {
 
     /// The stored token a presented secret hashes to.
     pub(crate) async fn token_row(&self, hash: &TokenHash) -> Result<Option<Arc<AccessToken>>> {
-        let cached = self.cache.read(|i| i.tokens.get(hash.as_str()));
         self.through_cache(
-            cached,
+            |i, fresh| fresh_or_any(&i.tokens, hash.as_str(), fresh),
             async || Ok(self.store.read().await?.token_by_hash(hash).await?),
             |cache, since, token| {
                 cache.keep(since, Change::Token(token.id), |i, cap| {
@@ -336,9 +371,8 @@ impl App {
     }
 
     pub(crate) async fn product_row(&self, id: i64) -> Result<Option<Arc<Product>>> {
-        let cached = self.cache.read(|i| i.products.get(&id));
         self.through_cache(
-            cached,
+            |i, fresh| fresh_or_any(&i.products, &id, fresh),
             async || Ok(self.store.read().await?.product(id).await?),
             |cache, since, product| {
                 cache.keep(since, Change::Product(id), |i, cap| {
@@ -350,9 +384,8 @@ impl App {
     }
 
     pub(crate) async fn customer_row(&self, id: i64) -> Result<Option<Arc<Customer>>> {
-        let cached = self.cache.read(|i| i.customers.get(&id));
         self.through_cache(
-            cached,
+            |i, fresh| fresh_or_any(&i.customers, &id, fresh),
             async || Ok(self.store.read().await?.customer(id).await?),
             |cache, since, customer| {
                 cache.keep(since, Change::Customer(id), |i, cap| {

@@ -36,7 +36,7 @@ pub use error::AppError;
 pub use files::{LicenseFileRequest, DEFAULT_FILE_TTL_DAYS};
 pub use forms::{CheckoutOutcome, CheckoutPlan, NewPaymentForm, PaymentSetup, MAX_FORM_QUANTITY};
 pub use keyturn_store::QueuedMail;
-pub use keyturn_store::{Dialect, StoreError};
+pub use keyturn_store::{Dialect, StoreError, WriteFailure};
 pub use license_urls::{LicenseUrlSecret, NewLicenseUrl};
 pub use licenses::{Extension, LicensePatch, LicenseQuery, LicenseSpec, TrialRequest};
 pub use mail::retry_delay;
@@ -139,12 +139,53 @@ impl App {
         &self.store
     }
 
-    /// Whether the database answers; for load balancers' health checks.
-    pub async fn healthy(&self) -> bool {
-        match self.store.read().await {
-            Ok(mut s) => s.count_tokens().await.is_ok(),
-            Err(_) => false,
+    /// What a load balancer or an operator needs to know, found out within `budget` however
+    /// the database behaves: whether it answers a read, whether writes commit (after a failed
+    /// write, a probe write tells whether they do again), and whether this node hears every
+    /// change other nodes make.
+    pub async fn health(&self, budget: std::time::Duration) -> Health {
+        let half = budget / 2;
+        let read = async {
+            let mut session = self.store.read().await?;
+            session.count_tokens().await?;
+            Ok::<_, StoreError>(())
+        };
+        let database = match tokio::time::timeout(half, read).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!(
+                "the database did not answer within {} ms",
+                half.as_millis()
+            )),
+        };
+        if database.is_ok() && self.store.write_failure().is_some() {
+            // The outcome lands in the store's write health either way.
+            let _ = tokio::time::timeout(half, self.store.probe_write()).await;
         }
+        Health {
+            database,
+            writes: self.store.write_failure(),
+            hearing_since: self.store.changes().hearing_since(),
+        }
+    }
+}
+
+/// The answer to a health check.
+#[derive(Debug, Clone)]
+pub struct Health {
+    /// Whether the database answered a read, or why not.
+    pub database: Result<(), String>,
+    /// Why writes fail, when the last one failed (and a probe did not succeed since).
+    pub writes: Option<keyturn_store::WriteFailure>,
+    /// Since when every change made on other nodes reaches this one (on SQLite, since the
+    /// start); `None` while it does not.
+    pub hearing_since: Option<DateTime<Utc>>,
+}
+
+impl Health {
+    /// Whether this node can serve: it reads and writes.
+    pub fn ok(&self) -> bool {
+        self.database.is_ok() && self.writes.is_none()
     }
 }
 

@@ -26,7 +26,7 @@ use keyturn_core::payment::{
     PlanRef, ProviderEvent, QuantityMode, Reversal, Subscription, SubscriptionStatus,
 };
 use keyturn_core::{Email, License, Permission, Plan};
-use keyturn_store::{IncomingEvent, NewPayment, Session};
+use keyturn_store::{IncomingEvent, NewPayment, Session, StoreError};
 use serde_json::json;
 
 use crate::licenses::{insert_with_fresh_key, license_from_plan, record};
@@ -56,6 +56,9 @@ pub enum EventOutcome {
     Duplicate,
 }
 
+/// How many times an event that raced a concurrent one is applied before giving up.
+const ATTEMPTS: u32 = 3;
+
 struct Ctx<'a> {
     provider: &'a str,
     event_id: &'a str,
@@ -81,6 +84,27 @@ impl App {
 
     /// [`Self::apply_provider_event`] for integrations whose plan the vendor configured.
     pub(crate) async fn apply_event(
+        &self,
+        envelope: &EventEnvelope,
+        event: Option<PaymentEvent>,
+        vendor_plan: Option<i64>,
+    ) -> Result<EventOutcome> {
+        let mut attempt = 1;
+        loop {
+            match self.apply_once(envelope, event.clone(), vendor_plan).await {
+                // Concurrent deliveries about one buyer or subscription (PostgreSQL): another
+                // transaction committed a row this one was creating too; the next attempt
+                // finds it.
+                Err(AppError::Store(StoreError::Conflict(what))) if attempt < ATTEMPTS => {
+                    tracing::debug!(provider = %envelope.provider, %what, attempt, "provider event raced another; trying again");
+                    attempt += 1;
+                }
+                outcome => return outcome,
+            }
+        }
+    }
+
+    async fn apply_once(
         &self,
         envelope: &EventEnvelope,
         event: Option<PaymentEvent>,
@@ -138,10 +162,9 @@ impl App {
             }
             Err(e) => {
                 drop(session);
-                if matches!(
-                    e,
-                    AppError::Invalid(_) | AppError::NotFound(_) | AppError::Conflict(_)
-                ) {
+                // Every event answered with an error is listed as failed with the reason,
+                // unless the database cannot store anything now (the log says why).
+                if !matches!(e, AppError::Store(StoreError::Unavailable(_))) {
                     let mut session = self.store.write().await?;
                     session
                         .record_failed_event(&incoming, &e.to_string(), at)

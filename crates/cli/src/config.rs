@@ -8,10 +8,11 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use keyturn_core::MasterKey;
-use keyturn_http::HttpSettings;
+use keyturn_http::{ConnectionLimits, HttpSettings};
 use keyturn_providers::paypal::PaypalAdapter;
 use keyturn_providers::stripe::{StripeAdapter, StripeApi};
 use keyturn_providers::{Providers, StoreSecrets};
+use keyturn_store::{StoreOptions, Synchronous};
 use serde::Deserialize;
 
 /// Options every command accepts (they say where the data lives).
@@ -41,6 +42,23 @@ pub struct StoreArgs {
     /// A file holding the master key.
     #[arg(long, env = "KEYTURN_MASTER_KEY_FILE", global = true)]
     pub master_key_file: Option<PathBuf>,
+    /// Milliseconds to wait for a database connection, for each statement, and for another
+    /// process's SQLite write lock, before the database counts as unavailable (503) [default: 2000].
+    #[arg(long, env = "KEYTURN_DATABASE_TIMEOUT_MS", global = true)]
+    pub database_timeout_ms: Option<u64>,
+    /// SQLite `synchronous`: `normal` (a process crash loses nothing, a power loss may lose the
+    /// last transactions) or `full` (a power loss loses nothing either; one disk sync per
+    /// write) [default: normal].
+    #[arg(long, env = "KEYTURN_SQLITE_SYNCHRONOUS", global = true, value_enum)]
+    pub sqlite_synchronous: Option<SqliteSynchronous>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum SqliteSynchronous {
+    #[default]
+    Normal,
+    Full,
 }
 
 /// Reads a master key given as text or as a file (not both).
@@ -193,6 +211,22 @@ pub struct ServeArgs {
     /// Licenses kept in memory for validation and activation (0: read the database each time).
     #[arg(long, env = "KEYTURN_LICENSE_CACHE_ENTRIES")]
     pub license_cache_entries: Option<usize>,
+    /// Seconds a client has to send a request's headers; also how long an HTTP/1 connection
+    /// may wait idle for its next request [default: 10].
+    #[arg(long, env = "KEYTURN_HEADER_READ_TIMEOUT_SECONDS")]
+    pub header_read_timeout_seconds: Option<u64>,
+    /// Seconds without a byte moving either way after which a connection is closed
+    /// [default: 60].
+    #[arg(long, env = "KEYTURN_IDLE_TIMEOUT_SECONDS")]
+    pub idle_timeout_seconds: Option<u64>,
+    /// Open connections one IP address may hold; 0 = no cap [default: 256]. Behind a reverse
+    /// proxy every connection comes from the proxy: raise it or set 0 there.
+    #[arg(long, env = "KEYTURN_MAX_CONNECTIONS_PER_IP")]
+    pub max_connections_per_ip: Option<usize>,
+    /// Seconds a shutdown (SIGTERM) lets requests in flight finish before closing their
+    /// connections [default: 10].
+    #[arg(long, env = "KEYTURN_SHUTDOWN_GRACE_SECONDS")]
+    pub shutdown_grace_seconds: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
@@ -259,6 +293,12 @@ struct FileConfig {
     data_dir: Option<PathBuf>,
     database_url: Option<String>,
     max_connections: Option<u32>,
+    database_timeout_ms: Option<u64>,
+    sqlite_synchronous: Option<SqliteSynchronous>,
+    header_read_timeout_seconds: Option<u64>,
+    idle_timeout_seconds: Option<u64>,
+    max_connections_per_ip: Option<usize>,
+    shutdown_grace_seconds: Option<u64>,
     master_key_file: Option<PathBuf>,
     rate_limit_per_minute: Option<u32>,
     rate_limit_burst: Option<u32>,
@@ -296,7 +336,7 @@ struct FileConfig {
 pub struct StoreSettings {
     pub data_dir: PathBuf,
     pub database_url: Option<String>,
-    pub max_connections: u32,
+    pub options: StoreOptions,
     /// Seals the private signing keys stored in the database.
     pub master_key: Option<MasterKey>,
 }
@@ -450,7 +490,22 @@ impl StoreArgs {
                 .or(file.data_dir.clone())
                 .unwrap_or_else(|| PathBuf::from("keyturn-data")),
             database_url: self.database_url.clone().or(file.database_url.clone()),
-            max_connections: self.max_connections.or(file.max_connections).unwrap_or(16),
+            options: StoreOptions {
+                max_connections: self.max_connections.or(file.max_connections).unwrap_or(16),
+                timeout: self
+                    .database_timeout_ms
+                    .or(file.database_timeout_ms)
+                    .map(Duration::from_millis)
+                    .unwrap_or(keyturn_store::DEFAULT_TIMEOUT),
+                sqlite_synchronous: match self
+                    .sqlite_synchronous
+                    .or(file.sqlite_synchronous)
+                    .unwrap_or_default()
+                {
+                    SqliteSynchronous::Normal => Synchronous::Normal,
+                    SqliteSynchronous::Full => Synchronous::Full,
+                },
+            },
             master_key: master_key(
                 self.master_key.as_deref(),
                 self.master_key_file
@@ -498,6 +553,33 @@ impl Settings {
                     .or(file.max_body_bytes)
                     .unwrap_or(defaults.max_body_bytes),
                 public_url: serve.public_url.clone().or(file.public_url.clone()),
+                connections: {
+                    let d = defaults.connections.clone();
+                    let secs = |flag: Option<u64>, file: Option<u64>, default: Duration| {
+                        flag.or(file).map(Duration::from_secs).unwrap_or(default)
+                    };
+                    ConnectionLimits {
+                        header_read_timeout: secs(
+                            serve.header_read_timeout_seconds,
+                            file.header_read_timeout_seconds,
+                            d.header_read_timeout,
+                        ),
+                        idle_timeout: secs(
+                            serve.idle_timeout_seconds,
+                            file.idle_timeout_seconds,
+                            d.idle_timeout,
+                        ),
+                        max_connections_per_ip: serve
+                            .max_connections_per_ip
+                            .or(file.max_connections_per_ip)
+                            .unwrap_or(d.max_connections_per_ip),
+                        shutdown_grace: secs(
+                            serve.shutdown_grace_seconds,
+                            file.shutdown_grace_seconds,
+                            d.shutdown_grace,
+                        ),
+                    }
+                },
             },
             providers: Providers {
                 stripe: stripe.merge(&file),
@@ -620,6 +702,34 @@ mod tests {
             s.providers.stripe.is_none(),
             "Stripe is off until configured"
         );
+        assert_eq!(s.store.options.timeout, Duration::from_secs(2));
+        assert_eq!(s.store.options.sqlite_synchronous, Synchronous::Normal);
+        assert_eq!(s.http.connections.shutdown_grace, Duration::from_secs(10));
+        assert_eq!(s.http.connections.max_connections_per_ip, 256);
+    }
+
+    #[test]
+    fn fault_limits_come_from_flags_and_the_file() {
+        let (_dir, path) = file(
+            "database_timeout_ms = 500\nsqlite_synchronous = \"full\"\nshutdown_grace_seconds = 3\n\
+             header_read_timeout_seconds = 4\nidle_timeout_seconds = 5\nmax_connections_per_ip = 0\n",
+        );
+        let store = StoreArgs {
+            config: Some(path),
+            ..Default::default()
+        };
+        let serve = ServeArgs {
+            shutdown_grace_seconds: Some(1),
+            ..Default::default()
+        };
+        let s = Settings::resolve(&store, &StripeArgs::default(), &serve).unwrap();
+        assert_eq!(s.store.options.timeout, Duration::from_millis(500));
+        assert_eq!(s.store.options.sqlite_synchronous, Synchronous::Full);
+        let c = &s.http.connections;
+        assert_eq!(c.shutdown_grace, Duration::from_secs(1));
+        assert_eq!(c.header_read_timeout, Duration::from_secs(4));
+        assert_eq!(c.idle_timeout, Duration::from_secs(5));
+        assert_eq!(c.max_connections_per_ip, 0);
     }
 
     #[test]

@@ -727,7 +727,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
     }
-    app.store().close().await;
+    app.store().close(std::time::Duration::from_secs(5)).await;
     Ok(())
 }
 

@@ -1,5 +1,6 @@
 use std::future::Future;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use anyhow::Context;
 use keyturn_app::App;
@@ -13,8 +14,8 @@ use crate::mail::MailWorker;
 /// Opens the configured database and brings its schema up to date.
 pub async fn open_store(settings: &StoreSettings) -> anyhow::Result<Store> {
     let store = match &settings.database_url {
-        Some(url) => Store::connect(url, settings.max_connections).await,
-        None => Store::open_sqlite(&settings.data_dir).await,
+        Some(url) => Store::connect(url, &settings.options).await,
+        None => Store::open_sqlite(&settings.data_dir, &settings.options).await,
     }
     .context("cannot open the database")?;
     store
@@ -45,15 +46,27 @@ pub struct Application {
     router: axum::Router,
     app: App,
     mail: MailWorker,
-    check_ins: tokio::task::JoinHandle<()>,
+    check_ins: (
+        tokio::sync::watch::Sender<bool>,
+        tokio::task::JoinHandle<()>,
+    ),
+    limits: keyturn_http::ConnectionLimits,
 }
 
 /// How often known machines' check-ins are written.
-const CHECK_IN_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+const CHECK_IN_INTERVAL: Duration = Duration::from_secs(5);
+/// How long shutdown waits for the last check-ins to be written, and for the mail worker's
+/// current pass, each.
+const FINAL_WRITE_DEADLINE: Duration = Duration::from_secs(5);
 
-async fn write_check_ins(app: App) {
+/// Writes check-ins every [`CHECK_IN_INTERVAL`] until `stop` says so; a write in progress is
+/// finished first (a batch taken for writing is only put back when the write fails).
+async fn write_check_ins(app: App, mut stop: tokio::sync::watch::Receiver<bool>) {
     loop {
-        tokio::time::sleep(CHECK_IN_INTERVAL).await;
+        tokio::select! {
+            _ = tokio::time::sleep(CHECK_IN_INTERVAL) => {}
+            _ = stop.changed() => return,
+        }
         if let Err(e) = app.flush_check_ins().await {
             tracing::warn!(error = %e, "cannot write check-ins; will retry");
         }
@@ -87,7 +100,8 @@ impl Application {
         // Last of all: a start that fails (a port in use) must not spend the one showing of
         // the token, or the next start would find a token nobody has seen and show none.
         let admin = app.bootstrap_admin_token().await?;
-        let check_ins = tokio::spawn(write_check_ins(app.clone()));
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let check_ins = (stop, tokio::spawn(write_check_ins(app.clone(), stopped)));
         let router = keyturn_http::router(
             app.clone(),
             settings.http.clone(),
@@ -100,6 +114,7 @@ impl Application {
                 app,
                 mail,
                 check_ins,
+                limits: settings.http.connections.clone(),
             },
             admin,
         ))
@@ -115,23 +130,43 @@ impl Application {
         &self.app
     }
 
-    /// Serves until `shutdown` resolves, then finishes in-flight requests.
+    /// Serves until `shutdown` resolves, then shuts down within bounded times: requests in
+    /// flight get the grace period, the last check-ins and the mail worker's current pass get
+    /// [`FINAL_WRITE_DEADLINE`] each; what could not be written is logged.
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let service = self
-            .router
-            .into_make_service_with_connect_info::<SocketAddr>();
-        axum::serve(self.listener, service)
-            .with_graceful_shutdown(shutdown)
-            .await?;
-        self.mail.stop().await;
-        self.check_ins.abort();
-        if let Err(e) = self.app.flush_check_ins().await {
-            tracing::warn!(error = %e, "cannot write the last check-ins");
+        keyturn_http::serve(self.listener, self.router, self.limits, shutdown).await;
+        if tokio::time::timeout(FINAL_WRITE_DEADLINE, self.mail.stop())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "the mail worker did not stop in time; mail not yet sent stays in the outbox"
+            );
         }
-        self.app.store().close().await;
+        let (stop, writer) = self.check_ins;
+        let _ = stop.send(true);
+        let flushed = tokio::time::timeout(FINAL_WRITE_DEADLINE, async {
+            let _ = writer.await;
+            self.app.flush_check_ins().await
+        })
+        .await;
+        let failure = match flushed {
+            Ok(Ok(_)) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(_) => Some("the database did not answer in time".to_owned()),
+        };
+        if let Some(reason) = failure {
+            tracing::warn!(
+                check_ins = self.app.pending_check_ins(),
+                %reason,
+                "machine check-ins not written at exit (their last-seen times are lost; nothing else is)"
+            );
+        }
+        // Closing tells PostgreSQL goodbye; an unreachable one is not waited for.
+        self.app.store().close(Duration::from_secs(1)).await;
         Ok(())
     }
 }

@@ -7,6 +7,9 @@ use keyturn_app::{AppError, StoreError};
 use keyturn_core::ActivationRefusal;
 use serde_json::json;
 
+/// Seconds a client is told to wait before retrying when the database is unavailable.
+pub const UNAVAILABLE_RETRY_AFTER: u64 = 2;
+
 #[derive(Debug)]
 pub struct ApiError {
     status: StatusCode,
@@ -36,6 +39,19 @@ impl ApiError {
         }
     }
 
+    /// The database could not do the work now; nothing the request asked for is acknowledged.
+    pub fn unavailable(reason: &str) -> Self {
+        tracing::warn!(%reason, "answered 503: the database is unavailable");
+        Self {
+            retry_after: Some(UNAVAILABLE_RETRY_AFTER),
+            ..Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the database is unavailable; the request was not completed, retry shortly",
+            )
+        }
+    }
+
     /// Input that breaks a rule, said in `message` (which names the field).
     pub fn invalid(message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_input", message)
@@ -51,6 +67,10 @@ impl ApiError {
 
     pub fn status(&self) -> StatusCode {
         self.status
+    }
+
+    pub fn retry_after(&self) -> Option<u64> {
+        self.retry_after
     }
 
     /// The body every error reply carries: `{"code", "message"}` under `error`.
@@ -99,6 +119,7 @@ impl From<AppError> for ApiError {
                 "invalid_input",
                 format!("refers to a record that does not exist ({what})"),
             ),
+            AppError::Store(StoreError::Unavailable(reason)) => Self::unavailable(&reason),
             AppError::Store(e) => {
                 tracing::error!(error = %e, "storage failure");
                 Self::new(

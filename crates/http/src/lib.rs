@@ -7,6 +7,7 @@ mod extract;
 mod rate_limit;
 mod routes;
 mod serde_util;
+mod serve;
 mod signed;
 mod text;
 
@@ -23,6 +24,7 @@ use tower_http::trace::TraceLayer;
 
 pub use error::ApiError;
 pub use rate_limit::RateLimiter;
+pub use serve::{serve, ConnectionLimits};
 pub use signed::SIGNATURE_HEADER;
 
 /// What the HTTP layer needs to know from configuration.
@@ -40,6 +42,8 @@ pub struct HttpSettings {
     /// The address buyers reach this server at (for payment providers' return links); without
     /// it, payment forms take no checkout (a request's Host header is anyone's to set).
     pub public_url: Option<String>,
+    /// What one client may hold, and how long shutdown waits for requests in flight.
+    pub connections: ConnectionLimits,
 }
 
 impl Default for HttpSettings {
@@ -50,6 +54,12 @@ impl Default for HttpSettings {
             trusted_proxy_hops: 0,
             max_body_bytes: 64 * 1024,
             public_url: None,
+            connections: ConnectionLimits {
+                header_read_timeout: Duration::from_secs(10),
+                idle_timeout: Duration::from_secs(60),
+                max_connections_per_ip: 256,
+                shutdown_grace: Duration::from_secs(10),
+            },
         }
     }
 }

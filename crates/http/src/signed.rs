@@ -54,5 +54,11 @@ pub fn signed_refusal(
         time: Utc::now(),
         nonce,
     };
-    signed_json(error.status(), signer, &body)
+    let mut response = signed_json(error.status(), signer, &body);
+    if let Some(secs) = error.retry_after() {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, secs.into());
+    }
+    response
 }

@@ -72,6 +72,8 @@ type Subscriber = Arc<dyn Fn(&[Change]) + Send + Sync>;
 pub struct Changes {
     subscribers: Arc<RwLock<Vec<Subscriber>>>,
     healthy: Arc<AtomicBool>,
+    /// Since when every change has been heard (the notification connection's start).
+    since: Arc<RwLock<Option<chrono::DateTime<chrono::Utc>>>>,
 }
 
 impl Changes {
@@ -79,6 +81,7 @@ impl Changes {
         Self {
             subscribers: Arc::default(),
             healthy: Arc::new(AtomicBool::new(healthy)),
+            since: Arc::new(RwLock::new(healthy.then(chrono::Utc::now))),
         }
     }
 
@@ -101,27 +104,40 @@ impl Changes {
         }
     }
 
+    /// Since when this process has heard every change, if it does now. A later time than
+    /// before means it stopped hearing in between (and forgot what it held in memory).
+    pub fn hearing_since(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        *self.since.read().expect("lock")
+    }
+
     fn set_healthy(&self, healthy: bool) {
+        *self.since.write().expect("lock") = healthy.then(chrono::Utc::now);
         self.healthy.store(healthy, Ordering::Release);
     }
 
-    /// Follows other nodes' changes on PostgreSQL for as long as the process runs.
-    pub(crate) fn follow(&self, url: String) {
+    /// Follows other nodes' changes on PostgreSQL for as long as the process runs. A quiet
+    /// connection is asked a question every [`HEARTBEAT`]: one that does not answer within
+    /// `timeout` (a link that drops packets rather than closing) counts as lost, so a node
+    /// cut off from the database stops trusting its memory within a few seconds.
+    pub(crate) fn follow(&self, url: String, timeout: Duration) {
         let changes = self.clone();
         tokio::spawn(async move {
             loop {
-                match listen(&url).await {
-                    Ok(mut listener) => {
+                match tokio::time::timeout(timeout, listen(&url)).await {
+                    Ok(Ok(mut listener)) => {
                         // Whatever changed while nobody listened is unknown.
                         changes.publish(&[Change::All]);
                         changes.set_healthy(true);
-                        while let Ok(Some(n)) = listener.try_recv().await {
-                            changes.publish(&parse(n.payload()));
-                        }
-                        tracing::warn!("lost the change notification connection; reconnecting");
+                        let lost = hear(&changes, &mut listener, timeout).await;
+                        tracing::warn!(reason = %lost, "lost the change notification connection; reconnecting");
                     }
-                    Err(e) => {
+                    Ok(Err(e)) => {
                         tracing::warn!(error = %e, "cannot listen for change notifications; retrying");
+                    }
+                    Err(_) => {
+                        tracing::warn!(
+                            "the database did not answer a change listener in time; retrying"
+                        );
                     }
                 }
                 changes.set_healthy(false);
@@ -132,8 +148,40 @@ impl Changes {
     }
 }
 
+/// How often a quiet notification connection is checked.
+const HEARTBEAT: Duration = Duration::from_secs(1);
+
+/// Publishes notifications until the connection is lost; returns why it was.
+async fn hear(
+    changes: &Changes,
+    listener: &mut sqlx::postgres::PgListener,
+    timeout: Duration,
+) -> String {
+    loop {
+        match tokio::time::timeout(HEARTBEAT, listener.try_recv()).await {
+            Ok(Ok(Some(n))) => changes.publish(&parse(n.payload())),
+            Ok(Ok(None)) => return "the connection closed".into(),
+            Ok(Err(e)) => return e.to_string(),
+            Err(_) => {
+                let asked = tokio::time::timeout(
+                    timeout,
+                    sqlx::Executor::execute(&mut *listener, "SELECT 1"),
+                )
+                .await;
+                match asked {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => return e.to_string(),
+                    Err(_) => return "the database did not answer a heartbeat".into(),
+                }
+            }
+        }
+    }
+}
+
 async fn listen(url: &str) -> Result<sqlx::postgres::PgListener, sqlx::Error> {
     let mut listener = sqlx::postgres::PgListener::connect(url).await?;
+    // Reconnecting is this module's business: it must know that notifications were lost.
+    listener.eager_reconnect(false);
     listener.listen(CHANNEL).await?;
     Ok(listener)
 }

@@ -8,6 +8,10 @@ pub enum StoreError {
     /// A foreign key points nowhere.
     #[error("a referenced row does not exist: {0}")]
     MissingReference(String),
+    /// The database cannot do the work now, but may soon: it is unreachable, did not answer in
+    /// time, is full, failed an I/O, or is locked by another writer. Nothing was committed.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
     #[error("stored data is unreadable: {0}")]
     Corrupt(String),
     #[error("database configuration: {0}")]
@@ -18,8 +22,48 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
 
+impl StoreError {
+    /// The database could not do the work now; the request may succeed if tried again.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
+}
+
+/// Why an error says the database is unavailable rather than the request wrong, if it does.
+/// SQLite reports (extended) result codes, PostgreSQL SQLSTATEs; both arrive as the code text.
+pub(crate) fn unavailable(e: &sqlx::Error) -> Option<String> {
+    match e {
+        sqlx::Error::PoolTimedOut => Some("no database connection became free in time".into()),
+        sqlx::Error::PoolClosed => Some("the connection pool is closed".into()),
+        sqlx::Error::Io(io) => Some(format!("connection failed: {io}")),
+        sqlx::Error::Tls(tls) => Some(format!("TLS failed: {tls}")),
+        sqlx::Error::Protocol(p) => Some(format!("protocol error: {p}")),
+        sqlx::Error::WorkerCrashed => Some("the database worker stopped".into()),
+        sqlx::Error::Database(db) => {
+            let code = db.code()?;
+            let transient = match code.parse::<i64>() {
+                // SQLITE_BUSY, SQLITE_LOCKED, SQLITE_NOMEM, SQLITE_READONLY, SQLITE_IOERR,
+                // SQLITE_FULL, SQLITE_CANTOPEN, SQLITE_PROTOCOL
+                Ok(sqlite) => matches!(sqlite & 0xff, 5 | 6 | 7 | 8 | 10 | 13 | 14 | 15),
+                // connection exceptions, serialization failure and deadlock, insufficient
+                // resources (disk full, out of memory, too many connections), operator
+                // intervention (statement timeout, shutdown, cannot connect now), system error
+                Err(_) => {
+                    matches!(code.get(..2), Some("08" | "53" | "57" | "58"))
+                        || matches!(&*code, "40001" | "40P01" | "55P03")
+                }
+            };
+            transient.then(|| db.message().to_owned())
+        }
+        _ => None,
+    }
+}
+
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
+        if let Some(reason) = unavailable(&e) {
+            return StoreError::Unavailable(reason);
+        }
         if let sqlx::Error::Database(db) = &e {
             let name = db.constraint().unwrap_or_else(|| db.message()).to_owned();
             if db.is_unique_violation() {

@@ -12,6 +12,7 @@ mod data_objects;
 mod error;
 mod events;
 mod forms;
+mod health;
 mod license_urls;
 mod licenses;
 mod messages;
@@ -24,14 +25,18 @@ mod tokens;
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{AnyPool, Executor};
+use sqlx::{AnyConnection, AnyPool, Connection, Executor};
 
 pub use changes::{Change, Changes};
 pub use data_objects::DataOwnerRow;
 pub use error::StoreError;
+#[cfg(feature = "fault-injection")]
+pub use health::Faults;
+pub use health::WriteFailure;
 pub use licenses::{LicenseFilter, NewLicense};
 pub use messages::MessageFilter;
 pub use outbox::QueuedMail;
@@ -47,17 +52,149 @@ pub enum Dialect {
     Postgres,
 }
 
+/// SQLite's `synchronous` setting: when a commit is on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Synchronous {
+    /// The WAL is synced at checkpoints: a process crash loses nothing committed, a power loss
+    /// may lose the last transactions (the database itself stays intact).
+    #[default]
+    Normal,
+    /// The WAL is synced at every commit: a power loss loses nothing committed either, at the
+    /// cost of one sync per write.
+    Full,
+}
+
+/// How a store talks to its database.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Connections per pool (PostgreSQL; SQLite's readers).
+    pub max_connections: u32,
+    /// How long a request waits for a connection, for each statement and for the commit, and
+    /// on SQLite for another process's write lock, before the database counts as unavailable.
+    pub timeout: Duration,
+    pub sqlite_synchronous: Synchronous,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 16,
+            timeout: DEFAULT_TIMEOUT,
+            sqlite_synchronous: Synchronous::Normal,
+        }
+    }
+}
+
+/// The default [`StoreOptions::timeout`]: a request that needs an unreachable database answers
+/// within about this long.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What every session of a store shares.
+pub(crate) struct Shared {
+    pub timeout: Duration,
+    pub changes: Changes,
+    pub writes: health::WriteHealth,
+    /// The last database call failed as unavailable (and none succeeded since).
+    down: std::sync::atomic::AtomicBool,
+    #[cfg(feature = "fault-injection")]
+    pub faults: Faults,
+}
+
+impl Shared {
+    pub fn down(&self) -> bool {
+        self.down.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub fn set_down(&self, down: bool) {
+        // Read first: calls succeed all the time, and a store to a shared line is not free.
+        if self.down() != down {
+            self.down.store(down, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
+/// How long a request may wait for its turn at a pool while the database answers: a burst of
+/// requests queues rather than failing.
+const QUEUE_WAIT: Duration = Duration::from_secs(15);
+
+/// A pool and the turns at it. Waiting for a turn is not waiting for the database: while the
+/// database answers, a request may queue behind others for up to [`QUEUE_WAIT`]; once calls
+/// to it fail as unavailable, only for the store's timeout, so a queue drains at once instead
+/// of each request in it waiting out a dead database in turn. Holding a turn, a request's
+/// wait for a connection is only the database's (connecting, or checking an idle
+/// connection), which the pool bounds by the store's timeout.
+#[derive(Clone)]
+struct Gate {
+    pool: AnyPool,
+    turns: Arc<tokio::sync::Semaphore>,
+}
+
+impl Gate {
+    fn new(pool: AnyPool, size: u32) -> Self {
+        Self {
+            pool,
+            turns: Arc::new(tokio::sync::Semaphore::new(size as usize)),
+        }
+    }
+
+    async fn enter(
+        &self,
+        shared: &Shared,
+    ) -> Result<(
+        sqlx::pool::PoolConnection<sqlx::Any>,
+        tokio::sync::OwnedSemaphorePermit,
+    )> {
+        let started = tokio::time::Instant::now();
+        let turn = self.turns.clone().acquire_owned();
+        tokio::pin!(turn);
+        let turn = loop {
+            let limit = if shared.down() {
+                shared.timeout
+            } else {
+                QUEUE_WAIT
+            };
+            let deadline = started + limit;
+            // Look again now and then: the database may go away while this request queues.
+            let look = deadline.min(tokio::time::Instant::now() + Duration::from_millis(100));
+            tokio::select! {
+                turn = &mut turn => break turn.expect("the turns are never closed"),
+                _ = tokio::time::sleep_until(look) => {
+                    if tokio::time::Instant::now() >= deadline {
+                        return Err(StoreError::Unavailable(format!(
+                            "no database connection became free within {} ms",
+                            limit.as_millis()
+                        )));
+                    }
+                }
+            }
+        };
+        match self.pool.acquire().await {
+            Ok(conn) => Ok((conn, turn)),
+            Err(e) => {
+                let e = StoreError::from(e);
+                if e.is_unavailable() {
+                    shared.set_down(true);
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
 /// Connection pools to one database.
 #[derive(Clone)]
 pub struct Store {
-    read: AnyPool,
+    read: Gate,
     /// On SQLite a single connection: SQLite admits one writer at a time anyway, and funnelling
     /// writes through one connection means a transaction that reads before it writes can never
     /// lose its snapshot to another writer of this process.
-    write: AnyPool,
+    write: Gate,
     dialect: Dialect,
-    changes: Changes,
-    url: std::sync::Arc<str>,
+    shared: Arc<Shared>,
+    /// For the migration connection and the change listener.
+    options: AnyConnectOptions,
+    settings: Arc<str>,
+    url: Arc<str>,
 }
 
 impl std::fmt::Debug for Store {
@@ -71,6 +208,31 @@ impl std::fmt::Debug for Store {
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
+/// What every connection is set to when it opens. On PostgreSQL the server gives up on a
+/// statement when the client would (so it stops holding locks for a request that already
+/// failed), ends a transaction left idle by a client that vanished, and probes quiet client
+/// links, so that locks held by a node cut off from the network are released.
+fn connection_settings(dialect: Dialect, options: &StoreOptions) -> String {
+    let ms = options.timeout.as_millis();
+    match dialect {
+        Dialect::Sqlite => {
+            let synchronous = match options.sqlite_synchronous {
+                Synchronous::Normal => "NORMAL",
+                Synchronous::Full => "FULL",
+            };
+            format!(
+                "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = {ms}; \
+                 PRAGMA foreign_keys = ON; PRAGMA synchronous = {synchronous};"
+            )
+        }
+        Dialect::Postgres => format!(
+            "SET statement_timeout = {ms}; SET idle_in_transaction_session_timeout = 60000; \
+             SET tcp_keepalives_idle = 10; SET tcp_keepalives_interval = 5; \
+             SET tcp_keepalives_count = 3;"
+        ),
+    }
+}
+
 impl Store {
     /// The SQLite database file of the installation in `data_dir`.
     pub fn sqlite_file(data_dir: &Path) -> std::path::PathBuf {
@@ -80,74 +242,93 @@ impl Store {
     /// Opens (creating if needed) the SQLite database `keyturn.db` in `data_dir`. The directory
     /// is created readable by its owner only (0700) and the database file is kept so (0600):
     /// it holds the signing keys, and SQLite gives its log files the database's permissions.
-    pub async fn open_sqlite(data_dir: &Path) -> Result<Self> {
+    pub async fn open_sqlite(data_dir: &Path, options: &StoreOptions) -> Result<Self> {
         let path = Self::sqlite_file(data_dir);
         private_files(data_dir, &path).map_err(|e| {
             StoreError::Config(format!("cannot prepare {}: {e}", data_dir.display()))
         })?;
-        Self::connect(&format!("sqlite://{}?mode=rwc", path.display()), 8).await
+        Self::connect(&format!("sqlite://{}?mode=rwc", path.display()), options).await
     }
 
     /// Connects to `sqlite://…` or `postgres://…`.
-    pub async fn connect(url: &str, max_connections: u32) -> Result<Self> {
+    pub async fn connect(url: &str, options: &StoreOptions) -> Result<Self> {
         sqlx::any::install_default_drivers();
-        let options = AnyConnectOptions::from_str(url)
+        let connect = AnyConnectOptions::from_str(url)
             .map_err(|e| StoreError::Config(format!("bad database URL: {e}")))?;
-        if url.starts_with("sqlite:") {
-            let pool = |size: u32| {
-                AnyPoolOptions::new()
-                    .max_connections(size)
-                    .acquire_timeout(Duration::from_secs(30))
-                    .after_connect(|conn, _| {
-                        Box::pin(async move {
-                            conn.execute(
-                                "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000; \
-                                 PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;",
-                            )
-                            .await?;
-                            Ok(())
-                        })
-                    })
-                    .connect_with(options.clone())
-            };
-            let write = pool(1).await?;
-            let read = pool(max_connections.max(1)).await?;
-            Ok(Self {
-                read,
-                write,
-                dialect: Dialect::Sqlite,
-                // One process owns an SQLite database's writes (see `follow_changes`).
-                changes: Changes::new(true),
-                url: url.into(),
-            })
+        let dialect = if url.starts_with("sqlite:") {
+            Dialect::Sqlite
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-            let pool = AnyPoolOptions::new()
-                .max_connections(max_connections.max(2))
-                .acquire_timeout(Duration::from_secs(30))
-                .connect_with(options)
-                .await?;
-            Ok(Self {
-                read: pool.clone(),
-                write: pool,
-                dialect: Dialect::Postgres,
-                changes: Changes::new(false),
-                url: url.into(),
-            })
+            Dialect::Postgres
         } else {
-            Err(StoreError::Config(
+            return Err(StoreError::Config(
                 "the database URL must start with sqlite:// or postgres://".into(),
-            ))
-        }
+            ));
+        };
+        let settings: Arc<str> = connection_settings(dialect, options).into();
+        let pool = |size: u32| {
+            let settings = settings.clone();
+            AnyPoolOptions::new()
+                .max_connections(size)
+                .acquire_timeout(options.timeout)
+                .after_connect(move |conn, _| {
+                    let settings = settings.clone();
+                    Box::pin(async move {
+                        conn.execute(&*settings).await?;
+                        Ok(())
+                    })
+                })
+                .connect_lazy_with(connect.clone())
+        };
+        let gate = |size: u32| Gate::new(pool(size), size);
+        let (read, write, changes) = match dialect {
+            Dialect::Sqlite => {
+                // One process owns an SQLite database's writes (see `follow_changes`).
+                (
+                    gate(options.max_connections.max(1)),
+                    gate(1),
+                    Changes::new(true),
+                )
+            }
+            Dialect::Postgres => {
+                let gate = gate(options.max_connections.max(2));
+                (gate.clone(), gate, Changes::new(false))
+            }
+        };
+        let store = Self {
+            read,
+            write,
+            dialect,
+            shared: Arc::new(Shared {
+                timeout: options.timeout,
+                changes,
+                writes: Default::default(),
+                down: Default::default(),
+                #[cfg(feature = "fault-injection")]
+                faults: Faults::default(),
+            }),
+            options: connect,
+            settings,
+            url: url.into(),
+        };
+        // Fail at start, not at the first request, when the database cannot be opened.
+        store.read().await?;
+        Ok(store)
     }
 
     /// Brings the schema up to date. Safe to run from several nodes at once on PostgreSQL
-    /// (the migrator holds an advisory lock).
+    /// (the migrator holds an advisory lock). Runs on a connection of its own, free of the
+    /// per-statement timeout that requests have.
     pub async fn migrate(&self) -> Result<()> {
         let migrator = match self.dialect {
             Dialect::Sqlite => &SQLITE_MIGRATIONS,
             Dialect::Postgres => &POSTGRES_MIGRATIONS,
         };
-        migrator.run(&self.write).await?;
+        let mut conn = AnyConnection::connect_with(&self.options).await?;
+        if self.dialect == Dialect::Sqlite {
+            conn.execute(&*self.settings).await?;
+        }
+        migrator.run(&mut conn).await?;
+        conn.close().await?;
         Ok(())
     }
 
@@ -157,7 +338,18 @@ impl Store {
 
     /// Where committed changes are told.
     pub fn changes(&self) -> &Changes {
-        &self.changes
+        &self.shared.changes
+    }
+
+    /// Why writes are failing, if the last one that reached the database failed.
+    pub fn write_failure(&self) -> Option<WriteFailure> {
+        self.shared.writes.failure()
+    }
+
+    /// The faults a test injects.
+    #[cfg(feature = "fault-injection")]
+    pub fn faults(&self) -> &Faults {
+        &self.shared.faults
     }
 
     /// Starts following the changes other nodes commit (PostgreSQL); until then, and whenever
@@ -166,27 +358,62 @@ impl Store {
     /// is the exception, which caches bound by age).
     pub fn follow_changes(&self) {
         if self.dialect == Dialect::Postgres {
-            self.changes.follow(self.url.to_string());
+            self.shared
+                .changes
+                .follow(self.url.to_string(), self.shared.timeout);
         }
+    }
+
+    fn reachable(&self) -> Result<()> {
+        #[cfg(feature = "fault-injection")]
+        if self.shared.faults.unreachable() {
+            return Err(StoreError::Unavailable(
+                "injected fault: the database is unreachable".into(),
+            ));
+        }
+        Ok(())
     }
 
     /// A connection for reads outside any transaction.
     pub async fn read(&self) -> Result<Session> {
-        Ok(Session::pooled(self.read.acquire().await?, self.dialect))
+        self.reachable()?;
+        let (conn, turn) = self.read.enter(&self.shared).await?;
+        Ok(Session::new(conn, turn, self.dialect, self.shared.clone()))
     }
 
     /// A transaction for changes; dropped without [`Session::commit`], it rolls back.
     pub async fn write(&self) -> Result<Session> {
-        Ok(Session::transaction(
-            self.write.begin().await?,
-            self.dialect,
-            self.changes.clone(),
-        ))
+        self.reachable()?;
+        let (conn, turn) = match self.write.enter(&self.shared).await {
+            Ok(entered) => entered,
+            Err(e) => {
+                if let StoreError::Unavailable(reason) = &e {
+                    self.shared.writes.failed(reason);
+                }
+                return Err(e);
+            }
+        };
+        let mut session = Session::new(conn, turn, self.dialect, self.shared.clone());
+        session.begin().await?;
+        Ok(session)
     }
 
-    pub async fn close(&self) {
-        self.write.close().await;
-        self.read.close().await;
+    /// Writes one row and commits, to learn whether the database accepts writes (again).
+    pub async fn probe_write(&self) -> Result<()> {
+        let mut session = self.write().await?;
+        session.write_probe(chrono::Utc::now()).await?;
+        session.commit().await
+    }
+
+    /// Closes the pools, waiting at most `within` for connections in use to come back.
+    pub async fn close(&self, within: Duration) {
+        let closed = async {
+            self.write.pool.close().await;
+            self.read.pool.close().await;
+        };
+        if tokio::time::timeout(within, closed).await.is_err() {
+            tracing::warn!("database connections still busy at exit were dropped");
+        }
     }
 }
 
@@ -238,4 +465,33 @@ pub(crate) fn json_list(values: &[String]) -> String {
 pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(column: &str, text: &str) -> Result<T> {
     serde_json::from_str(text)
         .map_err(|e| StoreError::Corrupt(format!("column {column} holds bad JSON: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn sqlite_synchronous_follows_the_option() {
+        for (synchronous, expected) in [(Synchronous::Normal, 1), (Synchronous::Full, 2)] {
+            let dir = std::env::temp_dir().join(format!(
+                "keyturn-synchronous-{}-{expected}",
+                std::process::id()
+            ));
+            let options = StoreOptions {
+                sqlite_synchronous: synchronous,
+                ..StoreOptions::default()
+            };
+            let store = Store::open_sqlite(&dir, &options).await.unwrap();
+            for pool in [&store.read.pool, &store.write.pool] {
+                let set: i64 = sqlx::query_scalar("PRAGMA synchronous")
+                    .fetch_one(pool)
+                    .await
+                    .unwrap();
+                assert_eq!(set, expected, "{synchronous:?}");
+            }
+            store.close(Duration::from_secs(1)).await;
+            std::fs::remove_dir_all(&dir).unwrap();
+        }
+    }
 }

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::helpers::free_port;
+
 fn keyturn(data_dir: &std::path::Path, args: &[&str]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_keyturn"))
         .args(args)
@@ -18,14 +20,6 @@ fn keyturn(data_dir: &std::path::Path, args: &[&str]) -> (bool, String, String) 
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Starts `keyturn serve`, waits for health, stops it, and returns what it printed on stdout.

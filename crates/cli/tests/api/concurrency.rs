@@ -1,12 +1,9 @@
 //! The machine limit holds under any concurrency, on one server and on several sharing a database.
 
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
-
 use futures::future::join_all;
 use serde_json::json;
 
-use crate::helpers::{backends, spawn, test_http, Backend, TestApp, TestDb};
+use crate::helpers::{backends, spawn, test_http, Backend, ServerProcess, TestApp, TestDb};
 
 const ATTEMPTS: usize = 100;
 const LIMIT: i64 = 5;
@@ -63,52 +60,13 @@ async fn parallel_activations_never_exceed_the_limit() {
     }
 }
 
-struct ServerProcess(Child);
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-async fn start_process(database_url: &str) -> (ServerProcess, String) {
-    let port = free_port();
-    let process = ServerProcess(
-        Command::new(env!("CARGO_BIN_EXE_keyturn"))
-            .args([
-                "serve",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--rate-limit-per-minute",
-                "0",
-            ])
-            .env("KEYTURN_DATABASE_URL", database_url)
-            .env("KEYTURN_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start keyturn serve"),
-    );
-    let base = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::new();
-    for _ in 0..200 {
-        if let Ok(r) = http.get(format!("{base}/health")).send().await {
-            if r.status().is_success() {
-                return (process, base);
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("keyturn serve did not come up on {base}");
+async fn start_process(database_url: &str, log: &std::path::Path) -> ServerProcess {
+    ServerProcess::start(
+        &["--rate-limit-per-minute", "0"],
+        &[("KEYTURN_DATABASE_URL", database_url)],
+        log,
+    )
+    .await
 }
 
 /// Two server processes on one PostgreSQL database: the limit is enforced by the database, not
@@ -123,13 +81,13 @@ async fn two_server_processes_share_one_limit_on_postgres() {
     // The in-process app migrates the database and provides the admin token.
     let app = spawn(&db, test_http()).await;
     let (id, key) = limited_license(&app).await;
-    let (_a, base_a) = start_process(&url).await;
-    let (_b, base_b) = start_process(&url).await;
-    let (ok, _) = race(&app.http, &[base_a, base_b], &key).await;
+    let a = start_process(&url, &db.dir.path().join("a.log")).await;
+    let b = start_process(&url, &db.dir.path().join("b.log")).await;
+    let (ok, _) = race(&app.http, &[a.base.clone(), b.base.clone()], &key).await;
     assert_eq!(ok, LIMIT as usize);
     let live = app.get(&format!("/v1/licenses/{id}/activations")).await;
     assert_eq!(live.body["data"].as_array().unwrap().len(), LIMIT as usize);
     app.stop().await;
-    drop((_a, _b));
+    drop((a, b));
     db.remove().await;
 }

@@ -78,13 +78,15 @@ pub fn postgres() -> Option<String> {
 /// to the process's stderr directly: the test harness hides what a passing test prints, and a
 /// skipped run must never read as a full pass.
 pub fn skipped(what: &str) {
+    skipped_for(what, &format!("{PG_ENV} not set"));
+}
+
+/// Tells the test output that the running test left `what` out, and why.
+pub fn skipped_for(what: &str, why: &str) {
     use std::io::Write;
     let thread = std::thread::current();
     let test = thread.name().unwrap_or("a test");
-    let _ = writeln!(
-        std::io::stderr(),
-        "{test}: skipped {what}: {PG_ENV} not set"
-    );
+    let _ = writeln!(std::io::stderr(), "{test}: skipped {what}: {why}");
 }
 
 /// Replaces the database name in a PostgreSQL URL.
@@ -141,11 +143,22 @@ impl TestDb {
         }
     }
 
+    /// An SQLite database under `parent` (e.g. on a filesystem a test controls).
+    pub fn sqlite_in(parent: &std::path::Path) -> Self {
+        Self {
+            backend: Backend::Sqlite,
+            dir: tempfile::tempdir_in(parent).expect("temp dir"),
+            url: None,
+            master_key: None,
+            name: String::new(),
+        }
+    }
+
     pub fn store_settings(&self) -> StoreSettings {
         StoreSettings {
             data_dir: self.dir.path().join("data"),
             database_url: self.url.clone(),
-            max_connections: 16,
+            options: keyturn_store::StoreOptions::default(),
             master_key: self.master_key.clone(),
         }
     }
@@ -175,12 +188,15 @@ impl TestDb {
     }
 }
 
-/// HTTP settings for tests: no rate limit unless a test sets one.
+/// HTTP settings for tests: no rate limit and no cap on connections per address (every test
+/// client is 127.0.0.1) unless a test sets them.
 pub fn test_http() -> HttpSettings {
-    HttpSettings {
+    let mut http = HttpSettings {
         rate_limit_per_minute: 0,
         ..HttpSettings::default()
-    }
+    };
+    http.connections.max_connections_per_ip = 0;
+    http
 }
 
 pub struct Resp {
@@ -205,6 +221,8 @@ pub struct TestApp {
     pub base: String,
     pub admin: String,
     pub http: reqwest::Client,
+    /// The server's store when it runs in this process, for tests that inject faults into it.
+    store: Option<keyturn_store::Store>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
@@ -263,7 +281,7 @@ pub async fn try_spawn_again(db: &TestDb, admin: &str) -> anyhow::Result<TestApp
     Ok(start(application, admin.to_owned()))
 }
 
-fn test_settings(
+pub fn test_settings(
     db: &TestDb,
     http: HttpSettings,
     providers: keyturn_providers::Providers,
@@ -282,8 +300,17 @@ fn test_settings(
     }
 }
 
+/// Starts a server with settings a test made (from [`test_settings`]); it must be a new
+/// installation.
+pub async fn spawn_settings(settings: &keyturn::config::Settings) -> TestApp {
+    let (application, admin) = Application::build(settings).await.expect("server starts");
+    let admin = admin.expect("a new installation gets an admin token");
+    start(application, admin.expose().to_owned())
+}
+
 fn start(application: Application, admin: String) -> TestApp {
     let base = format!("http://{}", application.local_addr());
+    let store = application.app().store().clone();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(application.run_until(async {
         let _ = rx.await;
@@ -292,6 +319,7 @@ fn start(application: Application, admin: String) -> TestApp {
         base,
         admin,
         http: reqwest::Client::new(),
+        store: Some(store),
         shutdown: Some(tx),
         server: Some(server),
     }
@@ -318,9 +346,18 @@ impl TestApp {
             base,
             admin,
             http: reqwest::Client::new(),
+            store: None,
             shutdown: None,
             server: None,
         }
+    }
+
+    /// The faults to inject into the server's store (it must run in this process).
+    pub fn faults(&self) -> &keyturn_store::Faults {
+        self.store
+            .as_ref()
+            .expect("faults are injected into a server in this process")
+            .faults()
     }
 
     pub async fn call(
@@ -432,6 +469,96 @@ impl TestApp {
         if let Some(server) = self.server.take() {
             let _ = server.await;
         }
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `keyturn serve` as a process of its own, killed when dropped. Its log goes to a file.
+pub struct ServerProcess {
+    pub child: std::process::Child,
+    pub base: String,
+    pub log: std::path::PathBuf,
+}
+
+impl ServerProcess {
+    /// Starts `keyturn serve` with `args` and `env` and waits until `/health` answers 200.
+    pub async fn start(args: &[&str], env: &[(&str, &str)], log: &std::path::Path) -> Self {
+        let port = free_port();
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_keyturn"));
+        command
+            .arg("serve")
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(args)
+            .env_remove("KEYTURN_DATABASE_URL")
+            .env_remove("KEYTURN_CONFIG")
+            .env("KEYTURN_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(log).expect("log file"));
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let process = Self {
+            child: command.spawn().expect("start keyturn serve"),
+            base: format!("http://127.0.0.1:{port}"),
+            log: log.to_owned(),
+        };
+        let http = reqwest::Client::new();
+        for _ in 0..400 {
+            if let Ok(r) = http.get(format!("{}/health", process.base)).send().await {
+                if r.status().is_success() {
+                    return process;
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!(
+            "keyturn serve did not come up on {}: {}",
+            process.base,
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+    }
+
+    /// Sends `signal` (e.g. "TERM", "KILL") to the process.
+    pub fn signal(&self, signal: &str) {
+        let sent = std::process::Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(sent.success(), "kill -{signal}");
+    }
+
+    /// Waits up to `within` for the process to exit; its exit status, if it did.
+    pub async fn exited(
+        &mut self,
+        within: std::time::Duration,
+    ) -> Option<std::process::ExitStatus> {
+        let until = std::time::Instant::now() + within;
+        while std::time::Instant::now() < until {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        None
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

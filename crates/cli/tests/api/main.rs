@@ -15,6 +15,7 @@ mod convergence;
 mod cryptolens;
 mod cryptolens_data;
 mod exposure;
+mod faults;
 mod forms;
 mod hot_path;
 mod license_urls;

@@ -56,6 +56,9 @@ pub enum ClError {
     UnknownMethod(String),
     #[error("Something went wrong.")]
     Internal,
+    /// The database is unavailable (logged); the caller should retry.
+    #[error("The service is temporarily unavailable; please retry.")]
+    Unavailable,
 }
 
 impl From<AppError> for ClError {
@@ -79,6 +82,10 @@ impl From<AppError> for ClError {
             AppError::Store(StoreError::Conflict(what) | StoreError::MissingReference(what)) => {
                 ClError::IncorrectInput(what)
             }
+            AppError::Store(StoreError::Unavailable(reason)) => {
+                tracing::warn!(%reason, "answered 503: the database is unavailable");
+                ClError::Unavailable
+            }
             AppError::Store(e) => {
                 tracing::error!(error = %e, "storage failure");
                 ClError::Internal
@@ -91,6 +98,7 @@ impl IntoResponse for ClError {
     fn into_response(self) -> Response {
         let status = match &self {
             ClError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            ClError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ClError::UnknownMethod(_) => StatusCode::NOT_FOUND,
             ClError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             _ => StatusCode::OK,
@@ -100,7 +108,12 @@ impl IntoResponse for ClError {
         }
         let body = json!({"result": 1, "message": self.to_string()});
         let mut response = json_response(status, &body);
-        if let ClError::TooManyRequests(secs) = self {
+        let retry_after = match self {
+            ClError::TooManyRequests(secs) => Some(secs),
+            ClError::Unavailable => Some(crate::error::UNAVAILABLE_RETRY_AFTER),
+            _ => None,
+        };
+        if let Some(secs) = retry_after {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));

@@ -58,6 +58,8 @@ async fn answer(
     };
     let product_id = match (asked.product_id, asked.key) {
         (Some(p), _) => Some(p),
+        // Not the database that just failed to answer: a 503 goes out at once.
+        (None, Some(_)) if error.status() == StatusCode::SERVICE_UNAVAILABLE => None,
         (None, Some(key)) => state.app.product_of_key(&key).await.ok().flatten(),
         (None, None) => None,
     };

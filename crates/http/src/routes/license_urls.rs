@@ -81,11 +81,15 @@ async fn sale(
         Err(AppError::NotFound(_)) => not_found(),
         Err(AppError::Invalid(e)) => text(StatusCode::UNPROCESSABLE_ENTITY, format!("{e}\n")),
         Err(e) => {
-            let status = ApiError::from(e).status();
-            text(
-                status,
+            let error = ApiError::from(e);
+            let mut reply = text(
+                error.status(),
                 "the license could not be issued; please try again\n".into(),
-            )
+            );
+            if let Some(secs) = error.retry_after() {
+                reply.headers_mut().insert(header::RETRY_AFTER, secs.into());
+            }
+            reply
         }
     }
 }
