@@ -471,6 +471,25 @@ pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(column: &str, text: &st
 mod tests {
     use super::*;
 
+    /// Both dialects have the same migrations, each version once: two with one version would
+    /// leave one of them unapplied on some installations.
+    #[test]
+    fn migrations_have_one_version_each_and_match_across_dialects() {
+        let versions = |m: &sqlx::migrate::Migrator| {
+            let mut v: Vec<(i64, String)> = m
+                .iter()
+                .map(|m| (m.version, m.description.to_string()))
+                .collect();
+            v.sort();
+            v
+        };
+        let sqlite = versions(&SQLITE_MIGRATIONS);
+        let mut unique: Vec<i64> = sqlite.iter().map(|(v, _)| *v).collect();
+        unique.dedup();
+        assert_eq!(unique.len(), sqlite.len(), "a version used twice: {sqlite:?}");
+        assert_eq!(sqlite, versions(&POSTGRES_MIGRATIONS));
+    }
+
     #[tokio::test]
     async fn sqlite_synchronous_follows_the_option() {
         for (synchronous, expected) in [(Synchronous::Normal, 1), (Synchronous::Full, 2)] {
