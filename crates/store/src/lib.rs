@@ -486,7 +486,11 @@ mod tests {
         let sqlite = versions(&SQLITE_MIGRATIONS);
         let mut unique: Vec<i64> = sqlite.iter().map(|(v, _)| *v).collect();
         unique.dedup();
-        assert_eq!(unique.len(), sqlite.len(), "a version used twice: {sqlite:?}");
+        assert_eq!(
+            unique.len(),
+            sqlite.len(),
+            "a version used twice: {sqlite:?}"
+        );
         assert_eq!(sqlite, versions(&POSTGRES_MIGRATIONS));
     }
 
