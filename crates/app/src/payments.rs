@@ -25,36 +25,15 @@ use keyturn_core::payment::{
     format_hundredths, paid_expiry, Buyer, CancelRule, DunningRule, Money, Payment, PaymentEvent,
     PlanRef, ProviderEvent, QuantityMode, Reversal, Subscription, SubscriptionStatus,
 };
+use keyturn_core::provider::{EventEnvelope, EventOutcome, SubscriptionLabel};
 use keyturn_core::{Email, License, Permission, Plan};
 use keyturn_store::{IncomingEvent, NewPayment, Session, StoreError};
 use serde_json::json;
 
 use crate::licenses::{insert_with_fresh_key, license_from_plan, record};
-use crate::{now, Actor, App, AppError, Page, PageRequest, Principal, Result};
-
-/// An inbound webhook, verified by its adapter.
-#[derive(Debug, Clone)]
-pub struct EventEnvelope {
-    pub provider: String,
-    pub event_id: String,
-    pub event_type: String,
-    /// The provider's time for the event; orders reports about one subscription.
-    pub created: DateTime<Utc>,
-    /// The raw body, kept for the record.
-    pub payload: String,
-    /// Whether the integration wants new keys mailed to the buyer.
-    pub notify_buyer: bool,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum EventOutcome {
-    /// Applied now; the text says what it did.
-    Applied(String),
-    /// A type Keyturn does not act on; recorded.
-    Ignored,
-    /// Seen before and already handled: nothing changed.
-    Duplicate,
-}
+use crate::{
+    Actor, App, AppError, Page, PageRequest, PaymentGateway, Principal, Result, SyncReport,
+};
 
 /// How many times an event that raced a concurrent one is applied before giving up.
 const ATTEMPTS: u32 = 3;
@@ -66,32 +45,73 @@ struct Ctx<'a> {
     actor: Actor,
     at: DateTime<Utc>,
     notify_buyer: bool,
-    /// The plan the vendor configured for the integration that reported the sale (a license URL).
-    vendor_plan: Option<i64>,
+    subscription_label: SubscriptionLabel,
 }
 
 impl App {
-    /// Applies one provider event exactly once. `event` is `None` for types that do nothing.
-    /// On a failure (e.g. no plan sells the purchased price) nothing is applied, the event is
-    /// kept as `failed` with the reason, and a redelivery tries again.
-    pub async fn apply_provider_event(
+    /// Applies a notification's events in order, each exactly once, and says what each did.
+    /// `gateway` is the reporting provider's API, asked what a sale bought when its report does
+    /// not say. On a failure (e.g. no plan sells the purchased price) nothing of that event is
+    /// applied, it is kept as `failed` with the reason, a redelivery tries again, and the
+    /// events after it wait for that redelivery.
+    pub async fn apply_provider_events(
         &self,
-        envelope: &EventEnvelope,
-        event: Option<PaymentEvent>,
-    ) -> Result<EventOutcome> {
-        self.apply_event(envelope, event, None).await
+        gateway: Option<&dyn PaymentGateway>,
+        events: Vec<EventEnvelope>,
+    ) -> Result<Vec<EventOutcome>> {
+        let mut outcomes = Vec::with_capacity(events.len());
+        for mut envelope in events {
+            if let Some(gateway) = gateway {
+                complete(gateway, &mut envelope).await;
+            }
+            outcomes.push(self.apply_provider_event(&envelope).await?);
+        }
+        Ok(outcomes)
     }
 
-    /// [`Self::apply_provider_event`] for integrations whose plan the vendor configured.
-    pub(crate) async fn apply_event(
+    /// Fetches the events the provider reported since the newest one handled here and applies
+    /// those that were missed, oldest first.
+    pub async fn sync(&self, gateway: &dyn PaymentGateway) -> Result<SyncReport> {
+        let provider = gateway.provider();
+        let since = self
+            .store
+            .read()
+            .await?
+            .latest_handled_event(provider)
+            .await?;
+        let events = gateway.events_since(since, self.now()).await?;
+        let mut report = SyncReport {
+            fetched: events.len(),
+            ..Default::default()
+        };
+        for mut envelope in events {
+            if self
+                .provider_event_handled(provider, &envelope.event_id)
+                .await?
+            {
+                report.duplicates += 1;
+                continue;
+            }
+            complete(gateway, &mut envelope).await;
+            match self.apply_provider_event(&envelope).await {
+                Ok(EventOutcome::Applied(_)) => report.applied += 1,
+                Ok(EventOutcome::Ignored) => report.ignored += 1,
+                Ok(EventOutcome::Duplicate) => report.duplicates += 1,
+                Err(AppError::Store(e)) => return Err(AppError::Store(e)),
+                Err(_) => report.failed += 1,
+            }
+        }
+        Ok(report)
+    }
+
+    /// Applies one provider event exactly once, trying again when it raced another.
+    pub(crate) async fn apply_provider_event(
         &self,
         envelope: &EventEnvelope,
-        event: Option<PaymentEvent>,
-        vendor_plan: Option<i64>,
     ) -> Result<EventOutcome> {
         let mut attempt = 1;
         loop {
-            match self.apply_once(envelope, event.clone(), vendor_plan).await {
+            match self.apply_once(envelope).await {
                 // Concurrent deliveries about one buyer or subscription (PostgreSQL): another
                 // transaction committed a row this one was creating too; the next attempt
                 // finds it.
@@ -104,13 +124,8 @@ impl App {
         }
     }
 
-    async fn apply_once(
-        &self,
-        envelope: &EventEnvelope,
-        event: Option<PaymentEvent>,
-        vendor_plan: Option<i64>,
-    ) -> Result<EventOutcome> {
-        let at = now();
+    async fn apply_once(&self, envelope: &EventEnvelope) -> Result<EventOutcome> {
+        let at = self.now();
         let incoming = IncomingEvent {
             provider: &envelope.provider,
             event_id: &envelope.event_id,
@@ -134,9 +149,9 @@ impl App {
             },
             at,
             notify_buyer: envelope.notify_buyer,
-            vendor_plan,
+            subscription_label: envelope.subscription_label,
         };
-        let applied = match event {
+        let applied = match envelope.event.clone() {
             None => Ok(None),
             Some(event) => apply(&mut session, &ctx, event).await.map(Some),
         };
@@ -255,18 +270,8 @@ impl App {
             .ok_or(AppError::NotFound("subscription"))
     }
 
-    /// The provider time of the newest event handled, where a sync of missed events starts.
-    pub async fn latest_provider_event(&self, provider: &str) -> Result<Option<DateTime<Utc>>> {
-        Ok(self
-            .store
-            .read()
-            .await?
-            .latest_handled_event(provider)
-            .await?)
-    }
-
     /// Whether an event is already handled (sync skips those without fetching more).
-    pub async fn provider_event_handled(&self, provider: &str, event_id: &str) -> Result<bool> {
+    async fn provider_event_handled(&self, provider: &str, event_id: &str) -> Result<bool> {
         Ok(self
             .store
             .read()
@@ -274,6 +279,38 @@ impl App {
             .provider_event(provider, event_id)
             .await?
             .is_some_and(|e| e.status == "applied" || e.status == "ignored"))
+    }
+}
+
+/// A sale whose report names nothing purchased (a checkout's event does not list what was
+/// bought): asks the provider what its order sold. A checkout Keyturn started is matched to its
+/// record anyway, and an answer that does not come leaves the sale to fail with the reason.
+async fn complete(gateway: &dyn PaymentGateway, envelope: &mut EventEnvelope) {
+    let (order, plan, quantity) = match &mut envelope.event {
+        Some(PaymentEvent::Purchased {
+            order,
+            plan,
+            quantity,
+            ..
+        }) => (order.as_str(), plan, quantity),
+        Some(PaymentEvent::SubscriptionStarted {
+            order: Some(order),
+            plan,
+            quantity,
+            ..
+        }) => (order.as_str(), plan, quantity),
+        _ => return,
+    };
+    if !plan.is_empty() || plan.configured.is_some() {
+        return;
+    }
+    match gateway.line_items(order).await {
+        Ok(Some(items)) => {
+            plan.provider_ids = items.provider_ids;
+            *quantity = items.quantity.max(1);
+        }
+        Ok(None) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot read the checkout session's line items"),
     }
 }
 
@@ -850,11 +887,8 @@ async fn notify(
 }
 
 fn subscription_metadata(ctx: &Ctx<'_>, sub: &Subscription) -> serde_json::Value {
-    if ctx.provider == "stripe" {
-        json!({"stripe_subscription_id": sub.subscription_id})
-    } else {
-        json!({"provider": ctx.provider, "subscription_id": sub.subscription_id})
-    }
+    ctx.subscription_label
+        .metadata(ctx.provider, &sub.subscription_id)
 }
 
 /// Stores that report a subscription's first sale as an order too: the license that order
@@ -953,7 +987,7 @@ async fn purchased(
     // What the sale buys: the checkout Keyturn started, the license URL's plan, or what the
     // provider says was purchased. Never what data the buyer can set names.
     let checkout = checkout_of(s, ctx, Some(order)).await?;
-    let (plan, quantity) = match (&checkout, ctx.vendor_plan) {
+    let (plan, quantity) = match (&checkout, plan_ref.configured) {
         (Some(c), _) => {
             check_captured(order, c, money)?;
             (c.plan_id, c.quantity)

@@ -22,10 +22,15 @@ pub struct Buyer {
 /// Squeezy and Paddle `custom_data`, PayPal `custom_id`, metadata of a Stripe checkout Keyturn
 /// did not create) is a `hint`: it may choose between plans that sell what was purchased, and
 /// never picks a plan by itself.
+///
+/// A license URL's sale names the plan the vendor configured for the URL: `configured`, which
+/// no buyer can set, decides by itself.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlanRef {
     pub provider_ids: Vec<String>,
     pub hint: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub configured: Option<i64>,
 }
 
 impl PlanRef {
@@ -655,13 +660,40 @@ pub struct Offer {
     /// The Stripe price that charges for it; empty when the offer is paid with PayPal only.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub stripe_price_id: String,
-    /// `payment` (one-time) or `subscription`.
-    pub mode: String,
+    pub mode: OfferMode,
     /// For PayPal (one-time offers): the amount per unit, e.g. "49.00", and its currency.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub paypal_amount: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub currency: Option<String>,
+}
+
+/// How an offer is paid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OfferMode {
+    /// Once.
+    #[default]
+    Payment,
+    /// Every period, until cancelled.
+    Subscription,
+}
+
+impl OfferMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Payment => "payment",
+            Self::Subscription => "subscription",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "payment" => Some(Self::Payment),
+            "subscription" => Some(Self::Subscription),
+            _ => None,
+        }
+    }
 }
 
 /// A hosted page where buyers pick a plan and pay.
