@@ -3,7 +3,7 @@
 //! through the payment pipeline, the one path money takes.
 
 use keyturn_core::names::display_name;
-use keyturn_core::payment::{hundredths, Checkout, Offer, OfferMode, PaymentForm};
+use keyturn_core::payment::{hundredths, Checkout, ObjectKind, Offer, OfferMode, PaymentForm};
 use keyturn_core::provider::{CheckoutRequest, CheckoutStarted, EventOutcome};
 use keyturn_core::{Email, Permission, Plan};
 
@@ -360,7 +360,7 @@ impl App {
             .ok_or(AppError::NotFound("checkout"))?;
         let mut keys = Vec::new();
         if let Some(payment) = s
-            .payment_for(&checkout.provider, "order", session_id)
+            .payment_for(&checkout.provider, ObjectKind::Order, session_id)
             .await?
         {
             for id in payment.license_ids {

@@ -5,7 +5,7 @@
 //! issues a second license.
 
 use keyturn_core::names::display_name;
-use keyturn_core::payment::{LicenseUrl, LicenseUrlParams, PaymentEvent};
+use keyturn_core::payment::{LicenseUrl, LicenseUrlParams, ObjectKind, PaymentEvent};
 use keyturn_core::provider::EventEnvelope;
 use keyturn_core::{Permission, TokenHash, TokenSecret};
 use subtle::ConstantTimeEq;
@@ -168,7 +168,7 @@ impl App {
         self.apply_provider_events(None, vec![sale]).await?;
         let mut session = self.store.read().await?;
         let payment = session
-            .payment_for(&provider, "order", &order)
+            .payment_for(&provider, ObjectKind::Order, &order)
             .await?
             .ok_or(AppError::NotFound("order"))?;
         let mut keys = Vec::with_capacity(payment.license_ids.len());

@@ -22,7 +22,7 @@
 
 use chrono::{DateTime, Utc};
 use keyturn_core::payment::{PaymentEvent, PlanRef, QuantityMode};
-use keyturn_core::provider::{EventEnvelope, EventOutcome, SubscriptionLabel};
+use keyturn_core::provider::{EventEnvelope, EventOutcome, ProviderEventStatus, SubscriptionLabel};
 use keyturn_core::{License, Plan};
 use keyturn_store::{IncomingEvent, NewLicense, Session, StoreError};
 
@@ -136,7 +136,7 @@ impl App {
         };
         let mut session = self.store.write().await?;
         if let Some(status) = session.claim_provider_event(&incoming, at).await? {
-            if status == "applied" || status == "ignored" {
+            if status.is_handled() {
                 return Ok(EventOutcome::Duplicate);
             }
         }
@@ -159,9 +159,9 @@ impl App {
         match applied {
             Ok(detail) => {
                 let status = if detail.is_some() {
-                    "applied"
+                    ProviderEventStatus::Applied
                 } else {
-                    "ignored"
+                    ProviderEventStatus::Ignored
                 };
                 let detail = detail.unwrap_or_default();
                 session
@@ -170,9 +170,9 @@ impl App {
                 session.commit().await?;
                 // Neither the event id nor what it did: both can name a checkout, whose id
                 // opens the page that shows its keys. They are kept in the event's record.
-                tracing::info!(provider = ctx.provider, kind = %envelope.event_type, status, "provider event");
+                tracing::info!(provider = ctx.provider, kind = %envelope.event_type, status = status.as_str(), "provider event");
                 Ok(match status {
-                    "applied" => EventOutcome::Applied(detail),
+                    ProviderEventStatus::Applied => EventOutcome::Applied(detail),
                     _ => EventOutcome::Ignored,
                 })
             }

@@ -59,6 +59,45 @@ impl SubscriptionLabel {
     }
 }
 
+/// Where a provider event stands in its record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProviderEventStatus {
+    /// Being applied now (held until its transaction ends).
+    Processing,
+    Applied,
+    /// A type Keyturn does not act on.
+    Ignored,
+    /// Not applied, with the reason; applied again when redelivered.
+    Failed,
+}
+
+impl ProviderEventStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Processing => "processing",
+            Self::Applied => "applied",
+            Self::Ignored => "ignored",
+            Self::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "processing" => Some(Self::Processing),
+            "applied" => Some(Self::Applied),
+            "ignored" => Some(Self::Ignored),
+            "failed" => Some(Self::Failed),
+            _ => None,
+        }
+    }
+
+    /// Applied or ignored: a delivery of it again changes nothing.
+    pub fn is_handled(self) -> bool {
+        matches!(self, Self::Applied | Self::Ignored)
+    }
+}
+
 /// What applying one event did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EventOutcome {

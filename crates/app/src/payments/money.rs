@@ -1,7 +1,7 @@
 //! Payment records: one per business object, the references (intent, charge) refunds find them
 //! by, and the locks that keep recording and reversing a payment from interleaving.
 
-use keyturn_core::payment::{Money, Payment, Subscription};
+use keyturn_core::payment::{Money, ObjectKind, Payment, PaymentStatus, Subscription};
 use keyturn_store::{NewPayment, Session};
 
 use crate::Result;
@@ -36,8 +36,8 @@ pub(super) async fn lock_money(s: &mut Session, ctx: &Ctx<'_>, money: &Money) ->
     Ok(())
 }
 
-pub(super) fn object_lock(ctx: &Ctx<'_>, kind: &str, id: &str) -> String {
-    format!("object:{}:{kind}:{id}", ctx.provider)
+pub(super) fn object_lock(ctx: &Ctx<'_>, kind: ObjectKind, id: &str) -> String {
+    format!("object:{}:{}:{id}", ctx.provider, kind.as_str())
 }
 
 /// An invoice's money with what a separate report said settled it (Stripe no longer puts the
@@ -45,7 +45,7 @@ pub(super) fn object_lock(ctx: &Ctx<'_>, kind: &str, id: &str) -> String {
 pub(super) async fn with_link(
     s: &mut Session,
     ctx: &Ctx<'_>,
-    kind: &str,
+    kind: ObjectKind,
     id: &str,
     mut money: Money,
 ) -> Result<Money> {
@@ -80,30 +80,32 @@ pub(super) fn fill_money(payment: &mut Payment, money: &Money) -> bool {
 
 pub(super) fn new_payment_fields(
     ctx: &Ctx<'_>,
-    kind: &str,
+    kind: ObjectKind,
     object_id: &str,
-    status: &str,
+    status: PaymentStatus,
     money: &Money,
 ) -> NewPayment {
     NewPayment {
         provider: ctx.provider.to_owned(),
-        object_kind: kind.to_owned(),
+        object_kind: kind,
         object_id: object_id.to_owned(),
-        status: status.to_owned(),
+        status,
+        customer_id: None,
+        plan_id: None,
+        subscription_id: None,
         payment_intent: money.payment_intent.clone(),
         charge: money.charge.clone(),
         amount: money.amount,
         currency: money.currency.clone(),
         event_id: ctx.event_id.to_owned(),
-        ..Default::default()
     }
 }
 
 pub(super) fn new_payment(
     ctx: &Ctx<'_>,
-    kind: &str,
+    kind: ObjectKind,
     object_id: &str,
-    status: &str,
+    status: PaymentStatus,
     sub: &Subscription,
     money: &Money,
 ) -> NewPayment {
@@ -122,18 +124,22 @@ pub(super) async fn invoice_settled(
     invoice: String,
     money: Money,
 ) -> Result<String> {
-    s.lock_name(&object_lock(ctx, "invoice", &invoice)).await?;
+    s.lock_name(&object_lock(ctx, ObjectKind::Invoice, &invoice))
+        .await?;
     lock_money(s, ctx, &money).await?;
     s.insert_payment_link(
         ctx.provider,
-        "invoice",
+        ObjectKind::Invoice,
         &invoice,
         money.payment_intent.as_deref(),
         money.charge.as_deref(),
         ctx.at,
     )
     .await?;
-    let Some(mut payment) = s.payment_for(ctx.provider, "invoice", &invoice).await? else {
+    let Some(mut payment) = s
+        .payment_for(ctx.provider, ObjectKind::Invoice, &invoice)
+        .await?
+    else {
         return Ok(format!(
             "invoice {invoice} is settled; its payment is linked when it arrives"
         ));

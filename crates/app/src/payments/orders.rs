@@ -2,7 +2,9 @@
 //! purchased ids), the licenses it issues once, and the order a store also reports as the start
 //! of a subscription.
 
-use keyturn_core::payment::{format_hundredths, Buyer, Money, PlanRef, QuantityMode};
+use keyturn_core::payment::{
+    format_hundredths, Buyer, Money, ObjectKind, PaymentStatus, PlanRef, QuantityMode,
+};
 use keyturn_store::Session;
 use serde_json::json;
 
@@ -106,7 +108,7 @@ pub(super) async fn purchased(
         _ => buyer,
     };
     let customer_id = customer(s, buyer, ctx.at).await?;
-    let mut p = new_payment_fields(ctx, "order", order, "paid", money);
+    let mut p = new_payment_fields(ctx, ObjectKind::Order, order, PaymentStatus::Paid, money);
     p.customer_id = customer_id;
     p.plan_id = Some(plan.id);
     p.subscription_id = sub.as_ref().map(|sub| sub.subscription_id.clone());

@@ -96,6 +96,6 @@ impl App {
             .await?
             .provider_event(provider, event_id)
             .await?
-            .is_some_and(|e| e.status == "applied" || e.status == "ignored"))
+            .is_some_and(|e| e.status.is_handled()))
     }
 }

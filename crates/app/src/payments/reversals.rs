@@ -16,10 +16,7 @@ pub(super) async fn reversed(
     reversal: Reversal,
     money: &Money,
 ) -> Result<String> {
-    let kind = match reversal {
-        Reversal::Refunded => "refunded",
-        Reversal::Disputed => "disputed",
-    };
+    let kind = reversal.as_str();
     let refs = money_refs(money);
     if refs.is_empty() {
         return Err(AppError::invalid(
@@ -29,7 +26,7 @@ pub(super) async fn reversed(
     }
     lock_money(s, ctx, money).await?;
     for r in &refs {
-        s.insert_reversal(ctx.provider, r, kind, ctx.event_id, ctx.at)
+        s.insert_reversal(ctx.provider, r, reversal, ctx.event_id, ctx.at)
             .await?;
     }
     let mut blocked = Vec::new();
@@ -40,7 +37,7 @@ pub(super) async fn reversed(
                 continue;
             }
             seen.push(payment.id);
-            blocked.extend(block_paid_licenses(s, ctx, &mut payment, kind).await?);
+            blocked.extend(block_paid_licenses(s, ctx, &mut payment, reversal).await?);
         }
     }
     Ok(if seen.is_empty() {
@@ -58,13 +55,14 @@ pub(super) async fn reverse_if_reported(
     payment: &Payment,
 ) -> Result<String> {
     for r in money_refs_of(payment) {
-        if let Some(kind) = s.reversal(ctx.provider, r).await? {
-            if payment.status == kind {
+        if let Some(reversal) = s.reversal(ctx.provider, r).await? {
+            if payment.status == reversal.status() {
                 return Ok(String::new());
             }
             let mut payment = payment.clone();
             payment.license_ids = s.payment_license_ids(payment.id).await?;
-            let blocked = block_paid_licenses(s, ctx, &mut payment, &kind).await?;
+            let blocked = block_paid_licenses(s, ctx, &mut payment, reversal).await?;
+            let kind = reversal.as_str();
             return Ok(format!("; already {kind}: blocked license(s) {blocked:?}"));
         }
     }
@@ -75,9 +73,9 @@ pub(super) async fn block_paid_licenses(
     s: &mut Session,
     ctx: &Ctx<'_>,
     payment: &mut Payment,
-    kind: &str,
+    reversal: Reversal,
 ) -> Result<Vec<i64>> {
-    payment.status = kind.to_owned();
+    payment.status = reversal.status();
     payment.event_id = ctx.event_id.to_owned();
     s.update_payment(payment, ctx.at).await?;
     let mut blocked = Vec::new();
@@ -90,7 +88,7 @@ pub(super) async fn block_paid_licenses(
                     ctx,
                     &license,
                     "blocked",
-                    json!({"reason": kind, "payment_id": payment.id}),
+                    json!({"reason": reversal.as_str(), "payment_id": payment.id}),
                 )
                 .await?;
                 blocked.push(id);

@@ -5,8 +5,8 @@
 
 use chrono::{DateTime, Utc};
 use keyturn_core::payment::{
-    paid_expiry, Buyer, CancelRule, DunningRule, Money, Payment, PlanRef, Subscription,
-    SubscriptionStatus,
+    paid_expiry, Buyer, CancelRule, DunningRule, Money, ObjectKind, Payment, PaymentStatus,
+    PlanRef, Subscription, SubscriptionStatus,
 };
 use keyturn_core::{License, Plan};
 use keyturn_store::Session;
@@ -60,7 +60,14 @@ pub(super) async fn started(
     sub.customer_id = sub.customer_id.or(customer_id);
     let mut recorded = None;
     if let Some(order) = &order {
-        let mut p = new_payment(ctx, "order", order, "paid", &sub, &money);
+        let mut p = new_payment(
+            ctx,
+            ObjectKind::Order,
+            order,
+            PaymentStatus::Paid,
+            &sub,
+            &money,
+        );
         p.plan_id = shape.map(|(plan, _)| plan).or(sub.plan_id);
         let (mut payment, new) = s.upsert_payment(&p, ctx.at).await?;
         if !new && fill_money(&mut payment, &money) {
@@ -90,15 +97,22 @@ pub(super) async fn renewed(
     let mut sub = s
         .claim_subscription(ctx.provider, &subscription, ctx.at)
         .await?;
-    let money = with_link(s, ctx, "invoice", &invoice, money).await?;
+    let money = with_link(s, ctx, ObjectKind::Invoice, &invoice, money).await?;
     lock_money(s, ctx, &money).await?;
     let (mut payment, new) = s
         .upsert_payment(
-            &new_payment(ctx, "invoice", &invoice, "paid", &sub, &money),
+            &new_payment(
+                ctx,
+                ObjectKind::Invoice,
+                &invoice,
+                PaymentStatus::Paid,
+                &sub,
+                &money,
+            ),
             ctx.at,
         )
         .await?;
-    if !new && payment.status != "failed" {
+    if !new && payment.status != PaymentStatus::Failed {
         return Ok(format!("invoice {invoice} was already applied"));
     }
     let customer_id = customer(s, &buyer, ctx.at).await?;
@@ -114,7 +128,7 @@ pub(super) async fn renewed(
     };
     observe(&mut sub, ctx, &report);
     sub.customer_id = sub.customer_id.or(customer_id);
-    payment.status = "paid".into();
+    payment.status = PaymentStatus::Paid;
     payment.customer_id = payment.customer_id.or(customer_id);
     payment.plan_id = shape.map(|(plan, _)| plan).or(sub.plan_id);
     payment.event_id = ctx.event_id.to_owned();
@@ -194,7 +208,13 @@ pub(super) async fn payment_failed(
     invoice: String,
     money: Money,
 ) -> Result<String> {
-    let mut p = new_payment_fields(ctx, "invoice", &invoice, "failed", &money);
+    let mut p = new_payment_fields(
+        ctx,
+        ObjectKind::Invoice,
+        &invoice,
+        PaymentStatus::Failed,
+        &money,
+    );
     p.subscription_id = subscription;
     let (payment, new) = s.upsert_payment(&p, ctx.at).await?;
     Ok(if new {
@@ -344,7 +364,7 @@ pub(super) async fn settle(
     let payments = if attached {
         s.link_subscription_payments(ctx.provider, &sub.subscription_id, license.id)
             .await?
-    } else if let Some(p) = payment.filter(|p| p.status != "failed") {
+    } else if let Some(p) = payment.filter(|p| p.status != PaymentStatus::Failed) {
         s.link_payment_license(p.id, license.id).await?;
         vec![p]
     } else {
@@ -525,7 +545,10 @@ pub(super) async fn adopt_order_license(
     let Some(order) = sub.order_id.clone() else {
         return Ok(None);
     };
-    let Some(payment) = s.payment_for(ctx.provider, "order", &order).await? else {
+    let Some(payment) = s
+        .payment_for(ctx.provider, ObjectKind::Order, &order)
+        .await?
+    else {
         return Ok(None);
     };
     let Some(&license_id) = payment.license_ids.first() else {
