@@ -52,7 +52,7 @@ pub use license_file::LicenseFile;
 use state::{CachedReply, MachineIdentity, State};
 
 /// The header that carries the signature of a reply's body.
-pub const SIGNATURE_HEADER: &str = "keyturn-signature";
+pub use keyturn_protocol::SIGNATURE_HEADER;
 /// How long a program may run offline on its last good validation unless told otherwise.
 pub const DEFAULT_GRACE: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
 /// How far the clock may go back before it counts as turned back, unless told otherwise
@@ -167,38 +167,8 @@ impl Clock for SystemClock {
     }
 }
 
-/// A license as the server describes it.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct License {
-    /// The server's id of the license.
-    pub id: i64,
-    /// The license key.
-    pub key: String,
-    /// The product the license is for.
-    pub product_id: i64,
-    /// When the license ends; `None` for a perpetual license.
-    pub expires: Option<DateTime<Utc>>,
-    /// The features (entitlements) the license grants.
-    pub features: Vec<String>,
-    /// How many machines may use the license at once; 0 means unlimited.
-    pub max_machines: i64,
-    /// Whether the vendor has blocked the license.
-    pub blocked: bool,
-    /// Whether this is a trial license.
-    pub trial: bool,
-    /// The vendor's data about the license that its product makes public (`public_metadata`);
-    /// an empty object unless the vendor publishes some keys.
-    pub metadata: serde_json::Value,
-}
-
-impl License {
-    /// Whether the license grants `feature`.
-    pub fn has_feature(&self, feature: &str) -> bool {
-        self.features
-            .iter()
-            .any(|f| f.eq_ignore_ascii_case(feature))
-    }
-}
+/// A license as its licensee sees it (the same shape in replies and license files).
+pub use keyturn_protocol::License;
 
 /// The server's verdict on a key.
 #[derive(Debug, Clone, Deserialize)]
