@@ -80,12 +80,12 @@ pub enum Error {
     /// The reply is signed but not in the shape the server sends.
     #[error("the reply is not what the server sends: {0}")]
     Malformed(String),
-    /// The server refused, with its error code (e.g. `TOO_MANY_MACHINES`).
+    /// The server refused, with its error code (e.g. `too_many_machines`).
     #[error("the server refused ({status}): {code}: {message}")]
     Refused {
         /// The HTTP status.
         status: u16,
-        /// The error code, e.g. `TOO_MANY_MACHINES`, `BLOCKED`, `not_found`.
+        /// The error code, e.g. `too_many_machines`, `blocked`, `not_found` (snake_case; validation verdicts are upper case).
         code: String,
         /// A sentence for people.
         message: String,
@@ -450,7 +450,7 @@ impl Client {
     }
 
     /// Renews this machine's floating seat; call it before [`Lease::renew_at`]. An error with
-    /// code `TOO_MANY_MACHINES` means the seat lapsed and another machine took it.
+    /// code `too_many_machines` means the seat lapsed and another machine took it.
     pub async fn heartbeat(&self, key: &str) -> Result<Lease, Error> {
         self.checkout(key).await
     }
