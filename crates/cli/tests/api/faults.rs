@@ -496,7 +496,7 @@ async fn postgres_away_answers_503_fast_and_heals() {
                         .await,
                     ),
                     ("health", timed(health(&app.http, &app.base)).await),
-                    ("buy page", timed(app.get(&buy_page)).await),
+                    ("buy page", timed(app.get(buy_page)).await),
                 ]
             }
         }))
