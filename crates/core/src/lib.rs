@@ -15,6 +15,7 @@ pub mod permission;
 pub mod rsa;
 pub mod seal;
 pub mod signing;
+pub mod terms;
 pub mod token;
 pub mod validation;
 
@@ -28,5 +29,9 @@ pub use permission::Permission;
 pub use rsa::{RsaDigest, RsaPublicKey, RsaSigner};
 pub use seal::{MasterKey, SealError};
 pub use signing::{ProductSigner, PublicKey};
+pub use terms::{
+    AllowedMachines, GraceDays, LeaseSeconds, MachineLimit, Metadata, Nonce, Notes, PeriodDays,
+    ProviderIds,
+};
 pub use token::{AccessToken, TokenHash, TokenSecret};
 pub use validation::{ActivationRefusal, ValidationCode, ValidationOutcome};
