@@ -77,7 +77,7 @@ impl App {
         let key = LicenseKey::parse(&req.key)?;
         let fingerprint = Fingerprint::parse(&req.fingerprint)?;
         let name = machine_name(req.name.as_deref())?;
-        crate::catalog::check_lease(req.lease_seconds)?;
+        keyturn_core::LeaseSeconds::parse_optional(req.lease_seconds)?;
         if !(0..=1_000_000).contains(&req.max_overdraft) {
             return Err(AppError::invalid(
                 "max_overdraft",

@@ -2,7 +2,10 @@
 
 use keyturn_core::names::display_name;
 use keyturn_core::payment::{CancelRule, DunningRule, QuantityMode};
-use keyturn_core::{FeatureName, Permission, Plan, Product, ProductSigner, RsaSigner};
+use keyturn_core::{
+    FeatureName, GraceDays, LeaseSeconds, MachineLimit, PeriodDays, Permission, Plan, Product,
+    ProductSigner, ProviderIds, RsaSigner,
+};
 use keyturn_store::NewPlan;
 
 use crate::signers::{corrupt, ED25519, RSA2048};
@@ -90,30 +93,6 @@ pub struct PlanPatch {
     pub on_cancel: Option<CancelRule>,
 }
 
-fn check_grace_days(days: i64) -> Result<()> {
-    if !(0..=365).contains(&days) {
-        return Err(AppError::invalid("grace_days", "must be between 0 and 365"));
-    }
-    Ok(())
-}
-
-fn provider_ids(field: &'static str, ids: &[String]) -> Result<Vec<String>> {
-    let mut out: Vec<String> = Vec::with_capacity(ids.len());
-    for id in ids {
-        let id = id.trim();
-        if id.is_empty() || id.len() > 255 || id.chars().any(|c| c.is_whitespace()) {
-            return Err(AppError::invalid(
-                field,
-                format!("{id:?} is not a product id"),
-            ));
-        }
-        if !out.iter().any(|o| o == id) {
-            out.push(id.to_owned());
-        }
-    }
-    Ok(out)
-}
-
 pub(crate) const DEFAULT_GRACE_DAYS: i64 = 5;
 
 fn feature_list(features: &[String]) -> Result<Vec<String>> {
@@ -137,36 +116,6 @@ pub(crate) fn product_features(product: &Product, wanted: &[String]) -> Result<V
         ));
     }
     Ok(wanted)
-}
-
-pub(crate) fn check_period_days(days: Option<i64>) -> Result<()> {
-    match days {
-        Some(d) if !(1..=36_500).contains(&d) => Err(AppError::invalid(
-            "period_days",
-            "must be between 1 and 36500 days (omit it for a perpetual license)",
-        )),
-        _ => Ok(()),
-    }
-}
-
-pub(crate) fn check_max_machines(n: i64) -> Result<()> {
-    if !(0..=1_000_000).contains(&n) {
-        return Err(AppError::invalid(
-            "max_machines",
-            "must be between 0 (unlimited) and 1000000",
-        ));
-    }
-    Ok(())
-}
-
-pub(crate) fn check_lease(secs: Option<i64>) -> Result<()> {
-    match secs {
-        Some(s) if !(1..=2_592_000).contains(&s) => Err(AppError::invalid(
-            "floating_lease_seconds",
-            "must be between 1 and 2592000 seconds (30 days)",
-        )),
-        _ => Ok(()),
-    }
 }
 
 impl App {
@@ -269,19 +218,20 @@ impl App {
     pub async fn create_plan(&self, principal: &Principal, input: NewPlanInput) -> Result<Plan> {
         principal.require_for(Permission::PlansWrite, input.product_id)?;
         let name = display_name("name", &input.name)?;
-        check_period_days(input.period_days)?;
-        check_max_machines(input.max_machines)?;
-        check_lease(input.floating_lease_seconds)?;
+        PeriodDays::parse_optional(input.period_days)?;
+        MachineLimit::parse(input.max_machines)?;
+        LeaseSeconds::parse_optional(input.floating_lease_seconds)?;
         if input.trial && input.period_days.is_none() {
             return Err(AppError::invalid(
                 "period_days",
                 "a trial plan needs a period: trials end",
             ));
         }
-        let grace_days = input.grace_days.unwrap_or(DEFAULT_GRACE_DAYS);
-        check_grace_days(grace_days)?;
-        let stripe_price_ids = provider_ids("stripe_price_ids", &input.stripe_price_ids)?;
-        let store_product_ids = provider_ids("store_product_ids", &input.store_product_ids)?;
+        let grace_days = GraceDays::parse(input.grace_days.unwrap_or(DEFAULT_GRACE_DAYS))?.get();
+        let stripe_price_ids =
+            ProviderIds::parse("stripe_price_ids", &input.stripe_price_ids)?.into_vec();
+        let store_product_ids =
+            ProviderIds::parse("store_product_ids", &input.store_product_ids)?.into_vec();
         let mut session = self.store.write().await?;
         let product = session
             .product(input.product_id)
@@ -342,14 +292,13 @@ impl App {
             plan.name = display_name("name", &name)?;
         }
         if let Some(days) = patch.grace_days {
-            check_grace_days(days)?;
-            plan.grace_days = days;
+            plan.grace_days = GraceDays::parse(days)?.get();
         }
         if let Some(ids) = patch.stripe_price_ids {
-            plan.stripe_price_ids = provider_ids("stripe_price_ids", &ids)?;
+            plan.stripe_price_ids = ProviderIds::parse("stripe_price_ids", &ids)?.into_vec();
         }
         if let Some(ids) = patch.store_product_ids {
-            plan.store_product_ids = provider_ids("store_product_ids", &ids)?;
+            plan.store_product_ids = ProviderIds::parse("store_product_ids", &ids)?.into_vec();
         }
         plan.quantity_mode = patch.quantity_mode.unwrap_or(plan.quantity_mode);
         plan.dunning = patch.dunning.unwrap_or(plan.dunning);

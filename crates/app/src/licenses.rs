@@ -1,19 +1,20 @@
 //! Issuing and managing licenses. Every change is written together with its audit entry.
 
 use chrono::{DateTime, Utc};
-use keyturn_core::{dates, Fingerprint, License, LicenseEvent, LicenseKey, Permission};
+use keyturn_core::{
+    dates, AllowedMachines, Fingerprint, LeaseSeconds, License, LicenseEvent, LicenseKey,
+    MachineLimit, Metadata, Notes, PeriodDays, Permission,
+};
 use keyturn_store::{LicenseFilter, NewLicense, Session};
 use serde_json::{json, Value};
 
-use crate::catalog::{check_lease, check_max_machines, check_period_days, product_features};
+use crate::catalog::product_features;
 use crate::{now, Actor, App, AppError, Page, PageRequest, Principal, Result};
 
 /// The most licenses one request may create.
 pub const MAX_QUANTITY: i64 = 1000;
 /// The most keys one import may carry.
 pub const MAX_IMPORT: usize = 10_000;
-const MAX_NOTES: usize = 10_000;
-const MAX_METADATA_BYTES: usize = 16 * 1024;
 
 /// What a new license should be: from a plan, from explicit fields, or a plan with overrides.
 #[derive(Debug, Clone, Default)]
@@ -77,44 +78,6 @@ pub struct TrialRequest {
     pub default_days: Option<i64>,
     /// Who asks; the licensee unless a token acts for it.
     pub actor: Option<Actor>,
-}
-
-fn check_notes(notes: &str) -> Result<()> {
-    if notes.len() > MAX_NOTES {
-        return Err(AppError::invalid(
-            "notes",
-            format!("must be at most {MAX_NOTES} bytes"),
-        ));
-    }
-    Ok(())
-}
-
-/// Machine codes a license always admits: each a valid fingerprint, at most 1000 of them.
-pub(crate) fn check_allowed_machines(machines: Option<Vec<String>>) -> Result<Vec<String>> {
-    let machines = machines.unwrap_or_default();
-    if machines.len() > 1000 {
-        return Err(AppError::invalid(
-            "allowed_machines",
-            "must list at most 1000 machines",
-        ));
-    }
-    machines
-        .iter()
-        .map(|m| Ok(Fingerprint::parse(m)?.as_str().to_owned()))
-        .collect()
-}
-
-fn check_metadata(metadata: &Value) -> Result<()> {
-    if !metadata.is_object() {
-        return Err(AppError::invalid("metadata", "must be a JSON object"));
-    }
-    if metadata.to_string().len() > MAX_METADATA_BYTES {
-        return Err(AppError::invalid(
-            "metadata",
-            format!("must be at most {MAX_METADATA_BYTES} bytes as JSON"),
-        ));
-    }
-    Ok(())
 }
 
 /// The one place a license to insert is put together: what `plan` (when there is one)
@@ -230,7 +193,7 @@ impl App {
         let period_days = spec
             .period_days
             .or(plan.as_ref().and_then(|p| p.period_days));
-        check_period_days(period_days)?;
+        let period_days = PeriodDays::parse_optional(period_days)?;
         let expires = match (spec.expires, period_days) {
             (Some(expires), _) => Some(dates::in_range("expires", expires)?),
             (None, Some(days)) => Some(dates::add_days("period_days", at, days)?),
@@ -245,15 +208,13 @@ impl App {
             .max_machines
             .or(plan.as_ref().map(|p| p.max_machines))
             .unwrap_or(0);
-        check_max_machines(max_machines)?;
+        let max_machines = MachineLimit::parse(max_machines)?.get();
         let floating_lease_seconds = spec
             .floating_lease_seconds
             .or(plan.as_ref().and_then(|p| p.floating_lease_seconds));
-        check_lease(floating_lease_seconds)?;
-        let notes = spec.notes.clone().unwrap_or_default();
-        check_notes(&notes)?;
-        let metadata = spec.metadata.clone().unwrap_or_else(|| json!({}));
-        check_metadata(&metadata)?;
+        let floating_lease_seconds = LeaseSeconds::parse_optional(floating_lease_seconds)?;
+        let notes = Notes::parse(spec.notes.clone().unwrap_or_default())?.into_string();
+        let metadata = Metadata::parse(spec.metadata.clone().unwrap_or_else(|| json!({})))?;
         if let Some(customer_id) = spec.customer_id.filter(|c| Some(*c) != created) {
             self.customer_in_reach(session, principal, customer_id)
                 .await?
@@ -269,9 +230,11 @@ impl App {
         new.trial = spec.trial.unwrap_or(new.trial);
         new.notes = notes;
         new.blocked = spec.blocked.unwrap_or(false);
-        new.metadata = metadata;
+        new.metadata = metadata.into_value();
         new.trial_activation = spec.trial_activation.unwrap_or(false);
-        new.allowed_machines = check_allowed_machines(spec.allowed_machines.clone())?;
+        new.allowed_machines =
+            AllowedMachines::parse(spec.allowed_machines.as_deref().unwrap_or_default())?
+                .into_vec();
         Ok(new)
     }
 
@@ -606,8 +569,7 @@ impl App {
             .await?;
         let before = license.clone();
         if let Some(n) = patch.max_machines {
-            check_max_machines(n)?;
-            license.max_machines = n;
+            license.max_machines = MachineLimit::parse(n)?.get();
         }
         if let Some(customer_id) = patch.customer_id {
             if let Some(cid) = customer_id {
@@ -618,12 +580,10 @@ impl App {
             license.customer_id = customer_id;
         }
         if let Some(notes) = patch.notes {
-            check_notes(&notes)?;
-            license.notes = notes;
+            license.notes = Notes::parse(notes)?.into_string();
         }
         if let Some(metadata) = patch.metadata {
-            check_metadata(&metadata)?;
-            license.metadata = metadata;
+            license.metadata = Metadata::parse(metadata)?.into_value();
         }
         if let Some(expires) = patch.expires {
             license.expires = expires
@@ -631,8 +591,7 @@ impl App {
                 .transpose()?;
         }
         if let Some(lease) = patch.floating_lease_seconds {
-            check_lease(lease)?;
-            license.floating_lease_seconds = lease;
+            license.floating_lease_seconds = LeaseSeconds::parse_optional(lease)?;
         }
         let changes = diff(&before, &license);
         self.save(
@@ -725,7 +684,7 @@ impl App {
                 new
             }
             (None, Some(days)) => {
-                check_period_days(Some(days))?;
+                PeriodDays::parse(days)?;
                 session
                     .product(req.product_id)
                     .await?

@@ -31,10 +31,10 @@
 //! fingerprints name the same machine when at least one strong component agrees and more of their
 //! shared components agree than differ. One changed component (a replaced network card, a renamed
 //! host) therefore never locks a user out, while another machine — which differs in every
-//! strong component — never matches. The server applies the same rule when a machine activates,
-//! validates or deactivates; with a state file the client also keeps the code the machine was
-//! first activated under ([`crate::Client::machine_code`]), so drift is followed component by
-//! component.
+//! strong component — never matches. The server applies the same rule, written once in
+//! `keyturn_protocol::fingerprint`, when a machine activates, validates or deactivates; with a
+//! state file the client also keeps the code the machine was first activated under
+//! ([`crate::Client::machine_code`]), so drift is followed component by component.
 //!
 //! Collecting a fingerprint reads a few small files and never panics: unreadable sources are
 //! skipped.
@@ -45,15 +45,11 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 /// The prefix of the text form of a fingerprint built from components.
-pub const PREFIX: &str = "ktfp1:";
+pub use keyturn_protocol::fingerprint::PREFIX;
 /// The environment variable that gives a machine an explicit identity (e.g. in containers).
 pub const MACHINE_ID_ENV: &str = "KEYTURN_MACHINE_ID";
 /// The environment variable that overrides where the identity file lives.
 pub const IDENTITY_FILE_ENV: &str = "KEYTURN_IDENTITY_FILE";
-
-/// Components that identify a machine by themselves. `raw` stands for a fingerprint that is not
-/// in the component form (an id the program chose itself).
-const STRONG: [&str; 7] = ["env", "mid", "dmi", "brd", "mac", "idf", "raw"];
 
 /// A machine fingerprint: named, hashed components.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,7 +79,9 @@ impl Fingerprint {
             raw.push(("env", id.trim().to_owned()));
         }
         raw.extend(sources::read());
-        let strong = raw.iter().any(|(name, _)| STRONG.contains(name));
+        let strong = raw
+            .iter()
+            .any(|(name, _)| keyturn_protocol::fingerprint::is_strong(name));
         if !strong || sources::in_container() {
             if let Some(id) = identity_file.and_then(identity) {
                 raw.push(("idf", id));
@@ -116,22 +114,13 @@ impl Fingerprint {
     /// strong component, so ids a program chose itself still work (and match only exactly).
     pub fn parse(text: &str) -> Self {
         let text = text.trim();
-        let components: Option<Vec<(String, String)>> = text.strip_prefix(PREFIX).map(|rest| {
-            rest.split(';')
-                .filter_map(|c| c.split_once('='))
-                .filter(|(n, v)| !n.is_empty() && !v.is_empty())
-                .map(|(n, v)| (n.to_owned(), v.to_owned()))
-                .collect()
-        });
-        match components {
-            Some(components) if !components.is_empty() => Self {
-                text: text.to_owned(),
-                components,
-            },
-            _ => Self {
-                text: text.to_owned(),
-                components: vec![("raw".to_owned(), text.to_owned())],
-            },
+        let components = keyturn_protocol::fingerprint::components(text)
+            .into_iter()
+            .map(|(n, v)| (n.to_owned(), v.to_owned()))
+            .collect();
+        Self {
+            text: text.to_owned(),
+            components,
         }
     }
 
@@ -149,22 +138,7 @@ impl Fingerprint {
     /// Whether `other` names the same machine: identical, or at least one strong component
     /// agrees and more shared components agree than differ.
     pub fn matches(&self, other: &Fingerprint) -> bool {
-        if self.text == other.text {
-            return true;
-        }
-        let (mut agree, mut differ, mut strong) = (0usize, 0usize, false);
-        for (name, value) in &self.components {
-            let Some((_, theirs)) = other.components.iter().find(|(n, _)| n == name) else {
-                continue;
-            };
-            if theirs == value {
-                agree += 1;
-                strong |= STRONG.contains(&name.as_str());
-            } else {
-                differ += 1;
-            }
-        }
-        strong && agree > differ
+        keyturn_protocol::fingerprint::same_machine(&self.text, &other.text)
     }
 }
 
@@ -459,7 +433,7 @@ mod tests {
             first
                 .components()
                 .iter()
-                .any(|(n, _)| STRONG.contains(&n.as_str())),
+                .any(|(n, _)| keyturn_protocol::fingerprint::is_strong(n)),
             "{first}"
         );
         let _ = std::fs::remove_dir_all(dir);

@@ -52,7 +52,7 @@ pub use license_file::LicenseFile;
 use state::{CachedReply, MachineIdentity, State};
 
 /// The header that carries the signature of a reply's body.
-pub const SIGNATURE_HEADER: &str = "keyturn-signature";
+pub use keyturn_protocol::SIGNATURE_HEADER;
 /// How long a program may run offline on its last good validation unless told otherwise.
 pub const DEFAULT_GRACE: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
 /// How far the clock may go back before it counts as turned back, unless told otherwise
@@ -80,12 +80,12 @@ pub enum Error {
     /// The reply is signed but not in the shape the server sends.
     #[error("the reply is not what the server sends: {0}")]
     Malformed(String),
-    /// The server refused, with its error code (e.g. `TOO_MANY_MACHINES`).
+    /// The server refused, with its error code (e.g. `too_many_machines`).
     #[error("the server refused ({status}): {code}: {message}")]
     Refused {
         /// The HTTP status.
         status: u16,
-        /// The error code, e.g. `TOO_MANY_MACHINES`, `BLOCKED`, `not_found`.
+        /// The error code, e.g. `too_many_machines`, `blocked`, `not_found` (snake_case; validation verdicts are upper case).
         code: String,
         /// A sentence for people.
         message: String,
@@ -167,38 +167,8 @@ impl Clock for SystemClock {
     }
 }
 
-/// A license as the server describes it.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct License {
-    /// The server's id of the license.
-    pub id: i64,
-    /// The license key.
-    pub key: String,
-    /// The product the license is for.
-    pub product_id: i64,
-    /// When the license ends; `None` for a perpetual license.
-    pub expires: Option<DateTime<Utc>>,
-    /// The features (entitlements) the license grants.
-    pub features: Vec<String>,
-    /// How many machines may use the license at once; 0 means unlimited.
-    pub max_machines: i64,
-    /// Whether the vendor has blocked the license.
-    pub blocked: bool,
-    /// Whether this is a trial license.
-    pub trial: bool,
-    /// The vendor's data about the license that its product makes public (`public_metadata`);
-    /// an empty object unless the vendor publishes some keys.
-    pub metadata: serde_json::Value,
-}
-
-impl License {
-    /// Whether the license grants `feature`.
-    pub fn has_feature(&self, feature: &str) -> bool {
-        self.features
-            .iter()
-            .any(|f| f.eq_ignore_ascii_case(feature))
-    }
-}
+/// A license as its licensee sees it (the same shape in replies and license files).
+pub use keyturn_protocol::License;
 
 /// The server's verdict on a key.
 #[derive(Debug, Clone, Deserialize)]
@@ -480,7 +450,7 @@ impl Client {
     }
 
     /// Renews this machine's floating seat; call it before [`Lease::renew_at`]. An error with
-    /// code `TOO_MANY_MACHINES` means the seat lapsed and another machine took it.
+    /// code `too_many_machines` means the seat lapsed and another machine took it.
     pub async fn heartbeat(&self, key: &str) -> Result<Lease, Error> {
         self.checkout(key).await
     }

@@ -16,6 +16,7 @@ pub mod provider;
 pub mod rsa;
 pub mod seal;
 pub mod signing;
+pub mod terms;
 pub mod token;
 pub mod validation;
 
@@ -29,5 +30,9 @@ pub use permission::Permission;
 pub use rsa::{RsaDigest, RsaPublicKey, RsaSigner};
 pub use seal::{MasterKey, SealError};
 pub use signing::{ProductSigner, PublicKey};
+pub use terms::{
+    AllowedMachines, GraceDays, LeaseSeconds, MachineLimit, Metadata, Nonce, Notes, PeriodDays,
+    ProviderIds,
+};
 pub use token::{AccessToken, TokenHash, TokenSecret};
 pub use validation::{ActivationRefusal, ValidationCode, ValidationOutcome};

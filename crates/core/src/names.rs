@@ -95,7 +95,7 @@ impl Email {
 
 /// What identifies a machine (Cryptolens calls it the machine code). Opaque to the server, except
 /// that fingerprints keyturn-client builds (`ktfp1:…`) are compared component by component
-/// ([`Fingerprint::same_machine`]).
+/// ([`Fingerprint::same_machine`], the rule in `keyturn_protocol::fingerprint`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Fingerprint(String);
 
@@ -126,41 +126,7 @@ impl Fingerprint {
     /// components agree than differ, so one changed component (a new network card, a renamed
     /// host) does not make a machine a stranger. keyturn-client applies the same rule offline.
     pub fn same_machine(&self, other: &str) -> bool {
-        if self.0 == other {
-            return true;
-        }
-        let theirs = fingerprint_components(other);
-        let (mut agree, mut differ, mut strong) = (0usize, 0usize, false);
-        for (name, value) in fingerprint_components(&self.0) {
-            match theirs.iter().find(|(n, _)| *n == name) {
-                Some((_, v)) if *v == value => {
-                    agree += 1;
-                    strong |= STRONG_COMPONENTS.contains(&name);
-                }
-                Some(_) => differ += 1,
-                None => {}
-            }
-        }
-        strong && agree > differ
-    }
-}
-
-/// The prefix of fingerprints that keyturn-client builds from several machine components.
-pub const FINGERPRINT_PREFIX: &str = "ktfp1:";
-
-/// The components that identify a machine by themselves (weak ones, such as the host name or
-/// the CPU model, are shared by many machines). `raw` is a fingerprint not made of components.
-pub const STRONG_COMPONENTS: [&str; 7] = ["env", "mid", "dmi", "brd", "mac", "idf", "raw"];
-
-/// Splits a fingerprint into its named components: `ktfp1:mid=…;mac=…` into pairs, any other
-/// fingerprint into the one opaque component `raw`.
-pub fn fingerprint_components(fingerprint: &str) -> Vec<(&str, &str)> {
-    let parsed: Option<Vec<(&str, &str)>> = fingerprint
-        .strip_prefix(FINGERPRINT_PREFIX)
-        .map(|rest| rest.split(';').filter_map(|c| c.split_once('=')).collect());
-    match parsed {
-        Some(components) if !components.is_empty() => components,
-        _ => vec![("raw", fingerprint)],
+        keyturn_protocol::fingerprint::same_machine(&self.0, other)
     }
 }
 
@@ -223,15 +189,10 @@ mod tests {
 
     #[test]
     fn machines_are_recognised_with_one_changed_component() {
+        // The rule itself is keyturn_protocol's; this checks the server applies it.
         let fp = Fingerprint::parse("ktfp1:mid=1;mac=2;cpu=3;hst=4").unwrap();
         assert!(fp.same_machine("ktfp1:mid=1;mac=9;cpu=3;hst=4"));
-        assert!(fp.same_machine("ktfp1:mid=1;mac=2;cpu=3;hst=9"));
         assert!(!fp.same_machine("ktfp1:mid=7;mac=8;cpu=3;hst=4"));
-        assert!(!fp.same_machine("ktfp1:mid=1;mac=8;cpu=9;hst=4"));
-        let opaque = Fingerprint::parse("machine-a").unwrap();
-        assert!(opaque.same_machine("machine-a"));
-        assert!(!opaque.same_machine("machine-b"));
-        assert_eq!(fingerprint_components("ktfp1:"), [("raw", "ktfp1:")]);
     }
 
     #[test]

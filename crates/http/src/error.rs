@@ -19,7 +19,13 @@ pub struct ApiError {
 }
 
 impl ApiError {
+    /// `code` is snake_case, as every error code of the API (validation *verdicts* such as
+    /// `NOT_ACTIVATED` are a separate vocabulary, in upper case).
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        debug_assert!(
+            !code.is_empty() && code.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
+            "error codes are snake_case: {code}"
+        );
         Self {
             status,
             code,
@@ -91,10 +97,10 @@ impl From<AppError> for ApiError {
                     _ => StatusCode::FORBIDDEN,
                 };
                 let code = match r {
-                    ActivationRefusal::WrongProduct => "WRONG_PRODUCT",
-                    ActivationRefusal::Blocked => "BLOCKED",
-                    ActivationRefusal::Expired => "EXPIRED",
-                    ActivationRefusal::TooManyMachines => "TOO_MANY_MACHINES",
+                    ActivationRefusal::WrongProduct => "wrong_product",
+                    ActivationRefusal::Blocked => "blocked",
+                    ActivationRefusal::Expired => "expired",
+                    ActivationRefusal::TooManyMachines => "too_many_machines",
                 };
                 Self::new(status, code, r.message())
             }

@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::ApiError;
 
-pub const SIGNATURE_HEADER: &str = "keyturn-signature";
+pub use keyturn_protocol::SIGNATURE_HEADER;
 
 pub fn signed_json<T: Serialize>(
     status: StatusCode,

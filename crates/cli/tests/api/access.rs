@@ -842,7 +842,7 @@ async fn signed_refusals(app: &TestApp) {
             json!({"key": key, "fingerprint": "machine-b", "nonce": "n1"}),
         )
         .await;
-    assert_signed_refusal(&client, &full, 409, "TOO_MANY_MACHINES", "n1");
+    assert_signed_refusal(&client, &full, 409, "too_many_machines", "n1");
     let unknown = app
         .public(
             "/v1/activations/deactivate",
@@ -879,11 +879,11 @@ async fn signed_refusals(app: &TestApp) {
             json!({"key": key, "fingerprint": "machine-a", "nonce": "n6"}),
         )
         .await;
-    assert_signed_refusal(&client, &blocked, 403, "BLOCKED", "n6");
+    assert_signed_refusal(&client, &blocked, 403, "blocked", "n6");
 
     // The SDK reads a signed refusal as the refusal it is.
     match client.activate_machine(key, "machine-a", None).await {
-        Err(keyturn_client::Error::Refused { code, .. }) => assert_eq!(code, "BLOCKED"),
+        Err(keyturn_client::Error::Refused { code, .. }) => assert_eq!(code, "blocked"),
         other => panic!("expected BLOCKED, got {other:?}"),
     }
 }

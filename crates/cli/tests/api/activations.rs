@@ -34,7 +34,7 @@ async fn node_locked(app: &TestApp) {
     match client.activate_machine(key, "machine-c", None).await {
         Err(Error::Refused {
             status: 409, code, ..
-        }) => assert_eq!(code, "TOO_MANY_MACHINES"),
+        }) => assert_eq!(code, "too_many_machines"),
         other => panic!("expected a refusal, got {other:?}"),
     }
 
@@ -180,7 +180,7 @@ async fn node_locked(app: &TestApp) {
     match client.activate_machine(key, &oldest, None).await {
         Err(Error::Refused {
             status: 403, code, ..
-        }) => assert_eq!(code, "BLOCKED"),
+        }) => assert_eq!(code, "blocked"),
         other => panic!("expected BLOCKED, got {other:?}"),
     }
     app.post(&format!("/v1/licenses/{id}/unblock"), json!({}))

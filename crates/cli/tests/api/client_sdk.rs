@@ -230,7 +230,7 @@ async fn this_machine_online(app: &TestApp) {
         .unwrap()
         .with_fingerprint(Fingerprint::parse("ktfp1:mid=1111;mac=2222;hst=3333"));
     match other.activate(&key).await {
-        Err(Error::Refused { code, .. }) => assert_eq!(code, "TOO_MANY_MACHINES"),
+        Err(Error::Refused { code, .. }) => assert_eq!(code, "too_many_machines"),
         other => panic!("expected a refusal, got {other:?}"),
     }
     assert_eq!(
@@ -278,7 +278,7 @@ async fn floating_seats(app: &TestApp) {
     let renew = lease.renew_at(Utc::now()).unwrap();
     assert!(renew < expires);
     match b.checkout(&key).await {
-        Err(Error::Refused { code, .. }) => assert_eq!(code, "TOO_MANY_MACHINES"),
+        Err(Error::Refused { code, .. }) => assert_eq!(code, "too_many_machines"),
         other => panic!("expected the seat to be taken, got {other:?}"),
     }
     let renewed = a.heartbeat(&key).await.unwrap();
@@ -488,7 +488,7 @@ async fn license_files(app: &TestApp) {
     let r = app
         .post(&format!("/v1/licenses/{id}/file"), json!({}))
         .await;
-    assert_eq!((r.status, r.code()), (403, "BLOCKED"));
+    assert_eq!((r.status, r.code()), (403, "blocked"));
 
     let actions = app.actions(id).await;
     let issued = actions.iter().filter(|a| *a == "license_file_issued");

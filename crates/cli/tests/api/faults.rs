@@ -437,16 +437,25 @@ async fn postgres_away_answers_503_fast_and_heals() {
     let db = TestDb::create(&Backend::Postgres(server)).await;
     let url = db.url.clone().unwrap();
     let proxy = Proxy::start(upstream(&url)).await;
+    let mut http = test_http();
+    http.public_url = Some("https://shop.example".into());
     let mut settings = test_settings(
         &db,
-        test_http(),
+        http,
         crate::stripe::providers().await,
         Default::default(),
         0,
     );
     settings.store.database_url = Some(via(&url, proxy.addr));
     let app = spawn_settings(&settings).await;
-    let (product, _) = paid_plan(&app).await;
+    let (product, plan) = paid_plan(&app).await;
+    let form = app
+        .post("/v1/payment-forms", json!({"name": "Buy Editor", "product_id": product, "offers": [
+            {"plan_id": plan, "label": "Pro", "price": "€15 a month", "stripe_price_id": "price_monthly", "mode": "subscription"}]}))
+        .await;
+    assert_eq!(form.status, 201, "{}", form.body);
+    let buy_page = form.body["path"].as_str().unwrap().to_owned();
+    assert_eq!(app.get(&buy_page).await.status, 200);
     let license = app.license(json!({"product_id": product})).await;
     let key = license["key"].as_str().unwrap().to_owned();
     let r = app
@@ -462,6 +471,7 @@ async fn postgres_away_answers_503_fast_and_heals() {
         let answers = join_all((0..4).map(|i| {
             let app = &app;
             let key = key.clone();
+            let buy_page = &buy_page;
             async move {
                 vec![
                     (
@@ -486,6 +496,7 @@ async fn postgres_away_answers_503_fast_and_heals() {
                         .await,
                     ),
                     ("health", timed(health(&app.http, &app.base)).await),
+                    ("buy page", timed(app.get(buy_page)).await),
                 ]
             }
         }))

@@ -10,7 +10,7 @@ use axum::routing::post;
 use axum::Router;
 use chrono::{DateTime, Utc};
 use keyturn_app::{ActivationRequest, TrialRequest, ValidationQuery};
-use keyturn_core::{Activation, License, ValidationCode};
+use keyturn_core::{Activation, License, Nonce, ValidationCode};
 use serde::{Deserialize, Serialize};
 
 use crate::extract::{ClientIp, Json};
@@ -27,14 +27,10 @@ pub fn router() -> Router<AppState> {
 
 /// Echoed back inside the signed body so a program can tell a fresh reply from a replayed one.
 fn nonce(n: Option<String>) -> Result<Option<String>, ApiError> {
-    match n {
-        Some(n) if n.len() > 128 => Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_input",
-            "nonce: must be at most 128 characters",
-        )),
-        n => Ok(n),
-    }
+    Ok(n.map(Nonce::parse)
+        .transpose()
+        .map_err(|e| ApiError::invalid(e.to_string()))?
+        .map(Nonce::into_string))
 }
 
 /// What a request asked about, which names the key that signs its refusal.

@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::extract::Form;
-use crate::AppState;
+use crate::{ApiError, AppState};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -85,6 +85,31 @@ fn not_found() -> Response {
         )),
     )
         .into_response()
+}
+
+/// A page for a failed lookup: "not found" only when the thing is missing; while the database is
+/// away the buyer (and any monitor) sees 503 with `Retry-After`, never a page that claims the
+/// form does not exist.
+fn failure(e: AppError) -> Response {
+    let e = ApiError::from(e);
+    if e.status() == StatusCode::NOT_FOUND {
+        return not_found();
+    }
+    let mut response = (
+        e.status(),
+        Html(page(
+            "Please try again",
+            "",
+            "<h1>Please try again</h1><p>This page cannot be shown right now. Please try again in a minute.</p>",
+        )),
+    )
+        .into_response();
+    if let Some(secs) = e.retry_after() {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, secs.into());
+    }
+    response
 }
 
 /// What the buyer typed, shown again when something needs fixing.
@@ -158,7 +183,7 @@ async fn show(
             offers_paypal(&state, &form),
         ))
         .into_response(),
-        Err(_) => not_found(),
+        Err(e) => failure(e),
     }
 }
 
@@ -177,8 +202,9 @@ async fn submit(
     axum::extract::Path(form_id): axum::extract::Path<String>,
     Form(entered): Form<Entered>,
 ) -> Response {
-    let Ok(form) = state.app.public_form(&form_id).await else {
-        return not_found();
+    let form = match state.app.public_form(&form_id).await {
+        Ok(form) => form,
+        Err(e) => return failure(e),
     };
     let paypal = offers_paypal(&state, &form);
     let again = |status: StatusCode, message: &str, entered: &Entered| {
@@ -223,7 +249,7 @@ async fn submit(
             };
             return again(StatusCode::UNPROCESSABLE_ENTITY, &message, &entered);
         }
-        Err(_) => return not_found(),
+        Err(e) => return failure(e),
     };
     let Some(base) = public_base(&state) else {
         tracing::warn!("a checkout was refused: KEYTURN_PUBLIC_URL is not set");
@@ -328,7 +354,7 @@ async fn done(
     };
     match state.app.checkout_outcome(&form, session).await {
         Ok(outcome) => Html(render_done(&outcome)).into_response(),
-        Err(_) => not_found(),
+        Err(e) => failure(e),
     }
 }
 
@@ -342,8 +368,9 @@ async fn paypal_return(
         return not_found();
     };
     // Only an order started on this form is captured here.
-    let Ok(outcome) = state.app.checkout_outcome(&form, order).await else {
-        return not_found();
+    let outcome = match state.app.checkout_outcome(&form, order).await {
+        Ok(outcome) => outcome,
+        Err(e) => return failure(e),
     };
     match state.app.complete_checkout(pp, &outcome.checkout).await {
         Ok(_) => Redirect::to(&format!("/buy/{form}/done?session={order}")).into_response(),
