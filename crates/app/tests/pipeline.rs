@@ -557,3 +557,52 @@ async fn a_provider_that_cannot_do_a_call_says_so() {
         "{e}"
     );
 }
+
+#[tokio::test]
+async fn a_providers_customer_id_names_a_customer_of_that_provider_only() {
+    let shop = shop().await;
+    let bought = |provider: &str, id: &str, order: &str, email: Option<&str>| {
+        let mut e = envelope(id, t0(), Some(sale(order, Some("price_yearly"), 1)));
+        e.provider = provider.into();
+        if let Some(PaymentEvent::Purchased { buyer, .. }) = &mut e.event {
+            buyer.provider_customer_id = Some("cus_1".into());
+            buyer.email = email.map(str::to_owned);
+            buyer.name = None;
+        }
+        e
+    };
+    apply(
+        &shop,
+        vec![
+            bought("shop", "evt_1", "ord_1", Some("ann@example.com")),
+            // Another provider's cus_1 is someone else.
+            bought("market", "evt_2", "ord_2", Some("bo@example.com")),
+            // The first provider's cus_1 again, without an email: Ann.
+            bought("shop", "evt_3", "ord_3", None),
+        ],
+    )
+    .await
+    .unwrap();
+    let mut owners = Vec::new();
+    for l in licenses(&shop).await {
+        let customer = shop
+            .app
+            .customer(&shop.admin, l.customer_id.unwrap())
+            .await
+            .unwrap();
+        owners.push((
+            l.metadata["order"].as_str().unwrap().to_owned(),
+            customer.email,
+        ));
+    }
+    owners.sort();
+    let email = |e: &str| Some(e.to_owned());
+    assert_eq!(
+        owners,
+        vec![
+            ("ord_1".to_owned(), email("ann@example.com")),
+            ("ord_2".to_owned(), email("bo@example.com")),
+            ("ord_3".to_owned(), email("ann@example.com")),
+        ]
+    );
+}

@@ -677,27 +677,20 @@ impl Session {
         .transpose()
     }
 
-    /// Links a license to the Stripe subscription that pays for it.
-    pub async fn set_license_subscription(
+    /// The customer a provider knows by `external_id`.
+    pub async fn customer_by_provider_id(
         &mut self,
-        license_id: i64,
-        subscription_id: &str,
-    ) -> Result<()> {
-        sqlx::query("UPDATE licenses SET stripe_subscription_id = $1 WHERE id = $2")
-            .bind(subscription_id)
-            .bind(license_id)
-            .execute(self.conn())
-            .await?;
-        self.touch(crate::Change::License(license_id));
-        Ok(())
-    }
-
-    pub async fn customer_by_stripe_id(&mut self, stripe_id: &str) -> Result<Option<i64>> {
-        let row = sqlx::query("SELECT id FROM customers WHERE stripe_customer_id = $1")
-            .bind(stripe_id)
-            .fetch_optional(self.conn())
-            .await?;
-        Ok(row.map(|r| r.try_get("id")).transpose()?)
+        provider: &str,
+        external_id: &str,
+    ) -> Result<Option<i64>> {
+        let row = sqlx::query(
+            "SELECT customer_id FROM customer_provider_ids WHERE provider = $1 AND external_id = $2",
+        )
+        .bind(provider)
+        .bind(external_id)
+        .fetch_optional(self.conn())
+        .await?;
+        Ok(row.map(|r| r.try_get("customer_id")).transpose()?)
     }
 
     pub async fn customer_by_email(&mut self, email: &str) -> Result<Option<i64>> {
@@ -708,18 +701,32 @@ impl Session {
         Ok(row.map(|r| r.try_get("id")).transpose()?)
     }
 
-    pub async fn set_customer_stripe_id(
+    /// Records the id a provider knows a customer by, unless the customer has one from that
+    /// provider already. An id another customer holds is a conflict.
+    pub async fn set_customer_provider_id(
         &mut self,
         customer_id: i64,
-        stripe_id: &str,
+        provider: &str,
+        external_id: &str,
     ) -> Result<()> {
-        sqlx::query(
-            "UPDATE customers SET stripe_customer_id = $1 WHERE id = $2 AND stripe_customer_id IS NULL",
+        let known = sqlx::query(
+            "SELECT external_id FROM customer_provider_ids WHERE customer_id = $1 AND provider = $2",
         )
-        .bind(stripe_id)
         .bind(customer_id)
-        .execute(self.conn())
+        .bind(provider)
+        .fetch_optional(self.conn())
         .await?;
+        if known.is_none() {
+            sqlx::query(
+                "INSERT INTO customer_provider_ids (provider, external_id, customer_id) \
+                 VALUES ($1, $2, $3)",
+            )
+            .bind(provider)
+            .bind(external_id)
+            .bind(customer_id)
+            .execute(self.conn())
+            .await?;
+        }
         Ok(())
     }
 }

@@ -1,7 +1,6 @@
 //! Buyers: their customer record (found by provider id or email, filled in by each event), and
 //! the mail that hands them new keys.
 
-use chrono::{DateTime, Utc};
 use keyturn_core::payment::Buyer;
 use keyturn_core::{Email, License};
 use keyturn_store::Session;
@@ -13,11 +12,7 @@ use super::Ctx;
 /// The buyer's customer record: found by provider id, then by email, else created. Events
 /// describe a buyer more or less fully (an older invoice has no name), so each fills in what the
 /// record still lacks, whatever order they arrive in.
-pub(super) async fn customer(
-    s: &mut Session,
-    buyer: &Buyer,
-    at: DateTime<Utc>,
-) -> Result<Option<i64>> {
+pub(super) async fn customer(s: &mut Session, ctx: &Ctx<'_>, buyer: &Buyer) -> Result<Option<i64>> {
     let email = buyer
         .email
         .as_deref()
@@ -35,7 +30,7 @@ pub(super) async fn customer(
         .map(|n| n.trim().to_owned())
         .filter(|n| !n.is_empty());
     let mut found = match &buyer.provider_customer_id {
-        Some(stripe_id) => s.customer_by_stripe_id(stripe_id).await?,
+        Some(external) => s.customer_by_provider_id(ctx.provider, external).await?,
         None => None,
     };
     if found.is_none() {
@@ -67,13 +62,14 @@ pub(super) async fn customer(
             let Some(display) = name.clone().or(email.clone()) else {
                 return Ok(None);
             };
-            s.insert_customer(&display, email.as_deref(), None, at)
+            s.insert_customer(&display, email.as_deref(), None, ctx.at)
                 .await?
                 .id
         }
     };
-    if let Some(stripe_id) = &buyer.provider_customer_id {
-        s.set_customer_stripe_id(id, stripe_id).await?;
+    if let Some(external) = &buyer.provider_customer_id {
+        s.set_customer_provider_id(id, ctx.provider, external)
+            .await?;
     }
     Ok(Some(id))
 }

@@ -107,7 +107,7 @@ pub(super) async fn purchased(
         }
         _ => buyer,
     };
-    let customer_id = customer(s, buyer, ctx.at).await?;
+    let customer_id = customer(s, ctx, buyer).await?;
     let mut p = new_payment_fields(ctx, ObjectKind::Order, order, PaymentStatus::Paid, money);
     p.customer_id = customer_id;
     p.plan_id = Some(plan.id);

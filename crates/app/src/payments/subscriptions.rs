@@ -41,7 +41,7 @@ pub(super) async fn started(
         .claim_subscription(ctx.provider, &subscription, ctx.at)
         .await?;
     lock_money(s, ctx, &money).await?;
-    let customer_id = customer(s, &buyer, ctx.at).await?;
+    let customer_id = customer(s, ctx, &buyer).await?;
     // A checkout Keyturn started says what it sells; otherwise the purchased ids do.
     let shape = match checkout_of(s, ctx, order.as_deref()).await? {
         Some(c) => Some((c.plan_id, c.quantity)),
@@ -115,7 +115,7 @@ pub(super) async fn renewed(
     if !new && payment.status != PaymentStatus::Failed {
         return Ok(format!("invoice {invoice} was already applied"));
     }
-    let customer_id = customer(s, &buyer, ctx.at).await?;
+    let customer_id = customer(s, ctx, &buyer).await?;
     let shape = shape_of(s, &plan, quantity).await?;
     // An invoice says nothing about the subscription's status, only that it is paid,
     // and for which period.
@@ -524,8 +524,6 @@ pub(super) async fn issue_subscription_license(
     new.expires = Some(paid_expiry(paid_through, plan.grace_days)?);
     let details = json!({"subscription": sub.subscription_id, "plan_id": plan.id, "expires": new.expires, "max_machines": new.max_machines});
     let license = issue(s, ctx, new, details).await?;
-    s.set_license_subscription(license.id, &sub.subscription_id)
-        .await?;
     Ok(license)
 }
 
@@ -558,8 +556,6 @@ pub(super) async fn adopt_order_license(
         return Ok(None);
     };
     sub.license_id = Some(license.id);
-    s.set_license_subscription(license.id, &sub.subscription_id)
-        .await?;
     if let serde_json::Value::Object(extra) = subscription_metadata(ctx, sub) {
         if let serde_json::Value::Object(m) = &mut license.metadata {
             m.extend(extra);
