@@ -9,7 +9,7 @@ use keyturn_core::payment::{Buyer, Money, PaymentEvent, PlanRef, Reversal, Subsc
 use serde_json::Value;
 
 use crate::read::{int, text, time};
-use crate::signature::{body_mac, hmac_sha256, not_configured, unparsable};
+use crate::signature::{body_signed, hmac_sha256, unparsable};
 use crate::{EventEnvelope, ProviderError, Verified};
 
 pub const PROVIDER: &str = "lemonsqueezy";
@@ -20,11 +20,7 @@ pub fn verify<'a>(
     secrets: &[String],
     now: DateTime<Utc>,
 ) -> Result<Verified<'a>, ProviderError> {
-    if secrets.is_empty() {
-        return Err(not_configured());
-    }
-    body_mac(header, body, secrets, |h| hex::decode(h).ok())?;
-    Ok(Verified::new(body, now))
+    body_signed(header, body, secrets, now, |h| hex::decode(h).ok())
 }
 
 pub fn sign(secret: &str, body: &[u8]) -> String {

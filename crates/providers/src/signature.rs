@@ -5,9 +5,12 @@
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
+
+use crate::{ProviderError, Verified};
 
 /// Why a signature does not verify.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,18 +39,23 @@ fn matches(secrets: &[String], parts: &[&[u8]], candidates: &[Vec<u8>]) -> bool 
     })
 }
 
-/// A header holding the MAC of the raw body, in the encoding `decode` reads.
-pub(crate) fn body_mac(
+/// A store's body whose `header` holds the MAC of the raw body under one of `secrets`, in the
+/// encoding `decode` reads; verified at `now`.
+pub(crate) fn body_signed<'a>(
     header: Option<&str>,
-    body: &[u8],
+    body: &'a [u8],
     secrets: &[String],
+    now: DateTime<Utc>,
     decode: impl Fn(&str) -> Option<Vec<u8>>,
-) -> Result<(), Failure> {
+) -> Result<Verified<'a>, ProviderError> {
+    if secrets.is_empty() {
+        return Err(not_configured());
+    }
     let candidate = decode(header.ok_or(Failure::Missing)?.trim()).ok_or(Failure::NoMatch)?;
     if matches(secrets, &[body], &[candidate]) {
-        Ok(())
+        Ok(Verified::new(body, now))
     } else {
-        Err(Failure::NoMatch)
+        Err(Failure::NoMatch.into())
     }
 }
 
@@ -116,9 +124,9 @@ impl Timestamped {
 }
 
 /// The stores' wording of a failure.
-impl From<Failure> for crate::ProviderError {
+impl From<Failure> for ProviderError {
     fn from(f: Failure) -> Self {
-        crate::ProviderError::BadSignature(
+        ProviderError::BadSignature(
             match f {
                 Failure::Missing => "the signature is missing",
                 Failure::Malformed | Failure::NoMatch => "the signature does not verify",
@@ -130,11 +138,11 @@ impl From<Failure> for crate::ProviderError {
 }
 
 /// A store without a webhook secret on this server.
-pub(crate) fn not_configured() -> crate::ProviderError {
-    crate::ProviderError::NotConfigured("this store's webhooks are not configured".into())
+pub(crate) fn not_configured() -> ProviderError {
+    ProviderError::NotConfigured("this store's webhooks are not configured".into())
 }
 
 /// A body that is not `store`'s notification.
-pub(crate) fn unparsable(store: &str, message: impl std::fmt::Display) -> crate::ProviderError {
-    crate::ProviderError::Malformed(format!("the body is not a {store} notification: {message}"))
+pub(crate) fn unparsable(store: &str, message: impl std::fmt::Display) -> ProviderError {
+    ProviderError::Malformed(format!("the body is not a {store} notification: {message}"))
 }

@@ -157,7 +157,7 @@ pub(super) async fn changed(
     period_end: Option<DateTime<Utc>>,
     paid_through: Option<DateTime<Utc>>,
 ) -> Result<String> {
-    let mut sub = s
+    let sub = s
         .claim_subscription(ctx.provider, &subscription, ctx.at)
         .await?;
     let report = Report {
@@ -169,11 +169,7 @@ pub(super) async fn changed(
         order: order.as_deref(),
         ..Report::default()
     };
-    observe(&mut sub, ctx, &report);
-    let mut detail = settle(s, ctx, &mut sub, &Buyer::default(), None).await?;
-    detail.insert_str(0, &format!("subscription {subscription}"));
-    s.update_subscription(&sub, ctx.at).await?;
-    Ok(detail)
+    follow(s, ctx, sub, &report, format!("subscription {subscription}")).await
 }
 
 /// The subscription ended.
@@ -183,7 +179,7 @@ pub(super) async fn cancelled(
     subscription: String,
     period_end: Option<DateTime<Utc>>,
 ) -> Result<String> {
-    let mut sub = s
+    let sub = s
         .claim_subscription(ctx.provider, &subscription, ctx.at)
         .await?;
     // An ended subscription stays ended whatever report arrives after this one, so the
@@ -193,9 +189,28 @@ pub(super) async fn cancelled(
         period_end,
         ..Report::default()
     };
-    observe(&mut sub, ctx, &report);
+    follow(
+        s,
+        ctx,
+        sub,
+        &report,
+        format!("subscription {subscription} ended"),
+    )
+    .await
+}
+
+/// A report of the subscription itself, without payment or buyer: the record learns it and the
+/// license follows; `heading` starts what it did.
+async fn follow(
+    s: &mut Session,
+    ctx: &Ctx<'_>,
+    mut sub: Subscription,
+    report: &Report<'_>,
+    heading: String,
+) -> Result<String> {
+    observe(&mut sub, ctx, report);
     let mut detail = settle(s, ctx, &mut sub, &Buyer::default(), None).await?;
-    detail.insert_str(0, &format!("subscription {subscription} ended"));
+    detail.insert_str(0, &heading);
     s.update_subscription(&sub, ctx.at).await?;
     Ok(detail)
 }
