@@ -139,6 +139,17 @@ def run():
     other_pub = native("GET", "/v1/products/%d/public-key?format=rsa-xml" % other).strip()
     check("load_from_string refuses another product's key", LicenseKey.load_from_string(other_pub, saved) is None)
 
+    # FieldsToReturn hides fields; they stay in the license (the SDK reads each), signed.
+    masked, msg = Key.activate(token, pub, pid, key, "machine-A", fields_to_return=2 + 4 + 32 + 64)
+    check("fields_to_return hides the id, key, customer and other machines",
+          masked is not None and masked.id == 0 and masked.key == "" and masked.customer is None
+          and [m.Mid for m in masked.activated_machines] == ["machine-A"] and masked.f1, msg)
+    locked = native("POST", "/v1/tokens", {"name": "masked", "feature_lock": 32,
+                                           "permissions": ["cryptolens:getkey"]})["token"]
+    got, msg = Key.get_key(locked, pub, pid, key)
+    check("a token's feature lock hides the customer", got is not None and got.customer is None
+          and got.key == key, msg)
+
     # GetKey reads without activating.
     got, msg = Key.get_key(token, pub, pid, key)
     check("get_key", got is not None and got.key == key and len(got.activated_machines) == 2, msg)
@@ -222,6 +233,7 @@ def run():
 
     data_objects(token, pub, pid)
     messages(pid, other)
+    expiry(token)
 
     # Errors the SDK shows.
     _, msg = Key.activate("kt_not-a-token", pub, pid, key, "machine-A")
@@ -314,6 +326,31 @@ def data_objects(token, pub, pid):
     r = raw("data/ListDataObjects", {"token": unlocked, "ReferencerType": 1, "ReferencerId": pid})
     check("data: ListDataObjects of the product (raw)",
           r["result"] == 0 and [(d["name"], d["intValue"]) for d in r["dataObjects"]] == [("latest", 2)], r)
+
+
+def expiry(token):
+    """Expired keys: returned as Cryptolens returns them, or blocked when the product says so."""
+    pid = native("POST", "/v1/products", {"name": "Python expiry", "features": []})["id"]
+    pub = native("GET", "/v1/products/%d/public-key?format=rsa-xml" % pid).strip()
+    key = Key.create_key(token, pid, period=30, max_no_of_machines=1)[0]["key"]
+    lid = native("GET", "/v1/licenses/by-key/" + key)["id"]
+    native("PATCH", "/v1/licenses/%d" % lid, {"expires": "2020-01-01T00:00:00Z"})
+    lic, msg = Key.activate(token, pub, pid, key, "expired-machine")
+    check("expiry: an expired key is returned; HasNotExpired says it expired",
+          lic is not None and not Helpers.HasNotExpired(lic) and lic.expires.year == 2020, msg)
+    got, msg = Key.get_key(token, pub, pid, key)
+    check("expiry: get_key returns an expired key", got is not None and not got.block, msg)
+    native("PATCH", "/v1/products/%d" % pid, {"block_expired_licenses": True})
+    lic, msg = Key.activate(token, pub, pid, key, "expired-machine")
+    check("expiry: with block expired licenses, activate answers blocked", lic is None and msg == BLOCKED, msg)
+    got, msg = Key.get_key(token, pub, pid, key)
+    check("expiry: with block expired licenses, get_key answers blocked", got is None and msg == BLOCKED, msg)
+    ok, msg = Key.deactivate(token, pid, key, "expired-machine")
+    check("expiry: with block expired licenses, deactivate answers blocked", not ok and msg == BLOCKED, msg)
+    products, msg = Product.get_products(token)
+    mine = [p for p in (products or []) if p["id"] == pid]
+    check("expiry: get_products shows blockExpiredLicenses",
+          mine and mine[0]["featureDefinitions"]["blockExpiredLicenses"] is True, mine)
 
 
 def messages(pid, other):

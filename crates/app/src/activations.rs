@@ -7,7 +7,7 @@ use keyturn_core::validation::{
     admit_known_machine, admit_machine, validate, Seat, ValidationRequest,
 };
 use keyturn_core::{
-    Activation, FeatureName, Fingerprint, License, LicenseKey, Permission, Product,
+    Activation, ExpiryRule, FeatureName, Fingerprint, License, LicenseKey, Permission, Product,
     ValidationOutcome,
 };
 use serde_json::json;
@@ -32,6 +32,9 @@ pub struct ActivationRequest {
     pub max_overdraft: i64,
     /// Who activates; the licensee unless a token acts for it.
     pub actor: Option<Actor>,
+    /// What an expired license may do: refused on Keyturn's own API (the default), used or
+    /// refused as blocked on the Cryptolens API.
+    pub expiry: ExpiryRule,
 }
 
 #[derive(Debug, Clone)]
@@ -116,7 +119,8 @@ impl App {
                 .cloned()
         });
         if let Some(known) = known {
-            admit_known_machine(&license, req.product_id, at).map_err(AppError::Refused)?;
+            admit_known_machine(&license, req.product_id, req.expiry, at)
+                .map_err(AppError::Refused)?;
             let activation = session
                 .renew_activation(known.id, name.as_deref(), req.ip.as_deref(), lease, at)
                 .await?;
@@ -144,6 +148,7 @@ impl App {
             Some(fingerprint.as_str()),
             live,
             overdraft,
+            req.expiry,
             at,
         )
         .map_err(AppError::Refused)?;
@@ -222,7 +227,8 @@ impl App {
         if name.is_some_and(|n| Some(n) != known.name.as_deref()) {
             return Ok(None);
         }
-        admit_known_machine(&state.license, req.product_id, at).map_err(AppError::Refused)?;
+        admit_known_machine(&state.license, req.product_id, req.expiry, at)
+            .map_err(AppError::Refused)?;
         let mut activation = known.clone();
         activation.last_seen = at;
         if req.ip.is_some() {

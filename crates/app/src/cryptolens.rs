@@ -6,7 +6,8 @@
 use keyturn_core::names::display_name;
 use keyturn_core::validation::admit_known_machine;
 use keyturn_core::{
-    Activation, Customer, DataObject, License, LicenseKey, Permission, Product, TokenSecret,
+    Activation, Customer, DataObject, ExpiryRule, License, LicenseKey, Permission, Product,
+    TokenSecret,
 };
 use keyturn_store::LicenseFilter;
 
@@ -33,6 +34,11 @@ pub struct ClLicense {
     pub machines: Vec<Activation>,
     /// The license's own data objects (not its machines'), in id order.
     pub data_objects: Vec<DataObject>,
+    /// Whether the license counts as blocked when the view was made: blocked, or expired in a
+    /// product that blocks expired licenses (what Cryptolens's hourly job would have blocked).
+    pub blocked: bool,
+    /// Cryptolens's `GlobalId`, unique across products: Keyturn's license id, which is.
+    pub global_id: i64,
 }
 
 impl ClLicense {
@@ -152,12 +158,33 @@ impl App {
         found.ok_or(AppError::NotFound("license"))
     }
 
+    /// What an expired license of `product_id` may do on the Cryptolens API.
+    async fn cl_expiry(&self, product_id: i64) -> Result<ExpiryRule> {
+        let product = self
+            .product_row(product_id)
+            .await?
+            .ok_or(AppError::NotFound("product"))?;
+        Ok(ExpiryRule::cryptolens(product.block_expired_licenses))
+    }
+
+    /// Refuses a license a program may not use on the Cryptolens API (Activate, GetKey,
+    /// Deactivate): a blocked one, and an expired one when its product blocks expired licenses,
+    /// both with Cryptolens's blocked-key answer. Other expired licenses are used as Cryptolens
+    /// uses them: the program checks `Expires` itself.
+    async fn cl_usable(&self, license: &License) -> Result<ExpiryRule> {
+        let expiry = self.cl_expiry(license.product_id).await?;
+        admit_known_machine(license, None, expiry, now()).map_err(AppError::Refused)?;
+        Ok(expiry)
+    }
+
     /// The reply view of a license as it is now.
     pub async fn cl_view(&self, license: License) -> Result<ClLicense> {
         let product = self
             .product_row(license.product_id)
             .await?
             .ok_or(AppError::NotFound("product"))?;
+        let blocked =
+            ExpiryRule::cryptolens(product.block_expired_licenses).blocks(&license, now());
         let customer = match license.customer_id {
             Some(id) => self.customer_row(id).await?.map(|c| (*c).clone()),
             None => None,
@@ -174,11 +201,13 @@ impl App {
             None => Default::default(),
         };
         Ok(ClLicense {
+            global_id: license.id,
             license,
             product_features: product.features.clone(),
             customer,
             machines,
             data_objects,
+            blocked,
         })
     }
 
@@ -188,10 +217,9 @@ impl App {
         let license = self
             .cl_lookup(principal, Permission::ClActivate, req.product_id, &req.key)
             .await?;
+        let expiry = self.cl_usable(&license).await?;
         let floating = req.floating_interval > 0;
         if !license.machine_limited() && !floating {
-            admit_known_machine(&license, Some(req.product_id), now())
-                .map_err(AppError::Refused)?;
             return self.cl_view(license).await;
         }
         let outcome = self
@@ -204,6 +232,7 @@ impl App {
                 lease_seconds: floating.then_some(req.floating_interval),
                 max_overdraft: req.max_overdraft,
                 actor: Some(principal.actor.clone()),
+                expiry,
             })
             .await?;
         self.cl_view(outcome.license).await
@@ -219,6 +248,7 @@ impl App {
         let license = self
             .cl_lookup(principal, Permission::ClGetKey, product_id, key)
             .await?;
+        self.cl_usable(&license).await?;
         self.cl_view(license).await
     }
 
@@ -234,9 +264,7 @@ impl App {
         let license = self
             .cl_lookup(principal, Permission::ClDeactivate, product_id, key)
             .await?;
-        if license.blocked {
-            return Err(AppError::Refused(keyturn_core::ActivationRefusal::Blocked));
-        }
+        self.cl_usable(&license).await?;
         match self
             .deactivate_by(
                 principal.actor.clone(),
@@ -529,7 +557,9 @@ impl App {
                 "this token may call no Cryptolens method to pass on".into(),
             ));
         }
-        principal.require_grantable(&methods, Some(product_id), Some(license.id))?;
+        // The new token hides what its minter's callers cannot see.
+        let feature_lock = principal.feature_lock();
+        principal.require_grantable(&methods, Some(product_id), Some(license.id), feature_lock)?;
         let secret = TokenSecret::generate();
         let name = format!("key lock for license {}", license.id);
         session
@@ -539,6 +569,7 @@ impl App {
                 &methods,
                 Some(product_id),
                 Some(license.id),
+                feature_lock,
                 None,
                 now(),
             )

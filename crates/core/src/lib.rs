@@ -29,4 +29,4 @@ pub use rsa::{RsaDigest, RsaPublicKey, RsaSigner};
 pub use seal::{MasterKey, SealError};
 pub use signing::{ProductSigner, PublicKey};
 pub use token::{AccessToken, TokenHash, TokenSecret};
-pub use validation::{ActivationRefusal, ValidationCode, ValidationOutcome};
+pub use validation::{ActivationRefusal, ExpiryRule, ValidationCode, ValidationOutcome};

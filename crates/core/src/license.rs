@@ -18,6 +18,12 @@ pub struct Product {
     /// The license metadata keys those replies show; the rest stays the vendor's.
     #[serde(default)]
     pub public_metadata: Vec<String>,
+    /// Cryptolens's "block expired licenses": on the Cryptolens API an expired license of this
+    /// product answers as blocked. Without it the license is returned like any other, as
+    /// Cryptolens does, and the program checks `Expires` itself. Keyturn's own API refuses
+    /// expired licenses either way.
+    #[serde(default)]
+    pub block_expired_licenses: bool,
     pub created: DateTime<Utc>,
 }
 
@@ -284,6 +290,7 @@ mod tests {
             features: vec!["pro".into()],
             public_notes: false,
             public_metadata: Vec::new(),
+            block_expired_licenses: false,
             created: now,
         };
         assert!(lic.has_private_fields());

@@ -83,6 +83,10 @@ pub struct AccessToken {
     /// must name a key on every call (and may mint key-locked tokens with `auth/KeyLock`).
     #[serde(default)]
     pub key_lock: Option<i64>,
+    /// Cryptolens feature lock, as the license fields Activate and GetKey hide from this
+    /// token's callers (`FieldsToReturn` bits; 0 hides nothing).
+    #[serde(default)]
+    pub feature_lock: i64,
     pub expires: Option<chrono::DateTime<chrono::Utc>>,
     pub created: chrono::DateTime<chrono::Utc>,
     pub revoked: Option<chrono::DateTime<chrono::Utc>>,

@@ -12,7 +12,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::data::DataMethod;
-use super::license::{self, iso};
+use super::license::{self, iso, Hidden};
 use super::params::{Params, SignMethod};
 use super::reply::{json_response, ok, ClError, ClResult};
 use crate::AppState;
@@ -132,14 +132,16 @@ async fn activate(c: Call) -> ClResult {
         floating_interval: p.int("FloatingTimeInterval", 0)?,
         max_overdraft: p.int("MaxOverdraft", 0)?,
     };
-    let options = ReplyOptions::parse(p)?;
+    let mut options = ReplyOptions::parse(p, &c.principal)?;
+    let machine = req.machine_code.clone();
+    options.machine = Some(&machine);
     let view = c.state.app.cl_activate(&c.principal, req).await?;
     license_reply(&c.state, &view, options).await
 }
 
 async fn get_key(c: Call) -> ClResult {
     let (product_id, key) = key_ref(&c.params)?;
-    let options = ReplyOptions::parse(&c.params)?;
+    let options = ReplyOptions::parse(&c.params, &c.principal)?;
     let view = c
         .state
         .app
@@ -420,12 +422,16 @@ async fn get_keys(c: Call) -> ClResult {
 }
 
 fn product_item(p: &Product) -> Value {
-    let definitions: serde_json::Map<String, Value> = (1..=8)
+    let mut definitions: serde_json::Map<String, Value> = (1..=8)
         .map(|n| {
             let name = p.features.get(n - 1).cloned().unwrap_or_default();
             (format!("f{n}"), json!({"name": name, "type": 0}))
         })
         .collect();
+    definitions.insert(
+        "blockExpiredLicenses".into(),
+        json!(p.block_expired_licenses),
+    );
     json!({
         "id": p.id,
         "name": p.name,
@@ -443,23 +449,35 @@ async fn products(c: Call) -> ClResult {
     Ok(ok(json!({"products": items}), ""))
 }
 
-/// How the caller wants a license reply: signed or not, in which form and model, with metadata.
+/// How the caller wants a license reply: signed or not, in which form and model, with metadata,
+/// and which fields it hides.
 #[derive(Debug, Clone, Copy)]
-struct ReplyOptions {
+struct ReplyOptions<'a> {
     sign: bool,
     method: SignMethod,
     model: i64,
     metadata: bool,
+    /// `FieldsToReturn` and the token's feature lock together: a caller may hide more than
+    /// its token's lock, never less.
+    hidden: Hidden,
+    /// The machine Activate was called for: the one shown when machines are hidden.
+    machine: Option<&'a str>,
 }
 
-impl ReplyOptions {
-    fn parse(p: &Params) -> Result<Self, ClError> {
-        p.int("FieldsToReturn", 0)?;
+impl ReplyOptions<'_> {
+    fn parse(p: &Params, principal: &Principal) -> Result<Self, ClError> {
+        let asked = p.int("FieldsToReturn", 0)?;
+        let asked = Hidden::from_bits(asked).ok_or_else(|| {
+            ClError::IncorrectInput(format!("FieldsToReturn: {asked} is not 0 to 4294967295"))
+        })?;
+        let locked = Hidden::from_bits(principal.feature_lock()).unwrap_or_default();
         Ok(Self {
             sign: p.bool("Sign", false)?,
             method: p.sign_method()?,
             model: model_version(p)?,
             metadata: p.bool("Metadata", false)?,
+            hidden: asked.and(locked),
+            machine: None,
         })
     }
 }
@@ -494,12 +512,15 @@ fn slot(view: &ClLicense, form: &'static str) -> SignatureSlot {
 }
 
 /// Activate/GetKey's reply. Signs only when the caller asked for a signed license, and then
-/// through the signature cache, so an unchanged license is not signed again.
-async fn license_reply(state: &AppState, view: &ClLicense, o: ReplyOptions) -> ClResult {
+/// through the signature cache, so an unchanged license is not signed again. The signature
+/// covers the license as shown, hidden fields included.
+async fn license_reply(state: &AppState, view: &ClLicense, o: ReplyOptions<'_>) -> ClResult {
     let metadata = match o.metadata {
         true => Some(metadata(state, view).await?),
         false => None,
     };
+    let slot_of = |form: &'static str| slot(view, form);
+    let view = &*license::shown(view, o.hidden, o.machine);
     let app = &state.app;
     let body = match o.method {
         SignMethod::String => {
@@ -510,7 +531,7 @@ async fn license_reply(state: &AppState, view: &ClLicense, o: ReplyOptions) -> C
             };
             let (bytes, signature) = if o.sign {
                 let signed = app
-                    .sign_state(slot(view, form), RsaDigest::Sha256, |at| {
+                    .sign_state(slot_of(form), RsaDigest::Sha256, |at| {
                         license::string_form(view, o.model, at)
                     })
                     .await?;
@@ -529,7 +550,7 @@ async fn license_reply(state: &AppState, view: &ClLicense, o: ReplyOptions) -> C
         SignMethod::Linq => {
             let object = if o.sign {
                 let signed = app
-                    .sign_state(slot(view, "linq"), RsaDigest::Sha256, |at| {
+                    .sign_state(slot_of("linq"), RsaDigest::Sha256, |at| {
                         license::legacy_signed_bytes(view, at)
                     })
                     .await?;
@@ -577,8 +598,8 @@ async fn metadata(state: &AppState, view: &ClLicense) -> Result<Value, ClError> 
     let meta = Metadata {
         activated_machines: view.machines.len(),
         license_status: LicenseStatus {
-            is_valid: !l.blocked && !expired,
-            reason_for_invalidity: if l.blocked {
+            is_valid: !view.blocked && !expired,
+            reason_for_invalidity: if view.blocked {
                 2
             } else if expired {
                 1

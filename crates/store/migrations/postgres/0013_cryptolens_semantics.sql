@@ -1,0 +1,7 @@
+-- Cryptolens's "block expired licenses" product option: on the Cryptolens API an expired
+-- license of the product answers as blocked (1) instead of being returned as it is (0).
+ALTER TABLE products ADD COLUMN block_expired_licenses BIGINT NOT NULL DEFAULT 0;
+
+-- Cryptolens feature lock of an access token, as the license fields Activate and GetKey hide
+-- from its callers (FieldsToReturn bits; 0 hides nothing).
+ALTER TABLE access_tokens ADD COLUMN feature_lock BIGINT NOT NULL DEFAULT 0;
