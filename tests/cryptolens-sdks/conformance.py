@@ -232,6 +232,11 @@ def run():
     check("product get_products", products is not None and pid in [p["id"] for p in products], msg)
 
     data_objects(token, pub, pid)
+    products, msg = Product.get_products(token)
+    mine = [p for p in (products or []) if p["id"] == pid]
+    check("get_products shows the product's data objects, features and key algorithm",
+          mine and [d["name"] for d in mine[0]["dataObjects"]] == ["latest"] and mine[0]["keyAlgorithm"] == 1
+          and mine[0]["featureDefinitions"]["f1"]["name"] == "pro", mine)
     messages(pid, other)
     expiry(token)
 

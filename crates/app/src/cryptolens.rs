@@ -3,11 +3,12 @@
 //! (activation under the same license lock, license creation, blocking…) so both APIs share one
 //! set of rules. Wire formats live in the HTTP layer.
 
+use keyturn_core::data_object::MAX_PER_OWNER;
 use keyturn_core::names::display_name;
 use keyturn_core::validation::admit_known_machine;
 use keyturn_core::{
-    Activation, Customer, DataObject, ExpiryRule, License, LicenseKey, Permission, Product,
-    TokenSecret,
+    Activation, Customer, DataObject, DataOwner, ExpiryRule, License, LicenseKey, Permission,
+    Product, TokenSecret,
 };
 use keyturn_store::LicenseFilter;
 
@@ -87,6 +88,14 @@ pub struct ClNewKey {
 pub struct ClCreated {
     pub keys: Vec<License>,
     pub customer_id: Option<i64>,
+}
+
+/// A product as `GetProducts` shows it.
+#[derive(Debug, Clone)]
+pub struct ClProduct {
+    pub product: Product,
+    /// The product's own data objects (not its licenses'), in id order.
+    pub data_objects: Vec<DataObject>,
 }
 
 /// One page of a product's keys.
@@ -685,10 +694,22 @@ impl App {
         })
     }
 
-    /// `GetProducts`: all products, or the token's one.
-    pub async fn cl_products(&self, principal: &Principal) -> Result<Vec<Product>> {
+    /// `GetProducts`: all products, or the token's one, each with its own data objects.
+    pub async fn cl_products(&self, principal: &Principal) -> Result<Vec<ClProduct>> {
         let only = principal.require_listing(Permission::ClGetProducts, None)?;
-        Ok(self.store.read().await?.products(only).await?)
+        let mut session = self.store.read().await?;
+        let products = session.products(only).await?;
+        let mut out = Vec::with_capacity(products.len());
+        for product in products {
+            let data_objects = session
+                .data_objects(DataOwner::Product(product.id), None, MAX_PER_OWNER)
+                .await?;
+            out.push(ClProduct {
+                product,
+                data_objects,
+            });
+        }
+        Ok(out)
     }
 }
 

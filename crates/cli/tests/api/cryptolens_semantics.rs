@@ -566,3 +566,55 @@ on_every_backend!(
     cryptolens_fields_to_return_and_feature_locks_mask_fields,
     masked_fields
 );
+
+async fn products(app: &TestApp) {
+    let product = app.product("Catalogued", &["pro", "team"]).await;
+    let other = app.product("Elsewhere", &[]).await;
+    for (owner, name, text) in [(product, "latest", "2.1"), (other, "hidden", "x")] {
+        let r = app
+            .post(
+                &format!("/v1/products/{owner}/data"),
+                json!({"name": name, "string_value": text, "int_value": 7}),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.body);
+    }
+    let everything = sdk_token(app, &["getproducts"]).await;
+    let r = post(app, "/api/product/GetProducts", &[("token", &everything)]).await;
+    assert_eq!(r.body["result"], 0, "{}", r.body);
+    let items = r.body["products"].as_array().unwrap();
+    assert_eq!(items.len(), 2);
+    let item = items.iter().find(|p| p["id"] == product).unwrap();
+    assert_eq!(item["name"], "Catalogued");
+    assert_eq!(item["description"], "");
+    assert_eq!(item["isPublic"], false);
+    // SKM15: keys are random, not derived from their fields (SKGL).
+    assert_eq!(item["keyAlgorithm"], 1);
+    let definitions = &item["featureDefinitions"];
+    assert_eq!(definitions["f1"], json!({"name": "pro", "type": 0}));
+    assert_eq!(definitions["f2"], json!({"name": "team", "type": 0}));
+    assert_eq!(definitions["f8"], json!({"name": "", "type": 0}));
+    assert_eq!(definitions["allLicensesTimeLimited"], false);
+    assert_eq!(definitions["blockExpiredLicenses"], false);
+    let objects = item["dataObjects"].as_array().unwrap();
+    assert_eq!(objects.len(), 1, "{objects:?}");
+    assert_eq!(objects[0]["name"], "latest");
+    assert_eq!(objects[0]["stringValue"], "2.1");
+    assert_eq!(objects[0]["intValue"], 7);
+    assert!(objects[0]["id"].as_i64().unwrap() > 0);
+    // A product's token sees its product, and only its data objects.
+    let scoped = token(
+        app,
+        json!({"name": "one", "permissions": ["cryptolens:getproducts"], "product_id": other}),
+    )
+    .await;
+    let r = post(app, "/api/product/GetProducts", &[("token", &scoped)]).await;
+    let items = r.body["products"].as_array().unwrap();
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0]["id"], other);
+    assert_eq!(items[0]["dataObjects"][0]["name"], "hidden");
+}
+on_every_backend!(
+    cryptolens_get_products_has_definitions_algorithm_and_data_objects,
+    products
+);

@@ -5,9 +5,10 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use chrono::{DateTime, DurationRound, Utc};
 use keyturn_app::{
-    ClActivation, ClLicense, ClNewKey, LicensePatch, NewCustomerInput, Principal, SignatureSlot,
+    ClActivation, ClLicense, ClNewKey, ClProduct, LicensePatch, NewCustomerInput, Principal,
+    SignatureSlot,
 };
-use keyturn_core::{Customer, Permission, Product, RsaDigest};
+use keyturn_core::{Customer, Permission, RsaDigest};
 use serde::Serialize;
 use serde_json::{json, Value};
 
@@ -421,25 +422,47 @@ async fn get_keys(c: Call) -> ClResult {
     ))
 }
 
-fn product_item(p: &Product) -> Value {
+/// Cryptolens's key algorithm for the product's keys: SKM15 (1), keys that are random rather
+/// than derived from the license's fields (SKGL, 0), as Keyturn's are.
+const KEY_ALGORITHM_SKM15: i32 = 1;
+
+/// A product as Cryptolens's `Product` model has it. Keyturn's features have no kinds (each is
+/// a plain feature, type 0), and its licenses may be perpetual, so not all are time-limited.
+fn product_item(item: &ClProduct) -> Value {
+    let p = &item.product;
     let mut definitions: serde_json::Map<String, Value> = (1..=8)
         .map(|n| {
             let name = p.features.get(n - 1).cloned().unwrap_or_default();
             (format!("f{n}"), json!({"name": name, "type": 0}))
         })
         .collect();
+    definitions.insert("allLicensesTimeLimited".into(), json!(false));
     definitions.insert(
         "blockExpiredLicenses".into(),
         json!(p.block_expired_licenses),
     );
+    let data_objects: Vec<Value> = item
+        .data_objects
+        .iter()
+        .map(|d| {
+            json!({
+                "id": d.id,
+                "name": d.name,
+                "stringValue": d.string_value,
+                "intValue": d.int_value,
+            })
+        })
+        .collect();
     json!({
         "id": p.id,
         "name": p.name,
         "creationDate": iso(p.created),
         "description": "",
+        "password": null,
         "isPublic": false,
+        "keyAlgorithm": KEY_ALGORITHM_SKM15,
         "featureDefinitions": definitions,
-        "dataObjects": [],
+        "dataObjects": data_objects,
     })
 }
 
