@@ -72,7 +72,8 @@ def run():
     check("public key is one-line RSAKeyValue XML", pub.startswith("<RSAKeyValue><Modulus>") and "\n" not in pub, pub[:40])
     methods = ["activate", "deactivate", "getkey", "createkey", "createtrialkey", "extendlicense", "blockkey",
                "unblockkey", "addfeature", "removefeature", "machinelocklimit", "changenotes", "changecustomer",
-               "addcustomer", "getcustomerlicenses", "getcustomers", "getkeys", "getproducts"]
+               "addcustomer", "getcustomerlicenses", "getcustomers", "getkeys", "getproducts",
+               "getcustomerlicensesbysecret", "editcustomer", "removecustomer"]
     token = native("POST", "/v1/tokens", {"name": "python sdk", "permissions": ["cryptolens:" + m for m in methods]})["token"]
     getkey_only = native("POST", "/v1/tokens", {"name": "getkey only", "permissions": ["cryptolens:getkey"]})["token"]
 
@@ -226,6 +227,20 @@ def run():
     lst, msg2 = Customer.get_customer_licenses(token, cust["customerId"])
     check("change_customer and get_customer_licenses", ok and lst is not None
           and [k["key"] for k in lst["licenseKeys"]] == [key], (msg, msg2))
+    found, msg = Customer.get_customer_licenses_by_secret(token, cust["secret"])
+    check("add_customer's secret finds the customer's licenses", found is not None
+          and [k["key"] for k in found["licenseKeys"]] == [key], (found, msg))
+    r = raw("customer/EditCustomer", {"token": token, "CustomerId": cust["customerId"], "Name": "Grace Hopper",
+                                      "Email": "", "Secret": True})
+    found, msg = Customer.get_customer_licenses_by_secret(token, r.get("secret", ""))
+    gone, gone_msg = Customer.get_customer_licenses_by_secret(token, cust["secret"])
+    check("EditCustomer renames and renews the secret (raw)", r["result"] == 0 and found is not None
+          and found["licenseKeys"][0]["customer"]["name"] == "Grace Hopper" and gone is None
+          and gone_msg == "Could not find the customer.", (r, msg, gone_msg))
+    extra, _ = Customer.add_customer(token, name="Temp")
+    r = raw("customer/RemoveCustomer", {"token": token, "CustomerId": extra["customerId"]})
+    r2 = raw("customer/RemoveCustomer", {"token": token, "CustomerId": extra["customerId"]})
+    check("RemoveCustomer (raw)", r["result"] == 0 and r2["message"] == "Could not find the customer.", (r, r2))
     keys, msg, info = Product.get_keys(token, pid)
     check("product get_keys", keys is not None and info["total"] == len(keys) >= 4 and info["pageCount"] == 1, msg)
     products, msg = Product.get_products(token)

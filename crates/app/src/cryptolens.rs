@@ -8,12 +8,12 @@ use keyturn_core::names::display_name;
 use keyturn_core::validation::admit_known_machine;
 use keyturn_core::{
     Activation, Customer, DataObject, DataOwner, ExpiryRule, License, LicenseKey, Permission,
-    Product, TokenSecret,
+    Product, TokenHash, TokenSecret,
 };
 use keyturn_store::LicenseFilter;
 
 use crate::activations::ActivationRequest;
-use crate::customers::{company, email};
+use crate::customers::{company, email, CustomerPatch};
 use crate::licenses::{Extension, LicensePatch, LicenseSpec, TrialRequest};
 use crate::{now, App, AppError, NewCustomerInput, Principal, Result};
 
@@ -588,18 +588,18 @@ impl App {
         Ok((license.id, secret))
     }
 
-    /// `AddCustomer`.
+    /// `AddCustomer`: the customer and its secret (shown only in this reply).
     pub async fn cl_add_customer(
         &self,
         principal: &Principal,
         input: NewCustomerInput,
-    ) -> Result<Customer> {
+    ) -> Result<(Customer, TokenSecret)> {
         principal.require_method(Permission::ClAddCustomer, None)?;
         let (name, mail, firm) = new_customer_fields(&input)?;
         // A customer outside any license: not for a token limited to a product, which makes
         // customers only with its licenses (`CreateKey` with `NewCustomer`).
         let delegate = principal.acting_with(vec![Permission::CustomersWrite]);
-        self.create_customer(
+        self.create_customer_with_secret(
             &delegate,
             NewCustomerInput {
                 name,
@@ -608,6 +608,47 @@ impl App {
             },
         )
         .await
+    }
+
+    /// `EditCustomer`: the fields given replace the customer's, and `renew_secret` gives it a
+    /// new secret. Customers belong to every product, so only a token without a product or
+    /// key lock changes them.
+    pub async fn cl_edit_customer(
+        &self,
+        principal: &Principal,
+        id: i64,
+        patch: CustomerPatch,
+        renew_secret: bool,
+    ) -> Result<(Customer, Option<TokenSecret>)> {
+        principal.require(Permission::ClEditCustomer)?;
+        let delegate = principal.acting_with(vec![Permission::CustomersWrite]);
+        self.edit_customer(&delegate, id, patch, renew_secret).await
+    }
+
+    /// `RemoveCustomer`: as [`App::delete_customer`], for a token without a product or key
+    /// lock.
+    pub async fn cl_remove_customer(&self, principal: &Principal, id: i64) -> Result<Customer> {
+        principal.require(Permission::ClRemoveCustomer)?;
+        let delegate = principal.acting_with(vec![Permission::CustomersWrite]);
+        self.delete_customer(&delegate, id).await
+    }
+
+    /// `GetCustomerLicensesBySecret`: the licenses of the customer holding `secret`, as
+    /// [`App::cl_customer_licenses`] shows them. An unknown secret is an unknown customer.
+    pub async fn cl_customer_licenses_by_secret(
+        &self,
+        principal: &Principal,
+        secret: &str,
+    ) -> Result<Vec<ClLicense>> {
+        principal.require_method(Permission::ClGetCustomerLicensesBySecret, None)?;
+        let customer = self
+            .store
+            .read()
+            .await?
+            .customer_by_secret(&TokenHash::of(secret))
+            .await?
+            .ok_or(AppError::NotFound("customer"))?;
+        self.cl_licenses_of(principal, customer.id).await
     }
 
     /// `GetCustomers`: up to `limit` (at most 500) customers in creation order; for a token
@@ -634,6 +675,16 @@ impl App {
         customer_id: i64,
     ) -> Result<Vec<ClLicense>> {
         principal.require_method(Permission::ClGetCustomerLicenses, None)?;
+        self.cl_licenses_of(principal, customer_id).await
+    }
+
+    /// A customer's licenses (within the token's product, if locked), once the method's
+    /// permission was checked; a customer out of reach is one that does not exist.
+    async fn cl_licenses_of(
+        &self,
+        principal: &Principal,
+        customer_id: i64,
+    ) -> Result<Vec<ClLicense>> {
         let licenses = {
             let mut session = self.store.read().await?;
             self.customer_in_reach(&mut session, principal, customer_id)

@@ -618,3 +618,253 @@ on_every_backend!(
     cryptolens_get_products_has_definitions_algorithm_and_data_objects,
     products
 );
+
+async fn customers(app: &TestApp, db_url: &str) {
+    let product = app.product("Customers", &[]).await;
+    let other = app.product("Other customers", &[]).await;
+    let tok = sdk_token(
+        app,
+        &[
+            "addcustomer",
+            "editcustomer",
+            "removecustomer",
+            "getcustomerlicensesbysecret",
+            "getcustomers",
+            "createkey",
+            "getkey",
+        ],
+    )
+    .await;
+    let r = post(
+        app,
+        "/api/customer/AddCustomer",
+        &[
+            ("token", &tok),
+            ("Name", "Ada"),
+            ("Email", "ada@example.com"),
+        ],
+    )
+    .await;
+    assert_eq!(r.body["result"], 0, "{}", r.body);
+    let id = r.body["customerId"].as_i64().unwrap();
+    let secret = r.body["secret"].as_str().unwrap().to_owned();
+    assert!(secret.starts_with("kc_"), "{secret}");
+    let cid = id.to_string();
+    let mine = create_key(app, &tok, product, &[("CustomerId", &cid)]).await;
+    let theirs = create_key(app, &tok, other, &[("CustomerId", &cid)]).await;
+    let by_secret = |tok: String, secret: String| async move {
+        post(
+            app,
+            "/api/customer/GetCustomerLicensesBySecret",
+            &[("token", &tok), ("Secret", &secret), ("ModelVersion", "3")],
+        )
+        .await
+    };
+    let keys = |r: &crate::cryptolens::Reply| -> Vec<String> {
+        r.body["licenseKeys"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{}", r.body))
+            .iter()
+            .map(|k| k["key"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let r = by_secret(tok.clone(), secret.clone()).await;
+    assert_eq!(keys(&r), [mine.clone(), theirs.clone()]);
+    assert_eq!(r.body["licenseKeys"][0]["customer"]["name"], "Ada");
+    // A product's token sees that product's licenses only.
+    let scoped = token(
+        app,
+        json!({"name": "p", "product_id": product,
+               "permissions": ["cryptolens:getcustomerlicensesbysecret", "cryptolens:editcustomer",
+                               "cryptolens:removecustomer"]}),
+    )
+    .await;
+    let seen = keys(&by_secret(scoped.clone(), secret.clone()).await);
+    assert_eq!(seen, [mine.as_str()]);
+    assert_error(
+        &by_secret(tok.clone(), "kc_not-a-secret".into()).await,
+        "Could not find the customer.",
+    );
+    // The server keeps only the secret's hash.
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(db_url).await.unwrap();
+    let stored: Option<String> =
+        sqlx::query_scalar("SELECT secret_hash FROM customers WHERE id = $1")
+            .bind(id)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    let stored = stored.unwrap();
+    assert_eq!(stored.len(), 64);
+    assert!(!stored.contains(&secret[3..]));
+
+    // EditCustomer: what is given changes, what is empty (as .NET sends a null) stays.
+    let r = post(
+        app,
+        "/api/customer/EditCustomer",
+        &[
+            ("token", &tok),
+            ("CustomerId", &cid),
+            ("Name", "Ada King"),
+            ("Email", ""),
+            ("CompanyName", "Analytical Engines"),
+            ("EnableCustomerAssociation", ""),
+            ("MaxNoOfDevices", ""),
+        ],
+    )
+    .await;
+    assert_eq!(r.body["result"], 0, "{}", r.body);
+    assert_eq!(r.body["customerId"], id);
+    assert!(r.body.get("secret").is_none());
+    let r = app.get(&format!("/v1/customers/{id}")).await;
+    assert_eq!(
+        (
+            r.body["name"].clone(),
+            r.body["email"].clone(),
+            r.body["company"].clone()
+        ),
+        (
+            json!("Ada King"),
+            json!("ada@example.com"),
+            json!("Analytical Engines")
+        )
+    );
+    assert!(!r.body.to_string().contains(&secret[3..]));
+    // A new secret replaces the old one.
+    let r = post(
+        app,
+        "/api/customer/EditCustomer",
+        &[("token", &tok), ("CustomerId", &cid), ("Secret", "True")],
+    )
+    .await;
+    let renewed = r.body["secret"].as_str().unwrap().to_owned();
+    assert_ne!(renewed, secret);
+    assert_error(
+        &by_secret(tok.clone(), secret.clone()).await,
+        "Could not find the customer.",
+    );
+    assert_eq!(
+        by_secret(tok.clone(), renewed.clone()).await.body["result"],
+        0
+    );
+    // And through the native API, shown once.
+    let r = app
+        .post(&format!("/v1/customers/{id}/secret"), json!({}))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let native_secret = r.body["secret"].as_str().unwrap().to_owned();
+    assert_error(
+        &by_secret(tok.clone(), renewed).await,
+        "Could not find the customer.",
+    );
+    assert_eq!(keys(&by_secret(tok.clone(), native_secret).await).len(), 2);
+    assert_eq!(
+        app.post("/v1/customers/999999/secret", json!({}))
+            .await
+            .status,
+        404
+    );
+    // Customers belong to every product: a product's token neither edits nor removes them.
+    for (method, extra) in [
+        ("EditCustomer", ("Name", "X")),
+        ("RemoveCustomer", ("v", "1")),
+    ] {
+        let r = post(
+            app,
+            &format!("/api/customer/{method}"),
+            &[("token", &scoped), ("CustomerId", &cid), extra],
+        )
+        .await;
+        assert_error(&r, "Access denied.");
+    }
+    let r = post(
+        app,
+        "/api/customer/EditCustomer",
+        &[("token", &tok), ("CustomerId", "999999"), ("Name", "X")],
+    )
+    .await;
+    assert_error(&r, "Could not find the customer.");
+    let getkey_only = sdk_token(app, &["getkey"]).await;
+    let r = post(
+        app,
+        "/api/customer/RemoveCustomer",
+        &[("token", &getkey_only), ("CustomerId", &cid)],
+    )
+    .await;
+    assert_error(&r, "Access denied.");
+
+    // RemoveCustomer: the licenses stay, without a customer, and say so in their audit log.
+    let r = post(
+        app,
+        "/api/customer/RemoveCustomer",
+        &[("token", &tok), ("CustomerId", &cid)],
+    )
+    .await;
+    assert_eq!(r.body["result"], 0, "{}", r.body);
+    assert_eq!(app.get(&format!("/v1/customers/{id}")).await.status, 404);
+    let lid = license_id(app, &mine).await;
+    let license = app.get(&format!("/v1/licenses/{lid}")).await;
+    assert_eq!(license.body["customer_id"], json!(null));
+    assert!(app
+        .actions(lid)
+        .await
+        .contains(&"customer_removed".to_owned()));
+    let pid = product.to_string();
+    let r = post(
+        app,
+        "/api/key/GetKey",
+        &[("token", &tok), ("ProductId", &pid), ("Key", &mine)],
+    )
+    .await;
+    assert_eq!(r.body["licenseKey"]["customer"], json!(null), "{}", r.body);
+    let r = post(
+        app,
+        "/api/customer/RemoveCustomer",
+        &[("token", &tok), ("CustomerId", &cid)],
+    )
+    .await;
+    assert_error(&r, "Could not find the customer.");
+
+    // The native API removes customers too, but not one that payments name.
+    let paying = app
+        .post("/v1/customers", json!({"name": "Payer"}))
+        .await
+        .body["id"]
+        .as_i64()
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO payments (provider, object_kind, object_id, status, customer_id, event_id, \
+         created_at, updated_at) VALUES ('stripe', 'invoice', 'in_1', 'paid', $1, 'evt_1', 0, 0)",
+    )
+    .bind(paying)
+    .execute(&pool)
+    .await
+    .unwrap();
+    let r = app.delete(&format!("/v1/customers/{paying}")).await;
+    assert_eq!(r.status, 409, "{}", r.body);
+    let plain = app
+        .post("/v1/customers", json!({"name": "Plain"}))
+        .await
+        .body["id"]
+        .as_i64()
+        .unwrap();
+    let r = app.delete(&format!("/v1/customers/{plain}")).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["name"], "Plain");
+    assert_eq!(
+        app.delete(&format!("/v1/customers/{plain}")).await.status,
+        404
+    );
+    pool.close().await;
+}
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cryptolens_customers_are_edited_removed_and_found_by_secret() {
+    use crate::helpers::{backends, spawn, test_http, TestDb};
+    for backend in backends() {
+        let db = TestDb::create(&backend).await;
+        let app = spawn(&db, test_http()).await;
+        customers(&app, &db.any_url()).await;
+        app.stop().await;
+        db.remove().await;
+    }
+}

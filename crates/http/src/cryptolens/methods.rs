@@ -5,8 +5,8 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use chrono::{DateTime, DurationRound, Utc};
 use keyturn_app::{
-    ClActivation, ClLicense, ClNewKey, ClProduct, LicensePatch, NewCustomerInput, Principal,
-    SignatureSlot,
+    ClActivation, ClLicense, ClNewKey, ClProduct, CustomerPatch, LicensePatch, NewCustomerInput,
+    Principal, SignatureSlot,
 };
 use keyturn_core::{Customer, Permission, RsaDigest};
 use serde::Serialize;
@@ -43,7 +43,10 @@ pub enum Method {
     ChangeCustomer,
     KeyLock,
     AddCustomer,
+    EditCustomer,
+    RemoveCustomer,
     GetCustomerLicenses,
+    GetCustomerLicensesBySecret,
     GetCustomers,
     GetKeys,
     GetProducts,
@@ -71,7 +74,10 @@ impl Method {
             "key/changecustomer" => ChangeCustomer,
             "auth/keylock" => KeyLock,
             "customer/addcustomer" => AddCustomer,
+            "customer/editcustomer" => EditCustomer,
+            "customer/removecustomer" => RemoveCustomer,
             "customer/getcustomerlicenses" => GetCustomerLicenses,
+            "customer/getcustomerlicensesbysecret" => GetCustomerLicensesBySecret,
             "customer/getcustomers" => GetCustomers,
             "product/getkeys" => GetKeys,
             "product/getproducts" => GetProducts,
@@ -98,7 +104,10 @@ pub async fn run(method: Method, call: Call) -> ClResult {
         ChangeCustomer => change_customer(call).await,
         KeyLock => key_lock(call).await,
         AddCustomer => add_customer(call).await,
+        EditCustomer => edit_customer(call).await,
+        RemoveCustomer => remove_customer(call).await,
         GetCustomerLicenses => customer_licenses(call).await,
+        GetCustomerLicensesBySecret => customer_licenses_by_secret(call).await,
         GetCustomers => customers(call).await,
         GetKeys => get_keys(call).await,
         GetProducts => products(call).await,
@@ -337,8 +346,62 @@ async fn add_customer(c: Call) -> ClResult {
         email: p.text("Email"),
         company: p.text("CompanyName"),
     };
-    let customer = c.state.app.cl_add_customer(&c.principal, input).await?;
-    Ok(ok(json!({"customerId": customer.id}), ""))
+    let (customer, secret) = c.state.app.cl_add_customer(&c.principal, input).await?;
+    Ok(ok(
+        json!({"customerId": customer.id, "secret": secret.expose()}),
+        "",
+    ))
+}
+
+async fn edit_customer(c: Call) -> ClResult {
+    let p = &c.params;
+    let id = p.required_int("CustomerId")?;
+    // Portal settings Keyturn has no portal for: read, so that bad values are refused.
+    for flag in [
+        "EnableCustomerAssociation",
+        "AllowActivationManagement",
+        "AllowMultipleUserAssociation",
+    ] {
+        p.bool(flag, false)?;
+    }
+    p.int("MaxNoOfDevices", 0)?;
+    // What is not given (or given empty, as .NET sends a null) stays as it is.
+    let patch = CustomerPatch {
+        name: p.text("Name"),
+        email: p.text("Email").map(Some),
+        company: p.text("CompanyName").map(Some),
+    };
+    let renew = p.bool("Secret", false)?;
+    let (customer, secret) = c
+        .state
+        .app
+        .cl_edit_customer(&c.principal, id, patch, renew)
+        .await?;
+    let mut fields = json!({"customerId": customer.id});
+    if let Some(secret) = secret {
+        fields["secret"] = json!(secret.expose());
+    }
+    Ok(ok(fields, ""))
+}
+
+async fn remove_customer(c: Call) -> ClResult {
+    let id = c.params.required_int("CustomerId")?;
+    c.state.app.cl_remove_customer(&c.principal, id).await?;
+    Ok(ok(json!({}), ""))
+}
+
+async fn customer_licenses_by_secret(c: Call) -> ClResult {
+    let p = &c.params;
+    let secret = p.required_text("Secret")?;
+    p.bool("Detailed", false)?;
+    p.bool("Metadata", false)?;
+    let model = model_version(p)?;
+    let views = c
+        .state
+        .app
+        .cl_customer_licenses_by_secret(&c.principal, &secret)
+        .await?;
+    Ok(ok(json!({"licenseKeys": objects(&views, model)}), ""))
 }
 
 async fn customer_licenses(c: Call) -> ClResult {
