@@ -13,7 +13,7 @@ import urllib.parse
 import urllib.request
 
 from licensing.internal import HelperMethods
-from licensing.methods import Customer, Data, Helpers, Key, Message, Product
+from licensing.methods import Customer, Data, Helpers, Key, Message, PaymentForm, Product, Subscription
 from licensing.models import LicenseKey, RSAPublicKey, Response
 
 URL = os.environ["KEYTURN_URL"].rstrip("/")
@@ -89,10 +89,10 @@ def run():
     check("activate verifies the RSA signature", lic is not None, msg)
     if lic is None:
         return
-    raw = lic.raw_response
-    check("signature verifies independently", HelperMethods.verify_signature(raw, RSAPublicKey.from_string(pub)))
-    tampered = Response(base64.b64encode(base64.b64decode(raw.license_key).replace(b'"F2":false', b'"F2":true ')).decode(),
-                        raw.signature, 0, "")
+    response = lic.raw_response
+    check("signature verifies independently", HelperMethods.verify_signature(response, RSAPublicKey.from_string(pub)))
+    tampered = Response(base64.b64encode(base64.b64decode(response.license_key).replace(b'"F2":false', b'"F2":true ')).decode(),
+                        response.signature, 0, "")
     check("tampered license fails verification", not HelperMethods.verify_signature(tampered, RSAPublicKey.from_string(pub)))
     check("features map to F1..F8", (lic.f1, lic.f2, lic.f3, lic.f4, lic.f5) == (True, False, True, False, False),
           (lic.f1, lic.f2, lic.f3, lic.f4))
@@ -254,6 +254,20 @@ def run():
           and mine[0]["featureDefinitions"]["f1"]["name"] == "pro", mine)
     messages(pid, other)
     expiry(token)
+
+    # Methods Keyturn does not serve: the SDK shows why.
+    ok, msg = Key.change_reseller(token, pid, key, 1)
+    check("change_reseller is not supported, and says so", ok is False
+          and msg == "Keyturn does not support key/ChangeReseller. Keyturn has no resellers.", msg)
+    ok, msg = Key.create_key_from_template(token, 1)
+    check("create_key_from_template is not supported", ok is False
+          and msg.startswith("Keyturn does not support key/CreateKeyFromTemplate."), msg)
+    res, msg = Subscription.record_usage_to_stripe(token, pid, key, 1)
+    check("record_usage_to_stripe is not supported", res is None
+          and msg.startswith("Keyturn does not support subscription/RecordUsage."), msg)
+    res, msg = PaymentForm.create_session(token, 1, "EUR", 60)
+    check("PaymentForm.create_session is not supported", res is None
+          and msg.startswith("Keyturn does not support paymentform/CreateSession."), msg)
 
     # Errors the SDK shows.
     _, msg = Key.activate("kt_not-a-token", pub, pid, key, "machine-A")

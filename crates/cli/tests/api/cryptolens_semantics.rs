@@ -868,3 +868,55 @@ async fn cryptolens_customers_are_edited_removed_and_found_by_secret() {
         db.remove().await;
     }
 }
+
+async fn unsupported_methods(app: &TestApp) {
+    let tok = sdk_token(app, &["activate", "getkey", "createkey"]).await;
+    let product = app.product("Unsupported", &[]).await.to_string();
+    for (path, named) in [
+        ("/api/key/ChangeReseller", "key/ChangeReseller"),
+        (
+            "/api//key/CreateKeyFromTemplate/",
+            "key/CreateKeyFromTemplate",
+        ),
+        ("/api/data/UploadValuesToKey", "data/UploadValuesToKey"),
+        ("/api/subscription/RecordUsage/", "subscription/RecordUsage"),
+        (
+            "/api/paymentform/CreateSession/",
+            "paymentform/CreateSession",
+        ),
+        ("/api/ai/GetWebAPILog", "ai/*"),
+        ("/api/userauth/login/", "userauth/*"),
+    ] {
+        let r = post(
+            app,
+            path,
+            &[
+                ("token", &tok),
+                ("ProductId", &product),
+                ("Key", "AAAAA-BBBBB"),
+            ],
+        )
+        .await;
+        assert_eq!(
+            (r.status, r.body["result"].clone()),
+            (200, json!(1)),
+            "{path}"
+        );
+        let message = r.body["message"].as_str().unwrap();
+        assert!(
+            message.starts_with(&format!("Keyturn does not support {named}. ")),
+            "{path}: {message}"
+        );
+    }
+    // Any other method, with or without a token, named as the caller wrote it (in short).
+    for params in [vec![("token", tok.as_str())], vec![]] {
+        let r = post(app, "/api/key/Levitate", &params).await;
+        assert_error(&r, "Keyturn does not support the method \"key/levitate\".");
+    }
+    let r = crate::cryptolens::get(app, "/api/nothing").await;
+    assert_error(&r, "Keyturn does not support the method \"nothing\".");
+}
+on_every_backend!(
+    cryptolens_methods_keyturn_does_not_serve_answer_in_the_cryptolens_shape,
+    unsupported_methods
+);

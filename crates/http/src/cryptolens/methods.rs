@@ -86,6 +86,66 @@ impl Method {
     }
 }
 
+/// Cryptolens methods Keyturn does not serve, by their lower-case path (a trailing `/` names
+/// a whole group): how Cryptolens spells them, and what to use instead.
+const NOT_SUPPORTED: [(&str, &str, &str); 7] = [
+    (
+        "key/changereseller",
+        "key/ChangeReseller",
+        "Keyturn has no resellers.",
+    ),
+    (
+        "key/createkeyfromtemplate",
+        "key/CreateKeyFromTemplate",
+        "Create keys with key/CreateKey, or from a plan with Keyturn's own API.",
+    ),
+    (
+        "data/uploadvaluestokey",
+        "data/UploadValuesToKey",
+        "Count usage with data/IncrementIntValueToKey.",
+    ),
+    (
+        "subscription/recordusage",
+        "subscription/RecordUsage",
+        "Keyturn does not report metered usage to Stripe.",
+    ),
+    (
+        "paymentform/createsession",
+        "paymentform/CreateSession",
+        "Use Keyturn's payment forms (/buy/…) instead.",
+    ),
+    ("ai/", "ai/*", "Keyturn has no usage analytics."),
+    (
+        "userauth/",
+        "userauth/*",
+        "Keyturn has no user accounts; list a customer's licenses with \
+         customer/GetCustomerLicensesBySecret.",
+    ),
+];
+
+/// The answer to a method Keyturn does not serve: its name and, for a Cryptolens method,
+/// what to use instead. `path` is `group/method` in lower case, as [`super::method_of`] gives it.
+pub fn not_supported(path: &str) -> String {
+    let known = NOT_SUPPORTED
+        .iter()
+        .find(|(p, _, _)| match p.strip_suffix('/') {
+            Some(group) => path.split('/').next() == Some(group),
+            None => path == *p,
+        });
+    match known {
+        Some((_, name, instead)) => format!("Keyturn does not support {name}. {instead}"),
+        None => {
+            // The path is the caller's: shown short, in the characters a method name has.
+            let shown: String = path
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric() || *c == '/')
+                .take(80)
+                .collect();
+            format!("Keyturn does not support the method \"{shown}\".")
+        }
+    }
+}
+
 pub async fn run(method: Method, call: Call) -> ClResult {
     use Method::*;
     match method {
