@@ -63,6 +63,8 @@ pub struct ClActivation {
     /// Seconds a floating seat is held; 0 for node-locked activation.
     pub floating_interval: i64,
     pub max_overdraft: i64,
+    /// `OSInfo`, recorded with the activation.
+    pub os_info: Option<String>,
 }
 
 /// `CreateKey`'s parameters, already parsed.
@@ -242,6 +244,7 @@ impl App {
                 max_overdraft: req.max_overdraft,
                 actor: Some(principal.actor.clone()),
                 expiry,
+                os_info: req.os_info,
             })
             .await?;
         self.cl_view(outcome.license).await

@@ -181,6 +181,10 @@ pub struct Activation {
     pub fingerprint: String,
     pub name: Option<String>,
     pub ip: Option<String>,
+    /// What the program said about the machine's operating system when it last activated
+    /// (Cryptolens `OSInfo`, as sent).
+    #[serde(default)]
+    pub os_info: Option<String>,
     pub created: DateTime<Utc>,
     pub last_seen: DateTime<Utc>,
     /// For floating licenses: the activation stops counting after this.
@@ -231,6 +235,7 @@ pub(crate) mod fixtures {
             fingerprint: fingerprint.into(),
             name: None,
             ip: None,
+            os_info: None,
             created: now + Duration::milliseconds(id),
             last_seen: now,
             lease_expires: None,

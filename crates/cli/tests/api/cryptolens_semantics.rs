@@ -920,3 +920,105 @@ on_every_backend!(
     cryptolens_methods_keyturn_does_not_serve_answer_in_the_cryptolens_shape,
     unsupported_methods
 );
+
+async fn os_info(app: &TestApp) {
+    let product = app.product("Machines", &[]).await;
+    let tok = sdk_token(app, &["activate", "createkey"]).await;
+    let rsa = rsa_key(app, product).await;
+    let key = create_key(app, &tok, product, &[("MaxNoOfMachines", "3")]).await;
+    let id = license_id(app, &key).await;
+    // As the .NET SDK sends it on every Activate.
+    let windows = r#"{"OSName":"Windows","OSVersion":"10.0.19045","Is64Bit":true}"#;
+    let r = signed_call(
+        app,
+        "Activate",
+        &tok,
+        product,
+        &key,
+        &[("MachineCode", "pc"), ("OSInfo", windows)],
+    )
+    .await;
+    let license = verified_license(&r, &rsa);
+    // The license's machine objects keep exactly their five keys (Python builds them by name).
+    let machine = license["ActivatedMachines"][0].as_object().unwrap();
+    assert_eq!(machine.len(), 5, "{machine:?}");
+    let os_of = |machines: &serde_json::Value, mc: &str| {
+        machines["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["fingerprint"] == mc)
+            .unwrap_or_else(|| panic!("{machines}"))["os_info"]
+            .clone()
+    };
+    let machines = app.get(&format!("/v1/licenses/{id}/activations")).await;
+    assert_eq!(os_of(&machines.body, "pc"), windows);
+    let events = app.get(&format!("/v1/licenses/{id}/events")).await;
+    let activated = events.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "activated")
+        .unwrap()
+        .clone();
+    assert_eq!(activated["details"]["os_info"], windows);
+    // The same machine activating again from an upgraded system: the latest is kept. Without
+    // OSInfo (or with an SDK's "null"), what is known stays.
+    let upgraded = r#"{"OSName":"Windows","OSVersion":"10.0.22631","Is64Bit":true}"#;
+    for (sent, kept) in [(upgraded, upgraded), ("null", upgraded), ("", upgraded)] {
+        let r = signed_call(
+            app,
+            "Activate",
+            &tok,
+            product,
+            &key,
+            &[("MachineCode", "pc"), ("OSInfo", sent)],
+        )
+        .await;
+        verified_license(&r, &rsa);
+        let machines = app.get(&format!("/v1/licenses/{id}/activations")).await;
+        assert_eq!(os_of(&machines.body, "pc"), kept, "sent {sent:?}");
+    }
+    // Floating seats record it too; machines activated without it show none.
+    let r = signed_call(
+        app,
+        "Activate",
+        &tok,
+        product,
+        &key,
+        &[
+            ("MachineCode", "float"),
+            ("FloatingTimeInterval", "300"),
+            ("OSInfo", "Linux"),
+        ],
+    )
+    .await;
+    verified_license(&r, &rsa);
+    let r = signed_call(
+        app,
+        "Activate",
+        &tok,
+        product,
+        &key,
+        &[("MachineCode", "bare")],
+    )
+    .await;
+    verified_license(&r, &rsa);
+    let machines = app.get(&format!("/v1/licenses/{id}/activations")).await;
+    assert_eq!(os_of(&machines.body, "float"), "Linux");
+    assert_eq!(os_of(&machines.body, "bare"), json!(null));
+    // Bounded, one line.
+    for bad in ["a".repeat(2001), "line\nbreak".to_owned()] {
+        let r = signed_call(
+            app,
+            "Activate",
+            &tok,
+            product,
+            &key,
+            &[("MachineCode", "pc"), ("OSInfo", &bad)],
+        )
+        .await;
+        assert_error(&r, "The input parameters were incorrect.");
+    }
+}
+on_every_backend!(cryptolens_activate_records_the_os_info, os_info);

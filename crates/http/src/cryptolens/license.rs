@@ -581,6 +581,7 @@ mod tests {
             fingerprint: "mc".into(),
             name: None,
             ip: Some("127.0.0.1".into()),
+            os_info: Some("{\"OSName\":\"Linux\"}".into()),
             created: at("2015-08-28T00:00:00"),
             last_seen: at("2015-08-28T00:00:00"),
             lease_expires: Some(at("2015-08-28T00:05:00")),

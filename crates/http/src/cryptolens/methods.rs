@@ -201,6 +201,7 @@ async fn activate(c: Call) -> ClResult {
         ip: c.ip.clone(),
         floating_interval: p.int("FloatingTimeInterval", 0)?,
         max_overdraft: p.int("MaxOverdraft", 0)?,
+        os_info: p.text("OSInfo"),
     };
     let mut options = ReplyOptions::parse(p, &c.principal)?;
     let machine = req.machine_code.clone();

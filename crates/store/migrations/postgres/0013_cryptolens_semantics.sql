@@ -10,3 +10,7 @@ ALTER TABLE access_tokens ADD COLUMN feature_lock BIGINT NOT NULL DEFAULT 0;
 -- made, kept only as its SHA-256 like access tokens.
 ALTER TABLE customers ADD COLUMN secret_hash TEXT;
 CREATE UNIQUE INDEX customers_secret_hash ON customers (secret_hash);
+
+-- What a program said about the machine's operating system when it activated (Cryptolens
+-- OSInfo, a JSON text from the .NET SDK); the latest activation's wins.
+ALTER TABLE activations ADD COLUMN os_info TEXT;
