@@ -109,6 +109,11 @@ async function run() {
   check('DataObjects never null', Array.isArray(lic.DataObjects) && lic.DataObjects.length === 0);
   check('notes', lic.Notes === 'from node', lic.Notes);
 
+  // FieldsToReturn 64 hides the other machines (here: none), 8 the notes; both stay present.
+  const masked = await Key.Activate(token, pub, pid, key, 'node-machine', 64 + 8, false, 0, 0, URL);
+  check('FieldsToReturn hides fields, which stay present and signed', masked.Notes === null
+    && masked.ActivatedMachines.map((m) => m.Mid).join() === 'node-machine' && masked.Key === key, masked);
+
   const limit = await rejection(Key.Activate(token, pub, pid, key, 'second-machine', 0, false, 0, 0, URL));
   check('machine limit reached', limit === LIMIT, limit);
 
@@ -163,6 +168,7 @@ async function run() {
 
   await dataObjects(token, pid, pub);
   await messages(pid);
+  await expiry(token, pid, pub);
 
   // Errors.
   const badToken = await rejection(Key.Activate('kt_nope', pub, pid, key, 'm', 0, false, 0, 0, URL));
@@ -209,6 +215,24 @@ async function dataObjects(token, pid, pub) {
   const unlocked = (await native('POST', '/v1/tokens', { name: 'unlocked', permissions: DATA_PERMISSIONS })).token;
   const refused = await rejection(Data.AddDataObjectToKey(unlocked, pid, key, false, 'x', null, 0, URL));
   check('a token without key lock -1 is refused', refused === KEY_OR_PERMISSION, refused);
+}
+
+// Expired keys: returned as Cryptolens returns them, or blocked when the product says so.
+async function expiry(token, pid, pub) {
+  const key = (await quietlyAsync(() => Key.CreateKey(token, pid, 30, '', false, null, false, 1, null, 0, 1,
+    false, false, false, false, false, false, false, false, false, false, URL))).key;
+  const row = await native('GET', `/v1/licenses/by-key/${key}`);
+  await native('PATCH', `/v1/licenses/${row.id}`, { expires: '2020-01-01T00:00:00Z' });
+  const lic = await Key.Activate(token, pub, pid, key, 'expired-machine', 0, false, 0, 0, URL);
+  check('an expired key is returned; HasNotExpired says it expired',
+    lic.Expires === 1577836800 && Helpers.HasNotExpired(lic) === false, lic.Expires);
+  await native('PATCH', `/v1/products/${pid}`, { block_expired_licenses: true });
+  const blocked = await rejection(Key.Activate(token, pub, pid, key, 'expired-machine', 0, false, 0, 0, URL));
+  check('with block expired licenses, an expired key answers blocked',
+    blocked === 'The key is blocked and cannot be accessed.', blocked);
+  const deactivated = await rejection(Key.Deactivate(token, pid, key, 'expired-machine', false, null, URL));
+  check('with block expired licenses, Deactivate answers blocked',
+    deactivated === 'The key is blocked and cannot be accessed.', deactivated);
 }
 
 async function messages(pid) {

@@ -13,7 +13,7 @@ import urllib.parse
 import urllib.request
 
 from licensing.internal import HelperMethods
-from licensing.methods import Customer, Data, Helpers, Key, Message, Product
+from licensing.methods import Customer, Data, Helpers, Key, Message, PaymentForm, Product, Subscription
 from licensing.models import LicenseKey, RSAPublicKey, Response
 
 URL = os.environ["KEYTURN_URL"].rstrip("/")
@@ -72,7 +72,8 @@ def run():
     check("public key is one-line RSAKeyValue XML", pub.startswith("<RSAKeyValue><Modulus>") and "\n" not in pub, pub[:40])
     methods = ["activate", "deactivate", "getkey", "createkey", "createtrialkey", "extendlicense", "blockkey",
                "unblockkey", "addfeature", "removefeature", "machinelocklimit", "changenotes", "changecustomer",
-               "addcustomer", "getcustomerlicenses", "getcustomers", "getkeys", "getproducts"]
+               "addcustomer", "getcustomerlicenses", "getcustomers", "getkeys", "getproducts",
+               "getcustomerlicensesbysecret", "editcustomer", "removecustomer"]
     token = native("POST", "/v1/tokens", {"name": "python sdk", "permissions": ["cryptolens:" + m for m in methods]})["token"]
     getkey_only = native("POST", "/v1/tokens", {"name": "getkey only", "permissions": ["cryptolens:getkey"]})["token"]
 
@@ -88,10 +89,10 @@ def run():
     check("activate verifies the RSA signature", lic is not None, msg)
     if lic is None:
         return
-    raw = lic.raw_response
-    check("signature verifies independently", HelperMethods.verify_signature(raw, RSAPublicKey.from_string(pub)))
-    tampered = Response(base64.b64encode(base64.b64decode(raw.license_key).replace(b'"F2":false', b'"F2":true ')).decode(),
-                        raw.signature, 0, "")
+    response = lic.raw_response
+    check("signature verifies independently", HelperMethods.verify_signature(response, RSAPublicKey.from_string(pub)))
+    tampered = Response(base64.b64encode(base64.b64decode(response.license_key).replace(b'"F2":false', b'"F2":true ')).decode(),
+                        response.signature, 0, "")
     check("tampered license fails verification", not HelperMethods.verify_signature(tampered, RSAPublicKey.from_string(pub)))
     check("features map to F1..F8", (lic.f1, lic.f2, lic.f3, lic.f4, lic.f5) == (True, False, True, False, False),
           (lic.f1, lic.f2, lic.f3, lic.f4))
@@ -138,6 +139,17 @@ def run():
     check("load_from_string refuses a tampered license", LicenseKey.load_from_string(pub, json.dumps(bad)) is None)
     other_pub = native("GET", "/v1/products/%d/public-key?format=rsa-xml" % other).strip()
     check("load_from_string refuses another product's key", LicenseKey.load_from_string(other_pub, saved) is None)
+
+    # FieldsToReturn hides fields; they stay in the license (the SDK reads each), signed.
+    masked, msg = Key.activate(token, pub, pid, key, "machine-A", fields_to_return=2 + 4 + 32 + 64)
+    check("fields_to_return hides the id, key, customer and other machines",
+          masked is not None and masked.id == 0 and masked.key == "" and masked.customer is None
+          and [m.Mid for m in masked.activated_machines] == ["machine-A"] and masked.f1, msg)
+    locked = native("POST", "/v1/tokens", {"name": "masked", "feature_lock": 32,
+                                           "permissions": ["cryptolens:getkey"]})["token"]
+    got, msg = Key.get_key(locked, pub, pid, key)
+    check("a token's feature lock hides the customer", got is not None and got.customer is None
+          and got.key == key, msg)
 
     # GetKey reads without activating.
     got, msg = Key.get_key(token, pub, pid, key)
@@ -215,13 +227,47 @@ def run():
     lst, msg2 = Customer.get_customer_licenses(token, cust["customerId"])
     check("change_customer and get_customer_licenses", ok and lst is not None
           and [k["key"] for k in lst["licenseKeys"]] == [key], (msg, msg2))
+    found, msg = Customer.get_customer_licenses_by_secret(token, cust["secret"])
+    check("add_customer's secret finds the customer's licenses", found is not None
+          and [k["key"] for k in found["licenseKeys"]] == [key], (found, msg))
+    r = raw("customer/EditCustomer", {"token": token, "CustomerId": cust["customerId"], "Name": "Grace Hopper",
+                                      "Email": "", "Secret": True})
+    found, msg = Customer.get_customer_licenses_by_secret(token, r.get("secret", ""))
+    gone, gone_msg = Customer.get_customer_licenses_by_secret(token, cust["secret"])
+    check("EditCustomer renames and renews the secret (raw)", r["result"] == 0 and found is not None
+          and found["licenseKeys"][0]["customer"]["name"] == "Grace Hopper" and gone is None
+          and gone_msg == "Could not find the customer.", (r, msg, gone_msg))
+    extra, _ = Customer.add_customer(token, name="Temp")
+    r = raw("customer/RemoveCustomer", {"token": token, "CustomerId": extra["customerId"]})
+    r2 = raw("customer/RemoveCustomer", {"token": token, "CustomerId": extra["customerId"]})
+    check("RemoveCustomer (raw)", r["result"] == 0 and r2["message"] == "Could not find the customer.", (r, r2))
     keys, msg, info = Product.get_keys(token, pid)
     check("product get_keys", keys is not None and info["total"] == len(keys) >= 4 and info["pageCount"] == 1, msg)
     products, msg = Product.get_products(token)
     check("product get_products", products is not None and pid in [p["id"] for p in products], msg)
 
     data_objects(token, pub, pid)
+    products, msg = Product.get_products(token)
+    mine = [p for p in (products or []) if p["id"] == pid]
+    check("get_products shows the product's data objects, features and key algorithm",
+          mine and [d["name"] for d in mine[0]["dataObjects"]] == ["latest"] and mine[0]["keyAlgorithm"] == 1
+          and mine[0]["featureDefinitions"]["f1"]["name"] == "pro", mine)
     messages(pid, other)
+    expiry(token)
+
+    # Methods Keyturn does not serve: the SDK shows why.
+    ok, msg = Key.change_reseller(token, pid, key, 1)
+    check("change_reseller is not supported, and says so", ok is False
+          and msg == "Keyturn does not support key/ChangeReseller. Keyturn has no resellers.", msg)
+    ok, msg = Key.create_key_from_template(token, 1)
+    check("create_key_from_template is not supported", ok is False
+          and msg.startswith("Keyturn does not support key/CreateKeyFromTemplate."), msg)
+    res, msg = Subscription.record_usage_to_stripe(token, pid, key, 1)
+    check("record_usage_to_stripe is not supported", res is None
+          and msg.startswith("Keyturn does not support subscription/RecordUsage."), msg)
+    res, msg = PaymentForm.create_session(token, 1, "EUR", 60)
+    check("PaymentForm.create_session is not supported", res is None
+          and msg.startswith("Keyturn does not support paymentform/CreateSession."), msg)
 
     # Errors the SDK shows.
     _, msg = Key.activate("kt_not-a-token", pub, pid, key, "machine-A")
@@ -314,6 +360,31 @@ def data_objects(token, pub, pid):
     r = raw("data/ListDataObjects", {"token": unlocked, "ReferencerType": 1, "ReferencerId": pid})
     check("data: ListDataObjects of the product (raw)",
           r["result"] == 0 and [(d["name"], d["intValue"]) for d in r["dataObjects"]] == [("latest", 2)], r)
+
+
+def expiry(token):
+    """Expired keys: returned as Cryptolens returns them, or blocked when the product says so."""
+    pid = native("POST", "/v1/products", {"name": "Python expiry", "features": []})["id"]
+    pub = native("GET", "/v1/products/%d/public-key?format=rsa-xml" % pid).strip()
+    key = Key.create_key(token, pid, period=30, max_no_of_machines=1)[0]["key"]
+    lid = native("GET", "/v1/licenses/by-key/" + key)["id"]
+    native("PATCH", "/v1/licenses/%d" % lid, {"expires": "2020-01-01T00:00:00Z"})
+    lic, msg = Key.activate(token, pub, pid, key, "expired-machine")
+    check("expiry: an expired key is returned; HasNotExpired says it expired",
+          lic is not None and not Helpers.HasNotExpired(lic) and lic.expires.year == 2020, msg)
+    got, msg = Key.get_key(token, pub, pid, key)
+    check("expiry: get_key returns an expired key", got is not None and not got.block, msg)
+    native("PATCH", "/v1/products/%d" % pid, {"block_expired_licenses": True})
+    lic, msg = Key.activate(token, pub, pid, key, "expired-machine")
+    check("expiry: with block expired licenses, activate answers blocked", lic is None and msg == BLOCKED, msg)
+    got, msg = Key.get_key(token, pub, pid, key)
+    check("expiry: with block expired licenses, get_key answers blocked", got is None and msg == BLOCKED, msg)
+    ok, msg = Key.deactivate(token, pid, key, "expired-machine")
+    check("expiry: with block expired licenses, deactivate answers blocked", not ok and msg == BLOCKED, msg)
+    products, msg = Product.get_products(token)
+    mine = [p for p in (products or []) if p["id"] == pid]
+    check("expiry: get_products shows blockExpiredLicenses",
+          mine and mine[0]["featureDefinitions"]["blockExpiredLicenses"] is True, mine)
 
 
 def messages(pid, other):

@@ -2,14 +2,15 @@
 
 use std::sync::Arc;
 
-use keyturn_core::names::display_name;
+use keyturn_core::names::{self, display_name};
 use keyturn_core::validation::{
-    admit_known_machine, admit_machine, validate, Seat, ValidationRequest,
+    self, admit_known_machine, admit_machine, validate, ValidationRequest,
 };
 use keyturn_core::{
-    Activation, FeatureName, Fingerprint, License, LicenseKey, Permission, Product,
+    Activation, ExpiryRule, FeatureName, Fingerprint, License, LicenseKey, Permission, Product,
     ValidationOutcome,
 };
+use keyturn_store::Seat;
 use serde_json::json;
 
 use crate::cache::LicenseState;
@@ -32,6 +33,12 @@ pub struct ActivationRequest {
     pub max_overdraft: i64,
     /// Who activates; the licensee unless a token acts for it.
     pub actor: Option<Actor>,
+    /// What an expired license may do: refused on Keyturn's own API (the default), used or
+    /// refused as blocked on the Cryptolens API.
+    pub expiry: ExpiryRule,
+    /// What the program says about the machine's operating system (Cryptolens `OSInfo`),
+    /// recorded with the activation.
+    pub os_info: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -77,6 +84,7 @@ impl App {
         let key = LicenseKey::parse(&req.key)?;
         let fingerprint = Fingerprint::parse(&req.fingerprint)?;
         let name = machine_name(req.name.as_deref())?;
+        let os_info = req.os_info.as_deref().map(names::os_info).transpose()?;
         keyturn_core::LeaseSeconds::parse_optional(req.lease_seconds)?;
         if !(0..=1_000_000).contains(&req.max_overdraft) {
             return Err(AppError::invalid(
@@ -88,7 +96,13 @@ impl App {
             .license_state(key.as_str())
             .await?
             .ok_or(AppError::NotFound("license"))?;
-        if let Some(outcome) = self.check_in(&state, &req, &fingerprint, name.as_deref())? {
+        if let Some(outcome) = self.check_in(
+            &state,
+            &req,
+            &fingerprint,
+            name.as_deref(),
+            os_info.as_deref(),
+        )? {
             return Ok(outcome);
         }
         let actor = req.actor.unwrap_or(Actor::Licensee);
@@ -116,10 +130,16 @@ impl App {
                 .cloned()
         });
         if let Some(known) = known {
-            admit_known_machine(&license, req.product_id, at).map_err(AppError::Refused)?;
-            let activation = session
-                .renew_activation(known.id, name.as_deref(), req.ip.as_deref(), lease, at)
-                .await?;
+            admit_known_machine(&license, req.product_id, req.expiry, at)
+                .map_err(AppError::Refused)?;
+            let seat = Seat {
+                name: name.as_deref(),
+                ip: req.ip.as_deref(),
+                os_info: os_info.as_deref(),
+                lease_expires: lease,
+                overdraft: false,
+            };
+            let activation = session.renew_activation(known.id, seat, at).await?;
             session.commit().await?;
             return Ok(ActivationOutcome {
                 license,
@@ -144,6 +164,7 @@ impl App {
             Some(fingerprint.as_str()),
             live,
             overdraft,
+            req.expiry,
             at,
         )
         .map_err(AppError::Refused)?;
@@ -151,10 +172,13 @@ impl App {
             .insert_seat(
                 id,
                 fingerprint.as_str(),
-                name.as_deref(),
-                req.ip.as_deref(),
-                lease,
-                seat == Seat::Overdraft,
+                Seat {
+                    name: name.as_deref(),
+                    ip: req.ip.as_deref(),
+                    os_info: os_info.as_deref(),
+                    lease_expires: lease,
+                    overdraft: seat == validation::Seat::Overdraft,
+                },
                 at,
             )
             .await?;
@@ -168,6 +192,7 @@ impl App {
                 "fingerprint": activation.fingerprint,
                 "name": activation.name,
                 "ip": activation.ip,
+                "os_info": activation.os_info,
                 "overdraft": activation.overdraft,
             }),
             at,
@@ -207,6 +232,7 @@ impl App {
         req: &ActivationRequest,
         fingerprint: &Fingerprint,
         name: Option<&str>,
+        os_info: Option<&str>,
     ) -> Result<Option<ActivationOutcome>> {
         let at = now();
         if req.lease_seconds.is_some() || state.license.lease_until(at).is_some() {
@@ -219,10 +245,13 @@ impl App {
         else {
             return Ok(None);
         };
-        if name.is_some_and(|n| Some(n) != known.name.as_deref()) {
+        if name.is_some_and(|n| Some(n) != known.name.as_deref())
+            || os_info.is_some_and(|o| Some(o) != known.os_info.as_deref())
+        {
             return Ok(None);
         }
-        admit_known_machine(&state.license, req.product_id, at).map_err(AppError::Refused)?;
+        admit_known_machine(&state.license, req.product_id, req.expiry, at)
+            .map_err(AppError::Refused)?;
         let mut activation = known.clone();
         activation.last_seen = at;
         if req.ip.is_some() {

@@ -430,6 +430,7 @@ mod tests {
             features: vec!["pro".into(), "export".into()],
             public_notes: true,
             public_metadata: vec!["seats".into(), "tags".into()],
+            block_expired_licenses: false,
             created: at,
         };
         let state = LicenseState::new(license.clone(), Vec::new());

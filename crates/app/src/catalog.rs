@@ -19,6 +19,8 @@ pub struct NewProductInput {
     pub public_notes: bool,
     /// The license metadata keys shown to programs.
     pub public_metadata: Vec<String>,
+    /// On the Cryptolens API, answer expired licenses as blocked ([`Product::block_expired_licenses`]).
+    pub block_expired_licenses: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -29,6 +31,7 @@ pub struct ProductPatch {
     pub public_notes: Option<bool>,
     /// Replaces the list of public metadata keys.
     pub public_metadata: Option<Vec<String>>,
+    pub block_expired_licenses: Option<bool>,
 }
 
 /// The most metadata keys a product may make public, and the longest key.
@@ -144,6 +147,7 @@ impl App {
                     features,
                     public_notes: input.public_notes,
                     public_metadata,
+                    block_expired_licenses: input.block_expired_licenses,
                     created: at,
                 },
                 at,
@@ -209,6 +213,9 @@ impl App {
         }
         if let Some(keys) = patch.public_metadata {
             product.public_metadata = public_metadata(&keys)?;
+        }
+        if let Some(block) = patch.block_expired_licenses {
+            product.block_expired_licenses = block;
         }
         session.update_product(&product).await?;
         session.commit().await?;

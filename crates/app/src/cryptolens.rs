@@ -3,15 +3,17 @@
 //! (activation under the same license lock, license creation, blocking…) so both APIs share one
 //! set of rules. Wire formats live in the HTTP layer.
 
+use keyturn_core::data_object::MAX_PER_OWNER;
 use keyturn_core::names::display_name;
 use keyturn_core::validation::admit_known_machine;
 use keyturn_core::{
-    Activation, Customer, DataObject, License, LicenseKey, Permission, Product, TokenSecret,
+    Activation, Customer, DataObject, DataOwner, ExpiryRule, License, LicenseKey, Permission,
+    Product, TokenHash, TokenSecret,
 };
 use keyturn_store::LicenseFilter;
 
 use crate::activations::ActivationRequest;
-use crate::customers::{company, email};
+use crate::customers::{company, email, CustomerPatch};
 use crate::licenses::{Extension, LicensePatch, LicenseSpec, TrialRequest};
 use crate::{now, App, AppError, NewCustomerInput, Principal, Result};
 
@@ -33,6 +35,11 @@ pub struct ClLicense {
     pub machines: Vec<Activation>,
     /// The license's own data objects (not its machines'), in id order.
     pub data_objects: Vec<DataObject>,
+    /// Whether the license counts as blocked when the view was made: blocked, or expired in a
+    /// product that blocks expired licenses (what Cryptolens's hourly job would have blocked).
+    pub blocked: bool,
+    /// Cryptolens's `GlobalId`, unique across products: Keyturn's license id, which is.
+    pub global_id: i64,
 }
 
 impl ClLicense {
@@ -56,6 +63,8 @@ pub struct ClActivation {
     /// Seconds a floating seat is held; 0 for node-locked activation.
     pub floating_interval: i64,
     pub max_overdraft: i64,
+    /// `OSInfo`, recorded with the activation.
+    pub os_info: Option<String>,
 }
 
 /// `CreateKey`'s parameters, already parsed.
@@ -81,6 +90,14 @@ pub struct ClNewKey {
 pub struct ClCreated {
     pub keys: Vec<License>,
     pub customer_id: Option<i64>,
+}
+
+/// A product as `GetProducts` shows it.
+#[derive(Debug, Clone)]
+pub struct ClProduct {
+    pub product: Product,
+    /// The product's own data objects (not its licenses'), in id order.
+    pub data_objects: Vec<DataObject>,
 }
 
 /// One page of a product's keys.
@@ -152,12 +169,33 @@ impl App {
         found.ok_or(AppError::NotFound("license"))
     }
 
+    /// What an expired license of `product_id` may do on the Cryptolens API.
+    async fn cl_expiry(&self, product_id: i64) -> Result<ExpiryRule> {
+        let product = self
+            .product_row(product_id)
+            .await?
+            .ok_or(AppError::NotFound("product"))?;
+        Ok(ExpiryRule::cryptolens(product.block_expired_licenses))
+    }
+
+    /// Refuses a license a program may not use on the Cryptolens API (Activate, GetKey,
+    /// Deactivate): a blocked one, and an expired one when its product blocks expired licenses,
+    /// both with Cryptolens's blocked-key answer. Other expired licenses are used as Cryptolens
+    /// uses them: the program checks `Expires` itself.
+    async fn cl_usable(&self, license: &License) -> Result<ExpiryRule> {
+        let expiry = self.cl_expiry(license.product_id).await?;
+        admit_known_machine(license, None, expiry, now()).map_err(AppError::Refused)?;
+        Ok(expiry)
+    }
+
     /// The reply view of a license as it is now.
     pub async fn cl_view(&self, license: License) -> Result<ClLicense> {
         let product = self
             .product_row(license.product_id)
             .await?
             .ok_or(AppError::NotFound("product"))?;
+        let blocked =
+            ExpiryRule::cryptolens(product.block_expired_licenses).blocks(&license, now());
         let customer = match license.customer_id {
             Some(id) => self.customer_row(id).await?.map(|c| (*c).clone()),
             None => None,
@@ -174,11 +212,13 @@ impl App {
             None => Default::default(),
         };
         Ok(ClLicense {
+            global_id: license.id,
             license,
             product_features: product.features.clone(),
             customer,
             machines,
             data_objects,
+            blocked,
         })
     }
 
@@ -188,10 +228,9 @@ impl App {
         let license = self
             .cl_lookup(principal, Permission::ClActivate, req.product_id, &req.key)
             .await?;
+        let expiry = self.cl_usable(&license).await?;
         let floating = req.floating_interval > 0;
         if !license.machine_limited() && !floating {
-            admit_known_machine(&license, Some(req.product_id), now())
-                .map_err(AppError::Refused)?;
             return self.cl_view(license).await;
         }
         let outcome = self
@@ -204,6 +243,8 @@ impl App {
                 lease_seconds: floating.then_some(req.floating_interval),
                 max_overdraft: req.max_overdraft,
                 actor: Some(principal.actor.clone()),
+                expiry,
+                os_info: req.os_info,
             })
             .await?;
         self.cl_view(outcome.license).await
@@ -219,6 +260,7 @@ impl App {
         let license = self
             .cl_lookup(principal, Permission::ClGetKey, product_id, key)
             .await?;
+        self.cl_usable(&license).await?;
         self.cl_view(license).await
     }
 
@@ -234,9 +276,7 @@ impl App {
         let license = self
             .cl_lookup(principal, Permission::ClDeactivate, product_id, key)
             .await?;
-        if license.blocked {
-            return Err(AppError::Refused(keyturn_core::ActivationRefusal::Blocked));
-        }
+        self.cl_usable(&license).await?;
         match self
             .deactivate_by(
                 principal.actor.clone(),
@@ -529,7 +569,9 @@ impl App {
                 "this token may call no Cryptolens method to pass on".into(),
             ));
         }
-        principal.require_grantable(&methods, Some(product_id), Some(license.id))?;
+        // The new token hides what its minter's callers cannot see.
+        let feature_lock = principal.feature_lock();
+        principal.require_grantable(&methods, Some(product_id), Some(license.id), feature_lock)?;
         let secret = TokenSecret::generate();
         let name = format!("key lock for license {}", license.id);
         session
@@ -539,6 +581,7 @@ impl App {
                 &methods,
                 Some(product_id),
                 Some(license.id),
+                feature_lock,
                 None,
                 now(),
             )
@@ -548,18 +591,18 @@ impl App {
         Ok((license.id, secret))
     }
 
-    /// `AddCustomer`.
+    /// `AddCustomer`: the customer and its secret (shown only in this reply).
     pub async fn cl_add_customer(
         &self,
         principal: &Principal,
         input: NewCustomerInput,
-    ) -> Result<Customer> {
+    ) -> Result<(Customer, TokenSecret)> {
         principal.require_method(Permission::ClAddCustomer, None)?;
         let (name, mail, firm) = new_customer_fields(&input)?;
         // A customer outside any license: not for a token limited to a product, which makes
         // customers only with its licenses (`CreateKey` with `NewCustomer`).
         let delegate = principal.acting_with(vec![Permission::CustomersWrite]);
-        self.create_customer(
+        self.create_customer_with_secret(
             &delegate,
             NewCustomerInput {
                 name,
@@ -568,6 +611,47 @@ impl App {
             },
         )
         .await
+    }
+
+    /// `EditCustomer`: the fields given replace the customer's, and `renew_secret` gives it a
+    /// new secret. Customers belong to every product, so only a token without a product or
+    /// key lock changes them.
+    pub async fn cl_edit_customer(
+        &self,
+        principal: &Principal,
+        id: i64,
+        patch: CustomerPatch,
+        renew_secret: bool,
+    ) -> Result<(Customer, Option<TokenSecret>)> {
+        principal.require(Permission::ClEditCustomer)?;
+        let delegate = principal.acting_with(vec![Permission::CustomersWrite]);
+        self.edit_customer(&delegate, id, patch, renew_secret).await
+    }
+
+    /// `RemoveCustomer`: as [`App::delete_customer`], for a token without a product or key
+    /// lock.
+    pub async fn cl_remove_customer(&self, principal: &Principal, id: i64) -> Result<Customer> {
+        principal.require(Permission::ClRemoveCustomer)?;
+        let delegate = principal.acting_with(vec![Permission::CustomersWrite]);
+        self.delete_customer(&delegate, id).await
+    }
+
+    /// `GetCustomerLicensesBySecret`: the licenses of the customer holding `secret`, as
+    /// [`App::cl_customer_licenses`] shows them. An unknown secret is an unknown customer.
+    pub async fn cl_customer_licenses_by_secret(
+        &self,
+        principal: &Principal,
+        secret: &str,
+    ) -> Result<Vec<ClLicense>> {
+        principal.require_method(Permission::ClGetCustomerLicensesBySecret, None)?;
+        let customer = self
+            .store
+            .read()
+            .await?
+            .customer_by_secret(&TokenHash::of(secret))
+            .await?
+            .ok_or(AppError::NotFound("customer"))?;
+        self.cl_licenses_of(principal, customer.id).await
     }
 
     /// `GetCustomers`: up to `limit` (at most 500) customers in creation order; for a token
@@ -594,6 +678,16 @@ impl App {
         customer_id: i64,
     ) -> Result<Vec<ClLicense>> {
         principal.require_method(Permission::ClGetCustomerLicenses, None)?;
+        self.cl_licenses_of(principal, customer_id).await
+    }
+
+    /// A customer's licenses (within the token's product, if locked), once the method's
+    /// permission was checked; a customer out of reach is one that does not exist.
+    async fn cl_licenses_of(
+        &self,
+        principal: &Principal,
+        customer_id: i64,
+    ) -> Result<Vec<ClLicense>> {
         let licenses = {
             let mut session = self.store.read().await?;
             self.customer_in_reach(&mut session, principal, customer_id)
@@ -654,10 +748,22 @@ impl App {
         })
     }
 
-    /// `GetProducts`: all products, or the token's one.
-    pub async fn cl_products(&self, principal: &Principal) -> Result<Vec<Product>> {
+    /// `GetProducts`: all products, or the token's one, each with its own data objects.
+    pub async fn cl_products(&self, principal: &Principal) -> Result<Vec<ClProduct>> {
         let only = principal.require_listing(Permission::ClGetProducts, None)?;
-        Ok(self.store.read().await?.products(only).await?)
+        let mut session = self.store.read().await?;
+        let products = session.products(only).await?;
+        let mut out = Vec::with_capacity(products.len());
+        for product in products {
+            let data_objects = session
+                .data_objects(DataOwner::Product(product.id), None, MAX_PER_OWNER)
+                .await?;
+            out.push(ClProduct {
+                product,
+                data_objects,
+            });
+        }
+        Ok(out)
     }
 }
 

@@ -1,7 +1,9 @@
 use keyturn_core::names::display_name;
-use keyturn_core::{Customer, Email, Permission};
+use keyturn_core::{Customer, Email, Permission, TokenSecret};
 use keyturn_store::Session;
+use serde_json::json;
 
+use crate::licenses::record;
 use crate::{now, App, AppError, Page, PageRequest, Principal, Result};
 
 #[derive(Debug, Clone, Default)]
@@ -61,6 +63,26 @@ impl App {
         principal: &Principal,
         input: NewCustomerInput,
     ) -> Result<Customer> {
+        Ok(self.insert_new_customer(principal, input, false).await?.0)
+    }
+
+    /// Creates a customer together with its secret ([`App::new_customer_secret`]), as
+    /// Cryptolens's `AddCustomer` does.
+    pub async fn create_customer_with_secret(
+        &self,
+        principal: &Principal,
+        input: NewCustomerInput,
+    ) -> Result<(Customer, TokenSecret)> {
+        let (customer, secret) = self.insert_new_customer(principal, input, true).await?;
+        Ok((customer, secret.expect("asked for a secret")))
+    }
+
+    async fn insert_new_customer(
+        &self,
+        principal: &Principal,
+        input: NewCustomerInput,
+        with_secret: bool,
+    ) -> Result<(Customer, Option<TokenSecret>)> {
         principal.require_unrestricted(Permission::CustomersWrite)?;
         let name = display_name("name", &input.name)?;
         let email = email(input.email.as_deref())?;
@@ -69,7 +91,56 @@ impl App {
         let customer = session
             .insert_customer(&name, email.as_deref(), company.as_deref(), now())
             .await?;
+        let secret = with_secret.then(TokenSecret::generate_customer_secret);
+        if let Some(secret) = &secret {
+            session
+                .set_customer_secret(customer.id, Some(&secret.hash()))
+                .await?;
+        }
         session.commit().await?;
+        Ok((customer, secret))
+    }
+
+    /// A new secret for a customer, replacing any it had: with it, a program lists the
+    /// customer's licenses (Cryptolens `GetCustomerLicensesBySecret`). Shown only now; the
+    /// server keeps its hash.
+    pub async fn new_customer_secret(&self, principal: &Principal, id: i64) -> Result<TokenSecret> {
+        let (_, secret) = self
+            .edit_customer(principal, id, CustomerPatch::default(), true)
+            .await?;
+        Ok(secret.expect("asked for a secret"))
+    }
+
+    /// Removes a customer: its licenses stay, without a customer (each notes it in its audit
+    /// log). A customer that payments or subscriptions name stays, since those records keep
+    /// who paid.
+    pub async fn delete_customer(&self, principal: &Principal, id: i64) -> Result<Customer> {
+        principal.require_unrestricted(Permission::CustomersWrite)?;
+        let mut session = self.store.write().await?;
+        let customer = session
+            .customer(id)
+            .await?
+            .ok_or(AppError::NotFound("customer"))?;
+        if session.customer_has_payments(id).await? {
+            return Err(AppError::Conflict(
+                "the customer has payments or subscriptions, which keep it".into(),
+            ));
+        }
+        let at = now();
+        for license in session.detach_customer(id, at).await? {
+            record(
+                &mut session,
+                license,
+                &principal.actor,
+                "customer_removed",
+                json!({"customer_id": id}),
+                at,
+            )
+            .await?;
+        }
+        session.delete_customer(id).await?;
+        session.commit().await?;
+        tracing::info!(customer.id = id, actor = %principal.actor.label(), "customer removed");
         Ok(customer)
     }
 
@@ -107,6 +178,18 @@ impl App {
         id: i64,
         patch: CustomerPatch,
     ) -> Result<Customer> {
+        Ok(self.edit_customer(principal, id, patch, false).await?.0)
+    }
+
+    /// Changes a customer and, with `renew_secret`, gives it a new secret (returned, shown
+    /// only now), in one transaction.
+    pub async fn edit_customer(
+        &self,
+        principal: &Principal,
+        id: i64,
+        patch: CustomerPatch,
+        renew_secret: bool,
+    ) -> Result<(Customer, Option<TokenSecret>)> {
         principal.require_unrestricted(Permission::CustomersWrite)?;
         let mut session = self.store.write().await?;
         let mut customer = session
@@ -123,7 +206,13 @@ impl App {
             customer.company = company(c.as_deref())?;
         }
         session.update_customer(&customer).await?;
+        let secret = renew_secret.then(TokenSecret::generate_customer_secret);
+        if let Some(secret) = &secret {
+            session
+                .set_customer_secret(id, Some(&secret.hash()))
+                .await?;
+        }
         session.commit().await?;
-        Ok(customer)
+        Ok((customer, secret))
     }
 }

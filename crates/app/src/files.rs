@@ -43,7 +43,8 @@ impl App {
             .locked(principal, id, Permission::LicensesWrite)
             .await?;
         let at = now();
-        admit_known_machine(&license, None, at).map_err(AppError::Refused)?;
+        admit_known_machine(&license, None, keyturn_core::ExpiryRule::Refuse, at)
+            .map_err(AppError::Refused)?;
         let signer = self.signer(license.product_id).await?;
         let options = FileOptions {
             fingerprint,

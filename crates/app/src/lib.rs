@@ -31,7 +31,7 @@ pub use cache::{LicenseState, DEFAULT_CAPACITY as DEFAULT_LICENSE_CACHE};
 pub use catalog::{NewPlanInput, NewProductInput, PlanPatch, ProductPatch};
 pub use clock::{Clock, SystemClock};
 pub use cryptolens::{
-    ClActivation, ClCreated, ClKeyPage, ClLicense, ClNewKey, KEYS_PER_PAGE, TRIAL_DAYS,
+    ClActivation, ClCreated, ClKeyPage, ClLicense, ClNewKey, ClProduct, KEYS_PER_PAGE, TRIAL_DAYS,
 };
 pub use customers::{CustomerPatch, NewCustomerInput};
 pub use data_objects::{ClDataTarget, DataChange, DataSelector, NewDataObject};

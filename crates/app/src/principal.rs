@@ -51,6 +51,7 @@ pub struct Principal {
     permissions: Vec<Permission>,
     product_id: Option<i64>,
     key_lock: Option<i64>,
+    feature_lock: i64,
 }
 
 impl Principal {
@@ -60,12 +61,24 @@ impl Principal {
             permissions,
             product_id,
             key_lock: None,
+            feature_lock: 0,
         }
     }
 
     pub(crate) fn with_key_lock(mut self, key_lock: Option<i64>) -> Self {
         self.key_lock = key_lock.filter(|k| *k != 0);
         self
+    }
+
+    pub(crate) fn with_feature_lock(mut self, feature_lock: i64) -> Self {
+        self.feature_lock = feature_lock;
+        self
+    }
+
+    /// The Cryptolens feature lock: license fields (`FieldsToReturn` bits) that Activate and
+    /// GetKey hide from this caller whatever it asks; 0 hides nothing.
+    pub fn feature_lock(&self) -> i64 {
+        self.feature_lock
     }
 
     /// The Cryptolens key lock: `Some(id)` limits the token to one license, `Some(-1)` (or
@@ -88,6 +101,7 @@ impl Principal {
             permissions,
             product_id: self.product_id,
             key_lock: self.key_lock,
+            feature_lock: self.feature_lock,
         }
     }
 
@@ -251,13 +265,21 @@ impl Principal {
     }
 
     /// Checks that a token with these limits grants nothing this principal does not hold:
-    /// every permission held, the same or a narrower product, the same key lock if locked.
+    /// every permission held, the same or a narrower product, the same key lock if locked,
+    /// and every license field this principal's feature lock hides hidden as well.
     pub fn require_grantable(
         &self,
         permissions: &[Permission],
         product_id: Option<i64>,
         key_lock: Option<i64>,
+        feature_lock: i64,
     ) -> Result<()> {
+        if feature_lock & self.feature_lock != self.feature_lock {
+            return Err(AppError::Forbidden(format!(
+                "this token hides license fields {}, so the tokens it creates must hide them too",
+                self.feature_lock
+            )));
+        }
         if let Some(p) = permissions.iter().find(|p| !self.holds(**p)) {
             return Err(AppError::Forbidden(format!(
                 "this token cannot grant the permission {p}, which it does not hold"

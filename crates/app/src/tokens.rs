@@ -4,6 +4,9 @@ use keyturn_core::{AccessToken, Permission, TokenHash, TokenSecret};
 
 use crate::{now, Actor, App, AppError, Principal, Result};
 
+/// The largest feature lock: the 32 bits Cryptolens's integer holds.
+const MAX_FEATURE_LOCK: i64 = u32::MAX as i64;
+
 #[derive(Debug, Clone)]
 pub struct NewTokenInput {
     pub name: String,
@@ -11,6 +14,9 @@ pub struct NewTokenInput {
     pub product_id: Option<i64>,
     /// Cryptolens key lock: a license id, or -1 (callers must name the key).
     pub key_lock: Option<i64>,
+    /// Cryptolens feature lock: license fields Activate and GetKey hide (`FieldsToReturn`
+    /// bits; 0 hides nothing).
+    pub feature_lock: i64,
     pub expires: Option<DateTime<Utc>>,
 }
 
@@ -31,7 +37,8 @@ impl App {
             token.permissions.clone(),
             token.product_id,
         )
-        .with_key_lock(token.key_lock))
+        .with_key_lock(token.key_lock)
+        .with_feature_lock(token.feature_lock))
     }
 
     /// Creates a token. It never grants more than its creator holds: only permissions the
@@ -64,7 +71,18 @@ impl App {
                 "must be a license id, or -1 (callers must name the key)",
             ));
         }
-        principal.require_grantable(&permissions, input.product_id, key_lock)?;
+        if !(0..=MAX_FEATURE_LOCK).contains(&input.feature_lock) {
+            return Err(AppError::invalid(
+                "feature_lock",
+                format!("must be between 0 and {MAX_FEATURE_LOCK} (FieldsToReturn bits)"),
+            ));
+        }
+        principal.require_grantable(
+            &permissions,
+            input.product_id,
+            key_lock,
+            input.feature_lock,
+        )?;
         let mut session = self.store.write().await?;
         let mut product_id = input.product_id;
         if let Some(product_id) = product_id {
@@ -94,6 +112,7 @@ impl App {
                 &permissions,
                 product_id,
                 key_lock,
+                input.feature_lock,
                 input.expires,
                 at,
             )
@@ -118,6 +137,7 @@ impl App {
                 &[Permission::Admin],
                 None,
                 None,
+                0,
                 None,
                 now(),
             )

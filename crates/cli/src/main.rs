@@ -8,7 +8,7 @@ use keyturn::config::{LogFormat, ServeArgs, Settings, StoreArgs, StripeArgs};
 use keyturn::startup::{open_existing_store, open_store, Application};
 use keyturn_app::{
     App, Extension, LicenseFileRequest, LicenseQuery, LicenseSpec, NewCustomerInput, NewPlanInput,
-    NewProductInput, NewTokenInput, PageRequest, Principal,
+    NewProductInput, NewTokenInput, PageRequest, Principal, ProductPatch,
 };
 use keyturn_core::payment::{CancelRule, DunningRule, QuantityMode};
 use keyturn_core::Permission;
@@ -170,6 +170,10 @@ enum TokenCommand {
         /// name the key on every call (and allow auth/KeyLock).
         #[arg(long, allow_hyphen_values = true)]
         key_lock: Option<i64>,
+        /// Cryptolens feature lock: the license fields Activate and GetKey hide from the
+        /// token's callers (FieldsToReturn bits, e.g. 32 hides the customer).
+        #[arg(long, default_value_t = 0)]
+        feature_lock: i64,
         /// Expire after this many days.
         #[arg(long)]
         expires_days: Option<i64>,
@@ -188,6 +192,19 @@ enum ProductCommand {
         /// A feature name (repeat for several; order gives Cryptolens F1..F8).
         #[arg(long = "feature")]
         features: Vec<String>,
+        /// On the Cryptolens API, answer expired licenses as blocked (Cryptolens's "block
+        /// expired licenses"); otherwise they are returned and the program checks the expiry.
+        #[arg(long)]
+        block_expired_licenses: bool,
+    },
+    /// Change a product's settings.
+    Update {
+        id: i64,
+        #[arg(long)]
+        name: Option<String>,
+        /// `true` or `false` (see `create`).
+        #[arg(long)]
+        block_expired_licenses: Option<bool>,
     },
     List,
     /// Print a product's public key.
@@ -530,6 +547,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             cryptolens,
             product,
             key_lock,
+            feature_lock,
             expires_days,
         }) => {
             if admin {
@@ -551,6 +569,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         permissions,
                         product_id: product,
                         key_lock,
+                        feature_lock,
                         expires,
                     },
                 )
@@ -560,12 +579,33 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Token(TokenCommand::List) => print(&app.tokens(&me).await?)?,
         Command::Token(TokenCommand::Revoke { id }) => print(&app.revoke_token(&me, id).await?)?,
-        Command::Product(ProductCommand::Create { name, features }) => print(
+        Command::Product(ProductCommand::Create {
+            name,
+            features,
+            block_expired_licenses,
+        }) => print(
             &app.create_product(
                 &me,
                 NewProductInput {
                     name,
                     features,
+                    block_expired_licenses,
+                    ..Default::default()
+                },
+            )
+            .await?,
+        )?,
+        Command::Product(ProductCommand::Update {
+            id,
+            name,
+            block_expired_licenses,
+        }) => print(
+            &app.update_product(
+                &me,
+                id,
+                ProductPatch {
+                    name,
+                    block_expired_licenses,
                     ..Default::default()
                 },
             )

@@ -35,4 +35,4 @@ pub use terms::{
     ProviderIds,
 };
 pub use token::{AccessToken, TokenHash, TokenSecret};
-pub use validation::{ActivationRefusal, ValidationCode, ValidationOutcome};
+pub use validation::{ActivationRefusal, ExpiryRule, ValidationCode, ValidationOutcome};

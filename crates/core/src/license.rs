@@ -18,6 +18,12 @@ pub struct Product {
     /// The license metadata keys those replies show; the rest stays the vendor's.
     #[serde(default)]
     pub public_metadata: Vec<String>,
+    /// Cryptolens's "block expired licenses": on the Cryptolens API an expired license of this
+    /// product answers as blocked. Without it the license is returned like any other, as
+    /// Cryptolens does, and the program checks `Expires` itself. Keyturn's own API refuses
+    /// expired licenses either way.
+    #[serde(default)]
+    pub block_expired_licenses: bool,
     pub created: DateTime<Utc>,
 }
 
@@ -175,6 +181,10 @@ pub struct Activation {
     pub fingerprint: String,
     pub name: Option<String>,
     pub ip: Option<String>,
+    /// What the program said about the machine's operating system when it last activated
+    /// (Cryptolens `OSInfo`, as sent).
+    #[serde(default)]
+    pub os_info: Option<String>,
     pub created: DateTime<Utc>,
     pub last_seen: DateTime<Utc>,
     /// For floating licenses: the activation stops counting after this.
@@ -225,6 +235,7 @@ pub(crate) mod fixtures {
             fingerprint: fingerprint.into(),
             name: None,
             ip: None,
+            os_info: None,
             created: now + Duration::milliseconds(id),
             last_seen: now,
             lease_expires: None,
@@ -284,6 +295,7 @@ mod tests {
             features: vec!["pro".into()],
             public_notes: false,
             public_metadata: Vec::new(),
+            block_expired_licenses: false,
             created: now,
         };
         assert!(lic.has_private_fields());

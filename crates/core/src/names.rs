@@ -149,9 +149,38 @@ pub fn display_name(field: &'static str, input: &str) -> Result<String, DomainEr
     Ok(name.to_owned())
 }
 
+/// The longest operating-system description an activation keeps.
+pub const MAX_OS_INFO_CHARS: usize = 2000;
+
+/// What a program says about its machine's operating system (Cryptolens `OSInfo`: the .NET SDK
+/// sends a small JSON text): kept as sent, on one line and bounded.
+pub fn os_info(input: &str) -> Result<String, DomainError> {
+    let info = input.trim();
+    if info.is_empty() || info.chars().count() > MAX_OS_INFO_CHARS {
+        return Err(DomainError::new(
+            "os_info",
+            format!("must be 1 to {MAX_OS_INFO_CHARS} characters"),
+        ));
+    }
+    if info.chars().any(|c| c.is_control()) {
+        return Err(DomainError::new("os_info", "must be a single line"));
+    }
+    Ok(info.to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn os_info_is_kept_as_sent_within_bounds() {
+        let sent = r#"{"OSName":"Windows","OSVersion":"10.0.19045","Is64Bit":true}"#;
+        assert_eq!(os_info(&format!(" {sent} ")).unwrap(), sent);
+        assert!(os_info("").is_err());
+        assert!(os_info("a\nb").is_err());
+        assert!(os_info(&"é".repeat(MAX_OS_INFO_CHARS)).is_ok());
+        assert!(os_info(&"a".repeat(MAX_OS_INFO_CHARS + 1)).is_err());
+    }
 
     #[test]
     fn feature_names_are_lowercased_and_checked() {

@@ -42,6 +42,9 @@ pub enum Permission {
     ClAddCustomer,
     ClGetCustomerLicenses,
     ClGetCustomers,
+    ClEditCustomer,
+    ClRemoveCustomer,
+    ClGetCustomerLicensesBySecret,
     ClGetKeys,
     ClGetProducts,
     // Data objects: one permission per operation, covering its key, machine-code and generic
@@ -60,7 +63,7 @@ pub enum Permission {
 }
 
 impl Permission {
-    pub const ALL: [Permission; 43] = [
+    pub const ALL: [Permission; 46] = [
         Permission::Admin,
         Permission::ProductsRead,
         Permission::ProductsWrite,
@@ -93,6 +96,9 @@ impl Permission {
         Permission::ClAddCustomer,
         Permission::ClGetCustomerLicenses,
         Permission::ClGetCustomers,
+        Permission::ClEditCustomer,
+        Permission::ClRemoveCustomer,
+        Permission::ClGetCustomerLicensesBySecret,
         Permission::ClGetKeys,
         Permission::ClGetProducts,
         Permission::ClAddDataObject,
@@ -140,6 +146,9 @@ impl Permission {
             Permission::ClAddCustomer => "cryptolens:addcustomer",
             Permission::ClGetCustomerLicenses => "cryptolens:getcustomerlicenses",
             Permission::ClGetCustomers => "cryptolens:getcustomers",
+            Permission::ClEditCustomer => "cryptolens:editcustomer",
+            Permission::ClRemoveCustomer => "cryptolens:removecustomer",
+            Permission::ClGetCustomerLicensesBySecret => "cryptolens:getcustomerlicensesbysecret",
             Permission::ClGetKeys => "cryptolens:getkeys",
             Permission::ClGetProducts => "cryptolens:getproducts",
             Permission::ClAddDataObject => "cryptolens:adddataobject",
@@ -290,6 +299,14 @@ mod tests {
         assert_eq!(
             Permission::cryptolens_method("getcustomerlicenses"),
             Some(Permission::ClGetCustomerLicenses)
+        );
+        assert_eq!(
+            Permission::cryptolens_method("GetCustomerLicensesBySecret"),
+            Some(Permission::ClGetCustomerLicensesBySecret)
+        );
+        assert_eq!(
+            Permission::cryptolens_method("EditCustomer"),
+            Some(Permission::ClEditCustomer)
         );
         assert_eq!(Permission::cryptolens_method("Fly"), None);
         assert_eq!(

@@ -8,6 +8,7 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 
 const PREFIX: &str = "kt_";
+const CUSTOMER_PREFIX: &str = "kc_";
 
 /// A token as handed to its holder, once.
 #[derive(Clone, PartialEq, Eq)]
@@ -21,9 +22,19 @@ impl std::fmt::Debug for TokenSecret {
 
 impl TokenSecret {
     pub fn generate() -> Self {
+        Self::generate_with(PREFIX)
+    }
+
+    /// A customer's secret (Cryptolens's customer secret, with which a program lists that
+    /// customer's licenses): as strong as a token, and told apart from one by its prefix.
+    pub fn generate_customer_secret() -> Self {
+        Self::generate_with(CUSTOMER_PREFIX)
+    }
+
+    fn generate_with(prefix: &str) -> Self {
         let mut bytes = [0u8; 32];
         OsRng.fill_bytes(&mut bytes);
-        Self(format!("{PREFIX}{}", B64URL.encode(bytes)))
+        Self(format!("{prefix}{}", B64URL.encode(bytes)))
     }
 
     pub fn expose(&self) -> &str {
@@ -68,6 +79,9 @@ mod tests {
         assert_ne!(a.hash(), b.hash());
         assert_eq!(a.hash().as_str().len(), 64);
         assert!(!format!("{a:?}").contains(&a.expose()[3..]));
+        let c = TokenSecret::generate_customer_secret();
+        assert!(c.expose().starts_with("kc_"));
+        assert_eq!(c.expose().len(), a.expose().len());
     }
 }
 
@@ -83,6 +97,10 @@ pub struct AccessToken {
     /// must name a key on every call (and may mint key-locked tokens with `auth/KeyLock`).
     #[serde(default)]
     pub key_lock: Option<i64>,
+    /// Cryptolens feature lock, as the license fields Activate and GetKey hide from this
+    /// token's callers (`FieldsToReturn` bits; 0 hides nothing).
+    #[serde(default)]
+    pub feature_lock: i64,
     pub expires: Option<chrono::DateTime<chrono::Utc>>,
     pub created: chrono::DateTime<chrono::Utc>,
     pub revoked: Option<chrono::DateTime<chrono::Utc>>,

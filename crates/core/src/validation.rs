@@ -152,6 +152,37 @@ impl ActivationRefusal {
     }
 }
 
+/// What an expired license may still be used for, which differs by API: Keyturn's own API
+/// refuses it (`EXPIRED`); the Cryptolens API returns it as Cryptolens does, leaving the expiry
+/// check to the program (every Cryptolens SDK compares `Expires` with its clock), unless the
+/// product blocks expired licenses, which then answer exactly as blocked ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ExpiryRule {
+    /// An expired license is refused as expired.
+    #[default]
+    Refuse,
+    /// An expired license is used like any other.
+    Allow,
+    /// An expired license is refused as blocked.
+    Block,
+}
+
+impl ExpiryRule {
+    /// The Cryptolens API's rule for a product, by its "block expired licenses" option.
+    pub fn cryptolens(block_expired_licenses: bool) -> Self {
+        if block_expired_licenses {
+            ExpiryRule::Block
+        } else {
+            ExpiryRule::Allow
+        }
+    }
+
+    /// Whether `license` counts as blocked under this rule at `now`.
+    pub fn blocks(self, license: &License, now: DateTime<Utc>) -> bool {
+        license.blocked || (self == ExpiryRule::Block && license.is_expired(now))
+    }
+}
+
 /// Whether a new machine may join a license that `live_machines` machines already use.
 pub fn admit_new_machine(
     license: &License,
@@ -159,7 +190,16 @@ pub fn admit_new_machine(
     live_machines: i64,
     now: DateTime<Utc>,
 ) -> Result<(), ActivationRefusal> {
-    admit_machine(license, product_id, None, live_machines, 0, now).map(|_| ())
+    admit_machine(
+        license,
+        product_id,
+        None,
+        live_machines,
+        0,
+        ExpiryRule::Refuse,
+        now,
+    )
+    .map(|_| ())
 }
 
 /// How a new machine holds its seat.
@@ -179,9 +219,10 @@ pub fn admit_machine(
     fingerprint: Option<&str>,
     live_machines: i64,
     max_overdraft: i64,
+    expiry: ExpiryRule,
     now: DateTime<Utc>,
 ) -> Result<Seat, ActivationRefusal> {
-    admit_known_machine(license, product_id, now)?;
+    admit_known_machine(license, product_id, expiry, now)?;
     if !license.machine_limited() || fingerprint.is_some_and(|f| license.is_allowed_machine(f)) {
         return Ok(Seat::Regular);
     }
@@ -194,19 +235,21 @@ pub fn admit_machine(
     }
 }
 
-/// Whether a machine that already holds an activation may renew it.
+/// Whether a machine that already holds an activation may renew it (and whether a license may
+/// be used at all, under `expiry`).
 pub fn admit_known_machine(
     license: &License,
     product_id: Option<i64>,
+    expiry: ExpiryRule,
     now: DateTime<Utc>,
 ) -> Result<(), ActivationRefusal> {
     if product_id.is_some_and(|p| p != license.product_id) {
         return Err(ActivationRefusal::WrongProduct);
     }
-    if license.blocked {
+    if expiry.blocks(license, now) {
         return Err(ActivationRefusal::Blocked);
     }
-    if license.is_expired(now) {
+    if expiry == ExpiryRule::Refuse && license.is_expired(now) {
         return Err(ActivationRefusal::Expired);
     }
     Ok(())
@@ -321,29 +364,70 @@ mod tests {
             admit_new_machine(&lic, None, 2, now),
             Err(ActivationRefusal::TooManyMachines)
         );
+        let refuse = ExpiryRule::Refuse;
         assert_eq!(
-            admit_machine(&lic, None, Some("m"), 2, 1, now),
+            admit_machine(&lic, None, Some("m"), 2, 1, refuse, now),
             Ok(Seat::Overdraft)
         );
         assert_eq!(
-            admit_machine(&lic, None, Some("m"), 3, 1, now),
+            admit_machine(&lic, None, Some("m"), 3, 1, refuse, now),
             Err(ActivationRefusal::TooManyMachines)
         );
         lic.allowed_machines = vec!["m".into()];
         assert_eq!(
-            admit_machine(&lic, None, Some("m"), 3, 0, now),
+            admit_machine(&lic, None, Some("m"), 3, 0, refuse, now),
             Ok(Seat::Regular)
         );
         lic.max_machines = 0;
         assert_eq!(admit_new_machine(&lic, None, 10_000, now), Ok(()));
         lic.blocked = true;
         assert_eq!(
-            admit_known_machine(&lic, None, now),
+            admit_known_machine(&lic, None, refuse, now),
             Err(ActivationRefusal::Blocked)
         );
         assert_eq!(
-            admit_known_machine(&lic, Some(8), now),
+            admit_known_machine(&lic, Some(8), refuse, now),
             Err(ActivationRefusal::WrongProduct)
         );
+    }
+
+    #[test]
+    fn expired_licenses_are_refused_used_or_blocked_by_rule() {
+        let now = Utc::now();
+        let mut lic = license(now);
+        lic.expires = Some(now - Duration::seconds(1));
+        assert_eq!(
+            admit_known_machine(&lic, None, ExpiryRule::Refuse, now),
+            Err(ActivationRefusal::Expired)
+        );
+        assert_eq!(
+            admit_known_machine(&lic, None, ExpiryRule::Allow, now),
+            Ok(())
+        );
+        assert_eq!(
+            admit_machine(&lic, None, Some("m"), 0, 0, ExpiryRule::Allow, now),
+            Ok(Seat::Regular)
+        );
+        assert_eq!(
+            admit_known_machine(&lic, None, ExpiryRule::Block, now),
+            Err(ActivationRefusal::Blocked)
+        );
+        assert!(ExpiryRule::Block.blocks(&lic, now));
+        assert!(!ExpiryRule::Allow.blocks(&lic, now));
+        // Not yet expired: nothing to block; blocked: blocked under every rule.
+        lic.expires = Some(now + Duration::days(1));
+        assert_eq!(
+            admit_known_machine(&lic, None, ExpiryRule::Block, now),
+            Ok(())
+        );
+        lic.blocked = true;
+        for rule in [ExpiryRule::Refuse, ExpiryRule::Allow, ExpiryRule::Block] {
+            assert_eq!(
+                admit_known_machine(&lic, None, rule, now),
+                Err(ActivationRefusal::Blocked)
+            );
+        }
+        assert_eq!(ExpiryRule::cryptolens(true), ExpiryRule::Block);
+        assert_eq!(ExpiryRule::cryptolens(false), ExpiryRule::Allow);
     }
 }

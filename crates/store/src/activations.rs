@@ -6,8 +6,8 @@ use sqlx::Row;
 use crate::time::{from_db, opt_from_db, to_db};
 use crate::{Change, Result, Session};
 
-const COLUMNS: &str =
-    "id, license_id, fingerprint, name, ip, created_at, last_seen_at, lease_expires_at, overdraft";
+const COLUMNS: &str = "id, license_id, fingerprint, name, ip, os_info, created_at, last_seen_at, \
+     lease_expires_at, overdraft";
 
 fn activation(row: &AnyRow) -> Result<Activation> {
     Ok(Activation {
@@ -16,11 +16,24 @@ fn activation(row: &AnyRow) -> Result<Activation> {
         fingerprint: row.try_get("fingerprint")?,
         name: row.try_get("name")?,
         ip: row.try_get("ip")?,
+        os_info: row.try_get("os_info")?,
         created: from_db(row.try_get("created_at")?),
         last_seen: from_db(row.try_get("last_seen_at")?),
         lease_expires: opt_from_db(row.try_get("lease_expires_at")?),
         overdraft: row.try_get::<i64, _>("overdraft")? != 0,
     })
+}
+
+/// What an activation records about the machine holding the seat.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Seat<'a> {
+    pub name: Option<&'a str>,
+    pub ip: Option<&'a str>,
+    pub os_info: Option<&'a str>,
+    /// For floating seats: when the seat is given up unless renewed.
+    pub lease_expires: Option<DateTime<Utc>>,
+    /// A floating seat beyond the machine limit.
+    pub overdraft: bool,
 }
 
 impl Session {
@@ -85,56 +98,66 @@ impl Session {
         lease_expires: Option<DateTime<Utc>>,
         now: DateTime<Utc>,
     ) -> Result<Activation> {
-        self.insert_seat(license_id, fingerprint, name, ip, lease_expires, false, now)
-            .await
+        self.insert_seat(
+            license_id,
+            fingerprint,
+            Seat {
+                name,
+                ip,
+                os_info: None,
+                lease_expires,
+                overdraft: false,
+            },
+            now,
+        )
+        .await
     }
 
     /// Inserts an activation, marking a floating seat taken beyond the limit as overdraft.
-    #[allow(clippy::too_many_arguments)]
     pub async fn insert_seat(
         &mut self,
         license_id: i64,
         fingerprint: &str,
-        name: Option<&str>,
-        ip: Option<&str>,
-        lease_expires: Option<DateTime<Utc>>,
-        overdraft: bool,
+        seat: Seat<'_>,
         now: DateTime<Utc>,
     ) -> Result<Activation> {
         let row = sqlx::query(&format!(
-            "INSERT INTO activations (license_id, fingerprint, name, ip, created_at, last_seen_at, \
-             lease_expires_at, overdraft) VALUES ($1, $2, $3, $4, $5, $5, $6, $7) RETURNING {COLUMNS}"
+            "INSERT INTO activations (license_id, fingerprint, name, ip, os_info, created_at, \
+             last_seen_at, lease_expires_at, overdraft) VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $8) \
+             RETURNING {COLUMNS}"
         ))
         .bind(license_id)
         .bind(fingerprint)
-        .bind(name)
-        .bind(ip)
+        .bind(seat.name)
+        .bind(seat.ip)
+        .bind(seat.os_info)
         .bind(to_db(now))
-        .bind(lease_expires.map(to_db))
-        .bind(i64::from(overdraft))
+        .bind(seat.lease_expires.map(to_db))
+        .bind(i64::from(seat.overdraft))
         .fetch_one(self.conn())
         .await?;
         self.touch(Change::License(license_id));
         activation(&row)
     }
 
-    /// A known machine checked in again: renew its lease and remember where it came from.
+    /// A known machine checked in again: renew its lease and remember where it came from
+    /// (what is not given stays as it was; the lease is always replaced).
     pub async fn renew_activation(
         &mut self,
         id: i64,
-        name: Option<&str>,
-        ip: Option<&str>,
-        lease_expires: Option<DateTime<Utc>>,
+        seat: Seat<'_>,
         now: DateTime<Utc>,
     ) -> Result<Activation> {
         let row = sqlx::query(&format!(
             "UPDATE activations SET name = COALESCE($1, name), ip = COALESCE($2, ip), \
-             last_seen_at = $3, lease_expires_at = $4 WHERE id = $5 RETURNING {COLUMNS}"
+             os_info = COALESCE($3, os_info), last_seen_at = $4, lease_expires_at = $5 \
+             WHERE id = $6 RETURNING {COLUMNS}"
         ))
-        .bind(name)
-        .bind(ip)
+        .bind(seat.name)
+        .bind(seat.ip)
+        .bind(seat.os_info)
         .bind(to_db(now))
-        .bind(lease_expires.map(to_db))
+        .bind(seat.lease_expires.map(to_db))
         .bind(id)
         .fetch_one(self.conn())
         .await?;

@@ -1,5 +1,5 @@
 use chrono::{DateTime, Utc};
-use keyturn_core::Customer;
+use keyturn_core::{Customer, TokenHash};
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
@@ -90,6 +90,65 @@ impl Session {
         .fetch_optional(self.conn())
         .await?;
         Ok(row.is_some())
+    }
+
+    /// Replaces a customer's secret with the one hashed as `hash` (`None` removes it).
+    pub async fn set_customer_secret(&mut self, id: i64, hash: Option<&TokenHash>) -> Result<()> {
+        sqlx::query("UPDATE customers SET secret_hash = $1 WHERE id = $2")
+            .bind(hash.map(TokenHash::as_str))
+            .bind(id)
+            .execute(self.conn())
+            .await?;
+        Ok(())
+    }
+
+    /// The customer whose secret hashes to `hash`.
+    pub async fn customer_by_secret(&mut self, hash: &TokenHash) -> Result<Option<Customer>> {
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM customers WHERE secret_hash = $1"
+        ))
+        .bind(hash.as_str())
+        .fetch_optional(self.conn())
+        .await?;
+        row.as_ref().map(customer).transpose()
+    }
+
+    /// Whether a payment or a subscription names the customer (records that keep it).
+    pub async fn customer_has_payments(&mut self, id: i64) -> Result<bool> {
+        let row = sqlx::query(
+            "SELECT 1 AS found FROM payments WHERE customer_id = $1 \
+             UNION ALL SELECT 1 AS found FROM subscriptions WHERE customer_id = $1 LIMIT 1",
+        )
+        .bind(id)
+        .fetch_optional(self.conn())
+        .await?;
+        Ok(row.is_some())
+    }
+
+    /// Leaves the customer's licenses without a customer; returns their ids.
+    pub async fn detach_customer(&mut self, id: i64, now: DateTime<Utc>) -> Result<Vec<i64>> {
+        let ids: Vec<i64> = sqlx::query_scalar(
+            "UPDATE licenses SET customer_id = NULL, updated_at = $2 WHERE customer_id = $1 \
+             RETURNING id",
+        )
+        .bind(id)
+        .bind(to_db(now))
+        .fetch_all(self.conn())
+        .await?;
+        for license in &ids {
+            self.touch(crate::Change::License(*license));
+        }
+        Ok(ids)
+    }
+
+    /// Deletes a customer that nothing names any more; `false` when there was none.
+    pub async fn delete_customer(&mut self, id: i64) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM customers WHERE id = $1")
+            .bind(id)
+            .execute(self.conn())
+            .await?;
+        self.touch(crate::Change::Customer(id));
+        Ok(done.rows_affected() > 0)
     }
 
     pub async fn update_customer(&mut self, c: &Customer) -> Result<()> {

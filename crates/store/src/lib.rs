@@ -31,6 +31,7 @@ use std::time::Duration;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyConnection, AnyPool, Connection, Executor};
 
+pub use activations::Seat;
 pub use changes::{Change, Changes};
 pub use data_objects::DataOwnerRow;
 pub use error::StoreError;

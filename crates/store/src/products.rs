@@ -16,23 +16,27 @@ fn product(row: &AnyRow) -> Result<Product> {
             "products.public_metadata",
             &row.try_get::<String, _>("public_metadata")?,
         )?,
+        block_expired_licenses: row.try_get::<i64, _>("block_expired_licenses")? != 0,
         created: from_db(row.try_get("created_at")?),
     })
 }
 
-const COLUMNS: &str = "id, name, features, public_notes, public_metadata, created_at";
+const COLUMNS: &str =
+    "id, name, features, public_notes, public_metadata, block_expired_licenses, created_at";
 
 impl Session {
     /// Inserts a product as `p` describes it (its id and creation time are given here).
     pub async fn insert_product(&mut self, p: &Product, now: DateTime<Utc>) -> Result<Product> {
         let row = sqlx::query(&format!(
-            "INSERT INTO products (name, features, public_notes, public_metadata, created_at) \
-             VALUES ($1, $2, $3, $4, $5) RETURNING {COLUMNS}"
+            "INSERT INTO products (name, features, public_notes, public_metadata, \
+             block_expired_licenses, created_at) VALUES ($1, $2, $3, $4, $5, $6) \
+             RETURNING {COLUMNS}"
         ))
         .bind(&p.name)
         .bind(json_list(&p.features))
         .bind(i64::from(p.public_notes))
         .bind(json_list(&p.public_metadata))
+        .bind(i64::from(p.block_expired_licenses))
         .bind(to_db(now))
         .fetch_one(self.conn())
         .await?;
@@ -81,12 +85,13 @@ impl Session {
     pub async fn update_product(&mut self, p: &Product) -> Result<()> {
         sqlx::query(
             "UPDATE products SET name = $1, features = $2, public_notes = $3, \
-             public_metadata = $4 WHERE id = $5",
+             public_metadata = $4, block_expired_licenses = $5 WHERE id = $6",
         )
         .bind(&p.name)
         .bind(json_list(&p.features))
         .bind(i64::from(p.public_notes))
         .bind(json_list(&p.public_metadata))
+        .bind(i64::from(p.block_expired_licenses))
         .bind(p.id)
         .execute(self.conn())
         .await?;

@@ -6,8 +6,8 @@ use sqlx::Row;
 use crate::time::{from_db, opt_from_db, to_db};
 use crate::{parse_json, Result, Session};
 
-const COLUMNS: &str =
-    "id, name, permissions, product_id, key_lock, expires_at, created_at, revoked_at";
+const COLUMNS: &str = "id, name, permissions, product_id, key_lock, feature_lock, expires_at, \
+     created_at, revoked_at";
 
 fn token(row: &AnyRow) -> Result<AccessToken> {
     Ok(AccessToken {
@@ -19,6 +19,7 @@ fn token(row: &AnyRow) -> Result<AccessToken> {
         )?,
         product_id: row.try_get("product_id")?,
         key_lock: row.try_get("key_lock")?,
+        feature_lock: row.try_get("feature_lock")?,
         expires: opt_from_db(row.try_get("expires_at")?),
         created: from_db(row.try_get("created_at")?),
         revoked: opt_from_db(row.try_get("revoked_at")?),
@@ -34,19 +35,22 @@ impl Session {
         permissions: &[Permission],
         product_id: Option<i64>,
         key_lock: Option<i64>,
+        feature_lock: i64,
         expires: Option<DateTime<Utc>>,
         now: DateTime<Utc>,
     ) -> Result<AccessToken> {
         let permissions = serde_json::to_string(permissions).expect("permissions always serialise");
         let row = sqlx::query(&format!(
             "INSERT INTO access_tokens (name, token_hash, permissions, product_id, key_lock, \
-             expires_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {COLUMNS}"
+             feature_lock, expires_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+             RETURNING {COLUMNS}"
         ))
         .bind(name)
         .bind(hash.as_str())
         .bind(permissions)
         .bind(product_id)
         .bind(key_lock)
+        .bind(feature_lock)
         .bind(expires.map(to_db))
         .bind(to_db(now))
         .fetch_one(self.conn())

@@ -177,6 +177,54 @@ async fn the_command_line_manages_tokens_products_and_licenses() {
     );
 }
 
+#[test]
+fn the_command_line_sets_whether_expired_licenses_answer_as_blocked() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, _, err) = keyturn(dir.path(), &["migrate"]);
+    assert!(ok, "{err}");
+    let (ok, out, err) = keyturn(
+        dir.path(),
+        &[
+            "product",
+            "create",
+            "--name",
+            "Strict",
+            "--block-expired-licenses",
+        ],
+    );
+    assert!(ok, "{err}");
+    let product: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(product["block_expired_licenses"], true);
+    let id = product["id"].to_string();
+    let (ok, out, err) = keyturn(
+        dir.path(),
+        &[
+            "product",
+            "update",
+            &id,
+            "--block-expired-licenses",
+            "false",
+        ],
+    );
+    assert!(ok, "{err}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).unwrap()["block_expired_licenses"],
+        false
+    );
+    let (ok, out, _) = keyturn(dir.path(), &["product", "list"]);
+    assert!(ok);
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).unwrap()[0]["block_expired_licenses"],
+        false
+    );
+    let (ok, _, err) = keyturn(dir.path(), &["product", "update", "99", "--name", "X"]);
+    assert!(!ok);
+    assert!(
+        err.contains("not found") || err.contains("product"),
+        "{err}"
+    );
+}
+
 #[tokio::test]
 async fn the_command_line_issues_license_files_for_air_gapped_machines() {
     let dir = tempfile::tempdir().unwrap();

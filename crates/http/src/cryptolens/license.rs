@@ -8,6 +8,8 @@
 //! `FloatingExpires` and the `Reseller` slot. Lists are never null, machine objects carry no
 //! other keys, and floating seats show as `floating:<machine code>`.
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, Duration, Utc};
 use keyturn_app::ClLicense;
 use keyturn_core::{Activation, DataObject, License};
@@ -20,6 +22,81 @@ const FLOATING: &str = "floating:";
 /// The prefix of a floating seat taken as overdraft; the SDKs compare what follows its 19
 /// characters with the machine code when overdraft is allowed.
 const OVERDRAFT: &str = "floating:overdraft:";
+
+/// License fields a reply hides: Cryptolens's `FieldsToReturn`, one bit per field, with the
+/// values the Cryptolens C++ SDK names (other bits hide nothing; the fields it treats as
+/// mandatory — product, dates, period, features, block, trial activation — are never hidden).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Hidden(u32);
+
+impl Hidden {
+    pub const ID: u32 = 1 << 1;
+    pub const KEY: u32 = 1 << 2;
+    pub const NOTES: u32 = 1 << 3;
+    pub const GLOBAL_ID: u32 = 1 << 4;
+    pub const CUSTOMER: u32 = 1 << 5;
+    pub const ACTIVATED_MACHINES: u32 = 1 << 6;
+    pub const ALLOWED_MACHINES: u32 = 1 << 7;
+    pub const MAX_NO_OF_MACHINES: u32 = 1 << 8;
+    pub const DATA_OBJECTS: u32 = 1 << 9;
+
+    /// From a `FieldsToReturn` value or feature lock; `None` when it is not 32 unsigned bits.
+    pub fn from_bits(bits: i64) -> Option<Self> {
+        u32::try_from(bits).ok().map(Hidden)
+    }
+
+    /// Both sets of hidden fields.
+    pub fn and(self, other: Hidden) -> Hidden {
+        Hidden(self.0 | other.0)
+    }
+
+    fn hides(self, field: u32) -> bool {
+        self.0 & field != 0
+    }
+}
+
+/// The license as a reply with `hidden` fields shows it: each hidden field is still there,
+/// with a neutral value (0, an empty text, none, an empty list), because the Python SDK reads
+/// every field by name. Hidden activated machines leave only the calling machine's own entry
+/// (`machine`, the code Activate was called with), as Cryptolens documents. Signatures are
+/// made over what is shown.
+pub fn shown<'a>(view: &'a ClLicense, hidden: Hidden, machine: Option<&str>) -> Cow<'a, ClLicense> {
+    if hidden == Hidden::default() {
+        return Cow::Borrowed(view);
+    }
+    let mut shown = view.clone();
+    if hidden.hides(Hidden::GLOBAL_ID) {
+        shown.global_id = 0;
+    }
+    let l = &mut shown.license;
+    if hidden.hides(Hidden::ID) {
+        l.id = 0;
+    }
+    if hidden.hides(Hidden::KEY) {
+        l.key = String::new();
+    }
+    if hidden.hides(Hidden::NOTES) {
+        l.notes = String::new();
+    }
+    if hidden.hides(Hidden::CUSTOMER) {
+        shown.customer = None;
+    }
+    if hidden.hides(Hidden::ACTIVATED_MACHINES) {
+        shown
+            .machines
+            .retain(|a| machine.is_some_and(|m| a.fingerprint == m));
+    }
+    if hidden.hides(Hidden::ALLOWED_MACHINES) {
+        l.allowed_machines.clear();
+    }
+    if hidden.hides(Hidden::MAX_NO_OF_MACHINES) {
+        l.max_machines = 0;
+    }
+    if hidden.hides(Hidden::DATA_OBJECTS) {
+        shown.data_objects.clear();
+    }
+    Cow::Owned(shown)
+}
 
 pub fn expires(license: &License) -> DateTime<Utc> {
     license
@@ -200,8 +277,8 @@ pub fn string_form(view: &ClLicense, model: i64, sign_date: DateTime<Utc>) -> Ve
         f7: f[6],
         f8: f[7],
         notes: notes(l),
-        block: l.blocked,
-        global_id: l.id,
+        block: view.blocked,
+        global_id: view.global_id,
         customer: view.customer.as_ref().map(|c| CustomerJson {
             id: c.id,
             name: &c.name,
@@ -314,8 +391,8 @@ pub fn object_form(
         f7: f[6],
         f8: f[7],
         notes: notes(l),
-        block: l.blocked,
-        global_id: l.id,
+        block: view.blocked,
+        global_id: view.global_id,
         customer: view.customer.as_ref().map(|c| CustomerObject {
             id: c.id,
             name: &c.name,
@@ -383,8 +460,8 @@ pub fn legacy_text(view: &ClLicense, sign_date: DateTime<Utc>) -> String {
     ];
     parts.extend(features(view).iter().map(|f| dotnet_bool(*f).to_owned()));
     parts.push(notes(l).unwrap_or("").to_owned());
-    parts.push(dotnet_bool(l.blocked).to_owned());
-    parts.push(l.id.to_string());
+    parts.push(dotnet_bool(view.blocked).to_owned());
+    parts.push(view.global_id.to_string());
     parts.push(match &view.customer {
         Some(c) => format!(
             "{},{},{},{}",
@@ -466,6 +543,8 @@ mod tests {
             customer: None,
             machines: vec![],
             data_objects: vec![],
+            blocked: false,
+            global_id: 4,
         }
     }
 
@@ -502,6 +581,7 @@ mod tests {
             fingerprint: "mc".into(),
             name: None,
             ip: Some("127.0.0.1".into()),
+            os_info: Some("{\"OSName\":\"Linux\"}".into()),
             created: at("2015-08-28T00:00:00"),
             last_seen: at("2015-08-28T00:00:00"),
             lease_expires: Some(at("2015-08-28T00:05:00")),

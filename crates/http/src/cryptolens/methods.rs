@@ -5,14 +5,15 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use chrono::{DateTime, DurationRound, Utc};
 use keyturn_app::{
-    ClActivation, ClLicense, ClNewKey, LicensePatch, NewCustomerInput, Principal, SignatureSlot,
+    ClActivation, ClLicense, ClNewKey, ClProduct, CustomerPatch, LicensePatch, NewCustomerInput,
+    Principal, SignatureSlot,
 };
-use keyturn_core::{Customer, Permission, Product, RsaDigest};
+use keyturn_core::{Customer, Permission, RsaDigest};
 use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::data::DataMethod;
-use super::license::{self, iso};
+use super::license::{self, iso, Hidden};
 use super::params::{Params, SignMethod};
 use super::reply::{json_response, ok, ClError, ClResult};
 use crate::AppState;
@@ -42,7 +43,10 @@ pub enum Method {
     ChangeCustomer,
     KeyLock,
     AddCustomer,
+    EditCustomer,
+    RemoveCustomer,
     GetCustomerLicenses,
+    GetCustomerLicensesBySecret,
     GetCustomers,
     GetKeys,
     GetProducts,
@@ -70,12 +74,75 @@ impl Method {
             "key/changecustomer" => ChangeCustomer,
             "auth/keylock" => KeyLock,
             "customer/addcustomer" => AddCustomer,
+            "customer/editcustomer" => EditCustomer,
+            "customer/removecustomer" => RemoveCustomer,
             "customer/getcustomerlicenses" => GetCustomerLicenses,
+            "customer/getcustomerlicensesbysecret" => GetCustomerLicensesBySecret,
             "customer/getcustomers" => GetCustomers,
             "product/getkeys" => GetKeys,
             "product/getproducts" => GetProducts,
             _ => return DataMethod::parse(path).map(Data),
         })
+    }
+}
+
+/// Cryptolens methods Keyturn does not serve, by their lower-case path (a trailing `/` names
+/// a whole group): how Cryptolens spells them, and what to use instead.
+const NOT_SUPPORTED: [(&str, &str, &str); 7] = [
+    (
+        "key/changereseller",
+        "key/ChangeReseller",
+        "Keyturn has no resellers.",
+    ),
+    (
+        "key/createkeyfromtemplate",
+        "key/CreateKeyFromTemplate",
+        "Create keys with key/CreateKey, or from a plan with Keyturn's own API.",
+    ),
+    (
+        "data/uploadvaluestokey",
+        "data/UploadValuesToKey",
+        "Count usage with data/IncrementIntValueToKey.",
+    ),
+    (
+        "subscription/recordusage",
+        "subscription/RecordUsage",
+        "Keyturn does not report metered usage to Stripe.",
+    ),
+    (
+        "paymentform/createsession",
+        "paymentform/CreateSession",
+        "Use Keyturn's payment forms (/buy/…) instead.",
+    ),
+    ("ai/", "ai/*", "Keyturn has no usage analytics."),
+    (
+        "userauth/",
+        "userauth/*",
+        "Keyturn has no user accounts; list a customer's licenses with \
+         customer/GetCustomerLicensesBySecret.",
+    ),
+];
+
+/// The answer to a method Keyturn does not serve: its name and, for a Cryptolens method,
+/// what to use instead. `path` is `group/method` in lower case, as [`super::method_of`] gives it.
+pub fn not_supported(path: &str) -> String {
+    let known = NOT_SUPPORTED
+        .iter()
+        .find(|(p, _, _)| match p.strip_suffix('/') {
+            Some(group) => path.split('/').next() == Some(group),
+            None => path == *p,
+        });
+    match known {
+        Some((_, name, instead)) => format!("Keyturn does not support {name}. {instead}"),
+        None => {
+            // The path is the caller's: shown short, in the characters a method name has.
+            let shown: String = path
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric() || *c == '/')
+                .take(80)
+                .collect();
+            format!("Keyturn does not support the method \"{shown}\".")
+        }
     }
 }
 
@@ -97,7 +164,10 @@ pub async fn run(method: Method, call: Call) -> ClResult {
         ChangeCustomer => change_customer(call).await,
         KeyLock => key_lock(call).await,
         AddCustomer => add_customer(call).await,
+        EditCustomer => edit_customer(call).await,
+        RemoveCustomer => remove_customer(call).await,
         GetCustomerLicenses => customer_licenses(call).await,
+        GetCustomerLicensesBySecret => customer_licenses_by_secret(call).await,
         GetCustomers => customers(call).await,
         GetKeys => get_keys(call).await,
         GetProducts => products(call).await,
@@ -131,15 +201,18 @@ async fn activate(c: Call) -> ClResult {
         ip: c.ip.clone(),
         floating_interval: p.int("FloatingTimeInterval", 0)?,
         max_overdraft: p.int("MaxOverdraft", 0)?,
+        os_info: p.text("OSInfo"),
     };
-    let options = ReplyOptions::parse(p)?;
+    let mut options = ReplyOptions::parse(p, &c.principal)?;
+    let machine = req.machine_code.clone();
+    options.machine = Some(&machine);
     let view = c.state.app.cl_activate(&c.principal, req).await?;
     license_reply(&c.state, &view, options).await
 }
 
 async fn get_key(c: Call) -> ClResult {
     let (product_id, key) = key_ref(&c.params)?;
-    let options = ReplyOptions::parse(&c.params)?;
+    let options = ReplyOptions::parse(&c.params, &c.principal)?;
     let view = c
         .state
         .app
@@ -334,8 +407,62 @@ async fn add_customer(c: Call) -> ClResult {
         email: p.text("Email"),
         company: p.text("CompanyName"),
     };
-    let customer = c.state.app.cl_add_customer(&c.principal, input).await?;
-    Ok(ok(json!({"customerId": customer.id}), ""))
+    let (customer, secret) = c.state.app.cl_add_customer(&c.principal, input).await?;
+    Ok(ok(
+        json!({"customerId": customer.id, "secret": secret.expose()}),
+        "",
+    ))
+}
+
+async fn edit_customer(c: Call) -> ClResult {
+    let p = &c.params;
+    let id = p.required_int("CustomerId")?;
+    // Portal settings Keyturn has no portal for: read, so that bad values are refused.
+    for flag in [
+        "EnableCustomerAssociation",
+        "AllowActivationManagement",
+        "AllowMultipleUserAssociation",
+    ] {
+        p.bool(flag, false)?;
+    }
+    p.int("MaxNoOfDevices", 0)?;
+    // What is not given (or given empty, as .NET sends a null) stays as it is.
+    let patch = CustomerPatch {
+        name: p.text("Name"),
+        email: p.text("Email").map(Some),
+        company: p.text("CompanyName").map(Some),
+    };
+    let renew = p.bool("Secret", false)?;
+    let (customer, secret) = c
+        .state
+        .app
+        .cl_edit_customer(&c.principal, id, patch, renew)
+        .await?;
+    let mut fields = json!({"customerId": customer.id});
+    if let Some(secret) = secret {
+        fields["secret"] = json!(secret.expose());
+    }
+    Ok(ok(fields, ""))
+}
+
+async fn remove_customer(c: Call) -> ClResult {
+    let id = c.params.required_int("CustomerId")?;
+    c.state.app.cl_remove_customer(&c.principal, id).await?;
+    Ok(ok(json!({}), ""))
+}
+
+async fn customer_licenses_by_secret(c: Call) -> ClResult {
+    let p = &c.params;
+    let secret = p.required_text("Secret")?;
+    p.bool("Detailed", false)?;
+    p.bool("Metadata", false)?;
+    let model = model_version(p)?;
+    let views = c
+        .state
+        .app
+        .cl_customer_licenses_by_secret(&c.principal, &secret)
+        .await?;
+    Ok(ok(json!({"licenseKeys": objects(&views, model)}), ""))
 }
 
 async fn customer_licenses(c: Call) -> ClResult {
@@ -419,11 +546,35 @@ async fn get_keys(c: Call) -> ClResult {
     ))
 }
 
-fn product_item(p: &Product) -> Value {
-    let definitions: serde_json::Map<String, Value> = (1..=8)
+/// Cryptolens's key algorithm for the product's keys: SKM15 (1), keys that are random rather
+/// than derived from the license's fields (SKGL, 0), as Keyturn's are.
+const KEY_ALGORITHM_SKM15: i32 = 1;
+
+/// A product as Cryptolens's `Product` model has it. Keyturn's features have no kinds (each is
+/// a plain feature, type 0), and its licenses may be perpetual, so not all are time-limited.
+fn product_item(item: &ClProduct) -> Value {
+    let p = &item.product;
+    let mut definitions: serde_json::Map<String, Value> = (1..=8)
         .map(|n| {
             let name = p.features.get(n - 1).cloned().unwrap_or_default();
             (format!("f{n}"), json!({"name": name, "type": 0}))
+        })
+        .collect();
+    definitions.insert("allLicensesTimeLimited".into(), json!(false));
+    definitions.insert(
+        "blockExpiredLicenses".into(),
+        json!(p.block_expired_licenses),
+    );
+    let data_objects: Vec<Value> = item
+        .data_objects
+        .iter()
+        .map(|d| {
+            json!({
+                "id": d.id,
+                "name": d.name,
+                "stringValue": d.string_value,
+                "intValue": d.int_value,
+            })
         })
         .collect();
     json!({
@@ -431,9 +582,11 @@ fn product_item(p: &Product) -> Value {
         "name": p.name,
         "creationDate": iso(p.created),
         "description": "",
+        "password": null,
         "isPublic": false,
+        "keyAlgorithm": KEY_ALGORITHM_SKM15,
         "featureDefinitions": definitions,
-        "dataObjects": [],
+        "dataObjects": data_objects,
     })
 }
 
@@ -443,23 +596,35 @@ async fn products(c: Call) -> ClResult {
     Ok(ok(json!({"products": items}), ""))
 }
 
-/// How the caller wants a license reply: signed or not, in which form and model, with metadata.
+/// How the caller wants a license reply: signed or not, in which form and model, with metadata,
+/// and which fields it hides.
 #[derive(Debug, Clone, Copy)]
-struct ReplyOptions {
+struct ReplyOptions<'a> {
     sign: bool,
     method: SignMethod,
     model: i64,
     metadata: bool,
+    /// `FieldsToReturn` and the token's feature lock together: a caller may hide more than
+    /// its token's lock, never less.
+    hidden: Hidden,
+    /// The machine Activate was called for: the one shown when machines are hidden.
+    machine: Option<&'a str>,
 }
 
-impl ReplyOptions {
-    fn parse(p: &Params) -> Result<Self, ClError> {
-        p.int("FieldsToReturn", 0)?;
+impl ReplyOptions<'_> {
+    fn parse(p: &Params, principal: &Principal) -> Result<Self, ClError> {
+        let asked = p.int("FieldsToReturn", 0)?;
+        let asked = Hidden::from_bits(asked).ok_or_else(|| {
+            ClError::IncorrectInput(format!("FieldsToReturn: {asked} is not 0 to 4294967295"))
+        })?;
+        let locked = Hidden::from_bits(principal.feature_lock()).unwrap_or_default();
         Ok(Self {
             sign: p.bool("Sign", false)?,
             method: p.sign_method()?,
             model: model_version(p)?,
             metadata: p.bool("Metadata", false)?,
+            hidden: asked.and(locked),
+            machine: None,
         })
     }
 }
@@ -494,12 +659,15 @@ fn slot(view: &ClLicense, form: &'static str) -> SignatureSlot {
 }
 
 /// Activate/GetKey's reply. Signs only when the caller asked for a signed license, and then
-/// through the signature cache, so an unchanged license is not signed again.
-async fn license_reply(state: &AppState, view: &ClLicense, o: ReplyOptions) -> ClResult {
+/// through the signature cache, so an unchanged license is not signed again. The signature
+/// covers the license as shown, hidden fields included.
+async fn license_reply(state: &AppState, view: &ClLicense, o: ReplyOptions<'_>) -> ClResult {
     let metadata = match o.metadata {
         true => Some(metadata(state, view).await?),
         false => None,
     };
+    let slot_of = |form: &'static str| slot(view, form);
+    let view = &*license::shown(view, o.hidden, o.machine);
     let app = &state.app;
     let body = match o.method {
         SignMethod::String => {
@@ -510,7 +678,7 @@ async fn license_reply(state: &AppState, view: &ClLicense, o: ReplyOptions) -> C
             };
             let (bytes, signature) = if o.sign {
                 let signed = app
-                    .sign_state(slot(view, form), RsaDigest::Sha256, |at| {
+                    .sign_state(slot_of(form), RsaDigest::Sha256, |at| {
                         license::string_form(view, o.model, at)
                     })
                     .await?;
@@ -529,7 +697,7 @@ async fn license_reply(state: &AppState, view: &ClLicense, o: ReplyOptions) -> C
         SignMethod::Linq => {
             let object = if o.sign {
                 let signed = app
-                    .sign_state(slot(view, "linq"), RsaDigest::Sha256, |at| {
+                    .sign_state(slot_of("linq"), RsaDigest::Sha256, |at| {
                         license::legacy_signed_bytes(view, at)
                     })
                     .await?;
@@ -577,8 +745,8 @@ async fn metadata(state: &AppState, view: &ClLicense) -> Result<Value, ClError> 
     let meta = Metadata {
         activated_machines: view.machines.len(),
         license_status: LicenseStatus {
-            is_valid: !l.blocked && !expired,
-            reason_for_invalidity: if l.blocked {
+            is_valid: !view.blocked && !expired,
+            reason_for_invalidity: if view.blocked {
                 2
             } else if expired {
                 1

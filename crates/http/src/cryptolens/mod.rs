@@ -66,11 +66,9 @@ pub async fn dispatch(State(state): State<AppState>, request: Request) -> Respon
         .get::<OriginalUri>()
         .map(|OriginalUri(uri)| uri.path().to_owned())
         .unwrap_or_else(|| parts.uri.path().to_owned());
-    let Some(method) = method_of(&path) else {
-        return ClError::UnknownMethod(path).into_response();
-    };
-    let Some(method) = methods::Method::parse(&method) else {
-        return ClError::UnknownMethod(method).into_response();
+    let name = method_of(&path).unwrap_or_default();
+    let Some(method) = methods::Method::parse(&name) else {
+        return ClError::NotSupported(methods::not_supported(&name)).into_response();
     };
     let body = match to_bytes(body, state.settings.max_body_bytes).await {
         Ok(body) => body,
@@ -116,5 +114,29 @@ mod tests {
         );
         assert_eq!(method_of("/v1/products"), None);
         assert_eq!(method_of("/apix/key/activate"), None);
+    }
+
+    #[test]
+    fn methods_keyturn_does_not_serve_are_named_with_what_to_use() {
+        use methods::not_supported;
+        assert_eq!(
+            not_supported("key/changereseller"),
+            "Keyturn does not support key/ChangeReseller. Keyturn has no resellers."
+        );
+        assert!(not_supported("ai/getwebapilog").starts_with("Keyturn does not support ai/*."));
+        assert!(not_supported("userauth/login").contains("GetCustomerLicensesBySecret"));
+        assert_eq!(
+            not_supported("key/changeresellers"),
+            "Keyturn does not support the method \"key/changeresellers\"."
+        );
+        assert_eq!(
+            not_supported("x/\"<b>"),
+            "Keyturn does not support the method \"x/b\"."
+        );
+        assert_eq!(
+            not_supported(""),
+            "Keyturn does not support the method \"\"."
+        );
+        assert_eq!(not_supported(&"a".repeat(500)).len(), 80 + 39);
     }
 }

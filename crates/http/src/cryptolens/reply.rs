@@ -1,6 +1,12 @@
-//! Cryptolens replies: `{"result":0|1,"message":…}` plus the method's fields. Application
-//! errors are HTTP 200 with `result: 1`, because several SDKs read only 2xx bodies; the
-//! messages are Cryptolens's exact strings, which the C++ SDK compares byte for byte.
+//! Cryptolens replies: `{"result":0|1,"message":…}` plus the method's fields. Every answer
+//! about the call — a refusal, bad input, a method Keyturn does not serve, a rate limit (with
+//! its `Retry-After`) — is HTTP 200 with `result: 1`, as Cryptolens answers them: the Java SDK
+//! turns any other status into a library error without the message. Only a server fault keeps
+//! its 5xx (500, or 503 with `Retry-After` while the database is away): nothing was stored,
+//! no 2xx may say otherwise, and a program is better off taking it as "the server could not be
+//! reached" (and falling back to its saved license) than as an answer about its key. The body
+//! is in the Cryptolens shape all the same, for the SDKs that read it. The messages are
+//! Cryptolens's exact strings, which the C++ SDK compares byte for byte.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -52,8 +58,10 @@ pub enum ClError {
     Refused(String),
     #[error("Too many requests; retry in {0} s.")]
     TooManyRequests(u64),
-    #[error("Unknown method {0:?}.")]
-    UnknownMethod(String),
+    /// A method Keyturn does not serve (a Cryptolens method without a counterpart, or none
+    /// at all); the text names it and, when there is one, what to use instead.
+    #[error("{0}")]
+    NotSupported(String),
     #[error("Something went wrong.")]
     Internal,
     /// The database is unavailable (logged); the caller should retry.
@@ -100,8 +108,6 @@ impl IntoResponse for ClError {
         let status = match &self {
             ClError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             ClError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-            ClError::UnknownMethod(_) => StatusCode::NOT_FOUND,
-            ClError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             _ => StatusCode::OK,
         };
         if let ClError::IncorrectInput(detail) = &self {

@@ -35,6 +35,8 @@ struct ProductBody {
     public_notes: bool,
     #[serde(default)]
     public_metadata: Vec<String>,
+    #[serde(default)]
+    block_expired_licenses: bool,
 }
 
 async fn create_product(
@@ -51,6 +53,7 @@ async fn create_product(
                 features: body.features,
                 public_notes: body.public_notes,
                 public_metadata: body.public_metadata,
+                block_expired_licenses: body.block_expired_licenses,
             },
         )
         .await?;
@@ -77,6 +80,7 @@ struct ProductPatchBody {
     features: Option<Vec<String>>,
     public_notes: Option<bool>,
     public_metadata: Option<Vec<String>>,
+    block_expired_licenses: Option<bool>,
 }
 
 async fn update_product(
@@ -90,6 +94,7 @@ async fn update_product(
         features: body.features,
         public_notes: body.public_notes,
         public_metadata: body.public_metadata,
+        block_expired_licenses: body.block_expired_licenses,
     };
     Ok(axum::Json(
         state.app.update_product(&principal, id, patch).await?,

@@ -1,10 +1,10 @@
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use keyturn_app::{CustomerPatch, NewCustomerInput, Page, PageRequest};
 use keyturn_core::Customer;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::extract::{Auth, Json, Path, Query};
 use crate::serde_util::nullable;
@@ -13,7 +13,8 @@ use crate::{ApiError, AppState};
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/customers", get(list).post(create))
-        .route("/customers/{id}", get(show).patch(update))
+        .route("/customers/{id}", get(show).patch(update).delete(remove))
+        .route("/customers/{id}/secret", post(new_secret))
 }
 
 #[derive(Deserialize)]
@@ -93,5 +94,38 @@ async fn update(
     };
     Ok(axum::Json(
         state.app.update_customer(&principal, id, patch).await?,
+    ))
+}
+
+/// Removes a customer; its licenses stay, without a customer.
+async fn remove(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Path(id): Path<i64>,
+) -> Result<axum::Json<Customer>, ApiError> {
+    Ok(axum::Json(state.app.delete_customer(&principal, id).await?))
+}
+
+/// The secret appears in this reply only; the server keeps its hash.
+#[derive(Serialize)]
+struct NewSecret {
+    customer_id: i64,
+    secret: String,
+}
+
+/// A new secret for the customer (Cryptolens `GetCustomerLicensesBySecret`), replacing any
+/// it had.
+async fn new_secret(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Path(id): Path<i64>,
+) -> Result<(StatusCode, axum::Json<NewSecret>), ApiError> {
+    let secret = state.app.new_customer_secret(&principal, id).await?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(NewSecret {
+            customer_id: id,
+            secret: secret.expose().to_owned(),
+        }),
     ))
 }

@@ -25,6 +25,9 @@ struct TokenBody {
     product_id: Option<i64>,
     /// Cryptolens key lock: a license id, or -1.
     key_lock: Option<i64>,
+    /// Cryptolens feature lock: license fields Activate and GetKey hide.
+    #[serde(default)]
+    feature_lock: i64,
     expires: Option<Date>,
 }
 
@@ -50,6 +53,7 @@ async fn create(
                 permissions: b.permissions,
                 product_id: b.product_id,
                 key_lock: b.key_lock,
+                feature_lock: b.feature_lock,
                 expires: date(b.expires),
             },
         )
