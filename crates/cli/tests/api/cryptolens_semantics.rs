@@ -108,7 +108,7 @@ async fn expired_keys(app: &TestApp) {
     let r = app
         .public("/v1/activations", json!({"key": key, "fingerprint": "m2"}))
         .await;
-    assert_eq!(r.body["error"]["code"], "EXPIRED", "{}", r.body);
+    assert_eq!(r.body["error"]["code"], "expired", "{}", r.body);
 
     // With "block expired licenses", an expired key answers as a blocked one, on every method
     // a program uses it with; a key that has not expired is untouched.
