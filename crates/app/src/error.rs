@@ -1,3 +1,4 @@
+use keyturn_core::provider::ProviderError;
 use keyturn_core::{ActivationRefusal, DomainError};
 use keyturn_store::StoreError;
 use thiserror::Error;
@@ -19,6 +20,9 @@ pub enum AppError {
     Unauthenticated,
     #[error("{0}")]
     Forbidden(String),
+    /// A payment provider refused or could not be reached; nothing was changed here.
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
     #[error(transparent)]
     Store(#[from] StoreError),
 }

@@ -3,10 +3,11 @@
 //! through the payment pipeline, the one path money takes.
 
 use keyturn_core::names::display_name;
-use keyturn_core::payment::{hundredths, Checkout, Offer, PaymentForm};
+use keyturn_core::payment::{hundredths, Checkout, ObjectKind, Offer, OfferMode, PaymentForm};
+use keyturn_core::provider::{CheckoutRequest, CheckoutStarted, EventOutcome};
 use keyturn_core::{Email, Permission, Plan};
 
-use crate::{now, App, AppError, Principal, Result};
+use crate::{now, App, AppError, PaymentGateway, Principal, Result};
 
 /// The longest a buyer may order in one checkout.
 pub const MAX_FORM_QUANTITY: i64 = 100;
@@ -109,7 +110,7 @@ fn check_offer(offer: &Offer, plan: &Plan, plans: &[Plan], setup: PaymentSetup) 
                 format!("currency {currency:?} is not a three-letter code like EUR"),
             ));
         }
-        if offer.mode != "payment" {
+        if offer.mode != OfferMode::Payment {
             return Err(AppError::invalid(
                 "offers",
                 "PayPal offers are one-time sales: mode payment",
@@ -130,9 +131,10 @@ pub struct CheckoutPlan {
 }
 
 impl CheckoutPlan {
-    /// What PayPal must capture for this checkout: the offer's price times the quantity, in
-    /// hundredths of its currency. Keyturn creates the order for it and issues keys only for it.
-    pub fn paypal_total(&self) -> Option<(i64, String)> {
+    /// What a provider that takes the amount Keyturn states (PayPal) must capture for this
+    /// checkout: the offer's price times the quantity, in hundredths of its currency. Keyturn
+    /// creates the order for it and issues keys only for it.
+    pub fn stated_total(&self) -> Option<(i64, String)> {
         let (unit, currency) = paypal_price(&self.offer)?;
         Some((unit.checked_mul(self.quantity)?, currency))
     }
@@ -185,12 +187,6 @@ impl App {
                 })?;
             display_name("offers", &offer.label)?;
             display_name("offers", &offer.price)?;
-            if offer.mode != "payment" && offer.mode != "subscription" {
-                return Err(AppError::invalid(
-                    "offers",
-                    "mode is payment or subscription",
-                ));
-            }
             check_offer(offer, &plan, &plans, setup)?;
         }
         let success = input
@@ -282,31 +278,69 @@ impl App {
         })
     }
 
+    /// Starts the provider's checkout for what a buyer chose on a form and returns the URL to
+    /// send them to. Nothing is issued here: the provider's report of the sale does that.
+    /// `public_base` is the address buyers reach this server at.
+    pub async fn start_checkout(
+        &self,
+        gateway: &dyn PaymentGateway,
+        plan: &CheckoutPlan,
+        public_base: &str,
+    ) -> Result<String> {
+        let form = &plan.form.public_id;
+        let offer = &plan.offer;
+        let request = CheckoutRequest {
+            form: form.clone(),
+            form_url: format!("{}/buy/{form}", public_base.trim_end_matches('/')),
+            plan_id: offer.plan_id,
+            quantity: plan.quantity,
+            label: offer.label.clone(),
+            mode: offer.mode,
+            price_id: Some(offer.stripe_price_id.clone()).filter(|p| !p.is_empty()),
+            total: plan.stated_total(),
+            buyer_name: plan.buyer_name.clone(),
+            buyer_email: plan.buyer_email.clone(),
+        };
+        let started = gateway.create_checkout(&request).await?;
+        self.record_checkout(plan, gateway.provider(), &started)
+            .await?;
+        Ok(started.redirect_url)
+    }
+
+    /// The buyer came back from approving a payment at the provider: take the money and apply
+    /// the sale. What was bought comes from Keyturn's own record of the checkout, so a capture
+    /// that was done before (the provider's report was first, or the buyer reloaded) resolves
+    /// to the same sale and changes nothing.
+    pub async fn complete_checkout(
+        &self,
+        gateway: &dyn PaymentGateway,
+        checkout: &Checkout,
+    ) -> Result<EventOutcome> {
+        let sale = gateway.capture(&checkout.session_id, self.now()).await?;
+        self.apply_provider_event(&sale).await
+    }
+
     /// Remembers the provider's checkout session, so its outcome page can be shown to the buyer
-    /// who started it, and to no one without its unguessable id.
-    pub async fn record_checkout(
+    /// who started it, and to no one without its unguessable id; and what its capture must show
+    /// where Keyturn checks that.
+    async fn record_checkout(
         &self,
         plan: &CheckoutPlan,
         provider: &str,
-        session_id: &str,
+        started: &CheckoutStarted,
     ) -> Result<()> {
-        // The amount to check a capture against, where Keyturn checks it (Stripe charges the
-        // price of the session Keyturn created, whatever the buyer does).
-        let total = (provider == "paypal")
-            .then(|| plan.paypal_total())
-            .flatten();
         let mut s = self.store.write().await?;
         s.insert_checkout(&Checkout {
-            session_id: session_id.to_owned(),
+            session_id: started.session_id.clone(),
             form_id: plan.form.id,
             provider: provider.to_owned(),
             plan_id: plan.offer.plan_id,
             quantity: plan.quantity,
             buyer_name: plan.buyer_name.clone(),
             buyer_email: plan.buyer_email.clone(),
-            amount: total.as_ref().map(|(a, _)| *a),
-            currency: total.map(|(_, c)| c),
-            created: now(),
+            amount: started.expected.as_ref().map(|(a, _)| *a),
+            currency: started.expected.as_ref().map(|(_, c)| c.clone()),
+            created: self.now(),
         })
         .await?;
         Ok(s.commit().await?)
@@ -326,7 +360,7 @@ impl App {
             .ok_or(AppError::NotFound("checkout"))?;
         let mut keys = Vec::new();
         if let Some(payment) = s
-            .payment_for(&checkout.provider, "order", session_id)
+            .payment_for(&checkout.provider, ObjectKind::Order, session_id)
             .await?
         {
             for id in payment.license_ids {

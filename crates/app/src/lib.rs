@@ -5,12 +5,14 @@
 mod activations;
 mod cache;
 mod catalog;
+mod clock;
 mod cryptolens;
 mod customers;
 mod data_objects;
 mod error;
 mod files;
 mod forms;
+mod gateway;
 mod license_urls;
 mod licenses;
 mod mail;
@@ -27,6 +29,7 @@ use keyturn_store::Store;
 pub use activations::{ActivationOutcome, ActivationRequest, ValidationQuery, ValidationReply};
 pub use cache::{LicenseState, DEFAULT_CAPACITY as DEFAULT_LICENSE_CACHE};
 pub use catalog::{NewPlanInput, NewProductInput, PlanPatch, ProductPatch};
+pub use clock::{Clock, SystemClock};
 pub use cryptolens::{
     ClActivation, ClCreated, ClKeyPage, ClLicense, ClNewKey, ClProduct, KEYS_PER_PAGE, TRIAL_DAYS,
 };
@@ -35,13 +38,14 @@ pub use data_objects::{ClDataTarget, DataChange, DataSelector, NewDataObject};
 pub use error::AppError;
 pub use files::{LicenseFileRequest, DEFAULT_FILE_TTL_DAYS};
 pub use forms::{CheckoutOutcome, CheckoutPlan, NewPaymentForm, PaymentSetup, MAX_FORM_QUANTITY};
+pub use gateway::{GatewayFuture, PaymentGateway, SyncReport};
+pub use keyturn_core::provider::{EventEnvelope, EventOutcome, ProviderError};
 pub use keyturn_store::QueuedMail;
 pub use keyturn_store::{Dialect, StoreError, WriteFailure};
 pub use license_urls::{LicenseUrlSecret, NewLicenseUrl};
 pub use licenses::{Extension, LicensePatch, LicenseQuery, LicenseSpec, TrialRequest};
 pub use mail::retry_delay;
 pub use messages::{MessageQuery, NewMessage};
-pub use payments::{EventEnvelope, EventOutcome};
 pub use principal::{Actor, Principal};
 pub use signatures::{SignatureSlot, SignedState, REUSE_FOR};
 pub use signers::SigningKeys;
@@ -116,6 +120,7 @@ pub struct Parts {
     check_ins: activations::CheckIns,
     /// Seals the private signing keys stored in the database.
     master_key: Option<keyturn_core::MasterKey>,
+    clock: std::sync::Arc<dyn Clock>,
 }
 
 impl App {
@@ -127,6 +132,7 @@ impl App {
             signatures: signatures::Signatures::default(),
             check_ins: activations::CheckIns::default(),
             master_key: None,
+            clock: std::sync::Arc::new(SystemClock),
         }))
     }
 

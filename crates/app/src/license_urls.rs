@@ -1,20 +1,16 @@
 //! License URLs: a store that can only call a URL after a sale (SendOwl, DPD, …) gets the new
-//! key(s) as the answer. A call is one more provider event: it goes through the payment
-//! pipeline, keyed by the integration and the store's order id, so a repeated call for the same
-//! order returns the same keys and never issues a second license.
-
-use std::collections::HashMap;
+//! key(s) as the answer. A call is one more provider event: the app verifies the URL's secret,
+//! the adapter translates the call, and it goes through the payment pipeline keyed by the URL and
+//! the store's order id, so a repeated call for the same order returns the same keys and never
+//! issues a second license.
 
 use keyturn_core::names::display_name;
-use keyturn_core::payment::{Buyer, LicenseUrl, LicenseUrlParams, Money, PaymentEvent, PlanRef};
+use keyturn_core::payment::{LicenseUrl, LicenseUrlParams, ObjectKind, PaymentEvent};
+use keyturn_core::provider::EventEnvelope;
 use keyturn_core::{Permission, TokenHash, TokenSecret};
 use subtle::ConstantTimeEq;
 
-use crate::payments::{EventEnvelope, EventOutcome};
 use crate::{now, App, AppError, Principal, Result};
-
-pub const PROVIDER: &str = "license_url";
-const MAX_QUANTITY: i64 = 100;
 
 #[derive(Debug, Clone, Default)]
 pub struct NewLicenseUrl {
@@ -148,86 +144,31 @@ impl App {
         Ok(())
     }
 
-    /// Answers a store's call: the keys of the order, issued now or on an earlier call. An
-    /// unknown id and a wrong secret are the same `NotFound`, so neither can be probed.
-    pub async fn license_url_sale(
-        &self,
-        id: i64,
-        secret: &str,
-        params: &HashMap<String, String>,
-    ) -> Result<(Vec<String>, LicenseUrl)> {
+    /// The license URL a store called, when `secret` is its secret. An unknown id and a wrong
+    /// secret are the same `NotFound`, so neither can be probed.
+    pub async fn license_url_for_sale(&self, id: i64, secret: &str) -> Result<LicenseUrl> {
         let found = self.store.read().await?.license_url(id).await?;
         let (url, hash) = found.ok_or(AppError::NotFound("license URL"))?;
         let presented = TokenHash::of(secret);
         if !bool::from(presented.as_str().as_bytes().ct_eq(hash.as_bytes())) {
             return Err(AppError::NotFound("license URL"));
         }
-        let get = |name: &str| {
-            params
-                .get(name)
-                .map(|v| v.trim())
-                .filter(|v| !v.is_empty())
-                .map(str::to_owned)
+        Ok(url)
+    }
+
+    /// Applies a store's call to a license URL (verified by [`Self::license_url_for_sale`],
+    /// translated by its adapter) and answers with the keys of the order, issued now or on an
+    /// earlier call.
+    pub async fn apply_license_url_sale(&self, sale: EventEnvelope) -> Result<Vec<String>> {
+        let Some(PaymentEvent::Purchased { order, .. }) = &sale.event else {
+            return Err(AppError::invalid("order", "the call reports no sale"));
         };
-        let order = get(&url.params.order_id).ok_or_else(|| {
-            AppError::invalid(
-                "order",
-                format!(
-                    "the parameter {:?} (order id) is missing",
-                    url.params.order_id
-                ),
-            )
-        })?;
-        if order.len() > 200 {
-            return Err(AppError::invalid("order", "the order id is too long"));
-        }
-        let quantity = match get(&url.params.quantity) {
-            None => 1,
-            Some(q) => q
-                .parse::<i64>()
-                .ok()
-                .filter(|q| (1..=MAX_QUANTITY).contains(q))
-                .ok_or_else(|| {
-                    AppError::invalid("quantity", format!("must be 1 to {MAX_QUANTITY}"))
-                })?,
-        };
-        // A store that calls once per copy tells the calls apart with the item parameter.
-        let order_key = match get(&url.params.item) {
-            Some(item) => format!("{id}:{order}:{item}"),
-            None => format!("{id}:{order}"),
-        };
-        let envelope = EventEnvelope {
-            provider: PROVIDER.into(),
-            event_id: order_key.clone(),
-            event_type: format!("{}.sale", url.store),
-            created: now(),
-            payload: serde_json::to_string(params).expect("parameters serialise"),
-            notify_buyer: url.email_buyer,
-        };
-        let event = PaymentEvent::Purchased {
-            order: order_key.clone(),
-            buyer: Buyer {
-                name: get(&url.params.name),
-                email: get(&url.params.email),
-                provider_customer_id: None,
-            },
-            plan: PlanRef::default(),
-            quantity,
-            money: Money::default(),
-        };
-        // The plan is the one the vendor configured for this URL, never one the store names.
-        match self
-            .apply_event(&envelope, Some(event), Some(url.plan_id))
-            .await?
-        {
-            EventOutcome::Applied(_) | EventOutcome::Duplicate => {}
-            EventOutcome::Ignored => {
-                return Err(AppError::Conflict("the sale was not applied".into()))
-            }
-        }
+        let order = order.clone();
+        let provider = sale.provider.clone();
+        self.apply_provider_events(None, vec![sale]).await?;
         let mut session = self.store.read().await?;
         let payment = session
-            .payment_for(PROVIDER, "order", &order_key)
+            .payment_for(&provider, ObjectKind::Order, &order)
             .await?
             .ok_or(AppError::NotFound("order"))?;
         let mut keys = Vec::with_capacity(payment.license_ids.len());
@@ -236,6 +177,6 @@ impl App {
                 keys.push(l.key);
             }
         }
-        Ok((keys, url))
+        Ok(keys)
     }
 }

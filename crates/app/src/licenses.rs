@@ -80,19 +80,26 @@ pub struct TrialRequest {
     pub actor: Option<Actor>,
 }
 
-/// The license a plan describes, issued at `at` (its key is drawn on insert).
-pub(crate) fn license_from_plan(plan: &keyturn_core::Plan, at: DateTime<Utc>) -> NewLicense {
+/// The one place a license to insert is put together: what `plan` (when there is one)
+/// describes for `product_id`, issued at `at`, and nothing else. Each use case then sets what it
+/// decides; the key is drawn on insert.
+pub(crate) fn new_license(
+    product_id: i64,
+    plan: Option<&keyturn_core::Plan>,
+    at: DateTime<Utc>,
+) -> NewLicense {
+    let period_days = plan.and_then(|p| p.period_days);
     NewLicense {
         key: String::new(),
-        product_id: plan.product_id,
-        plan_id: Some(plan.id),
+        product_id,
+        plan_id: plan.map(|p| p.id),
         customer_id: None,
-        expires: plan.period_days.map(|d| dates::later_by_days(at, d)),
-        period_days: plan.period_days,
-        features: plan.features.clone(),
-        max_machines: plan.max_machines,
-        floating_lease_seconds: plan.floating_lease_seconds,
-        trial: plan.trial,
+        expires: period_days.map(|d| dates::later_by_days(at, d)),
+        period_days,
+        features: plan.map(|p| p.features.clone()).unwrap_or_default(),
+        max_machines: plan.map_or(0, |p| p.max_machines),
+        floating_lease_seconds: plan.and_then(|p| p.floating_lease_seconds),
+        trial: plan.is_some_and(|p| p.trial),
         notes: String::new(),
         blocked: false,
         metadata: json!({}),
@@ -213,26 +220,22 @@ impl App {
                 .await?
                 .ok_or(AppError::invalid("customer_id", "no such customer"))?;
         }
-        Ok(NewLicense {
-            key: String::new(),
-            product_id,
-            plan_id: plan.as_ref().map(|p| p.id),
-            customer_id: spec.customer_id,
-            expires,
-            period_days,
-            features,
-            max_machines,
-            floating_lease_seconds,
-            trial: spec.trial.unwrap_or(plan.as_ref().is_some_and(|p| p.trial)),
-            notes,
-            blocked: spec.blocked.unwrap_or(false),
-            metadata: metadata.into_value(),
-            trial_activation: spec.trial_activation.unwrap_or(false),
-            allowed_machines: AllowedMachines::parse(
-                spec.allowed_machines.as_deref().unwrap_or_default(),
-            )?
-            .into_vec(),
-        })
+        let mut new = new_license(product_id, plan.as_ref(), at);
+        new.customer_id = spec.customer_id;
+        new.expires = expires;
+        new.period_days = period_days;
+        new.features = features;
+        new.max_machines = max_machines;
+        new.floating_lease_seconds = floating_lease_seconds;
+        new.trial = spec.trial.unwrap_or(new.trial);
+        new.notes = notes;
+        new.blocked = spec.blocked.unwrap_or(false);
+        new.metadata = metadata.into_value();
+        new.trial_activation = spec.trial_activation.unwrap_or(false);
+        new.allowed_machines =
+            AllowedMachines::parse(spec.allowed_machines.as_deref().unwrap_or_default())?
+                .into_vec();
+        Ok(new)
     }
 
     /// Creates `quantity` (default 1) licenses from one spec, all or none.
@@ -676,7 +679,7 @@ impl App {
         };
         let new = match (&plan, req.default_days) {
             (Some(plan), _) => {
-                let mut new = license_from_plan(plan, at);
+                let mut new = new_license(plan.product_id, Some(plan), at);
                 new.trial = true;
                 new
             }
@@ -686,23 +689,12 @@ impl App {
                     .product(req.product_id)
                     .await?
                     .ok_or(AppError::NotFound("product"))?;
-                NewLicense {
-                    key: String::new(),
-                    product_id: req.product_id,
-                    plan_id: None,
-                    customer_id: None,
-                    expires: Some(dates::add_days("days", at, days)?),
-                    period_days: Some(days),
-                    features: Vec::new(),
-                    max_machines: 1,
-                    floating_lease_seconds: None,
-                    trial: true,
-                    notes: String::new(),
-                    blocked: false,
-                    metadata: json!({}),
-                    trial_activation: false,
-                    allowed_machines: Vec::new(),
-                }
+                let mut new = new_license(req.product_id, None, at);
+                new.expires = Some(dates::add_days("days", at, days)?);
+                new.period_days = Some(days);
+                new.max_machines = 1;
+                new.trial = true;
+                new
             }
             (None, None) => return Err(AppError::NotFound("trial plan for this product")),
         };

@@ -108,7 +108,8 @@ fn parse_offer(s: &str) -> anyhow::Result<keyturn_core::payment::Offer> {
     Ok(keyturn_core::payment::Offer {
         plan_id: parts[0].trim().parse().context("the offer's plan id")?,
         stripe_price_id: parts[1].trim().into(),
-        mode: parts[2].trim().into(),
+        mode: keyturn_core::payment::OfferMode::parse(parts[2].trim())
+            .context("the offer's mode is payment or subscription")?,
         label: parts[3].trim().into(),
         price: parts[4].trim().into(),
         paypal_amount: None,
@@ -536,7 +537,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let stripe = providers
                 .stripe
                 .context("Stripe is not configured (set KEYTURN_STRIPE_API_KEY)")?;
-            print(&stripe.sync(&app).await?)?
+            let gateway = keyturn_http::StripeGateway(stripe.api().cloned());
+            print(&app.sync(&gateway).await?)?
         }
         Command::Token(TokenCommand::Create {
             admin,

@@ -12,6 +12,7 @@ pub mod message;
 pub mod names;
 pub mod payment;
 pub mod permission;
+pub mod provider;
 pub mod rsa;
 pub mod seal;
 pub mod signing;

@@ -22,10 +22,15 @@ pub struct Buyer {
 /// Squeezy and Paddle `custom_data`, PayPal `custom_id`, metadata of a Stripe checkout Keyturn
 /// did not create) is a `hint`: it may choose between plans that sell what was purchased, and
 /// never picks a plan by itself.
+///
+/// A license URL's sale names the plan the vendor configured for the URL: `configured`, which
+/// no buyer can set, decides by itself.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlanRef {
     pub provider_ids: Vec<String>,
     pub hint: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub configured: Option<i64>,
 }
 
 impl PlanRef {
@@ -404,15 +409,101 @@ mod tests {
     }
 }
 
+/// The business object a payment is recorded for, one payment each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ObjectKind {
+    /// A sale: a checkout session, a store's order, a license URL's call.
+    Order,
+    /// A subscription's invoice.
+    Invoice,
+}
+
+impl ObjectKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Order => "order",
+            Self::Invoice => "invoice",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "order" => Some(Self::Order),
+            "invoice" => Some(Self::Invoice),
+            _ => None,
+        }
+    }
+}
+
+/// Where a payment stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentStatus {
+    Paid,
+    /// Could not be charged; a later payment of the same invoice replaces it.
+    Failed,
+    Refunded,
+    Disputed,
+}
+
+impl PaymentStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Paid => "paid",
+            Self::Failed => "failed",
+            Self::Refunded => "refunded",
+            Self::Disputed => "disputed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "paid" => Some(Self::Paid),
+            "failed" => Some(Self::Failed),
+            "refunded" => Some(Self::Refunded),
+            "disputed" => Some(Self::Disputed),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for PaymentStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Reversal {
+    pub fn as_str(self) -> &'static str {
+        self.status().as_str()
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "refunded" => Some(Self::Refunded),
+            "disputed" => Some(Self::Disputed),
+            _ => None,
+        }
+    }
+
+    /// The status a payment it reverses takes.
+    pub fn status(self) -> PaymentStatus {
+        match self {
+            Self::Refunded => PaymentStatus::Refunded,
+            Self::Disputed => PaymentStatus::Disputed,
+        }
+    }
+}
+
 /// A payment as recorded: one per business object (checkout session, invoice, order).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Payment {
     pub id: i64,
     pub provider: String,
-    pub object_kind: String,
+    pub object_kind: ObjectKind,
     pub object_id: String,
-    /// `paid`, `failed`, `refunded` or `disputed`.
-    pub status: String,
+    pub status: PaymentStatus,
     pub customer_id: Option<i64>,
     pub plan_id: Option<i64>,
     pub subscription_id: Option<String>,
@@ -435,8 +526,7 @@ pub struct ProviderEvent {
     pub event_type: String,
     pub created: DateTime<Utc>,
     pub received: DateTime<Utc>,
-    /// `applied`, `ignored` or `failed` (a failed event is applied again when redelivered).
-    pub status: String,
+    pub status: crate::provider::ProviderEventStatus,
     pub detail: String,
     pub attempts: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -655,13 +745,40 @@ pub struct Offer {
     /// The Stripe price that charges for it; empty when the offer is paid with PayPal only.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub stripe_price_id: String,
-    /// `payment` (one-time) or `subscription`.
-    pub mode: String,
+    pub mode: OfferMode,
     /// For PayPal (one-time offers): the amount per unit, e.g. "49.00", and its currency.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub paypal_amount: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub currency: Option<String>,
+}
+
+/// How an offer is paid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OfferMode {
+    /// Once.
+    #[default]
+    Payment,
+    /// Every period, until cancelled.
+    Subscription,
+}
+
+impl OfferMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Payment => "payment",
+            Self::Subscription => "subscription",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "payment" => Some(Self::Payment),
+            "subscription" => Some(Self::Subscription),
+            _ => None,
+        }
+    }
 }
 
 /// A hosted page where buyers pick a plan and pay.

@@ -3,7 +3,7 @@
 use axum::extract::rejection::PathRejection;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use keyturn_app::{AppError, StoreError};
+use keyturn_app::{AppError, ProviderError, StoreError};
 use keyturn_core::ActivationRefusal;
 use serde_json::json;
 
@@ -115,6 +115,7 @@ impl From<AppError> for ApiError {
                 "a valid access token is required (Authorization: Bearer <token>)",
             ),
             AppError::Forbidden(m) => Self::new(StatusCode::FORBIDDEN, "forbidden", m),
+            AppError::Provider(e) => e.into(),
             AppError::Store(StoreError::Conflict(what)) => Self::new(
                 StatusCode::CONFLICT,
                 "conflict",
@@ -135,6 +136,20 @@ impl From<AppError> for ApiError {
                 )
             }
         }
+    }
+}
+
+/// A provider's request that is not accepted, or a provider that did not do what was asked.
+impl From<ProviderError> for ApiError {
+    fn from(e: ProviderError) -> Self {
+        let (status, code) = match &e {
+            ProviderError::NotConfigured(_) => (StatusCode::NOT_FOUND, "not_configured"),
+            ProviderError::BadSignature(_) => (StatusCode::BAD_REQUEST, "bad_signature"),
+            ProviderError::Malformed(_) => (StatusCode::BAD_REQUEST, "malformed_event"),
+            ProviderError::Unavailable(_) => (StatusCode::BAD_GATEWAY, "provider_unavailable"),
+            ProviderError::Unsupported(_) => (StatusCode::UNPROCESSABLE_ENTITY, "unsupported"),
+        };
+        Self::new(status, code, e.to_string())
     }
 }
 

@@ -4,6 +4,7 @@
 mod cryptolens;
 mod error;
 mod extract;
+mod gateways;
 mod rate_limit;
 mod routes;
 mod serde_util;
@@ -23,6 +24,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
 pub use error::ApiError;
+pub use gateways::{Gateways, PaypalGateway, StripeGateway};
 pub use rate_limit::RateLimiter;
 pub use serve::{serve, ConnectionLimits};
 pub use signed::SIGNATURE_HEADER;
@@ -71,6 +73,8 @@ pub struct AppState {
     pub settings: std::sync::Arc<HttpSettings>,
     pub limiter: RateLimiter,
     pub providers: std::sync::Arc<Providers>,
+    /// The configured providers' APIs, as the app calls them.
+    pub gateways: std::sync::Arc<Gateways>,
 }
 
 /// Paths no route matched: the Cryptolens API when the path names it loosely (`//api//key/…`,
@@ -122,6 +126,7 @@ pub fn router(app: App, settings: HttpSettings, providers: Providers) -> Router 
         app,
         limiter: RateLimiter::new(settings.rate_limit_per_minute, settings.rate_limit_burst),
         settings: std::sync::Arc::new(settings.clone()),
+        gateways: std::sync::Arc::new(Gateways::of(&providers)),
         providers: std::sync::Arc::new(providers),
     };
     let public = Router::new()

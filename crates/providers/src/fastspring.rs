@@ -5,31 +5,27 @@
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use keyturn_core::payment::{Buyer, Money, PaymentEvent, PlanRef, Reversal, SubscriptionStatus};
 use serde_json::Value;
 
 use crate::read::{int, text, time};
-use crate::{any_secret_matches, StoreError, StoreEvent};
+use crate::signature::{body_signed, hmac_sha256, unparsable};
+use crate::{EventEnvelope, ProviderError, Verified};
 
 pub const PROVIDER: &str = "fastspring";
 
-pub fn verify(header: Option<&str>, body: &[u8], secrets: &[String]) -> Result<(), StoreError> {
-    if secrets.is_empty() {
-        return Err(StoreError::NotConfigured);
-    }
-    let sig = B64
-        .decode(header.ok_or(StoreError::MissingSignature)?.trim())
-        .map_err(|_| StoreError::BadSignature)?;
-    if any_secret_matches(secrets, &[body], &sig) {
-        Ok(())
-    } else {
-        Err(StoreError::BadSignature)
-    }
+pub fn verify<'a>(
+    header: Option<&str>,
+    body: &'a [u8],
+    secrets: &[String],
+    now: DateTime<Utc>,
+) -> Result<Verified<'a>, ProviderError> {
+    body_signed(header, body, secrets, now, |h| B64.decode(h).ok())
 }
 
 pub fn sign(secret: &str, body: &[u8]) -> String {
-    B64.encode(crate::hmac_sha256(secret, &[body]))
+    B64.encode(hmac_sha256(secret, &[body]))
 }
 
 /// FastSpring sends some references as ids and some as expanded objects.
@@ -60,7 +56,7 @@ fn product(path: Option<String>) -> PlanRef {
         provider_ids: path
             .map(|p| vec![format!("fastspring:{p}")])
             .unwrap_or_default(),
-        hint: None,
+        ..PlanRef::default()
     }
 }
 
@@ -68,11 +64,17 @@ fn subscription_id(id: String) -> String {
     format!("fastspring:{id}")
 }
 
-fn event(e: &Value) -> Result<StoreEvent, StoreError> {
-    let bad = |m: &str| StoreError::Unparsable("FastSpring", m.to_owned());
+/// One event of a notification, `body` the whole notification.
+fn event(
+    e: &Value,
+    body: &str,
+    at: DateTime<Utc>,
+    notify_buyer: bool,
+) -> Result<EventEnvelope, ProviderError> {
+    let bad = |m: &str| unparsable("FastSpring", m);
     let id = text(e, &["id"]).ok_or_else(|| bad("an event has no id"))?;
     let kind = text(e, &["type"]).ok_or_else(|| bad("an event has no type"))?;
-    let created = time(e, &["created"]).unwrap_or_else(Utc::now);
+    let created = time(e, &["created"]).unwrap_or(at);
     let data = &e["data"];
     let translated = match kind.as_str() {
         "order.completed" if data["completed"].as_bool() != Some(false) => {
@@ -168,19 +170,127 @@ fn event(e: &Value) -> Result<StoreEvent, StoreError> {
         }),
         _ => None,
     };
-    Ok(StoreEvent {
-        id,
-        event_type: kind,
-        created,
+    Ok(EventEnvelope {
         event: translated,
+        ..crate::envelope(PROVIDER, id, kind, created, body, notify_buyer)
     })
 }
 
-pub fn translate(body: &str) -> Result<Vec<StoreEvent>, StoreError> {
-    let v: Value = serde_json::from_str(body)
-        .map_err(|e| StoreError::Unparsable("FastSpring", e.to_string()))?;
+/// A notification: several events, applied in order.
+pub fn translate(
+    verified: &Verified<'_>,
+    notify_buyer: bool,
+) -> Result<Vec<EventEnvelope>, ProviderError> {
+    let body = verified.text()?;
+    let v: Value = serde_json::from_str(body).map_err(|e| unparsable("FastSpring", e))?;
     let events = v["events"]
         .as_array()
-        .ok_or_else(|| StoreError::Unparsable("FastSpring", "no events".into()))?;
-    events.iter().map(event).collect()
+        .ok_or_else(|| unparsable("FastSpring", "no events"))?;
+    events
+        .iter()
+        .map(|e| event(e, body, verified.at(), notify_buyer))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::recorded::fixture;
+
+    const SECRET: &str = "fastspring-test-secret";
+
+    fn translated(path: &str, vars: &[(&str, &str)]) -> Vec<EventEnvelope> {
+        let body = fixture(path, vars);
+        let header = sign(SECRET, body.as_bytes());
+        let verified =
+            verify(Some(&header), body.as_bytes(), &[SECRET.into()], Utc::now()).unwrap();
+        translate(&verified, false).unwrap()
+    }
+
+    #[test]
+    fn one_notification_carries_several_events_in_order() {
+        let events = translated(
+            "stores/fastspring_subscription.json",
+            &[
+                ("NOW_MS", "1861920000000"),
+                ("LATER_MS", "1861920060000"),
+                ("P1_MS", "1864598400000"),
+                ("P2_MS", "1867017600000"),
+            ],
+        );
+        let ids: Vec<&str> = events.iter().map(|e| e.event_id.as_str()).collect();
+        assert_eq!(ids, ["fs_evt_activated", "fs_evt_charge"]);
+        assert!(
+            events.iter().all(|e| e.payload == events[0].payload),
+            "each keeps the whole notification"
+        );
+        assert_eq!(events[0].created.timestamp_millis(), 1_861_920_000_000);
+        match &events[0].event {
+            Some(PaymentEvent::SubscriptionStarted {
+                subscription,
+                order,
+                plan,
+                paid_through,
+                buyer,
+                ..
+            }) => {
+                assert_eq!(subscription, "fastspring:fs_sub_1");
+                assert_eq!(order.as_deref(), Some("fs_order_2"));
+                assert_eq!(plan.provider_ids, vec!["fastspring:editor-monthly"]);
+                assert_eq!(paid_through.unwrap().timestamp_millis(), 1_864_598_400_000);
+                assert_eq!(buyer.name.as_deref(), Some("Bo Chen"));
+            }
+            other => panic!("{other:?}"),
+        }
+        match &events[1].event {
+            Some(PaymentEvent::Renewed {
+                subscription,
+                invoice,
+                period_end,
+                ..
+            }) => {
+                assert_eq!(subscription, "fastspring:fs_sub_1");
+                assert_eq!(invoice, "fs_order_3");
+                assert_eq!(period_end.unwrap().timestamp_millis(), 1_867_017_600_000);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_order_is_a_purchase_of_its_product() {
+        let events = translated(
+            "stores/fastspring_order_completed.json",
+            &[("NOW_MS", "1861920000000")],
+        );
+        match &events[0].event {
+            Some(PaymentEvent::Purchased {
+                order,
+                plan,
+                quantity,
+                buyer,
+                ..
+            }) => {
+                assert_eq!(order, "fs_order_1");
+                assert_eq!(plan.provider_ids, vec!["fastspring:editor-pro"]);
+                assert_eq!(*quantity, 2);
+                assert_eq!(buyer.email.as_deref(), Some("ann@example.com"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_body_signed_with_another_secret_or_unsigned_is_refused() {
+        let body = br#"{"events": []}"#;
+        let secrets = [SECRET.to_owned()];
+        let other = sign("other", body);
+        assert!(verify(Some(&other), body, &secrets, Utc::now()).is_err());
+        assert!(verify(None, body, &secrets, Utc::now()).is_err());
+        assert!(verify(Some("not base64!"), body, &secrets, Utc::now()).is_err());
+        assert!(matches!(
+            verify(Some(&sign(SECRET, body)), body, &[], Utc::now()),
+            Err(ProviderError::NotConfigured(_))
+        ));
+    }
 }

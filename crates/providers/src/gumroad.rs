@@ -12,16 +12,25 @@ use chrono::{DateTime, Months, Utc};
 use keyturn_core::payment::{Buyer, Money, PaymentEvent, PlanRef, Reversal, SubscriptionStatus};
 use subtle::ConstantTimeEq;
 
-use crate::{StoreError, StoreEvent};
+use crate::signature::{not_configured, unparsable};
+use crate::{EventEnvelope, ProviderError, Verified};
 
 pub const PROVIDER: &str = "gumroad";
 
-pub fn verify(presented: &str, configured: Option<&str>) -> Result<(), StoreError> {
-    let configured = configured.ok_or(StoreError::NotConfigured)?;
+/// A ping is Gumroad's when the URL it came to holds the configured secret.
+pub fn verify<'a>(
+    presented: &str,
+    configured: Option<&str>,
+    body: &'a [u8],
+    now: DateTime<Utc>,
+) -> Result<Verified<'a>, ProviderError> {
+    let configured = configured.ok_or_else(not_configured)?;
     if bool::from(presented.as_bytes().ct_eq(configured.as_bytes())) {
-        Ok(())
+        Ok(Verified::new(body, now))
     } else {
-        Err(StoreError::BadSignature)
+        Err(ProviderError::BadSignature(
+            "the signature does not verify".into(),
+        ))
     }
 }
 
@@ -40,7 +49,15 @@ fn flag(f: &HashMap<String, String>, key: &str) -> bool {
     f.get(key).is_some_and(|v| v == "true")
 }
 
-pub fn translate(fields: &HashMap<String, String>) -> Result<Vec<StoreEvent>, StoreError> {
+/// A ping (form-encoded) as the event it reports; it is kept as JSON.
+pub fn translate(
+    verified: &Verified<'_>,
+    notify_buyer: bool,
+) -> Result<Vec<EventEnvelope>, ProviderError> {
+    let fields: HashMap<String, String> = serde_urlencoded::from_bytes(verified.body())
+        .map_err(|e| ProviderError::Malformed(format!("the body is not a Gumroad ping: {e}")))?;
+    let fields = &fields;
+    let payload = serde_json::to_string(fields).expect("fields serialise");
     let get = |k: &str| {
         fields
             .get(k)
@@ -48,15 +65,16 @@ pub fn translate(fields: &HashMap<String, String>) -> Result<Vec<StoreEvent>, St
             .filter(|v| !v.is_empty())
             .map(str::to_owned)
     };
-    let bad = |m: &str| StoreError::Unparsable("Gumroad", m.to_owned());
+    let bad = |m: &str| unparsable("Gumroad", m);
     let resource = get("resource_name").unwrap_or_else(|| "sale".into());
     let at: DateTime<Utc> = get("sale_timestamp")
         .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
         .map(|t| t.with_timezone(&Utc))
-        .unwrap_or_else(Utc::now);
+        .unwrap_or(verified.at());
     let subscription = get("subscription_id").map(|s| format!("gumroad:{s}"));
     let plan = PlanRef {
         hint: None,
+        configured: None,
         provider_ids: [
             get("product_id"),
             get("product_permalink"),
@@ -170,10 +188,95 @@ pub fn translate(fields: &HashMap<String, String>) -> Result<Vec<StoreEvent>, St
         }
         other => (format!("{other}:{}", sale.unwrap_or_default()), None),
     };
-    Ok(vec![StoreEvent {
-        id,
-        event_type: resource,
-        created: at,
+    Ok(vec![EventEnvelope {
         event,
+        ..crate::envelope(PROVIDER, id, resource, at, &payload, notify_buyer)
     }])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &str = "gumroad-ping-secret";
+
+    fn ping(fields: &[(&str, &str)]) -> Vec<EventEnvelope> {
+        let body = serde_urlencoded::to_string(fields).unwrap();
+        let verified = verify(SECRET, Some(SECRET), body.as_bytes(), Utc::now()).unwrap();
+        translate(&verified, true).unwrap()
+    }
+
+    #[test]
+    fn a_sale_ping_is_a_purchase_keyed_by_its_sale() {
+        let e = ping(&[
+            ("sale_id", "S1"),
+            ("product_id", "gum_once"),
+            ("email", "cy@example.com"),
+            ("quantity", "2"),
+            ("sale_timestamp", "2029-01-01T00:00:00Z"),
+        ])
+        .remove(0);
+        assert_eq!(e.event_id, "sale:S1");
+        assert_eq!(e.created.to_rfc3339(), "2029-01-01T00:00:00+00:00");
+        let payload: serde_json::Value = serde_json::from_str(&e.payload).unwrap();
+        assert_eq!(payload["sale_id"], "S1", "the ping is kept as JSON");
+        match e.event {
+            Some(PaymentEvent::Purchased {
+                order,
+                plan,
+                quantity,
+                ..
+            }) => {
+                assert_eq!(order, "S1");
+                assert_eq!(plan.provider_ids, vec!["gumroad:gum_once"]);
+                assert_eq!(quantity, 2);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_membership_starts_then_renews_with_each_charge() {
+        let first = ping(&[
+            ("sale_id", "S2"),
+            ("product_id", "gum_member"),
+            ("subscription_id", "M1"),
+            ("recurrence", "monthly"),
+            ("sale_timestamp", "2029-01-31T00:00:00Z"),
+        ])
+        .remove(0);
+        match first.event {
+            Some(PaymentEvent::SubscriptionStarted {
+                subscription,
+                paid_through,
+                ..
+            }) => {
+                assert_eq!(subscription, "gumroad:M1");
+                assert_eq!(
+                    paid_through.unwrap().to_rfc3339(),
+                    "2029-02-28T00:00:00+00:00",
+                    "a month on, at the month's end"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        let charge = ping(&[
+            ("sale_id", "S3"),
+            ("subscription_id", "M1"),
+            ("is_recurring_charge", "true"),
+        ])
+        .remove(0);
+        assert!(matches!(charge.event, Some(PaymentEvent::Renewed { .. })));
+        let refund = ping(&[("sale_id", "S2"), ("refunded", "true")]).remove(0);
+        assert_eq!(refund.event_id, "refund:S2");
+    }
+
+    #[test]
+    fn a_ping_to_another_url_is_refused() {
+        assert!(verify("guess", Some(SECRET), b"", Utc::now()).is_err());
+        assert!(matches!(
+            verify(SECRET, None, b"", Utc::now()),
+            Err(ProviderError::NotConfigured(_))
+        ));
+    }
 }

@@ -4,30 +4,27 @@
 //! (docs.lemonsqueezy.com/help/webhooks/webhook-requests). Notifications carry no event id, so
 //! one is made from the event name, the object and its `updated_at`: a retry repeats it.
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use keyturn_core::payment::{Buyer, Money, PaymentEvent, PlanRef, Reversal, SubscriptionStatus};
 use serde_json::Value;
 
 use crate::read::{int, text, time};
-use crate::{any_secret_matches, StoreError, StoreEvent};
+use crate::signature::{body_signed, hmac_sha256, unparsable};
+use crate::{EventEnvelope, ProviderError, Verified};
 
 pub const PROVIDER: &str = "lemonsqueezy";
 
-pub fn verify(header: Option<&str>, body: &[u8], secrets: &[String]) -> Result<(), StoreError> {
-    if secrets.is_empty() {
-        return Err(StoreError::NotConfigured);
-    }
-    let sig = hex::decode(header.ok_or(StoreError::MissingSignature)?.trim())
-        .map_err(|_| StoreError::BadSignature)?;
-    if any_secret_matches(secrets, &[body], &sig) {
-        Ok(())
-    } else {
-        Err(StoreError::BadSignature)
-    }
+pub fn verify<'a>(
+    header: Option<&str>,
+    body: &'a [u8],
+    secrets: &[String],
+    now: DateTime<Utc>,
+) -> Result<Verified<'a>, ProviderError> {
+    body_signed(header, body, secrets, now, |h| hex::decode(h).ok())
 }
 
 pub fn sign(secret: &str, body: &[u8]) -> String {
-    hex::encode(crate::hmac_sha256(secret, &[body]))
+    hex::encode(hmac_sha256(secret, &[body]))
 }
 
 /// A Lemon Squeezy status. `cancelled` runs until `ends_at` (the customer keeps what they paid
@@ -41,8 +38,12 @@ fn status(s: &str) -> (SubscriptionStatus, bool) {
     }
 }
 
-pub fn translate(body: &str) -> Result<Vec<StoreEvent>, StoreError> {
-    let bad = |m: &str| StoreError::Unparsable("Lemon Squeezy", m.to_owned());
+pub fn translate(
+    verified: &Verified<'_>,
+    notify_buyer: bool,
+) -> Result<Vec<EventEnvelope>, ProviderError> {
+    let bad = |m: &str| unparsable("Lemon Squeezy", m);
+    let body = verified.text()?;
     let v: Value = serde_json::from_str(body).map_err(|e| bad(&e.to_string()))?;
     let name = text(&v, &["meta", "event_name"]).ok_or_else(|| bad("no meta.event_name"))?;
     let data = &v["data"];
@@ -58,7 +59,7 @@ pub fn translate(body: &str) -> Result<Vec<StoreEvent>, StoreError> {
     );
     let created = time(a, &["updated_at"])
         .or_else(|| time(a, &["created_at"]))
-        .unwrap_or_else(Utc::now);
+        .unwrap_or(verified.at());
     let buyer = Buyer {
         name: text(a, &["user_name"]),
         email: text(a, &["user_email"]),
@@ -71,6 +72,7 @@ pub fn translate(body: &str) -> Result<Vec<StoreEvent>, StoreError> {
             .map(|id| vec![format!("lemonsqueezy:{id}")])
             .unwrap_or_default(),
         hint: int(&v, &["meta", "custom_data", "keyturn_plan_id"]),
+        configured: None,
     };
     let subscription = |id: String| format!("lemonsqueezy:{id}");
     // An order's payment is known by its id, so a refund of the order finds whichever license
@@ -167,11 +169,9 @@ pub fn translate(body: &str) -> Result<Vec<StoreEvent>, StoreError> {
         }),
         _ => None,
     };
-    Ok(vec![StoreEvent {
-        id,
-        event_type: name,
-        created,
+    Ok(vec![EventEnvelope {
         event,
+        ..crate::envelope(PROVIDER, id, name, created, body, notify_buyer)
     }])
 }
 
@@ -181,7 +181,11 @@ mod tests {
     use serde_json::json;
 
     fn one(body: Value) -> Option<PaymentEvent> {
-        translate(&body.to_string()).unwrap().remove(0).event
+        let text = body.to_string();
+        translate(&Verified::new(text.as_bytes(), Utc::now()), false)
+            .unwrap()
+            .remove(0)
+            .event
     }
 
     fn subscription(event: &str, status: &str) -> Value {

@@ -1,22 +1,30 @@
-//! Payment provider adapters. An adapter does two things only: verify that an inbound request
-//! really comes from the provider, and translate it into provider-neutral
-//! [`keyturn_core::payment::PaymentEvent`]s. Applying them is the app's one payment pipeline.
+//! Payment provider adapters. An adapter does two things only, both pure functions of the
+//! request, the secrets and the time: `verify` that an inbound request really comes from the
+//! provider (which yields a [`Verified`] body), and `translate` it into provider-neutral
+//! [`EventEnvelope`]s. Applying them is the app's one payment pipeline; this crate depends on
+//! `keyturn-core` only, so an adapter cannot reach past its job.
+//!
+//! The clients here ([`stripe::StripeApi`], [`paypal::PaypalAdapter`]) make the calls out to a
+//! provider (start a checkout, capture an order, read a checkout's line items, list events)
+//! and answer in core's types; the app reaches them through its `PaymentGateway` trait, whose
+//! impls live in `keyturn-http` (see `http/src/gateways.rs` for why there).
+//!
+//! PayPal signs nothing a server can check offline: its `verify` asks PayPal, so it is the one
+//! verification that is a call out.
 
 pub mod fastspring;
 pub mod gumroad;
 pub mod lemonsqueezy;
+pub mod license_url;
 pub mod paddle;
 pub mod paypal;
+mod signature;
 pub mod stripe;
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use hmac::{Hmac, Mac};
-use keyturn_app::{App, AppError, EventEnvelope, EventOutcome};
-use keyturn_core::payment::PaymentEvent;
-use sha2::Sha256;
-use subtle::ConstantTimeEq;
+pub use keyturn_core::provider::{EventEnvelope, ProviderError};
 
 /// The payment providers this server is configured for.
 #[derive(Debug, Clone, Default)]
@@ -51,69 +59,62 @@ impl std::fmt::Debug for StoreSecrets {
     }
 }
 
-/// Why a store's webhook was not accepted.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("this store's webhooks are not configured")]
-    NotConfigured,
-    #[error("the signature is missing")]
-    MissingSignature,
-    #[error("the signature does not verify")]
-    BadSignature,
-    #[error("the signature's timestamp is outside the tolerance")]
-    Stale,
-    #[error("the body is not a {0} notification: {1}")]
-    Unparsable(&'static str, String),
-    #[error(transparent)]
-    App(#[from] AppError),
+/// A request body shown to come from its provider. Only the adapters' `verify` functions make
+/// one, so nothing unverified reaches a `translate`.
+#[derive(Debug, Clone, Copy)]
+pub struct Verified<'a> {
+    body: &'a [u8],
+    at: DateTime<Utc>,
 }
 
-/// One event of a store's notification, translated.
-#[derive(Debug, Clone)]
-pub struct StoreEvent {
-    pub id: String,
-    pub event_type: String,
-    pub created: DateTime<Utc>,
-    /// `None` for events that change no license.
-    pub event: Option<PaymentEvent>,
-}
-
-pub(crate) fn hmac_sha256(secret: &str, parts: &[&[u8]]) -> Vec<u8> {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key");
-    for p in parts {
-        mac.update(p);
+impl<'a> Verified<'a> {
+    pub(crate) fn new(body: &'a [u8], at: DateTime<Utc>) -> Self {
+        Self { body, at }
     }
-    mac.finalize().into_bytes().to_vec()
+
+    pub fn body(&self) -> &'a [u8] {
+        self.body
+    }
+
+    /// When it was verified: the time of events that carry none.
+    pub fn at(&self) -> DateTime<Utc> {
+        self.at
+    }
+
+    /// The body as text.
+    pub fn text(&self) -> Result<&'a str, ProviderError> {
+        std::str::from_utf8(self.body)
+            .map_err(|_| ProviderError::Malformed("the body is not UTF-8".into()))
+    }
 }
 
-/// Whether `candidate` equals the MAC of `parts` under any of `secrets`, in constant time.
-pub(crate) fn any_secret_matches(secrets: &[String], parts: &[&[u8]], candidate: &[u8]) -> bool {
-    secrets
-        .iter()
-        .any(|s| bool::from(hmac_sha256(s, parts).as_slice().ct_eq(candidate)))
-}
-
-/// Applies a notification's events in order, each exactly once.
-pub async fn apply(
-    app: &App,
+/// An envelope for one event of `provider` that keys are mailed for when `notify_buyer`.
+pub(crate) fn envelope(
     provider: &str,
+    event_id: String,
+    event_type: String,
+    created: DateTime<Utc>,
     payload: &str,
-    events: Vec<StoreEvent>,
     notify_buyer: bool,
-) -> Result<Vec<EventOutcome>, AppError> {
-    let mut outcomes = Vec::with_capacity(events.len());
-    for e in events {
-        let envelope = EventEnvelope {
-            provider: provider.to_owned(),
-            event_id: e.id,
-            event_type: e.event_type,
-            created: e.created,
-            payload: payload.to_owned(),
-            notify_buyer,
-        };
-        outcomes.push(app.apply_provider_event(&envelope, e.event).await?);
+) -> EventEnvelope {
+    EventEnvelope {
+        provider: provider.to_owned(),
+        event_id,
+        event_type,
+        created,
+        payload: payload.to_owned(),
+        notify_buyer,
+        subscription_label: Default::default(),
+        event: None,
     }
-    Ok(outcomes)
+}
+
+/// The HTTP client the provider clients call out with.
+pub(crate) fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("an HTTP client builds")
 }
 
 /// Lenient readers for providers' JSON.
@@ -152,5 +153,25 @@ pub(crate) mod read {
         DateTime::parse_from_rfc3339(&t)
             .ok()
             .map(|d| d.with_timezone(&Utc))
+    }
+}
+
+/// The notifications recorded for the integration tests (`cli/tests/fixtures`), for the
+/// adapters' own tests: each provider's current shapes, in one place.
+#[cfg(test)]
+pub(crate) mod recorded {
+    /// The fixture at `path` (below `cli/tests/fixtures`) with its `{{NAME}}` placeholders
+    /// filled from `vars`.
+    pub fn fixture(path: &str, vars: &[(&str, &str)]) -> String {
+        let file = format!(
+            "{}/../cli/tests/fixtures/{path}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let mut text = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{file}: {e}"));
+        for (k, v) in vars {
+            text = text.replace(&format!("{{{{{k}}}}}"), v);
+        }
+        assert!(!text.contains("{{"), "unfilled placeholder in {path}");
+        text
     }
 }

@@ -7,27 +7,31 @@
 //!
 //! What a sale buys is Keyturn's own record of the order it created, never the order's
 //! `custom_id` (anyone can create an order with any custom_id); the pipeline issues keys only
-//! when the capture took that record's amount in its currency.
+//! when the capture took that record's amount in its currency (the amount [`CheckoutStarted`]
+//! names as expected).
 
-use std::time::Duration;
-
-use chrono::Utc;
-use keyturn_app::{App, AppError, CheckoutPlan, EventEnvelope, EventOutcome};
-use keyturn_core::payment::{
-    format_hundredths, hundredths, Buyer, Checkout, Money, PaymentEvent, PlanRef,
-};
+use chrono::{DateTime, Utc};
+use keyturn_core::payment::{format_hundredths, hundredths, Buyer, Money, PaymentEvent, PlanRef};
+use keyturn_core::provider::{CheckoutRequest, CheckoutStarted};
 use reqwest::header::HeaderMap;
 use serde_json::{json, Value};
 
+use crate::{EventEnvelope, ProviderError, Verified};
+
 pub const PROVIDER: &str = "paypal";
 
-fn transport(e: reqwest::Error) -> PaypalError {
-    PaypalError::Transport(e.without_url())
+/// Without the request's URL, which can name an order.
+fn transport(e: reqwest::Error) -> ProviderError {
+    ProviderError::Unavailable(format!("cannot reach PayPal: {}", e.without_url()))
+}
+
+fn malformed(m: impl std::fmt::Display) -> ProviderError {
+    ProviderError::Malformed(format!("the body is not a PayPal event: {m}"))
 }
 
 /// A refusal from PayPal as its error's name and message (`error` and `error_description` for
-/// the token endpoint).
-fn refusal(status: u16, body: &Value) -> PaypalError {
+/// the token endpoint), not its body (whose links name the order).
+fn refusal(status: u16, body: &Value) -> ProviderError {
     let said = |a: &str, b: &str| {
         [a, b]
             .iter()
@@ -45,29 +49,10 @@ fn refusal(status: u16, body: &Value) -> PaypalError {
             body["status"].as_str().unwrap_or("unknown")
         );
     }
-    PaypalError::Status(status, message)
+    ProviderError::Unavailable(format!("PayPal answered {status}: {message}"))
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum PaypalError {
-    #[error("PayPal is not configured")]
-    NotConfigured,
-    /// Without the request's URL, which can name an order.
-    #[error("cannot reach PayPal: {0}")]
-    Transport(reqwest::Error),
-    /// PayPal's name and message for the error, not its body (whose links name the order).
-    #[error("PayPal answered {0}: {1}")]
-    Status(u16, String),
-    #[error("the webhook's signature does not verify")]
-    BadSignature,
-    #[error("the body is not a PayPal event: {0}")]
-    Unparsable(String),
-    #[error("this offer has no PayPal price")]
-    NoPrice,
-    #[error(transparent)]
-    App(#[from] AppError),
-}
-
+/// PayPal's REST API with the vendor's client credentials.
 #[derive(Clone)]
 pub struct PaypalAdapter {
     http: reqwest::Client,
@@ -87,10 +72,10 @@ impl std::fmt::Debug for PaypalAdapter {
 
 /// `custom_id` of an order: what the buyer chose, for the vendor reading PayPal's records and
 /// to tell Keyturn's orders from others. Keyturn never takes a plan or quantity from it.
-fn custom_id(plan: &CheckoutPlan) -> String {
+fn custom_id(request: &CheckoutRequest) -> String {
     format!(
         "keyturn:{}:{}:{}",
-        plan.form.public_id, plan.offer.plan_id, plan.quantity
+        request.form, request.plan_id, request.quantity
     )
 }
 
@@ -104,10 +89,7 @@ fn parse_custom_id(s: &str) -> Option<(i64, i64)> {
 impl PaypalAdapter {
     pub fn new(base: &str, client_id: &str, secret: &str, webhook_id: Option<String>) -> Self {
         Self {
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(30))
-                .build()
-                .expect("an HTTP client builds"),
+            http: crate::http_client(),
             base: base.trim_end_matches('/').to_owned(),
             client_id: client_id.to_owned(),
             secret: secret.to_owned(),
@@ -115,7 +97,7 @@ impl PaypalAdapter {
         }
     }
 
-    async fn token(&self) -> Result<String, PaypalError> {
+    async fn token(&self) -> Result<String, ProviderError> {
         let r = self
             .http
             .post(format!("{}/v1/oauth2/token", self.base))
@@ -125,17 +107,14 @@ impl PaypalAdapter {
             .await
             .map_err(transport)?;
         let status = r.status();
-        let body: Value = r
-            .json()
-            .await
-            .map_err(|e| PaypalError::Unparsable(e.without_url().to_string()))?;
+        let body: Value = r.json().await.map_err(|e| malformed(e.without_url()))?;
         body["access_token"]
             .as_str()
             .map(str::to_owned)
             .ok_or_else(|| refusal(status.as_u16(), &body))
     }
 
-    async fn call(&self, path: &str, body: &Value) -> Result<(u16, Value), PaypalError> {
+    async fn call(&self, path: &str, body: &Value) -> Result<(u16, Value), ProviderError> {
         let r = self
             .http
             .post(format!("{}{path}", self.base))
@@ -149,27 +128,26 @@ impl PaypalAdapter {
         Ok((status, body))
     }
 
-    /// Creates an order for what the buyer chose; returns the URL where they approve it.
-    pub async fn start_checkout(
+    /// Creates an order for what the buyer chose, for the amount Keyturn states.
+    pub async fn create_order(
         &self,
-        app: &App,
-        plan: &CheckoutPlan,
-        public_base: &str,
-    ) -> Result<String, PaypalError> {
-        let (total, currency) = plan.paypal_total().ok_or(PaypalError::NoPrice)?;
-        let base = public_base.trim_end_matches('/');
-        let form = &plan.form.public_id;
+        request: &CheckoutRequest,
+    ) -> Result<CheckoutStarted, ProviderError> {
+        let (total, currency) = request
+            .total
+            .clone()
+            .ok_or_else(|| ProviderError::Unsupported("this offer has no PayPal price".into()))?;
         let order = json!({
             "intent": "CAPTURE",
             "purchase_units": [{
-                "reference_id": form,
-                "custom_id": custom_id(plan),
-                "description": plan.offer.label,
+                "reference_id": request.form,
+                "custom_id": custom_id(request),
+                "description": request.label,
                 "amount": {"currency_code": currency, "value": format_hundredths(total)},
             }],
             "payment_source": {"paypal": {"experience_context": {
-                "return_url": format!("{base}/buy/{form}/paypal/return"),
-                "cancel_url": format!("{base}/buy/{form}"),
+                "return_url": format!("{}/paypal/return", request.form_url),
+                "cancel_url": request.form_url,
                 "user_action": "PAY_NOW",
             }}},
         });
@@ -179,27 +157,29 @@ impl PaypalAdapter {
         }
         let id = body["id"]
             .as_str()
-            .ok_or_else(|| PaypalError::Unparsable("an order without id".into()))?;
+            .ok_or_else(|| malformed("an order without id"))?;
         let approve = body["links"]
             .as_array()
             .into_iter()
             .flatten()
             .find(|l| matches!(l["rel"].as_str(), Some("approve" | "payer-action")))
             .and_then(|l| l["href"].as_str())
-            .ok_or_else(|| PaypalError::Unparsable("an order without approval link".into()))?;
-        app.record_checkout(plan, PROVIDER, id).await?;
-        Ok(approve.to_owned())
+            .ok_or_else(|| malformed("an order without approval link"))?;
+        Ok(CheckoutStarted {
+            session_id: id.to_owned(),
+            redirect_url: approve.to_owned(),
+            expected: Some((total, currency)),
+        })
     }
 
-    /// The buyer came back from PayPal: capture the order and issue the key. What was bought
-    /// comes from Keyturn's own record of the checkout, so a capture PayPal reports as already
-    /// done (the webhook was first, or the buyer reloaded) still resolves to the same sale.
-    pub async fn complete_checkout(
+    /// Captures an order the buyer approved, at `at`, as the sale it is. A capture PayPal
+    /// reports as already done (the webhook was first, or the buyer reloaded) is read from the
+    /// order, so it still resolves to the same sale.
+    pub async fn capture(
         &self,
-        app: &App,
-        checkout: &Checkout,
-    ) -> Result<EventOutcome, PaypalError> {
-        let order_id = checkout.session_id.as_str();
+        order_id: &str,
+        at: DateTime<Utc>,
+    ) -> Result<EventEnvelope, ProviderError> {
         let (status, body) = self
             .call(
                 &format!("/v2/checkout/orders/{order_id}/capture"),
@@ -212,8 +192,6 @@ impl PaypalAdapter {
             .flatten()
             .any(|d| d["issue"] == "ORDER_ALREADY_CAPTURED");
         let body = if already {
-            // Captured before (the webhook was first, or the buyer reloaded): what it took is on
-            // the order.
             self.order(order_id).await?
         } else if (200..300).contains(&status) && body["status"] == "COMPLETED" {
             body
@@ -221,20 +199,21 @@ impl PaypalAdapter {
             return Err(refusal(status, &body));
         };
         let capture = &body["purchase_units"][0]["payments"]["captures"][0];
-        let event = Some(sale(order_id, capture, None));
-        let envelope = EventEnvelope {
-            provider: PROVIDER.into(),
-            event_id: format!("return:{order_id}"),
-            event_type: "checkout.return".into(),
-            created: Utc::now(),
-            payload: body.to_string(),
-            notify_buyer: true,
-        };
-        Ok(app.apply_provider_event(&envelope, event).await?)
+        Ok(EventEnvelope {
+            event: Some(sale(order_id, capture, None)),
+            ..crate::envelope(
+                PROVIDER,
+                format!("return:{order_id}"),
+                "checkout.return".into(),
+                at,
+                &body.to_string(),
+                true,
+            )
+        })
     }
 
     /// An order as PayPal has it now.
-    async fn order(&self, order_id: &str) -> Result<Value, PaypalError> {
+    async fn order(&self, order_id: &str) -> Result<Value, ProviderError> {
         let r = self
             .http
             .get(format!("{}/v2/checkout/orders/{order_id}", self.base))
@@ -250,19 +229,18 @@ impl PaypalAdapter {
         Ok(body)
     }
 
-    /// Verifies a webhook with PayPal and applies it.
-    pub async fn receive(
+    /// Verifies a webhook delivery by asking PayPal, at `at`.
+    pub async fn verify<'a>(
         &self,
-        app: &App,
         headers: &HeaderMap,
-        body: &str,
-    ) -> Result<EventOutcome, PaypalError> {
+        body: &'a [u8],
+        at: DateTime<Utc>,
+    ) -> Result<Verified<'a>, ProviderError> {
         let webhook_id = self
             .webhook_id
             .as_deref()
-            .ok_or(PaypalError::NotConfigured)?;
-        let event: Value =
-            serde_json::from_str(body).map_err(|e| PaypalError::Unparsable(e.to_string()))?;
+            .ok_or_else(|| ProviderError::NotConfigured("PayPal is not configured".into()))?;
+        let event: Value = serde_json::from_slice(body).map_err(malformed)?;
         let header = |n: &str| {
             headers
                 .get(n)
@@ -283,40 +261,49 @@ impl PaypalAdapter {
             .call("/v1/notifications/verify-webhook-signature", &check)
             .await?;
         if status != 200 || answer["verification_status"] != "SUCCESS" {
-            return Err(PaypalError::BadSignature);
+            return Err(ProviderError::BadSignature(
+                "the webhook's signature does not verify".into(),
+            ));
         }
-        let id = event["id"]
-            .as_str()
-            .ok_or_else(|| PaypalError::Unparsable("no event id".into()))?;
-        let kind = event["event_type"].as_str().unwrap_or_default();
-        let resource = &event["resource"];
-        let sale = match kind {
-            // Only Keyturn's orders carry its custom_id; others are the vendor's own business.
-            "PAYMENT.CAPTURE.COMPLETED" => {
-                match resource["custom_id"].as_str().and_then(parse_custom_id) {
-                    Some((plan, _)) => {
-                        let order = resource["supplementary_data"]["related_ids"]["order_id"]
-                            .as_str()
-                            .ok_or_else(|| {
-                                PaypalError::Unparsable("a capture without its order".into())
-                            })?;
-                        Some(sale(order, resource, Some(plan)))
-                    }
-                    None => None,
-                }
-            }
-            _ => None,
-        };
-        let envelope = EventEnvelope {
-            provider: PROVIDER.into(),
-            event_id: id.to_owned(),
-            event_type: kind.to_owned(),
-            created: Utc::now(),
-            payload: body.to_owned(),
-            notify_buyer: true,
-        };
-        Ok(app.apply_provider_event(&envelope, sale).await?)
+        Ok(Verified::new(body, at))
     }
+}
+
+/// A verified webhook as the event it carries. Only Keyturn's orders carry its custom_id; a
+/// capture of any other is the vendor's own business, recorded and ignored.
+pub fn translate(verified: &Verified<'_>) -> Result<Vec<EventEnvelope>, ProviderError> {
+    let text = verified.text()?;
+    let event: Value = serde_json::from_str(text).map_err(malformed)?;
+    let id = event["id"]
+        .as_str()
+        .ok_or_else(|| malformed("no event id"))?;
+    let kind = event["event_type"].as_str().unwrap_or_default();
+    let resource = &event["resource"];
+    let sale = match kind {
+        "PAYMENT.CAPTURE.COMPLETED" => {
+            match resource["custom_id"].as_str().and_then(parse_custom_id) {
+                Some((plan, _)) => {
+                    let order = resource["supplementary_data"]["related_ids"]["order_id"]
+                        .as_str()
+                        .ok_or_else(|| malformed("a capture without its order"))?;
+                    Some(sale(order, resource, Some(plan)))
+                }
+                None => None,
+            }
+        }
+        _ => None,
+    };
+    Ok(vec![EventEnvelope {
+        event: sale,
+        ..crate::envelope(
+            PROVIDER,
+            id.to_owned(),
+            kind.to_owned(),
+            verified.at(),
+            text,
+            true,
+        )
+    }])
 }
 
 /// A capture in neutral terms. What it buys comes from Keyturn's record of the order; the
@@ -326,8 +313,8 @@ fn sale(order_id: &str, capture: &Value, hint: Option<i64>) -> PaymentEvent {
         order: order_id.to_owned(),
         buyer: Buyer::default(),
         plan: PlanRef {
-            provider_ids: Vec::new(),
             hint,
+            ..PlanRef::default()
         },
         quantity: 1,
         money: Money {
@@ -344,6 +331,49 @@ fn sale(order_id: &str, capture: &Value, hint: Option<i64>) -> PaymentEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn capture_webhook(custom_id: &str) -> String {
+        json!({"id": "WH-1", "event_type": "PAYMENT.CAPTURE.COMPLETED", "resource_type": "capture",
+               "resource": {"id": "CAP-1", "status": "COMPLETED", "custom_id": custom_id,
+                            "amount": {"currency_code": "EUR", "value": "49.00"},
+                            "supplementary_data": {"related_ids": {"order_id": "O-1"}}}})
+        .to_string()
+    }
+
+    #[test]
+    fn a_capture_of_keyturns_order_is_its_sale_and_others_are_ignored() {
+        let body = capture_webhook("keyturn:form1:7:1");
+        let at = Utc::now();
+        let e = translate(&Verified::new(body.as_bytes(), at))
+            .unwrap()
+            .remove(0);
+        assert_eq!(
+            (e.provider.as_str(), e.event_id.as_str()),
+            ("paypal", "WH-1")
+        );
+        assert_eq!(e.created, at);
+        assert!(e.notify_buyer);
+        match e.event {
+            Some(PaymentEvent::Purchased {
+                order, plan, money, ..
+            }) => {
+                assert_eq!(order, "O-1");
+                assert_eq!(plan.hint, Some(7), "custom_id is a hint");
+                assert!(plan.is_empty());
+                assert_eq!(money.amount, Some(4900));
+            }
+            other => panic!("{other:?}"),
+        }
+        let foreign = capture_webhook("someone-else");
+        let e = translate(&Verified::new(foreign.as_bytes(), at))
+            .unwrap()
+            .remove(0);
+        assert_eq!(e.event, None);
+        assert!(matches!(
+            translate(&Verified::new(b"[]", at)),
+            Err(ProviderError::Malformed(_))
+        ));
+    }
 
     #[test]
     fn custom_ids_carry_plan_and_quantity() {

@@ -495,6 +495,109 @@ mod tests {
         assert_eq!(sqlite, versions(&POSTGRES_MIGRATIONS));
     }
 
+    /// An installation made before migration 14 keeps its customers' Stripe ids, now under the
+    /// provider; licenses no longer carry a subscription of their own.
+    async fn provider_links_survive_the_upgrade(url: &str, dialect: Dialect) {
+        let all = match dialect {
+            Dialect::Sqlite => &SQLITE_MIGRATIONS,
+            Dialect::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        let before = sqlx::migrate::Migrator {
+            migrations: all.iter().filter(|m| m.version < 14).cloned().collect(),
+            ..sqlx::migrate::Migrator::DEFAULT
+        };
+        let store = Store::connect(url, &StoreOptions::default()).await.unwrap();
+        let mut conn = AnyConnection::connect_with(&store.options).await.unwrap();
+        before.run(&mut conn).await.unwrap();
+        for (id, stripe) in [(1, Some("cus_ann")), (2, None)] {
+            sqlx::query(
+                "INSERT INTO customers (id, name, created_at, stripe_customer_id) VALUES ($1, 'c', 0, $2)",
+            )
+            .bind(id)
+            .bind(stripe)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        }
+        conn.close().await.unwrap();
+        store.migrate().await.unwrap();
+        let mut s = store.write().await.unwrap();
+        assert_eq!(
+            s.customer_by_provider_id("stripe", "cus_ann")
+                .await
+                .unwrap(),
+            Some(1)
+        );
+        assert_eq!(
+            s.customer_by_provider_id("paddle", "cus_ann")
+                .await
+                .unwrap(),
+            None
+        );
+        s.set_customer_provider_id(2, "paddle", "cus_ann")
+            .await
+            .unwrap();
+        s.set_customer_provider_id(1, "stripe", "cus_other")
+            .await
+            .unwrap();
+        assert_eq!(
+            s.customer_by_provider_id("paddle", "cus_ann")
+                .await
+                .unwrap(),
+            Some(2),
+            "one id per provider"
+        );
+        assert_eq!(
+            s.customer_by_provider_id("stripe", "cus_other")
+                .await
+                .unwrap(),
+            None,
+            "a customer keeps the id a provider gave first"
+        );
+        assert!(
+            matches!(
+                s.set_customer_provider_id(2, "stripe", "cus_ann").await,
+                Err(StoreError::Conflict(_))
+            ),
+            "an id names one customer"
+        );
+        drop(s);
+        let gone = sqlx::query("SELECT stripe_subscription_id FROM licenses")
+            .fetch_all(&store.read.pool)
+            .await;
+        assert!(gone.is_err(), "the column is gone");
+        store.close(Duration::from_secs(1)).await;
+    }
+
+    #[tokio::test]
+    async fn provider_links_survive_the_upgrade_on_sqlite_and_postgres() {
+        let dir = std::env::temp_dir().join(format!("keyturn-upgrade-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.join("keyturn.db").display());
+        provider_links_survive_the_upgrade(&url, Dialect::Sqlite).await;
+        std::fs::remove_dir_all(&dir).unwrap();
+
+        let Ok(server) = std::env::var("KEYTURN_TEST_DATABASE_URL") else {
+            eprintln!(
+                "provider_links_survive_the_upgrade_on_sqlite_and_postgres: skipped its PostgreSQL run: KEYTURN_TEST_DATABASE_URL not set"
+            );
+            return;
+        };
+        let name = format!("keyturn_store_upgrade_{}", std::process::id());
+        let admin = |sql: String| {
+            let server = server.clone();
+            async move {
+                let mut conn = sqlx::PgConnection::connect(&server).await.unwrap();
+                sqlx::query(&sql).execute(&mut conn).await.unwrap();
+                conn.close().await.ok();
+            }
+        };
+        admin(format!("CREATE DATABASE {name}")).await;
+        let (base, _) = server.rsplit_once('/').unwrap();
+        provider_links_survive_the_upgrade(&format!("{base}/{name}"), Dialect::Postgres).await;
+        admin(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
+    }
+
     #[tokio::test]
     async fn sqlite_synchronous_follows_the_option() {
         for (synchronous, expected) in [(Synchronous::Normal, 1), (Synchronous::Full, 2)] {

@@ -100,14 +100,14 @@ impl Session {
     pub async fn payment_for(
         &mut self,
         provider: &str,
-        object_kind: &str,
+        object_kind: keyturn_core::payment::ObjectKind,
         object_id: &str,
     ) -> Result<Option<keyturn_core::payment::Payment>> {
         let row = sqlx::query(
             "SELECT id FROM payments WHERE provider = $1 AND object_kind = $2 AND object_id = $3",
         )
         .bind(provider)
-        .bind(object_kind)
+        .bind(object_kind.as_str())
         .bind(object_id)
         .fetch_optional(self.conn())
         .await?;

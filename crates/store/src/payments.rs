@@ -1,10 +1,14 @@
 //! Provider events, payments, subscriptions and reversals.
 
 use chrono::{DateTime, Utc};
-use keyturn_core::payment::{Payment, ProviderEvent, Subscription, SubscriptionStatus};
+use keyturn_core::payment::{
+    ObjectKind, Payment, PaymentStatus, ProviderEvent, Reversal, Subscription, SubscriptionStatus,
+};
+use keyturn_core::provider::ProviderEventStatus;
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
+use crate::plans::setting;
 use crate::time::{from_db, opt_from_db, to_db};
 use crate::{parse_json, Result, Session};
 
@@ -19,12 +23,12 @@ pub struct IncomingEvent<'a> {
 }
 
 /// A payment about to be recorded.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct NewPayment {
     pub provider: String,
-    pub object_kind: String,
+    pub object_kind: ObjectKind,
     pub object_id: String,
-    pub status: String,
+    pub status: PaymentStatus,
     pub customer_id: Option<i64>,
     pub plan_id: Option<i64>,
     pub subscription_id: Option<String>,
@@ -53,7 +57,11 @@ fn provider_event(row: &AnyRow, with_payload: bool) -> Result<ProviderEvent> {
         event_type: row.try_get("type")?,
         created: from_db(row.try_get("created_at")?),
         received: from_db(row.try_get("received_at")?),
-        status: row.try_get("status")?,
+        status: setting(
+            "provider_events.status",
+            row.try_get("status")?,
+            ProviderEventStatus::parse,
+        )?,
         detail: row.try_get("detail")?,
         attempts: row.try_get("attempts")?,
         payload,
@@ -68,9 +76,17 @@ fn payment(row: &AnyRow) -> Result<Payment> {
     Ok(Payment {
         id: row.try_get("id")?,
         provider: row.try_get("provider")?,
-        object_kind: row.try_get("object_kind")?,
+        object_kind: setting(
+            "payments.object_kind",
+            row.try_get("object_kind")?,
+            ObjectKind::parse,
+        )?,
         object_id: row.try_get("object_id")?,
-        status: row.try_get("status")?,
+        status: setting(
+            "payments.status",
+            row.try_get("status")?,
+            PaymentStatus::parse,
+        )?,
         customer_id: row.try_get("customer_id")?,
         plan_id: row.try_get("plan_id")?,
         subscription_id: row.try_get("subscription_id")?,
@@ -119,7 +135,7 @@ impl Session {
         &mut self,
         e: &IncomingEvent<'_>,
         now: DateTime<Utc>,
-    ) -> Result<Option<String>> {
+    ) -> Result<Option<ProviderEventStatus>> {
         let inserted = sqlx::query(
             "INSERT INTO provider_events (provider, event_id, type, created_at, received_at, \
              status, detail, payload, attempts) VALUES ($1, $2, $3, $4, $5, 'processing', '', $6, 1) \
@@ -147,14 +163,18 @@ impl Session {
             .bind(e.event_id)
             .fetch_one(self.conn())
             .await?;
-        Ok(Some(row.try_get("status")?))
+        Ok(Some(setting(
+            "provider_events.status",
+            row.try_get("status")?,
+            ProviderEventStatus::parse,
+        )?))
     }
 
     pub async fn finish_provider_event(
         &mut self,
         provider: &str,
         event_id: &str,
-        status: &str,
+        status: ProviderEventStatus,
         detail: &str,
     ) -> Result<()> {
         sqlx::query(
@@ -162,7 +182,7 @@ impl Session {
              attempts = CASE WHEN status = 'processing' THEN attempts ELSE attempts + 1 END \
              WHERE provider = $3 AND event_id = $4",
         )
-        .bind(status)
+        .bind(status.as_str())
         .bind(detail)
         .bind(provider)
         .bind(event_id)
@@ -271,9 +291,9 @@ impl Session {
              ON CONFLICT (provider, object_kind, object_id) DO NOTHING RETURNING {PAYMENT_COLUMNS}"
         ))
         .bind(&p.provider)
-        .bind(&p.object_kind)
+        .bind(p.object_kind.as_str())
         .bind(&p.object_id)
-        .bind(&p.status)
+        .bind(p.status.as_str())
         .bind(p.customer_id)
         .bind(p.plan_id)
         .bind(p.subscription_id.as_deref())
@@ -295,7 +315,7 @@ impl Session {
         );
         let row = sqlx::query(&sql)
             .bind(&p.provider)
-            .bind(&p.object_kind)
+            .bind(p.object_kind.as_str())
             .bind(&p.object_id)
             .fetch_one(self.conn())
             .await?;
@@ -311,7 +331,7 @@ impl Session {
              payment_intent = $5, charge = $6, amount = $7, currency = $8, event_id = $9, \
              updated_at = $10 WHERE id = $11",
         )
-        .bind(&p.status)
+        .bind(p.status.as_str())
         .bind(p.customer_id)
         .bind(p.plan_id)
         .bind(p.subscription_id.as_deref())
@@ -572,7 +592,7 @@ impl Session {
     pub async fn insert_payment_link(
         &mut self,
         provider: &str,
-        object_kind: &str,
+        object_kind: ObjectKind,
         object_id: &str,
         payment_intent: Option<&str>,
         charge: Option<&str>,
@@ -585,7 +605,7 @@ impl Session {
              charge = COALESCE(payment_links.charge, excluded.charge)",
         )
         .bind(provider)
-        .bind(object_kind)
+        .bind(object_kind.as_str())
         .bind(object_id)
         .bind(payment_intent)
         .bind(charge)
@@ -599,7 +619,7 @@ impl Session {
     pub async fn payment_link(
         &mut self,
         provider: &str,
-        object_kind: &str,
+        object_kind: ObjectKind,
         object_id: &str,
     ) -> Result<Option<(Option<String>, Option<String>)>> {
         let row = sqlx::query(
@@ -607,7 +627,7 @@ impl Session {
              AND object_kind = $2 AND object_id = $3",
         )
         .bind(provider)
-        .bind(object_kind)
+        .bind(object_kind.as_str())
         .bind(object_id)
         .fetch_optional(self.conn())
         .await?;
@@ -620,7 +640,7 @@ impl Session {
         &mut self,
         provider: &str,
         reference: &str,
-        kind: &str,
+        kind: Reversal,
         event_id: &str,
         now: DateTime<Utc>,
     ) -> Result<bool> {
@@ -630,7 +650,7 @@ impl Session {
         )
         .bind(provider)
         .bind(reference)
-        .bind(kind)
+        .bind(kind.as_str())
         .bind(event_id)
         .bind(to_db(now))
         .execute(self.conn())
@@ -639,7 +659,7 @@ impl Session {
     }
 
     /// A refund or dispute already reported for this payment intent or charge.
-    pub async fn reversal(&mut self, provider: &str, reference: &str) -> Result<Option<String>> {
+    pub async fn reversal(&mut self, provider: &str, reference: &str) -> Result<Option<Reversal>> {
         let row = sqlx::query(
             "SELECT kind FROM payment_reversals WHERE provider = $1 AND reference = $2",
         )
@@ -647,30 +667,30 @@ impl Session {
         .bind(reference)
         .fetch_optional(self.conn())
         .await?;
-        Ok(row.map(|r| r.try_get("kind")).transpose()?)
+        row.map(|r| {
+            setting(
+                "payment_reversals.kind",
+                r.try_get("kind")?,
+                Reversal::parse,
+            )
+        })
+        .transpose()
     }
 
-    /// Links a license to the Stripe subscription that pays for it.
-    pub async fn set_license_subscription(
+    /// The customer a provider knows by `external_id`.
+    pub async fn customer_by_provider_id(
         &mut self,
-        license_id: i64,
-        subscription_id: &str,
-    ) -> Result<()> {
-        sqlx::query("UPDATE licenses SET stripe_subscription_id = $1 WHERE id = $2")
-            .bind(subscription_id)
-            .bind(license_id)
-            .execute(self.conn())
-            .await?;
-        self.touch(crate::Change::License(license_id));
-        Ok(())
-    }
-
-    pub async fn customer_by_stripe_id(&mut self, stripe_id: &str) -> Result<Option<i64>> {
-        let row = sqlx::query("SELECT id FROM customers WHERE stripe_customer_id = $1")
-            .bind(stripe_id)
-            .fetch_optional(self.conn())
-            .await?;
-        Ok(row.map(|r| r.try_get("id")).transpose()?)
+        provider: &str,
+        external_id: &str,
+    ) -> Result<Option<i64>> {
+        let row = sqlx::query(
+            "SELECT customer_id FROM customer_provider_ids WHERE provider = $1 AND external_id = $2",
+        )
+        .bind(provider)
+        .bind(external_id)
+        .fetch_optional(self.conn())
+        .await?;
+        Ok(row.map(|r| r.try_get("customer_id")).transpose()?)
     }
 
     pub async fn customer_by_email(&mut self, email: &str) -> Result<Option<i64>> {
@@ -681,18 +701,32 @@ impl Session {
         Ok(row.map(|r| r.try_get("id")).transpose()?)
     }
 
-    pub async fn set_customer_stripe_id(
+    /// Records the id a provider knows a customer by, unless the customer has one from that
+    /// provider already. An id another customer holds is a conflict.
+    pub async fn set_customer_provider_id(
         &mut self,
         customer_id: i64,
-        stripe_id: &str,
+        provider: &str,
+        external_id: &str,
     ) -> Result<()> {
-        sqlx::query(
-            "UPDATE customers SET stripe_customer_id = $1 WHERE id = $2 AND stripe_customer_id IS NULL",
+        let known = sqlx::query(
+            "SELECT external_id FROM customer_provider_ids WHERE customer_id = $1 AND provider = $2",
         )
-        .bind(stripe_id)
         .bind(customer_id)
-        .execute(self.conn())
+        .bind(provider)
+        .fetch_optional(self.conn())
         .await?;
+        if known.is_none() {
+            sqlx::query(
+                "INSERT INTO customer_provider_ids (provider, external_id, customer_id) \
+                 VALUES ($1, $2, $3)",
+            )
+            .bind(provider)
+            .bind(external_id)
+            .bind(customer_id)
+            .execute(self.conn())
+            .await?;
+        }
         Ok(())
     }
 }

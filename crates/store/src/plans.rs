@@ -29,7 +29,7 @@ const COLUMNS: &str = "id, product_id, name, period_days, features, max_machines
                        floating_lease_seconds, trial, grace_days, stripe_price_ids, \
                        store_product_ids, quantity_mode, dunning, on_cancel, created_at";
 
-fn setting<T>(column: &str, value: String, parse: fn(&str) -> Option<T>) -> Result<T> {
+pub(crate) fn setting<T>(column: &str, value: String, parse: fn(&str) -> Option<T>) -> Result<T> {
     parse(&value).ok_or_else(|| StoreError::Corrupt(format!("{column} holds {value:?}")))
 }
 

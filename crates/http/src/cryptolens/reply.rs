@@ -87,6 +87,7 @@ impl From<AppError> for ClError {
             AppError::Unauthenticated => ClError::Unauthenticated,
             AppError::Forbidden(_) => ClError::AccessDenied,
             AppError::Conflict(m) => ClError::Refused(m),
+            AppError::Provider(e) => ClError::Refused(e.to_string()),
             AppError::Store(StoreError::Conflict(what) | StoreError::MissingReference(what)) => {
                 ClError::IncorrectInput(what)
             }

@@ -10,7 +10,7 @@ use axum::routing::get;
 use axum::Router;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
-use keyturn_app::{AppError, CheckoutOutcome, MAX_FORM_QUANTITY};
+use keyturn_app::{AppError, CheckoutOutcome, ProviderError, MAX_FORM_QUANTITY};
 use keyturn_core::payment::PaymentForm;
 use sha2::{Digest, Sha256};
 use tower_http::set_header::SetResponseHeaderLayer;
@@ -188,7 +188,7 @@ async fn show(
 }
 
 fn offers_paypal(state: &AppState, form: &PaymentForm) -> bool {
-    state.providers.paypal.is_some() && form.offers.iter().any(|o| o.paypal_amount.is_some())
+    state.gateways.paypal.is_some() && form.offers.iter().any(|o| o.paypal_amount.is_some())
 }
 
 /// The address buyers reach this server at, for the provider's return links: configured, never
@@ -260,16 +260,16 @@ async fn submit(
         );
     };
     if entered.provider.as_deref() == Some("paypal") {
-        let Some(pp) = state.providers.paypal.as_ref() else {
+        let Some(pp) = state.gateways.paypal.as_ref() else {
             return again(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "PayPal is not available.",
                 &entered,
             );
         };
-        return match pp.start_checkout(&state.app, &plan, base).await {
+        return match state.app.start_checkout(pp, &plan, base).await {
             Ok(url) => Redirect::to(&url).into_response(),
-            Err(keyturn_providers::paypal::PaypalError::NoPrice) => again(
+            Err(AppError::Provider(ProviderError::Unsupported(_))) => again(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "This plan cannot be paid with PayPal.",
                 &entered,
@@ -291,14 +291,14 @@ async fn submit(
             &entered,
         );
     }
-    let Some(stripe) = state.providers.stripe.as_ref() else {
+    let Some(stripe) = state.gateways.stripe.as_ref() else {
         return again(
             StatusCode::SERVICE_UNAVAILABLE,
             "Payments are not available right now.",
             &entered,
         );
     };
-    match stripe.start_checkout(&state.app, &plan, base).await {
+    match state.app.start_checkout(stripe, &plan, base).await {
         Ok(url) => Redirect::to(&url).into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "checkout could not be started");
@@ -364,7 +364,7 @@ async fn paypal_return(
     axum::extract::Path(form): axum::extract::Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let (Some(order), Some(pp)) = (q.get("token"), state.providers.paypal.as_ref()) else {
+    let (Some(order), Some(pp)) = (q.get("token"), state.gateways.paypal.as_ref()) else {
         return not_found();
     };
     // Only an order started on this form is captured here.
@@ -372,9 +372,9 @@ async fn paypal_return(
         Ok(outcome) => outcome,
         Err(e) => return failure(e),
     };
-    match pp.complete_checkout(&state.app, &outcome.checkout).await {
+    match state.app.complete_checkout(pp, &outcome.checkout).await {
         Ok(_) => Redirect::to(&format!("/buy/{form}/done?session={order}")).into_response(),
-        Err(keyturn_providers::paypal::PaypalError::App(AppError::Invalid(e))) => {
+        Err(AppError::Invalid(e)) => {
             // PayPal took a payment that is not what was ordered: recorded as failed, no key.
             tracing::warn!(error = %e, "PayPal capture does not match its order");
             let body = "<h1>Payment not completed</h1><div class=\"card\" role=\"alert\"><p>The payment PayPal \

@@ -9,8 +9,9 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use keyturn_app::{AppError, LicenseUrlSecret, NewLicenseUrl};
+use keyturn_app::{AppError, LicenseUrlSecret, NewLicenseUrl, ProviderError};
 use keyturn_core::payment::LicenseUrl;
+use keyturn_providers::license_url;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -76,10 +77,19 @@ async fn sale(
             }
         }
     }
-    match state.app.license_url_sale(id, &secret, &params).await {
-        Ok((keys, _)) => text(StatusCode::OK, keys.join("\n") + "\n"),
+    // verify → translate → apply, as every provider's sale.
+    let sale = async {
+        let url = state.app.license_url_for_sale(id, &secret).await?;
+        let sale = license_url::translate(&url, &params, chrono::Utc::now())?;
+        state.app.apply_license_url_sale(sale).await
+    };
+    match sale.await {
+        Ok(keys) => text(StatusCode::OK, keys.join("\n") + "\n"),
         Err(AppError::NotFound(_)) => not_found(),
         Err(AppError::Invalid(e)) => text(StatusCode::UNPROCESSABLE_ENTITY, format!("{e}\n")),
+        Err(AppError::Provider(ProviderError::Malformed(e))) => {
+            text(StatusCode::UNPROCESSABLE_ENTITY, format!("{e}\n"))
+        }
         Err(e) => {
             let error = ApiError::from(e);
             let mut reply = text(

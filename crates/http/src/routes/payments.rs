@@ -4,10 +4,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use keyturn_app::{Page, PageRequest};
+use keyturn_app::{Page, PageRequest, SyncReport};
 use keyturn_core::payment::{Payment, ProviderEvent, Subscription};
 use keyturn_core::Permission;
-use keyturn_providers::stripe::{StripeError, SyncReport};
 use serde::Deserialize;
 
 use crate::extract::{Auth, Path, Query};
@@ -111,25 +110,17 @@ async fn stripe_sync(
     Auth(principal): Auth,
 ) -> Result<Json<SyncReport>, ApiError> {
     principal.require_unrestricted(Permission::PaymentsWrite)?;
-    let adapter = state.providers.stripe.as_ref().ok_or_else(|| {
-        ApiError::new(
-            StatusCode::CONFLICT,
-            "not_configured",
-            "Stripe is not configured",
-        )
-    })?;
-    match adapter.sync(&state.app).await {
-        Ok(report) => Ok(Json(report)),
-        Err(StripeError::NotConfigured) => Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "not_configured",
+    let not_configured =
+        |message: &str| ApiError::new(StatusCode::CONFLICT, "not_configured", message);
+    let gateway = state
+        .gateways
+        .stripe
+        .as_ref()
+        .ok_or_else(|| not_configured("Stripe is not configured"))?;
+    if gateway.0.is_none() {
+        return Err(not_configured(
             "no Stripe API key is configured (set KEYTURN_STRIPE_API_KEY)",
-        )),
-        Err(StripeError::Api(e)) => Err(ApiError::new(
-            StatusCode::BAD_GATEWAY,
-            "provider_unavailable",
-            e.to_string(),
-        )),
-        Err(StripeError::App(e)) => Err(e.into()),
+        ));
     }
+    Ok(Json(state.app.sync(gateway).await?))
 }

@@ -1,15 +1,18 @@
-//! Inbound provider webhooks: the raw body goes to the provider's adapter, which verifies it and
-//! feeds the payment pipeline. Answers 2xx for every verified event, including ignored types,
-//! so providers never retry what Keyturn does not act on.
+//! Inbound provider webhooks. Every route has one shape: the provider's adapter verifies the raw
+//! body, the text is checked, the adapter translates it, and the app applies the events (asking
+//! the provider's gateway what a sale bought when the event does not say). A refusal is one
+//! [`keyturn_core::provider::ProviderError`], mapped in `error.rs`. Answers 2xx for every
+//! verified event, including ignored types, so providers never retry what Keyturn does not act
+//! on.
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::HeaderMap;
 use axum::routing::post;
 use axum::{Json, Router};
-use keyturn_app::EventOutcome;
-use keyturn_providers::stripe::WebhookError;
-use keyturn_providers::{fastspring, gumroad, lemonsqueezy, paddle, StoreError, StoreEvent};
+use chrono::Utc;
+use keyturn_app::{EventEnvelope, EventOutcome, PaymentGateway, ProviderError};
+use keyturn_providers::{fastspring, gumroad, lemonsqueezy, paddle, paypal, stripe, Verified};
 use serde_json::{json, Value};
 
 use crate::{ApiError, AppState};
@@ -24,23 +27,8 @@ pub fn router() -> Router<AppState> {
         .route("/webhooks/lemonsqueezy", post(lemonsqueezy))
         .route("/webhooks/fastspring", post(fastspring))
         .route("/webhooks/gumroad/{secret}", post(gumroad))
-        .route("/webhooks/paypal", post(paypal_webhook))
+        .route("/webhooks/paypal", post(paypal))
         .layer(DefaultBodyLimit::max(MAX_EVENT_BYTES))
-}
-
-fn store_error(e: StoreError) -> ApiError {
-    match e {
-        StoreError::NotConfigured => {
-            ApiError::new(StatusCode::NOT_FOUND, "not_configured", e.to_string())
-        }
-        StoreError::MissingSignature | StoreError::BadSignature | StoreError::Stale => {
-            ApiError::new(StatusCode::BAD_REQUEST, "bad_signature", e.to_string())
-        }
-        StoreError::Unparsable(..) => {
-            ApiError::new(StatusCode::BAD_REQUEST, "malformed_event", e.to_string())
-        }
-        StoreError::App(e) => e.into(),
-    }
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -48,173 +36,39 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 /// A JSON event's text: UTF-8, and no control characters in its strings.
-fn body_text(body: &Bytes) -> Result<&str, ApiError> {
-    let text = std::str::from_utf8(body).map_err(|_| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "malformed_event",
-            "the body is not UTF-8",
-        )
-    })?;
-    if let Some(c) = crate::text::in_json(body) {
+fn json_text(verified: &Verified<'_>) -> Result<(), ApiError> {
+    let text = verified.text()?;
+    if let Some(c) = crate::text::in_json(verified.body()) {
         let value = serde_json::from_str::<Value>(text).unwrap_or_default();
         let field = crate::text::json_field(&value).unwrap_or_default();
         return Err(ApiError::invalid(crate::text::message(&field, c)));
     }
-    Ok(text)
+    Ok(())
 }
 
-/// Several events may arrive in one notification; the reply lists what each did.
-async fn apply_store(
+/// Applies what the adapter translated; the reply lists what each event did (one event: its
+/// outcome alone).
+async fn apply(
     state: &AppState,
-    provider: &str,
-    payload: &str,
-    events: Result<Vec<StoreEvent>, StoreError>,
+    gateway: Option<&dyn PaymentGateway>,
+    events: Result<Vec<EventEnvelope>, ProviderError>,
 ) -> Result<Json<Value>, ApiError> {
-    let events = events.map_err(store_error)?;
-    let notify = state.providers.stores.email_buyers;
-    let outcomes = keyturn_providers::apply(&state.app, provider, payload, events, notify)
-        .await
-        .map_err(ApiError::from)?;
-    let list: Vec<Value> = outcomes.into_iter().map(|o| outcome(o).0).collect();
+    let outcomes = state.app.apply_provider_events(gateway, events?).await?;
+    let list: Vec<Value> = outcomes.into_iter().map(outcome).collect();
     Ok(Json(match list.len() {
         1 => list.into_iter().next().expect("one outcome"),
         _ => json!({"received": true, "events": list}),
     }))
 }
 
-async fn paddle(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Json<Value>, ApiError> {
-    let s = &state.providers.stores;
-    paddle::verify(
-        header(&headers, "paddle-signature"),
-        &body,
-        &s.paddle,
-        s.tolerance,
-        chrono::Utc::now().timestamp(),
-    )
-    .map_err(store_error)?;
-    let text = body_text(&body)?;
-    apply_store(&state, paddle::PROVIDER, text, paddle::translate(text)).await
-}
-
-async fn lemonsqueezy(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Json<Value>, ApiError> {
-    lemonsqueezy::verify(
-        header(&headers, "x-signature"),
-        &body,
-        &state.providers.stores.lemonsqueezy,
-    )
-    .map_err(store_error)?;
-    let text = body_text(&body)?;
-    apply_store(
-        &state,
-        lemonsqueezy::PROVIDER,
-        text,
-        lemonsqueezy::translate(text),
-    )
-    .await
-}
-
-async fn fastspring(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Json<Value>, ApiError> {
-    fastspring::verify(
-        header(&headers, "x-fs-signature"),
-        &body,
-        &state.providers.stores.fastspring,
-    )
-    .map_err(store_error)?;
-    let text = body_text(&body)?;
-    apply_store(
-        &state,
-        fastspring::PROVIDER,
-        text,
-        fastspring::translate(text),
-    )
-    .await
-}
-
-async fn paypal_webhook(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Json<Value>, ApiError> {
-    use keyturn_providers::paypal::PaypalError;
-    let adapter = state.providers.paypal.as_ref().ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_configured",
-            "PayPal webhooks are not configured",
-        )
-    })?;
-    let text = body_text(&body)?;
-    match adapter.receive(&state.app, &headers, text).await {
-        Ok(o) => Ok(outcome(o)),
-        Err(PaypalError::App(e)) => Err(e.into()),
-        Err(PaypalError::Transport(e)) => Err(ApiError::new(
-            StatusCode::BAD_GATEWAY,
-            "provider_unavailable",
-            e.to_string(),
-        )),
-        Err(e @ (PaypalError::BadSignature | PaypalError::Unparsable(_))) => Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "bad_signature",
-            e.to_string(),
-        )),
-        Err(e) => Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_configured",
-            e.to_string(),
-        )),
-    }
-}
-
-async fn gumroad(
-    State(state): State<AppState>,
-    axum::extract::Path(secret): axum::extract::Path<String>,
-    body: Bytes,
-) -> Result<Json<Value>, ApiError> {
-    // An unconfigured store and a wrong secret look alike: neither tells a prober anything.
-    gumroad::verify(&secret, state.providers.stores.gumroad.as_deref())
-        .map_err(|_| ApiError::not_found("route"))?;
-    if let Some((field, c)) = crate::text::in_urlencoded(&body) {
-        return Err(ApiError::invalid(crate::text::message(&field, c)));
-    }
-    let fields: std::collections::HashMap<String, String> = serde_urlencoded::from_bytes(&body)
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "malformed_event",
-                format!("the body is not a Gumroad ping: {e}"),
-            )
-        })?;
-    let payload = serde_json::to_string(&fields).expect("fields serialise");
-    apply_store(
-        &state,
-        gumroad::PROVIDER,
-        &payload,
-        gumroad::translate(&fields),
-    )
-    .await
-}
-
-fn outcome(o: EventOutcome) -> Json<Value> {
-    Json(match o {
+fn outcome(o: EventOutcome) -> Value {
+    match o {
         EventOutcome::Applied(detail) => {
             json!({"received": true, "status": "applied", "detail": detail})
         }
         EventOutcome::Ignored => json!({"received": true, "status": "ignored"}),
         EventOutcome::Duplicate => json!({"received": true, "status": "duplicate"}),
-    })
+    }
 }
 
 async fn stripe(
@@ -223,28 +77,88 @@ async fn stripe(
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let adapter = state.providers.stripe.as_ref().ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_configured",
-            "Stripe webhooks are not configured (set KEYTURN_STRIPE_WEBHOOK_SECRET)",
+        ProviderError::NotConfigured(
+            "Stripe webhooks are not configured (set KEYTURN_STRIPE_WEBHOOK_SECRET)".into(),
         )
     })?;
-    let signature = headers
-        .get("stripe-signature")
-        .and_then(|v| v.to_str().ok());
-    body_text(&body)?;
-    match adapter.receive(&state.app, signature, &body).await {
-        Ok(o) => Ok(outcome(o)),
-        Err(WebhookError::Signature(e)) => Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "bad_signature",
-            e.to_string(),
-        )),
-        Err(WebhookError::Unparsable(m)) => Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "malformed_event",
-            format!("the body is not a Stripe event: {m}"),
-        )),
-        Err(WebhookError::App(e)) => Err(e.into()),
+    let verified = adapter.verify(header(&headers, "stripe-signature"), &body, Utc::now())?;
+    json_text(&verified)?;
+    let gateway = state
+        .gateways
+        .stripe
+        .as_ref()
+        .map(|g| g as &dyn PaymentGateway);
+    apply(&state, gateway, stripe::translate(&verified)).await
+}
+
+async fn paypal(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let adapter =
+        state.providers.paypal.as_ref().ok_or_else(|| {
+            ProviderError::NotConfigured("PayPal webhooks are not configured".into())
+        })?;
+    let verified = adapter.verify(&headers, &body, Utc::now()).await?;
+    json_text(&verified)?;
+    let gateway = state
+        .gateways
+        .paypal
+        .as_ref()
+        .map(|g| g as &dyn PaymentGateway);
+    apply(&state, gateway, paypal::translate(&verified)).await
+}
+
+async fn paddle(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let s = &state.providers.stores;
+    let signature = header(&headers, "paddle-signature");
+    let verified = paddle::verify(signature, &body, &s.paddle, s.tolerance, Utc::now())?;
+    json_text(&verified)?;
+    apply(&state, None, paddle::translate(&verified, s.email_buyers)).await
+}
+
+async fn lemonsqueezy(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let s = &state.providers.stores;
+    let signature = header(&headers, "x-signature");
+    let verified = lemonsqueezy::verify(signature, &body, &s.lemonsqueezy, Utc::now())?;
+    json_text(&verified)?;
+    let events = lemonsqueezy::translate(&verified, s.email_buyers);
+    apply(&state, None, events).await
+}
+
+async fn fastspring(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let s = &state.providers.stores;
+    let signature = header(&headers, "x-fs-signature");
+    let verified = fastspring::verify(signature, &body, &s.fastspring, Utc::now())?;
+    json_text(&verified)?;
+    let events = fastspring::translate(&verified, s.email_buyers);
+    apply(&state, None, events).await
+}
+
+async fn gumroad(
+    State(state): State<AppState>,
+    Path(secret): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let s = &state.providers.stores;
+    // An unconfigured store and a wrong secret look alike: neither tells a prober anything.
+    let verified = gumroad::verify(&secret, s.gumroad.as_deref(), &body, Utc::now())
+        .map_err(|_| ApiError::not_found("route"))?;
+    if let Some((field, c)) = crate::text::in_urlencoded(verified.body()) {
+        return Err(ApiError::invalid(crate::text::message(&field, c)));
     }
+    apply(&state, None, gumroad::translate(&verified, s.email_buyers)).await
 }

@@ -1,11 +1,13 @@
 //! The few Stripe API calls Keyturn makes. The base URL is configurable so any Stripe-compatible
 //! server can stand in (a test server, localstripe).
 
-use std::time::Duration;
-
+use chrono::{DateTime, Utc};
+use keyturn_core::payment::OfferMode;
+use keyturn_core::provider::{CheckoutRequest, CheckoutStarted, LineItems};
 use serde_json::Value;
 
 use super::StripeEvent;
+use crate::{EventEnvelope, ProviderError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -16,6 +18,12 @@ pub enum ApiError {
     Status { status: u16, message: String },
     #[error("unexpected reply from the Stripe API: {0}")]
     Reply(String),
+}
+
+impl From<ApiError> for ProviderError {
+    fn from(e: ApiError) -> Self {
+        ProviderError::Unavailable(e.to_string())
+    }
 }
 
 #[derive(Clone)]
@@ -40,10 +48,7 @@ const MAX_PAGES: usize = 100;
 impl StripeApi {
     pub fn new(base: &str, key: &str) -> Self {
         Self {
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(30))
-                .build()
-                .expect("an HTTP client builds"),
+            http: crate::http_client(),
             base: base.trim_end_matches('/').to_owned(),
             key: key.to_owned(),
         }
@@ -75,23 +80,68 @@ impl StripeApi {
             .await
     }
 
-    /// Creates a Checkout Session; returns its id and the URL to send the buyer to.
-    pub async fn create_checkout_session(
+    /// Starts a Stripe Checkout for what a buyer chose on a payment form. Nothing is issued
+    /// here: the `checkout.session.completed` webhook does that.
+    pub async fn create_checkout(
         &self,
-        form: &[(String, String)],
-    ) -> Result<(String, String), ApiError> {
+        request: &CheckoutRequest,
+    ) -> Result<CheckoutStarted, ProviderError> {
+        let price = request
+            .price_id
+            .clone()
+            .ok_or_else(|| ProviderError::Unsupported("this offer has no Stripe price".into()))?;
+        let form = &request.form;
+        let plan_id = request.plan_id.to_string();
+        let quantity = request.quantity.to_string();
+        let mut params: Vec<(&str, String)> = vec![
+            ("mode", request.mode.as_str().into()),
+            ("line_items[0][price]", price),
+            ("line_items[0][quantity]", quantity.clone()),
+            // Stripe puts the session id where the template says {CHECKOUT_SESSION_ID}.
+            (
+                "success_url",
+                format!("{}/done?session={{CHECKOUT_SESSION_ID}}", request.form_url),
+            ),
+            ("cancel_url", request.form_url.clone()),
+            ("customer_email", request.buyer_email.clone()),
+            ("client_reference_id", form.clone()),
+            ("metadata[keyturn_form]", form.clone()),
+            ("metadata[keyturn_plan_id]", plan_id.clone()),
+            ("metadata[keyturn_quantity]", quantity),
+            ("metadata[buyer_name]", request.buyer_name.clone()),
+        ];
+        if request.mode == OfferMode::Subscription {
+            params.push(("subscription_data[metadata][keyturn_plan_id]", plan_id));
+        }
         let url = format!("{}/v1/checkout/sessions", self.base);
-        let body = self.send(self.http.post(url).form(form)).await?;
+        let body = self.send(self.http.post(url).form(&params)).await?;
         match (body["id"].as_str(), body["url"].as_str()) {
-            (Some(id), Some(url)) => Ok((id.to_owned(), url.to_owned())),
-            _ => Err(ApiError::Reply(
-                "a checkout session without id or url".into(),
-            )),
+            (Some(id), Some(url)) => Ok(CheckoutStarted {
+                session_id: id.to_owned(),
+                redirect_url: url.to_owned(),
+                // Stripe charges the price of the session Keyturn created, whatever the buyer does.
+                expected: None,
+            }),
+            _ => Err(ApiError::Reply("a checkout session without id or url".into()).into()),
         }
     }
 
-    /// Events created at or after `since` (Unix seconds), each with its JSON text.
+    /// Events created at or after `since`, translated, oldest first; `at` is now.
     pub async fn events_since(
+        &self,
+        since: Option<DateTime<Utc>>,
+        at: DateTime<Utc>,
+    ) -> Result<Vec<EventEnvelope>, ProviderError> {
+        let mut events = self.fetch_events(since.map(|t| t.timestamp())).await?;
+        events.sort_by_key(|(e, _)| e.created);
+        Ok(events
+            .iter()
+            .map(|(event, payload)| super::envelope(event, payload, at))
+            .collect())
+    }
+
+    /// Events created at or after `since` (Unix seconds), each with its JSON text.
+    async fn fetch_events(
         &self,
         since: Option<i64>,
     ) -> Result<Vec<(StripeEvent, String)>, ApiError> {
@@ -122,7 +172,7 @@ impl StripeApi {
     }
 
     /// The price/plan/product ids and the total quantity of a checkout session's line items.
-    pub async fn checkout_line_items(&self, session: &str) -> Result<(Vec<String>, i64), ApiError> {
+    pub async fn line_items(&self, session: &str) -> Result<LineItems, ProviderError> {
         let page = self
             .get(
                 &format!("/v1/checkout/sessions/{session}/line_items"),
@@ -146,6 +196,9 @@ impl StripeApi {
             }
             quantity += item["quantity"].as_i64().unwrap_or(1);
         }
-        Ok((ids, quantity))
+        Ok(LineItems {
+            provider_ids: ids,
+            quantity,
+        })
     }
 }

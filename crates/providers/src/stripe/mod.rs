@@ -1,4 +1,4 @@
-//! Stripe: webhook signatures, event translation, and the API calls for missed events.
+//! Stripe: webhook signatures, event translation, and the API calls Keyturn makes.
 //!
 //! Follows Stripe's documented scheme ("Check the webhook signatures", docs.stripe.com/webhooks):
 //! `Stripe-Signature: t=<unix>,v1=<hex>[,v1=<hex>…]`, HMAC-SHA256 keyed with the endpoint secret
@@ -10,48 +10,18 @@ mod translate;
 
 use std::time::Duration;
 
-use chrono::{TimeZone, Utc};
-use keyturn_app::{App, AppError, CheckoutPlan, EventEnvelope, EventOutcome};
-use keyturn_core::payment::PaymentEvent;
+use chrono::{DateTime, TimeZone, Utc};
+use keyturn_core::provider::SubscriptionLabel;
+
+use crate::{EventEnvelope, ProviderError, Verified};
 
 pub use api::{ApiError, StripeApi};
 pub use signature::{sign, verify, SignatureError};
-pub use translate::{translate, StripeEvent};
+pub use translate::{payment_event, StripeEvent};
 
 pub const PROVIDER: &str = "stripe";
 
-/// Why a webhook was not accepted.
-#[derive(Debug, thiserror::Error)]
-pub enum WebhookError {
-    #[error(transparent)]
-    Signature(#[from] SignatureError),
-    #[error("the body is not a Stripe event: {0}")]
-    Unparsable(String),
-    #[error(transparent)]
-    App(#[from] AppError),
-}
-
-/// Counts of one sync run.
-#[derive(Debug, Default, Clone, serde::Serialize)]
-pub struct SyncReport {
-    pub fetched: usize,
-    pub applied: usize,
-    pub ignored: usize,
-    pub duplicates: usize,
-    pub failed: usize,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum StripeError {
-    #[error("no Stripe API key is configured")]
-    NotConfigured,
-    #[error(transparent)]
-    Api(#[from] ApiError),
-    #[error(transparent)]
-    App(#[from] AppError),
-}
-
-/// The configured Stripe integration.
+/// The configured Stripe integration: the webhook's secrets, and the API when a key is set.
 #[derive(Clone)]
 pub struct StripeAdapter {
     secrets: Vec<String>,
@@ -83,152 +53,133 @@ impl StripeAdapter {
         self.api.as_ref()
     }
 
-    /// Verifies and applies one webhook delivery.
-    pub async fn receive(
+    /// Checks a delivery's `Stripe-Signature` header at time `now`.
+    pub fn verify<'a>(
         &self,
-        app: &App,
         signature_header: Option<&str>,
-        body: &[u8],
-    ) -> Result<EventOutcome, WebhookError> {
+        body: &'a [u8],
+        now: DateTime<Utc>,
+    ) -> Result<Verified<'a>, ProviderError> {
         verify(
             signature_header,
             body,
             &self.secrets,
             self.tolerance,
-            Utc::now().timestamp(),
-        )?;
-        let text =
-            std::str::from_utf8(body).map_err(|_| WebhookError::Unparsable("not UTF-8".into()))?;
-        let event = StripeEvent::parse(text).map_err(WebhookError::Unparsable)?;
-        Ok(self.apply(app, event, text.to_owned()).await?)
+            now.timestamp(),
+        )
+        .map_err(|e| ProviderError::BadSignature(e.to_string()))?;
+        Ok(Verified::new(body, now))
     }
+}
 
-    /// Translates an event, fills in what the event itself does not carry, and applies it.
-    async fn apply(
-        &self,
-        app: &App,
-        event: StripeEvent,
-        payload: String,
-    ) -> Result<EventOutcome, AppError> {
-        let mut neutral = translate(&event);
-        if let Some(api) = &self.api {
-            self.complete(api, &event, &mut neutral).await;
-        }
-        let envelope = EventEnvelope {
-            provider: PROVIDER.into(),
-            event_id: event.id.clone(),
-            event_type: event.event_type.clone(),
-            created: Utc
-                .timestamp_opt(event.created, 0)
-                .single()
-                .unwrap_or_else(Utc::now),
+/// A verified delivery as the event it carries.
+pub fn translate(verified: &Verified<'_>) -> Result<Vec<EventEnvelope>, ProviderError> {
+    let text = verified.text()?;
+    let event = StripeEvent::parse(text)
+        .map_err(|m| ProviderError::Malformed(format!("the body is not a Stripe event: {m}")))?;
+    Ok(vec![envelope(&event, text, verified.at())])
+}
+
+/// One Stripe event (`payload` its JSON text), received or fetched at `at`.
+pub(crate) fn envelope(event: &StripeEvent, payload: &str, at: DateTime<Utc>) -> EventEnvelope {
+    let created = Utc.timestamp_opt(event.created, 0).single().unwrap_or(at);
+    // Keyturn's own payment forms mail their buyers; other Stripe sales do not.
+    let notify = event.object["metadata"]["keyturn_form"].is_string();
+    EventEnvelope {
+        // Licenses of Stripe subscriptions have always named them so.
+        subscription_label: SubscriptionLabel::Key("stripe_subscription_id"),
+        event: payment_event(event),
+        ..crate::envelope(
+            PROVIDER,
+            event.id.clone(),
+            event.event_type.clone(),
+            created,
             payload,
-            // Keyturn's own payment forms mail their buyers; other Stripe sales do not.
-            notify_buyer: event.object["metadata"]["keyturn_form"].is_string(),
-        };
-        app.apply_provider_event(&envelope, neutral).await
+            notify,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::recorded::fixture;
+    use keyturn_core::payment::PaymentEvent;
+
+    const SECRET: &str = "whsec_test";
+
+    fn adapter() -> StripeAdapter {
+        StripeAdapter::new(vec![SECRET.into()], Duration::from_secs(300), None)
     }
 
-    /// A checkout session's event does not list what was bought; when it carries no Keyturn plan,
-    /// ask Stripe for its line items.
-    async fn complete(
-        &self,
-        api: &StripeApi,
-        event: &StripeEvent,
-        neutral: &mut Option<PaymentEvent>,
-    ) {
-        let (plan, quantity) = match neutral {
-            Some(PaymentEvent::Purchased { plan, quantity, .. }) => (plan, quantity),
-            Some(PaymentEvent::SubscriptionStarted {
-                plan,
-                quantity,
-                order: Some(_),
-                ..
-            }) => (plan, quantity),
-            _ => return,
-        };
-        if !plan.is_empty() {
-            return;
-        }
-        match api.checkout_line_items(&event.object_id()).await {
-            Ok((ids, q)) => {
-                plan.provider_ids = ids;
-                *quantity = q.max(1);
-            }
-            Err(e) => tracing::warn!(error = %e, "cannot read the checkout session's line items"),
-        }
+    fn delivered(body: &str) -> Vec<EventEnvelope> {
+        let now = Utc::now();
+        let header = sign(SECRET, now.timestamp(), body.as_bytes());
+        let verified = adapter()
+            .verify(Some(&header), body.as_bytes(), now)
+            .unwrap();
+        translate(&verified).unwrap()
     }
 
-    /// Starts a Stripe Checkout for what a buyer chose on a payment form and returns the URL to
-    /// send them to. Nothing is issued here: the `checkout.session.completed` webhook does that.
-    pub async fn start_checkout(
-        &self,
-        app: &App,
-        plan: &CheckoutPlan,
-        public_base: &str,
-    ) -> Result<String, StripeError> {
-        let api = self.api.as_ref().ok_or(StripeError::NotConfigured)?;
-        let form = &plan.form.public_id;
-        let base = public_base.trim_end_matches('/');
-        let plan_id = plan.offer.plan_id.to_string();
-        let mut params: Vec<(String, String)> = vec![
-            ("mode".into(), plan.offer.mode.clone()),
-            (
-                "line_items[0][price]".into(),
-                plan.offer.stripe_price_id.clone(),
-            ),
-            ("line_items[0][quantity]".into(), plan.quantity.to_string()),
-            // Stripe puts the session id where the template says {CHECKOUT_SESSION_ID}.
-            (
-                "success_url".into(),
-                format!("{base}/buy/{form}/done?session={{CHECKOUT_SESSION_ID}}"),
-            ),
-            ("cancel_url".into(), format!("{base}/buy/{form}")),
-            ("customer_email".into(), plan.buyer_email.clone()),
-            ("client_reference_id".into(), form.clone()),
-            ("metadata[keyturn_form]".into(), form.clone()),
-            ("metadata[keyturn_plan_id]".into(), plan_id.clone()),
-            (
-                "metadata[keyturn_quantity]".into(),
-                plan.quantity.to_string(),
-            ),
-            ("metadata[buyer_name]".into(), plan.buyer_name.clone()),
-        ];
-        if plan.offer.mode == "subscription" {
-            params.push((
-                "subscription_data[metadata][keyturn_plan_id]".into(),
-                plan_id,
-            ));
-        }
-        let (session, url) = api.create_checkout_session(&params).await?;
-        app.record_checkout(plan, PROVIDER, &session).await?;
-        Ok(url)
+    #[test]
+    fn a_delivery_is_one_event_with_stripes_time_and_naming() {
+        let body = fixture(
+            "stripe/01_checkout_payment.json",
+            &[("T0", "1861920000"), ("PLAN_ONCE", "7")],
+        );
+        let events = delivered(&body);
+        assert_eq!(events.len(), 1);
+        let e = &events[0];
+        assert_eq!(e.provider, "stripe");
+        assert_eq!(e.event_id, "evt_checkout_payment");
+        assert_eq!(e.event_type, "checkout.session.completed");
+        assert_eq!(e.created.timestamp(), 1_861_920_000);
+        assert_eq!(e.payload, body);
+        assert!(!e.notify_buyer, "not a checkout of Keyturn's forms");
+        assert_eq!(
+            e.subscription_label.metadata("stripe", "sub_1"),
+            serde_json::json!({"stripe_subscription_id": "sub_1"})
+        );
+        assert!(matches!(
+            &e.event,
+            Some(PaymentEvent::Purchased { order, .. }) if order == "cs_test_once"
+        ));
+        let from_form = body.replace(
+            r#""keyturn_quantity": "2""#,
+            r#""keyturn_quantity": "2", "keyturn_form": "f1""#,
+        );
+        assert!(
+            delivered(&from_form)[0].notify_buyer,
+            "a form's buyer gets the key mail"
+        );
     }
 
-    /// Fetches the events Stripe sent since the newest one handled here and applies those that
-    /// were missed, oldest first.
-    pub async fn sync(&self, app: &App) -> Result<SyncReport, StripeError> {
-        let api = self.api.as_ref().ok_or(StripeError::NotConfigured)?;
-        let since = app.latest_provider_event(PROVIDER).await?;
-        let mut events = api.events_since(since.map(|t| t.timestamp())).await?;
-        events.sort_by_key(|(e, _)| e.created);
-        let mut report = SyncReport {
-            fetched: events.len(),
-            ..Default::default()
-        };
-        for (event, payload) in events {
-            if app.provider_event_handled(PROVIDER, &event.id).await? {
-                report.duplicates += 1;
-                continue;
-            }
-            match self.apply(app, event, payload).await {
-                Ok(EventOutcome::Applied(_)) => report.applied += 1,
-                Ok(EventOutcome::Ignored) => report.ignored += 1,
-                Ok(EventOutcome::Duplicate) => report.duplicates += 1,
-                Err(AppError::Store(e)) => return Err(StripeError::App(AppError::Store(e))),
-                Err(_) => report.failed += 1,
-            }
-        }
-        Ok(report)
+    #[test]
+    fn an_ignored_type_is_still_an_event_to_record() {
+        let body = fixture("stripe/12_customer_created.json", &[("T0", "1861920000")]);
+        let events = delivered(&body);
+        assert_eq!(events[0].event_type, "customer.created");
+        assert_eq!(events[0].event, None);
+    }
+
+    #[test]
+    fn unsigned_and_malformed_deliveries_are_refused() {
+        let now = Utc::now();
+        let body = br#"{"id": "evt_1"}"#;
+        assert!(matches!(
+            adapter().verify(None, body, now),
+            Err(ProviderError::BadSignature(m)) if m == "the Stripe-Signature header is missing"
+        ));
+        let no_secret = StripeAdapter::new(Vec::new(), Duration::from_secs(300), None);
+        let header = sign(SECRET, now.timestamp(), body);
+        assert!(matches!(
+            no_secret.verify(Some(&header), body, now),
+            Err(ProviderError::BadSignature(m)) if m == "no webhook secret is configured"
+        ));
+        let verified = adapter().verify(Some(&header), body, now).unwrap();
+        assert!(matches!(
+            translate(&verified),
+            Err(ProviderError::Malformed(m)) if m.starts_with("the body is not a Stripe event")
+        ));
     }
 }

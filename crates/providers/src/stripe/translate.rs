@@ -76,8 +76,8 @@ fn metadata_plan(obj: &Value) -> PlanRef {
         .and_then(|s| s.trim().parse().ok())
         .or_else(|| obj["metadata"]["keyturn_plan_id"].as_i64());
     PlanRef {
-        provider_ids: Vec::new(),
         hint,
+        ..PlanRef::default()
     }
 }
 
@@ -148,7 +148,7 @@ fn subscription_items(sub: &Value) -> (PlanRef, i64, Option<DateTime<Utc>>) {
 }
 
 /// The neutral event a Stripe event stands for; `None` for events that change no license.
-pub fn translate(event: &StripeEvent) -> Option<PaymentEvent> {
+pub fn payment_event(event: &StripeEvent) -> Option<PaymentEvent> {
     let obj = &event.object;
     match event.event_type.as_str() {
         "checkout.session.completed" | "checkout.session.async_payment_succeeded" => {
@@ -331,7 +331,7 @@ mod tests {
                 "metadata": {"keyturn_plan_id": "7", "keyturn_quantity": "3"}, "amount_total": 900, "currency": "eur"
             }),
         );
-        match translate(&e) {
+        match payment_event(&e) {
             Some(PaymentEvent::Purchased {
                 order,
                 buyer,
@@ -352,7 +352,7 @@ mod tests {
             "checkout.session.completed",
             json!({"id": "cs_2", "mode": "payment", "payment_status": "unpaid"}),
         );
-        assert_eq!(translate(&unpaid), None);
+        assert_eq!(payment_event(&unpaid), None);
     }
 
     #[test]
@@ -375,7 +375,7 @@ mod tests {
             }),
         );
         for (e, first_id) in [(current, "price_pro"), (older, "plan_pro")] {
-            match translate(&e) {
+            match payment_event(&e) {
                 Some(PaymentEvent::Renewed {
                     subscription,
                     invoice,
@@ -398,7 +398,7 @@ mod tests {
         }
         let one_off = event("invoice.paid", json!({"id": "in_2", "lines": {"data": []}}));
         assert_eq!(
-            translate(&one_off),
+            payment_event(&one_off),
             None,
             "invoices outside subscriptions are not renewals"
         );
@@ -413,7 +413,7 @@ mod tests {
                 "items": {"data": [{"price": {"id": "price_team", "product": "prod_x"}, "quantity": 5, "current_period_end": 1_800_000_000}]}
             }),
         );
-        match translate(&current) {
+        match payment_event(&current) {
             Some(PaymentEvent::SubscriptionChanged {
                 plan,
                 quantity,
@@ -437,7 +437,7 @@ mod tests {
                 "items": {"data": [{"plan": {"id": "plan_pro"}, "price": null, "quantity": 1}]}
             }),
         );
-        match translate(&older) {
+        match payment_event(&older) {
             Some(PaymentEvent::SubscriptionStarted {
                 period_end,
                 buyer,
@@ -458,13 +458,13 @@ mod tests {
             "charge.refunded",
             json!({"id": "ch_1", "refunded": false, "payment_intent": "pi_1"}),
         );
-        assert_eq!(translate(&partial), None);
+        assert_eq!(payment_event(&partial), None);
         let full = event(
             "charge.refunded",
             json!({"id": "ch_1", "refunded": true, "payment_intent": "pi_1"}),
         );
         assert!(matches!(
-            translate(&full),
+            payment_event(&full),
             Some(PaymentEvent::Reversed {
                 reversal: Reversal::Refunded,
                 ..
@@ -474,7 +474,7 @@ mod tests {
             "charge.dispute.created",
             json!({"id": "dp_1", "charge": "ch_1", "payment_intent": "pi_1"}),
         );
-        match translate(&dispute) {
+        match payment_event(&dispute) {
             Some(PaymentEvent::Reversed {
                 reversal: Reversal::Disputed,
                 money,
@@ -484,7 +484,7 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(
-            translate(&event("customer.created", json!({"id": "cus_1"}))),
+            payment_event(&event("customer.created", json!({"id": "cus_1"}))),
             None
         );
     }
@@ -496,7 +496,7 @@ mod tests {
             json!({"id": "inpay_1", "object": "invoice_payment", "invoice": "in_1", "amount_paid": 1500,
                    "currency": "eur", "payment": {"type": "payment_intent", "payment_intent": "pi_1"}}),
         );
-        match translate(&current) {
+        match payment_event(&current) {
             Some(PaymentEvent::InvoiceSettled { invoice, money }) => {
                 assert_eq!(invoice, "in_1");
                 assert_eq!(money.payment_intent.as_deref(), Some("pi_1"));
@@ -508,7 +508,7 @@ mod tests {
             "invoice_payment.paid",
             json!({"id": "inpay_2", "invoice": {"id": "in_2"}, "payment": {"type": "charge", "charge": "ch_2"}}),
         );
-        match translate(&by_charge) {
+        match payment_event(&by_charge) {
             Some(PaymentEvent::InvoiceSettled { invoice, money }) => {
                 assert_eq!(invoice, "in_2");
                 assert_eq!(money.charge.as_deref(), Some("ch_2"));
@@ -529,7 +529,7 @@ mod tests {
                        {"amount": 1500, "proration": true, "quantity": 3, "period": {"end": 1_702_592_000},
                         "pricing": {"price_details": {"price": "price_new"}}}]}}),
         );
-        match translate(&upgrade) {
+        match payment_event(&upgrade) {
             Some(PaymentEvent::Renewed { plan, quantity, .. }) => {
                 assert_eq!(plan.provider_ids[0], "price_new");
                 assert_eq!(quantity, 3);
@@ -545,7 +545,7 @@ mod tests {
             "checkout.session.completed",
             json!({"id": "cs_1", "mode": "subscription", "payment_status": "paid", "subscription": "sub_1"}),
         );
-        match translate(&checkout) {
+        match payment_event(&checkout) {
             Some(PaymentEvent::SubscriptionStarted { paid_through, .. }) => {
                 assert_eq!(paid_through.unwrap().timestamp(), 1_700_000_000);
             }
@@ -556,7 +556,7 @@ mod tests {
             json!({"id": "sub_1", "status": "active", "items": {"data": [
                 {"price": {"id": "price_1"}, "quantity": 1, "current_period_end": 1_800_000_000}]}}),
         );
-        match translate(&created) {
+        match payment_event(&created) {
             Some(PaymentEvent::SubscriptionStarted {
                 paid_through,
                 period_end,
