@@ -6,6 +6,7 @@ pub mod data_object;
 pub mod dates;
 pub mod error;
 pub mod key;
+pub mod key_search;
 pub mod license;
 pub mod license_file;
 pub mod message;

@@ -13,6 +13,7 @@ mod error;
 mod events;
 mod forms;
 mod health;
+mod key_search;
 mod license_urls;
 mod licenses;
 mod messages;
@@ -38,6 +39,7 @@ pub use error::StoreError;
 #[cfg(feature = "fault-injection")]
 pub use health::Faults;
 pub use health::WriteFailure;
+pub use key_search::KeySearch;
 pub use licenses::{LicenseFilter, NewLicense};
 pub use messages::MessageFilter;
 pub use outbox::QueuedMail;

@@ -14,6 +14,7 @@ mod concurrency;
 mod convergence;
 mod cryptolens;
 mod cryptolens_data;
+mod cryptolens_keys;
 mod cryptolens_semantics;
 mod exposure;
 mod faults;
