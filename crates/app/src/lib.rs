@@ -127,8 +127,8 @@ impl App {
     pub fn new(store: Store) -> Self {
         Self(std::sync::Arc::new(Parts {
             cache: cache::Cache::new(cache::DEFAULT_CAPACITY, store.changes()),
+            signers: signers::Signers::following(store.changes()),
             store,
-            signers: signers::Signers::default(),
             signatures: signatures::Signatures::default(),
             check_ins: activations::CheckIns::default(),
             master_key: None,

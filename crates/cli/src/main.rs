@@ -207,6 +207,13 @@ enum ProductCommand {
         block_expired_licenses: Option<bool>,
     },
     List,
+    /// Replace the product's RSA key (the Cryptolens-compatible API's) with an existing key
+    /// pair, so programs shipped with its public key keep verifying: a file holding the .NET
+    /// <RSAKeyValue> XML with private parts, or a PEM private key (PKCS#1 or PKCS#8).
+    ImportRsaKey {
+        id: i64,
+        file: PathBuf,
+    },
     /// Print a product's public key.
     PublicKey {
         id: i64,
@@ -612,6 +619,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             .await?,
         )?,
         Command::Product(ProductCommand::List) => print(&app.products(&me).await?)?,
+        Command::Product(ProductCommand::ImportRsaKey { id, file }) => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            let public = app.import_rsa_key(&me, id, &text).await?;
+            eprintln!("product {id} now signs Cryptolens replies with the imported key");
+            println!("{}", public.to_xml());
+        }
         Command::Product(ProductCommand::PublicKey { id, format }) => match format {
             KeyFormat::Ed25519 => {
                 let key = app.public_key(id).await?;

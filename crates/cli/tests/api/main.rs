@@ -26,6 +26,7 @@ mod localstripe;
 mod mail;
 mod money;
 mod payloads;
+mod rsa_import;
 mod stores;
 mod stripe;
 mod tokens;
