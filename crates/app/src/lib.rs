@@ -13,6 +13,7 @@ mod error;
 mod files;
 mod forms;
 mod gateway;
+mod import;
 mod license_urls;
 mod licenses;
 mod mail;
@@ -39,6 +40,10 @@ pub use error::AppError;
 pub use files::{LicenseFileRequest, DEFAULT_FILE_TTL_DAYS};
 pub use forms::{CheckoutOutcome, CheckoutPlan, NewPaymentForm, PaymentSetup, MAX_FORM_QUANTITY};
 pub use gateway::{GatewayFuture, PaymentGateway, SyncReport};
+pub use import::{
+    ImportSource, Imported, ImportedCustomer, ImportedDataObject, ImportedKey, ImportedMachine,
+    ImportedProduct, KeyImported,
+};
 pub use keyturn_core::provider::{EventEnvelope, EventOutcome, ProviderError};
 pub use keyturn_store::QueuedMail;
 pub use keyturn_store::{Dialect, StoreError, WriteFailure};

@@ -59,6 +59,33 @@ enum Command {
     /// The products' private signing keys, and the master key that seals them.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Bring licenses over from another licensing server.
+    #[command(subcommand)]
+    Import(ImportCommand),
+}
+
+#[derive(Subcommand)]
+enum ImportCommand {
+    /// A product's keys (features, expiry, notes, block, machine limit, activated machines,
+    /// data objects) and customers, through the Cryptolens Web API of a Cryptolens-compatible
+    /// server. Running it again updates what changed and adds what is new; keys keep their key
+    /// strings. Prints a summary; progress goes to stderr.
+    Cryptolens {
+        /// The server's address, e.g. https://app.cryptolens.io
+        #[arg(long)]
+        from: String,
+        /// An access token of that server allowed GetProducts, GetKeys, GetCustomers and
+        /// ListDataObjects.
+        #[arg(long, env = "KEYTURN_IMPORT_TOKEN", hide_env_values = true)]
+        token: String,
+        /// The product's id on that server.
+        #[arg(long)]
+        product: i64,
+        /// Import into this existing product (default: the product a previous import made,
+        /// or a new one).
+        #[arg(long)]
+        into: Option<i64>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -475,6 +502,32 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             print(&app.reseal_signing_keys(&me, Some(&from), None).await?)?
         }
         Command::Migrate => eprintln!("the database schema is up to date"),
+        Command::Import(ImportCommand::Cryptolens {
+            from,
+            token,
+            product,
+            into,
+        }) => {
+            let source = keyturn::import::CryptolensSource::new(&from, token)?;
+            let summary =
+                keyturn::import::import_cryptolens(&app, &me, &source, product, into).await?;
+            print(&summary)?;
+            eprintln!(
+                "keys: {} created, {} updated, {} unchanged, {} failed; machines added: {}; \
+                 customers created: {}",
+                summary.keys.created,
+                summary.keys.updated,
+                summary.keys.unchanged,
+                summary.keys_failed,
+                summary.machines_added,
+                summary.customers.created
+            );
+            anyhow::ensure!(
+                summary.keys_failed == 0,
+                "{} key(s) were not imported (see above); run the import again once fixed",
+                summary.keys_failed
+            );
+        }
         Command::LicenseUrl(LicenseUrlCommand::Create {
             plan,
             store,

@@ -20,6 +20,7 @@ mod exposure;
 mod faults;
 mod forms;
 mod hot_path;
+mod import;
 mod license_urls;
 mod licenses;
 mod localstripe;
