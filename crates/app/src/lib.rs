@@ -22,6 +22,7 @@ mod payments;
 mod principal;
 mod signatures;
 mod signers;
+mod skm;
 mod tokens;
 
 use chrono::{DateTime, Utc};

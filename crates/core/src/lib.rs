@@ -17,6 +17,7 @@ pub mod provider;
 pub mod rsa;
 pub mod seal;
 pub mod signing;
+pub mod skm;
 pub mod terms;
 pub mod token;
 pub mod validation;
