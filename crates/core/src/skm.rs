@@ -91,7 +91,7 @@ impl SkmTerms {
             None => 0,
         };
         let period_days = match period {
-            p if p < 0 || p > 36_500 => {
+            p if !(0..=36_500).contains(&p) => {
                 return Err(DomainError::new(
                     "skm",
                     "Period must be between 0 and 36500 days",
