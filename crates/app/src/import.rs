@@ -169,7 +169,8 @@ fn customer_fields(c: &ImportedCustomer) -> (String, Option<String>, Option<Stri
     (name, mail, firm)
 }
 
-/// Finds or creates the customer a source customer became, bringing its fields up to date.
+/// Finds or creates the customer a source customer became (or, the first time, the customer
+/// here with its email), bringing its fields up to date.
 async fn upsert_customer(
     s: &mut Session,
     source: &ImportSource,
@@ -178,10 +179,22 @@ async fn upsert_customer(
 ) -> Result<(i64, Imported)> {
     let (name, mail, firm) = customer_fields(c);
     let source_id = c.source_id.to_string();
-    let known = match s.imported_id(source.origin(), CUSTOMER, &source_id).await? {
+    let mut known = match s.imported_id(source.origin(), CUSTOMER, &source_id).await? {
         Some(id) => s.customer(id).await?,
         None => None,
     };
+    if known.is_none() {
+        // Imported for the first time: a customer here with the same email (one a payment
+        // created before the move, say) is the same person, not a second one.
+        if let Some(id) = match &mail {
+            Some(mail) => s.customer_by_email(mail).await?,
+            None => None,
+        } {
+            s.record_imported(source.origin(), CUSTOMER, &source_id, id)
+                .await?;
+            known = s.customer(id).await?;
+        }
+    }
     match known {
         Some(mut existing) => {
             if existing.name == name && existing.email == mail && existing.company == firm {
