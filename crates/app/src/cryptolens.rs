@@ -738,6 +738,7 @@ impl App {
                     product_id,
                     filter: filter.as_ref(),
                     features: &product.features,
+                    expired_blocked_at: product.block_expired_licenses.then(now),
                     order,
                     limit: KEYS_PER_PAGE,
                     offset: (page - 1).saturating_mul(KEYS_PER_PAGE),

@@ -7,6 +7,7 @@
 //! end counts as expiring when its replies say (100 years after its creation), a license
 //! without a customer has customer id 0 and no customer text equals anything.
 
+use chrono::{DateTime, Utc};
 use keyturn_core::key_search::{Comparison, Field, KeyFilter, KeyOrder, Operand, OrderField};
 use keyturn_core::License;
 
@@ -21,6 +22,9 @@ pub struct KeySearch<'a> {
     pub filter: Option<&'a KeyFilter>,
     /// The product's features in order: F1..F8 are the first eight.
     pub features: &'a [String],
+    /// Set to the current time when the product answers expired licenses as blocked: an
+    /// expired license then counts as blocked, as its replies show it.
+    pub expired_blocked_at: Option<DateTime<Utc>>,
     pub order: KeyOrder,
     pub limit: i64,
     pub offset: i64,
@@ -36,6 +40,8 @@ struct Statement {
     dialect: Dialect,
     sql: String,
     binds: Vec<Bind>,
+    /// See [`KeySearch::expired_blocked_at`] (milliseconds).
+    expired_blocked_at: Option<i64>,
 }
 
 impl Statement {
@@ -53,6 +59,20 @@ impl Statement {
                 self.dialect.json_list_has("l.features", self.binds.len())
             }
             _ => "(1 = 0)".into(),
+        }
+    }
+
+    /// Whether the license counts as blocked (1) or not (0), as its replies show it.
+    fn block(&mut self) -> String {
+        match self.expired_blocked_at {
+            None => "l.blocked".into(),
+            Some(now) => {
+                let p = self.param(Bind::Int(now));
+                format!(
+                    "(CASE WHEN l.blocked <> 0 OR (l.expires_at IS NOT NULL AND l.expires_at <= {p}) \
+                     THEN 1 ELSE 0 END)"
+                )
+            }
         }
     }
 
@@ -125,8 +145,12 @@ impl Statement {
                 )
             }
             None => {
+                let column = match field {
+                    Field::Block => self.block(),
+                    _ => license_column(field).to_owned(),
+                };
                 let p = self.param(bind);
-                format!("{} {sql_op} {p}", license_column(field))
+                format!("{column} {sql_op} {p}")
             }
         }
     }
@@ -138,7 +162,7 @@ fn license_column(field: Field) -> &'static str {
         Field::Id => "l.id",
         Field::Key => "l.key",
         Field::Notes => "l.notes",
-        Field::Block => "l.blocked",
+        Field::Block => "l.blocked", // see `Statement::block`
         Field::Created => "l.created_at",
         Field::Expires => EXPIRES,
         Field::Period => "COALESCE(l.period_days, 0)",
@@ -194,7 +218,7 @@ impl Session {
             OrderField::Created => Some("l.created_at".to_owned()),
             OrderField::Expires => Some(EXPIRES.to_owned()),
             OrderField::Customer => Some("COALESCE(l.customer_id, 0)".to_owned()),
-            OrderField::Block => Some("l.blocked".to_owned()),
+            OrderField::Block => Some(page.block()),
             OrderField::Modified => Some("l.updated_at".to_owned()),
             OrderField::Feature(n) => Some(page.feature(s.features, n)),
         };
@@ -227,6 +251,7 @@ impl Session {
             dialect: self.dialect,
             sql: String::new(),
             binds: Vec::new(),
+            expired_blocked_at: s.expired_blocked_at.map(to_db),
         };
         let product = st.param(Bind::Int(s.product_id));
         st.sql = format!("{select} WHERE l.product_id = {product}");

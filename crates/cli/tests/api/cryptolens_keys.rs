@@ -228,6 +228,30 @@ async fn search_order_and_pages(app: &TestApp) {
     );
     let r = keys(app, &tok, other, &[]).await;
     assert_eq!(r.body["message"], "Access denied.", "{}", r.body);
+
+    // Where the product answers expired keys as blocked, Block finds them as listings show them.
+    let strict = app
+        .post(
+            "/v1/products",
+            json!({"name": "Strict", "features": ["pro"], "block_expired_licenses": true}),
+        )
+        .await;
+    assert_eq!(strict.status, 201, "{}", strict.body);
+    let strict = id_of(&strict.body);
+    let lapsed = id_of(
+        &app.license(json!({"product_id": strict, "expires": "2001-05-05"}))
+            .await,
+    );
+    let running = id_of(
+        &app.license(json!({"product_id": strict, "period_days": 30}))
+            .await,
+    );
+    let admin = app.admin.clone();
+    let r = keys(app, &admin, strict, &[("OrderBy", "Block descending")]).await;
+    assert_eq!(ids(&r), vec![lapsed, running]);
+    assert_eq!(r.body["licenseKeys"][0]["block"], true);
+    assert_eq!(found(app, &admin, strict, "Block").await, vec![lapsed]);
+    assert_eq!(found(app, &admin, strict, "!Block").await, vec![running]);
 }
 on_every_backend!(
     cryptolens_get_keys_search_order_and_pages,
