@@ -121,6 +121,37 @@ pub(crate) fn product_features(product: &Product, wanted: &[String]) -> Result<V
     Ok(wanted)
 }
 
+/// A new product, checked, with its signing keys drawn (which takes a while for RSA, so it is
+/// done before a transaction opens).
+pub(crate) struct PreparedProduct {
+    product: Product,
+    signer: ProductSigner,
+    rsa: RsaSigner,
+}
+
+pub(crate) async fn prepare_product(input: NewProductInput) -> Result<PreparedProduct> {
+    let name = display_name("name", &input.name)?;
+    let features = feature_list(&input.features)?;
+    let public_metadata = public_metadata(&input.public_metadata)?;
+    let rsa = tokio::task::spawn_blocking(RsaSigner::generate)
+        .await
+        .map_err(corrupt)?
+        .map_err(corrupt)?;
+    Ok(PreparedProduct {
+        product: Product {
+            id: 0,
+            name,
+            features,
+            public_notes: input.public_notes,
+            public_metadata,
+            block_expired_licenses: input.block_expired_licenses,
+            created: now(),
+        },
+        signer: ProductSigner::generate(),
+        rsa,
+    })
+}
+
 impl App {
     /// Creates a product and its signing key together, so no product ever exists without one.
     pub async fn create_product(
@@ -129,36 +160,27 @@ impl App {
         input: NewProductInput,
     ) -> Result<Product> {
         principal.require_unrestricted(Permission::ProductsWrite)?;
-        let name = display_name("name", &input.name)?;
-        let features = feature_list(&input.features)?;
-        let public_metadata = public_metadata(&input.public_metadata)?;
-        let at = now();
-        let signer = ProductSigner::generate();
-        let rsa = tokio::task::spawn_blocking(RsaSigner::generate)
-            .await
-            .map_err(corrupt)?
-            .map_err(corrupt)?;
+        let prepared = prepare_product(input).await?;
         let mut session = self.store.write().await?;
-        let product = session
-            .insert_product(
-                &Product {
-                    id: 0,
-                    name,
-                    features,
-                    public_notes: input.public_notes,
-                    public_metadata,
-                    block_expired_licenses: input.block_expired_licenses,
-                    created: at,
-                },
-                at,
-            )
-            .await?;
+        let product = self.insert_product(&mut session, prepared, now()).await?;
+        session.commit().await?;
+        Ok(product)
+    }
+
+    /// Inserts a product prepared by [`prepare_product`] with its keys, in `session`.
+    pub(crate) async fn insert_product(
+        &self,
+        session: &mut keyturn_store::Session,
+        p: PreparedProduct,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Product> {
+        let product = session.insert_product(&p.product, at).await?;
         session
             .insert_signing_key(
                 product.id,
                 ED25519,
-                &self.store_key(product.id, ED25519, &signer.to_base64_seed()),
-                &signer.public_key().to_base64(),
+                &self.store_key(product.id, ED25519, &p.signer.to_base64_seed()),
+                &p.signer.public_key().to_base64(),
                 at,
             )
             .await?;
@@ -166,12 +188,11 @@ impl App {
             .insert_signing_key(
                 product.id,
                 RSA2048,
-                &self.store_key(product.id, RSA2048, &rsa.to_base64_pkcs8()),
-                &rsa.public_key().to_xml(),
+                &self.store_key(product.id, RSA2048, &p.rsa.to_base64_pkcs8()),
+                &p.rsa.public_key().to_xml(),
                 at,
             )
             .await?;
-        session.commit().await?;
         Ok(product)
     }
 

@@ -4,13 +4,14 @@
 //! set of rules. Wire formats live in the HTTP layer.
 
 use keyturn_core::data_object::MAX_PER_OWNER;
+use keyturn_core::key_search::{self, KeyOrder};
 use keyturn_core::names::display_name;
 use keyturn_core::validation::admit_known_machine;
 use keyturn_core::{
-    Activation, Customer, DataObject, DataOwner, ExpiryRule, License, LicenseKey, Permission,
-    Product, TokenHash, TokenSecret,
+    Activation, Customer, DataObject, DataOwner, DomainError, ExpiryRule, License, LicenseKey,
+    Permission, Product, TokenHash, TokenSecret,
 };
-use keyturn_store::LicenseFilter;
+use keyturn_store::{KeySearch, LicenseFilter};
 
 use crate::activations::ActivationRequest;
 use crate::customers::{company, email, CustomerPatch};
@@ -709,33 +710,40 @@ impl App {
         Ok(out)
     }
 
-    /// `GetKeys`: page `page` (from 1) of a product's keys in id order, 99 to a page.
+    /// `GetKeys`: page `page` (from 1) of a product's keys that match `search` (Cryptolens's
+    /// `SearchQuery`, empty for all) in the order `order_by` names (`ID ascending` when empty),
+    /// 99 to a page, with how many match in all.
     pub async fn cl_keys(
         &self,
         principal: &Principal,
         product_id: i64,
         page: i64,
+        search: &str,
+        order_by: &str,
     ) -> Result<ClKeyPage> {
         principal.require_method(Permission::ClGetKeys, Some(product_id))?;
         if page < 1 {
             return Err(AppError::invalid("page", "must be 1 or more"));
         }
+        let filter = key_search::parse(search, now().date_naive()).map_err(DomainError::from)?;
+        let order = KeyOrder::parse(order_by)?;
         let (licenses, total) = {
             let mut session = self.store.read().await?;
-            session
+            let product = session
                 .product(product_id)
                 .await?
                 .ok_or(AppError::NotFound("product"))?;
-            let total = session.count_licenses(product_id).await?;
-            let licenses = session
-                .licenses(&LicenseFilter {
-                    product_id: Some(product_id),
+            session
+                .search_licenses(&KeySearch {
+                    product_id,
+                    filter: filter.as_ref(),
+                    features: &product.features,
+                    expired_blocked_at: product.block_expired_licenses.then(now),
+                    order,
                     limit: KEYS_PER_PAGE,
                     offset: (page - 1).saturating_mul(KEYS_PER_PAGE),
-                    ..Default::default()
                 })
-                .await?;
-            (licenses, total)
+                .await?
         };
         let mut keys = Vec::with_capacity(licenses.len());
         for license in licenses {

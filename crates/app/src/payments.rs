@@ -64,6 +64,7 @@ impl App {
         for mut envelope in events {
             if let Some(gateway) = gateway {
                 complete(gateway, &mut envelope).await;
+                self.adopt_cryptolens_prices(gateway, &envelope).await;
             }
             outcomes.push(self.apply_provider_event(&envelope).await?);
         }
@@ -94,6 +95,7 @@ impl App {
                 continue;
             }
             complete(gateway, &mut envelope).await;
+            self.adopt_cryptolens_prices(gateway, &envelope).await;
             match self.apply_provider_event(&envelope).await {
                 Ok(EventOutcome::Applied(_)) => report.applied += 1,
                 Ok(EventOutcome::Ignored) => report.ignored += 1,

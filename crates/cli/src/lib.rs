@@ -1,5 +1,6 @@
 //! The `keyturn` program: configuration, start-up, and the command line.
 
 pub mod config;
+pub mod import;
 pub mod mail;
 pub mod startup;

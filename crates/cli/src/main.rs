@@ -59,6 +59,33 @@ enum Command {
     /// The products' private signing keys, and the master key that seals them.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Bring licenses over from another licensing server.
+    #[command(subcommand)]
+    Import(ImportCommand),
+}
+
+#[derive(Subcommand)]
+enum ImportCommand {
+    /// A product's keys (features, expiry, notes, block, machine limit, activated machines,
+    /// data objects) and customers, through the Cryptolens Web API of a Cryptolens-compatible
+    /// server. Running it again updates what changed and adds what is new; keys keep their key
+    /// strings. Prints a summary; progress goes to stderr.
+    Cryptolens {
+        /// The server's address, e.g. https://app.cryptolens.io
+        #[arg(long)]
+        from: String,
+        /// An access token of that server allowed GetProducts, GetKeys, GetCustomers and
+        /// ListDataObjects.
+        #[arg(long, env = "KEYTURN_IMPORT_TOKEN", hide_env_values = true)]
+        token: String,
+        /// The product's id on that server.
+        #[arg(long)]
+        product: i64,
+        /// Import into this existing product (default: the product a previous import made,
+        /// or a new one).
+        #[arg(long)]
+        into: Option<i64>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -207,6 +234,13 @@ enum ProductCommand {
         block_expired_licenses: Option<bool>,
     },
     List,
+    /// Replace the product's RSA key (the Cryptolens-compatible API's) with an existing key
+    /// pair, so programs shipped with its public key keep verifying: a file holding the .NET
+    /// <RSAKeyValue> XML with private parts, or a PEM private key (PKCS#1 or PKCS#8).
+    ImportRsaKey {
+        id: i64,
+        file: PathBuf,
+    },
     /// Print a product's public key.
     PublicKey {
         id: i64,
@@ -468,6 +502,32 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             print(&app.reseal_signing_keys(&me, Some(&from), None).await?)?
         }
         Command::Migrate => eprintln!("the database schema is up to date"),
+        Command::Import(ImportCommand::Cryptolens {
+            from,
+            token,
+            product,
+            into,
+        }) => {
+            let source = keyturn::import::CryptolensSource::new(&from, token)?;
+            let summary =
+                keyturn::import::import_cryptolens(&app, &me, &source, product, into).await?;
+            print(&summary)?;
+            eprintln!(
+                "keys: {} created, {} updated, {} unchanged, {} failed; machines added: {}; \
+                 customers created: {}",
+                summary.keys.created,
+                summary.keys.updated,
+                summary.keys.unchanged,
+                summary.keys_failed,
+                summary.machines_added,
+                summary.customers.created
+            );
+            anyhow::ensure!(
+                summary.keys_failed == 0,
+                "{} key(s) were not imported (see above); run the import again once fixed",
+                summary.keys_failed
+            );
+        }
         Command::LicenseUrl(LicenseUrlCommand::Create {
             plan,
             store,
@@ -612,6 +672,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             .await?,
         )?,
         Command::Product(ProductCommand::List) => print(&app.products(&me).await?)?,
+        Command::Product(ProductCommand::ImportRsaKey { id, file }) => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            let public = app.import_rsa_key(&me, id, &text).await?;
+            eprintln!("product {id} now signs Cryptolens replies with the imported key");
+            println!("{}", public.to_xml());
+        }
         Command::Product(ProductCommand::PublicKey { id, format }) => match format {
             KeyFormat::Ed25519 => {
                 let key = app.public_key(id).await?;
