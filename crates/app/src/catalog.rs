@@ -9,6 +9,7 @@ use keyturn_core::{
 use keyturn_store::NewPlan;
 
 use crate::signers::{corrupt, ED25519, RSA2048};
+use crate::Entity;
 use crate::{now, App, AppError, Principal, Result};
 
 #[derive(Debug, Clone, Default)]
@@ -203,7 +204,7 @@ impl App {
             .await?
             .product(id)
             .await?
-            .ok_or(AppError::NotFound("product"))
+            .ok_or(AppError::NotFound(Entity::Product))
     }
 
     pub async fn products(&self, principal: &Principal) -> Result<Vec<Product>> {
@@ -222,7 +223,7 @@ impl App {
         let mut product = session
             .product(id)
             .await?
-            .ok_or(AppError::NotFound("product"))?;
+            .ok_or(AppError::NotFound(Entity::Product))?;
         if let Some(name) = patch.name {
             product.name = display_name("name", &name)?;
         }
@@ -296,9 +297,9 @@ impl App {
         principal.require_in_product(
             Permission::PlansRead,
             found.as_ref().map(|p| p.product_id),
-            "plan",
+            Entity::Plan,
         )?;
-        found.ok_or(AppError::NotFound("plan"))
+        found.ok_or(AppError::NotFound(Entity::Plan))
     }
 
     pub async fn update_plan(
@@ -313,9 +314,9 @@ impl App {
         principal.require_in_product(
             Permission::PlansWrite,
             found.as_ref().map(|p| p.product_id),
-            "plan",
+            Entity::Plan,
         )?;
-        let mut plan = found.ok_or(AppError::NotFound("plan"))?;
+        let mut plan = found.ok_or(AppError::NotFound(Entity::Plan))?;
         if let Some(name) = patch.name {
             plan.name = display_name("name", &name)?;
         }

@@ -16,6 +16,7 @@ use keyturn_store::{KeySearch, LicenseFilter};
 use crate::activations::ActivationRequest;
 use crate::customers::{company, email, CustomerPatch};
 use crate::licenses::{Extension, LicensePatch, LicenseSpec, TrialRequest};
+use crate::Entity;
 use crate::{now, App, AppError, NewCustomerInput, Principal, Result};
 
 /// Cryptolens's page size for `GetKeys`.
@@ -159,7 +160,7 @@ impl App {
         let key = LicenseKey::parse(key)?;
         let product = self.product_row(product_id).await?;
         if product.is_none() && principal.license_lock().is_none() {
-            return Err(AppError::NotFound("product"));
+            return Err(AppError::NotFound(Entity::Product));
         }
         let found = self
             .license_state(key.as_str())
@@ -167,7 +168,7 @@ impl App {
             .map(|s| s.license.clone())
             .filter(|l| l.product_id == product_id);
         principal.require_license(method, found.as_ref())?;
-        found.ok_or(AppError::NotFound("license"))
+        found.ok_or(AppError::NotFound(Entity::License))
     }
 
     /// What an expired license of `product_id` may do on the Cryptolens API.
@@ -175,7 +176,7 @@ impl App {
         let product = self
             .product_row(product_id)
             .await?
-            .ok_or(AppError::NotFound("product"))?;
+            .ok_or(AppError::NotFound(Entity::Product))?;
         Ok(ExpiryRule::cryptolens(product.block_expired_licenses))
     }
 
@@ -194,7 +195,7 @@ impl App {
         let product = self
             .product_row(license.product_id)
             .await?
-            .ok_or(AppError::NotFound("product"))?;
+            .ok_or(AppError::NotFound(Entity::Product))?;
         let blocked =
             ExpiryRule::cryptolens(product.block_expired_licenses).blocks(&license, now());
         let customer = match license.customer_id {
@@ -289,7 +290,7 @@ impl App {
             .await
         {
             Ok(_) => Ok(()),
-            Err(AppError::NotFound("activation")) if floating => Ok(()),
+            Err(AppError::NotFound(Entity::Activation)) if floating => Ok(()),
             Err(e) => Err(e),
         }
     }
@@ -309,7 +310,7 @@ impl App {
         let product = session
             .product(req.product_id)
             .await?
-            .ok_or(AppError::NotFound("product"))?;
+            .ok_or(AppError::NotFound(Entity::Product))?;
         let features = feature_names(&product, &req.features)?;
         // The customer, and whether this call made it (then it has no license yet to show
         // that the token may see it).
@@ -340,7 +341,7 @@ impl App {
                     let c = self
                         .customer_in_reach(&mut session, principal, id)
                         .await?
-                        .ok_or(AppError::NotFound("customer"))?;
+                        .ok_or(AppError::NotFound(Entity::Customer))?;
                     (Some(c.id), None)
                 }
                 None => (None, None),
@@ -383,7 +384,7 @@ impl App {
             .await?
             .product(product_id)
             .await?
-            .ok_or(AppError::NotFound("product"))?;
+            .ok_or(AppError::NotFound(Entity::Product))?;
         let (license, _) = self
             .create_trial(TrialRequest {
                 product_id,
@@ -476,7 +477,7 @@ impl App {
             .await?
             .product(product_id)
             .await?
-            .ok_or(AppError::NotFound("product"))?;
+            .ok_or(AppError::NotFound(Entity::Product))?;
         let name = feature_of(&product, feature)?;
         let delegate = principal.acting_with(vec![Permission::LicensesWrite]);
         if on {
@@ -555,12 +556,12 @@ impl App {
         session
             .product(product_id)
             .await?
-            .ok_or(AppError::NotFound("product"))?;
+            .ok_or(AppError::NotFound(Entity::Product))?;
         let license = session
             .license_by_key(key.as_str())
             .await?
             .filter(|l| l.product_id == product_id)
-            .ok_or(AppError::NotFound("license"))?;
+            .ok_or(AppError::NotFound(Entity::License))?;
         let methods: Vec<Permission> = Permission::ALL
             .into_iter()
             .filter(|p| p.is_cryptolens_method() && principal.holds(*p))
@@ -651,7 +652,7 @@ impl App {
             .await?
             .customer_by_secret(&TokenHash::of(secret))
             .await?
-            .ok_or(AppError::NotFound("customer"))?;
+            .ok_or(AppError::NotFound(Entity::Customer))?;
         self.cl_licenses_of(principal, customer.id).await
     }
 
@@ -693,7 +694,7 @@ impl App {
             let mut session = self.store.read().await?;
             self.customer_in_reach(&mut session, principal, customer_id)
                 .await?
-                .ok_or(AppError::NotFound("customer"))?;
+                .ok_or(AppError::NotFound(Entity::Customer))?;
             session
                 .licenses(&LicenseFilter {
                     customer_id: Some(customer_id),
@@ -732,7 +733,7 @@ impl App {
             let product = session
                 .product(product_id)
                 .await?
-                .ok_or(AppError::NotFound("product"))?;
+                .ok_or(AppError::NotFound(Entity::Product))?;
             session
                 .search_licenses(&KeySearch {
                     product_id,

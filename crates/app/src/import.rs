@@ -23,6 +23,7 @@ use serde_json::json;
 use crate::catalog::prepare_product;
 use crate::customers::{company, email};
 use crate::licenses::record;
+use crate::Entity;
 use crate::{now, App, AppError, Principal, Result};
 
 const PRODUCT: &str = "product";
@@ -277,14 +278,14 @@ impl App {
                 session
                     .product(was)
                     .await?
-                    .ok_or(AppError::NotFound("product"))?,
+                    .ok_or(AppError::NotFound(Entity::Product))?,
                 Imported::Unchanged,
             ),
             (None, Some(into), _) => (
                 session
                     .product(into)
                     .await?
-                    .ok_or(AppError::NotFound("product"))?,
+                    .ok_or(AppError::NotFound(Entity::Product))?,
                 Imported::Updated,
             ),
             (None, None, Some(prepared)) => (
@@ -332,7 +333,7 @@ impl App {
         session
             .product(product_id)
             .await?
-            .ok_or(AppError::NotFound("product"))?;
+            .ok_or(AppError::NotFound(Entity::Product))?;
         let owner = DataOwnerRow {
             owner: keyturn_core::DataOwner::Product(product_id),
             product_id,
@@ -371,7 +372,7 @@ impl App {
         let mut product = session
             .lock_product(product_id)
             .await?
-            .ok_or(AppError::NotFound("product"))?;
+            .ok_or(AppError::NotFound(Entity::Product))?;
 
         // The product's features for the slots the key uses, appended when it lacks them.
         let mut features_added = Vec::new();
@@ -413,7 +414,7 @@ impl App {
                 let mut license = session
                     .lock_license(l.id)
                     .await?
-                    .ok_or(AppError::NotFound("license"))?;
+                    .ok_or(AppError::NotFound(Entity::License))?;
                 let before = license.clone();
                 license.customer_id = customer_id;
                 license.expires = expires;

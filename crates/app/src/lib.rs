@@ -37,7 +37,7 @@ pub use cryptolens::{
 };
 pub use customers::{CustomerPatch, NewCustomerInput};
 pub use data_objects::{ClDataTarget, DataChange, DataSelector, NewDataObject};
-pub use error::AppError;
+pub use error::{AppError, Entity};
 pub use files::{LicenseFileRequest, DEFAULT_FILE_TTL_DAYS};
 pub use forms::{CheckoutOutcome, CheckoutPlan, NewPaymentForm, PaymentSetup, MAX_FORM_QUANTITY};
 pub use gateway::{GatewayFuture, PaymentGateway, SyncReport};

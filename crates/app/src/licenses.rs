@@ -9,6 +9,7 @@ use keyturn_store::{LicenseFilter, NewLicense, Session};
 use serde_json::{json, Value};
 
 use crate::catalog::product_features;
+use crate::Entity;
 use crate::{now, Actor, App, AppError, Page, PageRequest, Principal, Result};
 
 /// The most licenses one request may create.
@@ -159,7 +160,7 @@ impl App {
                     .require_in_product(
                         Permission::LicensesWrite,
                         found.as_ref().map(|p| p.product_id),
-                        "plan",
+                        Entity::Plan,
                     )
                     .map_err(|e| match e {
                         AppError::NotFound(_) => AppError::invalid("plan_id", "no such plan"),
@@ -358,7 +359,7 @@ impl App {
         principal.require(Permission::LicensesRead)?;
         let found = self.store.read().await?.license(id).await?;
         principal.require_license(Permission::LicensesRead, found.as_ref())?;
-        found.ok_or(AppError::NotFound("license"))
+        found.ok_or(AppError::NotFound(Entity::License))
     }
 
     pub async fn license_by_key(&self, principal: &Principal, key: &str) -> Result<License> {
@@ -371,7 +372,7 @@ impl App {
             .license_by_key(key.as_str())
             .await?;
         principal.require_license(Permission::LicensesRead, found.as_ref())?;
-        found.ok_or(AppError::NotFound("license"))
+        found.ok_or(AppError::NotFound(Entity::License))
     }
 
     pub async fn licenses(&self, principal: &Principal, q: LicenseQuery) -> Result<Page<License>> {
@@ -412,7 +413,7 @@ impl App {
         let mut session = self.store.write().await?;
         let found = session.lock_license(id).await?;
         principal.require_license(need, found.as_ref())?;
-        let license = found.ok_or(AppError::NotFound("license"))?;
+        let license = found.ok_or(AppError::NotFound(Entity::License))?;
         Ok((session, license))
     }
 
@@ -439,7 +440,7 @@ impl App {
         let saved = session
             .license(license.id)
             .await?
-            .ok_or(AppError::NotFound("license"))?;
+            .ok_or(AppError::NotFound(Entity::License))?;
         session.commit().await?;
         Ok(saved)
     }
@@ -519,7 +520,7 @@ impl App {
         let product = session
             .product(license.product_id)
             .await?
-            .ok_or(AppError::NotFound("product"))?;
+            .ok_or(AppError::NotFound(Entity::Product))?;
         let feature = product_features(&product, &[feature.to_owned()])?.remove(0);
         if !license.has_feature(&feature) {
             license.features.push(feature.clone());
@@ -545,7 +546,7 @@ impl App {
             .await?;
         let feature = keyturn_core::FeatureName::parse(feature)?.into_string();
         if !license.has_feature(&feature) {
-            return Err(AppError::NotFound("feature on this license"));
+            return Err(AppError::NotFound(Entity::LicenseFeature));
         }
         license.features.retain(|f| *f != feature);
         self.save(
@@ -638,7 +639,7 @@ impl App {
         }
         let rows = session.license_events(id, after, limit + 1).await?;
         if rows.is_empty() && after.is_none() {
-            return Err(AppError::NotFound("license"));
+            return Err(AppError::NotFound(Entity::License));
         }
         Ok(Page::from_rows(rows, limit, |e| e.id))
     }
@@ -657,7 +658,7 @@ impl App {
             let license = session
                 .license(existing)
                 .await?
-                .ok_or(AppError::NotFound("license"))?;
+                .ok_or(AppError::NotFound(Entity::License))?;
             return Ok((license, false));
         }
         let plan = match req.plan_id {
@@ -688,7 +689,7 @@ impl App {
                 session
                     .product(req.product_id)
                     .await?
-                    .ok_or(AppError::NotFound("product"))?;
+                    .ok_or(AppError::NotFound(Entity::Product))?;
                 let mut new = new_license(req.product_id, None, at);
                 new.expires = Some(dates::add_days("days", at, days)?);
                 new.period_days = Some(days);
@@ -696,7 +697,7 @@ impl App {
                 new.trial = true;
                 new
             }
-            (None, None) => return Err(AppError::NotFound("trial plan for this product")),
+            (None, None) => return Err(AppError::NotFound(Entity::TrialPlan)),
         };
         let actor = req.actor.unwrap_or(Actor::Licensee);
         let new_plan_id = new.plan_id;
@@ -711,11 +712,11 @@ impl App {
             let existing = session
                 .trial_license(req.product_id, fingerprint.as_str())
                 .await?
-                .ok_or(AppError::NotFound("trial"))?;
+                .ok_or(AppError::NotFound(Entity::Trial))?;
             let license = session
                 .license(existing)
                 .await?
-                .ok_or(AppError::NotFound("license"))?;
+                .ok_or(AppError::NotFound(Entity::License))?;
             return Ok((license, false));
         }
         let activation = session

@@ -17,6 +17,7 @@ use keyturn_core::seal::{self, MasterKey, SealError};
 use keyturn_core::{Permission, ProductSigner, PublicKey, RsaPublicKey, RsaSigner};
 use keyturn_store::{Change, Changes};
 
+use crate::Entity;
 use crate::{now, App, AppError, Principal, Result};
 
 /// How long an RSA key is used from memory before its stored form is read again.
@@ -208,7 +209,7 @@ impl App {
         let stored = session
             .signing_key(product_id, ED25519)
             .await?
-            .ok_or(AppError::NotFound("product"))?;
+            .ok_or(AppError::NotFound(Entity::Product))?;
         let seed = self.open_key(product_id, ED25519, &stored)?;
         let signer = Arc::new(ProductSigner::from_base64_seed(&seed).map_err(corrupt)?);
         self.signers
@@ -301,7 +302,7 @@ impl App {
         session
             .product(product_id)
             .await?
-            .ok_or(AppError::NotFound("product"))?;
+            .ok_or(AppError::NotFound(Entity::Product))?;
         session
             .replace_signing_key(
                 product_id,
@@ -323,7 +324,7 @@ impl App {
         session
             .product(product_id)
             .await?
-            .ok_or(AppError::NotFound("product"))?;
+            .ok_or(AppError::NotFound(Entity::Product))?;
         let fresh = tokio::task::spawn_blocking(RsaSigner::generate)
             .await
             .map_err(corrupt)?
@@ -340,7 +341,7 @@ impl App {
         let stored = session
             .signing_key(product_id, RSA2048)
             .await?
-            .ok_or(AppError::NotFound("product"))?;
+            .ok_or(AppError::NotFound(Entity::Product))?;
         session.commit().await?;
         Ok(stored)
     }
