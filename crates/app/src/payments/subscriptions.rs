@@ -16,7 +16,9 @@ use crate::licenses::new_license;
 use crate::Result;
 
 use super::buyers::{customer, notify};
-use super::money::{fill_money, lock_money, new_payment, new_payment_fields, with_link};
+use super::money::{
+    fill_money, lock_money, lock_order, new_payment, new_payment_fields, with_link,
+};
 use super::orders::checkout_of;
 use super::reversals::reverse_if_reported;
 use super::{issue, machines, save, shape_of, Ctx};
@@ -37,6 +39,7 @@ pub(super) async fn started(
     paid_through: Option<DateTime<Utc>>,
     money: Money,
 ) -> Result<String> {
+    lock_order(s, ctx, order.as_deref()).await?;
     let mut sub = s
         .claim_subscription(ctx.provider, &subscription, ctx.at)
         .await?;
@@ -157,6 +160,7 @@ pub(super) async fn changed(
     period_end: Option<DateTime<Utc>>,
     paid_through: Option<DateTime<Utc>>,
 ) -> Result<String> {
+    lock_order(s, ctx, order.as_deref()).await?;
     let sub = s
         .claim_subscription(ctx.provider, &subscription, ctx.at)
         .await?;
