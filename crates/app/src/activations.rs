@@ -6,6 +6,7 @@ use keyturn_core::names::{self, display_name};
 use keyturn_core::validation::{
     self, admit_known_machine, admit_machine, validate, ValidationRequest,
 };
+use keyturn_core::AuditAction;
 use keyturn_core::{
     Activation, ExpiryRule, FeatureName, Fingerprint, License, LicenseKey, Permission, Product,
     ValidationOutcome,
@@ -187,7 +188,7 @@ impl App {
             &mut session,
             id,
             &actor,
-            "activated",
+            AuditAction::Activated,
             json!({
                 "activation_id": activation.id,
                 "fingerprint": activation.fingerprint,
@@ -205,7 +206,7 @@ impl App {
                 &mut session,
                 id,
                 &actor,
-                "trial_started",
+                AuditAction::TrialStarted,
                 json!({"from": trial_from, "to": license.expires}),
                 at,
             )
@@ -379,7 +380,7 @@ impl App {
             &mut session,
             activation.license_id,
             &actor,
-            "deactivated",
+            AuditAction::Deactivated,
             json!({"activation_id": activation.id, "fingerprint": activation.fingerprint}),
             now(),
         )

@@ -1,4 +1,5 @@
 use keyturn_core::names::display_name;
+use keyturn_core::AuditAction;
 use keyturn_core::{Customer, Email, Permission, TokenSecret};
 use keyturn_store::Session;
 use serde_json::json;
@@ -133,7 +134,7 @@ impl App {
                 &mut session,
                 license,
                 &principal.actor,
-                "customer_removed",
+                AuditAction::CustomerRemoved,
                 json!({"customer_id": id}),
                 at,
             )

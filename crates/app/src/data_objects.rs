@@ -21,6 +21,7 @@
 //! audit log, in the same transaction.
 
 use keyturn_core::data_object::{self, Step, MAX_PER_OWNER};
+use keyturn_core::AuditAction;
 use keyturn_core::{DataObject, DataOwner, License, LicenseKey, Permission};
 use keyturn_store::{DataOwnerRow, Session};
 use serde_json::json;
@@ -84,11 +85,11 @@ impl DataChange {
         }
     }
 
-    fn action(&self) -> &'static str {
+    fn action(&self) -> AuditAction {
         match self {
-            DataChange::Set { .. } => "data_object.set",
-            DataChange::Increment { .. } => "data_object.incremented",
-            DataChange::Decrement { .. } => "data_object.decremented",
+            DataChange::Set { .. } => AuditAction::DataObjectSet,
+            DataChange::Increment { .. } => AuditAction::DataObjectIncremented,
+            DataChange::Decrement { .. } => AuditAction::DataObjectDecremented,
         }
     }
 }
@@ -467,7 +468,7 @@ impl App {
         let object = session
             .insert_data_object(row, &name, &string_value, int_value, at)
             .await?;
-        audit(&mut session, actor, &object, "data_object.added").await?;
+        audit(&mut session, actor, &object, AuditAction::DataObjectAdded).await?;
         session.commit().await?;
         Ok(object)
     }
@@ -522,7 +523,13 @@ impl App {
             .delete_data_object(object.id)
             .await?
             .ok_or(AppError::NotFound(Entity::DataObject))?;
-        audit(&mut session, actor, &removed, "data_object.removed").await?;
+        audit(
+            &mut session,
+            actor,
+            &removed,
+            AuditAction::DataObjectRemoved,
+        )
+        .await?;
         session.commit().await?;
         Ok(())
     }
@@ -581,7 +588,7 @@ async fn audit(
     session: &mut Session,
     actor: &Actor,
     object: &DataObject,
-    action: &str,
+    action: AuditAction,
 ) -> Result<()> {
     let Some(license_id) = object.license_id else {
         return Ok(());

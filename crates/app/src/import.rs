@@ -12,6 +12,7 @@
 
 use chrono::{DateTime, Utc};
 use keyturn_core::names::display_name;
+use keyturn_core::AuditAction;
 use keyturn_core::{
     data_object, AllowedMachines, FeatureName, Fingerprint, LicenseKey, MachineLimit, Notes,
     PeriodDays, Permission, Product,
@@ -433,7 +434,7 @@ impl App {
                         &mut session,
                         license.id,
                         &actor,
-                        "imported",
+                        AuditAction::Imported,
                         json!({"from": source.server, "updated": true}),
                         at,
                     )
@@ -467,7 +468,7 @@ impl App {
                     &mut session,
                     license.id,
                     &actor,
-                    "imported",
+                    AuditAction::Imported,
                     json!({"from": source.server}),
                     at,
                 )

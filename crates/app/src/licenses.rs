@@ -1,6 +1,7 @@
 //! Issuing and managing licenses. Every change is written together with its audit entry.
 
 use chrono::{DateTime, Utc};
+use keyturn_core::AuditAction;
 use keyturn_core::{
     dates, AllowedMachines, Fingerprint, LeaseSeconds, License, LicenseEvent, LicenseKey,
     MachineLimit, Metadata, Notes, PeriodDays, Permission,
@@ -131,12 +132,12 @@ pub(crate) async fn record(
     session: &mut Session,
     license_id: i64,
     actor: &Actor,
-    action: &str,
+    action: AuditAction,
     details: Value,
     at: DateTime<Utc>,
 ) -> Result<()> {
     session
-        .insert_license_event(license_id, &actor.label(), action, &details, at)
+        .insert_license_event(license_id, &actor.label(), action.as_str(), &details, at)
         .await?;
     Ok(())
 }
@@ -282,7 +283,7 @@ impl App {
                 session,
                 license.id,
                 &principal.actor,
-                "created",
+                AuditAction::Created,
                 json!({
                     "plan_id": license.plan_id,
                     "expires": license.expires,
@@ -423,7 +424,7 @@ impl App {
         mut session: Session,
         principal: &Principal,
         license: &License,
-        action: &str,
+        action: AuditAction,
         details: Value,
     ) -> Result<License> {
         let at = now();
@@ -480,7 +481,7 @@ impl App {
             session,
             principal,
             &license,
-            "extended",
+            AuditAction::Extended,
             json!({"from": from, "to": to}),
         )
         .await
@@ -497,7 +498,11 @@ impl App {
             .await?;
         let was = license.blocked;
         license.blocked = blocked;
-        let action = if blocked { "blocked" } else { "unblocked" };
+        let action = if blocked {
+            AuditAction::Blocked
+        } else {
+            AuditAction::Unblocked
+        };
         self.save(
             session,
             principal,
@@ -529,7 +534,7 @@ impl App {
             session,
             principal,
             &license,
-            "feature_added",
+            AuditAction::FeatureAdded,
             json!({"feature": feature}),
         )
         .await
@@ -553,7 +558,7 @@ impl App {
             session,
             principal,
             &license,
-            "feature_removed",
+            AuditAction::FeatureRemoved,
             json!({"feature": feature}),
         )
         .await
@@ -599,7 +604,7 @@ impl App {
             session,
             principal,
             &license,
-            "updated",
+            AuditAction::Updated,
             json!({"changes": changes}),
         )
         .await
@@ -614,7 +619,7 @@ impl App {
             &mut session,
             id,
             &principal.actor,
-            "deleted",
+            AuditAction::Deleted,
             json!({"key": license.key, "product_id": license.product_id}),
             now(),
         )
@@ -733,7 +738,7 @@ impl App {
             &mut session,
             license.id,
             &actor,
-            "created",
+            AuditAction::Created,
             json!({"trial": true, "plan_id": new_plan_id, "fingerprint": fingerprint.as_str()}),
             at,
         )
@@ -742,7 +747,7 @@ impl App {
             &mut session,
             license.id,
             &actor,
-            "activated",
+            AuditAction::Activated,
             json!({"activation_id": activation.id, "fingerprint": fingerprint.as_str()}),
             at,
         )
