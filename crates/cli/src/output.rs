@@ -23,7 +23,8 @@ pub enum Format {
     Json,
 }
 
-/// The options every list command takes.
+// The options every list command takes (no doc comment: it would become the help of a
+// list command without one).
 #[derive(Debug, Clone, clap::Args)]
 pub struct ListArgs {
     /// `table`, or `json` for `{"data": [...], "next_cursor": ...}`.
@@ -31,7 +32,7 @@ pub struct ListArgs {
     pub output: Format,
 }
 
-/// The page options of lists the server pages.
+// The page options of lists the server pages.
 #[derive(Debug, Clone, clap::Args)]
 pub struct PageArgs {
     /// At most this many (the server caps it).

@@ -15,6 +15,7 @@ pub enum Customer {
         #[arg(long)]
         company: Option<String>,
     },
+    /// List the customers, or those with one email.
     List {
         #[arg(long)]
         email: Option<String>,

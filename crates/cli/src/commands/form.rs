@@ -11,26 +11,30 @@ use super::Context;
 #[derive(Subcommand)]
 pub enum Form {
     /// Create a form and print its path.
-    Create {
-        #[arg(long)]
-        product: i64,
-        #[arg(long)]
-        name: String,
-        /// An offer as plan_id:stripe_price_id:mode:label:price, e.g.
-        /// `2:price_1Pro:subscription:Pro monthly:€15 / month` (repeat for several).
-        #[arg(long = "offer", required = true, value_parser = parse_offer)]
-        offers: Vec<Offer>,
-        #[arg(long)]
-        success_text: Option<String>,
-        /// The form is checked against the settings `serve` runs with.
-        #[command(flatten)]
-        public: PublicUrlArgs,
-        #[command(flatten)]
-        stripe: StripeApiArgs,
-        #[command(flatten)]
-        paypal: PaypalApiArgs,
-    },
+    Create(Box<NewForm>),
+    /// List the payment forms.
     List(ListArgs),
+}
+
+#[derive(clap::Args)]
+pub struct NewForm {
+    #[arg(long)]
+    product: i64,
+    #[arg(long)]
+    name: String,
+    /// An offer as plan_id:stripe_price_id:mode:label:price, e.g.
+    /// `2:price_1Pro:subscription:Pro monthly:€15 / month` (repeat for several).
+    #[arg(long = "offer", required = true, value_parser = parse_offer)]
+    offers: Vec<Offer>,
+    #[arg(long)]
+    success_text: Option<String>,
+    // The form is checked against the settings `serve` runs with.
+    #[command(flatten)]
+    public: PublicUrlArgs,
+    #[command(flatten)]
+    stripe: StripeApiArgs,
+    #[command(flatten)]
+    paypal: PaypalApiArgs,
 }
 
 fn parse_offer(s: &str) -> anyhow::Result<Offer> {
@@ -55,15 +59,16 @@ impl Form {
     pub async fn run(self, ctx: &Context) -> anyhow::Result<()> {
         let s = ctx.app().await?;
         match self {
-            Form::Create {
-                product,
-                name,
-                offers,
-                success_text,
-                public,
-                stripe,
-                paypal,
-            } => {
+            Form::Create(new) => {
+                let NewForm {
+                    product,
+                    name,
+                    offers,
+                    success_text,
+                    public,
+                    stripe,
+                    paypal,
+                } = *new;
                 let setup = keyturn_app::PaymentSetup {
                     stripe: stripe.client().is_some(),
                     paypal: paypal.is_set(),

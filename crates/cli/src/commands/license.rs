@@ -28,6 +28,7 @@ pub enum License {
         #[arg(long, default_value_t = 1)]
         quantity: i64,
     },
+    /// List the licenses, or those of one product or one email.
     List {
         #[arg(long)]
         product: Option<i64>,

@@ -21,11 +21,10 @@ pub enum LicenseUrl {
         #[arg(long)]
         email_buyer: bool,
     },
+    /// List the license URLs (without their secrets).
     List(ListArgs),
     /// Replace the secret; the old URL stops working.
-    Rotate {
-        id: i64,
-    },
+    Rotate { id: i64 },
 }
 
 impl LicenseUrl {

@@ -1,5 +1,5 @@
 //! The command line: one module per command group, each with its clap definition and what it
-//! does. A group is registered with one line in [`groups!`] below; it gets a [`Context`] that
+//! does. A group is registered with one line in `groups!` below; it gets a [`Context`] that
 //! opens the installation when the group needs one, and prints through [`crate::output`].
 
 use std::process::ExitCode;

@@ -9,6 +9,7 @@ use super::Context;
 #[derive(Subcommand)]
 pub enum Plan {
     Create(Box<NewPlan>),
+    /// List the plans, of one product or all.
     List {
         #[arg(long)]
         product: Option<i64>,

@@ -30,14 +30,12 @@ pub enum Product {
         #[arg(long)]
         block_expired_licenses: Option<bool>,
     },
+    /// List the products.
     List(ListArgs),
     /// Replace the product's RSA key (the Cryptolens-compatible API's) with an existing key
     /// pair, so programs shipped with its public key keep verifying: a file holding the .NET
     /// <RSAKeyValue> XML with private parts, or a PEM private key (PKCS#1 or PKCS#8).
-    ImportRsaKey {
-        id: i64,
-        file: PathBuf,
-    },
+    ImportRsaKey { id: i64, file: PathBuf },
     /// Print a product's public key.
     PublicKey {
         id: i64,

@@ -7,7 +7,7 @@ use super::Context;
 #[derive(clap::Args)]
 pub struct Serve {
     #[command(flatten)]
-    args: ServeArgs,
+    args: Box<ServeArgs>,
 }
 
 impl Serve {

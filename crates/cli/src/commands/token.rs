@@ -38,6 +38,7 @@ pub enum Token {
         #[arg(long)]
         expires_days: Option<i64>,
     },
+    /// List the tokens (never their secrets).
     List(ListArgs),
     Revoke {
         id: i64,
