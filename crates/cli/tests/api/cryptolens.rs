@@ -972,10 +972,10 @@ fn cli_creates_cryptolens_tokens_and_prints_the_rsa_key() {
     ]);
     assert!(ok, "{err}");
     assert!(token.trim().starts_with("kt_"));
-    let (ok, list, _) = run(&["token", "list"]);
+    let (ok, list, _) = run(&["token", "list", "--output", "json"]);
     assert!(ok);
     let tokens: Value = serde_json::from_str(&list).unwrap();
-    let sdk = tokens
+    let sdk = tokens["data"]
         .as_array()
         .unwrap()
         .iter()
