@@ -5,7 +5,9 @@ use thiserror::Error;
 
 #[derive(Debug, Error)]
 pub enum AppError {
-    #[error("{0}")]
+    /// Transparent: with `{0}` and `#[from]`, the rule would print twice in an error chain
+    /// (once as this error, once as its source).
+    #[error(transparent)]
     Invalid(#[from] DomainError),
     #[error("{0} not found")]
     NotFound(Entity),

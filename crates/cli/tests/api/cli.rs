@@ -141,7 +141,11 @@ async fn the_command_line_manages_tokens_products_and_licenses() {
 
     let (ok, _, err) = keyturn(dir.path(), &["license", "create", "--product", "999"]);
     assert!(!ok);
-    assert!(err.contains("product_id"), "{err}");
+    assert_eq!(
+        err.matches("product_id: no such product").count(),
+        1,
+        "the rule is said once: {err}"
+    );
     let (ok, _, err) = keyturn(
         dir.path(),
         &["token", "create", "--permission", "licenses:fly"],
