@@ -113,7 +113,12 @@ fn event(
             period_end: time(data, &["next"]),
             // FastSpring activates a subscription once its first order is paid, until `next`.
             paid_through: time(data, &["next"]),
-            money: Money::default(),
+            // That first order is the payment: a return of it names the order, as a renewal's
+            // does (its `order.completed` is left to this event and says nothing of its own).
+            money: Money {
+                payment_intent: id_of(data, "initialOrderId"),
+                ..Default::default()
+            },
         }),
         "subscription.charge.completed" if text(data, &["status"]).as_deref() != Some("failed") => {
             let sub = &data["subscription"];
@@ -232,10 +237,16 @@ mod tests {
                 plan,
                 paid_through,
                 buyer,
+                money,
                 ..
             }) => {
                 assert_eq!(subscription, "fastspring:fs_sub_1");
                 assert_eq!(order.as_deref(), Some("fs_order_2"));
+                assert_eq!(
+                    money.payment_intent.as_deref(),
+                    Some("fs_order_2"),
+                    "a return of the first order finds it"
+                );
                 assert_eq!(plan.provider_ids, vec!["fastspring:editor-monthly"]);
                 assert_eq!(paid_through.unwrap().timestamp_millis(), 1_864_598_400_000);
                 assert_eq!(buyer.name.as_deref(), Some("Bo Chen"));

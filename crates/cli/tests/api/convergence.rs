@@ -1,10 +1,12 @@
-//! Payment histories converge whatever the delivery. For each provider, histories are generated
+//! Payment histories converge whatever the delivery. For each provider (Stripe, Paddle, Lemon
+//! Squeezy, FastSpring, Gumroad), histories are generated
 //! from a seed (a purchase, renewals, a failed payment with or without recovery, a plan or
 //! quantity change, a cancellation, a refund or dispute, a one-time sale beside it). Each history
 //! is delivered twice to the real server as signed webhooks under ids of its own: once in the
 //! order the provider made the events, once with every event sent one to three times, shuffled,
 //! by several concurrent senders. Both must end in the same licenses (count, expiry, blocked
-//! flag, features, machine limit) and the same subscription record.
+//! flag, features, machine limit) and the same subscription record; the orderly delivery licenses
+//! exactly the paid time, and money that came back in full blocks what it bought.
 //!
 //! `KEYTURN_CONVERGENCE_SEED` repeats a run (the seed is printed, and named in every failure);
 //! `KEYTURN_CONVERGENCE_HISTORIES` sets how many histories each provider gets.
@@ -12,7 +14,7 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
-use chrono::Utc;
+use chrono::{DateTime, Months, Utc};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -20,7 +22,8 @@ use serde_json::{json, Value};
 
 use crate::helpers::{backends, spawn_with, test_http, Backend, TestApp, TestDb};
 use crate::payloads::{
-    lemon, paddle_events, providers, send_with, stripe, Provider, StripeLineItems,
+    fastspring_events, gumroad_pings, lemon, paddle_events, providers, send_with, stripe, Provider,
+    StripeLineItems,
 };
 
 const SEED_ENV: &str = "KEYTURN_CONVERGENCE_SEED";
@@ -63,6 +66,20 @@ impl Tier {
         match self {
             Tier::Monthly => 222,
             Tier::Team => 333,
+        }
+    }
+
+    fn fastspring(self) -> &'static str {
+        match self {
+            Tier::Monthly => "editor-monthly",
+            Tier::Team => "editor-team",
+        }
+    }
+
+    fn gumroad(self) -> &'static str {
+        match self {
+            Tier::Monthly => "gum_monthly",
+            Tier::Team => "gum_team",
         }
     }
 }
@@ -164,6 +181,38 @@ impl Scenario {
         }
     }
 
+    /// Only what the store can report. FastSpring and Gumroad report a return or refund without
+    /// an amount the adapters read, so their refunds are full ones (a chargeback is its own
+    /// report on Gumroad, a return on FastSpring). FastSpring's adapter reads no
+    /// `subscription.updated`: a plan or quantity change shows in the next charge, so it is made
+    /// before a later paid period. A Gumroad membership is one unit of one product (its tiers are
+    /// not read), so it never changes; Gumroad pings nothing for a failed charge (a recovered
+    /// one is a charge like any other).
+    fn fit(mut self, provider: Provider) -> Self {
+        let full = |r: Reversal| match r {
+            Reversal::PartialRefund => Reversal::FullRefund,
+            other => other,
+        };
+        match provider {
+            Provider::FastSpring | Provider::Gumroad => {
+                self.reversal = self.reversal.map(|(n, r)| (n, full(r)));
+                self.one_time = self.one_time.map(|(q, r)| (q, r.map(full)));
+            }
+            _ => {}
+        }
+        match provider {
+            Provider::FastSpring => {
+                self.change = self.change.filter(|(after, _)| *after < self.periods);
+            }
+            Provider::Gumroad => {
+                self.first.quantity = 1;
+                self.change = None;
+            }
+            _ => {}
+        }
+        self
+    }
+
     /// The shape that period `n` is paid in.
     fn shape_in(&self, n: usize) -> Shape {
         match self.change {
@@ -182,11 +231,23 @@ impl Scenario {
 }
 
 /// Ends of the billing periods: `p(0)` starts the first.
-struct Periods(i64);
+struct Periods {
+    start: i64,
+    /// Calendar months (Gumroad: each charge pays a month from the sale) or 30 days.
+    months: bool,
+}
 
 impl Periods {
     fn p(&self, n: usize) -> i64 {
-        self.0 + 30 * DAY * n as i64
+        if !self.months {
+            return self.start + 30 * DAY * n as i64;
+        }
+        // Each period is a month from the previous end, as each charge is a month from its sale.
+        let mut end = DateTime::<Utc>::from_timestamp(self.start, 0).expect("a test time");
+        for _ in 0..n {
+            end = end.checked_add_months(Months::new(1)).expect("a test time");
+        }
+        end.timestamp()
     }
 }
 
@@ -782,6 +843,197 @@ fn lemon_history(s: &Scenario, number: i64, tag: &str, periods: &Periods) -> His
     }
 }
 
+fn fastspring_history(s: &Scenario, tag: &str, periods: &Periods) -> History {
+    use fastspring_events as fs;
+    let sub = format!("fs_sub_{tag}");
+    let email = format!("{tag}@example.com");
+    let mut t = Clock(Utc::now().timestamp() - 20_000);
+    let mut ev = Vec::new();
+    let mut n_evt = 0;
+    let mut id = |what: &str| {
+        n_evt += 1;
+        format!("fs_evt_{tag}_{n_evt}_{what}")
+    };
+    let order = |n: usize| format!("fs_{tag}_{n}");
+    let first = s.shape_in(1);
+    // The first order and the activation it brings come in one notification; the order, of a
+    // subscription item only, is left to the activation.
+    ev.push(fs::notification(&[
+        fs::order_completed(
+            &id("order"),
+            t.tick(),
+            &order(1),
+            &email,
+            first.tier.fastspring(),
+            first.quantity,
+            Some(&sub),
+        ),
+        fs::activated(
+            &id("activated"),
+            t.tick(),
+            &sub,
+            &email,
+            first.tier.fastspring(),
+            first.quantity,
+            periods.p(1),
+            &order(1),
+        ),
+    ]));
+    let charge =
+        |ev: &mut Vec<String>, id: &mut dyn FnMut(&str) -> String, t: &mut Clock, n: usize| {
+            let sh = s.shape_in(n);
+            ev.push(fs::notification(&[fs::charge_completed(
+                &id("charge"),
+                t.tick(),
+                &order(n),
+                &sub,
+                sh.tier.fastspring(),
+                sh.quantity,
+                periods.p(n),
+            )]));
+        };
+    for n in 2..=s.periods {
+        charge(&mut ev, &mut id, &mut t, n);
+    }
+    if let Some(recovered) = s.failure {
+        let n = s.periods + 1;
+        let sh = s.shape_in(n);
+        ev.push(fs::notification(&[fs::charge_failed(
+            &id("failed"),
+            t.tick(),
+            &sub,
+            sh.tier.fastspring(),
+        )]));
+        if recovered {
+            charge(&mut ev, &mut id, &mut t, n);
+        }
+    }
+    let sh = s.final_shape();
+    let deactivated = |id: &str, at: i64| {
+        fs::notification(&[fs::deactivated(id, at, &sub, sh.tier.fastspring())])
+    };
+    match s.cancel {
+        Some(Cancel::AtPeriodEnd) => {
+            ev.push(fs::notification(&[fs::canceled(
+                &id("canceled"),
+                t.tick(),
+                &sub,
+                sh.tier.fastspring(),
+                sh.quantity,
+                periods.p(s.paid_periods()),
+            )]));
+            ev.push(deactivated(&id("deactivated"), t.tick()));
+        }
+        Some(Cancel::Now) => ev.push(deactivated(&id("deactivated"), t.tick())),
+        None => {}
+    }
+    let reason = |kind: Reversal| match kind {
+        Reversal::Dispute => "CHARGEBACK",
+        _ => "REQUESTED_BY_CUSTOMER",
+    };
+    if let Some((n, kind)) = s.reversal {
+        ev.push(fs::notification(&[fs::return_created(
+            &id("return"),
+            t.tick(),
+            &order(n),
+            reason(kind),
+        )]));
+    }
+    let once = format!("fs_{tag}_once");
+    if let Some((quantity, reversal)) = s.one_time {
+        ev.push(fs::notification(&[fs::order_completed(
+            &id("once"),
+            t.tick(),
+            &once,
+            &format!("{tag}-once@example.com"),
+            "editor-once",
+            quantity,
+            None,
+        )]));
+        if let Some(kind) = reversal {
+            ev.push(fs::notification(&[fs::return_created(
+                &id("once_return"),
+                t.tick(),
+                &once,
+                reason(kind),
+            )]));
+        }
+    }
+    History {
+        provider: Provider::FastSpring,
+        scenario: s.clone(),
+        subscription: format!("fastspring:{sub}"),
+        one_time_order: once,
+        events: ev,
+    }
+}
+
+/// Gumroad pings carry the sale's own time: each charge of the membership is made when its
+/// period starts, and pays a month from then.
+fn gumroad_history(s: &Scenario, tag: &str, periods: &Periods) -> History {
+    use gumroad_pings as gr;
+    let membership = format!("gm_{tag}");
+    let email = format!("{tag}@example.com");
+    let mut t = Clock(Utc::now().timestamp() - 20_000);
+    let mut ev = Vec::new();
+    let sale = |n: usize| format!("gs_{tag}_{n}");
+    let product = s.first.tier.gumroad();
+    for n in 1..=s.paid_periods() {
+        ev.push(gr::sale(
+            &sale(n),
+            periods.p(n - 1),
+            &email,
+            product,
+            1,
+            Some(&membership),
+            n > 1,
+        ));
+    }
+    match s.cancel {
+        Some(Cancel::AtPeriodEnd) => {
+            ev.push(gr::membership("cancellation", &membership, product));
+            ev.push(gr::membership("subscription_ended", &membership, product));
+        }
+        Some(Cancel::Now) => ev.push(gr::membership("subscription_ended", &membership, product)),
+        None => {}
+    }
+    let resource = |kind: Reversal| match kind {
+        Reversal::Dispute => "dispute",
+        _ => "refund",
+    };
+    if let Some((n, kind)) = s.reversal {
+        ev.push(gr::reversed(
+            resource(kind),
+            &sale(n),
+            periods.p(n - 1),
+            product,
+        ));
+    }
+    let once = format!("gs_{tag}_once");
+    if let Some((quantity, reversal)) = s.one_time {
+        let at = t.tick();
+        ev.push(gr::sale(
+            &once,
+            at,
+            &format!("{tag}-once@example.com"),
+            "gum_once",
+            quantity,
+            None,
+            false,
+        ));
+        if let Some(kind) = reversal {
+            ev.push(gr::reversed(resource(kind), &once, at, "gum_once"));
+        }
+    }
+    History {
+        provider: Provider::Gumroad,
+        scenario: s.clone(),
+        subscription: format!("gumroad:{membership}"),
+        one_time_order: once,
+        events: ev,
+    }
+}
+
 /// The plans the histories buy.
 struct Plans {
     monthly: i64,
@@ -796,17 +1048,20 @@ async fn plans(app: &TestApp) -> Plans {
         r.body["id"].as_i64().unwrap()
     };
     plan(json!({"product_id": product, "name": "Once", "period_days": 365, "max_machines": 2, "features": ["pro"],
-                "stripe_price_ids": ["price_once"], "store_product_ids": ["paddle:pri_once", "lemonsqueezy:111"]}))
+                "stripe_price_ids": ["price_once"],
+                "store_product_ids": ["paddle:pri_once", "lemonsqueezy:111", "fastspring:editor-once", "gumroad:gum_once"]}))
     .await;
     Plans {
         monthly: plan(json!({"product_id": product, "name": "Monthly", "period_days": 30, "max_machines": 1,
                              "features": ["pro"], "grace_days": Tier::Monthly.grace(), "stripe_price_ids": ["price_monthly"],
-                             "store_product_ids": ["paddle:pri_monthly", "lemonsqueezy:222"]}))
+                             "store_product_ids": ["paddle:pri_monthly", "lemonsqueezy:222", "fastspring:editor-monthly",
+                                                  "gumroad:gum_monthly"]}))
         .await,
         team: plan(json!({"product_id": product, "name": "Team", "period_days": 30, "max_machines": 2,
                           "features": ["pro", "team"], "grace_days": Tier::Team.grace(), "quantity_mode": "seats",
                           "dunning": "block", "on_cancel": "expire", "stripe_price_ids": ["price_team"],
-                          "store_product_ids": ["paddle:pri_team", "lemonsqueezy:333"]}))
+                          "store_product_ids": ["paddle:pri_team", "lemonsqueezy:333", "fastspring:editor-team",
+                                               "gumroad:gum_team"]}))
         .await,
     }
 }
@@ -906,25 +1161,44 @@ async fn run(backend: &Backend, seed: u64, per_provider: usize) {
     let db = TestDb::create(backend).await;
     let app = spawn_with(&db, test_http(), providers(Some(&api))).await;
     let plans = plans(&app).await;
-    let periods = Periods(Utc::now().timestamp() - 10 * DAY);
+    let days = Periods {
+        start: Utc::now().timestamp() - 10 * DAY,
+        months: false,
+    };
+    // Gumroad's pings are dated by their sales: all of them made before the run.
+    let months = Periods {
+        start: Utc::now().timestamp() - 200 * DAY,
+        months: true,
+    };
+    let periods_of = |provider: Provider| match provider {
+        Provider::Gumroad => &months,
+        _ => &days,
+    };
     let mut rng = StdRng::seed_from_u64(seed);
     // Each history twice, under ids of its own: [in order, shuffled].
     let mut pairs: Vec<[History; 2]> = Vec::new();
-    for (p, provider) in [Provider::Stripe, Provider::Paddle, Provider::Lemon]
-        .into_iter()
-        .enumerate()
+    for (p, provider) in [
+        Provider::Stripe,
+        Provider::Paddle,
+        Provider::Lemon,
+        Provider::FastSpring,
+        Provider::Gumroad,
+    ]
+    .into_iter()
+    .enumerate()
     {
         for h in 0..per_provider {
-            let scenario = Scenario::generate(&mut rng, provider);
+            let scenario = Scenario::generate(&mut rng, provider).fit(provider);
+            let periods = periods_of(provider);
             let n = (p * 100 + h) as i64;
             let copy = |c: i64| {
                 let tag = format!("h{n}c{c}");
                 match provider {
-                    Provider::Stripe => {
-                        stripe_history(&scenario, &tag, &periods, &sold, plans.team)
-                    }
-                    Provider::Paddle => paddle_history(&scenario, &tag, &periods),
-                    Provider::Lemon => lemon_history(&scenario, n * 10 + c, &tag, &periods),
+                    Provider::Stripe => stripe_history(&scenario, &tag, periods, &sold, plans.team),
+                    Provider::Paddle => paddle_history(&scenario, &tag, periods),
+                    Provider::Lemon => lemon_history(&scenario, n * 10 + c, &tag, periods),
+                    Provider::FastSpring => fastspring_history(&scenario, &tag, periods),
+                    Provider::Gumroad => gumroad_history(&scenario, &tag, periods),
                 }
             };
             pairs.push([copy(0), copy(1)]);
@@ -980,7 +1254,7 @@ async fn run(backend: &Backend, seed: u64, per_provider: usize) {
         let s = &ordered.scenario;
         let sub_licenses = expected["subscription_licenses"].as_array().unwrap();
         assert_eq!(sub_licenses.len(), 1, "seed {seed}: {s:#?} {expected:#}");
-        let last_paid = periods.p(s.paid_periods());
+        let last_paid = periods_of(ordered.provider).p(s.paid_periods());
         let grace = s.final_shape().tier.grace();
         assert_eq!(
             sub_licenses[0]["expiry"],
@@ -992,12 +1266,29 @@ async fn run(backend: &Backend, seed: u64, per_provider: usize) {
             Tier::Team => plans.team,
         };
         assert_eq!(sub_licenses[0]["plan_id"], plan, "seed {seed}: {s:#?}");
-        let one_time = expected["one_time_licenses"].as_array().unwrap().len() as i64;
+        let one_time = expected["one_time_licenses"].as_array().unwrap();
         assert_eq!(
-            one_time,
+            one_time.len() as i64,
             s.one_time.map_or(0, |(q, _)| q),
             "seed {seed}: {s:#?}"
         );
+        // Money that came back in full blocks what it bought; a partial refund blocks nothing.
+        let full = |r: Reversal| r != Reversal::PartialRefund;
+        if s.reversal.is_some_and(|(_, r)| full(r)) {
+            assert_eq!(
+                sub_licenses[0]["blocked"], true,
+                "seed {seed}: {:?} {s:#?}",
+                ordered.provider
+            );
+        }
+        if let Some((_, reversal)) = s.one_time {
+            let blocked = reversal.is_some_and(full);
+            assert!(
+                one_time.iter().all(|l| l["blocked"] == blocked),
+                "seed {seed}: {:?} {s:#?} {expected:#}",
+                ordered.provider
+            );
+        }
     }
     eprintln!(
         "convergence on {backend:?}: {} histories, {deliveries} shuffled deliveries from {SENDERS} senders",

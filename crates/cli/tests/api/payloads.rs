@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use keyturn_providers::stripe::{StripeAdapter, StripeApi};
-use keyturn_providers::{lemonsqueezy, paddle, Providers, StoreSecrets};
+use keyturn_providers::{fastspring, lemonsqueezy, paddle, Providers, StoreSecrets};
 use serde_json::{json, Value};
 
 use crate::helpers::{Resp, TestApp};
@@ -15,20 +15,27 @@ use crate::helpers::{Resp, TestApp};
 pub const STRIPE_SECRET: &str = "whsec_payloads_test";
 pub const PADDLE_SECRET: &str = "pdl_ntfset_payloads";
 pub const LEMON_SECRET: &str = "lemon-payloads-secret";
+pub const FASTSPRING_SECRET: &str = "fastspring-payloads-secret";
+/// Gumroad signs nothing: its pings are accepted on the URL holding this.
+pub const GUMROAD_SECRET: &str = "gumroad-payloads-secret-0123456789";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Provider {
     Stripe,
     Paddle,
     Lemon,
+    FastSpring,
+    Gumroad,
 }
 
 impl Provider {
-    pub fn path(self) -> &'static str {
+    pub fn path(self) -> String {
         match self {
-            Provider::Stripe => "/webhooks/stripe",
-            Provider::Paddle => "/webhooks/paddle",
-            Provider::Lemon => "/webhooks/lemonsqueezy",
+            Provider::Stripe => "/webhooks/stripe".into(),
+            Provider::Paddle => "/webhooks/paddle".into(),
+            Provider::Lemon => "/webhooks/lemonsqueezy".into(),
+            Provider::FastSpring => "/webhooks/fastspring".into(),
+            Provider::Gumroad => format!("/webhooks/gumroad/{GUMROAD_SECRET}"),
         }
     }
 
@@ -38,36 +45,51 @@ impl Provider {
             Provider::Stripe => "stripe",
             Provider::Paddle => "paddle",
             Provider::Lemon => "lemonsqueezy",
+            Provider::FastSpring => "fastspring",
+            Provider::Gumroad => "gumroad",
         }
     }
 }
 
-/// Signs `body` as the provider does and posts it to its webhook.
+/// Signs `body` as the provider does and posts it to its webhook (Gumroad: a form to its secret
+/// URL).
 pub async fn send(app: &TestApp, provider: Provider, body: &str) -> Resp {
     send_with(&app.http, &app.base, provider, body).await
 }
 
 pub async fn send_with(http: &reqwest::Client, base: &str, provider: Provider, body: &str) -> Resp {
     let now = Utc::now().timestamp();
-    let (name, value) = match provider {
-        Provider::Stripe => (
+    let signature = match provider {
+        Provider::Stripe => Some((
             "stripe-signature",
             keyturn_providers::stripe::sign(STRIPE_SECRET, now, body.as_bytes()),
-        ),
-        Provider::Paddle => (
+        )),
+        Provider::Paddle => Some((
             "paddle-signature",
             paddle::sign(PADDLE_SECRET, now, body.as_bytes()),
-        ),
-        Provider::Lemon => (
+        )),
+        Provider::Lemon => Some((
             "x-signature",
             lemonsqueezy::sign(LEMON_SECRET, body.as_bytes()),
-        ),
+        )),
+        Provider::FastSpring => Some((
+            "x-fs-signature",
+            fastspring::sign(FASTSPRING_SECRET, body.as_bytes()),
+        )),
+        Provider::Gumroad => None,
     };
-    let r = http
+    let content_type = match provider {
+        Provider::Gumroad => "application/x-www-form-urlencoded",
+        _ => "application/json",
+    };
+    let mut request = http
         .post(format!("{base}{}", provider.path()))
-        .header("content-type", "application/json")
-        .header(name, value)
-        .body(body.to_owned())
+        .header("content-type", content_type)
+        .body(body.to_owned());
+    if let Some((name, value)) = signature {
+        request = request.header(name, value);
+    }
+    let r = request
         .send()
         .await
         .expect("the webhook reaches the server");
@@ -82,7 +104,8 @@ pub async fn send_with(http: &reqwest::Client, base: &str, provider: Provider, b
     }
 }
 
-/// Stripe, Paddle and Lemon Squeezy webhooks, with Stripe's API at `stripe_api` when given.
+/// Stripe, Paddle, Lemon Squeezy, FastSpring and Gumroad webhooks, with Stripe's API at
+/// `stripe_api` when given.
 pub fn providers(stripe_api: Option<&str>) -> Providers {
     Providers {
         stripe: Some(StripeAdapter::new(
@@ -93,6 +116,8 @@ pub fn providers(stripe_api: Option<&str>) -> Providers {
         stores: StoreSecrets {
             paddle: vec![PADDLE_SECRET.into()],
             lemonsqueezy: vec![LEMON_SECRET.into()],
+            fastspring: vec![FASTSPRING_SECRET.into()],
+            gumroad: Some(GUMROAD_SECRET.into()),
             tolerance: Duration::from_secs(300),
             ..Default::default()
         },
@@ -474,5 +499,209 @@ pub mod lemon {
                    "subscription_id": subscription.parse::<i64>().unwrap_or(0), "user_name": "Subscriber", "user_email": email,
                    "status": "paid", "total": 1500, "currency": "EUR", "created_at": iso(at), "updated_at": iso(at)}}})
         .to_string()
+    }
+}
+
+/// FastSpring events (times in milliseconds), carried by notifications of one or more.
+pub mod fastspring_events {
+    use super::*;
+
+    /// One notification: FastSpring posts several events at once, applied in order.
+    pub fn notification(events: &[Value]) -> String {
+        json!({ "events": events }).to_string()
+    }
+
+    fn event(id: &str, kind: &str, at: i64, data: Value) -> Value {
+        json!({"id": id, "live": false, "processed": false, "type": kind, "created": at * 1000, "data": data})
+    }
+
+    fn contact(email: &str) -> Value {
+        json!({"first": "Bo", "last": "Chen", "email": email})
+    }
+
+    /// `order.completed` for one product; an item of a subscription names it.
+    pub fn order_completed(
+        id: &str,
+        at: i64,
+        order: &str,
+        email: &str,
+        product: &str,
+        quantity: i64,
+        subscription: Option<&str>,
+    ) -> Value {
+        let mut item = json!({"product": product, "quantity": quantity, "subtotal": 49.0});
+        if let Some(sub) = subscription {
+            item["subscription"] = json!(sub);
+        }
+        event(
+            id,
+            "order.completed",
+            at,
+            json!({"order": order, "id": order, "reference": format!("REF-{order}"), "completed": true,
+                   "currency": "EUR", "customer": contact(email), "items": [item]}),
+        )
+    }
+
+    /// `subscription.activated`: its first order is paid, up to `next`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn activated(
+        id: &str,
+        at: i64,
+        subscription: &str,
+        email: &str,
+        product: &str,
+        quantity: i64,
+        next: i64,
+        initial_order: &str,
+    ) -> Value {
+        event(
+            id,
+            "subscription.activated",
+            at,
+            json!({"id": subscription, "subscription": subscription, "active": true, "state": "active",
+                   "product": product, "quantity": quantity, "next": next * 1000, "initialOrderId": initial_order,
+                   "account": {"id": format!("acc_{subscription}"), "contact": contact(email)}}),
+        )
+    }
+
+    /// `subscription.charge.completed`: the renewal `order` paid the subscription up to `next`.
+    pub fn charge_completed(
+        id: &str,
+        at: i64,
+        order: &str,
+        subscription: &str,
+        product: &str,
+        quantity: i64,
+        next: i64,
+    ) -> Value {
+        event(
+            id,
+            "subscription.charge.completed",
+            at,
+            json!({"status": "successful", "order": {"id": order}, "total": 15.0, "currency": "EUR",
+                   "subscription": {"id": subscription, "product": product, "quantity": quantity, "next": next * 1000}}),
+        )
+    }
+
+    /// `subscription.charge.failed`: a renewal could not be charged (no order was made).
+    pub fn charge_failed(id: &str, at: i64, subscription: &str, product: &str) -> Value {
+        event(
+            id,
+            "subscription.charge.failed",
+            at,
+            json!({"status": "failed", "reason": "card declined", "total": 15.0, "currency": "EUR",
+                   "subscription": {"id": subscription, "product": product}}),
+        )
+    }
+
+    /// `subscription.canceled`: it runs to the end of its paid period, `next`.
+    pub fn canceled(
+        id: &str,
+        at: i64,
+        subscription: &str,
+        product: &str,
+        quantity: i64,
+        next: i64,
+    ) -> Value {
+        event(
+            id,
+            "subscription.canceled",
+            at,
+            json!({"id": subscription, "subscription": subscription, "active": true, "state": "canceled",
+                   "product": product, "quantity": quantity, "next": next * 1000}),
+        )
+    }
+
+    /// `subscription.deactivated`: it has ended.
+    pub fn deactivated(id: &str, at: i64, subscription: &str, product: &str) -> Value {
+        event(
+            id,
+            "subscription.deactivated",
+            at,
+            json!({"id": subscription, "subscription": subscription, "active": false, "state": "deactivated",
+                   "product": product}),
+        )
+    }
+
+    /// `return.created`: money of `order` went back (a refund, or a chargeback).
+    pub fn return_created(id: &str, at: i64, order: &str, reason: &str) -> Value {
+        event(
+            id,
+            "return.created",
+            at,
+            json!({"id": format!("ret_{id}"), "reference": format!("REF-{order}R"),
+                   "original": {"id": order, "order": order}, "reason": reason, "totalReturn": 15.0}),
+        )
+    }
+}
+
+/// Gumroad pings: form fields, posted to the secret URL.
+pub mod gumroad_pings {
+    use super::*;
+
+    fn form(fields: &[(&str, String)]) -> String {
+        serde_urlencoded::to_string(fields).expect("fields encode")
+    }
+
+    /// A sale: a one-time purchase, a membership's first sale, or (`recurring`) a later charge
+    /// of the membership.
+    #[allow(clippy::too_many_arguments)]
+    pub fn sale(
+        sale: &str,
+        at: i64,
+        email: &str,
+        product: &str,
+        quantity: i64,
+        membership: Option<&str>,
+        recurring: bool,
+    ) -> String {
+        let mut f = vec![
+            ("seller_id", "seller_payloads".to_owned()),
+            ("sale_id", sale.to_owned()),
+            ("sale_timestamp", iso(at)),
+            ("product_id", product.to_owned()),
+            ("email", email.to_owned()),
+            ("full_name", "Cy Diaz".to_owned()),
+            ("price", "1500".to_owned()),
+            ("currency", "eur".to_owned()),
+            ("quantity", quantity.to_string()),
+            ("refunded", "false".to_owned()),
+            ("disputed", "false".to_owned()),
+            ("test", "true".to_owned()),
+        ];
+        if let Some(m) = membership {
+            f.push(("subscription_id", m.to_owned()));
+            f.push(("recurrence", "monthly".to_owned()));
+            if recurring {
+                f.push(("is_recurring_charge", "true".to_owned()));
+            }
+        }
+        form(&f)
+    }
+
+    /// The `refund` or `dispute` resource of a sale.
+    pub fn reversed(resource: &str, sale: &str, at: i64, product: &str) -> String {
+        let refunded = resource == "refund";
+        form(&[
+            ("resource_name", resource.to_owned()),
+            ("seller_id", "seller_payloads".to_owned()),
+            ("sale_id", sale.to_owned()),
+            ("sale_timestamp", iso(at)),
+            ("product_id", product.to_owned()),
+            ("refunded", refunded.to_string()),
+            ("disputed", (!refunded).to_string()),
+            ("test", "true".to_owned()),
+        ])
+    }
+
+    /// `cancellation` (it runs to the end of its paid period) or `subscription_ended`.
+    pub fn membership(resource: &str, membership: &str, product: &str) -> String {
+        form(&[
+            ("resource_name", resource.to_owned()),
+            ("seller_id", "seller_payloads".to_owned()),
+            ("subscription_id", membership.to_owned()),
+            ("product_id", product.to_owned()),
+            ("recurrence", "monthly".to_owned()),
+        ])
     }
 }
