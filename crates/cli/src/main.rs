@@ -1,3 +1,5 @@
+mod user;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -59,6 +61,9 @@ enum Command {
     /// The products' private signing keys, and the master key that seals them.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// People who sign in to the admin console (/admin).
+    #[command(subcommand)]
+    User(user::UserCommand),
 }
 
 #[derive(Subcommand)]
@@ -468,6 +473,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             print(&app.reseal_signing_keys(&me, Some(&from), None).await?)?
         }
         Command::Migrate => eprintln!("the database schema is up to date"),
+        Command::User(command) => user::run(&app, &me, command).await?,
         Command::LicenseUrl(LicenseUrlCommand::Create {
             plan,
             store,

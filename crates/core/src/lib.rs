@@ -2,6 +2,7 @@
 //! whether a license may be activated or is valid. Nothing here does I/O, so every rule is testable
 //! on its own and the same rules hold for every API that exposes them.
 
+pub mod console;
 pub mod data_object;
 pub mod dates;
 pub mod error;
@@ -20,6 +21,7 @@ pub mod terms;
 pub mod token;
 pub mod validation;
 
+pub use console::{ConsoleUser, LicenseStatus, Password, Role};
 pub use data_object::{DataObject, DataOwner};
 pub use error::DomainError;
 pub use key::LicenseKey;

@@ -57,11 +57,12 @@ pub struct LicenseFilter {
 const INSERTED: &str = "(key, product_id, plan_id, customer_id, created_at, updated_at, \
      expires_at, period_days, features, max_machines, floating_lease_seconds, trial, notes, \
      blocked, metadata, trial_activation, allowed_machines)";
-const COLUMNS: &str = "id, key, product_id, plan_id, customer_id, created_at, updated_at, \
+pub(crate) const COLUMNS: &str =
+    "id, key, product_id, plan_id, customer_id, created_at, updated_at, \
                        expires_at, period_days, features, max_machines, floating_lease_seconds, \
                        trial, notes, blocked, metadata, trial_activation, allowed_machines";
 
-fn license(row: &AnyRow) -> Result<License> {
+pub(crate) fn license(row: &AnyRow) -> Result<License> {
     Ok(License {
         id: row.try_get("id")?,
         key: row.try_get("key")?,
