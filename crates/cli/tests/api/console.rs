@@ -699,3 +699,151 @@ async fn search_pages_by_keyset(db: &TestDb, app: &TestApp) {
     assert!(!second.html.contains("Next page"));
 }
 console_test!(console_search_pages_by_keyset, search_pages_by_keyset);
+
+/// Chromium and an npm-installed Playwright and axe-core, or why the browser run is skipped.
+fn browser_tools() -> Result<(std::path::PathBuf, std::path::PathBuf), String> {
+    use std::process::Command;
+    let chromium = std::path::PathBuf::from(
+        std::env::var("KEYTURN_TEST_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()),
+    );
+    if !chromium.exists() {
+        return Err(format!("no Chromium at {}", chromium.display()));
+    }
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("console-browser");
+    let ready = ["playwright-core", "axe-core"]
+        .iter()
+        .all(|m| dir.join("node_modules").join(m).exists());
+    if !ready {
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        let ok = Command::new("npm")
+            .args(["install", "--silent", "--no-audit", "--no-fund"])
+            .args(["playwright-core@1", "axe-core@4"])
+            .current_dir(&dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            return Err("npm install of playwright-core and axe-core failed".into());
+        }
+    }
+    Ok((chromium, dir))
+}
+
+/// The first console user made with `keyturn user create`, then the support journey in a real
+/// browser against the server: sign in, search, open the license, free its machine — after
+/// which the program activates on another machine. axe-core checks every page at desktop and
+/// phone sizes; the screenshots are kept under the target directory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_support_journey_in_a_real_browser() {
+    let (chromium, node_dir) = match browser_tools() {
+        Ok(tools) => tools,
+        Err(why) => {
+            crate::helpers::skipped_for("the browser run", &why);
+            return;
+        }
+    };
+    let db = TestDb::create(&crate::helpers::Backend::Sqlite).await;
+    let app = spawn(&db, test_http()).await;
+    let product = app.product("Editor", &["pro"]).await;
+    let license = app
+        .license(json!({"product_id": product, "max_machines": 1, "period_days": 10}))
+        .await;
+    let key = license["key"].as_str().unwrap().to_owned();
+    let on = app
+        .public(
+            "/v1/activations",
+            json!({"key": key, "fingerprint": "old-laptop", "name": "Old laptop"}),
+        )
+        .await;
+    assert_eq!(on.status, 201, "{}", on.body);
+
+    let mut create = std::process::Command::new(env!("CARGO_BIN_EXE_keyturn"))
+        .args([
+            "user",
+            "create",
+            "--email",
+            "help@example.com",
+            "--role",
+            "support",
+        ])
+        .arg("--password-stdin")
+        .env("KEYTURN_DATA_DIR", db.dir.path().join("data"))
+        .env_remove("KEYTURN_DATABASE_URL")
+        .env_remove("KEYTURN_CONFIG")
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = create.stdin.take().unwrap();
+        writeln!(stdin, "{PASSWORD}").unwrap();
+    }
+    let created = create.wait_with_output().unwrap();
+    assert!(
+        created.status.success(),
+        "keyturn user create: {}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+
+    let shots = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("console-screenshots");
+    let _ = std::fs::remove_dir_all(&shots);
+    std::fs::create_dir_all(&shots).unwrap();
+    let script = format!("{}/tests/browser/console.mjs", env!("CARGO_MANIFEST_DIR"));
+    std::fs::copy(&script, node_dir.join("console.mjs")).unwrap();
+    let run = tokio::process::Command::new("node")
+        .arg("console.mjs")
+        .current_dir(&node_dir)
+        .env("BASE", &app.base)
+        .env("EMAIL", "help@example.com")
+        .env("PASSWORD", PASSWORD)
+        .env("KEY", &key)
+        .env("SHOTS", &shots)
+        .env("CHROMIUM", &chromium)
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(std::time::Duration::from_secs(180), run)
+        .await
+        .expect("the browser run ends within 3 minutes")
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the browser run failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(out.stdout.trim_ascii()).expect("the script's report");
+    assert_eq!(report["freed"], true);
+    let pages = report["pages"].as_array().unwrap();
+    assert_eq!(pages.len(), 9, "{report}");
+    for page in pages {
+        assert_eq!(
+            page["serious"], 0,
+            "serious or critical accessibility violations on {} ({}): {}",
+            page["name"], page["size"], page["violations"]
+        );
+        let shot = shots.join(format!(
+            "{}-{}.png",
+            page["name"].as_str().unwrap(),
+            page["size"].as_str().unwrap()
+        ));
+        assert!(
+            std::fs::metadata(&shot).unwrap().len() > 1000,
+            "{}",
+            shot.display()
+        );
+    }
+    let elsewhere = app
+        .public(
+            "/v1/activations",
+            json!({"key": key, "fingerprint": "new-laptop"}),
+        )
+        .await;
+    assert_eq!(
+        elsewhere.status, 201,
+        "the program activates on another machine"
+    );
+    let actions = app.actions(license["id"].as_i64().unwrap()).await;
+    assert!(actions.contains(&"deactivated".to_owned()), "{actions:?}");
+    app.stop().await;
+    db.remove().await;
+}

@@ -188,7 +188,7 @@ pub fn license(session: &ConsoleSession, o: &LicenseOverview, done: Option<&str>
                     Some(m) if m.is_empty() => p { "No machine uses this license." },
                     Some(machines) => {
                         div.scroll {
-                            table {
+                            table.stack {
                                 thead { tr {
                                     th scope="col" { "Name" } th scope="col" { "Fingerprint" }
                                     th scope="col" { "First seen" } th scope="col" { "Last seen" }
@@ -197,15 +197,15 @@ pub fn license(session: &ConsoleSession, o: &LicenseOverview, done: Option<&str>
                                 tbody {
                                     @for a in machines {
                                         tr {
-                                            td { @match &a.name { Some(n) => (n), None => "—" } }
-                                            td { code { (a.fingerprint) } }
-                                            td { (when(a.created)) }
-                                            td { (when(a.last_seen)) }
+                                            td data-label="Name" { @match &a.name { Some(n) => (n), None => "—" } }
+                                            td data-label="Fingerprint" { code { (a.fingerprint) } }
+                                            td data-label="First seen" { (when(a.created)) }
+                                            td data-label="Last seen" { (when(a.last_seen)) }
                                             @if can_free {
-                                                td {
+                                                td.action {
                                                     form method="post" action=(action(&format!("machines/{}/free", a.id))) {
                                                         input type="hidden" name="csrf" value=(session.csrf);
-                                                        button.danger type="submit" aria-label={ "Free machine " (a.name.as_deref().unwrap_or(&a.fingerprint)) } { "Free this machine" }
+                                                        button.danger type="submit" aria-label={ "Free this machine: " (a.name.as_deref().unwrap_or(&a.fingerprint)) } { "Free this machine" }
                                                     }
                                                 }
                                             }
