@@ -53,6 +53,40 @@ fn range_end(prefix: &str) -> String {
     format!("{prefix}\u{10FFFF}")
 }
 
+/// The search statement: `$1`–`$6` are the (from, to) ranges of the key, lower-cased and exact
+/// texts, `$7` the cursor, `$8` the limit and `$9` the product when `by_product`.
+fn search_sql(session: &Session, by_product: bool) -> String {
+    let key = session.starts_with("key", 1);
+    let email = session.starts_with("lower(email)", 3);
+    let name = session.starts_with("lower(name)", 3);
+    let fingerprint = session.starts_with("fingerprint", 5);
+    let object = session.starts_with("p.object_id", 5);
+    let paid_subscription = session.starts_with("p.subscription_id", 5);
+    let subscription = session.starts_with("subscription_id", 5);
+    let order = session.starts_with("order_id", 5);
+    let product = if by_product {
+        " AND product_id = $9"
+    } else {
+        ""
+    };
+    format!(
+        "SELECT {columns} FROM licenses WHERE id > $7{product} AND id IN ( \
+           SELECT id FROM licenses WHERE {key} \
+           UNION SELECT l.id FROM licenses l WHERE l.customer_id IN \
+             (SELECT id FROM customers WHERE {email} UNION SELECT id FROM customers WHERE {name}) \
+           UNION SELECT license_id FROM activations WHERE {name} \
+           UNION SELECT license_id FROM activations WHERE {fingerprint} \
+           UNION SELECT pl.license_id FROM payment_licenses pl JOIN payments p ON p.id = pl.payment_id \
+             WHERE {object} \
+           UNION SELECT pl.license_id FROM payment_licenses pl JOIN payments p ON p.id = pl.payment_id \
+             WHERE {paid_subscription} \
+           UNION SELECT license_id FROM subscriptions WHERE {subscription} AND license_id IS NOT NULL \
+           UNION SELECT license_id FROM subscriptions WHERE {order} AND license_id IS NOT NULL \
+         ) ORDER BY id LIMIT $8",
+        columns = crate::licenses::COLUMNS,
+    )
+}
+
 impl Session {
     pub async fn insert_console_user(
         &mut self,
@@ -239,36 +273,7 @@ impl Session {
     /// `after`. Each branch is a range scan over one index; their union is a set of ids, so
     /// the licenses are read by primary key and never scanned.
     pub async fn search_licenses(&mut self, q: &LicenseSearch) -> Result<Vec<License>> {
-        let key = self.starts_with("key", 1);
-        let email = self.starts_with("lower(email)", 3);
-        let name = self.starts_with("lower(name)", 3);
-        let machine_name = self.starts_with("lower(name)", 3);
-        let fingerprint = self.starts_with("fingerprint", 5);
-        let object = self.starts_with("p.object_id", 5);
-        let paid_subscription = self.starts_with("p.subscription_id", 5);
-        let subscription = self.starts_with("subscription_id", 5);
-        let order = self.starts_with("order_id", 5);
-        let product = if q.product_id.is_some() {
-            " AND product_id = $9"
-        } else {
-            ""
-        };
-        let sql = format!(
-            "SELECT {columns} FROM licenses WHERE id > $7{product} AND id IN ( \
-               SELECT id FROM licenses WHERE {key} \
-               UNION SELECT l.id FROM licenses l WHERE l.customer_id IN \
-                 (SELECT id FROM customers WHERE {email} UNION SELECT id FROM customers WHERE {name}) \
-               UNION SELECT license_id FROM activations WHERE {machine_name} \
-               UNION SELECT license_id FROM activations WHERE {fingerprint} \
-               UNION SELECT pl.license_id FROM payment_licenses pl JOIN payments p ON p.id = pl.payment_id \
-                 WHERE {object} \
-               UNION SELECT pl.license_id FROM payment_licenses pl JOIN payments p ON p.id = pl.payment_id \
-                 WHERE {paid_subscription} \
-               UNION SELECT license_id FROM subscriptions WHERE {subscription} AND license_id IS NOT NULL \
-               UNION SELECT license_id FROM subscriptions WHERE {order} AND license_id IS NOT NULL \
-             ) ORDER BY id LIMIT $8",
-            columns = crate::licenses::COLUMNS,
-        );
+        let sql = search_sql(self, q.product_id.is_some());
         let mut query = sqlx::query(&sql)
             .bind(&q.key)
             .bind(range_end(&q.key))
@@ -283,5 +288,138 @@ impl Session {
         }
         let rows = query.fetch_all(self.conn()).await?;
         rows.iter().map(crate::licenses::license).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Dialect, Store, StoreOptions};
+
+    /// One license reachable by every kind of thing the search box takes, and one that only
+    /// shares a product with it.
+    async fn seed(store: &Store) {
+        let mut s = store.write().await.unwrap();
+        for sql in [
+            "INSERT INTO products (id, name, features, created_at) VALUES (1, 'p', '[]', 0), (2, 'q', '[]', 0)",
+            "INSERT INTO customers (id, name, email, created_at) VALUES (1, 'Ada Lovelace', 'ada@example.com', 0)",
+            "INSERT INTO licenses (id, key, product_id, customer_id, created_at, updated_at, features, \
+             max_machines, trial, notes, blocked, metadata, trial_activation, allowed_machines) VALUES \
+             (1, 'ABCDE-FGHIJ', 1, 1, 0, 0, '[]', 0, 0, '', 0, '{}', 0, '[]'), \
+             (2, 'ZZZZZ-YYYYY', 1, NULL, 0, 0, '[]', 0, 0, '', 0, '{}', 0, '[]'), \
+             (3, 'ABCDE-OTHER', 2, NULL, 0, 0, '[]', 0, 0, '', 0, '{}', 0, '[]')",
+            "INSERT INTO activations (license_id, fingerprint, name, created_at, last_seen_at) \
+             VALUES (1, 'fp-0123', 'Office PC', 0, 0)",
+            "INSERT INTO payments (id, provider, object_kind, object_id, status, subscription_id, \
+             event_id, created_at, updated_at) VALUES (1, 'stripe', 'checkout_session', 'cs_test_42', \
+             'paid', 'sub_pay_7', 'evt_1', 0, 0)",
+            "INSERT INTO payment_licenses (payment_id, license_id) VALUES (1, 1)",
+            "INSERT INTO subscriptions (provider, subscription_id, license_id, status, quantity, \
+             cancel_at_period_end, dunning_blocked, state_at, created_at, updated_at, order_id) \
+             VALUES ('paddle', 'sub_ctm_9', 1, 'active', 1, 0, 0, 0, 0, 0, 'ord_5')",
+        ] {
+            sqlx::query(sql).execute(s.conn()).await.unwrap();
+        }
+        s.commit().await.unwrap();
+    }
+
+    fn search(term: &str, product_id: Option<i64>) -> LicenseSearch {
+        LicenseSearch {
+            key: term.to_uppercase(),
+            lower: term.to_lowercase(),
+            exact: term.to_owned(),
+            product_id,
+            after: None,
+            limit: 10,
+        }
+    }
+
+    async fn found(store: &Store, q: LicenseSearch) -> Vec<i64> {
+        let mut s = store.read().await.unwrap();
+        s.search_licenses(&q)
+            .await
+            .unwrap()
+            .iter()
+            .map(|l| l.id)
+            .collect()
+    }
+
+    async fn every_kind_of_prefix_finds_its_license(store: &Store) {
+        store.migrate().await.unwrap();
+        seed(store).await;
+        for term in [
+            "abcde-f", "ADA@", "ada love", "fp-01", "office", "cs_test", "sub_pay", "sub_ctm",
+            "ord_",
+        ] {
+            assert_eq!(found(store, search(term, None)).await, vec![1], "{term}");
+        }
+        assert_eq!(found(store, search("ABCDE", None)).await, vec![1, 3]);
+        assert_eq!(found(store, search("ABCDE", Some(2))).await, vec![3]);
+        let mut after = search("ABCDE", None);
+        after.after = Some(1);
+        assert_eq!(found(store, after).await, vec![3]);
+        // Prefixes only, and wildcards mean themselves.
+        for term in ["BCDE", "%", "_", "lovelace", "Fp-01"] {
+            assert!(found(store, search(term, None)).await.is_empty(), "{term}");
+        }
+        if store.dialect() == Dialect::Sqlite {
+            // Each branch is a range over an index: no table is read through.
+            let mut s = store.read().await.unwrap();
+            let sql = format!("EXPLAIN QUERY PLAN {}", search_sql(&s, false));
+            let mut q = sqlx::query(&sql);
+            for v in ["A", "B", "a", "b", "a", "b"] {
+                q = q.bind(v);
+            }
+            let plan: Vec<String> = q
+                .bind(0i64)
+                .bind(10i64)
+                .fetch_all(s.conn())
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.try_get::<String, _>("detail").unwrap())
+                .collect();
+            assert!(
+                plan.iter().all(|step| !step.starts_with("SCAN")),
+                "{plan:#?}"
+            );
+            assert!(plan.len() >= 9, "{plan:#?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn search_finds_by_every_prefix_on_sqlite_and_postgres() {
+        let dir = std::env::temp_dir().join(format!("keyturn-search-{}", std::process::id()));
+        let store = Store::open_sqlite(&dir, &StoreOptions::default())
+            .await
+            .unwrap();
+        every_kind_of_prefix_finds_its_license(&store).await;
+        store.close(std::time::Duration::from_secs(1)).await;
+        std::fs::remove_dir_all(&dir).unwrap();
+
+        let Ok(server) = std::env::var("KEYTURN_TEST_DATABASE_URL") else {
+            eprintln!(
+                "search_finds_by_every_prefix_on_sqlite_and_postgres: skipped its PostgreSQL run: KEYTURN_TEST_DATABASE_URL not set"
+            );
+            return;
+        };
+        use sqlx::Connection;
+        let name = format!("keyturn_store_search_{}", std::process::id());
+        let admin = |sql: String| {
+            let server = server.clone();
+            async move {
+                let mut conn = sqlx::PgConnection::connect(&server).await.unwrap();
+                sqlx::query(&sql).execute(&mut conn).await.unwrap();
+                conn.close().await.ok();
+            }
+        };
+        admin(format!("CREATE DATABASE {name}")).await;
+        let (base, _) = server.rsplit_once('/').unwrap();
+        let store = Store::connect(&format!("{base}/{name}"), &StoreOptions::default())
+            .await
+            .unwrap();
+        every_kind_of_prefix_finds_its_license(&store).await;
+        store.close(std::time::Duration::from_secs(1)).await;
+        admin(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
     }
 }
