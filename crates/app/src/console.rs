@@ -8,9 +8,11 @@
 //! * Passwords are stored as argon2id hashes only. A sign-in with an unknown email costs the
 //!   same hash as one with a known email, and says the same thing, so the form tells no one
 //!   which accounts exist.
-//! * Sign-in attempts are throttled per account and per client address by counting refused
-//!   attempts in the database (every node sees the same count). A throttled attempt is not
-//!   checked at all: its password may be right, and saying so would undo the throttle.
+//! * Sign-in attempts are throttled per account and per client address by counting attempts
+//!   in the database (every node sees the same count). An attempt is counted before its
+//!   password is checked and taken back if it was right, so parallel guesses get no more
+//!   tries than sequential ones. A throttled attempt is not checked at all: its password may
+//!   be right, and saying so would undo the throttle.
 //! * A session is a random 256-bit secret in a cookie; the database holds its SHA-256 only
 //!   (a fast hash suffices for 256 random bits). Each sign-in makes a new one, so an id that
 //!   someone planted before sign-in never becomes a signed-in session. A session ends at sign
@@ -218,8 +220,14 @@ impl App {
         let account = format!("email:{email}");
         let address = ip.map(|ip| format!("ip:{ip}"));
         let since = now - THROTTLE_WINDOW;
-        let found = {
-            let mut session = self.store.read().await?;
+        // The attempt counts before its password is checked, in a transaction that holds the
+        // account's and the address's names: guesses sent at once are counted one by one.
+        let counted = {
+            let mut session = self.store.write().await?;
+            session.lock_name(&account).await?;
+            if let Some(address) = &address {
+                session.lock_name(address).await?;
+            }
             if session.login_failures(&account, since).await? >= MAX_FAILURES_PER_ACCOUNT {
                 return Ok(SignIn::Throttled);
             }
@@ -228,8 +236,20 @@ impl App {
                     return Ok(SignIn::Throttled);
                 }
             }
-            session.console_user_by_email(&email).await?
+            session.prune_login_failures(since).await?;
+            let mut counted = vec![session.insert_login_failure(&account, now).await?];
+            if let Some(address) = &address {
+                counted.push(session.insert_login_failure(address, now).await?);
+            }
+            session.commit().await?;
+            counted
         };
+        let found = self
+            .store
+            .read()
+            .await?
+            .console_user_by_email(&email)
+            .await?;
         let hash = found
             .as_ref()
             .map_or_else(|| decoy_hash().to_owned(), |(_, h)| h.clone());
@@ -240,6 +260,9 @@ impl App {
         let mut session = self.store.write().await?;
         match found {
             Some((user, _)) if matches && !user.disabled => {
+                for id in counted {
+                    session.delete_login_failure(id).await?;
+                }
                 let secret = TokenSecret::generate_session();
                 session
                     .insert_console_session(&secret.hash(), user.id, ip, now)
@@ -256,11 +279,6 @@ impl App {
                 Ok(SignIn::Started(secret))
             }
             _ => {
-                session.prune_login_failures(since).await?;
-                session.insert_login_failure(&account, now).await?;
-                if let Some(address) = &address {
-                    session.insert_login_failure(address, now).await?;
-                }
                 audit(
                     &mut session,
                     "anonymous",

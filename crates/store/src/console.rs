@@ -197,10 +197,22 @@ impl Session {
         Ok(done.rows_affected() > 0)
     }
 
-    pub async fn insert_login_failure(&mut self, subject: &str, now: DateTime<Utc>) -> Result<()> {
-        sqlx::query("INSERT INTO console_login_failures (subject, at) VALUES ($1, $2)")
-            .bind(subject)
-            .bind(to_db(now))
+    /// Counts an attempt against `subject`; returns the row's id.
+    pub async fn insert_login_failure(&mut self, subject: &str, now: DateTime<Utc>) -> Result<i64> {
+        let row = sqlx::query(
+            "INSERT INTO console_login_failures (subject, at) VALUES ($1, $2) RETURNING id",
+        )
+        .bind(subject)
+        .bind(to_db(now))
+        .fetch_one(self.conn())
+        .await?;
+        Ok(row.try_get("id")?)
+    }
+
+    /// Takes back an attempt that succeeded.
+    pub async fn delete_login_failure(&mut self, id: i64) -> Result<()> {
+        sqlx::query("DELETE FROM console_login_failures WHERE id = $1")
+            .bind(id)
             .execute(self.conn())
             .await?;
         Ok(())

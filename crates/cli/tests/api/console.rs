@@ -847,3 +847,25 @@ async fn console_support_journey_in_a_real_browser() {
     app.stop().await;
     db.remove().await;
 }
+
+/// Guesses sent all at once get no more tries than guesses sent one by one.
+async fn parallel_guesses_are_throttled_too(db: &TestDb, app: &TestApp) {
+    console_user(db, "owner@example.com", Role::Owner, None).await;
+    let guesses = (0..12).map(|i| async move {
+        let mut b = Browser::new(app);
+        b.sign_in("owner@example.com", &format!("guess number {i}"))
+            .await
+            .status
+    });
+    let statuses = futures::future::join_all(guesses).await;
+    let checked = statuses.iter().filter(|s| **s == 401).count();
+    assert_eq!(
+        checked, 5,
+        "five guesses checked, the rest throttled: {statuses:?}"
+    );
+    assert_eq!(statuses.iter().filter(|s| **s == 429).count(), 7);
+}
+console_test!(
+    console_sign_in_throttles_parallel_guesses,
+    parallel_guesses_are_throttled_too
+);

@@ -22,8 +22,10 @@ CREATE TABLE console_sessions (
 );
 CREATE INDEX console_sessions_user ON console_sessions (user_id);
 
--- One row per refused sign-in, by account (`email:…`) and by address (`ip:…`).
+-- One row per sign-in attempt that is not known to have succeeded, by account (`email:…`)
+-- and by address (`ip:…`): written before the password is checked, removed if it was right.
 CREATE TABLE console_login_failures (
+    id      INTEGER PRIMARY KEY AUTOINCREMENT,
     subject TEXT    NOT NULL,
     at      INTEGER NOT NULL
 );
