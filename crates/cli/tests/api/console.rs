@@ -310,6 +310,33 @@ console_test!(
     sessions_are_fresh_cookies_that_end
 );
 
+/// Behind https, the session cookie is only ever sent over https.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_cookies_are_secure_when_served_over_https() {
+    let db = TestDb::create(&crate::helpers::Backend::Sqlite).await;
+    let http = keyturn_http::HttpSettings {
+        public_url: Some("https://licenses.example.com".into()),
+        ..test_http()
+    };
+    let app = spawn(&db, http).await;
+    console_user(&db, "admin@example.com", Role::Admin, None).await;
+    let mut b = Browser::new(&app);
+    let form = b.get("/admin/login").await;
+    let r = b.sign_in("admin@example.com", PASSWORD).await;
+    assert_eq!(r.status, 303, "{}", r.html);
+    for page in [&form, &r] {
+        for cookie in page.headers.get_all("set-cookie") {
+            let cookie = cookie.to_str().unwrap();
+            assert!(
+                cookie.ends_with("; Secure") || cookie.contains("; Secure;"),
+                "{cookie}"
+            );
+        }
+    }
+    app.stop().await;
+    db.remove().await;
+}
+
 async fn sign_in_is_throttled(db: &TestDb, app: &TestApp) {
     console_user(db, "owner@example.com", Role::Owner, None).await;
     console_user(db, "sales@example.com", Role::Sales, None).await;

@@ -76,9 +76,7 @@ pub(super) async fn login(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Page {
-    let (mut parts, _) = axum::http::Request::new(()).into_parts();
-    parts.headers = headers;
-    let expected = cookie_value(&parts, LOGIN_COOKIE).map(csrf_token);
+    let expected = cookie_value(&headers, LOGIN_COOKIE).map(csrf_token);
     let presented = form_urlencoded::parse(&body)
         .find(|(k, _)| k == "csrf")
         .map(|(_, v)| v.into_owned());

@@ -18,7 +18,7 @@ mod pages;
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
-use axum::http::header::{self, HeaderValue};
+use axum::http::header::{self, HeaderMap, HeaderValue};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -96,9 +96,8 @@ fn cookie(state: &AppState, name: &str, path: &str, value: Option<&str>) -> Head
 }
 
 /// The value of cookie `name` in the request, if sent.
-fn cookie_value<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
-    parts
-        .headers
+fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
@@ -124,7 +123,7 @@ impl FromRequestParts<AppState> for Signed {
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Problem> {
-        let secret = cookie_value(parts, SESSION_COOKIE)
+        let secret = cookie_value(&parts.headers, SESSION_COOKIE)
             .ok_or(Problem::SignIn)?
             .to_owned();
         let session = state.app.console_session(&secret).await?;
