@@ -243,6 +243,17 @@ def run():
     check("RemoveCustomer (raw)", r["result"] == 0 and r2["message"] == "Could not find the customer.", (r, r2))
     keys, msg, info = Product.get_keys(token, pid)
     check("product get_keys", keys is not None and info["total"] == len(keys) >= 4 and info["pageCount"] == 1, msg)
+    # SearchQuery and OrderBy, as the SDK sends them.
+    res = Product.get_keys(token, pid, search_query='Customer.Email == "grace@example.com" && F2 && !Block',
+                           order_by="ID descending")
+    check("get_keys with a search query", res[0] is not None and [k["key"] for k in res[0]] == [key]
+          and res[2] == {"returned": 1, "total": 1, "pageCount": 1}, res[1:])
+    res = Product.get_keys(token, pid, order_by="ID descending")
+    ids = [k["id"] for k in res[0]] if res[0] is not None else []
+    check("get_keys in descending order", len(ids) == info["total"] and ids == sorted(ids, reverse=True), res[1])
+    res = Product.get_keys(token, pid, search_query="Notes < 1")
+    check("get_keys says what is wrong with a query", res[0] is None
+          and res[1].startswith("The input parameters were incorrect. SearchQuery: at character 7:"), res[1])
     products, msg = Product.get_products(token)
     check("product get_products", products is not None and pid in [p["id"] for p in products], msg)
 

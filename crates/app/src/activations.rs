@@ -6,6 +6,7 @@ use keyturn_core::names::{self, display_name};
 use keyturn_core::validation::{
     self, admit_known_machine, admit_machine, validate, ValidationRequest,
 };
+use keyturn_core::AuditAction;
 use keyturn_core::{
     Activation, ExpiryRule, FeatureName, Fingerprint, License, LicenseKey, Permission, Product,
     ValidationOutcome,
@@ -15,6 +16,7 @@ use serde_json::json;
 
 use crate::cache::LicenseState;
 use crate::licenses::record;
+use crate::Entity;
 use crate::{now, Actor, App, AppError, Principal, Result};
 
 #[derive(Debug, Clone, Default)]
@@ -95,7 +97,7 @@ impl App {
         let state = self
             .license_state(key.as_str())
             .await?
-            .ok_or(AppError::NotFound("license"))?;
+            .ok_or(AppError::NotFound(Entity::License))?;
         if let Some(outcome) = self.check_in(
             &state,
             &req,
@@ -111,7 +113,7 @@ impl App {
         let mut license = session
             .lock_license(id)
             .await?
-            .ok_or(AppError::NotFound("license"))?;
+            .ok_or(AppError::NotFound(Entity::License))?;
         let at = now();
         session.delete_lapsed_activations(id, at).await?;
         let lease = match req.lease_seconds {
@@ -186,7 +188,7 @@ impl App {
             &mut session,
             id,
             &actor,
-            "activated",
+            AuditAction::Activated,
             json!({
                 "activation_id": activation.id,
                 "fingerprint": activation.fingerprint,
@@ -204,7 +206,7 @@ impl App {
                 &mut session,
                 id,
                 &actor,
-                "trial_started",
+                AuditAction::TrialStarted,
                 json!({"from": trial_from, "to": license.expires}),
                 at,
             )
@@ -212,7 +214,7 @@ impl App {
             license = session
                 .license(id)
                 .await?
-                .ok_or(AppError::NotFound("license"))?;
+                .ok_or(AppError::NotFound(Entity::License))?;
         }
         session.commit().await?;
         Ok(ActivationOutcome {
@@ -325,12 +327,12 @@ impl App {
             .license_by_key(key.as_str())
             .await?
             .filter(|l| product_id.is_none_or(|p| p == l.product_id))
-            .ok_or(AppError::NotFound("license"))?;
+            .ok_or(AppError::NotFound(Entity::License))?;
         let mut session = self.store.write().await?;
         session
             .lock_license(license.id)
             .await?
-            .ok_or(AppError::NotFound("license"))?;
+            .ok_or(AppError::NotFound(Entity::License))?;
         let activation = match session
             .activation_of(license.id, fingerprint.as_str())
             .await?
@@ -343,7 +345,7 @@ impl App {
                 .find(|a| fingerprint.same_machine(&a.fingerprint)),
         }
         .filter(|a| !only_floating || a.lease_expires.is_some())
-        .ok_or(AppError::NotFound("activation"))?;
+        .ok_or(AppError::NotFound(Entity::Activation))?;
         let removed = self.remove_activation(session, actor, activation).await?;
         Ok((removed, license.product_id))
     }
@@ -360,9 +362,9 @@ impl App {
         principal.require_license_part(
             Permission::ActivationsWrite,
             license.as_ref(),
-            "activation",
+            Entity::Activation,
         )?;
-        let activation = activation.ok_or(AppError::NotFound("activation"))?;
+        let activation = activation.ok_or(AppError::NotFound(Entity::Activation))?;
         self.remove_activation(session, principal.actor.clone(), activation)
             .await
     }
@@ -378,7 +380,7 @@ impl App {
             &mut session,
             activation.license_id,
             &actor,
-            "deactivated",
+            AuditAction::Deactivated,
             json!({"activation_id": activation.id, "fingerprint": activation.fingerprint}),
             now(),
         )
@@ -409,7 +411,7 @@ impl App {
         let product = self
             .product_row(license.product_id)
             .await?
-            .ok_or(AppError::NotFound("product"))?;
+            .ok_or(AppError::NotFound(Entity::Product))?;
         Ok(license.licensee_view(&product))
     }
 
@@ -462,7 +464,7 @@ impl App {
             true => Some(
                 self.product_row(license.product_id)
                     .await?
-                    .ok_or(AppError::NotFound("product"))?,
+                    .ok_or(AppError::NotFound(Entity::Product))?,
             ),
             false => None,
         };

@@ -9,6 +9,7 @@ use keyturn_core::{
 use keyturn_store::NewPlan;
 
 use crate::signers::{corrupt, ED25519, RSA2048};
+use crate::Entity;
 use crate::{now, App, AppError, Principal, Result};
 
 #[derive(Debug, Clone, Default)]
@@ -121,6 +122,37 @@ pub(crate) fn product_features(product: &Product, wanted: &[String]) -> Result<V
     Ok(wanted)
 }
 
+/// A new product, checked, with its signing keys drawn (which takes a while for RSA, so it is
+/// done before a transaction opens).
+pub(crate) struct PreparedProduct {
+    product: Product,
+    signer: ProductSigner,
+    rsa: RsaSigner,
+}
+
+pub(crate) async fn prepare_product(input: NewProductInput) -> Result<PreparedProduct> {
+    let name = display_name("name", &input.name)?;
+    let features = feature_list(&input.features)?;
+    let public_metadata = public_metadata(&input.public_metadata)?;
+    let rsa = tokio::task::spawn_blocking(RsaSigner::generate)
+        .await
+        .map_err(corrupt)?
+        .map_err(corrupt)?;
+    Ok(PreparedProduct {
+        product: Product {
+            id: 0,
+            name,
+            features,
+            public_notes: input.public_notes,
+            public_metadata,
+            block_expired_licenses: input.block_expired_licenses,
+            created: now(),
+        },
+        signer: ProductSigner::generate(),
+        rsa,
+    })
+}
+
 impl App {
     /// Creates a product and its signing key together, so no product ever exists without one.
     pub async fn create_product(
@@ -129,36 +161,27 @@ impl App {
         input: NewProductInput,
     ) -> Result<Product> {
         principal.require_unrestricted(Permission::ProductsWrite)?;
-        let name = display_name("name", &input.name)?;
-        let features = feature_list(&input.features)?;
-        let public_metadata = public_metadata(&input.public_metadata)?;
-        let at = now();
-        let signer = ProductSigner::generate();
-        let rsa = tokio::task::spawn_blocking(RsaSigner::generate)
-            .await
-            .map_err(corrupt)?
-            .map_err(corrupt)?;
+        let prepared = prepare_product(input).await?;
         let mut session = self.store.write().await?;
-        let product = session
-            .insert_product(
-                &Product {
-                    id: 0,
-                    name,
-                    features,
-                    public_notes: input.public_notes,
-                    public_metadata,
-                    block_expired_licenses: input.block_expired_licenses,
-                    created: at,
-                },
-                at,
-            )
-            .await?;
+        let product = self.insert_product(&mut session, prepared, now()).await?;
+        session.commit().await?;
+        Ok(product)
+    }
+
+    /// Inserts a product prepared by [`prepare_product`] with its keys, in `session`.
+    pub(crate) async fn insert_product(
+        &self,
+        session: &mut keyturn_store::Session,
+        p: PreparedProduct,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Product> {
+        let product = session.insert_product(&p.product, at).await?;
         session
             .insert_signing_key(
                 product.id,
                 ED25519,
-                &self.store_key(product.id, ED25519, &signer.to_base64_seed()),
-                &signer.public_key().to_base64(),
+                &self.store_key(product.id, ED25519, &p.signer.to_base64_seed()),
+                &p.signer.public_key().to_base64(),
                 at,
             )
             .await?;
@@ -166,12 +189,11 @@ impl App {
             .insert_signing_key(
                 product.id,
                 RSA2048,
-                &self.store_key(product.id, RSA2048, &rsa.to_base64_pkcs8()),
-                &rsa.public_key().to_xml(),
+                &self.store_key(product.id, RSA2048, &p.rsa.to_base64_pkcs8()),
+                &p.rsa.public_key().to_xml(),
                 at,
             )
             .await?;
-        session.commit().await?;
         Ok(product)
     }
 
@@ -182,7 +204,7 @@ impl App {
             .await?
             .product(id)
             .await?
-            .ok_or(AppError::NotFound("product"))
+            .ok_or(AppError::NotFound(Entity::Product))
     }
 
     pub async fn products(&self, principal: &Principal) -> Result<Vec<Product>> {
@@ -201,7 +223,7 @@ impl App {
         let mut product = session
             .product(id)
             .await?
-            .ok_or(AppError::NotFound("product"))?;
+            .ok_or(AppError::NotFound(Entity::Product))?;
         if let Some(name) = patch.name {
             product.name = display_name("name", &name)?;
         }
@@ -275,9 +297,9 @@ impl App {
         principal.require_in_product(
             Permission::PlansRead,
             found.as_ref().map(|p| p.product_id),
-            "plan",
+            Entity::Plan,
         )?;
-        found.ok_or(AppError::NotFound("plan"))
+        found.ok_or(AppError::NotFound(Entity::Plan))
     }
 
     pub async fn update_plan(
@@ -292,9 +314,9 @@ impl App {
         principal.require_in_product(
             Permission::PlansWrite,
             found.as_ref().map(|p| p.product_id),
-            "plan",
+            Entity::Plan,
         )?;
-        let mut plan = found.ok_or(AppError::NotFound("plan"))?;
+        let mut plan = found.ok_or(AppError::NotFound(Entity::Plan))?;
         if let Some(name) = patch.name {
             plan.name = display_name("name", &name)?;
         }

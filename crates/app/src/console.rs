@@ -36,7 +36,7 @@ use keyturn_store::{LicenseSearch, Session};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use crate::{Actor, App, AppError, Page, PageRequest, Principal, Result};
+use crate::{Actor, App, AppError, Entity, Page, PageRequest, Principal, Result};
 
 /// A session unused this long has ended.
 pub const IDLE: Duration = Duration::hours(1);
@@ -370,7 +370,7 @@ impl App {
             .store
             .read()
             .await?
-            .search_licenses(&LicenseSearch {
+            .licenses_by_prefix(&LicenseSearch {
                 key: term.to_uppercase(),
                 lower: term.to_lowercase(),
                 exact: term.to_owned(),
@@ -393,11 +393,11 @@ impl App {
         let mut session = self.store.read().await?;
         let found = session.license(id).await?;
         principal.require_license(Permission::LicensesRead, found.as_ref())?;
-        let license = found.ok_or(AppError::NotFound("license"))?;
+        let license = found.ok_or(AppError::NotFound(Entity::License))?;
         let product = session
             .product(license.product_id)
             .await?
-            .ok_or(AppError::NotFound("product"))?;
+            .ok_or(AppError::NotFound(Entity::Product))?;
         // The license's own customer, for whoever may read customers and this license.
         let customer = match license.customer_id {
             Some(c) if principal.holds(Permission::CustomersRead) => session.customer(c).await?,

@@ -4,17 +4,19 @@
 //! set of rules. Wire formats live in the HTTP layer.
 
 use keyturn_core::data_object::MAX_PER_OWNER;
+use keyturn_core::key_search::{self, KeyOrder};
 use keyturn_core::names::display_name;
 use keyturn_core::validation::admit_known_machine;
 use keyturn_core::{
-    Activation, Customer, DataObject, DataOwner, ExpiryRule, License, LicenseKey, Permission,
-    Product, TokenHash, TokenSecret,
+    Activation, Customer, DataObject, DataOwner, DomainError, ExpiryRule, License, LicenseKey,
+    Permission, Product, TokenHash, TokenSecret,
 };
-use keyturn_store::LicenseFilter;
+use keyturn_store::{KeySearch, LicenseFilter};
 
 use crate::activations::ActivationRequest;
 use crate::customers::{company, email, CustomerPatch};
 use crate::licenses::{Extension, LicensePatch, LicenseSpec, TrialRequest};
+use crate::Entity;
 use crate::{now, App, AppError, NewCustomerInput, Principal, Result};
 
 /// Cryptolens's page size for `GetKeys`.
@@ -158,7 +160,7 @@ impl App {
         let key = LicenseKey::parse(key)?;
         let product = self.product_row(product_id).await?;
         if product.is_none() && principal.license_lock().is_none() {
-            return Err(AppError::NotFound("product"));
+            return Err(AppError::NotFound(Entity::Product));
         }
         let found = self
             .license_state(key.as_str())
@@ -166,7 +168,7 @@ impl App {
             .map(|s| s.license.clone())
             .filter(|l| l.product_id == product_id);
         principal.require_license(method, found.as_ref())?;
-        found.ok_or(AppError::NotFound("license"))
+        found.ok_or(AppError::NotFound(Entity::License))
     }
 
     /// What an expired license of `product_id` may do on the Cryptolens API.
@@ -174,7 +176,7 @@ impl App {
         let product = self
             .product_row(product_id)
             .await?
-            .ok_or(AppError::NotFound("product"))?;
+            .ok_or(AppError::NotFound(Entity::Product))?;
         Ok(ExpiryRule::cryptolens(product.block_expired_licenses))
     }
 
@@ -193,7 +195,7 @@ impl App {
         let product = self
             .product_row(license.product_id)
             .await?
-            .ok_or(AppError::NotFound("product"))?;
+            .ok_or(AppError::NotFound(Entity::Product))?;
         let blocked =
             ExpiryRule::cryptolens(product.block_expired_licenses).blocks(&license, now());
         let customer = match license.customer_id {
@@ -288,7 +290,7 @@ impl App {
             .await
         {
             Ok(_) => Ok(()),
-            Err(AppError::NotFound("activation")) if floating => Ok(()),
+            Err(AppError::NotFound(Entity::Activation)) if floating => Ok(()),
             Err(e) => Err(e),
         }
     }
@@ -308,7 +310,7 @@ impl App {
         let product = session
             .product(req.product_id)
             .await?
-            .ok_or(AppError::NotFound("product"))?;
+            .ok_or(AppError::NotFound(Entity::Product))?;
         let features = feature_names(&product, &req.features)?;
         // The customer, and whether this call made it (then it has no license yet to show
         // that the token may see it).
@@ -339,7 +341,7 @@ impl App {
                     let c = self
                         .customer_in_reach(&mut session, principal, id)
                         .await?
-                        .ok_or(AppError::NotFound("customer"))?;
+                        .ok_or(AppError::NotFound(Entity::Customer))?;
                     (Some(c.id), None)
                 }
                 None => (None, None),
@@ -382,7 +384,7 @@ impl App {
             .await?
             .product(product_id)
             .await?
-            .ok_or(AppError::NotFound("product"))?;
+            .ok_or(AppError::NotFound(Entity::Product))?;
         let (license, _) = self
             .create_trial(TrialRequest {
                 product_id,
@@ -475,7 +477,7 @@ impl App {
             .await?
             .product(product_id)
             .await?
-            .ok_or(AppError::NotFound("product"))?;
+            .ok_or(AppError::NotFound(Entity::Product))?;
         let name = feature_of(&product, feature)?;
         let delegate = principal.acting_with(vec![Permission::LicensesWrite]);
         if on {
@@ -554,12 +556,12 @@ impl App {
         session
             .product(product_id)
             .await?
-            .ok_or(AppError::NotFound("product"))?;
+            .ok_or(AppError::NotFound(Entity::Product))?;
         let license = session
             .license_by_key(key.as_str())
             .await?
             .filter(|l| l.product_id == product_id)
-            .ok_or(AppError::NotFound("license"))?;
+            .ok_or(AppError::NotFound(Entity::License))?;
         let methods: Vec<Permission> = Permission::ALL
             .into_iter()
             .filter(|p| p.is_cryptolens_method() && principal.holds(*p))
@@ -650,7 +652,7 @@ impl App {
             .await?
             .customer_by_secret(&TokenHash::of(secret))
             .await?
-            .ok_or(AppError::NotFound("customer"))?;
+            .ok_or(AppError::NotFound(Entity::Customer))?;
         self.cl_licenses_of(principal, customer.id).await
     }
 
@@ -692,7 +694,7 @@ impl App {
             let mut session = self.store.read().await?;
             self.customer_in_reach(&mut session, principal, customer_id)
                 .await?
-                .ok_or(AppError::NotFound("customer"))?;
+                .ok_or(AppError::NotFound(Entity::Customer))?;
             session
                 .licenses(&LicenseFilter {
                     customer_id: Some(customer_id),
@@ -709,33 +711,40 @@ impl App {
         Ok(out)
     }
 
-    /// `GetKeys`: page `page` (from 1) of a product's keys in id order, 99 to a page.
+    /// `GetKeys`: page `page` (from 1) of a product's keys that match `search` (Cryptolens's
+    /// `SearchQuery`, empty for all) in the order `order_by` names (`ID ascending` when empty),
+    /// 99 to a page, with how many match in all.
     pub async fn cl_keys(
         &self,
         principal: &Principal,
         product_id: i64,
         page: i64,
+        search: &str,
+        order_by: &str,
     ) -> Result<ClKeyPage> {
         principal.require_method(Permission::ClGetKeys, Some(product_id))?;
         if page < 1 {
             return Err(AppError::invalid("page", "must be 1 or more"));
         }
+        let filter = key_search::parse(search, now().date_naive()).map_err(DomainError::from)?;
+        let order = KeyOrder::parse(order_by)?;
         let (licenses, total) = {
             let mut session = self.store.read().await?;
-            session
+            let product = session
                 .product(product_id)
                 .await?
-                .ok_or(AppError::NotFound("product"))?;
-            let total = session.count_licenses(product_id).await?;
-            let licenses = session
-                .licenses(&LicenseFilter {
-                    product_id: Some(product_id),
+                .ok_or(AppError::NotFound(Entity::Product))?;
+            session
+                .search_licenses(&KeySearch {
+                    product_id,
+                    filter: filter.as_ref(),
+                    features: &product.features,
+                    expired_blocked_at: product.block_expired_licenses.then(now),
+                    order,
                     limit: KEYS_PER_PAGE,
                     offset: (page - 1).saturating_mul(KEYS_PER_PAGE),
-                    ..Default::default()
                 })
-                .await?;
-            (licenses, total)
+                .await?
         };
         let mut keys = Vec::with_capacity(licenses.len());
         for license in licenses {

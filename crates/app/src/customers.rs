@@ -1,9 +1,11 @@
 use keyturn_core::names::display_name;
+use keyturn_core::AuditAction;
 use keyturn_core::{Customer, Email, Permission, TokenSecret};
 use keyturn_store::Session;
 use serde_json::json;
 
 use crate::licenses::record;
+use crate::Entity;
 use crate::{now, App, AppError, Page, PageRequest, Principal, Result};
 
 #[derive(Debug, Clone, Default)]
@@ -120,7 +122,7 @@ impl App {
         let customer = session
             .customer(id)
             .await?
-            .ok_or(AppError::NotFound("customer"))?;
+            .ok_or(AppError::NotFound(Entity::Customer))?;
         if session.customer_has_payments(id).await? {
             return Err(AppError::Conflict(
                 "the customer has payments or subscriptions, which keep it".into(),
@@ -132,7 +134,7 @@ impl App {
                 &mut session,
                 license,
                 &principal.actor,
-                "customer_removed",
+                AuditAction::CustomerRemoved,
                 json!({"customer_id": id}),
                 at,
             )
@@ -151,7 +153,7 @@ impl App {
             .await?
             .customer(id)
             .await?
-            .ok_or(AppError::NotFound("customer"))
+            .ok_or(AppError::NotFound(Entity::Customer))
     }
 
     pub async fn customers(
@@ -195,7 +197,7 @@ impl App {
         let mut customer = session
             .customer(id)
             .await?
-            .ok_or(AppError::NotFound("customer"))?;
+            .ok_or(AppError::NotFound(Entity::Customer))?;
         if let Some(name) = patch.name {
             customer.name = display_name("name", &name)?;
         }

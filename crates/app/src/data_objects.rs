@@ -21,11 +21,13 @@
 //! audit log, in the same transaction.
 
 use keyturn_core::data_object::{self, Step, MAX_PER_OWNER};
+use keyturn_core::AuditAction;
 use keyturn_core::{DataObject, DataOwner, License, LicenseKey, Permission};
 use keyturn_store::{DataOwnerRow, Session};
 use serde_json::json;
 
 use crate::licenses::record;
+use crate::Entity;
 use crate::{now, Actor, App, AppError, Principal, Result};
 
 /// The most objects one generic listing (`ListDataObjects` with `ShowAll`) returns.
@@ -83,11 +85,11 @@ impl DataChange {
         }
     }
 
-    fn action(&self) -> &'static str {
+    fn action(&self) -> AuditAction {
         match self {
-            DataChange::Set { .. } => "data_object.set",
-            DataChange::Increment { .. } => "data_object.incremented",
-            DataChange::Decrement { .. } => "data_object.decremented",
+            DataChange::Set { .. } => AuditAction::DataObjectSet,
+            DataChange::Increment { .. } => AuditAction::DataObjectIncremented,
+            DataChange::Decrement { .. } => AuditAction::DataObjectDecremented,
         }
     }
 }
@@ -184,11 +186,11 @@ impl App {
             DataOwner::Product(_) => principal.require_in_product(
                 needed,
                 found.as_ref().map(|(row, _)| row.product_id),
-                "product",
+                Entity::Product,
             )?,
             DataOwner::License(_) => principal.require_license(needed, license)?,
             DataOwner::Machine(_) => {
-                principal.require_license_part(needed, license, "activation")?
+                principal.require_license_part(needed, license, Entity::Activation)?
             }
         }
         found.map(|(row, _)| row).ok_or_else(|| missing(owner))
@@ -239,7 +241,7 @@ impl App {
                 let row = self.cl_owner(principal, &target).await?;
                 self.objects_of(row.owner, contains).await
             }
-            Some(_) => Err(AppError::NotFound("license")),
+            Some(_) => Err(AppError::NotFound(Entity::License)),
         }
     }
 
@@ -287,15 +289,15 @@ impl App {
                     .cl_owner(principal, &ClDataTarget::Owner(object.owner()))
                     .await
                     .map(|_| object),
-                None => Err(AppError::NotFound("data object")),
+                None => Err(AppError::NotFound(Entity::DataObject)),
             };
             // An object beyond the token's reach is answered as a missing one: to a key-locked
             // token as a key it may not use, to others as an object that does not exist.
             return match reached {
                 Err(AppError::NotFound(_)) if principal.key_lock().is_some() => {
-                    Err(AppError::NotFound("license"))
+                    Err(AppError::NotFound(Entity::License))
                 }
-                Err(AppError::NotFound(_)) => Err(AppError::NotFound("data object")),
+                Err(AppError::NotFound(_)) => Err(AppError::NotFound(Entity::DataObject)),
                 other => other,
             };
         }
@@ -306,7 +308,7 @@ impl App {
     /// The owner a Cryptolens call points at, after the product and key locks.
     async fn cl_owner(&self, principal: &Principal, target: &ClDataTarget) -> Result<DataOwnerRow> {
         let lock = principal.key_lock();
-        let out_of_reach = || AppError::NotFound("license");
+        let out_of_reach = || AppError::NotFound(Entity::License);
         let (product_id, key, machine_code) = match target {
             ClDataTarget::Object => return Err(AppError::invalid("id", "is required")),
             ClDataTarget::Owner(owner) => {
@@ -334,7 +336,7 @@ impl App {
         let key = LicenseKey::parse(key).map_err(|_| out_of_reach())?;
         self.product_row(product_id)
             .await?
-            .ok_or(AppError::NotFound("product"))?;
+            .ok_or(AppError::NotFound(Entity::Product))?;
         let state = self
             .license_state(key.as_str())
             .await?
@@ -353,7 +355,7 @@ impl App {
                     .iter()
                     .find(|a| a.fingerprint == *code)
                     .map(|a| a.id)
-                    .ok_or(AppError::NotFound("activation"))?;
+                    .ok_or(AppError::NotFound(Entity::Activation))?;
                 DataOwner::Machine(activation)
             }
         };
@@ -420,7 +422,7 @@ impl App {
             DataSelector::Id(id) => *id,
             DataSelector::Name(name) => match session.data_objects_named(owner, name).await?[..] {
                 [id] => id,
-                [] => return Err(AppError::NotFound("data object")),
+                [] => return Err(AppError::NotFound(Entity::DataObject)),
                 _ => {
                     return Err(AppError::invalid(
                         "name",
@@ -433,7 +435,7 @@ impl App {
             .data_object(id)
             .await?
             .filter(|o| o.owner() == owner)
-            .ok_or(AppError::NotFound("data object"))
+            .ok_or(AppError::NotFound(Entity::DataObject))
     }
 
     async fn add_to(
@@ -466,7 +468,7 @@ impl App {
         let object = session
             .insert_data_object(row, &name, &string_value, int_value, at)
             .await?;
-        audit(&mut session, actor, &object, "data_object.added").await?;
+        audit(&mut session, actor, &object, AuditAction::DataObjectAdded).await?;
         session.commit().await?;
         Ok(object)
     }
@@ -509,7 +511,7 @@ impl App {
                 }
             }
         };
-        let changed = changed.ok_or(AppError::NotFound("data object"))?;
+        let changed = changed.ok_or(AppError::NotFound(Entity::DataObject))?;
         audit(&mut session, actor, &changed, change.action()).await?;
         session.commit().await?;
         Ok(changed)
@@ -520,8 +522,14 @@ impl App {
         let removed = session
             .delete_data_object(object.id)
             .await?
-            .ok_or(AppError::NotFound("data object"))?;
-        audit(&mut session, actor, &removed, "data_object.removed").await?;
+            .ok_or(AppError::NotFound(Entity::DataObject))?;
+        audit(
+            &mut session,
+            actor,
+            &removed,
+            AuditAction::DataObjectRemoved,
+        )
+        .await?;
         session.commit().await?;
         Ok(())
     }
@@ -555,22 +563,22 @@ async fn hold_owner(session: &mut Session, row: DataOwnerRow) -> Result<()> {
             session
                 .lock_product(id)
                 .await?
-                .ok_or(AppError::NotFound("product"))?;
+                .ok_or(AppError::NotFound(Entity::Product))?;
         }
         (owner, Some(license)) => {
             session
                 .lock_license(license)
                 .await?
-                .ok_or(AppError::NotFound("license"))?;
+                .ok_or(AppError::NotFound(Entity::License))?;
             // Activations change only under their license's lock, so this one stays.
             if let DataOwner::Machine(id) = owner {
                 session
                     .activation(id)
                     .await?
-                    .ok_or(AppError::NotFound("activation"))?;
+                    .ok_or(AppError::NotFound(Entity::Activation))?;
             }
         }
-        (_, None) => return Err(AppError::NotFound("license")),
+        (_, None) => return Err(AppError::NotFound(Entity::License)),
     }
     Ok(())
 }
@@ -580,7 +588,7 @@ async fn audit(
     session: &mut Session,
     actor: &Actor,
     object: &DataObject,
-    action: &str,
+    action: AuditAction,
 ) -> Result<()> {
     let Some(license_id) = object.license_id else {
         return Ok(());
@@ -597,8 +605,8 @@ async fn audit(
 /// The answer for an owner that does not exist (or lies beyond the caller's reach).
 fn missing(owner: DataOwner) -> AppError {
     AppError::NotFound(match owner {
-        DataOwner::Product(_) => "product",
-        DataOwner::License(_) => "license",
-        DataOwner::Machine(_) => "activation",
+        DataOwner::Product(_) => Entity::Product,
+        DataOwner::License(_) => Entity::License,
+        DataOwner::Machine(_) => Entity::Activation,
     })
 }

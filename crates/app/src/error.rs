@@ -8,7 +8,7 @@ pub enum AppError {
     #[error("{0}")]
     Invalid(#[from] DomainError),
     #[error("{0} not found")]
-    NotFound(&'static str),
+    NotFound(Entity),
     #[error("{0}")]
     Conflict(String),
     #[error("{}", .0.message())]
@@ -25,6 +25,63 @@ pub enum AppError {
     Provider(#[from] ProviderError),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// What a lookup did not find (or found beyond the caller's reach, which answers the same).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Entity {
+    Activation,
+    Checkout,
+    Customer,
+    DataObject,
+    License,
+    /// A feature the license does not have.
+    LicenseFeature,
+    LicenseUrl,
+    Message,
+    Order,
+    Payment,
+    PaymentForm,
+    Plan,
+    Product,
+    ProviderEvent,
+    Subscription,
+    Token,
+    Trial,
+    /// A product's trial plan.
+    TrialPlan,
+}
+
+impl Entity {
+    /// The noun people read in "… not found".
+    pub fn noun(self) -> &'static str {
+        match self {
+            Entity::Activation => "activation",
+            Entity::Checkout => "checkout",
+            Entity::Customer => "customer",
+            Entity::DataObject => "data object",
+            Entity::License => "license",
+            Entity::LicenseFeature => "feature on this license",
+            Entity::LicenseUrl => "license URL",
+            Entity::Message => "message",
+            Entity::Order => "order",
+            Entity::Payment => "payment",
+            Entity::PaymentForm => "payment form",
+            Entity::Plan => "plan",
+            Entity::Product => "product",
+            Entity::ProviderEvent => "provider event",
+            Entity::Subscription => "subscription",
+            Entity::Token => "token",
+            Entity::Trial => "trial",
+            Entity::TrialPlan => "trial plan for this product",
+        }
+    }
+}
+
+impl std::fmt::Display for Entity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.noun())
+    }
 }
 
 impl AppError {

@@ -2,6 +2,7 @@
 
 use keyturn_core::license_file::{self, check_ttl_days, FileOptions};
 use keyturn_core::validation::admit_known_machine;
+use keyturn_core::AuditAction;
 use keyturn_core::{Fingerprint, Permission};
 use serde_json::json;
 
@@ -59,7 +60,7 @@ impl App {
             &mut session,
             license.id,
             &principal.actor,
-            "license_file_issued",
+            AuditAction::LicenseFileIssued,
             json!({
                 "fingerprint": terms.fingerprint,
                 "valid_until": terms.valid_until,

@@ -7,6 +7,7 @@ use keyturn_core::payment::{hundredths, Checkout, ObjectKind, Offer, OfferMode, 
 use keyturn_core::provider::{CheckoutRequest, CheckoutStarted, EventOutcome};
 use keyturn_core::{Email, Permission, Plan};
 
+use crate::Entity;
 use crate::{now, App, AppError, PaymentGateway, Principal, Result};
 
 /// The longest a buyer may order in one checkout.
@@ -243,7 +244,7 @@ impl App {
             .await?
             .form_by_public_id(public_id)
             .await?
-            .ok_or(AppError::NotFound("payment form"))
+            .ok_or(AppError::NotFound(Entity::PaymentForm))
     }
 
     /// Checks what a buyer submitted before any provider is asked to charge.
@@ -357,7 +358,7 @@ impl App {
             .checkout(session_id)
             .await?
             .filter(|c| c.form_id == form.id)
-            .ok_or(AppError::NotFound("checkout"))?;
+            .ok_or(AppError::NotFound(Entity::Checkout))?;
         let mut keys = Vec::new();
         if let Some(payment) = s
             .payment_for(&checkout.provider, ObjectKind::Order, session_id)

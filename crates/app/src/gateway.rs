@@ -24,6 +24,7 @@ use chrono::{DateTime, Utc};
 use keyturn_core::provider::{
     CheckoutRequest, CheckoutStarted, EventEnvelope, LineItems, ProviderError,
 };
+use keyturn_core::skm::SkmTerms;
 
 /// What a gateway call comes back with, some time later.
 pub type GatewayFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, ProviderError>> + Send + 'a>>;
@@ -54,6 +55,17 @@ pub trait PaymentGateway: Send + Sync {
     /// cannot be asked.
     fn line_items<'a>(&'a self, order: &'a str) -> GatewayFuture<'a, Option<LineItems>> {
         let _ = order;
+        Box::pin(async { Ok(None) })
+    }
+
+    /// The first of a sale's purchased `ids` that is a price set up the Cryptolens way
+    /// (`skm_product_id` on its product, `skm` on the price), with the terms it gives; `None`
+    /// where none is or the provider cannot be asked.
+    fn cryptolens_terms<'a>(
+        &'a self,
+        ids: &'a [String],
+    ) -> GatewayFuture<'a, Option<(String, SkmTerms)>> {
+        let _ = ids;
         Box::pin(async { Ok(None) })
     }
 

@@ -14,6 +14,7 @@ mod error;
 mod files;
 mod forms;
 mod gateway;
+mod import;
 mod license_urls;
 mod licenses;
 mod mail;
@@ -22,6 +23,7 @@ mod payments;
 mod principal;
 mod signatures;
 mod signers;
+mod skm;
 mod tokens;
 
 use chrono::{DateTime, Utc};
@@ -37,10 +39,14 @@ pub use cryptolens::{
 };
 pub use customers::{CustomerPatch, NewCustomerInput};
 pub use data_objects::{ClDataTarget, DataChange, DataSelector, NewDataObject};
-pub use error::AppError;
+pub use error::{AppError, Entity};
 pub use files::{LicenseFileRequest, DEFAULT_FILE_TTL_DAYS};
 pub use forms::{CheckoutOutcome, CheckoutPlan, NewPaymentForm, PaymentSetup, MAX_FORM_QUANTITY};
 pub use gateway::{GatewayFuture, PaymentGateway, SyncReport};
+pub use import::{
+    ImportSource, Imported, ImportedCustomer, ImportedDataObject, ImportedKey, ImportedMachine,
+    ImportedProduct, KeyImported,
+};
 pub use keyturn_core::provider::{EventEnvelope, EventOutcome, ProviderError};
 pub use keyturn_store::QueuedMail;
 pub use keyturn_store::{Dialect, StoreError, WriteFailure};
@@ -129,8 +135,8 @@ impl App {
     pub fn new(store: Store) -> Self {
         Self(std::sync::Arc::new(Parts {
             cache: cache::Cache::new(cache::DEFAULT_CAPACITY, store.changes()),
+            signers: signers::Signers::following(store.changes()),
             store,
-            signers: signers::Signers::default(),
             signatures: signatures::Signatures::default(),
             check_ins: activations::CheckIns::default(),
             master_key: None,

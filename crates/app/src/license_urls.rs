@@ -10,6 +10,7 @@ use keyturn_core::provider::EventEnvelope;
 use keyturn_core::{Permission, TokenHash, TokenSecret};
 use subtle::ConstantTimeEq;
 
+use crate::Entity;
 use crate::{now, App, AppError, Principal, Result};
 
 #[derive(Debug, Clone, Default)]
@@ -116,12 +117,12 @@ impl App {
             .rotate_license_url(id, secret.hash().as_str(), now())
             .await?
         {
-            return Err(AppError::NotFound("license URL"));
+            return Err(AppError::NotFound(Entity::LicenseUrl));
         }
         let (url, _) = session
             .license_url(id)
             .await?
-            .ok_or(AppError::NotFound("license URL"))?;
+            .ok_or(AppError::NotFound(Entity::LicenseUrl))?;
         session.commit().await?;
         Ok(LicenseUrlSecret {
             path: path(id, &secret),
@@ -138,7 +139,7 @@ impl App {
         principal.require_unrestricted(Permission::PaymentsWrite)?;
         let mut session = self.store.write().await?;
         if !session.delete_license_url(id).await? {
-            return Err(AppError::NotFound("license URL"));
+            return Err(AppError::NotFound(Entity::LicenseUrl));
         }
         session.commit().await?;
         Ok(())
@@ -148,10 +149,10 @@ impl App {
     /// secret are the same `NotFound`, so neither can be probed.
     pub async fn license_url_for_sale(&self, id: i64, secret: &str) -> Result<LicenseUrl> {
         let found = self.store.read().await?.license_url(id).await?;
-        let (url, hash) = found.ok_or(AppError::NotFound("license URL"))?;
+        let (url, hash) = found.ok_or(AppError::NotFound(Entity::LicenseUrl))?;
         let presented = TokenHash::of(secret);
         if !bool::from(presented.as_str().as_bytes().ct_eq(hash.as_bytes())) {
-            return Err(AppError::NotFound("license URL"));
+            return Err(AppError::NotFound(Entity::LicenseUrl));
         }
         Ok(url)
     }
@@ -170,7 +171,7 @@ impl App {
         let payment = session
             .payment_for(&provider, ObjectKind::Order, &order)
             .await?
-            .ok_or(AppError::NotFound("order"))?;
+            .ok_or(AppError::NotFound(Entity::Order))?;
         let mut keys = Vec::with_capacity(payment.license_ids.len());
         for license_id in payment.license_ids {
             if let Some(l) = session.license(license_id).await? {

@@ -2,6 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use keyturn_core::names::display_name;
+use keyturn_core::AuditAction;
 use keyturn_core::{
     dates, AllowedMachines, Fingerprint, LeaseSeconds, License, LicenseEvent, LicenseKey,
     MachineLimit, Metadata, Notes, PeriodDays, Permission,
@@ -10,6 +11,7 @@ use keyturn_store::{LicenseFilter, NewLicense, Session};
 use serde_json::{json, Value};
 
 use crate::catalog::product_features;
+use crate::Entity;
 use crate::{now, Actor, App, AppError, Page, PageRequest, Principal, Result};
 
 /// The most licenses one request may create.
@@ -131,12 +133,12 @@ pub(crate) async fn record(
     session: &mut Session,
     license_id: i64,
     actor: &Actor,
-    action: &str,
+    action: AuditAction,
     details: Value,
     at: DateTime<Utc>,
 ) -> Result<()> {
     session
-        .insert_license_event(license_id, &actor.label(), action, &details, at)
+        .insert_license_event(license_id, &actor.label(), action.as_str(), &details, at)
         .await?;
     Ok(())
 }
@@ -160,7 +162,7 @@ impl App {
                     .require_in_product(
                         Permission::LicensesWrite,
                         found.as_ref().map(|p| p.product_id),
-                        "plan",
+                        Entity::Plan,
                     )
                     .map_err(|e| match e {
                         AppError::NotFound(_) => AppError::invalid("plan_id", "no such plan"),
@@ -282,7 +284,7 @@ impl App {
                 session,
                 license.id,
                 &principal.actor,
-                "created",
+                AuditAction::Created,
                 json!({
                     "plan_id": license.plan_id,
                     "expires": license.expires,
@@ -359,7 +361,7 @@ impl App {
         principal.require(Permission::LicensesRead)?;
         let found = self.store.read().await?.license(id).await?;
         principal.require_license(Permission::LicensesRead, found.as_ref())?;
-        found.ok_or(AppError::NotFound("license"))
+        found.ok_or(AppError::NotFound(Entity::License))
     }
 
     pub async fn license_by_key(&self, principal: &Principal, key: &str) -> Result<License> {
@@ -372,7 +374,7 @@ impl App {
             .license_by_key(key.as_str())
             .await?;
         principal.require_license(Permission::LicensesRead, found.as_ref())?;
-        found.ok_or(AppError::NotFound("license"))
+        found.ok_or(AppError::NotFound(Entity::License))
     }
 
     pub async fn licenses(&self, principal: &Principal, q: LicenseQuery) -> Result<Page<License>> {
@@ -413,7 +415,7 @@ impl App {
         let mut session = self.store.write().await?;
         let found = session.lock_license(id).await?;
         principal.require_license(need, found.as_ref())?;
-        let license = found.ok_or(AppError::NotFound("license"))?;
+        let license = found.ok_or(AppError::NotFound(Entity::License))?;
         Ok((session, license))
     }
 
@@ -423,7 +425,7 @@ impl App {
         mut session: Session,
         principal: &Principal,
         license: &License,
-        action: &str,
+        action: AuditAction,
         details: Value,
     ) -> Result<License> {
         let at = now();
@@ -440,7 +442,7 @@ impl App {
         let saved = session
             .license(license.id)
             .await?
-            .ok_or(AppError::NotFound("license"))?;
+            .ok_or(AppError::NotFound(Entity::License))?;
         session.commit().await?;
         Ok(saved)
     }
@@ -480,7 +482,7 @@ impl App {
             session,
             principal,
             &license,
-            "extended",
+            AuditAction::Extended,
             json!({"from": from, "to": to}),
         )
         .await
@@ -513,7 +515,11 @@ impl App {
             .await?;
         let was = license.blocked;
         license.blocked = blocked;
-        let action = if blocked { "blocked" } else { "unblocked" };
+        let action = if blocked {
+            AuditAction::Blocked
+        } else {
+            AuditAction::Unblocked
+        };
         let mut details = json!({"was_blocked": was});
         if let Some(reason) = reason {
             details["reason"] = json!(reason);
@@ -534,7 +540,7 @@ impl App {
         let product = session
             .product(license.product_id)
             .await?
-            .ok_or(AppError::NotFound("product"))?;
+            .ok_or(AppError::NotFound(Entity::Product))?;
         let feature = product_features(&product, &[feature.to_owned()])?.remove(0);
         if !license.has_feature(&feature) {
             license.features.push(feature.clone());
@@ -543,7 +549,7 @@ impl App {
             session,
             principal,
             &license,
-            "feature_added",
+            AuditAction::FeatureAdded,
             json!({"feature": feature}),
         )
         .await
@@ -560,14 +566,14 @@ impl App {
             .await?;
         let feature = keyturn_core::FeatureName::parse(feature)?.into_string();
         if !license.has_feature(&feature) {
-            return Err(AppError::NotFound("feature on this license"));
+            return Err(AppError::NotFound(Entity::LicenseFeature));
         }
         license.features.retain(|f| *f != feature);
         self.save(
             session,
             principal,
             &license,
-            "feature_removed",
+            AuditAction::FeatureRemoved,
             json!({"feature": feature}),
         )
         .await
@@ -613,7 +619,7 @@ impl App {
             session,
             principal,
             &license,
-            "updated",
+            AuditAction::Updated,
             json!({"changes": changes}),
         )
         .await
@@ -628,7 +634,7 @@ impl App {
             &mut session,
             id,
             &principal.actor,
-            "deleted",
+            AuditAction::Deleted,
             json!({"key": license.key, "product_id": license.product_id}),
             now(),
         )
@@ -653,7 +659,7 @@ impl App {
         }
         let rows = session.license_events(id, after, limit + 1).await?;
         if rows.is_empty() && after.is_none() {
-            return Err(AppError::NotFound("license"));
+            return Err(AppError::NotFound(Entity::License));
         }
         Ok(Page::from_rows(rows, limit, |e| e.id))
     }
@@ -672,7 +678,7 @@ impl App {
             let license = session
                 .license(existing)
                 .await?
-                .ok_or(AppError::NotFound("license"))?;
+                .ok_or(AppError::NotFound(Entity::License))?;
             return Ok((license, false));
         }
         let plan = match req.plan_id {
@@ -703,7 +709,7 @@ impl App {
                 session
                     .product(req.product_id)
                     .await?
-                    .ok_or(AppError::NotFound("product"))?;
+                    .ok_or(AppError::NotFound(Entity::Product))?;
                 let mut new = new_license(req.product_id, None, at);
                 new.expires = Some(dates::add_days("days", at, days)?);
                 new.period_days = Some(days);
@@ -711,7 +717,7 @@ impl App {
                 new.trial = true;
                 new
             }
-            (None, None) => return Err(AppError::NotFound("trial plan for this product")),
+            (None, None) => return Err(AppError::NotFound(Entity::TrialPlan)),
         };
         let actor = req.actor.unwrap_or(Actor::Licensee);
         let new_plan_id = new.plan_id;
@@ -726,11 +732,11 @@ impl App {
             let existing = session
                 .trial_license(req.product_id, fingerprint.as_str())
                 .await?
-                .ok_or(AppError::NotFound("trial"))?;
+                .ok_or(AppError::NotFound(Entity::Trial))?;
             let license = session
                 .license(existing)
                 .await?
-                .ok_or(AppError::NotFound("license"))?;
+                .ok_or(AppError::NotFound(Entity::License))?;
             return Ok((license, false));
         }
         let activation = session
@@ -747,7 +753,7 @@ impl App {
             &mut session,
             license.id,
             &actor,
-            "created",
+            AuditAction::Created,
             json!({"trial": true, "plan_id": new_plan_id, "fingerprint": fingerprint.as_str()}),
             at,
         )
@@ -756,7 +762,7 @@ impl App {
             &mut session,
             license.id,
             &actor,
-            "activated",
+            AuditAction::Activated,
             json!({"activation_id": activation.id, "fingerprint": fingerprint.as_str()}),
             at,
         )

@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use keyturn_core::{message, Message, Permission};
 use keyturn_store::MessageFilter;
 
+use crate::Entity;
 use crate::{now, App, AppError, Principal, Result};
 
 /// The most messages a listing returns: the newest ones.
@@ -46,7 +47,7 @@ impl App {
             session
                 .product(product)
                 .await?
-                .ok_or(AppError::NotFound("product"))?;
+                .ok_or(AppError::NotFound(Entity::Product))?;
         }
         let posted = session
             .insert_message(
@@ -72,7 +73,7 @@ impl App {
         let found = session
             .message(id)
             .await?
-            .ok_or(AppError::NotFound("message"))?;
+            .ok_or(AppError::NotFound(Entity::Message))?;
         match found.product_id {
             Some(product) => principal.require_for(Permission::ProductsWrite, product)?,
             None => principal.require_unrestricted(Permission::ProductsWrite)?,

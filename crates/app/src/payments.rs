@@ -23,6 +23,7 @@
 use chrono::{DateTime, Utc};
 use keyturn_core::payment::{PaymentEvent, PlanRef, QuantityMode};
 use keyturn_core::provider::{EventEnvelope, EventOutcome, ProviderEventStatus, SubscriptionLabel};
+use keyturn_core::AuditAction;
 use keyturn_core::{License, Plan};
 use keyturn_store::{IncomingEvent, NewLicense, Session, StoreError};
 
@@ -64,6 +65,7 @@ impl App {
         for mut envelope in events {
             if let Some(gateway) = gateway {
                 complete(gateway, &mut envelope).await;
+                self.adopt_cryptolens_prices(gateway, &envelope).await;
             }
             outcomes.push(self.apply_provider_event(&envelope).await?);
         }
@@ -94,6 +96,7 @@ impl App {
                 continue;
             }
             complete(gateway, &mut envelope).await;
+            self.adopt_cryptolens_prices(gateway, &envelope).await;
             match self.apply_provider_event(&envelope).await {
                 Ok(EventOutcome::Applied(_)) => report.applied += 1,
                 Ok(EventOutcome::Ignored) => report.ignored += 1,
@@ -341,7 +344,15 @@ async fn issue(
     details: serde_json::Value,
 ) -> Result<License> {
     let license = insert_with_fresh_key(s, new, ctx.at).await?;
-    record(s, license.id, &ctx.actor, "created", details, ctx.at).await?;
+    record(
+        s,
+        license.id,
+        &ctx.actor,
+        AuditAction::Created,
+        details,
+        ctx.at,
+    )
+    .await?;
     Ok(license)
 }
 
@@ -350,7 +361,7 @@ async fn save(
     s: &mut Session,
     ctx: &Ctx<'_>,
     license: &License,
-    action: &str,
+    action: AuditAction,
     details: serde_json::Value,
 ) -> Result<()> {
     s.update_license(license, ctx.at).await?;

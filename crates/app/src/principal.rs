@@ -1,5 +1,6 @@
 use keyturn_core::{License, Permission};
 
+use crate::Entity;
 use crate::{AppError, Result};
 
 /// Who is acting. Recorded in the audit log as `token:<id>`, `cli`, `system`, `licensee`, `user:<email>` (a console user) or `<provider>:<event id>`.
@@ -187,7 +188,7 @@ impl Principal {
         &self,
         wanted: Permission,
         found: Option<i64>,
-        what: &'static str,
+        what: Entity,
     ) -> Result<()> {
         self.require(wanted)?;
         self.require_no_key_lock()?;
@@ -205,7 +206,7 @@ impl Principal {
         &self,
         wanted: Permission,
         found: Option<&License>,
-        what: &'static str,
+        what: Entity,
     ) -> Result<()> {
         self.require(wanted)?;
         match (self.license_lock(), found) {
@@ -218,7 +219,7 @@ impl Principal {
 
     /// [`Principal::require_license_part`] for the license itself.
     pub fn require_license(&self, wanted: Permission, found: Option<&License>) -> Result<()> {
-        self.require_license_part(wanted, found, "license")
+        self.require_license_part(wanted, found, Entity::License)
     }
 
     /// The product a listing is about: the one `asked` for, which must be within the token's

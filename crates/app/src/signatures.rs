@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Duration, DurationRound, Utc};
-use keyturn_core::RsaDigest;
+use keyturn_core::{RsaDigest, RsaSigner};
 use sha2::{Digest, Sha256};
 
 use crate::{now, App, Result};
@@ -46,6 +46,8 @@ pub struct SignatureSlot {
 struct Entry {
     state: [u8; 32],
     signed: SignedState,
+    /// The key that made the signature: one made with a key since replaced is never reused.
+    signer: Arc<RsaSigner>,
 }
 
 #[derive(Clone)]
@@ -85,15 +87,16 @@ impl App {
             .duration_trunc(Duration::seconds(1))
             .expect("truncating to seconds never overflows");
         let reuse_for = self.signatures.reuse_for;
+        let signer = self.rsa_signer(slot.product_id).await?;
         if let Some(entry) = self.signatures.cache.lock().expect("lock").get(&slot) {
             if entry.state == state
+                && Arc::ptr_eq(&entry.signer, &signer)
                 && at >= entry.signed.sign_date
                 && at - entry.signed.sign_date < reuse_for
             {
                 return Ok(entry.signed.clone());
             }
         }
-        let signer = self.rsa_signer(slot.product_id).await?;
         let message = render(at);
         let signature = signer.sign_base64(digest, &message);
         let signed = SignedState {
@@ -110,6 +113,7 @@ impl App {
             Entry {
                 state,
                 signed: signed.clone(),
+                signer,
             },
         );
         Ok(signed)

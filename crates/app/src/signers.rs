@@ -1,24 +1,73 @@
 //! Products' signing keys. The private keys are stored in the database, sealed with the master
 //! key when one is configured ([`keyturn_core::seal`]), and decoded once per process.
+//!
+//! A product's Ed25519 key never changes. Its RSA key (the Cryptolens-compatible API's) may be
+//! replaced by one brought from elsewhere ([`App::import_rsa_key`]), so the RSA key in memory is
+//! dropped as soon as a change of its product commits (on PostgreSQL, on every node), and the
+//! stored key is looked at again every [`RECHECK`], which bounds how long a key replaced by
+//! the CLI in a served SQLite file goes unused. A key is decoded again only when its stored form
+//! changed, so the signatures made with it stay reusable ([`crate::signatures`]).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use keyturn_core::seal::{self, MasterKey, SealError};
 use keyturn_core::{Permission, ProductSigner, PublicKey, RsaPublicKey, RsaSigner};
+use keyturn_store::{Change, Changes};
 
+use crate::Entity;
 use crate::{now, App, AppError, Principal, Result};
+
+/// How long an RSA key is used from memory before its stored form is read again.
+const RECHECK: Duration = crate::cache::MAX_AGE;
 
 pub(crate) const ED25519: &str = "ed25519";
 /// The Cryptolens-compatible API's key: RSA-2048, stored as base64 PKCS#8.
 pub(crate) const RSA2048: &str = "rsa2048";
 
-/// Products' signing keys, decoded once: keys never change after a product is created, so the
-/// hot validation path signs without a database round trip.
+/// Products' signing keys, decoded once, so the hot validation path signs without a database
+/// round trip.
 #[derive(Clone, Default)]
 pub(crate) struct Signers {
     ed25519: Arc<RwLock<HashMap<i64, Arc<ProductSigner>>>>,
-    rsa: Arc<RwLock<HashMap<i64, Arc<RsaSigner>>>>,
+    rsa: Arc<RwLock<HashMap<i64, HeldRsa>>>,
+    /// Counts the drops, so that a key loaded while one happened is not kept.
+    drops: Arc<AtomicU64>,
+}
+
+/// An RSA key in memory, with the stored form it was decoded from.
+struct HeldRsa {
+    signer: Arc<RsaSigner>,
+    stored: String,
+    checked: Instant,
+}
+
+impl Signers {
+    /// Keys that are dropped when a change of their product commits.
+    pub(crate) fn following(changes: &Changes) -> Self {
+        let signers = Self::default();
+        let rsa = Arc::downgrade(&signers.rsa);
+        let drops = signers.drops.clone();
+        changes.subscribe(move |changed| {
+            let Some(rsa) = rsa.upgrade() else {
+                return;
+            };
+            drops.fetch_add(1, Ordering::AcqRel);
+            let mut rsa = rsa.write().expect("lock");
+            for change in changed {
+                match change {
+                    Change::Product(id) => {
+                        rsa.remove(id);
+                    }
+                    Change::All => rsa.clear(),
+                    _ => {}
+                }
+            }
+        });
+        signers
+    }
 }
 
 pub(crate) fn corrupt(e: impl std::fmt::Display) -> AppError {
@@ -160,7 +209,7 @@ impl App {
         let stored = session
             .signing_key(product_id, ED25519)
             .await?
-            .ok_or(AppError::NotFound("product"))?;
+            .ok_or(AppError::NotFound(Entity::Product))?;
         let seed = self.open_key(product_id, ED25519, &stored)?;
         let signer = Arc::new(ProductSigner::from_base64_seed(&seed).map_err(corrupt)?);
         self.signers
@@ -180,27 +229,92 @@ impl App {
     /// get one when they are created; a product from before that gets one on first use, stored
     /// so that every node signs with the same key.
     pub async fn rsa_signer(&self, product_id: i64) -> Result<Arc<RsaSigner>> {
-        if let Some(signer) = self.signers.rsa.read().expect("lock").get(&product_id) {
-            return Ok(signer.clone());
-        }
-        let stored = self
-            .store
-            .read()
-            .await?
-            .signing_key(product_id, RSA2048)
-            .await?;
-        let stored = match stored {
-            Some(stored) => stored,
-            None => self.create_rsa_key(product_id).await?,
-        };
-        let pkcs8 = self.open_key(product_id, RSA2048, &stored)?;
-        let signer = Arc::new(RsaSigner::from_base64_pkcs8(&pkcs8).map_err(corrupt)?);
-        self.signers
+        let held = self
+            .signers
             .rsa
-            .write()
+            .read()
             .expect("lock")
-            .insert(product_id, signer.clone());
+            .get(&product_id)
+            .map(|h| (h.signer.clone(), h.stored.clone(), h.checked));
+        if let Some((signer, _, checked)) = &held {
+            if checked.elapsed() < RECHECK {
+                return Ok(signer.clone());
+            }
+        }
+        let drops = self.signers.drops.load(Ordering::Acquire);
+        let read = async {
+            let mut session = self.store.read().await?;
+            session.signing_key(product_id, RSA2048).await
+        };
+        let stored = match read.await {
+            Ok(Some(stored)) => stored,
+            Ok(None) => self.create_rsa_key(product_id).await?,
+            // The key in memory is still the stored one as far as anyone can tell.
+            Err(e) if e.is_unavailable() && held.is_some() => {
+                return Ok(held.map(|(signer, _, _)| signer).expect("checked"))
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let signer = match held {
+            Some((signer, was, _)) if was == stored => signer,
+            _ => {
+                let pkcs8 = self.open_key(product_id, RSA2048, &stored)?;
+                Arc::new(RsaSigner::from_base64_pkcs8(&pkcs8).map_err(corrupt)?)
+            }
+        };
+        let mut rsa = self.signers.rsa.write().expect("lock");
+        if self.signers.drops.load(Ordering::Acquire) == drops {
+            rsa.insert(
+                product_id,
+                HeldRsa {
+                    signer: signer.clone(),
+                    stored,
+                    checked: Instant::now(),
+                },
+            );
+        }
         Ok(signer)
+    }
+
+    /// Replaces a product's RSA key with a key pair brought from elsewhere (the .NET
+    /// `<RSAKeyValue>` XML with private parts, or PEM), so programs shipped with its public key
+    /// verify this server's signatures. Stored sealed when a master key is configured; every
+    /// node signs with it from the moment it commits. Returns the public key.
+    pub async fn import_rsa_key(
+        &self,
+        principal: &Principal,
+        product_id: i64,
+        key: &str,
+    ) -> Result<RsaPublicKey> {
+        principal.require_for(Permission::Admin, product_id)?;
+        if key.len() > 64 * 1024 {
+            return Err(AppError::invalid(
+                "private_key",
+                "is too long for an RSA key",
+            ));
+        }
+        let text = key.to_owned();
+        let signer = tokio::task::spawn_blocking(move || RsaSigner::import(&text))
+            .await
+            .map_err(corrupt)??;
+        let public = signer.public_key();
+        let mut session = self.store.write().await?;
+        session
+            .product(product_id)
+            .await?
+            .ok_or(AppError::NotFound(Entity::Product))?;
+        session
+            .replace_signing_key(
+                product_id,
+                RSA2048,
+                &self.store_key(product_id, RSA2048, &signer.to_base64_pkcs8()),
+                &public.to_xml(),
+                now(),
+            )
+            .await?;
+        session.commit().await?;
+        tracing::info!(product.id = product_id, actor = %principal.actor.label(), "RSA signing key imported");
+        Ok(public)
     }
 
     /// Generates and stores a product's RSA key unless another node stored one first; returns
@@ -210,7 +324,7 @@ impl App {
         session
             .product(product_id)
             .await?
-            .ok_or(AppError::NotFound("product"))?;
+            .ok_or(AppError::NotFound(Entity::Product))?;
         let fresh = tokio::task::spawn_blocking(RsaSigner::generate)
             .await
             .map_err(corrupt)?
@@ -227,7 +341,7 @@ impl App {
         let stored = session
             .signing_key(product_id, RSA2048)
             .await?
-            .ok_or(AppError::NotFound("product"))?;
+            .ok_or(AppError::NotFound(Entity::Product))?;
         session.commit().await?;
         Ok(stored)
     }

@@ -2,6 +2,7 @@ use chrono::{DateTime, Utc};
 use keyturn_core::names::display_name;
 use keyturn_core::{AccessToken, Permission, TokenHash, TokenSecret};
 
+use crate::Entity;
 use crate::{now, Actor, App, AppError, Principal, Result};
 
 /// The largest feature lock: the 32 bits Cryptolens's integer holds.
@@ -155,12 +156,12 @@ impl App {
         principal.require_unrestricted(Permission::TokensManage)?;
         let mut session = self.store.write().await?;
         if !session.revoke_token(id, now()).await? {
-            return Err(AppError::NotFound("token"));
+            return Err(AppError::NotFound(Entity::Token));
         }
         let token = session
             .token(id)
             .await?
-            .ok_or(AppError::NotFound("token"))?;
+            .ok_or(AppError::NotFound(Entity::Token))?;
         session.commit().await?;
         tracing::info!(token.id = id, actor = %principal.actor.label(), "access token revoked");
         Ok(token)

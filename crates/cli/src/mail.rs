@@ -7,6 +7,7 @@ use keyturn_app::{App, QueuedMail};
 use lettre::message::header::ContentType;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use secrecy::ExposeSecret;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -30,7 +31,10 @@ fn transport(s: &MailSettings) -> anyhow::Result<Option<Transport>> {
         .port(s.smtp_port)
         .timeout(Some(Duration::from_secs(20)));
     if let (Some(user), Some(password)) = (&s.username, &s.password) {
-        builder = builder.credentials(Credentials::new(user.clone(), password.clone()));
+        builder = builder.credentials(Credentials::new(
+            user.clone(),
+            password.expose_secret().to_owned(),
+        ));
     }
     Ok(Some(builder.build()))
 }

@@ -2,11 +2,13 @@
 //! whether a license may be activated or is valid. Nothing here does I/O, so every rule is testable
 //! on its own and the same rules hold for every API that exposes them.
 
+pub mod audit;
 pub mod console;
 pub mod data_object;
 pub mod dates;
 pub mod error;
 pub mod key;
+pub mod key_search;
 pub mod license;
 pub mod license_file;
 pub mod message;
@@ -17,10 +19,12 @@ pub mod provider;
 pub mod rsa;
 pub mod seal;
 pub mod signing;
+pub mod skm;
 pub mod terms;
 pub mod token;
 pub mod validation;
 
+pub use audit::AuditAction;
 pub use console::{ConsoleUser, LicenseStatus, Password, Role};
 pub use data_object::{DataObject, DataOwner};
 pub use error::DomainError;

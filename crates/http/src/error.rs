@@ -89,7 +89,7 @@ impl From<AppError> for ApiError {
     fn from(e: AppError) -> Self {
         match e {
             AppError::Invalid(d) => Self::invalid(d.to_string()),
-            AppError::NotFound(what) => Self::not_found(what),
+            AppError::NotFound(what) => Self::not_found(what.noun()),
             AppError::Conflict(m) => Self::new(StatusCode::CONFLICT, "conflict", m),
             AppError::Refused(r) => {
                 let status = match r {

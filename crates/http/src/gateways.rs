@@ -11,6 +11,7 @@ use keyturn_app::{GatewayFuture, PaymentGateway};
 use keyturn_core::provider::{
     CheckoutRequest, CheckoutStarted, EventEnvelope, LineItems, ProviderError,
 };
+use keyturn_core::skm::SkmTerms;
 use keyturn_providers::paypal::{self, PaypalAdapter};
 use keyturn_providers::stripe::{self, StripeApi};
 use keyturn_providers::Providers;
@@ -64,6 +65,18 @@ impl PaymentGateway for StripeGateway {
         Box::pin(async move {
             match &self.0 {
                 Some(api) => api.line_items(order).await.map(Some),
+                None => Ok(None),
+            }
+        })
+    }
+
+    fn cryptolens_terms<'a>(
+        &'a self,
+        ids: &'a [String],
+    ) -> GatewayFuture<'a, Option<(String, SkmTerms)>> {
+        Box::pin(async move {
+            match &self.0 {
+                Some(api) => api.cryptolens_terms(ids).await,
                 None => Ok(None),
             }
         })

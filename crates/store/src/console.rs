@@ -284,7 +284,7 @@ impl Session {
     /// Licenses that something about starts with the search texts, in id order after
     /// `after`. Each branch is a range scan over one index; their union is a set of ids, so
     /// the licenses are read by primary key and never scanned.
-    pub async fn search_licenses(&mut self, q: &LicenseSearch) -> Result<Vec<License>> {
+    pub async fn licenses_by_prefix(&mut self, q: &LicenseSearch) -> Result<Vec<License>> {
         let sql = search_sql(self, q.product_id.is_some());
         let mut query = sqlx::query(&sql)
             .bind(&q.key)
@@ -348,7 +348,7 @@ mod tests {
 
     async fn found(store: &Store, q: LicenseSearch) -> Vec<i64> {
         let mut s = store.read().await.unwrap();
-        s.search_licenses(&q)
+        s.licenses_by_prefix(&q)
             .await
             .unwrap()
             .iter()

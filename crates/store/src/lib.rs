@@ -14,6 +14,8 @@ mod error;
 mod events;
 mod forms;
 mod health;
+mod imported;
+mod key_search;
 mod license_urls;
 mod licenses;
 mod messages;
@@ -40,6 +42,8 @@ pub use error::StoreError;
 #[cfg(feature = "fault-injection")]
 pub use health::Faults;
 pub use health::WriteFailure;
+pub use imported::ImportOrigin;
+pub use key_search::KeySearch;
 pub use licenses::{LicenseFilter, NewLicense};
 pub use messages::MessageFilter;
 pub use outbox::QueuedMail;

@@ -145,6 +145,33 @@ impl Session {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Stores `private_key` as the product's key for `algorithm`, in place of any it had (a
+    /// key pair brought from elsewhere). Every node drops the key it holds in memory.
+    pub async fn replace_signing_key(
+        &mut self,
+        product_id: i64,
+        algorithm: &str,
+        private_key: &str,
+        public_key: &str,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO signing_keys (product_id, algorithm, private_key, public_key, created_at) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (product_id, algorithm) DO UPDATE SET \
+             private_key = excluded.private_key, public_key = excluded.public_key, \
+             created_at = excluded.created_at",
+        )
+        .bind(product_id)
+        .bind(algorithm)
+        .bind(private_key)
+        .bind(public_key)
+        .bind(to_db(now))
+        .execute(self.conn())
+        .await?;
+        self.touch(crate::Change::Product(product_id));
+        Ok(())
+    }
+
     /// The stored private key of a product for an algorithm.
     pub async fn signing_key(
         &mut self,

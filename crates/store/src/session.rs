@@ -145,10 +145,7 @@ impl Session {
 
     /// A condition that holds when `column` contains the text bound as `$param`, case-sensitively.
     pub(crate) fn contains(&self, column: &str, param: usize) -> String {
-        match self.dialect {
-            Dialect::Sqlite => format!("instr({column}, ${param}) > 0"),
-            Dialect::Postgres => format!("strpos({column}, ${param}) > 0"),
-        }
+        self.dialect.contains(column, param)
     }
 
     /// A condition that holds when `expr` starts with the text bound as `$from`, given
@@ -345,5 +342,28 @@ impl<'c> Executor<'c> for Bounded<'c> {
     {
         let Bounded { conn, mut watch } = self;
         async move { watch.call(conn.describe(sql)).await }.boxed()
+    }
+}
+
+impl Dialect {
+    /// A condition that holds when `column` contains the text bound as `$param`, case-sensitively.
+    pub(crate) fn contains(self, column: &str, param: usize) -> String {
+        match self {
+            Dialect::Sqlite => format!("instr({column}, ${param}) > 0"),
+            Dialect::Postgres => format!("strpos({column}, ${param}) > 0"),
+        }
+    }
+
+    /// A condition that holds when the JSON list of texts in `column` (stored as text) holds
+    /// the text bound as `$param`.
+    pub(crate) fn json_list_has(self, column: &str, param: usize) -> String {
+        match self {
+            Dialect::Sqlite => {
+                format!("EXISTS (SELECT 1 FROM json_each({column}) AS j WHERE j.value = ${param})")
+            }
+            Dialect::Postgres => {
+                format!("(CAST({column} AS jsonb) @> jsonb_build_array(CAST(${param} AS text)))")
+            }
+        }
     }
 }

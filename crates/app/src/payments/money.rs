@@ -36,6 +36,19 @@ pub(super) async fn lock_money(s: &mut Session, ctx: &Ctx<'_>, money: &Money) ->
     Ok(())
 }
 
+/// Holds the lock of a store order before anything else, when an event names one. A store
+/// (Lemon Squeezy) reports the order and the subscription it starts as separate events that may
+/// run at once; each looks for the other to adopt one license between them, and without a
+/// common lock both can miss the other and issue a license each. Locks are always taken in the
+/// order order → subscription → money, so no two events wait on each other.
+pub(super) async fn lock_order(s: &mut Session, ctx: &Ctx<'_>, order: Option<&str>) -> Result<()> {
+    if let Some(order) = order {
+        s.lock_name(&object_lock(ctx, ObjectKind::Order, order))
+            .await?;
+    }
+    Ok(())
+}
+
 pub(super) fn object_lock(ctx: &Ctx<'_>, kind: ObjectKind, id: &str) -> String {
     format!("object:{}:{}:{id}", ctx.provider, kind.as_str())
 }

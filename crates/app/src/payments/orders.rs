@@ -12,7 +12,7 @@ use crate::licenses::new_license;
 use crate::{AppError, Result};
 
 use super::buyers::{customer, form_template, product_name};
-use super::money::{fill_money, lock_money, new_payment_fields};
+use super::money::{fill_money, lock_money, lock_order, new_payment_fields};
 use super::reversals::reverse_if_reported;
 use super::subscriptions::settle;
 use super::{issue, machines, resolve_plan, Ctx};
@@ -71,6 +71,7 @@ pub(super) async fn purchased(
     quantity: i64,
     money: &Money,
 ) -> Result<String> {
+    lock_order(s, ctx, Some(order)).await?;
     // What the sale buys: the checkout Keyturn started, the license URL's plan, or what the
     // provider says was purchased. Never what data the buyer can set names.
     let checkout = checkout_of(s, ctx, Some(order)).await?;
@@ -87,7 +88,7 @@ pub(super) async fn purchased(
         .await?
         .ok_or_else(|| AppError::invalid("plan", format!("plan {plan} does not exist")))?;
     // A store that also reports the order as the start of a subscription: the subscription
-    // holds its lock first, as its own events do.
+    // holds its lock next (after the order's), as its own events do.
     let mut sub = match s.subscription_by_order(ctx.provider, order).await? {
         Some(id) => Some(s.claim_subscription(ctx.provider, &id, ctx.at).await?),
         None => None,

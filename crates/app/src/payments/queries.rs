@@ -3,6 +3,7 @@
 use keyturn_core::payment::{Payment, ProviderEvent, Subscription};
 use keyturn_core::Permission;
 
+use crate::Entity;
 use crate::{App, AppError, Page, PageRequest, Principal, Result};
 
 impl App {
@@ -30,7 +31,7 @@ impl App {
             .await?
             .payment(id)
             .await?
-            .ok_or(AppError::NotFound("payment"))
+            .ok_or(AppError::NotFound(Entity::Payment))
     }
 
     /// Newest first. The cursor is the provider time (ms) of the last event of the previous page.
@@ -65,7 +66,7 @@ impl App {
             .await?
             .provider_event(provider, event_id)
             .await?
-            .ok_or(AppError::NotFound("provider event"))
+            .ok_or(AppError::NotFound(Entity::ProviderEvent))
     }
 
     /// A provider's subscription as Keyturn last recorded it.
@@ -81,7 +82,7 @@ impl App {
             .await?
             .subscription(provider, subscription_id)
             .await?
-            .ok_or(AppError::NotFound("subscription"))
+            .ok_or(AppError::NotFound(Entity::Subscription))
     }
 
     /// Whether an event is already handled (sync skips those without fetching more).

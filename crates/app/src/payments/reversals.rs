@@ -2,6 +2,7 @@
 //! whenever a payment is recorded or linked to a license; they block what the payment bought.
 
 use keyturn_core::payment::{Money, Payment, Reversal};
+use keyturn_core::AuditAction;
 use keyturn_store::Session;
 use serde_json::json;
 
@@ -87,7 +88,7 @@ pub(super) async fn block_paid_licenses(
                     s,
                     ctx,
                     &license,
-                    "blocked",
+                    AuditAction::Blocked,
                     json!({"reason": reversal.as_str(), "payment_id": payment.id}),
                 )
                 .await?;

@@ -8,6 +8,7 @@ use keyturn_core::payment::{
     paid_expiry, Buyer, CancelRule, DunningRule, Money, ObjectKind, Payment, PaymentStatus,
     PlanRef, Subscription, SubscriptionStatus,
 };
+use keyturn_core::AuditAction;
 use keyturn_core::{License, Plan};
 use keyturn_store::Session;
 use serde_json::json;
@@ -16,7 +17,9 @@ use crate::licenses::new_license;
 use crate::Result;
 
 use super::buyers::{customer, notify};
-use super::money::{fill_money, lock_money, new_payment, new_payment_fields, with_link};
+use super::money::{
+    fill_money, lock_money, lock_order, new_payment, new_payment_fields, with_link,
+};
 use super::orders::checkout_of;
 use super::reversals::reverse_if_reported;
 use super::{issue, machines, save, shape_of, Ctx};
@@ -37,6 +40,7 @@ pub(super) async fn started(
     paid_through: Option<DateTime<Utc>>,
     money: Money,
 ) -> Result<String> {
+    lock_order(s, ctx, order.as_deref()).await?;
     let mut sub = s
         .claim_subscription(ctx.provider, &subscription, ctx.at)
         .await?;
@@ -157,6 +161,7 @@ pub(super) async fn changed(
     period_end: Option<DateTime<Utc>>,
     paid_through: Option<DateTime<Utc>>,
 ) -> Result<String> {
+    lock_order(s, ctx, order.as_deref()).await?;
     let sub = s
         .claim_subscription(ctx.provider, &subscription, ctx.at)
         .await?;
@@ -366,7 +371,7 @@ pub(super) async fn settle(
             s,
             ctx,
             &license,
-            "customer_changed",
+            AuditAction::CustomerChanged,
             json!({"customer_id": sub.customer_id}),
         )
         .await?;
@@ -417,7 +422,7 @@ pub(super) async fn align_shape(
         s,
         ctx,
         license,
-        "plan_changed",
+        AuditAction::PlanChanged,
         json!({"from": from, "to": to}),
     )
     .await?;
@@ -449,9 +454,9 @@ pub(super) async fn align_expiry(
     }
     license.expires = Some(to);
     let action = if from.is_some_and(|f| f < to) {
-        "renewed"
+        AuditAction::Renewed
     } else {
-        "expiry_changed"
+        AuditAction::ExpiryChanged
     };
     save(
         s,
@@ -495,7 +500,7 @@ pub(super) async fn enforce_status(
                 format!("; blocked: subscription {}", sub.status.as_str()),
             )
         };
-        save(s, ctx, license, "blocked", json!({"reason": reason, "subscription": sub.subscription_id, "status": sub.status.as_str()})).await?;
+        save(s, ctx, license, AuditAction::Blocked, json!({"reason": reason, "subscription": sub.subscription_id, "status": sub.status.as_str()})).await?;
         return Ok(detail);
     }
     let mut detail = String::new();
@@ -515,7 +520,7 @@ pub(super) async fn enforce_status(
                 s,
                 ctx,
                 license,
-                "unblocked",
+                AuditAction::Unblocked,
                 json!({"reason": reason, "subscription": sub.subscription_id}),
             )
             .await?;
@@ -580,7 +585,7 @@ pub(super) async fn adopt_order_license(
         s,
         ctx,
         &license,
-        "subscribed",
+        AuditAction::Subscribed,
         json!({"subscription": sub.subscription_id, "order": order}),
     )
     .await?;

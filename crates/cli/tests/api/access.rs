@@ -981,7 +981,7 @@ async fn the_data_directory_and_database_files_are_private() {
 }
 
 /// Runs `keyturn` on the test's database, with no master key but those in `env`.
-fn keyturn_on(
+pub(crate) fn keyturn_on(
     db: &crate::helpers::TestDb,
     env: &[(&str, &str)],
     args: &[&str],
@@ -1012,7 +1012,7 @@ fn keyturn_on(
 }
 
 /// The private keys as the database holds them.
-async fn stored_keys(db: &crate::helpers::TestDb) -> Vec<String> {
+pub(crate) async fn stored_keys(db: &crate::helpers::TestDb) -> Vec<String> {
     use sqlx::Row;
     sqlx::any::install_default_drivers();
     let pool = sqlx::AnyPool::connect(&db.any_url()).await.unwrap();

@@ -136,6 +136,8 @@ async fn the_command_line_manages_tokens_products_and_licenses() {
     let (ok, out, _) = keyturn(dir.path(), &["token", "list"]);
     assert!(ok);
     assert!(!out.contains(token.trim()));
+    assert!(out.starts_with("ID "), "a table by default: {out}");
+    assert!(out.lines().nth(1).unwrap().contains("ops"), "{out}");
 
     let (ok, _, err) = keyturn(dir.path(), &["license", "create", "--product", "999"]);
     assert!(!ok);
@@ -154,16 +156,22 @@ async fn the_command_line_manages_tokens_products_and_licenses() {
         format!("data_dir = {:?}\n", dir.path().join("elsewhere")),
     )
     .unwrap();
-    let (ok, out, _) = keyturn(dir.path(), &["product", "list"]);
+    let (ok, out, _) = keyturn(dir.path(), &["product", "list", "--output", "json"]);
     assert!(ok);
     assert_eq!(
-        serde_json::from_str::<Value>(&out)
-            .unwrap()
+        serde_json::from_str::<Value>(&out).unwrap()["data"]
             .as_array()
             .unwrap()
             .len(),
         1
     );
+    // The environment beats the file.
+    let (ok, out, err) = keyturn(
+        dir.path(),
+        &["product", "list", "--config", cfg.to_str().unwrap()],
+    );
+    assert!(ok, "KEYTURN_DATA_DIR wins over the file: {err}");
+    assert!(out.contains("Editor"), "{out}");
     let out = Command::new(env!("CARGO_BIN_EXE_keyturn"))
         .args(["product", "list", "--config", cfg.to_str().unwrap()])
         .env_remove("KEYTURN_DATA_DIR")
@@ -211,10 +219,10 @@ fn the_command_line_sets_whether_expired_licenses_answer_as_blocked() {
         serde_json::from_str::<Value>(&out).unwrap()["block_expired_licenses"],
         false
     );
-    let (ok, out, _) = keyturn(dir.path(), &["product", "list"]);
+    let (ok, out, _) = keyturn(dir.path(), &["product", "list", "--output", "json"]);
     assert!(ok);
     assert_eq!(
-        serde_json::from_str::<Value>(&out).unwrap()[0]["block_expired_licenses"],
+        serde_json::from_str::<Value>(&out).unwrap()["data"][0]["block_expired_licenses"],
         false
     );
     let (ok, _, err) = keyturn(dir.path(), &["product", "update", "99", "--name", "X"]);
@@ -355,7 +363,149 @@ fn commands_without_a_database_say_so_and_create_nothing() {
     }
     let (ok, _, err) = keyturn(&data, &["migrate"]);
     assert!(ok, "migrate creates the database: {err}");
-    let (ok, out, err) = keyturn(&data, &["product", "list"]);
+    let (ok, out, err) = keyturn(&data, &["product", "list", "--output", "json"]);
     assert!(ok, "{err}");
-    assert_eq!(out.trim(), "[]");
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).unwrap(),
+        serde_json::json!({"data": [], "next_cursor": null})
+    );
+}
+
+/// Every list prints one shape: a table by default, `{data, next_cursor}` with `--output json`,
+/// paged with `--limit` and `--cursor` where the server pages.
+#[test]
+fn lists_print_a_table_or_the_page_object() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(keyturn(dir.path(), &["migrate"]).0);
+    let (ok, out, err) = keyturn(dir.path(), &["product", "create", "--name", "Editor"]);
+    assert!(ok, "{err}");
+    let product = serde_json::from_str::<Value>(&out).unwrap()["id"].to_string();
+    let (ok, _, err) = keyturn(
+        dir.path(),
+        &[
+            "license",
+            "create",
+            "--product",
+            &product,
+            "--quantity",
+            "3",
+        ],
+    );
+    assert!(ok, "{err}");
+
+    let (ok, table, _) = keyturn(dir.path(), &["license", "list"]);
+    assert!(ok);
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 4, "a header and three rows: {table}");
+    assert!(
+        lines[0].starts_with("ID") && lines[0].contains("KEY"),
+        "{table}"
+    );
+
+    let page = |args: &[&str]| {
+        let mut all = vec!["license", "list", "--output", "json"];
+        all.extend(args);
+        let (ok, out, err) = keyturn(dir.path(), &all);
+        assert!(ok, "{err}");
+        serde_json::from_str::<Value>(&out).unwrap()
+    };
+    let first = page(&["--limit", "2"]);
+    assert_eq!(first["data"].as_array().unwrap().len(), 2);
+    let cursor = first["next_cursor"]
+        .as_str()
+        .expect("more to come")
+        .to_owned();
+    let rest = page(&["--limit", "2", "--cursor", &cursor]);
+    assert_eq!(rest["data"].as_array().unwrap().len(), 1);
+    assert_eq!(rest["next_cursor"], Value::Null);
+    let (ok, table, _) = keyturn(dir.path(), &["license", "list", "--limit", "2"]);
+    assert!(ok);
+    assert!(table.contains(&format!("--cursor {cursor}")), "{table}");
+
+    for list in [
+        &["token", "list"][..],
+        &["product", "list"],
+        &["plan", "list"],
+        &["customer", "list"],
+        &["form", "list"],
+        &["license-url", "list"],
+    ] {
+        let mut args = list.to_vec();
+        args.extend(["--output", "json"]);
+        let (ok, out, err) = keyturn(dir.path(), &args);
+        assert!(ok, "{list:?}: {err}");
+        let value: Value = serde_json::from_str(&out).unwrap();
+        assert!(value["data"].is_array(), "{list:?}: {out}");
+        assert!(value.get("next_cursor").is_some(), "{list:?}: {out}");
+        let (ok, out, _) = keyturn(dir.path(), list);
+        assert!(ok);
+        assert!(out.starts_with("ID"), "{list:?} is a table: {out}");
+    }
+}
+
+/// Output into a pipe whose reader is gone ends the command quietly: no panic, no message.
+#[test]
+fn a_closed_pipe_ends_output_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(keyturn(dir.path(), &["migrate"]).0);
+    let (ok, out, _) = keyturn(dir.path(), &["product", "create", "--name", "Editor"]);
+    assert!(ok);
+    let product = serde_json::from_str::<Value>(&out).unwrap()["id"].to_string();
+    let (ok, out, _) = keyturn(dir.path(), &["license", "create", "--product", &product]);
+    assert!(ok);
+    let key = serde_json::from_str::<Value>(&out).unwrap()[0]["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // The reader closes before the command writes: every write meets a closed pipe.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_keyturn"))
+        .args(["license", "show", &key])
+        .env("KEYTURN_DATA_DIR", dir.path())
+        .env_remove("KEYTURN_DATABASE_URL")
+        .env_remove("KEYTURN_CONFIG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.is_empty(), "nothing on stderr: {err}");
+    assert!(out.status.success(), "{:?}", out.status);
+
+    // As an operator types it.
+    let out = Command::new("bash")
+        .args([
+            "-c",
+            "set -o pipefail; \"$KEYTURN\" license show \"$KEY\" | head -1",
+        ])
+        .env("KEYTURN", env!("CARGO_BIN_EXE_keyturn"))
+        .env("KEY", &key)
+        .env("KEYTURN_DATA_DIR", dir.path())
+        .env_remove("KEYTURN_DATABASE_URL")
+        .env_remove("KEYTURN_CONFIG")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{:?}", out.status);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "{\n");
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A command's help lists only what it uses.
+#[test]
+fn license_list_help_shows_no_server_or_provider_settings() {
+    let (ok, help, _) = keyturn(std::path::Path::new("."), &["license", "list", "--help"]);
+    assert!(ok);
+    assert!(
+        help.contains("--output") && help.contains("--data-dir"),
+        "{help}"
+    );
+    for unused in ["--listen", "webhook-secret", "--stripe-api-key", "--smtp"] {
+        assert!(!help.contains(unused), "shows {unused}: {help}");
+    }
 }

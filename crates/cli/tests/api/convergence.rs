@@ -961,11 +961,21 @@ async fn run(backend: &Backend, seed: u64, per_provider: usize) {
         };
         let expected = state(ordered, &licenses, &record(ordered).await);
         let got = state(shuffled, &licenses, &record(shuffled).await);
-        assert_eq!(
-            got, expected,
-            "seed {seed} on {backend:?}: {:?} history {:#?} converged elsewhere ({SEED_ENV}={seed} repeats it)",
-            ordered.provider, ordered.scenario
-        );
+        if got != expected {
+            // The audit trail of the shuffled history's licenses says how it went astray.
+            let mut trail = Vec::new();
+            for l in licenses.iter().filter(|l| {
+                l["metadata"]["subscription_id"] == shuffled.subscription.as_str()
+                    || l["metadata"]["stripe_subscription_id"] == shuffled.subscription.as_str()
+            }) {
+                let events = app.get(&format!("/v1/licenses/{}/events", l["id"])).await;
+                trail.push(json!({"license": l["id"], "events": events.body}));
+            }
+            panic!(
+                "seed {seed} on {backend:?}: {:?} history {:#?} converged elsewhere ({SEED_ENV}={seed} repeats it)\n got: {got}\n expected: {expected}\n trail: {:#}",
+                ordered.provider, ordered.scenario, Value::Array(trail)
+            );
+        }
         // And the orderly delivery licensed exactly the paid time.
         let s = &ordered.scenario;
         let sub_licenses = expected["subscription_licenses"].as_array().unwrap();

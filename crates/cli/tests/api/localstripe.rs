@@ -95,6 +95,11 @@ impl Localstripe {
 
     /// A customer paying by `card` with a subscription to `plan_pro_m`; returns (customer, subscription).
     async fn subscribe(&self, email: &str) -> (String, Value) {
+        self.subscribe_to(email, "plan_pro_m").await
+    }
+
+    /// A customer paying by `card` with a subscription to `plan`.
+    async fn subscribe_to(&self, email: &str, plan: &str) -> (String, Value) {
         let customer = self
             .post(
                 "/v1/customers",
@@ -119,7 +124,7 @@ impl Localstripe {
         let sub = self
             .post(
                 "/v1/subscriptions",
-                &[("customer", &cus), ("items[0][plan]", "plan_pro_m")],
+                &[("customer", &cus), ("items[0][plan]", plan)],
             )
             .await;
         (cus, sub)
@@ -359,6 +364,142 @@ async fn subscriptions_on_localstripe_drive_licenses() {
             2,
             "one license per subscription, never more"
         );
+
+        app.stop().await;
+        db.remove().await;
+        drop(ls);
+    }
+}
+
+/// A Stripe catalogue set up for Cryptolens (`skm_product_id` on the product, the `skm`
+/// CreateKey parameters on the plan) issues licenses on those terms without any plan naming
+/// its prices: each price becomes a plan on its first sale.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prices_with_cryptolens_metadata_issue_licenses_on_their_terms() {
+    for backend in backends() {
+        let ls = Localstripe::start().await;
+        let db = TestDb::create(&backend).await;
+        let providers = Providers {
+            stripe: Some(StripeAdapter::new(
+                vec![SECRET.into()],
+                Duration::from_secs(300),
+                Some(StripeApi::new(&ls.base, KEY)),
+            )),
+            ..Default::default()
+        };
+        let app = spawn_with(&db, test_http(), providers).await;
+        let editor = app.product("Editor", &["pro", "team", "export"]).await;
+        // A product `keyturn import cryptolens` brought over from Cryptolens product 3349.
+        let suite = app.product("Suite", &["basic", "cloud"]).await;
+        {
+            sqlx::any::install_default_drivers();
+            let pool = sqlx::AnyPool::connect(&db.any_url()).await.unwrap();
+            sqlx::query(
+                "INSERT INTO imported (origin, server, kind, source_id, local_id) \
+                 VALUES ('cryptolens', 'https://app.cryptolens.io', 'product', '3349', $1)",
+            )
+            .bind(suite)
+            .execute(&pool)
+            .await
+            .unwrap();
+            pool.close().await;
+        }
+        let editor_id = editor.to_string();
+        for (product, skm_product_id, plan, interval, skm) in [
+            (
+                "prod_editor",
+                editor_id.as_str(),
+                "plan_editor_m",
+                "month",
+                r#"{"F2": true, "F3": "true", "MaxNoOfMachines": 3, "Notes": "ignored"}"#,
+            ),
+            (
+                "prod_suite",
+                "3349",
+                "plan_suite_y",
+                "year",
+                r#"{"f2": true}"#,
+            ),
+        ] {
+            ls.post(
+                "/v1/products",
+                &[
+                    ("id", product),
+                    ("name", product),
+                    ("metadata[skm_product_id]", skm_product_id),
+                ],
+            )
+            .await;
+            ls.post(
+                "/v1/plans",
+                &[
+                    ("id", plan),
+                    ("product", product),
+                    ("amount", "1500"),
+                    ("currency", "eur"),
+                    ("interval", interval),
+                    ("metadata[skm]", skm),
+                ],
+            )
+            .await;
+        }
+        let webhook = format!("{}/webhooks/stripe", app.base);
+        ls.post(
+            "/_config/webhooks/keyturn",
+            &[("url", &webhook), ("secret", SECRET)],
+        )
+        .await;
+
+        let (_, sub) = ls.subscribe_to("ada@example.com", "plan_editor_m").await;
+        let sub_id = sub["id"].as_str().unwrap().to_owned();
+        let period_end = sub["current_period_end"].as_i64().unwrap();
+        let license = wait_for(
+            "the license of a price with Cryptolens metadata",
+            || async {
+                license_of(&app, &sub_id)
+                    .await
+                    .filter(|l| expires(l).timestamp() == period_end + 5 * 86_400)
+            },
+        )
+        .await;
+        assert_eq!(license["product_id"], editor);
+        assert_eq!(license["features"], json!(["team", "export"]), "F2 and F3");
+        assert_eq!(license["max_machines"], 3);
+        let plan = app
+            .get(&format!("/v1/plans/{}", license["plan_id"]))
+            .await
+            .body;
+        assert_eq!(plan["stripe_price_ids"], json!(["plan_editor_m"]));
+        assert_eq!(plan["period_days"], 30, "the plan's billing interval");
+
+        let (_, sub) = ls.subscribe_to("grace@example.com", "plan_suite_y").await;
+        let sub_id = sub["id"].as_str().unwrap().to_owned();
+        let license = wait_for("the license of the imported product", || async {
+            license_of(&app, &sub_id)
+                .await
+                .filter(|l| l["expires"].is_string())
+        })
+        .await;
+        assert_eq!(
+            license["product_id"], suite,
+            "the product Cryptolens product 3349 became"
+        );
+        assert_eq!(license["features"], json!(["cloud"]));
+
+        // A second sale of the same price uses the plan the first made.
+        let (_, sub) = ls.subscribe_to("bob@example.com", "plan_editor_m").await;
+        let sub_id = sub["id"].as_str().unwrap().to_owned();
+        let again = wait_for("a second license", || async {
+            license_of(&app, &sub_id).await
+        })
+        .await;
+        assert_eq!(again["plan_id"], plan["id"]);
+        let plans = app
+            .get(&format!("/v1/plans?product_id={editor}"))
+            .await
+            .body;
+        assert_eq!(plans["data"].as_array().unwrap().len(), 1, "{plans}");
+        assert_eq!(app.license_count().await, 3);
 
         app.stop().await;
         db.remove().await;

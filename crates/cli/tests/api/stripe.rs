@@ -696,3 +696,113 @@ async fn a_checkout_without_plan_metadata_is_matched_by_its_line_items() {
     }
     server.abort();
 }
+
+/// A checkout of a price set up for Cryptolens: its line items name the price, the price holds
+/// the `skm` CreateKey parameters and its product `skm_product_id`, and the keys the checkout
+/// issues have those terms although no plan names the price.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkout_of_a_price_with_cryptolens_metadata_issues_keys_on_its_terms() {
+    use axum::extract::{Path, State};
+    use axum::routing::get;
+    use std::sync::{Arc, Mutex};
+    let product = Arc::new(Mutex::new(0i64));
+    type Answer = (axum::http::StatusCode, axum::Json<Value>);
+    fn found(v: Value) -> Answer {
+        (axum::http::StatusCode::OK, axum::Json(v))
+    }
+    fn missing() -> Answer {
+        (
+            axum::http::StatusCode::NOT_FOUND,
+            axum::Json(json!({"error": {"message": "No such object"}})),
+        )
+    }
+    let router = axum::Router::new()
+        .route(
+            "/v1/checkout/sessions/{id}/line_items",
+            get(move |Path(id): Path<String>| async move {
+                if id != "cs_test_once" {
+                    return missing();
+                }
+                found(json!({"object": "list", "has_more": false, "data": [
+                    {"id": "li_1", "object": "item", "quantity": 2,
+                     "price": {"id": "price_skm", "object": "price", "product": "prod_skm"}}]}))
+            }),
+        )
+        .route(
+            "/v1/prices/{id}",
+            get(move |Path(id): Path<String>| async move {
+                if id != "price_skm" {
+                    return missing();
+                }
+                found(json!({"id": "price_skm", "object": "price", "product": "prod_skm", "recurring": null,
+                             "metadata": {"skm": "{\"F1\": true, \"F3\": true, \"Period\": 365, \"MaxNoOfMachines\": 2}"}}))
+            }),
+        )
+        .route(
+            "/v1/products/{id}",
+            get(
+                |State(product): State<Arc<Mutex<i64>>>, Path(id): Path<String>| async move {
+                    if id != "prod_skm" {
+                        return missing();
+                    }
+                    let skm_product_id = product.lock().unwrap().to_string();
+                    found(json!({"id": "prod_skm", "object": "product",
+                                 "metadata": {"skm_product_id": skm_product_id}}))
+                },
+            ),
+        )
+        .with_state(product.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    for backend in backends() {
+        let db = TestDb::create(&backend).await;
+        let providers = Providers {
+            stripe: Some(StripeAdapter::new(
+                vec![SECRET.into()],
+                Duration::from_secs(300),
+                Some(keyturn_providers::stripe::StripeApi::new(
+                    &base,
+                    "sk_test_skm",
+                )),
+            )),
+            ..Default::default()
+        };
+        let app = spawn_with(&db, test_http(), providers).await;
+        let w = world(&app, Utc::now().timestamp()).await;
+        let editor = app.get("/v1/products").await.body["data"][0]["id"]
+            .as_i64()
+            .unwrap();
+        *product.lock().unwrap() = editor;
+        let body = fixture("01_checkout_payment", &w.vars).replace(
+            &format!(
+                "\"metadata\": {{\"keyturn_plan_id\": \"{}\", \"keyturn_quantity\": \"2\"}}",
+                w.vars["PLAN_ONCE"]
+            ),
+            "\"metadata\": {}",
+        );
+        let r = deliver(&app, &body).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        let licenses = all_licenses(&app).await;
+        assert_eq!(licenses.len(), 2, "the line items' quantity");
+        for l in &licenses {
+            assert_eq!(l["product_id"], editor);
+            assert_eq!(l["features"], json!(["pro", "export"]), "F1 and F3");
+            assert_eq!(l["max_machines"], 2);
+            let days = (expires(l) - Utc::now()).num_days();
+            assert!((364..=365).contains(&days), "Period 365: {days}");
+        }
+        let plan = app
+            .get(&format!("/v1/plans/{}", licenses[0]["plan_id"]))
+            .await
+            .body;
+        assert_eq!(plan["stripe_price_ids"], json!(["price_skm"]));
+        // Delivered again: nothing more.
+        let r = deliver(&app, &body).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(all_licenses(&app).await.len(), 2);
+        app.stop().await;
+        db.remove().await;
+    }
+    server.abort();
+}

@@ -15,6 +15,7 @@ use serde_json::json;
 use super::methods::Call;
 use super::params::Params;
 use super::reply::{ok, ClError, ClResult};
+use keyturn_app::Entity;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Operation {
@@ -89,7 +90,7 @@ pub async fn run(method: DataMethod, c: Call) -> ClResult {
 /// As in Cryptolens, a key the token may not reach reads the same as a key that does not exist.
 fn app_error(e: AppError) -> ClError {
     match e {
-        AppError::NotFound("license") => ClError::KeyOrPermission,
+        AppError::NotFound(Entity::License) => ClError::KeyOrPermission,
         e => ClError::from(e),
     }
 }

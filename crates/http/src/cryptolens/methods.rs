@@ -5,8 +5,8 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use chrono::{DateTime, DurationRound, Utc};
 use keyturn_app::{
-    ClActivation, ClLicense, ClNewKey, ClProduct, CustomerPatch, LicensePatch, NewCustomerInput,
-    Principal, SignatureSlot,
+    AppError, ClActivation, ClLicense, ClNewKey, ClProduct, CustomerPatch, LicensePatch,
+    NewCustomerInput, Principal, SignatureSlot,
 };
 use keyturn_core::{Customer, Permission, RsaDigest};
 use serde::Serialize;
@@ -517,24 +517,21 @@ async fn get_keys(c: Call) -> ClResult {
     let p = &c.params;
     let product_id = p.required_int("ProductId")?;
     let page = p.int("Page", 1)?;
-    let order_by = p.text("OrderBy").unwrap_or_else(|| "ID ascending".into());
-    let order_by: Vec<&str> = order_by.split_whitespace().collect();
-    if !matches!(order_by.as_slice(), [id] | [id, _] if id.eq_ignore_ascii_case("id"))
-        || order_by
-            .get(1)
-            .is_some_and(|dir| !dir.eq_ignore_ascii_case("ascending"))
-    {
-        return Err(ClError::IncorrectInput(
-            "OrderBy: only \"ID ascending\" is supported".into(),
-        ));
-    }
-    if p.text("SearchQuery").is_some() {
-        return Err(ClError::IncorrectInput(
-            "SearchQuery: filtering keys is not supported".into(),
-        ));
-    }
+    let order_by = p.text("OrderBy").unwrap_or_default();
+    let search = p.text("SearchQuery").unwrap_or_default();
     let model = model_version(p)?;
-    let page = c.state.app.cl_keys(&c.principal, product_id, page).await?;
+    let page = c
+        .state
+        .app
+        .cl_keys(&c.principal, product_id, page, &search, &order_by)
+        .await
+        .map_err(|e| match e {
+            // A query the caller must fix: say what and where, not only that it is wrong.
+            AppError::Invalid(d) if d.field == "SearchQuery" || d.field == "OrderBy" => {
+                ClError::Refused(format!("The input parameters were incorrect. {d}"))
+            }
+            e => e.into(),
+        })?;
     Ok(ok(
         json!({
             "licenseKeys": objects(&page.keys, model),

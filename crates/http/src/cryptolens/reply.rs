@@ -10,6 +10,7 @@
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use keyturn_app::Entity;
 use keyturn_app::{AppError, StoreError};
 use keyturn_core::ActivationRefusal;
 use serde::Serialize;
@@ -73,11 +74,11 @@ impl From<AppError> for ClError {
     fn from(e: AppError) -> Self {
         match e {
             AppError::Invalid(d) => ClError::IncorrectInput(d.to_string()),
-            AppError::NotFound("product") => ClError::ProductNotFound,
-            AppError::NotFound("customer") => ClError::CustomerNotFound,
-            AppError::NotFound("activation") => ClError::NotActivated,
-            AppError::NotFound("data object") => ClError::DataObjectNotFound,
-            AppError::NotFound("message") => ClError::MessageNotFound,
+            AppError::NotFound(Entity::Product) => ClError::ProductNotFound,
+            AppError::NotFound(Entity::Customer) => ClError::CustomerNotFound,
+            AppError::NotFound(Entity::Activation) => ClError::NotActivated,
+            AppError::NotFound(Entity::DataObject) => ClError::DataObjectNotFound,
+            AppError::NotFound(Entity::Message) => ClError::MessageNotFound,
             AppError::BoundReached => ClError::BoundReached,
             AppError::NotFound(_) => ClError::KeyNotFound,
             AppError::Refused(ActivationRefusal::Blocked) => ClError::Blocked,

@@ -3,7 +3,7 @@
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, put};
 use axum::Router;
 use keyturn_app::{NewPlanInput, NewProductInput, PlanPatch, ProductPatch};
 use keyturn_core::payment::{CancelRule, DunningRule, QuantityMode};
@@ -19,6 +19,7 @@ pub fn router() -> Router<AppState> {
         .route("/products", get(list_products).post(create_product))
         .route("/products/{id}", get(get_product).patch(update_product))
         .route("/products/{id}/public-key", get(public_key))
+        .route("/products/{id}/rsa-key", put(import_rsa_key))
         .route("/plans", get(list_plans).post(create_plan))
         .route("/plans/{id}", get(get_plan).patch(update_plan))
 }
@@ -139,6 +140,32 @@ async fn public_key(
             format!("format: {other:?} is not one of ed25519, rsa-xml"),
         )),
     }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RsaKeyBody {
+    /// The key pair: .NET `<RSAKeyValue>` XML with private parts, or PEM (PKCS#1 or PKCS#8).
+    private_key: String,
+}
+
+/// Replaces the product's RSA key (the Cryptolens-compatible API's) with a key pair brought
+/// from elsewhere; answers with the public key it now publishes.
+async fn import_rsa_key(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Path(id): Path<i64>,
+    Json(body): Json<RsaKeyBody>,
+) -> Reply<Value> {
+    let public = state
+        .app
+        .import_rsa_key(&principal, id, &body.private_key)
+        .await?;
+    Ok(axum::Json(json!({
+        "product_id": id,
+        "algorithm": "rsa2048",
+        "public_key": public.to_xml(),
+    })))
 }
 
 #[derive(Deserialize)]

@@ -171,6 +171,24 @@ impl StripeApi {
         Ok(out)
     }
 
+    /// An object by id from `/v1/<kind>/<id>`; `None` when there is none (a 404, or a server
+    /// without that kind of object answering with something other than JSON). Ids that could
+    /// change the path are never sent.
+    pub(crate) async fn object(&self, kind: &str, id: &str) -> Result<Option<Value>, ApiError> {
+        if id.is_empty()
+            || !id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            return Ok(None);
+        }
+        match self.get(&format!("/v1/{kind}/{id}"), &[]).await {
+            Ok(v) => Ok(Some(v)),
+            Err(ApiError::Status { status: 404, .. }) | Err(ApiError::Reply(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// The price/plan/product ids and the total quantity of a checkout session's line items.
     pub async fn line_items(&self, session: &str) -> Result<LineItems, ProviderError> {
         let page = self

@@ -6,6 +6,7 @@
 
 mod api;
 mod signature;
+mod skm;
 mod translate;
 
 use std::time::Duration;

@@ -1,0 +1,66 @@
+use clap::Subcommand;
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::config::secret;
+use crate::import::{import_cryptolens, CryptolensSource};
+use crate::output;
+
+use super::Context;
+
+#[derive(Subcommand)]
+pub enum Import {
+    /// A product's keys (features, expiry, notes, block, machine limit, activated machines,
+    /// data objects) and customers, through the Cryptolens Web API of a Cryptolens-compatible
+    /// server. Running it again updates what changed and adds what is new; keys keep their key
+    /// strings. Prints a summary; progress goes to stderr.
+    Cryptolens {
+        /// The server's address, e.g. https://app.cryptolens.io
+        #[arg(long)]
+        from: String,
+        /// An access token of that server allowed GetProducts, GetKeys, GetCustomers and
+        /// ListDataObjects.
+        #[arg(long, env = "KEYTURN_IMPORT_TOKEN", hide_env_values = true, value_parser = secret)]
+        token: SecretString,
+        /// The product's id on that server.
+        #[arg(long)]
+        product: i64,
+        /// Import into this existing product (default: the product a previous import made,
+        /// or a new one).
+        #[arg(long)]
+        into: Option<i64>,
+    },
+}
+
+impl Import {
+    pub async fn run(self, ctx: &Context) -> anyhow::Result<()> {
+        match self {
+            Import::Cryptolens {
+                from,
+                token,
+                product,
+                into,
+            } => {
+                let source = CryptolensSource::new(&from, token.expose_secret().to_owned())?;
+                let s = ctx.app().await?;
+                let summary = import_cryptolens(&s.app, &s.me, &source, product, into).await?;
+                output::json(&summary)?;
+                eprintln!(
+                    "keys: {} created, {} updated, {} unchanged, {} failed; machines added: {}; \
+                     customers created: {}",
+                    summary.keys.created,
+                    summary.keys.updated,
+                    summary.keys.unchanged,
+                    summary.keys_failed,
+                    summary.machines_added,
+                    summary.customers.created
+                );
+                anyhow::ensure!(
+                    summary.keys_failed == 0,
+                    "{} key(s) were not imported (see above); run the import again once fixed",
+                    summary.keys_failed
+                );
+                Ok(())
+            }
+        }
+    }
+}
