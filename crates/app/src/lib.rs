@@ -6,6 +6,7 @@ mod activations;
 mod cache;
 mod catalog;
 mod clock;
+mod console;
 mod cryptolens;
 mod customers;
 mod data_objects;
@@ -32,6 +33,7 @@ pub use activations::{ActivationOutcome, ActivationRequest, ValidationQuery, Val
 pub use cache::{LicenseState, DEFAULT_CAPACITY as DEFAULT_LICENSE_CACHE};
 pub use catalog::{NewPlanInput, NewProductInput, PlanPatch, ProductPatch};
 pub use clock::{Clock, SystemClock};
+pub use console::{csrf_token, ConsoleSession, LicenseOverview, SignIn};
 pub use cryptolens::{
     ClActivation, ClCreated, ClKeyPage, ClLicense, ClNewKey, ClProduct, KEYS_PER_PAGE, TRIAL_DAYS,
 };

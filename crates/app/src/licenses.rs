@@ -1,6 +1,7 @@
 //! Issuing and managing licenses. Every change is written together with its audit entry.
 
 use chrono::{DateTime, Utc};
+use keyturn_core::names::display_name;
 use keyturn_core::AuditAction;
 use keyturn_core::{
     dates, AllowedMachines, Fingerprint, LeaseSeconds, License, LicenseEvent, LicenseKey,
@@ -493,6 +494,22 @@ impl App {
         id: i64,
         blocked: bool,
     ) -> Result<License> {
+        self.set_blocked_because(principal, id, blocked, None).await
+    }
+
+    /// Blocks or unblocks a license, with the reason written to its audit log.
+    pub async fn set_blocked_because(
+        &self,
+        principal: &Principal,
+        id: i64,
+        blocked: bool,
+        reason: Option<&str>,
+    ) -> Result<License> {
+        let reason = reason
+            .map(str::trim)
+            .filter(|r| !r.is_empty())
+            .map(|r| display_name("reason", r))
+            .transpose()?;
         let (session, mut license) = self
             .locked(principal, id, Permission::LicensesWrite)
             .await?;
@@ -503,14 +520,12 @@ impl App {
         } else {
             AuditAction::Unblocked
         };
-        self.save(
-            session,
-            principal,
-            &license,
-            action,
-            json!({"was_blocked": was}),
-        )
-        .await
+        let mut details = json!({"was_blocked": was});
+        if let Some(reason) = reason {
+            details["reason"] = json!(reason);
+        }
+        self.save(session, principal, &license, action, details)
+            .await
     }
 
     pub async fn add_feature(

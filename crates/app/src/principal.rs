@@ -3,7 +3,7 @@ use keyturn_core::{License, Permission};
 use crate::Entity;
 use crate::{AppError, Result};
 
-/// Who is acting. Recorded in the audit log as `token:<id>`, `cli`, `system`, `licensee` or `<provider>:<event id>`.
+/// Who is acting. Recorded in the audit log as `token:<id>`, `cli`, `system`, `licensee`, `user:<email>` (a console user) or `<provider>:<event id>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Actor {
     Token(i64),
@@ -16,6 +16,11 @@ pub enum Actor {
         provider: String,
         event_id: String,
     },
+    /// A person signed in to the admin console.
+    User {
+        id: i64,
+        email: String,
+    },
 }
 
 impl Actor {
@@ -26,6 +31,7 @@ impl Actor {
             Actor::System => "system".into(),
             Actor::Licensee => "licensee".into(),
             Actor::ProviderEvent { provider, event_id } => format!("{provider}:{event_id}"),
+            Actor::User { email, .. } => format!("user:{email}"),
         }
     }
 }

@@ -3,6 +3,7 @@
 //! on its own and the same rules hold for every API that exposes them.
 
 pub mod audit;
+pub mod console;
 pub mod data_object;
 pub mod dates;
 pub mod error;
@@ -24,6 +25,7 @@ pub mod token;
 pub mod validation;
 
 pub use audit::AuditAction;
+pub use console::{ConsoleUser, LicenseStatus, Password, Role};
 pub use data_object::{DataObject, DataOwner};
 pub use error::DomainError;
 pub use key::LicenseKey;

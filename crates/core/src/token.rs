@@ -9,6 +9,7 @@ use sha2::{Digest, Sha256};
 
 const PREFIX: &str = "kt_";
 const CUSTOMER_PREFIX: &str = "kc_";
+const SESSION_PREFIX: &str = "ks_";
 
 /// A token as handed to its holder, once.
 #[derive(Clone, PartialEq, Eq)]
@@ -29,6 +30,11 @@ impl TokenSecret {
     /// customer's licenses): as strong as a token, and told apart from one by its prefix.
     pub fn generate_customer_secret() -> Self {
         Self::generate_with(CUSTOMER_PREFIX)
+    }
+
+    /// An admin console session's cookie value: as strong as a token, told apart by its prefix.
+    pub fn generate_session() -> Self {
+        Self::generate_with(SESSION_PREFIX)
     }
 
     fn generate_with(prefix: &str) -> Self {

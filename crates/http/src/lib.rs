@@ -1,6 +1,7 @@
 //! Keyturn's HTTP interface. Handlers parse the request, call one use case of
 //! [`keyturn_app::App`], and render the result; errors are mapped to HTTP in [`ApiError`] only.
 
+mod console;
 mod cryptolens;
 mod error;
 mod extract;
@@ -135,6 +136,7 @@ pub fn router(app: App, settings: HttpSettings, providers: Providers) -> Router 
         .merge(routes::buy::router());
     Router::new()
         .merge(routes::health::router())
+        .merge(console::router())
         .nest("/v1", routes::v1(state.clone()))
         .merge(rate_limit::limited(public, &state))
         .nest("/api", cryptolens::router())

@@ -7,6 +7,7 @@
 
 mod activations;
 mod changes;
+mod console;
 mod customers;
 mod data_objects;
 mod error;
@@ -35,6 +36,7 @@ use sqlx::{AnyConnection, AnyPool, Connection, Executor};
 
 pub use activations::Seat;
 pub use changes::{Change, Changes};
+pub use console::{ConsoleSessionRow, LicenseSearch};
 pub use data_objects::DataOwnerRow;
 pub use error::StoreError;
 #[cfg(feature = "fault-injection")]

@@ -526,6 +526,18 @@ impl Session {
         row.as_ref().map(subscription).transpose()
     }
 
+    /// The subscriptions that keep a license paid for.
+    pub async fn license_subscriptions(&mut self, license_id: i64) -> Result<Vec<Subscription>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE license_id = $1 \
+             ORDER BY created_at, subscription_id"
+        ))
+        .bind(license_id)
+        .fetch_all(self.conn())
+        .await?;
+        rows.iter().map(subscription).collect()
+    }
+
     /// The subscription that adopted a store order's license, if one has reported that order.
     pub async fn subscription_by_order(
         &mut self,

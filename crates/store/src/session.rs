@@ -148,6 +148,20 @@ impl Session {
         self.dialect.contains(column, param)
     }
 
+    /// A condition that holds when `expr` starts with the text bound as `$from`, given
+    /// `$from + 1` bound to the same text followed by U+10FFFF: a range over the expression's
+    /// index in byte order. PostgreSQL compares in the byte order of the "C" collation, which
+    /// its search indexes are built in; SQLite compares bytes already.
+    pub(crate) fn starts_with(&self, expr: &str, from: usize) -> String {
+        let to = from + 1;
+        match self.dialect {
+            Dialect::Sqlite => format!("({expr} >= ${from} AND {expr} < ${to})"),
+            Dialect::Postgres => {
+                format!("({expr} COLLATE \"C\" >= ${from} AND {expr} COLLATE \"C\" < ${to})")
+            }
+        }
+    }
+
     /// Holds a lock named `name` until commit, for work that must not interleave although it
     /// touches no common row (a refund and the payment it reverses, recorded at once). SQLite
     /// needs none: its write transactions hold the database's write lock from their start.

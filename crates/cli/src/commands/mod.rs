@@ -25,6 +25,7 @@ mod product;
 mod serve;
 mod stripe;
 mod token;
+mod user;
 
 /// Declares the command groups: each line is a subcommand whose type has
 /// `async fn run(self, ctx: &Context) -> anyhow::Result<()>`.
@@ -80,6 +81,9 @@ groups! {
     /// Bring licenses over from another licensing server.
     #[command(subcommand)]
     Import(import::Import),
+    /// People who sign in to the admin console (/admin).
+    #[command(subcommand)]
+    User(user::User),
 }
 
 /// Keyturn: a self-hosted software licensing server with payments built in.

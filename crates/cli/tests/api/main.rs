@@ -11,6 +11,7 @@ mod catalog;
 mod cli;
 mod client_sdk;
 mod concurrency;
+mod console;
 mod convergence;
 mod cryptolens;
 mod cryptolens_data;

@@ -1,0 +1,233 @@
+//! `/admin`: the admin console, server-rendered HTML with plain forms.
+//!
+//! Invariants:
+//!
+//! * Every page but sign-in needs a signed-in session ([`Signed`]); every POST goes through
+//!   [`Posted`], which refuses with 403 unless the form's `csrf` field equals the session's
+//!   token (compared in constant time) — a handler cannot take a form without the check. The
+//!   sign-in form has a token of its own, bound to a short-lived cookie set with the form.
+//! * The session cookie is `HttpOnly; SameSite=Strict; Path=/admin`, and `Secure` when the
+//!   server's public address is https.
+//! * Handlers parse, call one use case of [`keyturn_app::App`] as the user's principal, and
+//!   render through [`pages`], whose templates escape everything they are given. A change
+//!   answers with a redirect to the page that shows it (POST → redirect → GET).
+//! * Pages allow their own stylesheet and nothing else: no inline script or style, no frames.
+
+mod handlers;
+mod pages;
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::header::{self, HeaderMap, HeaderValue};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use keyturn_app::{AppError, ConsoleSession, StoreError};
+use serde::de::DeserializeOwned;
+use subtle::ConstantTimeEq;
+use tower_http::set_header::SetResponseHeaderLayer;
+
+use crate::{text, AppState};
+
+/// The session cookie.
+const SESSION_COOKIE: &str = "keyturn_console";
+/// The cookie the sign-in form's CSRF token is bound to.
+const LOGIN_COOKIE: &str = "keyturn_console_login";
+
+const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; \
+                   form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/admin", get(handlers::home))
+        .route("/admin/", get(handlers::home))
+        .route("/admin/console.css", get(handlers::stylesheet))
+        .route(
+            "/admin/login",
+            get(handlers::login_form).post(handlers::login),
+        )
+        .route("/admin/logout", post(handlers::logout))
+        .route("/admin/search", get(handlers::search))
+        .route("/admin/licenses/{id}", get(handlers::license))
+        .route(
+            "/admin/licenses/{id}/machines/{activation}/free",
+            post(handlers::free_machine),
+        )
+        .route(
+            "/admin/licenses/{id}/features",
+            post(handlers::toggle_feature),
+        )
+        .route("/admin/licenses/{id}/extend", post(handlers::extend))
+        .route("/admin/licenses/{id}/block", post(handlers::block))
+        .route("/admin/licenses/{id}/notes", post(handlers::notes))
+        .route("/admin/tokens", get(handlers::tokens))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(CSP),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("same-origin"),
+        ))
+}
+
+/// Whether cookies must be `Secure`: the server is reached over https.
+fn secure(state: &AppState) -> bool {
+    state
+        .settings
+        .public_url
+        .as_deref()
+        .is_some_and(|u| u.to_ascii_lowercase().starts_with("https://"))
+}
+
+/// A `Set-Cookie` value for a console cookie; `None` clears it.
+fn cookie(state: &AppState, name: &str, path: &str, value: Option<&str>) -> HeaderValue {
+    let secure = if secure(state) { "; Secure" } else { "" };
+    let (value, age) = match value {
+        Some(v) => (v, String::new()),
+        None => ("", "; Max-Age=0".to_owned()),
+    };
+    HeaderValue::from_str(&format!(
+        "{name}={value}; HttpOnly; SameSite=Strict; Path={path}{secure}{age}"
+    ))
+    .expect("cookie values are URL-safe base64")
+}
+
+/// The value of cookie `name` in the request, if sent.
+fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.trim())
+        .filter(|v| !v.is_empty())
+}
+
+/// Whether a presented CSRF token is the expected one (constant time).
+fn csrf_matches(expected: &str, presented: Option<&str>) -> bool {
+    presented.is_some_and(|p| bool::from(expected.as_bytes().ct_eq(p.as_bytes())))
+}
+
+/// A signed-in console user, and the cookie value their session is known by.
+pub(crate) struct Signed {
+    pub session: ConsoleSession,
+    pub secret: String,
+}
+
+impl FromRequestParts<AppState> for Signed {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Problem> {
+        let secret = cookie_value(&parts.headers, SESSION_COOKIE)
+            .ok_or(Problem::SignIn)?
+            .to_owned();
+        let session = state.app.console_session(&secret).await?;
+        Ok(Signed { session, secret })
+    }
+}
+
+/// A form posted by a signed-in user whose CSRF token matched.
+pub(crate) struct Posted<T> {
+    pub signed: Signed,
+    pub form: T,
+}
+
+impl<T: DeserializeOwned> FromRequest<AppState> for Posted<T> {
+    type Rejection = Problem;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, Problem> {
+        let (mut parts, body) = request.into_parts();
+        let signed = Signed::from_request_parts(&mut parts, state).await?;
+        let bytes = Bytes::from_request(Request::from_parts(parts, body), state)
+            .await
+            .map_err(|r| Problem::Status(r.status(), r.body_text()))?;
+        let presented = form_urlencoded::parse(&bytes)
+            .find(|(k, _)| k == "csrf")
+            .map(|(_, v)| v.into_owned());
+        if !csrf_matches(&signed.session.csrf, presented.as_deref()) {
+            return Err(Problem::Csrf);
+        }
+        let form = parse_form(&bytes)?;
+        Ok(Posted { signed, form })
+    }
+}
+
+/// A form body, with the same refusal of control characters as the API's forms.
+fn parse_form<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
+    if let Some((field, c)) = text::in_urlencoded(bytes) {
+        return Err(Problem::Invalid(text::message(&field, c)));
+    }
+    serde_urlencoded::from_bytes(bytes).map_err(|e| Problem::Invalid(e.to_string()))
+}
+
+/// Why a console request did not get its page, shown as a page.
+#[derive(Debug)]
+pub(crate) enum Problem {
+    /// Not signed in (or the session ended): to the sign-in form.
+    SignIn,
+    /// A form without the right CSRF token.
+    Csrf,
+    Invalid(String),
+    Status(StatusCode, String),
+}
+
+impl From<AppError> for Problem {
+    fn from(e: AppError) -> Self {
+        match e {
+            AppError::Unauthenticated => Problem::SignIn,
+            AppError::Invalid(d) => Problem::Invalid(d.to_string()),
+            AppError::NotFound(what) => {
+                Problem::Status(StatusCode::NOT_FOUND, format!("{what} not found"))
+            }
+            AppError::Forbidden(m) => Problem::Status(StatusCode::FORBIDDEN, m),
+            AppError::Conflict(m) => Problem::Status(StatusCode::CONFLICT, m),
+            AppError::Store(StoreError::Unavailable(_)) => Problem::Status(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the database is unavailable; nothing was changed, try again shortly".into(),
+            ),
+            other => {
+                let api = crate::ApiError::from(other);
+                let message = api.body()["message"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
+                Problem::Status(api.status(), message)
+            }
+        }
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let (status, message) = match self {
+            Problem::SignIn => return Redirect::to("/admin/login").into_response(),
+            Problem::Csrf => (
+                StatusCode::FORBIDDEN,
+                "The form was stale or did not come from this console. Reload the page and try again."
+                    .to_owned(),
+            ),
+            Problem::Invalid(m) => (StatusCode::UNPROCESSABLE_ENTITY, m),
+            Problem::Status(s, m) => (s, m),
+        };
+        (status, Html(pages::problem(status, &message).into_string())).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csrf_needs_the_exact_token() {
+        assert!(csrf_matches("abc", Some("abc")));
+        assert!(!csrf_matches("abc", Some("abd")));
+        assert!(!csrf_matches("abc", Some("ab")));
+        assert!(!csrf_matches("abc", Some("")));
+        assert!(!csrf_matches("abc", None));
+    }
+}
