@@ -896,3 +896,100 @@ console_test!(
     console_sign_in_throttles_parallel_guesses,
     parallel_guesses_are_throttled_too
 );
+
+/// Support issues the offline license file for a machine that cannot reach the server: a
+/// download the program verifies with the product's key, encrypted on request so only that
+/// machine reads it; a user who may not change licenses gets none.
+async fn support_downloads_an_offline_license_file(db: &TestDb, app: &TestApp) {
+    use keyturn_client::{Client, Fingerprint};
+    let product = app.product("Editor", &["pro"]).await;
+    let license = app
+        .license(json!({"product_id": product, "features": ["pro"], "period_days": 30}))
+        .await;
+    let (id, key) = (
+        license["id"].as_i64().unwrap(),
+        license["key"].as_str().unwrap().to_owned(),
+    );
+    let machine = "ktfp1:mid=0a1b2c3d;mac=4e5f6a7b;hst=1234abcd";
+    console_user(db, "support@example.com", Role::Support, None).await;
+    let mut b = signed_in(app, "support@example.com").await;
+    let page = b.get(&format!("/admin/licenses/{id}")).await;
+    assert!(page.html.contains("Download license file"), "{}", page.html);
+    let csrf = b.csrf().await;
+    let path = format!("/admin/licenses/{id}/file");
+    let refused = b
+        .post(
+            &path,
+            &[("csrf", "forged"), ("machine", machine), ("days", "10")],
+        )
+        .await;
+    assert_eq!(refused.status, 403);
+
+    let file = b
+        .post(
+            &path,
+            &[
+                ("csrf", &csrf),
+                ("machine", machine),
+                ("days", "10"),
+                ("encrypt", "1"),
+            ],
+        )
+        .await;
+    assert_eq!(file.status, 200, "{}", file.html);
+    assert!(file.headers["content-disposition"]
+        .to_str()
+        .unwrap()
+        .starts_with("attachment"));
+    assert_eq!(file.headers["cache-control"], "no-store");
+    let public = app.public_key(product).await;
+    let on_the_machine = Client::new(&app.base, product, &public)
+        .unwrap()
+        .with_fingerprint(Fingerprint::parse(machine));
+    let terms = on_the_machine
+        .verify_license_file(&file.html, &key, &["pro"])
+        .expect("the bound machine reads and trusts the file");
+    assert_eq!(terms.license.id, id);
+    assert!(terms.valid_until <= chrono::Utc::now() + chrono::Duration::days(10));
+    let elsewhere = Client::new(&app.base, product, &public)
+        .unwrap()
+        .with_fingerprint(Fingerprint::parse("ktfp1:mid=ffffffff;mac=eeeeeeee"));
+    assert!(elsewhere
+        .verify_license_file(&file.html, &key, &[])
+        .is_err());
+    let events = app.get(&format!("/v1/licenses/{id}/events")).await;
+    let issued = events.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "license_file_issued")
+        .unwrap_or_else(|| panic!("no audit entry: {}", events.body))
+        .clone();
+    assert_eq!(issued["actor"], "user:support@example.com");
+    assert_eq!(issued["details"]["encrypted"], true);
+
+    // Bad input is a message on a page, never a file.
+    let bad = b
+        .post(
+            &path,
+            &[("csrf", &csrf), ("machine", machine), ("days", "0")],
+        )
+        .await;
+    assert_ne!(bad.status, 200);
+    assert!(!bad.html.contains("BEGIN LICENSE FILE"));
+
+    console_user(db, "viewer@example.com", Role::ReadOnly, None).await;
+    let mut viewer = signed_in(app, "viewer@example.com").await;
+    let page = viewer.get(&format!("/admin/licenses/{id}")).await;
+    assert!(!page.html.contains("Download license file"));
+    let csrf = viewer.csrf().await;
+    let refused = viewer
+        .post(&path, &[("csrf", &csrf), ("machine", machine)])
+        .await;
+    assert_eq!(refused.status, 403, "{}", refused.html);
+}
+
+console_test!(
+    console_support_downloads_an_offline_license_file,
+    support_downloads_an_offline_license_file
+);

@@ -6,7 +6,7 @@ use axum::http::header::{self, HeaderMap};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use chrono::{NaiveDate, TimeZone, Utc};
-use keyturn_app::{csrf_token, Extension, LicensePatch, PageRequest, SignIn};
+use keyturn_app::{csrf_token, Extension, LicenseFileRequest, LicensePatch, PageRequest, SignIn};
 use keyturn_core::TokenSecret;
 use serde::Deserialize;
 
@@ -327,6 +327,57 @@ pub(super) async fn notes(
         .update_license(&posted.signed.session.principal, id, patch)
         .await?;
     Ok(to_license(id, "saved"))
+}
+
+#[derive(Deserialize)]
+pub(super) struct FileForm {
+    machine: String,
+    #[serde(default)]
+    days: String,
+    /// A checkbox: present (any value) when ticked.
+    encrypt: Option<String>,
+}
+
+/// The offline license file for a machine that cannot reach the server (a machine code the
+/// customer sends): downloaded, not shown, and recorded in the license's audit log.
+pub(super) async fn license_file(
+    State(state): State<AppState>,
+    path: Result<Path<i64>, PathRejection>,
+    posted: Posted<FileForm>,
+) -> Page {
+    let id = id_of(path)?;
+    let form = posted.form;
+    let ttl_days = match form.days.trim() {
+        "" => None,
+        days => Some(
+            days.parse()
+                .map_err(|_| Problem::Invalid("days: must be a whole number".into()))?,
+        ),
+    };
+    let text = state
+        .app
+        .issue_license_file(
+            &posted.signed.session.principal,
+            id,
+            LicenseFileRequest {
+                fingerprint: Some(form.machine),
+                ttl_days,
+                encrypt: form.encrypt.is_some(),
+            },
+        )
+        .await?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8".to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"license-{id}.lic\""),
+            ),
+            (header::CACHE_CONTROL, "no-store".to_owned()),
+        ],
+        text,
+    )
+        .into_response())
 }
 
 pub(super) async fn tokens(State(state): State<AppState>, signed: Signed) -> Page {

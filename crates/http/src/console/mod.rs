@@ -62,6 +62,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/admin/licenses/{id}/extend", post(handlers::extend))
         .route("/admin/licenses/{id}/block", post(handlers::block))
         .route("/admin/licenses/{id}/notes", post(handlers::notes))
+        .route("/admin/licenses/{id}/file", post(handlers::license_file))
         .route("/admin/tokens", get(handlers::tokens))
         .layer(SetResponseHeaderLayer::overriding(
             header::CONTENT_SECURITY_POLICY,

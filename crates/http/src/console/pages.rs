@@ -260,6 +260,21 @@ pub fn license(session: &ConsoleSession, o: &LicenseOverview, done: Option<&str>
                         }
                     }
                 }
+                section aria-labelledby="offline" {
+                    h2 id="offline" { "Offline license file" }
+                    form.card method="post" action=(action("file")) {
+                        input type="hidden" name="csrf" value=(session.csrf);
+                        label for="machine" { "Machine code (the program shows it; an activated machine's fingerprint above works too)" }
+                        input id="machine" name="machine" type="text" maxlength="256" required;
+                        label for="file-days" { "Valid for days" }
+                        input id="file-days" name="days" type="number" min="1" max="3650" value="30";
+                        div.check {
+                            input id="encrypt" name="encrypt" type="checkbox" value="1";
+                            label for="encrypt" { "Encrypt it for this machine" }
+                        }
+                        button type="submit" { "Download license file" }
+                    }
+                }
                 section aria-labelledby="blocking" {
                     h2 id="blocking" { @if l.blocked { "Unblock" } @else { "Block" } }
                     form.card method="post" action=(action("block")) {
