@@ -131,6 +131,13 @@ pub fn translate(
                         money,
                     }),
                 )
+            } else if resource == "refund"
+                && flag(fields, "partially_refunded")
+                && !flag(fields, "refunded")
+            {
+                // Refunded in part: goodwill that leaves the license alone (a later full refund
+                // comes as its own ping, with `refunded` true).
+                (format!("partial-refund:{sale}"), None)
             } else if resource == "refund" || flag(fields, "refunded") {
                 (
                     format!("refund:{sale}"),
@@ -233,6 +240,39 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    /// Gumroad marks a sale refunded in part with `partially_refunded` (and `refunded` stays
+    /// false until nothing is left to refund): goodwill, which blocks nothing, as with the other
+    /// stores; the full refund that may follow still blocks.
+    #[test]
+    fn a_partial_refund_blocks_nothing_and_a_full_one_still_does() {
+        let partial = ping(&[
+            ("resource_name", "refund"),
+            ("sale_id", "S9"),
+            ("refunded", "false"),
+            ("partially_refunded", "true"),
+        ])
+        .remove(0);
+        assert_eq!(partial.event, None, "{partial:?}");
+        let full = ping(&[
+            ("resource_name", "refund"),
+            ("sale_id", "S9"),
+            ("refunded", "true"),
+            ("partially_refunded", "false"),
+        ])
+        .remove(0);
+        assert_ne!(
+            full.event_id, partial.event_id,
+            "the full refund is not a repeat"
+        );
+        assert!(matches!(
+            full.event,
+            Some(PaymentEvent::Reversed {
+                reversal: Reversal::Refunded,
+                ..
+            })
+        ));
     }
 
     #[test]

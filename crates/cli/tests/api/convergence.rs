@@ -181,9 +181,9 @@ impl Scenario {
         }
     }
 
-    /// Only what the store can report. FastSpring and Gumroad report a return or refund without
-    /// an amount the adapters read, so their refunds are full ones (a chargeback is its own
-    /// report on Gumroad, a return on FastSpring). FastSpring's adapter reads no
+    /// Only what the store can report. FastSpring reports a return without an amount its
+    /// adapter reads, so its refunds are full ones (Gumroad marks a partial refund
+    /// `partially_refunded`). FastSpring's adapter reads no
     /// `subscription.updated`: a plan or quantity change shows in the next charge, so it is made
     /// before a later paid period. A Gumroad membership is one unit of one product (its tiers are
     /// not read), so it never changes; Gumroad pings nothing for a failed charge (a recovered
@@ -194,7 +194,7 @@ impl Scenario {
             other => other,
         };
         match provider {
-            Provider::FastSpring | Provider::Gumroad => {
+            Provider::FastSpring => {
                 self.reversal = self.reversal.map(|(n, r)| (n, full(r)));
                 self.one_time = self.one_time.map(|(q, r)| (q, r.map(full)));
             }
@@ -999,7 +999,8 @@ fn gumroad_history(s: &Scenario, tag: &str, periods: &Periods) -> History {
     }
     let resource = |kind: Reversal| match kind {
         Reversal::Dispute => "dispute",
-        _ => "refund",
+        Reversal::PartialRefund => "partial_refund",
+        Reversal::FullRefund => "refund",
     };
     if let Some((n, kind)) = s.reversal {
         ev.push(gr::reversed(

@@ -679,17 +679,23 @@ pub mod gumroad_pings {
         form(&f)
     }
 
-    /// The `refund` or `dispute` resource of a sale.
+    /// The `refund` or `dispute` resource of a sale; `partial_refund` is a `refund` ping of a
+    /// sale refunded in part (`partially_refunded` true, `refunded` still false).
     pub fn reversed(resource: &str, sale: &str, at: i64, product: &str) -> String {
+        let partial = resource == "partial_refund";
         let refunded = resource == "refund";
         form(&[
-            ("resource_name", resource.to_owned()),
+            (
+                "resource_name",
+                if partial { "refund" } else { resource }.to_owned(),
+            ),
             ("seller_id", "seller_payloads".to_owned()),
             ("sale_id", sale.to_owned()),
             ("sale_timestamp", iso(at)),
             ("product_id", product.to_owned()),
             ("refunded", refunded.to_string()),
-            ("disputed", (!refunded).to_string()),
+            ("partially_refunded", partial.to_string()),
+            ("disputed", (resource == "dispute").to_string()),
             ("test", "true".to_owned()),
         ])
     }
