@@ -193,12 +193,9 @@ impl Scenario {
             Reversal::PartialRefund => Reversal::FullRefund,
             other => other,
         };
-        match provider {
-            Provider::FastSpring => {
-                self.reversal = self.reversal.map(|(n, r)| (n, full(r)));
-                self.one_time = self.one_time.map(|(q, r)| (q, r.map(full)));
-            }
-            _ => {}
+        if matches!(provider, Provider::FastSpring) {
+            self.reversal = self.reversal.map(|(n, r)| (n, full(r)));
+            self.one_time = self.one_time.map(|(q, r)| (q, r.map(full)));
         }
         match provider {
             Provider::FastSpring => {
