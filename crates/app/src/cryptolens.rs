@@ -627,7 +627,11 @@ impl App {
     ) -> Result<(Customer, Option<TokenSecret>)> {
         principal.require(Permission::ClEditCustomer)?;
         let delegate = principal.acting_with(vec![Permission::CustomersWrite]);
-        self.edit_customer(&delegate, id, patch, renew_secret).await
+        let secret = renew_secret.then(TokenSecret::generate_customer_secret);
+        let customer = self
+            .edit_customer(&delegate, id, patch, secret.as_ref())
+            .await?;
+        Ok((customer, secret))
     }
 
     /// `RemoveCustomer`: as [`App::delete_customer`], for a token without a product or key

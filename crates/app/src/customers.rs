@@ -65,7 +65,7 @@ impl App {
         principal: &Principal,
         input: NewCustomerInput,
     ) -> Result<Customer> {
-        Ok(self.insert_new_customer(principal, input, false).await?.0)
+        self.insert_new_customer(principal, input, None).await
     }
 
     /// Creates a customer together with its secret ([`App::new_customer_secret`]), as
@@ -75,16 +75,19 @@ impl App {
         principal: &Principal,
         input: NewCustomerInput,
     ) -> Result<(Customer, TokenSecret)> {
-        let (customer, secret) = self.insert_new_customer(principal, input, true).await?;
-        Ok((customer, secret.expect("asked for a secret")))
+        let secret = TokenSecret::generate_customer_secret();
+        let customer = self
+            .insert_new_customer(principal, input, Some(&secret))
+            .await?;
+        Ok((customer, secret))
     }
 
     async fn insert_new_customer(
         &self,
         principal: &Principal,
         input: NewCustomerInput,
-        with_secret: bool,
-    ) -> Result<(Customer, Option<TokenSecret>)> {
+        secret: Option<&TokenSecret>,
+    ) -> Result<Customer> {
         principal.require_unrestricted(Permission::CustomersWrite)?;
         let name = display_name("name", &input.name)?;
         let email = email(input.email.as_deref())?;
@@ -93,24 +96,23 @@ impl App {
         let customer = session
             .insert_customer(&name, email.as_deref(), company.as_deref(), now())
             .await?;
-        let secret = with_secret.then(TokenSecret::generate_customer_secret);
-        if let Some(secret) = &secret {
+        if let Some(secret) = secret {
             session
                 .set_customer_secret(customer.id, Some(&secret.hash()))
                 .await?;
         }
         session.commit().await?;
-        Ok((customer, secret))
+        Ok(customer)
     }
 
     /// A new secret for a customer, replacing any it had: with it, a program lists the
     /// customer's licenses (Cryptolens `GetCustomerLicensesBySecret`). Shown only now; the
     /// server keeps its hash.
     pub async fn new_customer_secret(&self, principal: &Principal, id: i64) -> Result<TokenSecret> {
-        let (_, secret) = self
-            .edit_customer(principal, id, CustomerPatch::default(), true)
+        let secret = TokenSecret::generate_customer_secret();
+        self.edit_customer(principal, id, CustomerPatch::default(), Some(&secret))
             .await?;
-        Ok(secret.expect("asked for a secret"))
+        Ok(secret)
     }
 
     /// Removes a customer: its licenses stay, without a customer (each notes it in its audit
@@ -180,18 +182,18 @@ impl App {
         id: i64,
         patch: CustomerPatch,
     ) -> Result<Customer> {
-        Ok(self.edit_customer(principal, id, patch, false).await?.0)
+        self.edit_customer(principal, id, patch, None).await
     }
 
-    /// Changes a customer and, with `renew_secret`, gives it a new secret (returned, shown
-    /// only now), in one transaction.
+    /// Changes a customer and, with `new_secret`, gives it that secret (the caller shows it
+    /// once; the server keeps its hash), in one transaction.
     pub async fn edit_customer(
         &self,
         principal: &Principal,
         id: i64,
         patch: CustomerPatch,
-        renew_secret: bool,
-    ) -> Result<(Customer, Option<TokenSecret>)> {
+        new_secret: Option<&TokenSecret>,
+    ) -> Result<Customer> {
         principal.require_unrestricted(Permission::CustomersWrite)?;
         let mut session = self.store.write().await?;
         let mut customer = session
@@ -208,13 +210,12 @@ impl App {
             customer.company = company(c.as_deref())?;
         }
         session.update_customer(&customer).await?;
-        let secret = renew_secret.then(TokenSecret::generate_customer_secret);
-        if let Some(secret) = &secret {
+        if let Some(secret) = new_secret {
             session
                 .set_customer_secret(id, Some(&secret.hash()))
                 .await?;
         }
         session.commit().await?;
-        Ok((customer, secret))
+        Ok(customer)
     }
 }
