@@ -250,9 +250,10 @@ impl App {
             Ok(Some(stored)) => stored,
             Ok(None) => self.create_rsa_key(product_id).await?,
             // The key in memory is still the stored one as far as anyone can tell.
-            Err(e) if e.is_unavailable() && held.is_some() => {
-                return Ok(held.map(|(signer, _, _)| signer).expect("checked"))
-            }
+            Err(e) if e.is_unavailable() => match held {
+                Some((signer, _, _)) => return Ok(signer),
+                None => return Err(e.into()),
+            },
             Err(e) => return Err(e.into()),
         };
         let signer = match held {
