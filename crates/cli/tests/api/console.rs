@@ -399,10 +399,33 @@ async fn roles_and_product_limits_hold(db: &TestDb, app: &TestApp) {
         .await
         .html
         .contains("/admin/tokens"));
+    // Nor make one, with the session's own form token or otherwise.
+    assert_eq!(support.get("/admin/tokens/new").await.status, 403);
+    let csrf = support.csrf().await;
+    let made = support
+        .post(
+            "/admin/tokens",
+            &[
+                ("csrf", &csrf),
+                ("name", "mine"),
+                ("permissions", "licenses:read"),
+            ],
+        )
+        .await;
+    assert_eq!(made.status, 403, "{}", made.html);
     let mut admin = signed_in(app, "admin@example.com").await;
     let tokens = admin.get("/admin/tokens").await;
     assert_eq!(tokens.status, 200);
     assert!(tokens.html.contains("initial admin"));
+    assert!(tokens.html.contains("New access token"));
+    assert_eq!(
+        app.get("/v1/tokens").await.body["data"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1,
+        "only the initial admin token"
+    );
 
     let mut limited = signed_in(app, "limited@example.com").await;
     let other_id = other["id"].as_i64().unwrap();

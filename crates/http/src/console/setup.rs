@@ -17,8 +17,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use chrono::{Duration, Utc};
 use keyturn_app::{
-    LicenseUrlPatch, NewLicenseUrl, NewPaymentForm, NewPlanInput, NewProductInput, NewTokenInput,
-    PageRequest, PaymentFormPatch, PlanPatch, ProductPatch, MAX_PAGE,
+    ConsoleSession, LicenseUrlPatch, NewLicenseUrl, NewPaymentForm, NewPlanInput, NewProductInput,
+    NewTokenInput, PageRequest, PaymentFormPatch, PlanPatch, ProductPatch, MAX_PAGE,
 };
 use keyturn_core::payment::{CancelRule, DunningRule, Offer, OfferMode, QuantityMode};
 use keyturn_core::{Permission, Plan};
@@ -65,11 +65,29 @@ fn chooser() -> PageRequest {
     }
 }
 
-/// `Set-Cookie` for a new secret of `kind` (`token`, `url`) number `id`, or to clear it.
-fn reveal_cookie(state: &AppState, value: Option<(&str, i64, &str)>) -> HeaderValue {
+/// A new secret on its way to the page that shows it: what it is (`token`, `url`), which
+/// one, and the session it was made in.
+struct Pending<'a> {
+    kind: &'a str,
+    id: i64,
+    session: &'a ConsoleSession,
+}
+
+impl Pending<'_> {
+    /// What ties the cookie to the session that made the secret: another user signing in on
+    /// the same browser before the page was shown does not see it. (A prefix of the session's
+    /// CSRF token, which is itself a hash of the session's secret.)
+    fn prefix(&self) -> String {
+        let tag = self.session.csrf.get(..16).unwrap_or(&self.session.csrf);
+        format!("{}.{}.{tag}.", self.kind, self.id)
+    }
+}
+
+/// `Set-Cookie` for a new secret, or (`None`) to clear the one pending.
+fn reveal_cookie(state: &AppState, value: Option<(&Pending<'_>, &str)>) -> HeaderValue {
     let secure = if super::secure(state) { "; Secure" } else { "" };
     let (value, age) = match value {
-        Some((kind, id, secret)) => (format!("{kind}.{id}.{secret}"), REVEAL_SECONDS),
+        Some((pending, secret)) => (format!("{}{secret}", pending.prefix()), REVEAL_SECONDS),
         None => (String::new(), 0),
     };
     HeaderValue::from_str(&format!(
@@ -78,12 +96,13 @@ fn reveal_cookie(state: &AppState, value: Option<(&str, i64, &str)>) -> HeaderVa
     .expect("secrets are URL-safe base64")
 }
 
-/// The new secret of `kind` number `id` the browser brought, if it brought one.
-fn revealed(headers: &HeaderMap, kind: &str, id: i64) -> Option<String> {
+/// The pending secret the browser brought, if it brought this one.
+fn revealed(headers: &HeaderMap, pending: &Pending<'_>) -> Option<String> {
     let value = cookie_value(headers, REVEAL_COOKIE)?;
-    let rest = value.strip_prefix(kind)?.strip_prefix('.')?;
-    let (for_id, secret) = rest.split_once('.')?;
-    (for_id == id.to_string()).then(|| secret.to_owned())
+    value
+        .strip_prefix(&pending.prefix())
+        .filter(|secret| !secret.is_empty())
+        .map(str::to_owned)
 }
 
 /// A page that shows a new secret once: it clears the cookie that brought it.
@@ -530,7 +549,17 @@ pub(super) async fn create_token(State(state): State<AppState>, posted: Posted<F
     let mut response = Redirect::to(&format!("/admin/tokens/{}/created", token.id)).into_response();
     response.headers_mut().insert(
         header::SET_COOKIE,
-        reveal_cookie(&state, Some(("token", token.id, secret.expose()))),
+        reveal_cookie(
+            &state,
+            Some((
+                &Pending {
+                    kind: "token",
+                    id: token.id,
+                    session: &posted.signed.session,
+                },
+                secret.expose(),
+            )),
+        ),
     );
     Ok(response)
 }
@@ -543,7 +572,12 @@ pub(super) async fn token_created(
 ) -> Reply {
     let id = id_of(path)?;
     let token = state.app.token(&signed.session.principal, id).await?;
-    let secret = revealed(&headers, "token", id);
+    let pending = Pending {
+        kind: "token",
+        id,
+        session: &signed.session,
+    };
+    let secret = revealed(&headers, &pending);
     Ok(showing_once(
         &state,
         pages::token_created(&signed.session, &token, secret.as_deref()),
@@ -773,17 +807,39 @@ pub(super) async fn create_license_url(
         .app
         .create_license_url(&posted.signed.session.principal, input)
         .await?;
-    reveal_url(&state, made.url.id, &made.path, "created")
+    reveal_url(
+        &state,
+        &posted.signed.session,
+        made.url.id,
+        &made.path,
+        "created",
+    )
 }
 
 /// Redirects to a license URL's page, handing it the URL's new secret to show once.
-fn reveal_url(state: &AppState, id: i64, path: &str, done: &str) -> Reply {
+fn reveal_url(
+    state: &AppState,
+    session: &ConsoleSession,
+    id: i64,
+    path: &str,
+    done: &str,
+) -> Reply {
     let secret = path.rsplit('/').next().unwrap_or_default();
     let mut response =
         Redirect::to(&format!("/admin/license-urls/{id}?done={done}")).into_response();
     response.headers_mut().insert(
         header::SET_COOKIE,
-        reveal_cookie(state, Some(("url", id, secret))),
+        reveal_cookie(
+            state,
+            Some((
+                &Pending {
+                    kind: "url",
+                    id,
+                    session,
+                },
+                secret,
+            )),
+        ),
     );
     Ok(response)
 }
@@ -800,7 +856,12 @@ pub(super) async fn license_url(
     let url = state.app.license_url(principal, id).await?;
     let plans = state.app.plans_page(principal, None, &chooser()).await?;
     let (server, _) = server_address(&state, &headers);
-    let secret = revealed(&headers, "url", id);
+    let pending = Pending {
+        kind: "url",
+        id,
+        session: &signed.session,
+    };
+    let secret = revealed(&headers, &pending);
     let reveal = Reveal {
         server: &server,
         secret: secret.as_deref(),
@@ -851,7 +912,7 @@ pub(super) async fn rotate_license_url(
         .app
         .rotate_license_url(&posted.signed.session.principal, id)
         .await?;
-    reveal_url(&state, id, &made.path, "rotated")
+    reveal_url(&state, &posted.signed.session, id, &made.path, "rotated")
 }
 
 pub(super) async fn delete_license_url(
@@ -922,19 +983,54 @@ mod tests {
     }
 
     #[test]
-    fn a_reveal_cookie_shows_only_its_own_secret() {
+    fn a_reveal_cookie_shows_only_its_own_secret_to_its_session() {
+        let session = |csrf: &str| ConsoleSession {
+            user: keyturn_core::ConsoleUser {
+                id: 1,
+                email: "dev@example.com".into(),
+                role: keyturn_core::Role::Admin,
+                product_id: None,
+                created: Utc::now(),
+                disabled: false,
+            },
+            principal: keyturn_app::Principal::cli(),
+            csrf: csrf.into(),
+        };
+        let mine = session("0123456789abcdef0123");
+        let other = session("fedcba98765432100123");
+        let at = |kind, id, session| Pending { kind, id, session };
         let mut headers = HeaderMap::new();
         headers.insert(
             header::COOKIE,
-            HeaderValue::from_static("a=b; keyturn_console_reveal=token.12.kt_abc-DEF_1"),
+            HeaderValue::from_static(
+                "a=b; keyturn_console_reveal=token.12.0123456789abcdef.kt_abc-DEF_1",
+            ),
         );
         assert_eq!(
-            revealed(&headers, "token", 12).as_deref(),
+            revealed(&headers, &at("token", 12, &mine)).as_deref(),
             Some("kt_abc-DEF_1")
         );
-        assert_eq!(revealed(&headers, "token", 1), None, "another token's page");
-        assert_eq!(revealed(&headers, "url", 12), None, "another kind");
-        assert_eq!(revealed(&HeaderMap::new(), "token", 12), None);
+        assert_eq!(
+            revealed(&headers, &at("token", 1, &mine)),
+            None,
+            "another token"
+        );
+        assert_eq!(
+            revealed(&headers, &at("token", 120, &mine)),
+            None,
+            "another token"
+        );
+        assert_eq!(
+            revealed(&headers, &at("url", 12, &mine)),
+            None,
+            "another kind"
+        );
+        assert_eq!(
+            revealed(&headers, &at("token", 12, &other)),
+            None,
+            "another session"
+        );
+        assert_eq!(revealed(&HeaderMap::new(), &at("token", 12, &mine)), None);
     }
 
     #[test]
