@@ -427,6 +427,7 @@ mod tests {
         let mut product = Product {
             id: 3,
             name: "Editor".into(),
+            description: String::new(),
             features: vec!["pro".into(), "export".into()],
             public_notes: true,
             public_metadata: vec!["seats".into(), "tags".into()],

@@ -3,10 +3,11 @@
 use keyturn_core::names::display_name;
 use keyturn_core::payment::{CancelRule, DunningRule, QuantityMode};
 use keyturn_core::{
-    FeatureName, GraceDays, LeaseSeconds, MachineLimit, PeriodDays, Permission, Plan, Product,
-    ProductSigner, ProviderIds, RsaSigner,
+    Description, FeatureName, GraceDays, LeaseSeconds, MachineLimit, PeriodDays, Permission, Plan,
+    Product, ProductSigner, ProviderIds, RsaSigner,
 };
 use keyturn_store::NewPlan;
+use serde_json::json;
 
 use crate::signers::{corrupt, ED25519, RSA2048};
 use crate::Entity;
@@ -15,6 +16,8 @@ use crate::{now, App, AppError, Principal, Result};
 #[derive(Debug, Clone, Default)]
 pub struct NewProductInput {
     pub name: String,
+    /// For people setting the product up; never shown to programs.
+    pub description: String,
     pub features: Vec<String>,
     /// Show licenses' notes to programs (validation, activation, trial replies).
     pub public_notes: bool,
@@ -27,6 +30,7 @@ pub struct NewProductInput {
 #[derive(Debug, Clone, Default)]
 pub struct ProductPatch {
     pub name: Option<String>,
+    pub description: Option<String>,
     /// Replaces the feature list. Order matters to the Cryptolens API (F1..F8).
     pub features: Option<Vec<String>>,
     pub public_notes: Option<bool>,
@@ -142,6 +146,7 @@ pub(crate) async fn prepare_product(input: NewProductInput) -> Result<PreparedPr
         product: Product {
             id: 0,
             name,
+            description: Description::parse(&input.description)?.into_string(),
             features,
             public_notes: input.public_notes,
             public_metadata,
@@ -164,6 +169,13 @@ impl App {
         let prepared = prepare_product(input).await?;
         let mut session = self.store.write().await?;
         let product = self.insert_product(&mut session, prepared, now()).await?;
+        self.audit_setup(
+            &mut session,
+            principal,
+            "product_created",
+            json!({"product_id": product.id, "name": product.name, "features": product.features}),
+        )
+        .await?;
         session.commit().await?;
         Ok(product)
     }
@@ -227,6 +239,9 @@ impl App {
         if let Some(name) = patch.name {
             product.name = display_name("name", &name)?;
         }
+        if let Some(description) = patch.description {
+            product.description = Description::parse(&description)?.into_string();
+        }
         if let Some(features) = patch.features {
             product.features = feature_list(&features)?;
         }
@@ -240,6 +255,13 @@ impl App {
             product.block_expired_licenses = block;
         }
         session.update_product(&product).await?;
+        self.audit_setup(
+            &mut session,
+            principal,
+            "product_updated",
+            json!({"product_id": id, "name": product.name, "features": product.features}),
+        )
+        .await?;
         session.commit().await?;
         Ok(product)
     }
@@ -287,6 +309,13 @@ impl App {
                 now(),
             )
             .await?;
+        self.audit_setup(
+            &mut session,
+            principal,
+            "plan_created",
+            json!({"plan_id": plan.id, "product_id": plan.product_id, "name": plan.name}),
+        )
+        .await?;
         session.commit().await?;
         Ok(plan)
     }
@@ -333,6 +362,13 @@ impl App {
         plan.dunning = patch.dunning.unwrap_or(plan.dunning);
         plan.on_cancel = patch.on_cancel.unwrap_or(plan.on_cancel);
         session.update_plan(&plan).await?;
+        self.audit_setup(
+            &mut session,
+            principal,
+            "plan_updated",
+            json!({"plan_id": id, "product_id": plan.product_id, "name": plan.name}),
+        )
+        .await?;
         session.commit().await?;
         Ok(plan)
     }

@@ -6,6 +6,8 @@ use keyturn_core::names::display_name;
 use keyturn_core::payment::{hundredths, Checkout, ObjectKind, Offer, OfferMode, PaymentForm};
 use keyturn_core::provider::{CheckoutRequest, CheckoutStarted, EventOutcome};
 use keyturn_core::{Email, Permission, Plan};
+use keyturn_store::Session;
+use serde_json::json;
 
 use crate::Entity;
 use crate::{now, App, AppError, PaymentGateway, Principal, Result};
@@ -18,6 +20,16 @@ pub struct NewPaymentForm {
     pub name: String,
     pub product_id: i64,
     pub offers: Vec<Offer>,
+    pub success_text: Option<String>,
+    pub email_subject: Option<String>,
+    pub email_body: Option<String>,
+}
+
+/// Changes to a form; its product and its public id (in links already handed out) stay.
+#[derive(Debug, Clone, Default)]
+pub struct PaymentFormPatch {
+    pub name: Option<String>,
+    pub offers: Option<Vec<Offer>>,
     pub success_text: Option<String>,
     pub email_subject: Option<String>,
     pub email_body: Option<String>,
@@ -121,6 +133,69 @@ fn check_offer(offer: &Offer, plan: &Plan, plans: &[Plan], setup: PaymentSetup) 
     Ok(())
 }
 
+/// Checks a form's offers: 1 to 20, each for a plan of the form's product, with what the
+/// buyer sees and a price this server can take.
+async fn check_offers(
+    s: &mut Session,
+    product_id: i64,
+    offers: &[Offer],
+    setup: PaymentSetup,
+) -> Result<()> {
+    if offers.is_empty() || offers.len() > 20 {
+        return Err(AppError::invalid("offers", "offer 1 to 20 plans"));
+    }
+    if !setup.public_url {
+        return Err(AppError::invalid(
+            "offers",
+            "providers cannot send buyers back: set KEYTURN_PUBLIC_URL to the address buyers reach this server at",
+        ));
+    }
+    s.product(product_id)
+        .await?
+        .ok_or(AppError::invalid("product_id", "no such product"))?;
+    let plans = s.plans(None).await?;
+    for offer in offers {
+        // Another product's plan is answered like a missing one: the caller may be
+        // limited to this product.
+        let plan = plans
+            .iter()
+            .find(|p| p.id == offer.plan_id && p.product_id == product_id)
+            .ok_or_else(|| {
+                AppError::invalid(
+                    "offers",
+                    format!("product {product_id} has no plan {}", offer.plan_id),
+                )
+            })?;
+        display_name("offers", &offer.label)?;
+        display_name("offers", &offer.price)?;
+        check_offer(offer, plan, &plans, setup)?;
+    }
+    Ok(())
+}
+
+/// Checks the texts a form shows and mails.
+fn check_texts(success: &str, subject: &str, body: &str) -> Result<()> {
+    if success.len() > 2000 {
+        return Err(AppError::invalid(
+            "success_text",
+            "must be at most 2000 bytes",
+        ));
+    }
+    if subject.len() > 200 || subject.contains(['\r', '\n']) {
+        return Err(AppError::invalid(
+            "email_subject",
+            "must be one line of at most 200 bytes",
+        ));
+    }
+    if body.len() > 10_000 || !body.contains("{keys}") {
+        return Err(AppError::invalid(
+            "email_body",
+            "must mention {keys} and be at most 10000 bytes",
+        ));
+    }
+    Ok(())
+}
+
 /// What a buyer submitted on a form, validated.
 #[derive(Debug, Clone)]
 pub struct CheckoutPlan {
@@ -159,64 +234,18 @@ impl App {
     ) -> Result<PaymentForm> {
         principal.require_for(Permission::PaymentsWrite, input.product_id)?;
         let name = display_name("name", &input.name)?;
-        if input.offers.is_empty() || input.offers.len() > 20 {
-            return Err(AppError::invalid("offers", "offer 1 to 20 plans"));
-        }
-        if !setup.public_url {
-            return Err(AppError::invalid(
-                "offers",
-                "providers cannot send buyers back: set KEYTURN_PUBLIC_URL to the address buyers reach this server at",
-            ));
-        }
-        let mut s = self.store.write().await?;
-        s.product(input.product_id)
-            .await?
-            .ok_or(AppError::invalid("product_id", "no such product"))?;
-        let plans = s.plans(None).await?;
-        for offer in &input.offers {
-            // Another product's plan is answered like a missing one: the caller may be
-            // limited to this product.
-            let plan = s
-                .plan(offer.plan_id)
-                .await?
-                .filter(|p| p.product_id == input.product_id)
-                .ok_or_else(|| {
-                    AppError::invalid(
-                        "offers",
-                        format!("product {} has no plan {}", input.product_id, offer.plan_id),
-                    )
-                })?;
-            display_name("offers", &offer.label)?;
-            display_name("offers", &offer.price)?;
-            check_offer(offer, &plan, &plans, setup)?;
-        }
         let success = input
             .success_text
             .unwrap_or_else(|| "Thank you for your purchase! Your license key is below; we have emailed it to you too.".into());
-        if success.len() > 2000 {
-            return Err(AppError::invalid(
-                "success_text",
-                "must be at most 2000 bytes",
-            ));
-        }
         let subject = input
             .email_subject
             .unwrap_or_else(|| crate::mail::DEFAULT_SUBJECT.into());
         let body = input
             .email_body
             .unwrap_or_else(|| crate::mail::DEFAULT_BODY.into());
-        if subject.len() > 200 || subject.contains(['\r', '\n']) {
-            return Err(AppError::invalid(
-                "email_subject",
-                "must be one line of at most 200 bytes",
-            ));
-        }
-        if body.len() > 10_000 || !body.contains("{keys}") {
-            return Err(AppError::invalid(
-                "email_body",
-                "must mention {keys} and be at most 10000 bytes",
-            ));
-        }
+        let mut s = self.store.write().await?;
+        check_offers(&mut s, input.product_id, &input.offers, setup).await?;
+        check_texts(&success, &subject, &body)?;
         let form = s
             .insert_form(
                 &keyturn_core::token::public_id(),
@@ -228,6 +257,54 @@ impl App {
                 now(),
             )
             .await?;
+        self.audit_setup(
+            &mut s,
+            principal,
+            "payment_form_created",
+            json!({"form_id": form.id, "product_id": form.product_id, "name": form.name}),
+        )
+        .await?;
+        s.commit().await?;
+        Ok(form)
+    }
+
+    /// Changes a form. Its offers are checked again (as when it was created) only when they
+    /// change, so renaming a form does not depend on today's provider settings.
+    pub async fn update_payment_form(
+        &self,
+        principal: &Principal,
+        id: i64,
+        patch: PaymentFormPatch,
+        setup: PaymentSetup,
+    ) -> Result<PaymentForm> {
+        principal.require(Permission::PaymentsWrite)?;
+        let mut s = self.store.write().await?;
+        let found = s.form(id).await?;
+        principal.require_in_product(
+            Permission::PaymentsWrite,
+            found.as_ref().map(|f| f.product_id),
+            Entity::PaymentForm,
+        )?;
+        let mut form = found.ok_or(AppError::NotFound(Entity::PaymentForm))?;
+        if let Some(name) = patch.name {
+            form.name = display_name("name", &name)?;
+        }
+        if let Some(offers) = patch.offers.filter(|o| *o != form.offers) {
+            check_offers(&mut s, form.product_id, &offers, setup).await?;
+            form.offers = offers;
+        }
+        form.success_text = patch.success_text.unwrap_or(form.success_text);
+        form.email_subject = patch.email_subject.unwrap_or(form.email_subject);
+        form.email_body = patch.email_body.unwrap_or(form.email_body);
+        check_texts(&form.success_text, &form.email_subject, &form.email_body)?;
+        s.update_form(&form).await?;
+        self.audit_setup(
+            &mut s,
+            principal,
+            "payment_form_updated",
+            json!({"form_id": id, "product_id": form.product_id, "name": form.name}),
+        )
+        .await?;
         s.commit().await?;
         Ok(form)
     }

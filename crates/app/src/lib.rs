@@ -21,6 +21,7 @@ mod mail;
 mod messages;
 mod payments;
 mod principal;
+mod setup;
 mod signatures;
 mod signers;
 mod skm;
@@ -41,7 +42,10 @@ pub use customers::{CustomerPatch, NewCustomerInput};
 pub use data_objects::{ClDataTarget, DataChange, DataSelector, NewDataObject};
 pub use error::{AppError, Entity};
 pub use files::{LicenseFileRequest, DEFAULT_FILE_TTL_DAYS};
-pub use forms::{CheckoutOutcome, CheckoutPlan, NewPaymentForm, PaymentSetup, MAX_FORM_QUANTITY};
+pub use forms::{
+    CheckoutOutcome, CheckoutPlan, NewPaymentForm, PaymentFormPatch, PaymentSetup,
+    MAX_FORM_QUANTITY,
+};
 pub use gateway::{GatewayFuture, PaymentGateway, SyncReport};
 pub use import::{
     ImportSource, Imported, ImportedCustomer, ImportedDataObject, ImportedKey, ImportedMachine,
@@ -50,11 +54,13 @@ pub use import::{
 pub use keyturn_core::provider::{EventEnvelope, EventOutcome, ProviderError};
 pub use keyturn_store::QueuedMail;
 pub use keyturn_store::{Dialect, StoreError, WriteFailure};
-pub use license_urls::{LicenseUrlSecret, NewLicenseUrl};
+pub use keyturn_store::{ProviderActivity, RefusalCount};
+pub use license_urls::{LicenseUrlPatch, LicenseUrlSecret, NewLicenseUrl};
 pub use licenses::{Extension, LicensePatch, LicenseQuery, LicenseSpec, TrialRequest};
 pub use mail::retry_delay;
 pub use messages::{MessageQuery, NewMessage};
 pub use principal::{Actor, Principal};
+pub use setup::{ProductKeys, ProviderStatus, Refusal, SETUP_PAGE};
 pub use signatures::{SignatureSlot, SignedState, REUSE_FOR};
 pub use signers::SigningKeys;
 pub use tokens::NewTokenInput;

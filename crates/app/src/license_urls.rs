@@ -8,6 +8,7 @@ use keyturn_core::names::display_name;
 use keyturn_core::payment::{LicenseUrl, LicenseUrlParams, ObjectKind, PaymentEvent};
 use keyturn_core::provider::EventEnvelope;
 use keyturn_core::{Permission, TokenHash, TokenSecret};
+use serde_json::json;
 use subtle::ConstantTimeEq;
 
 use crate::Entity;
@@ -27,6 +28,21 @@ pub struct NewLicenseUrl {
     pub email_buyer: bool,
 }
 
+/// Changes to a license URL. Its store stays (it names the URL's orders), and so does its
+/// secret, which changes only by rotation.
+#[derive(Debug, Clone, Default)]
+pub struct LicenseUrlPatch {
+    pub name: Option<String>,
+    /// Sales from now on issue this plan's licenses; earlier orders keep theirs.
+    pub plan_id: Option<i64>,
+    pub order_id_param: Option<String>,
+    pub name_param: Option<String>,
+    pub email_param: Option<String>,
+    pub quantity_param: Option<String>,
+    pub item_param: Option<String>,
+    pub email_buyer: Option<bool>,
+}
+
 /// The secret is returned only here and on rotation; the server keeps its hash.
 #[derive(Debug, Clone)]
 pub struct LicenseUrlSecret {
@@ -41,6 +57,27 @@ fn param_name(field: &'static str, given: Option<String>, default: String) -> Re
         return Err(AppError::invalid(field, "must be a parameter name"));
     }
     Ok(name.to_owned())
+}
+
+/// Two fields read from one parameter could never both be right (an order id taken for a
+/// quantity): a URL like that would refuse or misread every sale.
+fn check_params(params: &LicenseUrlParams) -> Result<()> {
+    let names = [
+        ("order_id_param", &params.order_id),
+        ("name_param", &params.name),
+        ("email_param", &params.email),
+        ("quantity_param", &params.quantity),
+        ("item_param", &params.item),
+    ];
+    for (i, (field, name)) in names.iter().enumerate() {
+        if let Some((other, _)) = names[..i].iter().find(|(_, n)| n == name) {
+            return Err(AppError::invalid(
+                field,
+                format!("{name:?} is already the {other}; give each parameter its own name"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn path(id: i64, secret: &TokenSecret) -> String {
@@ -64,23 +101,7 @@ impl App {
             quantity: param_name("quantity_param", input.quantity_param, defaults.quantity)?,
             item: param_name("item_param", input.item_param, defaults.item)?,
         };
-        // Two fields read from one parameter could never both be right (an order id taken for
-        // a quantity): a URL like that would refuse or misread every sale.
-        let names = [
-            ("order_id_param", &params.order_id),
-            ("name_param", &params.name),
-            ("email_param", &params.email),
-            ("quantity_param", &params.quantity),
-            ("item_param", &params.item),
-        ];
-        for (i, (field, name)) in names.iter().enumerate() {
-            if let Some((other, _)) = names[..i].iter().find(|(_, n)| n == name) {
-                return Err(AppError::invalid(
-                    field,
-                    format!("{name:?} is already the {other}; give each parameter its own name"),
-                ));
-            }
-        }
+        check_params(&params)?;
         let mut session = self.store.write().await?;
         session
             .plan(input.plan_id)
@@ -98,6 +119,13 @@ impl App {
                 now(),
             )
             .await?;
+        self.audit_setup(
+            &mut session,
+            principal,
+            "license_url_created",
+            json!({"license_url_id": url.id, "plan_id": url.plan_id, "name": url.name, "store": url.store}),
+        )
+        .await?;
         session.commit().await?;
         Ok(LicenseUrlSecret {
             path: path(url.id, &secret),
@@ -123,11 +151,63 @@ impl App {
             .license_url(id)
             .await?
             .ok_or(AppError::NotFound(Entity::LicenseUrl))?;
+        self.audit_setup(
+            &mut session,
+            principal,
+            "license_url_rotated",
+            json!({"license_url_id": id, "name": url.name}),
+        )
+        .await?;
         session.commit().await?;
         Ok(LicenseUrlSecret {
             path: path(id, &secret),
             url,
         })
+    }
+
+    /// Changes a license URL's name, plan, parameter names or mail setting.
+    pub async fn update_license_url(
+        &self,
+        principal: &Principal,
+        id: i64,
+        patch: LicenseUrlPatch,
+    ) -> Result<LicenseUrl> {
+        principal.require_unrestricted(Permission::PaymentsWrite)?;
+        let mut session = self.store.write().await?;
+        let (mut url, _) = session
+            .license_url(id)
+            .await?
+            .ok_or(AppError::NotFound(Entity::LicenseUrl))?;
+        if let Some(name) = patch.name {
+            url.name = display_name("name", &name)?;
+        }
+        if let Some(plan_id) = patch.plan_id {
+            session
+                .plan(plan_id)
+                .await?
+                .ok_or(AppError::invalid("plan_id", "no such plan"))?;
+            url.plan_id = plan_id;
+        }
+        let p = url.params.clone();
+        url.params = LicenseUrlParams {
+            order_id: param_name("order_id_param", patch.order_id_param, p.order_id)?,
+            name: param_name("name_param", patch.name_param, p.name)?,
+            email: param_name("email_param", patch.email_param, p.email)?,
+            quantity: param_name("quantity_param", patch.quantity_param, p.quantity)?,
+            item: param_name("item_param", patch.item_param, p.item)?,
+        };
+        check_params(&url.params)?;
+        url.email_buyer = patch.email_buyer.unwrap_or(url.email_buyer);
+        session.update_license_url(&url).await?;
+        self.audit_setup(
+            &mut session,
+            principal,
+            "license_url_updated",
+            json!({"license_url_id": id, "plan_id": url.plan_id, "name": url.name}),
+        )
+        .await?;
+        session.commit().await?;
+        Ok(url)
     }
 
     pub async fn license_urls(&self, principal: &Principal) -> Result<Vec<LicenseUrl>> {
@@ -141,6 +221,13 @@ impl App {
         if !session.delete_license_url(id).await? {
             return Err(AppError::NotFound(Entity::LicenseUrl));
         }
+        self.audit_setup(
+            &mut session,
+            principal,
+            "license_url_deleted",
+            json!({"license_url_id": id}),
+        )
+        .await?;
         session.commit().await?;
         Ok(())
     }
@@ -152,6 +239,12 @@ impl App {
         let (url, hash) = found.ok_or(AppError::NotFound(Entity::LicenseUrl))?;
         let presented = TokenHash::of(secret);
         if !bool::from(presented.as_str().as_bytes().ct_eq(hash.as_bytes())) {
+            // The store calls with an old secret (after a rotation) or someone guesses: the
+            // status page says so, without the secret either way.
+            let refused = keyturn_core::provider::ProviderError::BadSignature(format!(
+                "a call to license URL {id} had a wrong secret"
+            ));
+            self.note_refusal("license_url", &refused).await;
             return Err(AppError::NotFound(Entity::LicenseUrl));
         }
         Ok(url)

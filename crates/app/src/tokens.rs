@@ -1,6 +1,7 @@
 use chrono::{DateTime, Utc};
 use keyturn_core::names::display_name;
 use keyturn_core::{AccessToken, Permission, TokenHash, TokenSecret};
+use serde_json::json;
 
 use crate::Entity;
 use crate::{now, Actor, App, AppError, Principal, Result};
@@ -118,6 +119,21 @@ impl App {
                 at,
             )
             .await?;
+        // What the token may do, never its secret.
+        self.audit_setup(
+            &mut session,
+            principal,
+            "token_created",
+            json!({
+                "token_id": token.id,
+                "name": token.name,
+                "permissions": token.permissions,
+                "product_id": token.product_id,
+                "key_lock": token.key_lock,
+                "expires": token.expires,
+            }),
+        )
+        .await?;
         session.commit().await?;
         tracing::info!(token.id = token.id, actor = %principal.actor.label(), "access token created");
         Ok((token, secret))
@@ -162,6 +178,13 @@ impl App {
             .token(id)
             .await?
             .ok_or(AppError::NotFound(Entity::Token))?;
+        self.audit_setup(
+            &mut session,
+            principal,
+            "token_revoked",
+            json!({"token_id": id, "name": token.name}),
+        )
+        .await?;
         session.commit().await?;
         tracing::info!(token.id = id, actor = %principal.actor.label(), "access token revoked");
         Ok(token)

@@ -37,8 +37,8 @@ pub use rsa::{RsaDigest, RsaPublicKey, RsaSigner};
 pub use seal::{MasterKey, SealError};
 pub use signing::{ProductSigner, PublicKey};
 pub use terms::{
-    AllowedMachines, GraceDays, LeaseSeconds, MachineLimit, Metadata, Nonce, Notes, PeriodDays,
-    ProviderIds,
+    AllowedMachines, Description, GraceDays, LeaseSeconds, MachineLimit, Metadata, Nonce, Notes,
+    PeriodDays, ProviderIds,
 };
 pub use token::{AccessToken, TokenHash, TokenSecret};
 pub use validation::{ActivationRefusal, ExpiryRule, ValidationCode, ValidationOutcome};

@@ -10,6 +10,9 @@ use crate::{dates, DomainError};
 pub struct Product {
     pub id: i64,
     pub name: String,
+    /// What the vendor says about it, for people setting it up (never shown to programs).
+    #[serde(default)]
+    pub description: String,
     pub features: Vec<String>,
     /// Whether replies to programs (unauthenticated: validation, activation, trials) show a
     /// license's notes. They are the vendor's own by default.
@@ -292,6 +295,7 @@ mod tests {
         let mut product = Product {
             id: 7,
             name: "Editor".into(),
+            description: String::new(),
             features: vec!["pro".into()],
             public_notes: false,
             public_metadata: Vec::new(),

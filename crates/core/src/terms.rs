@@ -181,6 +181,40 @@ impl ProviderIds {
     }
 }
 
+/// What a vendor writes about a product: free text of bounded size, line breaks and tabs
+/// allowed, no other control characters (it is shown on every set-up page).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Description(String);
+
+impl Description {
+    pub const MAX_BYTES: usize = 2_000;
+
+    pub fn parse(text: &str) -> Result<Self, DomainError> {
+        let text = text.replace("\r\n", "\n");
+        let text = text.trim();
+        if text.len() > Self::MAX_BYTES {
+            return Err(DomainError::new(
+                "description",
+                format!("must be at most {} bytes", Self::MAX_BYTES),
+            ));
+        }
+        if text
+            .chars()
+            .any(|c| c.is_control() && c != '\n' && c != '\t')
+        {
+            return Err(DomainError::new(
+                "description",
+                "must not contain control characters",
+            ));
+        }
+        Ok(Self(text.to_owned()))
+    }
+
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
 /// What a program sends to have it echoed in the signed reply, so it can tell a fresh reply
 /// from a replayed one.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -236,6 +270,20 @@ mod tests {
         assert_eq!(Metadata::parse(big).unwrap_err().field, "metadata");
         assert!(Nonce::parse("é".repeat(128)).is_ok());
         assert!(Nonce::parse("a".repeat(129)).is_err());
+    }
+
+    #[test]
+    fn descriptions_are_bounded_text() {
+        assert_eq!(
+            Description::parse(" Line one\r\nline two\t \n")
+                .unwrap()
+                .into_string(),
+            "Line one\nline two"
+        );
+        assert!(Description::parse(&"x".repeat(Description::MAX_BYTES)).is_ok());
+        let e = Description::parse(&"x".repeat(Description::MAX_BYTES + 1)).unwrap_err();
+        assert_eq!(e.field, "description");
+        assert!(Description::parse("bell\u{7}").is_err());
     }
 
     #[test]

@@ -80,6 +80,35 @@ impl Session {
         rows.iter().map(form).collect()
     }
 
+    /// One page of payment forms in id order after `after`.
+    pub async fn forms_after(&mut self, after: i64, limit: i64) -> Result<Vec<PaymentForm>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM payment_forms WHERE id > $1 ORDER BY id LIMIT $2"
+        ))
+        .bind(after)
+        .bind(limit)
+        .fetch_all(self.conn())
+        .await?;
+        rows.iter().map(form).collect()
+    }
+
+    /// Writes what a vendor may change on a form: everything but its ids, product and age.
+    pub async fn update_form(&mut self, f: &PaymentForm) -> Result<()> {
+        sqlx::query(
+            "UPDATE payment_forms SET name = $1, offers = $2, success_text = $3, \
+             email_subject = $4, email_body = $5 WHERE id = $6",
+        )
+        .bind(&f.name)
+        .bind(serde_json::to_string(&f.offers).expect("offers serialise"))
+        .bind(&f.success_text)
+        .bind(&f.email_subject)
+        .bind(&f.email_body)
+        .bind(f.id)
+        .execute(self.conn())
+        .await?;
+        Ok(())
+    }
+
     pub async fn insert_checkout(&mut self, c: &Checkout) -> Result<()> {
         sqlx::query(
             "INSERT INTO checkouts (session_id, form_id, provider, plan_id, quantity, buyer_name, \

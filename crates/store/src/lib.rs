@@ -23,6 +23,7 @@ mod outbox;
 mod payments;
 mod plans;
 mod products;
+mod provider_status;
 mod session;
 mod tokens;
 
@@ -49,6 +50,7 @@ pub use messages::MessageFilter;
 pub use outbox::QueuedMail;
 pub use payments::{IncomingEvent, NewPayment};
 pub use plans::NewPlan;
+pub use provider_status::{ProviderActivity, RefusalCount};
 pub use session::Session;
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

@@ -72,6 +72,37 @@ impl Session {
             .collect()
     }
 
+    /// One page of license URLs in id order after `after`.
+    pub async fn license_urls_after(&mut self, after: i64, limit: i64) -> Result<Vec<LicenseUrl>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM license_urls WHERE id > $1 ORDER BY id LIMIT $2"
+        ))
+        .bind(after)
+        .bind(limit)
+        .fetch_all(self.conn())
+        .await?;
+        rows.iter()
+            .map(|r| license_url(r).map(|(u, _)| u))
+            .collect()
+    }
+
+    /// Writes a license URL's name, plan, parameter names and mail setting (its secret changes
+    /// only by rotation).
+    pub async fn update_license_url(&mut self, u: &LicenseUrl) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE license_urls SET name = $1, plan_id = $2, params = $3, email_buyer = $4 \
+             WHERE id = $5",
+        )
+        .bind(&u.name)
+        .bind(u.plan_id)
+        .bind(serde_json::to_string(&u.params).expect("params serialise"))
+        .bind(i64::from(u.email_buyer))
+        .bind(u.id)
+        .execute(self.conn())
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
     pub async fn rotate_license_url(
         &mut self,
         id: i64,

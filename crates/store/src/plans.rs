@@ -120,6 +120,29 @@ impl Session {
         };
         rows.iter().map(plan).collect()
     }
+
+    /// One page of plans in id order after `after` (of every product, or of `product_id`,
+    /// through its index).
+    pub async fn plans_after(
+        &mut self,
+        product_id: Option<i64>,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<Plan>> {
+        let by_product = if product_id.is_some() {
+            " AND product_id = $3"
+        } else {
+            ""
+        };
+        let sql =
+            format!("SELECT {COLUMNS} FROM plans WHERE id > $1{by_product} ORDER BY id LIMIT $2");
+        let mut query = sqlx::query(&sql).bind(after).bind(limit);
+        if let Some(id) = product_id {
+            query = query.bind(id);
+        }
+        let rows = query.fetch_all(self.conn()).await?;
+        rows.iter().map(plan).collect()
+    }
 }
 
 impl Session {

@@ -10,6 +10,7 @@ fn product(row: &AnyRow) -> Result<Product> {
     Ok(Product {
         id: row.try_get("id")?,
         name: row.try_get("name")?,
+        description: row.try_get("description")?,
         features: parse_json("products.features", &row.try_get::<String, _>("features")?)?,
         public_notes: row.try_get::<i64, _>("public_notes")? != 0,
         public_metadata: parse_json(
@@ -21,15 +22,15 @@ fn product(row: &AnyRow) -> Result<Product> {
     })
 }
 
-const COLUMNS: &str =
-    "id, name, features, public_notes, public_metadata, block_expired_licenses, created_at";
+const COLUMNS: &str = "id, name, description, features, public_notes, public_metadata, \
+     block_expired_licenses, created_at";
 
 impl Session {
     /// Inserts a product as `p` describes it (its id and creation time are given here).
     pub async fn insert_product(&mut self, p: &Product, now: DateTime<Utc>) -> Result<Product> {
         let row = sqlx::query(&format!(
             "INSERT INTO products (name, features, public_notes, public_metadata, \
-             block_expired_licenses, created_at) VALUES ($1, $2, $3, $4, $5, $6) \
+             block_expired_licenses, created_at, description) VALUES ($1, $2, $3, $4, $5, $6, $7) \
              RETURNING {COLUMNS}"
         ))
         .bind(&p.name)
@@ -38,6 +39,7 @@ impl Session {
         .bind(json_list(&p.public_metadata))
         .bind(i64::from(p.block_expired_licenses))
         .bind(to_db(now))
+        .bind(&p.description)
         .fetch_one(self.conn())
         .await?;
         product(&row)
@@ -82,10 +84,28 @@ impl Session {
         rows.iter().map(product).collect()
     }
 
+    /// One page of products in id order after `after` (all, or only `only`).
+    pub async fn products_after(
+        &mut self,
+        only: Option<i64>,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<Product>> {
+        let by_id = if only.is_some() { " AND id = $3" } else { "" };
+        let sql =
+            format!("SELECT {COLUMNS} FROM products WHERE id > $1{by_id} ORDER BY id LIMIT $2");
+        let mut query = sqlx::query(&sql).bind(after).bind(limit);
+        if let Some(id) = only {
+            query = query.bind(id);
+        }
+        let rows = query.fetch_all(self.conn()).await?;
+        rows.iter().map(product).collect()
+    }
+
     pub async fn update_product(&mut self, p: &Product) -> Result<()> {
         sqlx::query(
             "UPDATE products SET name = $1, features = $2, public_notes = $3, \
-             public_metadata = $4, block_expired_licenses = $5 WHERE id = $6",
+             public_metadata = $4, block_expired_licenses = $5, description = $7 WHERE id = $6",
         )
         .bind(&p.name)
         .bind(json_list(&p.features))
@@ -93,6 +113,7 @@ impl Session {
         .bind(json_list(&p.public_metadata))
         .bind(i64::from(p.block_expired_licenses))
         .bind(p.id)
+        .bind(&p.description)
         .execute(self.conn())
         .await?;
         self.touch(crate::Change::Product(p.id));

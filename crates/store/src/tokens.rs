@@ -85,6 +85,18 @@ impl Session {
         rows.iter().map(token).collect()
     }
 
+    /// One page of tokens in id order after `after`.
+    pub async fn tokens_after(&mut self, after: i64, limit: i64) -> Result<Vec<AccessToken>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM access_tokens WHERE id > $1 ORDER BY id LIMIT $2"
+        ))
+        .bind(after)
+        .bind(limit)
+        .fetch_all(self.conn())
+        .await?;
+        rows.iter().map(token).collect()
+    }
+
     pub async fn count_tokens(&mut self) -> Result<i64> {
         let row = sqlx::query("SELECT COUNT(*) AS n FROM access_tokens")
             .fetch_one(self.conn())

@@ -10,7 +10,7 @@ use serde_json::json;
 
 use crate::helpers::{backends, spawn, test_http, TestApp, TestDb};
 
-const PASSWORD: &str = "a long enough passphrase";
+pub(crate) const PASSWORD: &str = "a long enough passphrase";
 
 /// Runs `$scenario(&db, &app)` on every backend, each on a fresh server.
 macro_rules! console_test {
@@ -155,7 +155,7 @@ impl Browser {
     }
 }
 
-async fn signed_in(app: &TestApp, email: &str) -> Browser {
+pub(crate) async fn signed_in(app: &TestApp, email: &str) -> Browser {
     let mut b = Browser::new(app);
     let r = b.sign_in(email, PASSWORD).await;
     assert_eq!(r.status, 303, "{}", r.html);
@@ -399,10 +399,33 @@ async fn roles_and_product_limits_hold(db: &TestDb, app: &TestApp) {
         .await
         .html
         .contains("/admin/tokens"));
+    // Nor make one, with the session's own form token or otherwise.
+    assert_eq!(support.get("/admin/tokens/new").await.status, 403);
+    let csrf = support.csrf().await;
+    let made = support
+        .post(
+            "/admin/tokens",
+            &[
+                ("csrf", &csrf),
+                ("name", "mine"),
+                ("permissions", "licenses:read"),
+            ],
+        )
+        .await;
+    assert_eq!(made.status, 403, "{}", made.html);
     let mut admin = signed_in(app, "admin@example.com").await;
     let tokens = admin.get("/admin/tokens").await;
     assert_eq!(tokens.status, 200);
     assert!(tokens.html.contains("initial admin"));
+    assert!(tokens.html.contains("New access token"));
+    assert_eq!(
+        app.get("/v1/tokens").await.body["data"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1,
+        "only the initial admin token"
+    );
 
     let mut limited = signed_in(app, "limited@example.com").await;
     let other_id = other["id"].as_i64().unwrap();
@@ -728,7 +751,7 @@ async fn search_pages_by_keyset(db: &TestDb, app: &TestApp) {
 console_test!(console_search_pages_by_keyset, search_pages_by_keyset);
 
 /// Chromium and an npm-installed Playwright and axe-core, or why the browser run is skipped.
-fn browser_tools() -> Result<(std::path::PathBuf, std::path::PathBuf), String> {
+pub(crate) fn browser_tools() -> Result<(std::path::PathBuf, std::path::PathBuf), String> {
     use std::process::Command;
     let chromium = std::path::PathBuf::from(
         std::env::var("KEYTURN_TEST_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()),
@@ -812,7 +835,10 @@ async fn console_support_journey_in_a_real_browser() {
         String::from_utf8_lossy(&created.stderr)
     );
 
-    let shots = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("console-screenshots");
+    // Each journey has a directory of its own: they run at once.
+    let shots = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join("console-screenshots")
+        .join("support");
     let _ = std::fs::remove_dir_all(&shots);
     std::fs::create_dir_all(&shots).unwrap();
     let script = format!("{}/tests/browser/console.mjs", env!("CARGO_MANIFEST_DIR"));

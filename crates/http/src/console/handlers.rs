@@ -19,7 +19,7 @@ use crate::AppState;
 
 type Page = Result<Response, Problem>;
 
-fn html(markup: maud::Markup) -> Response {
+pub(super) fn html(markup: maud::Markup) -> Response {
     Html(markup.into_string()).into_response()
 }
 
@@ -378,9 +378,4 @@ pub(super) async fn license_file(
         text,
     )
         .into_response())
-}
-
-pub(super) async fn tokens(State(state): State<AppState>, signed: Signed) -> Page {
-    let tokens = state.app.tokens(&signed.session.principal).await?;
-    Ok(html(pages::tokens(&signed.session, &tokens)))
 }

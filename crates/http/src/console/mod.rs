@@ -15,6 +15,8 @@
 
 mod handlers;
 mod pages;
+mod setup;
+mod setup_pages;
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -63,7 +65,54 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/admin/licenses/{id}/block", post(handlers::block))
         .route("/admin/licenses/{id}/notes", post(handlers::notes))
         .route("/admin/licenses/{id}/file", post(handlers::license_file))
-        .route("/admin/tokens", get(handlers::tokens))
+        .route("/admin/console.js", get(setup::script))
+        .route(
+            "/admin/products",
+            get(setup::products).post(setup::create_product),
+        )
+        .route("/admin/products/new", get(setup::new_product))
+        .route(
+            "/admin/products/{id}",
+            get(setup::product).post(setup::update_product),
+        )
+        .route("/admin/products/{id}/edit", get(setup::edit_product))
+        .route("/admin/plans", get(setup::plans).post(setup::create_plan))
+        .route("/admin/plans/new", get(setup::new_plan))
+        .route(
+            "/admin/plans/{id}",
+            get(setup::plan).post(setup::update_plan),
+        )
+        .route(
+            "/admin/tokens",
+            get(setup::tokens).post(setup::create_token),
+        )
+        .route("/admin/tokens/new", get(setup::new_token))
+        .route("/admin/tokens/{id}/created", get(setup::token_created))
+        .route("/admin/tokens/{id}/revoke", post(setup::revoke_token))
+        .route("/admin/forms", get(setup::forms).post(setup::create_form))
+        .route("/admin/forms/new", get(setup::new_form))
+        .route(
+            "/admin/forms/{id}",
+            get(setup::form).post(setup::update_form),
+        )
+        .route(
+            "/admin/license-urls",
+            get(setup::license_urls).post(setup::create_license_url),
+        )
+        .route("/admin/license-urls/new", get(setup::new_license_url))
+        .route(
+            "/admin/license-urls/{id}",
+            get(setup::license_url).post(setup::update_license_url),
+        )
+        .route(
+            "/admin/license-urls/{id}/rotate",
+            post(setup::rotate_license_url),
+        )
+        .route(
+            "/admin/license-urls/{id}/delete",
+            post(setup::delete_license_url),
+        )
+        .route("/admin/providers", get(setup::providers))
         .layer(SetResponseHeaderLayer::overriding(
             header::CONTENT_SECURITY_POLICY,
             HeaderValue::from_static(CSP),

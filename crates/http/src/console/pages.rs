@@ -5,19 +5,19 @@
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use keyturn_app::{ConsoleSession, LicenseOverview, Page};
-use keyturn_core::{AccessToken, License, LicenseStatus, Permission};
+use keyturn_core::{License, LicenseStatus, Permission};
 use maud::{html, Markup, DOCTYPE};
 
-fn when(at: DateTime<Utc>) -> String {
+pub(super) fn when(at: DateTime<Utc>) -> String {
     at.format("%Y-%m-%d %H:%M UTC").to_string()
 }
 
-fn day(at: DateTime<Utc>) -> String {
+pub(super) fn day(at: DateTime<Utc>) -> String {
     at.format("%Y-%m-%d").to_string()
 }
 
 /// The one layout: a skip link, the header with navigation and sign-out, the page.
-fn layout(title: &str, session: Option<&ConsoleSession>, body: Markup) -> Markup {
+pub(super) fn layout(title: &str, session: Option<&ConsoleSession>, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -26,6 +26,7 @@ fn layout(title: &str, session: Option<&ConsoleSession>, body: Markup) -> Markup
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) " · Keyturn console" }
                 link rel="stylesheet" href="/admin/console.css";
+                script src="/admin/console.js" defer {}
             }
             body {
                 a.skip href="#main" { "Skip to content" }
@@ -34,8 +35,19 @@ fn layout(title: &str, session: Option<&ConsoleSession>, body: Markup) -> Markup
                     @if let Some(s) = session {
                         nav aria-label="Main" {
                             a href="/admin/search" { "Search" }
-                            @if s.principal.holds(Permission::TokensManage) {
+                            @if s.principal.holds(Permission::ProductsRead) {
+                                a href="/admin/products" { "Products" }
+                            }
+                            @if s.principal.holds(Permission::PlansRead) {
+                                a href="/admin/plans" { "Plans" }
+                            }
+                            @if s.principal.require_unrestricted(Permission::TokensManage).is_ok() {
                                 a href="/admin/tokens" { "Tokens" }
+                            }
+                            @if s.principal.require_unrestricted(Permission::PaymentsRead).is_ok() {
+                                a href="/admin/forms" { "Payment forms" }
+                                a href="/admin/license-urls" { "License URLs" }
+                                a href="/admin/providers" { "Providers" }
                             }
                         }
                         form.signout method="post" action="/admin/logout" {
@@ -373,35 +385,6 @@ fn money(minor: i64) -> String {
     let sign = if minor < 0 { "-" } else { "" };
     let abs = minor.unsigned_abs();
     format!("{sign}{}.{:02}", abs / 100, abs % 100)
-}
-
-pub fn tokens(session: &ConsoleSession, tokens: &[AccessToken]) -> Markup {
-    layout(
-        "Access tokens",
-        Some(session),
-        html! {
-            h1 { "Access tokens" }
-            div.scroll {
-                table {
-                    thead { tr {
-                        th scope="col" { "Name" } th scope="col" { "Permissions" }
-                        th scope="col" { "Product" } th scope="col" { "Created" } th scope="col" { "State" }
-                    } }
-                    tbody {
-                        @for t in tokens {
-                            tr {
-                                td { (t.name) }
-                                td { (t.permissions.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(", ")) }
-                                td { @match t.product_id { Some(p) => (p), None => "all" } }
-                                td { (day(t.created)) }
-                                td { @if t.revoked.is_some() { "revoked" } @else { "active" } }
-                            }
-                        }
-                    }
-                }
-            }
-        },
-    )
 }
 
 #[cfg(test)]

@@ -578,7 +578,7 @@ fn product_item(item: &ClProduct) -> Value {
         "id": p.id,
         "name": p.name,
         "creationDate": iso(p.created),
-        "description": "",
+        "description": p.description,
         "password": null,
         "isPublic": false,
         "keyAlgorithm": KEY_ALGORITHM_SKM15,

@@ -31,6 +31,8 @@ type Reply<T> = Result<axum::Json<T>, ApiError>;
 struct ProductBody {
     name: String,
     #[serde(default)]
+    description: String,
+    #[serde(default)]
     features: Vec<String>,
     #[serde(default)]
     public_notes: bool,
@@ -51,6 +53,7 @@ async fn create_product(
             &principal,
             NewProductInput {
                 name: body.name,
+                description: body.description,
                 features: body.features,
                 public_notes: body.public_notes,
                 public_metadata: body.public_metadata,
@@ -78,6 +81,7 @@ async fn get_product(
 #[serde(deny_unknown_fields)]
 struct ProductPatchBody {
     name: Option<String>,
+    description: Option<String>,
     features: Option<Vec<String>>,
     public_notes: Option<bool>,
     public_metadata: Option<Vec<String>>,
@@ -92,6 +96,7 @@ async fn update_product(
 ) -> Reply<Product> {
     let patch = ProductPatch {
         name: body.name,
+        description: body.description,
         features: body.features,
         public_notes: body.public_notes,
         public_metadata: body.public_metadata,

@@ -46,6 +46,19 @@ fn json_text(verified: &Verified<'_>) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// `result` as it was, after counting a refusal that says a provider's set-up is wrong (a bad
+/// signature or secret, a provider not configured) for the console's status page.
+async fn noted<T>(
+    state: &AppState,
+    provider: &str,
+    result: Result<T, ProviderError>,
+) -> Result<T, ProviderError> {
+    if let Err(e) = &result {
+        state.app.note_refusal(provider, e).await;
+    }
+    result
+}
+
 /// Applies what the adapter translated; the reply lists what each event did (one event: its
 /// outcome alone).
 async fn apply(
@@ -80,8 +93,10 @@ async fn stripe(
         ProviderError::NotConfigured(
             "Stripe webhooks are not configured (set KEYTURN_STRIPE_WEBHOOK_SECRET)".into(),
         )
-    })?;
-    let verified = adapter.verify(header(&headers, "stripe-signature"), &body, Utc::now())?;
+    });
+    let adapter = noted(&state, "stripe", adapter).await?;
+    let verified = adapter.verify(header(&headers, "stripe-signature"), &body, Utc::now());
+    let verified = noted(&state, "stripe", verified).await?;
     json_text(&verified)?;
     let gateway = state
         .gateways
@@ -99,8 +114,10 @@ async fn paypal(
     let adapter =
         state.providers.paypal.as_ref().ok_or_else(|| {
             ProviderError::NotConfigured("PayPal webhooks are not configured".into())
-        })?;
-    let verified = adapter.verify(&headers, &body, Utc::now()).await?;
+        });
+    let adapter = noted(&state, "paypal", adapter).await?;
+    let verified = adapter.verify(&headers, &body, Utc::now()).await;
+    let verified = noted(&state, "paypal", verified).await?;
     json_text(&verified)?;
     let gateway = state
         .gateways
@@ -117,7 +134,8 @@ async fn paddle(
 ) -> Result<Json<Value>, ApiError> {
     let s = &state.providers.stores;
     let signature = header(&headers, "paddle-signature");
-    let verified = paddle::verify(signature, &body, &s.paddle, s.tolerance, Utc::now())?;
+    let verified = paddle::verify(signature, &body, &s.paddle, s.tolerance, Utc::now());
+    let verified = noted(&state, "paddle", verified).await?;
     json_text(&verified)?;
     apply(&state, None, paddle::translate(&verified, s.email_buyers)).await
 }
@@ -129,7 +147,8 @@ async fn lemonsqueezy(
 ) -> Result<Json<Value>, ApiError> {
     let s = &state.providers.stores;
     let signature = header(&headers, "x-signature");
-    let verified = lemonsqueezy::verify(signature, &body, &s.lemonsqueezy, Utc::now())?;
+    let verified = lemonsqueezy::verify(signature, &body, &s.lemonsqueezy, Utc::now());
+    let verified = noted(&state, "lemonsqueezy", verified).await?;
     json_text(&verified)?;
     let events = lemonsqueezy::translate(&verified, s.email_buyers);
     apply(&state, None, events).await
@@ -142,7 +161,8 @@ async fn fastspring(
 ) -> Result<Json<Value>, ApiError> {
     let s = &state.providers.stores;
     let signature = header(&headers, "x-fs-signature");
-    let verified = fastspring::verify(signature, &body, &s.fastspring, Utc::now())?;
+    let verified = fastspring::verify(signature, &body, &s.fastspring, Utc::now());
+    let verified = noted(&state, "fastspring", verified).await?;
     json_text(&verified)?;
     let events = fastspring::translate(&verified, s.email_buyers);
     apply(&state, None, events).await
@@ -155,7 +175,9 @@ async fn gumroad(
 ) -> Result<Json<Value>, ApiError> {
     let s = &state.providers.stores;
     // An unconfigured store and a wrong secret look alike: neither tells a prober anything.
-    let verified = gumroad::verify(&secret, s.gumroad.as_deref(), &body, Utc::now())
+    let verified = gumroad::verify(&secret, s.gumroad.as_deref(), &body, Utc::now());
+    let verified = noted(&state, "gumroad", verified)
+        .await
         .map_err(|_| ApiError::not_found("route"))?;
     if let Some((field, c)) = crate::text::in_urlencoded(verified.body()) {
         return Err(ApiError::invalid(crate::text::message(&field, c)));
