@@ -15,12 +15,14 @@ mod files;
 mod forms;
 mod gateway;
 mod import;
+mod ledger;
 mod license_urls;
 mod licenses;
 mod mail;
 mod messages;
 mod payments;
 mod principal;
+mod sales;
 mod signatures;
 mod signers;
 mod skm;
@@ -50,11 +52,16 @@ pub use import::{
 pub use keyturn_core::provider::{EventEnvelope, EventOutcome, ProviderError};
 pub use keyturn_store::QueuedMail;
 pub use keyturn_store::{Dialect, StoreError, WriteFailure};
+pub use ledger::{
+    EventListQuery, EventTranslator, MailListQuery, PaymentListQuery, RetryOutcome,
+    SubscriptionListQuery, LEDGER_PAGE,
+};
 pub use license_urls::{LicenseUrlSecret, NewLicenseUrl};
 pub use licenses::{Extension, LicensePatch, LicenseQuery, LicenseSpec, TrialRequest};
 pub use mail::retry_delay;
 pub use messages::{MessageQuery, NewMessage};
 pub use principal::{Actor, Principal};
+pub use sales::{CustomerChoice, CustomerOverview, IssueRequest, Issued, CUSTOMER_PAYMENTS_SHOWN};
 pub use signatures::{SignatureSlot, SignedState, REUSE_FOR};
 pub use signers::SigningKeys;
 pub use tokens::NewTokenInput;

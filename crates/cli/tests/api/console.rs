@@ -10,7 +10,7 @@ use serde_json::json;
 
 use crate::helpers::{backends, spawn, test_http, TestApp, TestDb};
 
-const PASSWORD: &str = "a long enough passphrase";
+pub(crate) const PASSWORD: &str = "a long enough passphrase";
 
 /// Runs `$scenario(&db, &app)` on every backend, each on a fresh server.
 macro_rules! console_test {
@@ -155,7 +155,7 @@ impl Browser {
     }
 }
 
-async fn signed_in(app: &TestApp, email: &str) -> Browser {
+pub(crate) async fn signed_in(app: &TestApp, email: &str) -> Browser {
     let mut b = Browser::new(app);
     let r = b.sign_in(email, PASSWORD).await;
     assert_eq!(r.status, 303, "{}", r.html);
@@ -534,7 +534,7 @@ console_test!(
     injected_html_shows_as_text
 );
 
-fn urlencode(text: &str) -> String {
+pub(crate) fn urlencode(text: &str) -> String {
     serde_urlencoded::to_string([("q", text)]).unwrap()[2..].to_owned()
 }
 
@@ -728,7 +728,7 @@ async fn search_pages_by_keyset(db: &TestDb, app: &TestApp) {
 console_test!(console_search_pages_by_keyset, search_pages_by_keyset);
 
 /// Chromium and an npm-installed Playwright and axe-core, or why the browser run is skipped.
-fn browser_tools() -> Result<(std::path::PathBuf, std::path::PathBuf), String> {
+pub(crate) fn browser_tools() -> Result<(std::path::PathBuf, std::path::PathBuf), String> {
     use std::process::Command;
     let chromium = std::path::PathBuf::from(
         std::env::var("KEYTURN_TEST_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()),
@@ -737,6 +737,9 @@ fn browser_tools() -> Result<(std::path::PathBuf, std::path::PathBuf), String> {
         return Err(format!("no Chromium at {}", chromium.display()));
     }
     let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("console-browser");
+    // Browser tests run at once share the directory: one installs, the others wait.
+    static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _installing = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
     let ready = ["playwright-core", "axe-core"]
         .iter()
         .all(|m| dir.join("node_modules").join(m).exists());
@@ -813,7 +816,6 @@ async fn console_support_journey_in_a_real_browser() {
     );
 
     let shots = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("console-screenshots");
-    let _ = std::fs::remove_dir_all(&shots);
     std::fs::create_dir_all(&shots).unwrap();
     let script = format!("{}/tests/browser/console.mjs", env!("CARGO_MANIFEST_DIR"));
     std::fs::copy(&script, node_dir.join("console.mjs")).unwrap();

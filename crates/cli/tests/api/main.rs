@@ -12,6 +12,8 @@ mod cli;
 mod client_sdk;
 mod concurrency;
 mod console;
+mod console_money;
+mod console_sales;
 mod convergence;
 mod cryptolens;
 mod cryptolens_data;

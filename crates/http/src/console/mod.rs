@@ -13,8 +13,13 @@
 //!   answers with a redirect to the page that shows it (POST → redirect → GET).
 //! * Pages allow their own stylesheet and nothing else: no inline script or style, no frames.
 
+mod csv;
 mod handlers;
+mod money;
+mod money_pages;
 mod pages;
+mod sales;
+mod sales_pages;
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -64,6 +69,8 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/admin/licenses/{id}/notes", post(handlers::notes))
         .route("/admin/licenses/{id}/file", post(handlers::license_file))
         .route("/admin/tokens", get(handlers::tokens))
+        .merge(sales::router())
+        .merge(money::router())
         .layer(SetResponseHeaderLayer::overriding(
             header::CONTENT_SECURITY_POLICY,
             HeaderValue::from_static(CSP),

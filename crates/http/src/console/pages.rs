@@ -8,16 +8,16 @@ use keyturn_app::{ConsoleSession, LicenseOverview, Page};
 use keyturn_core::{AccessToken, License, LicenseStatus, Permission};
 use maud::{html, Markup, DOCTYPE};
 
-fn when(at: DateTime<Utc>) -> String {
+pub(super) fn when(at: DateTime<Utc>) -> String {
     at.format("%Y-%m-%d %H:%M UTC").to_string()
 }
 
-fn day(at: DateTime<Utc>) -> String {
+pub(super) fn day(at: DateTime<Utc>) -> String {
     at.format("%Y-%m-%d").to_string()
 }
 
 /// The one layout: a skip link, the header with navigation and sign-out, the page.
-fn layout(title: &str, session: Option<&ConsoleSession>, body: Markup) -> Markup {
+pub(super) fn layout(title: &str, session: Option<&ConsoleSession>, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -34,6 +34,8 @@ fn layout(title: &str, session: Option<&ConsoleSession>, body: Markup) -> Markup
                     @if let Some(s) = session {
                         nav aria-label="Main" {
                             a href="/admin/search" { "Search" }
+                            (super::sales_pages::nav(s))
+                            (super::money_pages::nav(s))
                             @if s.principal.holds(Permission::TokensManage) {
                                 a href="/admin/tokens" { "Tokens" }
                             }
@@ -87,7 +89,7 @@ pub fn login(csrf: &str, message: Option<&str>) -> Markup {
     )
 }
 
-fn status_badge(status: LicenseStatus) -> Markup {
+pub(super) fn status_badge(status: LicenseStatus) -> Markup {
     html! { span class={ "badge " (status.class()) } { (status.label()) } }
 }
 
@@ -132,7 +134,7 @@ pub fn search(session: &ConsoleSession, term: &str, found: Option<&Page<License>
     )
 }
 
-fn urlencode(text: &str) -> String {
+pub(super) fn urlencode(text: &str) -> String {
     form_urlencoded::byte_serialize(text.as_bytes()).collect()
 }
 
@@ -369,7 +371,7 @@ pub fn license(session: &ConsoleSession, o: &LicenseOverview, done: Option<&str>
 }
 
 /// An amount in minor units, with two decimals.
-fn money(minor: i64) -> String {
+pub(super) fn money(minor: i64) -> String {
     let sign = if minor < 0 { "-" } else { "" };
     let abs = minor.unsigned_abs();
     format!("{sign}{}.{:02}", abs / 100, abs % 100)
