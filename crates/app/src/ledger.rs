@@ -25,7 +25,7 @@ use keyturn_store::{EventFilter, EventPosition, MailFilter, PaymentFilter, Subsc
 use serde_json::{json, Value};
 
 use crate::{now, App, AppError, Entity, Page, PageRequest, PaymentGateway, Principal, Result};
-use crate::{SyncReport, MAX_PAGE};
+use crate::{Listed, SyncReport, MAX_PAGE};
 
 /// Rows per page of the money lists.
 pub const LEDGER_PAGE: i64 = 50;
@@ -195,12 +195,12 @@ fn filter_text(field: &'static str, text: Option<&str>) -> Result<Option<String>
 }
 
 impl App {
-    /// Payments, newest first, filtered by provider and status.
+    /// Payments, newest first, filtered by provider and status, with their customers.
     pub async fn payment_list(
         &self,
         principal: &Principal,
         q: &PaymentListQuery,
-    ) -> Result<Page<Payment>> {
+    ) -> Result<Listed<Payment>> {
         principal.require_unrestricted(Permission::PaymentsRead)?;
         let (cursor, limit) = page_of(&q.page)?;
         let before = cursor
@@ -218,7 +218,10 @@ impl App {
                 limit: limit + 1,
             })
             .await?;
-        Ok(page_from(rows, limit, |p| p.id.to_string()))
+        let page = page_from(rows, limit, |p| p.id.to_string());
+        let ids = page.data.iter().filter_map(|p| p.customer_id).collect();
+        let customers = self.named_customers(principal, ids).await?;
+        Ok(Listed { page, customers })
     }
 
     /// Provider events, newest first, filtered by provider, status and type.
@@ -244,12 +247,13 @@ impl App {
         Ok(page_from(rows, limit, event_cursor))
     }
 
-    /// Subscriptions as last reported, by provider and id, filtered by provider and status.
+    /// Subscriptions as last reported, by provider and id, filtered by provider and status,
+    /// with their customers.
     pub async fn subscription_list(
         &self,
         principal: &Principal,
         q: &SubscriptionListQuery,
-    ) -> Result<Page<Subscription>> {
+    ) -> Result<Listed<Subscription>> {
         principal.require_unrestricted(Permission::PaymentsRead)?;
         let (cursor, limit) = page_of(&q.page)?;
         let rows = self
@@ -263,7 +267,10 @@ impl App {
                 limit: limit + 1,
             })
             .await?;
-        Ok(page_from(rows, limit, subscription_cursor))
+        let page = page_from(rows, limit, subscription_cursor);
+        let ids = page.data.iter().filter_map(|s| s.customer_id).collect();
+        let customers = self.named_customers(principal, ids).await?;
+        Ok(Listed { page, customers })
     }
 
     /// The outbox, newest first, filtered by state; without the messages' bodies.

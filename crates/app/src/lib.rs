@@ -61,7 +61,9 @@ pub use licenses::{Extension, LicensePatch, LicenseQuery, LicenseSpec, TrialRequ
 pub use mail::retry_delay;
 pub use messages::{MessageQuery, NewMessage};
 pub use principal::{Actor, Principal};
-pub use sales::{CustomerChoice, CustomerOverview, IssueRequest, Issued, CUSTOMER_PAYMENTS_SHOWN};
+pub use sales::{
+    CustomerChoice, CustomerOverview, IssueRequest, Issued, Listed, CUSTOMER_PAYMENTS_SHOWN,
+};
 pub use signatures::{SignatureSlot, SignedState, REUSE_FOR};
 pub use signers::SigningKeys;
 pub use tokens::NewTokenInput;

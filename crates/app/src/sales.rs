@@ -67,6 +67,21 @@ pub struct CustomerOverview {
     pub payments: Option<Vec<Payment>>,
 }
 
+/// A page of a list with the customers its rows name (as far as the user may see them), so
+/// the list shows names rather than ids.
+#[derive(Debug, Clone)]
+pub struct Listed<T> {
+    pub page: Page<T>,
+    pub customers: Vec<Customer>,
+}
+
+impl<T> Listed<T> {
+    /// The customer with this id, if the list has it.
+    pub fn customer(&self, id: Option<i64>) -> Option<&Customer> {
+        id.and_then(|id| self.customers.iter().find(|c| c.id == id))
+    }
+}
+
 /// A customer search text as typed: trimmed, lower-cased, on one line; `None` when empty.
 fn customer_prefix(text: &str) -> Result<Option<String>> {
     let text = text.trim();
@@ -83,6 +98,34 @@ fn customer_prefix(text: &str) -> Result<Option<String>> {
 }
 
 impl App {
+    /// The customers named by `ids` (rows of one page), for a user who may read customers;
+    /// none for others. The rows were listed within the user's reach, and so are their
+    /// customers.
+    pub(crate) async fn named_customers(
+        &self,
+        principal: &Principal,
+        mut ids: Vec<i64>,
+    ) -> Result<Vec<Customer>> {
+        if !principal.holds(Permission::CustomersRead) {
+            return Ok(Vec::new());
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        Ok(self.store.read().await?.customers_by_ids(&ids).await?)
+    }
+
+    /// A page of licenses ([`App::licenses`]) with their customers.
+    pub async fn license_list(
+        &self,
+        principal: &Principal,
+        q: crate::LicenseQuery,
+    ) -> Result<Listed<License>> {
+        let page = self.licenses(principal, q).await?;
+        let ids = page.data.iter().filter_map(|l| l.customer_id).collect();
+        let customers = self.named_customers(principal, ids).await?;
+        Ok(Listed { page, customers })
+    }
+
     /// Issues `quantity` licenses of a plan for a customer, all or none, and queues the key
     /// mail when asked (the customer must then have an email address).
     pub async fn issue_licenses(&self, principal: &Principal, req: IssueRequest) -> Result<Issued> {

@@ -185,6 +185,24 @@ impl Session {
         rows.iter().map(crate::customers::customer).collect()
     }
 
+    /// The customers with these ids (those that exist), for naming them in a list.
+    pub async fn customers_by_ids(&mut self, ids: &[i64]) -> Result<Vec<Customer>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut q = Built::new(format!(
+            "SELECT {} FROM customers WHERE id IN (",
+            crate::customers::COLUMNS
+        ));
+        for (i, id) in ids.iter().enumerate() {
+            let sep = if i == 0 { "{}" } else { ", {}" };
+            q.push(sep, vec![Bind::Int(*id)]);
+        }
+        q.sql.push_str(") ORDER BY id");
+        let rows = q.fetch(self).await?;
+        rows.iter().map(crate::customers::customer).collect()
+    }
+
     /// Payments, newest first, with the licenses each bought.
     pub async fn payment_list(&mut self, f: &PaymentFilter) -> Result<Vec<Payment>> {
         let mut q = Built::new(format!(

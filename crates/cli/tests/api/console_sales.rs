@@ -434,6 +434,12 @@ async fn csv_downloads_stream_every_row(db: &TestDb, app: &TestApp) {
     assert_eq!(theirs.len(), 8);
     assert!(theirs[1..].iter().all(|r| r[2] == other.to_string()));
     assert_eq!(theirs[1][notes_at], "'+1");
+    let name_at = theirs[0].iter().position(|c| c == "customer_name").unwrap();
+    assert_eq!(
+        theirs[1][name_at], "'=cmd|' /C calc'!A0",
+        "the customer's name, neutralised"
+    );
+    assert_eq!(theirs[1][name_at + 1], "buyer@example.com");
     let refused = limited
         .get(&format!("/admin/licenses.csv?product={editor}"))
         .await;

@@ -1,7 +1,7 @@
 //! The money pages' templates (maud: every value is escaped on output, so provider payloads,
 //! failure reasons and SMTP errors always show as text).
 
-use keyturn_app::{ConsoleSession, Page, SyncReport};
+use keyturn_app::{ConsoleSession, Listed, Page, SyncReport};
 use keyturn_core::payment::{Payment, PaymentStatus, ProviderEvent, Subscription};
 use keyturn_core::provider::ProviderEventStatus;
 use keyturn_core::{MailState, OutboxMail, Permission};
@@ -9,6 +9,7 @@ use maud::{html, Markup};
 
 use super::money::{segment, MoneyFilters};
 use super::pages::{day, layout, money, urlencode, when};
+use super::sales_pages::customer_link;
 
 /// The providers a record may name, for the filters.
 const PROVIDERS: [&str; 7] = [
@@ -109,8 +110,9 @@ fn event_href(e: &ProviderEvent) -> String {
 pub(super) fn payments(
     session: &ConsoleSession,
     f: &MoneyFilters,
-    found: &Page<Payment>,
+    listed: &Listed<Payment>,
 ) -> Markup {
+    let found = &listed.page;
     layout(
         "Payments",
         Some(session),
@@ -149,12 +151,7 @@ pub(super) fn payments(
                                     td data-label="Object" { (p.object_kind.as_str()) " " code { (p.object_id) } }
                                     td data-label="Status" { span class={ "badge pay-" (p.status.as_str()) } { (p.status.as_str()) } }
                                     td data-label="Amount" { @if let Some(a) = p.amount { (money(a)) " " (p.currency.as_deref().unwrap_or("")) } @else { "—" } }
-                                    td data-label="Customer" {
-                                        @match p.customer_id {
-                                            Some(c) => a href={ "/admin/customers/" (c) } { "customer " (c) },
-                                            None => "—",
-                                        }
-                                    }
+                                    td data-label="Customer" { (customer_link(listed, p.customer_id)) }
                                     td data-label="Licenses" {
                                         @if p.license_ids.is_empty() { "—" }
                                         @for id in &p.license_ids { a href={ "/admin/licenses/" (id) } { "license " (id) } " " }
@@ -291,7 +288,8 @@ pub(super) fn event(session: &ConsoleSession, e: &ProviderEvent, done: Option<&s
                 }
             }
             section aria-labelledby="payload" {
-                h2 id="payload" { "Payload as received" }
+                h2 id="payload" { "Payload" }
+                p { "As the provider sent it, laid out for reading." }
                 // Scrolls when long: focusable, so a keyboard scrolls it too.
                 pre.payload tabindex="0" aria-labelledby="payload" { code { (payload) } }
             }
@@ -349,8 +347,9 @@ pub(super) fn sync(
 pub(super) fn subscriptions(
     session: &ConsoleSession,
     f: &MoneyFilters,
-    found: &Page<Subscription>,
+    listed: &Listed<Subscription>,
 ) -> Markup {
+    let found = &listed.page;
     layout(
         "Subscriptions",
         Some(session),
@@ -393,12 +392,7 @@ pub(super) fn subscriptions(
                                             None => "none yet",
                                         }
                                     }
-                                    td data-label="Customer" {
-                                        @match s.customer_id {
-                                            Some(c) => a href={ "/admin/customers/" (c) } { "customer " (c) },
-                                            None => "—",
-                                        }
-                                    }
+                                    td data-label="Customer" { (customer_link(listed, s.customer_id)) }
                                 }
                             }
                         }

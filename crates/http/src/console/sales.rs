@@ -137,7 +137,10 @@ async fn licenses(
     Query(filters): Query<LicenseFilters>,
 ) -> Page {
     let principal = &signed.session.principal;
-    let found = state.app.licenses(principal, filters.query(None)?).await?;
+    let found = state
+        .app
+        .license_list(principal, filters.query(None)?)
+        .await?;
     let products = products(&state.app, principal).await;
     Ok(html(sales_pages::licenses(
         &signed.session,
@@ -147,12 +150,14 @@ async fn licenses(
     )))
 }
 
-const LICENSE_COLUMNS: [&str; 13] = [
+const LICENSE_COLUMNS: [&str; 15] = [
     "id",
     "key",
     "product_id",
     "plan_id",
     "customer_id",
+    "customer_name",
+    "customer_email",
     "status",
     "trial",
     "created",
@@ -163,7 +168,23 @@ const LICENSE_COLUMNS: [&str; 13] = [
     "metadata",
 ];
 
-fn license_row(l: &License) -> Vec<String> {
+/// A license of a download with its customer (when the user may see customers).
+type LicenseRow = (License, Option<Customer>);
+
+fn with_customers(listed: keyturn_app::Listed<License>) -> keyturn_app::Page<LicenseRow> {
+    let rows = listed
+        .page
+        .data
+        .iter()
+        .map(|l| (l.clone(), listed.customer(l.customer_id).cloned()))
+        .collect();
+    keyturn_app::Page {
+        data: rows,
+        next_cursor: listed.page.next_cursor.clone(),
+    }
+}
+
+fn license_row((l, customer): &LicenseRow) -> Vec<String> {
     let status = LicenseStatus::of(l, Utc::now());
     let opt = |v: Option<i64>| v.map(|v| v.to_string()).unwrap_or_default();
     vec![
@@ -172,6 +193,14 @@ fn license_row(l: &License) -> Vec<String> {
         l.product_id.to_string(),
         opt(l.plan_id),
         opt(l.customer_id),
+        customer
+            .as_ref()
+            .map(|c| c.name.clone())
+            .unwrap_or_default(),
+        customer
+            .as_ref()
+            .and_then(|c| c.email.clone())
+            .unwrap_or_default(),
         status.label().to_owned(),
         l.trial.to_string(),
         l.created.to_rfc3339(),
@@ -191,13 +220,17 @@ async fn licenses_csv(
 ) -> Page {
     let principal = signed.session.principal.clone();
     let query = filters.query(Some(CSV_PAGE))?;
-    let first = state.app.licenses(&principal, query.clone()).await?;
+    let first = with_customers(state.app.license_list(&principal, query.clone()).await?);
     let app = state.app.clone();
     let fetch = move |cursor: String| {
         let (app, principal) = (app.clone(), principal.clone());
         let mut query = query.clone();
         query.page.cursor = Some(cursor);
-        async move { app.licenses(&principal, query).await }
+        async move {
+            app.license_list(&principal, query)
+                .await
+                .map(with_customers)
+        }
     };
     Ok(csv::download(
         "licenses.csv",

@@ -2,7 +2,7 @@
 //! notes and keys always show as text).
 
 use chrono::Utc;
-use keyturn_app::{ConsoleSession, CustomerOverview, Page};
+use keyturn_app::{ConsoleSession, CustomerOverview, Listed, Page};
 use keyturn_core::{Customer, License, LicenseStatus, Permission, Plan, Product};
 use maud::{html, Markup};
 
@@ -40,12 +40,24 @@ fn option(value: &str, current: &str, label: &str) -> Markup {
     html! { option value=(value) selected[value == current] { (label) } }
 }
 
+/// A link to a customer of a list, by name when the list has it.
+pub(super) fn customer_link<T>(listed: &Listed<T>, id: Option<i64>) -> Markup {
+    html! {
+        @match (id, listed.customer(id)) {
+            (Some(id), Some(c)) => a href={ "/admin/customers/" (id) } { (c.name) },
+            (Some(id), None) => a href={ "/admin/customers/" (id) } { "customer " (id) },
+            (None, _) => "—",
+        }
+    }
+}
+
 pub(super) fn licenses(
     session: &ConsoleSession,
     f: &LicenseFilters,
-    found: &Page<License>,
+    listed: &Listed<License>,
     products: &[Product],
 ) -> Markup {
+    let found = &listed.page;
     let now = Utc::now();
     let query = f.query_string();
     layout(
@@ -113,12 +125,7 @@ pub(super) fn licenses(
                                         @if l.trial { " " span.badge.trial { "trial" } }
                                     }
                                     td data-label="Product" { (product_name(products, l.product_id)) }
-                                    td data-label="Customer" {
-                                        @match l.customer_id {
-                                            Some(c) => a href={ "/admin/customers/" (c) } { "customer " (c) },
-                                            None => "—",
-                                        }
-                                    }
+                                    td data-label="Customer" { (customer_link(listed, l.customer_id)) }
                                     td data-label="Expires" { @match l.expires { Some(at) => (day(at)), None => "never" } }
                                     td data-label="Created" { (day(l.created)) }
                                 }
