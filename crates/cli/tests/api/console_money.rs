@@ -731,6 +731,11 @@ async fn console_sales_and_money_journeys_in_a_real_browser() {
             "serious or critical accessibility violations on {} ({}): {}",
             page["name"], page["size"], page["violations"]
         );
+        assert_eq!(
+            page["overflow"], false,
+            "{} ({}) is wider than the window",
+            page["name"], page["size"]
+        );
         let shot = shots.join(format!(
             "{}-{}.png",
             page["name"].as_str().unwrap(),

@@ -3,7 +3,7 @@
 // events, opens the failed one, retries it, and finds the failed key mail in the outbox.
 // Changes are made once, at desktop size; the phone runs walk the same pages. Every page is
 // checked with axe-core and photographed. Prints one JSON line:
-// {"pages": [{name, size, serious}], "keys": [...], "csv": "...", "retried": bool, "outboxFailed": bool}
+// {"pages": [{name, size, serious, overflow}], "keys": [...], "csv": "...", "retried": bool, "outboxFailed": bool}
 import { chromium } from 'playwright-core';
 import { createRequire } from 'node:module';
 import { readFile } from 'node:fs/promises';
@@ -30,8 +30,10 @@ async function check(page, name, size) {
                                     help: v.help, target: v.nodes[0]?.target }));
   });
   const serious = result.filter(v => v.impact === 'serious' || v.impact === 'critical');
+  // Wider than the window: a phone would have to scroll sideways.
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth > window.innerWidth);
   await page.screenshot({ path: `${SHOTS}/${name}-${size}.png`, fullPage: true });
-  pages.push({ name, size, serious: serious.length, violations: result });
+  pages.push({ name, size, serious: serious.length, overflow, violations: result });
 }
 
 async function signIn(page, email) {
