@@ -158,6 +158,11 @@ impl Session {
     /// Customers in id order after the cursor; with a prefix, only those whose lower-cased
     /// name or email starts with it (two range scans over their indexes).
     pub async fn customer_list(&mut self, f: &CustomerFilter) -> Result<Vec<Customer>> {
+        let rows = self.customer_list_query(f).fetch(self).await?;
+        rows.iter().map(crate::customers::customer).collect()
+    }
+
+    fn customer_list_query(&self, f: &CustomerFilter) -> Built {
         let mut q = Built::new(format!(
             "SELECT {} FROM customers WHERE id > $1",
             crate::customers::COLUMNS
@@ -181,8 +186,7 @@ impl Session {
                 .push_str(&format!(" AND {}", crate::customers::holds_product(n)));
         }
         q.push(" ORDER BY id LIMIT {}", vec![Bind::Int(f.limit)]);
-        let rows = q.fetch(self).await?;
-        rows.iter().map(crate::customers::customer).collect()
+        q
     }
 
     /// The customers with these ids (those that exist), for naming them in a list.
@@ -205,6 +209,18 @@ impl Session {
 
     /// Payments, newest first, with the licenses each bought.
     pub async fn payment_list(&mut self, f: &PaymentFilter) -> Result<Vec<Payment>> {
+        let rows = self.payment_list_query(f).fetch(self).await?;
+        let mut out = rows
+            .iter()
+            .map(crate::payments::payment)
+            .collect::<Result<Vec<_>>>()?;
+        for p in &mut out {
+            p.license_ids = self.payment_license_ids(p.id).await?;
+        }
+        Ok(out)
+    }
+
+    fn payment_list_query(&self, f: &PaymentFilter) -> Built {
         let mut q = Built::new(format!(
             "SELECT {} FROM payments WHERE id < $1",
             crate::payments::PAYMENT_COLUMNS
@@ -220,19 +236,18 @@ impl Session {
             q.push(" AND customer_id = {}", vec![Bind::Int(c)]);
         }
         q.push(" ORDER BY id DESC LIMIT {}", vec![Bind::Int(f.limit)]);
-        let rows = q.fetch(self).await?;
-        let mut out = rows
-            .iter()
-            .map(crate::payments::payment)
-            .collect::<Result<Vec<_>>>()?;
-        for p in &mut out {
-            p.license_ids = self.payment_license_ids(p.id).await?;
-        }
-        Ok(out)
+        q
     }
 
     /// Provider events (without their payloads), newest first by the provider's time.
     pub async fn provider_event_list(&mut self, f: &EventFilter) -> Result<Vec<ProviderEvent>> {
+        let rows = self.provider_event_list_query(f).fetch(self).await?;
+        rows.iter()
+            .map(|r| crate::payments::provider_event(r, false))
+            .collect()
+    }
+
+    fn provider_event_list_query(&self, f: &EventFilter) -> Built {
         let mut q = Built::new(format!(
             "SELECT {} FROM provider_events WHERE 1 = 1",
             crate::payments::EVENT_COLUMNS
@@ -247,13 +262,11 @@ impl Session {
             q.push(" AND type = {}", vec![Bind::Text(t.clone())]);
         }
         if let Some(at) = &f.before {
+            // A row-value comparison: a range over the index in its order, however deep the page.
             q.push(
-                " AND (created_at < {} OR (created_at = {} AND (provider < {} OR \
-                 (provider = {} AND event_id < {}))))",
+                " AND (created_at, provider, event_id) < ({}, {}, {})",
                 vec![
                     Bind::Int(to_db(at.created)),
-                    Bind::Int(to_db(at.created)),
-                    Bind::Text(at.provider.clone()),
                     Bind::Text(at.provider.clone()),
                     Bind::Text(at.event_id.clone()),
                 ],
@@ -263,10 +276,7 @@ impl Session {
             " ORDER BY created_at DESC, provider DESC, event_id DESC LIMIT {}",
             vec![Bind::Int(f.limit)],
         );
-        let rows = q.fetch(self).await?;
-        rows.iter()
-            .map(|r| crate::payments::provider_event(r, false))
-            .collect()
+        q
     }
 
     /// A provider event's payload as it was received (the text, byte for byte).
@@ -287,6 +297,11 @@ impl Session {
 
     /// Subscriptions by (provider, subscription id) after the cursor.
     pub async fn subscription_list(&mut self, f: &SubscriptionFilter) -> Result<Vec<Subscription>> {
+        let rows = self.subscription_list_query(f).fetch(self).await?;
+        rows.iter().map(crate::payments::subscription).collect()
+    }
+
+    fn subscription_list_query(&self, f: &SubscriptionFilter) -> Built {
         let mut q = Built::new(format!(
             "SELECT {} FROM subscriptions WHERE 1 = 1",
             crate::payments::SUBSCRIPTION_COLUMNS
@@ -299,24 +314,24 @@ impl Session {
         }
         if let Some((provider, id)) = &f.after {
             q.push(
-                " AND (provider > {} OR (provider = {} AND subscription_id > {}))",
-                vec![
-                    Bind::Text(provider.clone()),
-                    Bind::Text(provider.clone()),
-                    Bind::Text(id.clone()),
-                ],
+                " AND (provider, subscription_id) > ({}, {})",
+                vec![Bind::Text(provider.clone()), Bind::Text(id.clone())],
             );
         }
         q.push(
             " ORDER BY provider, subscription_id LIMIT {}",
             vec![Bind::Int(f.limit)],
         );
-        let rows = q.fetch(self).await?;
-        rows.iter().map(crate::payments::subscription).collect()
+        q
     }
 
     /// Messages of the outbox, newest first, without their bodies.
     pub async fn mail_list(&mut self, f: &MailFilter) -> Result<Vec<OutboxMail>> {
+        let rows = self.mail_list_query(f).fetch(self).await?;
+        rows.iter().map(outbox_mail).collect()
+    }
+
+    fn mail_list_query(&self, f: &MailFilter) -> Built {
         let mut q = Built::new(format!(
             "SELECT {MAIL_COLUMNS} FROM mail_outbox WHERE id < $1"
         ));
@@ -328,8 +343,7 @@ impl Session {
             Some(MailState::Pending) => " AND sent_at IS NULL AND last_error IS NULL",
         });
         q.push(" ORDER BY id DESC LIMIT {}", vec![Bind::Int(f.limit)]);
-        let rows = q.fetch(self).await?;
-        rows.iter().map(outbox_mail).collect()
+        q
     }
 
     pub async fn outbox_mail(&mut self, id: i64) -> Result<Option<OutboxMail>> {
@@ -361,6 +375,8 @@ impl Session {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{Dialect, Store, StoreOptions};
+    use chrono::TimeZone;
 
     #[test]
     fn built_statements_number_their_parameters_in_order() {
@@ -376,5 +392,459 @@ mod tests {
             "SELECT 1 WHERE a < $1 AND b = $2 AND (c < $3 OR d = $4) LIMIT $7"
         );
         assert_eq!(q.binds.len(), 7);
+    }
+
+    /// Customers, payments, events at one time, subscriptions and mail in every state.
+    async fn seed(store: &Store) {
+        let mut s = store.write().await.unwrap();
+        let mut sql = vec![
+            "INSERT INTO products (id, name, features, created_at) VALUES (1, 'p', '[]', 0), (2, 'q', '[]', 0)".to_owned(),
+            "INSERT INTO customers (id, name, email, created_at) VALUES (1, 'Ada Lovelace', 'ada@example.com', 0), \
+             (2, 'Alan Turing', 'turing@example.com', 0), (3, 'Grace', NULL, 0)".to_owned(),
+            "INSERT INTO licenses (id, key, product_id, customer_id, created_at, updated_at, features, \
+             max_machines, trial, notes, blocked, metadata, trial_activation, allowed_machines) VALUES \
+             (1, 'A', 1, 1, 0, 0, '[]', 0, 0, '', 0, '{}', 0, '[]'), \
+             (2, 'B', 2, 2, 0, 0, '[]', 0, 0, '', 0, '{}', 0, '[]')".to_owned(),
+            "INSERT INTO payments (id, provider, object_kind, object_id, status, customer_id, event_id, \
+             created_at, updated_at) VALUES (1, 'stripe', 'order', 'cs_1', 'paid', 1, 'e1', 0, 0), \
+             (2, 'paddle', 'order', 'txn_2', 'refunded', 2, 'e2', 0, 0), \
+             (3, 'stripe', 'invoice', 'in_3', 'paid', 2, 'e3', 0, 0)".to_owned(),
+            "INSERT INTO subscriptions (provider, subscription_id, status, quantity, cancel_at_period_end, \
+             dunning_blocked, state_at, created_at, updated_at) VALUES \
+             ('stripe', 'sub_a', 'active', 1, 0, 0, 0, 0, 0), ('stripe', 'sub_b', 'canceled', 1, 1, 0, 0, 0, 0), \
+             ('paddle', 'sub_c', 'active', 1, 0, 0, 0, 0, 0)".to_owned(),
+            "INSERT INTO mail_outbox (id, to_address, subject, body, created_at, attempts, next_attempt_at, \
+             sent_at, last_error) VALUES (1, 'a@x', 's', 'KEY-1', 0, 1, 0, 5, NULL), \
+             (2, 'b@x', 's', 'KEY-2', 0, 2, 99, NULL, 'refused'), (3, 'c@x', 's', 'KEY-3', 0, 0, 0, NULL, NULL)".to_owned(),
+        ];
+        // Seven events at one and the same time, two of them failed, and one later.
+        for i in 0..7 {
+            let status = if i % 3 == 0 { "failed" } else { "applied" };
+            sql.push(format!(
+                "INSERT INTO provider_events (provider, event_id, type, created_at, received_at, status, \
+                 detail, payload, attempts) VALUES ('stripe', 'evt_{i}', 'invoice.paid', 1000, 0, '{status}', '', '{{}}', 1)"
+            ));
+        }
+        sql.push("INSERT INTO provider_events (provider, event_id, type, created_at, received_at, status, \
+                  detail, payload, attempts) VALUES ('paddle', 'evt_late', 'transaction.completed', 2000, 0, \
+                  'ignored', '', '{\"k\": 1}', 1)".to_owned());
+        for q in sql {
+            sqlx::query(&q).execute(s.conn()).await.unwrap();
+        }
+        s.commit().await.unwrap();
+    }
+
+    /// Every page of events after the one before, `limit` at a time.
+    async fn all_events(s: &mut Session, mut f: EventFilter) -> Vec<String> {
+        let mut out = Vec::new();
+        loop {
+            let page = s.provider_event_list(&f).await.unwrap();
+            let Some(last) = page.last() else { break };
+            f.before = Some(EventPosition {
+                created: last.created,
+                provider: last.provider.clone(),
+                event_id: last.event_id.clone(),
+            });
+            out.extend(page.iter().map(|e| e.event_id.clone()));
+        }
+        out
+    }
+
+    async fn lists_filter_and_page(store: &Store) {
+        store.migrate().await.unwrap();
+        seed(store).await;
+        let mut s = store.read().await.unwrap();
+        let names = |c: Vec<Customer>| c.into_iter().map(|c| c.name).collect::<Vec<_>>();
+        let customers =
+            |prefix: Option<&str>, product_id: Option<i64>, after: Option<i64>| CustomerFilter {
+                prefix: prefix.map(str::to_owned),
+                product_id,
+                after,
+                limit: 10,
+            };
+        assert_eq!(
+            names(
+                s.customer_list(&customers(Some("a"), None, None))
+                    .await
+                    .unwrap()
+            ),
+            ["Ada Lovelace", "Alan Turing"]
+        );
+        assert_eq!(
+            names(
+                s.customer_list(&customers(Some("turing@"), None, None))
+                    .await
+                    .unwrap()
+            ),
+            ["Alan Turing"]
+        );
+        assert_eq!(
+            names(
+                s.customer_list(&customers(Some("a"), Some(1), None))
+                    .await
+                    .unwrap()
+            ),
+            ["Ada Lovelace"]
+        );
+        assert_eq!(
+            names(
+                s.customer_list(&customers(None, None, Some(1)))
+                    .await
+                    .unwrap()
+            ),
+            ["Alan Turing", "Grace"]
+        );
+        for nothing in ["%", "_", "lovelace"] {
+            assert!(
+                s.customer_list(&customers(Some(nothing), None, None))
+                    .await
+                    .unwrap()
+                    .is_empty(),
+                "{nothing}"
+            );
+        }
+        assert_eq!(
+            names(s.customers_by_ids(&[3, 1, 9]).await.unwrap()),
+            ["Ada Lovelace", "Grace"]
+        );
+
+        let payments = |f: PaymentFilter| async move { f };
+        let ids = |p: Vec<Payment>| p.into_iter().map(|p| p.id).collect::<Vec<_>>();
+        let all = payments(PaymentFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .await;
+        assert_eq!(
+            ids(s.payment_list(&all).await.unwrap()),
+            [3, 2, 1],
+            "newest first"
+        );
+        let stripe = PaymentFilter {
+            provider: Some("stripe".into()),
+            limit: 1,
+            before: Some(3),
+            ..Default::default()
+        };
+        assert_eq!(ids(s.payment_list(&stripe).await.unwrap()), [1]);
+        let paid = PaymentFilter {
+            status: Some(PaymentStatus::Refunded),
+            limit: 10,
+            ..Default::default()
+        };
+        assert_eq!(ids(s.payment_list(&paid).await.unwrap()), [2]);
+        let theirs = PaymentFilter {
+            customer_id: Some(2),
+            limit: 10,
+            ..Default::default()
+        };
+        assert_eq!(ids(s.payment_list(&theirs).await.unwrap()), [3, 2]);
+
+        // Seven events share a time: pages of two still give each once, in order.
+        let every = all_events(
+            &mut s,
+            EventFilter {
+                limit: 2,
+                ..Default::default()
+            },
+        )
+        .await;
+        assert_eq!(
+            every,
+            ["evt_late", "evt_6", "evt_5", "evt_4", "evt_3", "evt_2", "evt_1", "evt_0"]
+        );
+        let failed = all_events(
+            &mut s,
+            EventFilter {
+                status: Some(ProviderEventStatus::Failed),
+                limit: 1,
+                ..Default::default()
+            },
+        )
+        .await;
+        assert_eq!(failed, ["evt_6", "evt_3", "evt_0"]);
+        let typed = all_events(
+            &mut s,
+            EventFilter {
+                event_type: Some("transaction.completed".into()),
+                limit: 5,
+                ..Default::default()
+            },
+        )
+        .await;
+        assert_eq!(typed, ["evt_late"]);
+        let by = all_events(
+            &mut s,
+            EventFilter {
+                provider: Some("stripe".into()),
+                limit: 3,
+                ..Default::default()
+            },
+        )
+        .await;
+        assert_eq!(by.len(), 7);
+        assert_eq!(
+            s.provider_event_payload("paddle", "evt_late")
+                .await
+                .unwrap()
+                .as_deref(),
+            Some("{\"k\": 1}"),
+            "the text as stored"
+        );
+
+        let subs = |f: SubscriptionFilter| f;
+        let sub_ids =
+            |v: Vec<Subscription>| v.into_iter().map(|s| s.subscription_id).collect::<Vec<_>>();
+        let first = subs(SubscriptionFilter {
+            limit: 2,
+            ..Default::default()
+        });
+        assert_eq!(
+            sub_ids(s.subscription_list(&first).await.unwrap()),
+            ["sub_c", "sub_a"]
+        );
+        let rest = SubscriptionFilter {
+            after: Some(("stripe".into(), "sub_a".into())),
+            limit: 2,
+            ..Default::default()
+        };
+        assert_eq!(
+            sub_ids(s.subscription_list(&rest).await.unwrap()),
+            ["sub_b"]
+        );
+        let active = SubscriptionFilter {
+            status: Some("active".into()),
+            limit: 5,
+            ..Default::default()
+        };
+        assert_eq!(
+            sub_ids(s.subscription_list(&active).await.unwrap()),
+            ["sub_c", "sub_a"]
+        );
+
+        let mail = |state: Option<MailState>| MailFilter {
+            state,
+            before: None,
+            limit: 10,
+        };
+        let mail_ids =
+            |m: Vec<OutboxMail>| m.into_iter().map(|m| (m.id, m.state())).collect::<Vec<_>>();
+        assert_eq!(
+            mail_ids(s.mail_list(&mail(None)).await.unwrap()),
+            [
+                (3, MailState::Pending),
+                (2, MailState::Failed),
+                (1, MailState::Sent)
+            ]
+        );
+        for state in MailState::ALL {
+            let only = s.mail_list(&mail(Some(state))).await.unwrap();
+            assert_eq!(only.len(), 1, "{state:?}");
+            assert_eq!(only[0].state(), state);
+        }
+        drop(s);
+
+        // Only a failed mail goes back in the queue.
+        let mut w = store.write().await.unwrap();
+        let now = Utc.timestamp_millis_opt(50).unwrap();
+        assert!(!w.requeue_mail(1, now).await.unwrap(), "sent");
+        assert!(!w.requeue_mail(3, now).await.unwrap(), "pending");
+        assert!(w.requeue_mail(2, now).await.unwrap());
+        w.commit().await.unwrap();
+        let mut s = store.read().await.unwrap();
+        let again = s.outbox_mail(2).await.unwrap().unwrap();
+        assert_eq!(again.next_attempt, now);
+        assert_eq!(
+            again.last_error.as_deref(),
+            Some("refused"),
+            "kept until sent"
+        );
+
+        if store.dialect() == Dialect::Sqlite {
+            // Each list, with each filter, reads by an index in its order: no table is read
+            // through and no result sorted whole.
+            let queries = [
+                (
+                    "customers",
+                    s.customer_list_query(&customers(None, None, None)),
+                ),
+                (
+                    "customers by prefix",
+                    s.customer_list_query(&customers(Some("a"), None, None)),
+                ),
+                (
+                    "customers of a product",
+                    s.customer_list_query(&customers(Some("a"), Some(1), None)),
+                ),
+                (
+                    "payments",
+                    s.payment_list_query(&PaymentFilter {
+                        limit: 5,
+                        ..Default::default()
+                    }),
+                ),
+                (
+                    "payments by provider",
+                    s.payment_list_query(&PaymentFilter {
+                        provider: Some("x".into()),
+                        limit: 5,
+                        ..Default::default()
+                    }),
+                ),
+                (
+                    "payments by status",
+                    s.payment_list_query(&PaymentFilter {
+                        status: Some(PaymentStatus::Paid),
+                        before: Some(9),
+                        limit: 5,
+                        ..Default::default()
+                    }),
+                ),
+                (
+                    "payments of a customer",
+                    s.payment_list_query(&PaymentFilter {
+                        customer_id: Some(1),
+                        limit: 5,
+                        ..Default::default()
+                    }),
+                ),
+                (
+                    "events",
+                    s.provider_event_list_query(&EventFilter {
+                        limit: 5,
+                        ..Default::default()
+                    }),
+                ),
+                (
+                    "events after",
+                    s.provider_event_list_query(&EventFilter {
+                        limit: 5,
+                        before: Some(EventPosition {
+                            created: now,
+                            provider: "p".into(),
+                            event_id: "e".into(),
+                        }),
+                        ..Default::default()
+                    }),
+                ),
+                (
+                    "events by status",
+                    s.provider_event_list_query(&EventFilter {
+                        status: Some(ProviderEventStatus::Failed),
+                        limit: 5,
+                        ..Default::default()
+                    }),
+                ),
+                (
+                    "events by status after",
+                    s.provider_event_list_query(&EventFilter {
+                        status: Some(ProviderEventStatus::Failed),
+                        before: Some(EventPosition {
+                            created: now,
+                            provider: "p".into(),
+                            event_id: "e".into(),
+                        }),
+                        limit: 5,
+                        ..Default::default()
+                    }),
+                ),
+                (
+                    "events by type",
+                    s.provider_event_list_query(&EventFilter {
+                        event_type: Some("t".into()),
+                        limit: 5,
+                        ..Default::default()
+                    }),
+                ),
+                (
+                    "events by provider",
+                    s.provider_event_list_query(&EventFilter {
+                        provider: Some("p".into()),
+                        limit: 5,
+                        ..Default::default()
+                    }),
+                ),
+                (
+                    "subscriptions",
+                    s.subscription_list_query(&SubscriptionFilter {
+                        limit: 5,
+                        ..Default::default()
+                    }),
+                ),
+                (
+                    "subscriptions by status after",
+                    s.subscription_list_query(&SubscriptionFilter {
+                        status: Some("active".into()),
+                        after: Some(("a".into(), "b".into())),
+                        limit: 5,
+                        ..Default::default()
+                    }),
+                ),
+                ("mail", s.mail_list_query(&mail(None))),
+                (
+                    "failed mail",
+                    s.mail_list_query(&mail(Some(MailState::Failed))),
+                ),
+                (
+                    "pending mail",
+                    s.mail_list_query(&mail(Some(MailState::Pending))),
+                ),
+                ("sent mail", s.mail_list_query(&mail(Some(MailState::Sent)))),
+            ];
+            for (what, mut q) in queries {
+                q.sql = format!("EXPLAIN QUERY PLAN {}", q.sql);
+                let plan: Vec<String> = q
+                    .fetch(&mut s)
+                    .await
+                    .unwrap()
+                    .iter()
+                    .map(|r| r.try_get::<String, _>("detail").unwrap())
+                    .collect();
+                for step in &plan {
+                    let whole_table = step.starts_with("SCAN ") && !step.contains(" USING ");
+                    assert!(!whole_table, "{what}: {plan:#?}");
+                    assert!(
+                        !step.contains("TEMP B-TREE FOR ORDER BY"),
+                        "{what}: {plan:#?}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn console_lists_filter_and_page_on_sqlite_and_postgres() {
+        let dir = std::env::temp_dir().join(format!("keyturn-lists-{}", std::process::id()));
+        let store = Store::open_sqlite(&dir, &StoreOptions::default())
+            .await
+            .unwrap();
+        lists_filter_and_page(&store).await;
+        store.close(std::time::Duration::from_secs(1)).await;
+        std::fs::remove_dir_all(&dir).unwrap();
+
+        let Ok(server) = std::env::var("KEYTURN_TEST_DATABASE_URL") else {
+            eprintln!(
+                "console_lists_filter_and_page_on_sqlite_and_postgres: skipped its PostgreSQL run: KEYTURN_TEST_DATABASE_URL not set"
+            );
+            return;
+        };
+        use sqlx::Connection;
+        let name = format!("keyturn_store_lists_{}", std::process::id());
+        let admin = |sql: String| {
+            let server = server.clone();
+            async move {
+                let mut conn = sqlx::PgConnection::connect(&server).await.unwrap();
+                sqlx::query(&sql).execute(&mut conn).await.unwrap();
+                conn.close().await.ok();
+            }
+        };
+        admin(format!("CREATE DATABASE {name}")).await;
+        let (base, _) = server.rsplit_once('/').unwrap();
+        let store = Store::connect(&format!("{base}/{name}"), &StoreOptions::default())
+            .await
+            .unwrap();
+        lists_filter_and_page(&store).await;
+        store.close(std::time::Duration::from_secs(1)).await;
+        admin(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
     }
 }
