@@ -104,7 +104,7 @@ fn hex(text: &str) -> String {
 }
 
 fn unhex(text: &str) -> Option<String> {
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return None;
     }
     let bytes = (0..text.len())
@@ -360,7 +360,9 @@ impl App {
             .find(|e| e.provider == event.provider && e.event_id == event.event_id)
             .ok_or_else(|| {
                 AppError::Conflict(
-                    "the stored notification no longer translates to this event".into(),
+                    "the stored payload does not hold this event again: only events that \
+                     arrived as webhooks are retried here"
+                        .into(),
                 )
             })?;
         let applied = self

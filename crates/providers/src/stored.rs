@@ -59,7 +59,16 @@ mod tests {
         let at = Utc::now();
         let first = gumroad::translate(&Verified::new(body.as_bytes(), at), false).unwrap();
         let again = translate(gumroad::PROVIDER, &first[0].payload, at, false).unwrap();
-        assert_eq!(again, first);
+        // The same event; its payload holds the same fields (a map's order is its own).
+        let fields =
+            |e: &EventEnvelope| serde_json::from_str::<serde_json::Value>(&e.payload).unwrap();
+        assert_eq!(fields(&again[0]), fields(&first[0]));
+        let same_payload = |e: &EventEnvelope| EventEnvelope {
+            payload: String::new(),
+            ..e.clone()
+        };
+        assert_eq!(same_payload(&again[0]), same_payload(&first[0]));
+        assert_eq!(again.len(), 1);
     }
 
     #[test]
