@@ -545,6 +545,16 @@ async fn customers_are_listed_found_and_limited(db: &TestDb, app: &TestApp) {
     // The license list's filters: trials, blocked, customer.
     let trials = b.get("/admin/licenses?trial=yes").await;
     assert_eq!(keys_on(&trials.html), vec![ada_key.clone()]);
+    let ending = link(
+        &b.get("/admin/licenses").await.html,
+        "/admin/licenses?trial=yes",
+    )
+    .expect("a link to trials ending soon");
+    assert_eq!(
+        keys_on(&b.get(&ending).await.html),
+        vec![ada_key.clone()],
+        "its 14 days end within 14 days"
+    );
     let blocked = b.get("/admin/licenses?blocked=yes").await;
     assert_eq!(keys_on(&blocked.html).len(), 1);
     assert!(!blocked.html.contains(&ada_key));

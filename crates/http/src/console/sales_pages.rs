@@ -105,7 +105,14 @@ pub(super) fn licenses(
             @if !f.customer.trim().is_empty() {
                 p { "Licenses of " a href={ "/admin/customers/" (f.customer.trim()) } { "customer " (f.customer.trim()) } "." }
             }
-            p { a.download href={ "/admin/licenses.csv?" (query) } { "Download these licenses as CSV" } }
+            p.actions {
+                a.download href={ "/admin/licenses.csv?" (query) } { "Download these licenses as CSV" }
+                " · "
+                // Before the day after the 14th: through the whole of the 14th day.
+                a href={ "/admin/licenses?trial=yes&expires_before=" (day(now + chrono::Duration::days(15))) } {
+                    "Trials ending within 14 days"
+                }
+            }
             @if found.data.is_empty() {
                 p { "No license matches these filters." }
             } @else {
