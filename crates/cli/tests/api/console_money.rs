@@ -158,7 +158,10 @@ async fn console_money_retries_a_failed_event_once_its_cause_is_fixed() {
             "SELECT actor, details FROM console_events WHERE action = 'provider_event_retried' ORDER BY id",
         )
         .await;
-        assert!(audit.len() >= 3, "every retry: {}", audit.len());
+        // The first retry, and each concurrent one that got to apply (a refused one changed
+        // nothing and did nothing).
+        let tried = 1 + outcomes.iter().filter(|o| o.contains("done=")).count();
+        assert_eq!(audit.len(), tried, "every retry: {outcomes:?}");
         let outcomes: Vec<Value> = audit
             .iter()
             .map(|r| {
