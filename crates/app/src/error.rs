@@ -42,6 +42,8 @@ pub enum Entity {
     LicenseUrl,
     Message,
     Order,
+    /// A message in the mail outbox.
+    OutboxMail,
     Payment,
     PaymentForm,
     Plan,
@@ -67,6 +69,7 @@ impl Entity {
             Entity::LicenseUrl => "license URL",
             Entity::Message => "message",
             Entity::Order => "order",
+            Entity::OutboxMail => "mail in the outbox",
             Entity::Payment => "payment",
             Entity::PaymentForm => "payment form",
             Entity::Plan => "plan",

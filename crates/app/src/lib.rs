@@ -15,6 +15,7 @@ mod files;
 mod forms;
 mod gateway;
 mod import;
+mod ledger;
 mod license_urls;
 mod licenses;
 mod mail;
@@ -22,6 +23,7 @@ mod messages;
 mod payments;
 mod principal;
 mod setup;
+mod sales;
 mod signatures;
 mod signers;
 mod skm;
@@ -56,11 +58,18 @@ pub use keyturn_store::QueuedMail;
 pub use keyturn_store::{Dialect, StoreError, WriteFailure};
 pub use keyturn_store::{ProviderActivity, RefusalCount};
 pub use license_urls::{LicenseUrlPatch, LicenseUrlSecret, NewLicenseUrl};
+pub use ledger::{
+    EventListQuery, EventTranslator, MailListQuery, PaymentListQuery, RetryOutcome,
+    SubscriptionListQuery, LEDGER_PAGE,
+};
 pub use licenses::{Extension, LicensePatch, LicenseQuery, LicenseSpec, TrialRequest};
 pub use mail::retry_delay;
 pub use messages::{MessageQuery, NewMessage};
 pub use principal::{Actor, Principal};
 pub use setup::{ProductKeys, ProviderStatus, Refusal, SETUP_PAGE};
+pub use sales::{
+    CustomerChoice, CustomerOverview, IssueRequest, Issued, Listed, CUSTOMER_PAYMENTS_SHOWN,
+};
 pub use signatures::{SignatureSlot, SignedState, REUSE_FOR};
 pub use signers::SigningKeys;
 pub use tokens::NewTokenInput;

@@ -65,6 +65,8 @@ pub struct LicenseQuery {
     pub email: Option<String>,
     pub blocked: Option<bool>,
     pub expires_before: Option<DateTime<Utc>>,
+    /// Trials only (`Some(true)`) or no trials.
+    pub trial: Option<bool>,
     pub page: PageRequest,
 }
 
@@ -396,6 +398,7 @@ impl App {
                 email,
                 blocked: q.blocked,
                 expires_before: q.expires_before,
+                trial: q.trial,
                 after,
                 limit: limit + 1,
                 offset: 0,

@@ -19,6 +19,7 @@ pub mod license_url;
 pub mod paddle;
 pub mod paypal;
 mod signature;
+pub mod stored;
 pub mod stripe;
 
 use std::time::Duration;

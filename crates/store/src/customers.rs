@@ -6,9 +6,9 @@ use sqlx::Row;
 use crate::time::{from_db, to_db};
 use crate::{Result, Session};
 
-const COLUMNS: &str = "id, name, email, company, created_at";
+pub(crate) const COLUMNS: &str = "id, name, email, company, created_at";
 
-fn customer(row: &AnyRow) -> Result<Customer> {
+pub(crate) fn customer(row: &AnyRow) -> Result<Customer> {
     Ok(Customer {
         id: row.try_get("id")?,
         name: row.try_get("name")?,
@@ -165,7 +165,7 @@ impl Session {
 }
 
 /// The condition that a `customers` row holds a license of the product bound as `$n`.
-fn holds_product(n: usize) -> String {
+pub(crate) fn holds_product(n: usize) -> String {
     format!(
         "EXISTS (SELECT 1 FROM licenses WHERE licenses.customer_id = customers.id \
          AND licenses.product_id = ${n})"

@@ -8,6 +8,7 @@
 mod activations;
 mod changes;
 mod console;
+mod console_lists;
 mod customers;
 mod data_objects;
 mod error;
@@ -38,6 +39,9 @@ use sqlx::{AnyConnection, AnyPool, Connection, Executor};
 pub use activations::Seat;
 pub use changes::{Change, Changes};
 pub use console::{ConsoleSessionRow, LicenseSearch};
+pub use console_lists::{
+    CustomerFilter, EventFilter, EventPosition, MailFilter, PaymentFilter, SubscriptionFilter,
+};
 pub use data_objects::DataOwnerRow;
 pub use error::StoreError;
 #[cfg(feature = "fault-injection")]

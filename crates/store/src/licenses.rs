@@ -46,6 +46,8 @@ pub struct LicenseFilter {
     pub email: Option<String>,
     pub blocked: Option<bool>,
     pub expires_before: Option<DateTime<Utc>>,
+    /// Trials only (`Some(true)`) or no trials.
+    pub trial: Option<bool>,
     /// Cursor: only licenses with a larger id.
     pub after: Option<i64>,
     pub limit: i64,
@@ -269,6 +271,9 @@ impl Session {
                 " AND expires_at IS NOT NULL AND expires_at < {}",
                 Bind::Int(to_db(before)),
             );
+        }
+        if let Some(t) = f.trial {
+            push(" AND trial = {}", Bind::Int(i64::from(t)));
         }
         push(" ORDER BY id LIMIT {}", Bind::Int(f.limit));
         push(" OFFSET {}", Bind::Int(f.offset.max(0)));

@@ -39,10 +39,10 @@ pub struct NewPayment {
     pub event_id: String,
 }
 
-const EVENT_COLUMNS: &str =
+pub(crate) const EVENT_COLUMNS: &str =
     "provider, event_id, type, created_at, received_at, status, detail, attempts";
 
-fn provider_event(row: &AnyRow, with_payload: bool) -> Result<ProviderEvent> {
+pub(crate) fn provider_event(row: &AnyRow, with_payload: bool) -> Result<ProviderEvent> {
     let payload = if with_payload {
         Some(parse_json(
             "provider_events.payload",
@@ -68,11 +68,11 @@ fn provider_event(row: &AnyRow, with_payload: bool) -> Result<ProviderEvent> {
     })
 }
 
-const PAYMENT_COLUMNS: &str =
+pub(crate) const PAYMENT_COLUMNS: &str =
     "id, provider, object_kind, object_id, status, customer_id, plan_id, \
      subscription_id, payment_intent, charge, amount, currency, event_id, created_at, updated_at";
 
-fn payment(row: &AnyRow) -> Result<Payment> {
+pub(crate) fn payment(row: &AnyRow) -> Result<Payment> {
     Ok(Payment {
         id: row.try_get("id")?,
         provider: row.try_get("provider")?,
@@ -101,11 +101,12 @@ fn payment(row: &AnyRow) -> Result<Payment> {
     })
 }
 
-const SUBSCRIPTION_COLUMNS: &str = "provider, subscription_id, license_id, plan_id, customer_id, \
+pub(crate) const SUBSCRIPTION_COLUMNS: &str =
+    "provider, subscription_id, license_id, plan_id, customer_id, \
      status, quantity, cancel_at_period_end, period_end, paid_through, paid_at, order_id, \
      dunning_blocked, state_at, state_event, shape_at, shape_event, license_expires";
 
-fn subscription(row: &AnyRow) -> Result<Subscription> {
+pub(crate) fn subscription(row: &AnyRow) -> Result<Subscription> {
     Ok(Subscription {
         provider: row.try_get("provider")?,
         subscription_id: row.try_get("subscription_id")?,

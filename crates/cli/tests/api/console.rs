@@ -557,7 +557,7 @@ console_test!(
     injected_html_shows_as_text
 );
 
-fn urlencode(text: &str) -> String {
+pub(crate) fn urlencode(text: &str) -> String {
     serde_urlencoded::to_string([("q", text)]).unwrap()[2..].to_owned()
 }
 
@@ -760,6 +760,9 @@ pub(crate) fn browser_tools() -> Result<(std::path::PathBuf, std::path::PathBuf)
         return Err(format!("no Chromium at {}", chromium.display()));
     }
     let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("console-browser");
+    // Browser tests run at once share the directory: one installs, the others wait.
+    static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _installing = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
     let ready = ["playwright-core", "axe-core"]
         .iter()
         .all(|m| dir.join("node_modules").join(m).exists());

@@ -13,6 +13,8 @@ mod client_sdk;
 mod concurrency;
 mod console;
 mod console_setup;
+mod console_money;
+mod console_sales;
 mod convergence;
 mod cryptolens;
 mod cryptolens_data;

@@ -13,10 +13,15 @@
 //!   answers with a redirect to the page that shows it (POST → redirect → GET).
 //! * Pages allow their own stylesheet and nothing else: no inline script or style, no frames.
 
+mod csv;
 mod handlers;
+mod money;
+mod money_pages;
 mod pages;
 mod setup;
 mod setup_pages;
+mod sales;
+mod sales_pages;
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -113,6 +118,8 @@ pub(crate) fn router() -> Router<AppState> {
             post(setup::delete_license_url),
         )
         .route("/admin/providers", get(setup::providers))
+        .merge(sales::router())
+        .merge(money::router())
         .layer(SetResponseHeaderLayer::overriding(
             header::CONTENT_SECURITY_POLICY,
             HeaderValue::from_static(CSP),

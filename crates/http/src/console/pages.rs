@@ -41,6 +41,8 @@ pub(super) fn layout(title: &str, session: Option<&ConsoleSession>, body: Markup
                             @if s.principal.holds(Permission::PlansRead) {
                                 a href="/admin/plans" { "Plans" }
                             }
+                            (super::sales_pages::nav(s))
+                            (super::money_pages::nav(s))
                             @if s.principal.require_unrestricted(Permission::TokensManage).is_ok() {
                                 a href="/admin/tokens" { "Tokens" }
                             }
@@ -99,7 +101,7 @@ pub fn login(csrf: &str, message: Option<&str>) -> Markup {
     )
 }
 
-fn status_badge(status: LicenseStatus) -> Markup {
+pub(super) fn status_badge(status: LicenseStatus) -> Markup {
     html! { span class={ "badge " (status.class()) } { (status.label()) } }
 }
 
@@ -144,7 +146,7 @@ pub fn search(session: &ConsoleSession, term: &str, found: Option<&Page<License>
     )
 }
 
-fn urlencode(text: &str) -> String {
+pub(super) fn urlencode(text: &str) -> String {
     form_urlencoded::byte_serialize(text.as_bytes()).collect()
 }
 
@@ -381,7 +383,7 @@ pub fn license(session: &ConsoleSession, o: &LicenseOverview, done: Option<&str>
 }
 
 /// An amount in minor units, with two decimals.
-fn money(minor: i64) -> String {
+pub(super) fn money(minor: i64) -> String {
     let sign = if minor < 0 { "-" } else { "" };
     let abs = minor.unsigned_abs();
     format!("{sign}{}.{:02}", abs / 100, abs % 100)

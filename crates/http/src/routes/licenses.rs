@@ -148,6 +148,7 @@ async fn list(
         email: f.email,
         blocked: f.blocked,
         expires_before: date(f.expires_before),
+        trial: None,
         page: PageRequest {
             cursor: f.cursor,
             limit: f.limit,
