@@ -237,6 +237,11 @@ async fn console_money_syncs_from_stripe_and_shows_the_result() {
             403
         );
         assert!(license_of(&app, &missed).await.is_none());
+        assert_eq!(b.post("/admin/sync", &[]).await.status, 403, "CSRF");
+        assert!(
+            license_of(&app, &missed).await.is_none(),
+            "a refused sync fetches nothing"
+        );
 
         let r = b.post("/admin/sync", &[("csrf", &csrf)]).await;
         assert_eq!(r.status, 303, "{}", r.html);
