@@ -7,8 +7,10 @@ mod cache;
 mod catalog;
 mod clock;
 mod console;
+mod console_account;
 mod cryptolens;
 mod customers;
+mod dashboard;
 mod data_objects;
 mod error;
 mod files;
@@ -25,6 +27,7 @@ mod signatures;
 mod signers;
 mod skm;
 mod tokens;
+mod usage;
 
 use chrono::{DateTime, Utc};
 use keyturn_store::Store;
@@ -34,10 +37,12 @@ pub use cache::{LicenseState, DEFAULT_CAPACITY as DEFAULT_LICENSE_CACHE};
 pub use catalog::{NewPlanInput, NewProductInput, PlanPatch, ProductPatch};
 pub use clock::{Clock, SystemClock};
 pub use console::{csrf_token, ConsoleSession, LicenseOverview, SignIn};
+pub use console_account::{Checked, Enrolment, SecondFactor, SessionView, UserRow, CHALLENGE_TTL};
 pub use cryptolens::{
     ClActivation, ClCreated, ClKeyPage, ClLicense, ClNewKey, ClProduct, KEYS_PER_PAGE, TRIAL_DAYS,
 };
 pub use customers::{CustomerPatch, NewCustomerInput};
+pub use dashboard::{Dashboard, Revenue, EXPIRING_DAYS};
 pub use data_objects::{ClDataTarget, DataChange, DataSelector, NewDataObject};
 pub use error::{AppError, Entity};
 pub use files::{LicenseFileRequest, DEFAULT_FILE_TTL_DAYS};
@@ -58,6 +63,7 @@ pub use principal::{Actor, Principal};
 pub use signatures::{SignatureSlot, SignedState, REUSE_FOR};
 pub use signers::SigningKeys;
 pub use tokens::NewTokenInput;
+pub use usage::code_name;
 
 pub type Result<T, E = AppError> = std::result::Result<T, E>;
 
@@ -126,6 +132,8 @@ pub struct Parts {
     signatures: signatures::Signatures,
     cache: cache::Cache,
     check_ins: activations::CheckIns,
+    /// Validations and activations counted since the last write.
+    usage: usage::Usage,
     /// Seals the private signing keys stored in the database.
     master_key: Option<keyturn_core::MasterKey>,
     clock: std::sync::Arc<dyn Clock>,
@@ -139,6 +147,7 @@ impl App {
             store,
             signatures: signatures::Signatures::default(),
             check_ins: activations::CheckIns::default(),
+            usage: usage::Usage::default(),
             master_key: None,
             clock: std::sync::Arc::new(SystemClock),
         }))

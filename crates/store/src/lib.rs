@@ -8,7 +8,9 @@
 mod activations;
 mod changes;
 mod console;
+mod console_account;
 mod customers;
+mod dashboard;
 mod data_objects;
 mod error;
 mod events;
@@ -37,6 +39,8 @@ use sqlx::{AnyConnection, AnyPool, Connection, Executor};
 pub use activations::Seat;
 pub use changes::{Change, Changes};
 pub use console::{ConsoleSessionRow, LicenseSearch};
+pub use console_account::{ChallengeRow, ConsoleSessionInfo, TotpRow};
+pub use dashboard::{Attention, MachineCounts, UsageCount, UsageKind};
 pub use data_objects::DataOwnerRow;
 pub use error::StoreError;
 #[cfg(feature = "fault-injection")]

@@ -10,7 +10,7 @@ use serde_json::json;
 
 use crate::helpers::{backends, spawn, test_http, TestApp, TestDb};
 
-const PASSWORD: &str = "a long enough passphrase";
+pub(crate) const PASSWORD: &str = "a long enough passphrase";
 
 /// Runs `$scenario(&db, &app)` on every backend, each on a fresh server.
 macro_rules! console_test {
@@ -48,8 +48,8 @@ pub async fn console_user(db: &TestDb, email: &str, role: Role, product: Option<
 
 /// A browser without JavaScript: keeps cookies, follows no redirects (tests look at them).
 pub struct Browser {
-    base: String,
-    http: reqwest::Client,
+    pub(crate) base: String,
+    pub(crate) http: reqwest::Client,
     pub cookies: HashMap<String, String>,
 }
 
@@ -92,7 +92,7 @@ impl Browser {
             .join("; ")
     }
 
-    async fn send(&mut self, req: reqwest::RequestBuilder) -> Page {
+    pub(crate) async fn send(&mut self, req: reqwest::RequestBuilder) -> Page {
         let req = if self.cookies.is_empty() {
             req
         } else {
@@ -159,7 +159,7 @@ async fn signed_in(app: &TestApp, email: &str) -> Browser {
     let mut b = Browser::new(app);
     let r = b.sign_in(email, PASSWORD).await;
     assert_eq!(r.status, 303, "{}", r.html);
-    assert_eq!(r.location.as_deref(), Some("/admin/search"));
+    assert_eq!(r.location.as_deref(), Some("/admin"));
     b
 }
 
@@ -728,7 +728,7 @@ async fn search_pages_by_keyset(db: &TestDb, app: &TestApp) {
 console_test!(console_search_pages_by_keyset, search_pages_by_keyset);
 
 /// Chromium and an npm-installed Playwright and axe-core, or why the browser run is skipped.
-fn browser_tools() -> Result<(std::path::PathBuf, std::path::PathBuf), String> {
+pub(crate) fn browser_tools() -> Result<(std::path::PathBuf, std::path::PathBuf), String> {
     use std::process::Command;
     let chromium = std::path::PathBuf::from(
         std::env::var("KEYTURN_TEST_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()),

@@ -12,12 +12,12 @@ use serde_json::{json, Value};
 
 use crate::helpers::{backends, spawn_with, test_http, TestApp, TestDb};
 
-const SECRET: &str = "whsec_localstripe";
-const KEY: &str = "sk_test_keyturn";
+pub(crate) const SECRET: &str = "whsec_localstripe";
+pub(crate) const KEY: &str = "sk_test_keyturn";
 
-struct Localstripe {
+pub(crate) struct Localstripe {
     child: Child,
-    base: String,
+    pub(crate) base: String,
     http: reqwest::Client,
 }
 
@@ -29,7 +29,7 @@ impl Drop for Localstripe {
 }
 
 impl Localstripe {
-    async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -66,7 +66,7 @@ impl Localstripe {
         panic!("localstripe did not start");
     }
 
-    async fn post(&self, path: &str, form: &[(&str, &str)]) -> Value {
+    pub(crate) async fn post(&self, path: &str, form: &[(&str, &str)]) -> Value {
         let r = self
             .http
             .post(format!("{}{path}", self.base))
@@ -94,7 +94,7 @@ impl Localstripe {
     }
 
     /// A customer paying by `card` with a subscription to `plan_pro_m`; returns (customer, subscription).
-    async fn subscribe(&self, email: &str) -> (String, Value) {
+    pub(crate) async fn subscribe(&self, email: &str) -> (String, Value) {
         self.subscribe_to(email, "plan_pro_m").await
     }
 

@@ -12,6 +12,7 @@ mod cli;
 mod client_sdk;
 mod concurrency;
 mod console;
+mod console_owner;
 mod convergence;
 mod cryptolens;
 mod cryptolens_data;

@@ -17,7 +17,7 @@ fn day(at: DateTime<Utc>) -> String {
 }
 
 /// The one layout: a skip link, the header with navigation and sign-out, the page.
-fn layout(title: &str, session: Option<&ConsoleSession>, body: Markup) -> Markup {
+pub(super) fn layout(title: &str, session: Option<&ConsoleSession>, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -33,10 +33,17 @@ fn layout(title: &str, session: Option<&ConsoleSession>, body: Markup) -> Markup
                     span.brand { "Keyturn" }
                     @if let Some(s) = session {
                         nav aria-label="Main" {
+                            @if super::dashboard::shows_dashboard(s.user.role) {
+                                a href="/admin" { "Dashboard" }
+                            }
                             a href="/admin/search" { "Search" }
                             @if s.principal.holds(Permission::TokensManage) {
                                 a href="/admin/tokens" { "Tokens" }
                             }
+                            @if s.user.role.manages_users() && s.user.product_id.is_none() {
+                                a href="/admin/users" { "Users" }
+                            }
+                            a href="/admin/account" { "Account" }
                         }
                         form.signout method="post" action="/admin/logout" {
                             input type="hidden" name="csrf" value=(s.csrf);
@@ -369,7 +376,7 @@ pub fn license(session: &ConsoleSession, o: &LicenseOverview, done: Option<&str>
 }
 
 /// An amount in minor units, with two decimals.
-fn money(minor: i64) -> String {
+pub(super) fn money(minor: i64) -> String {
     let sign = if minor < 0 { "-" } else { "" };
     let abs = minor.unsigned_abs();
     format!("{sign}{}.{:02}", abs / 100, abs % 100)
