@@ -93,7 +93,7 @@ async fn dashboard_numbers(db: &TestDb, app: &TestApp) {
         .await;
     let id = blocked["id"].as_i64().unwrap();
     let r = app
-        .patch(&format!("/v1/licenses/{id}"), json!({"blocked": true}))
+        .post(&format!("/v1/licenses/{id}/block"), json!({}))
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
     for _ in 0..2 {
@@ -194,6 +194,15 @@ async fn dashboard_numbers(db: &TestDb, app: &TestApp) {
     assert!(calendar.contains("2 in all"));
     assert!(html.contains("href=\"/admin/events?status=failed\""));
     assert!(html.contains("<svg class=\"bars\" role=\"img\""));
+    // Today's bar is drawn, and every SVG element is closed (an open one hides the rest).
+    assert!(html.contains("<rect class=\"s0\""), "a bar of new licenses");
+    for element in ["line", "rect", "text"] {
+        assert_eq!(
+            html.matches(&format!("<{element} ")).count(),
+            html.matches(&format!("</{element}>")).count(),
+            "every <{element}> closed"
+        );
+    }
     assert!(!html.contains("style="), "no inline style");
     assert!(!html.contains("<script"), "no script");
 

@@ -91,8 +91,8 @@ fn qr(text: &str) -> Markup {
     html! {
         svg.qr role="img" aria-label="QR code of the set-up link, for an authenticator app"
             viewBox={ "0 0 " (size) " " (size) } shape-rendering="crispEdges" {
-            rect.qr-light x="0" y="0" width=(size) height=(size);
-            path.qr-dark d=(d);
+            rect.qr-light x="0" y="0" width=(size) height=(size) {}
+            path.qr-dark d=(d) {}
         }
     }
 }
@@ -407,5 +407,10 @@ mod tests {
         assert!(svg.starts_with("<svg"), "{svg}");
         assert!(svg.contains("M4 4h1v1h-1z"), "the finder pattern's corner");
         assert!(!svg.contains("style"));
+        // Closed explicitly: in HTML, an SVG element left open swallows what follows.
+        assert!(
+            svg.contains("></rect>") && svg.contains("></path>"),
+            "{svg}"
+        );
     }
 }

@@ -8,6 +8,10 @@
 //! axis dates, peaks, legends — is HTML around the SVG, not text inside it, because a bar
 //! chart's SVG stretches to the page width; only the calendar, whose width is bounded, has
 //! text inside.
+//!
+//! SVG elements are always written with a closing tag (`rect … {}`, never `rect …;`): in
+//! HTML, only SVG's own self-closing syntax ends an element in SVG content, and maud writes a
+//! void element without it, which would make everything after it the element's child.
 
 use chrono::{Datelike, NaiveDate};
 use keyturn_app::{ConsoleSession, Dashboard, Revenue, EXPIRING_DAYS};
@@ -167,14 +171,14 @@ fn bar_chart(id: &str, title: &str, data: &DailySeries, unit: &dyn Fn(i64) -> St
                 desc id={ (id) "-sd" } { (description) }
                 @for q in [1i64, 2, 3, 4] {
                     @let y = CHART_H - (95 * q / 4);
-                    line.grid x1="0" x2=(width) y1=(y) y2=(y) vector-effect="non-scaling-stroke";
+                    line.grid x1="0" x2=(width) y1=(y) y2=(y) vector-effect="non-scaling-stroke" {}
                 }
                 @for bar in &bars {
                     rect class=(bar.class) x=(bar.x) y=(bar.y) width=(BAR_W) height=(bar.height) {
                         title { (bar.title) }
                     }
                 }
-                line.axis x1="0" x2=(width) y1=(CHART_H) y2=(CHART_H) vector-effect="non-scaling-stroke";
+                line.axis x1="0" x2=(width) y1=(CHART_H) y2=(CHART_H) vector-effect="non-scaling-stroke" {}
             }
             div.axis aria-hidden="true" {
                 span { @if let Some(d) = first { (short(d)) } }
@@ -278,7 +282,7 @@ fn calendar(data: &DailySeries) -> Markup {
                     @let level = heat(values[i], max);
                     g {
                         title { (date(*day)) ": " (count(values[i])) " expiring" }
-                        rect class={ "heat-" (level) } x=(x + 2) y=(y + 2) width=(CELL - 4) height=(CELL - 4) rx="4";
+                        rect class={ "heat-" (level) } x=(x + 2) y=(y + 2) width=(CELL - 4) height=(CELL - 4) rx="4" {}
                         text class={ "date heat-text-" (level) } x=(x + 6) y=(y + 14) {
                             @if day.day() == 1 || i == 0 { (short(*day)) } @else { (day.day()) }
                         }
