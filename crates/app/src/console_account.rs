@@ -21,7 +21,7 @@
 
 use chrono::{DateTime, Duration, Utc};
 use keyturn_core::totp::{accepted_step, TotpSecret};
-use keyturn_core::{seal, ConsoleUser, Password, Role, TokenHash, TokenSecret};
+use keyturn_core::{seal, ConsoleUser, MasterKey, Password, Role, TokenHash, TokenSecret};
 use keyturn_store::{ConsoleSessionInfo, Session};
 use serde_json::json;
 
@@ -119,6 +119,45 @@ impl App {
                 ))
             })?;
         Ok(TotpSecret::from_base32(&plain)?)
+    }
+
+    /// Seals every stored second-factor secret anew with `to` (none: plain), opening each with
+    /// `from`, `to` or as plain text; part of [`App::reseal_signing_keys`]'s transaction, so a
+    /// new master key never leaves a secret only the old one opens.
+    pub(crate) async fn reseal_second_factors(
+        session: &mut Session,
+        from: Option<&MasterKey>,
+        to: Option<&MasterKey>,
+    ) -> Result<usize> {
+        let rows = session.console_totp_secrets().await?;
+        for (user_id, row) in &rows {
+            let place = totp_place(*user_id);
+            let reseal = |stored: &Option<String>| -> Result<Option<String>> {
+                let Some(stored) = stored else {
+                    return Ok(None);
+                };
+                let plain = [from, to]
+                    .into_iter()
+                    .flatten()
+                    .find_map(|master| seal::open(stored, Some(master), &place).ok())
+                    .or_else(|| seal::open(stored, None, &place).ok())
+                    .ok_or_else(|| {
+                        AppError::invalid(
+                            "master_key",
+                            format!(
+                                "the second factor of console user {user_id} is sealed with another \
+                                 master key: give the one it was sealed with as the old master key"
+                            ),
+                        )
+                    })?;
+                Ok(Some(seal::store(&plain, to, &place)))
+            };
+            let (secret, pending) = (reseal(&row.secret)?, reseal(&row.pending)?);
+            session
+                .restore_totp_secrets(*user_id, secret.as_deref(), pending.as_deref())
+                .await?;
+        }
+        Ok(rows.len())
     }
 
     /// Takes back counted attempts that turned out right.

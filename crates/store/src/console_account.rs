@@ -289,6 +289,44 @@ impl Session {
         Ok(())
     }
 
+    /// Every user's stored second-factor secrets (enabled or being enrolled), for resealing.
+    pub async fn console_totp_secrets(&mut self) -> Result<Vec<(i64, TotpRow)>> {
+        let rows = sqlx::query(
+            "SELECT id, totp_secret, totp_pending, totp_last_step FROM console_users \
+             WHERE totp_secret IS NOT NULL OR totp_pending IS NOT NULL ORDER BY id",
+        )
+        .fetch_all(self.conn())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("id")?,
+                    TotpRow {
+                        secret: r.try_get("totp_secret")?,
+                        pending: r.try_get("totp_pending")?,
+                        last_step: r.try_get("totp_last_step")?,
+                    },
+                ))
+            })
+            .collect()
+    }
+
+    /// Stores a user's second-factor secrets anew (resealed), leaving the last step alone.
+    pub async fn restore_totp_secrets(
+        &mut self,
+        user_id: i64,
+        secret: Option<&str>,
+        pending: Option<&str>,
+    ) -> Result<()> {
+        sqlx::query("UPDATE console_users SET totp_secret = $1, totp_pending = $2 WHERE id = $3")
+            .bind(secret)
+            .bind(pending)
+            .bind(user_id)
+            .execute(self.conn())
+            .await?;
+        Ok(())
+    }
+
     pub async fn insert_console_challenge(
         &mut self,
         id_hash: &TokenHash,
