@@ -1,5 +1,5 @@
-//! 7. The admin console over a large installation: a million licenses (half as many
-//! customers, a machine for every tenth license, a payment for every twentieth), written
+//! Measurement 7, the admin console over a large installation: a million licenses (half as
+//! many customers, a machine for every tenth license, a payment for every twentieth), written
 //! straight into a fresh database with multi-row inserts, then the console's search, license
 //! page and dashboard asked through HTTP by a signed-in browser's cookie.
 
@@ -28,7 +28,7 @@ fn key(i: u64) -> String {
     let mut y = splitmix(i ^ 0xA5A5_A5A5);
     let mut out = String::with_capacity(23);
     for n in 0..20 {
-        if n > 0 && n % 5 == 0 {
+        if n > 0 && (n as usize).is_multiple_of(5) {
             out.push('-');
         }
         let source = if n < 12 { &mut x } else { &mut y };
@@ -115,7 +115,7 @@ async fn seed(url: &str, licenses: u64, now_ms: i64) -> anyhow::Result<()> {
                 key(i),
                 i % 3 + 1,
                 i / 2 + 1,
-                i32::from(h % 200 == 0),
+                i32::from(h.is_multiple_of(200)),
             )
         },
     )
