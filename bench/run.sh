@@ -17,7 +17,7 @@ write=(--out bench/RESULTS.md)
 for arg in "$@"; do
   case "$arg" in
     --smoke) profile=debug; write=() ;;
-    --only*|--sizes*|--seconds*|--stripe-events*) write=() ;;
+    --only*|--sizes*|--seconds*|--stripe-events*|--console-licenses*) write=() ;;
   esac
 done
 

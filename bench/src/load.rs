@@ -254,6 +254,15 @@ pub fn post(addr: SocketAddr, path: &str, content_type: &str, body: Bytes) -> Re
         .expect("a valid request")
 }
 
+/// A GET with a cookie, as a signed-in browser sends it.
+pub fn get(addr: SocketAddr, path: &str, cookie: &str) -> Request<Full<Bytes>> {
+    Request::get(path)
+        .header(hyper::header::HOST, addr.to_string())
+        .header(hyper::header::COOKIE, cookie)
+        .body(Full::new(Bytes::new()))
+        .expect("a valid request")
+}
+
 /// Sends a fixed set of requests over `connections` connections, each taking the next one as
 /// soon as it is free; returns the time until the last reply and every reply.
 pub async fn run_batch(

@@ -16,6 +16,8 @@ use serde_json::{json, Value};
 use sqlx::Connection;
 
 use crate::load::{self, LoadSpec, LoadStats, RequestFactory};
+
+mod console;
 use crate::report::{Row, Target};
 use crate::server::{self, Admin, Database, Server};
 
@@ -52,6 +54,9 @@ pub struct Options {
     /// Distinct Stripe events to replay (one in five is delivered twice more).
     #[arg(long, default_value_t = 10_000)]
     pub stripe_events: usize,
+    /// Licenses seeded for the admin console's figures (7).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub console_licenses: usize,
 }
 
 impl Options {
@@ -63,6 +68,7 @@ impl Options {
             o.connections = 4;
             o.sizes = vec![200, 1000, 3000];
             o.stripe_events = 250;
+            o.console_licenses = 2000;
         }
         o
     }
@@ -249,6 +255,9 @@ async fn measure(o: &Options, scratch: &mut Scratch) -> anyhow::Result<Vec<Row>>
     }
     if o.wants("6") {
         size_figures(o, scratch, &mut rows).await?;
+    }
+    if o.wants("7") {
+        console::console_figures(o, scratch, &mut rows).await?;
     }
     Ok(rows)
 }

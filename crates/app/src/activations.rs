@@ -7,11 +7,12 @@ use keyturn_core::validation::{
     self, admit_known_machine, admit_machine, validate, ValidationRequest,
 };
 use keyturn_core::AuditAction;
+use keyturn_core::ValidationCode;
 use keyturn_core::{
     Activation, ExpiryRule, FeatureName, Fingerprint, License, LicenseKey, Permission, Product,
     ValidationOutcome,
 };
-use keyturn_store::Seat;
+use keyturn_store::{Seat, UsageKind};
 use serde_json::json;
 
 use crate::cache::LicenseState;
@@ -83,6 +84,18 @@ impl App {
     /// ([`Fingerprint::same_machine`]). The license row is locked for the whole decision, so concurrent
     /// activations of one key — from any number of server nodes — never exceed its limit.
     pub async fn activate(&self, req: ActivationRequest) -> Result<ActivationOutcome> {
+        let mut product_id = None;
+        let outcome = self.activate_counted(req, &mut product_id).await;
+        self.usage.note_activation(now(), product_id, &outcome);
+        outcome
+    }
+
+    /// [`App::activate`], telling `product_id` the product of the license once it is found.
+    async fn activate_counted(
+        &self,
+        req: ActivationRequest,
+        product_id: &mut Option<i64>,
+    ) -> Result<ActivationOutcome> {
         let key = LicenseKey::parse(&req.key)?;
         let fingerprint = Fingerprint::parse(&req.fingerprint)?;
         let name = machine_name(req.name.as_deref())?;
@@ -98,6 +111,7 @@ impl App {
             .license_state(key.as_str())
             .await?
             .ok_or(AppError::NotFound(Entity::License))?;
+        *product_id = Some(state.license.product_id);
         if let Some(outcome) = self.check_in(
             &state,
             &req,
@@ -267,11 +281,13 @@ impl App {
         }))
     }
 
-    /// Writes the check-ins noted since the last call, in one transaction; returns how many.
+    /// Writes the check-ins noted since the last call, and the validations and activations
+    /// counted since ([`crate::usage`]), in one transaction; returns how many check-ins.
     /// The server calls this every few seconds and on shutdown.
     pub async fn flush_check_ins(&self) -> Result<usize> {
         let batch = self.check_ins.take();
-        if batch.is_empty() {
+        let counts = self.usage.take();
+        if batch.is_empty() && counts.is_empty() {
             return Ok(0);
         }
         let written = async {
@@ -281,11 +297,13 @@ impl App {
                     .record_check_in(a.id, a.ip.as_deref(), a.last_seen)
                     .await?;
             }
+            session.add_usage(&counts).await?;
             session.commit().await
         }
         .await;
         if let Err(e) = written {
             self.check_ins.restore(batch);
+            self.usage.restore(counts);
             return Err(e.into());
         }
         Ok(batch.len())
@@ -437,6 +455,8 @@ impl App {
             .transpose()?;
         let features = FeatureName::parse_list(&q.features)?;
         let Some(state) = self.license_state(key.as_str()).await? else {
+            self.usage
+                .note(now(), UsageKind::Validation, None, ValidationCode::NotFound);
             return Ok(ValidationReply {
                 outcome: ValidationOutcome::not_found(),
                 license: None,
@@ -458,6 +478,12 @@ impl App {
                 features: &features,
             },
             at,
+        );
+        self.usage.note(
+            at,
+            UsageKind::Validation,
+            Some(license.product_id),
+            outcome.code,
         );
         // Only a license with notes or metadata needs its product's word on what to show.
         let product = match license.has_private_fields() {

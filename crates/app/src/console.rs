@@ -77,6 +77,9 @@ pub enum SignIn {
     Refused,
     /// Too many refused attempts for this account or address; try again later.
     Throttled,
+    /// The password was right and the account has a second factor: the code is asked for
+    /// next, under this secret (a cookie of its own, never a session).
+    SecondFactor(TokenSecret),
 }
 
 /// Everything the license page shows, each part only as far as the user may see it
@@ -107,7 +110,7 @@ fn hex_string(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn hash_password(password: &Password) -> Result<String> {
+pub(crate) fn hash_password(password: &Password) -> Result<String> {
     let salt = SaltString::generate(&mut OsRng);
     Argon2::default()
         .hash_password(password.expose().as_bytes(), &salt)
@@ -117,7 +120,7 @@ fn hash_password(password: &Password) -> Result<String> {
 
 /// A hash of nothing anyone knows, verified against when the email is unknown so that both
 /// cases cost the same.
-fn decoy_hash() -> &'static str {
+pub(crate) fn decoy_hash() -> &'static str {
     static DECOY: OnceLock<String> = OnceLock::new();
     DECOY.get_or_init(|| {
         let salt = SaltString::generate(&mut OsRng);
@@ -128,7 +131,7 @@ fn decoy_hash() -> &'static str {
     })
 }
 
-fn password_matches(hash: &str, password: &str) -> bool {
+pub(crate) fn password_matches(hash: &str, password: &str) -> bool {
     PasswordHash::new(hash)
         .map(|parsed| {
             Argon2::default()
@@ -138,7 +141,7 @@ fn password_matches(hash: &str, password: &str) -> bool {
         .unwrap_or(false)
 }
 
-fn principal_of(user: &ConsoleUser) -> Principal {
+pub(crate) fn principal_of(user: &ConsoleUser) -> Principal {
     Principal::new(
         Actor::User {
             id: user.id,
@@ -149,7 +152,7 @@ fn principal_of(user: &ConsoleUser) -> Principal {
     )
 }
 
-async fn audit(
+pub(crate) async fn audit(
     session: &mut Session,
     actor: &str,
     action: &str,
@@ -212,37 +215,62 @@ impl App {
         password: &str,
         ip: Option<&str>,
     ) -> Result<SignIn> {
+        self.console_sign_in_from(email, password, ip, None).await
+    }
+
+    /// Counts an attempt at a secret of `email`'s account (a password or a second-factor
+    /// code) from `ip`, before it is checked; `None` when the account or the address is
+    /// throttled. The rows returned are taken back when the attempt turns out right.
+    pub(crate) async fn count_attempt(
+        &self,
+        email: &str,
+        ip: Option<&str>,
+    ) -> Result<Option<Vec<i64>>> {
         let now = self.now();
+        let account = format!("email:{email}");
+        let address = ip.map(|ip| format!("ip:{ip}"));
+        let since = now - THROTTLE_WINDOW;
+        // The attempt counts before its secret is checked, in a transaction that holds the
+        // account's and the address's names: guesses sent at once are counted one by one.
+        let mut session = self.store.write().await?;
+        session.lock_name(&account).await?;
+        if let Some(address) = &address {
+            session.lock_name(address).await?;
+        }
+        if session.login_failures(&account, since).await? >= MAX_FAILURES_PER_ACCOUNT {
+            return Ok(None);
+        }
+        if let Some(address) = &address {
+            if session.login_failures(address, since).await? >= MAX_FAILURES_PER_IP {
+                return Ok(None);
+            }
+        }
+        session.prune_login_failures(since).await?;
+        let mut counted = vec![session.insert_login_failure(&account, now).await?];
+        if let Some(address) = &address {
+            counted.push(session.insert_login_failure(address, now).await?);
+        }
+        session.commit().await?;
+        Ok(Some(counted))
+    }
+
+    /// [`App::console_sign_in`], recording the browser (`user_agent`) the session is for.
+    pub async fn console_sign_in_from(
+        &self,
+        email: &str,
+        password: &str,
+        ip: Option<&str>,
+        user_agent: Option<&str>,
+    ) -> Result<SignIn> {
+        let now = self.now();
+        let user_agent = crate::console_account::agent(user_agent);
+        let user_agent = user_agent.as_deref();
         // Anything that is not an email matches no account, but is throttled like one.
         let email = Email::parse(email)
             .map(Email::into_string)
             .unwrap_or_else(|_| email.trim().to_lowercase());
-        let account = format!("email:{email}");
-        let address = ip.map(|ip| format!("ip:{ip}"));
-        let since = now - THROTTLE_WINDOW;
-        // The attempt counts before its password is checked, in a transaction that holds the
-        // account's and the address's names: guesses sent at once are counted one by one.
-        let counted = {
-            let mut session = self.store.write().await?;
-            session.lock_name(&account).await?;
-            if let Some(address) = &address {
-                session.lock_name(address).await?;
-            }
-            if session.login_failures(&account, since).await? >= MAX_FAILURES_PER_ACCOUNT {
-                return Ok(SignIn::Throttled);
-            }
-            if let Some(address) = &address {
-                if session.login_failures(address, since).await? >= MAX_FAILURES_PER_IP {
-                    return Ok(SignIn::Throttled);
-                }
-            }
-            session.prune_login_failures(since).await?;
-            let mut counted = vec![session.insert_login_failure(&account, now).await?];
-            if let Some(address) = &address {
-                counted.push(session.insert_login_failure(address, now).await?);
-            }
-            session.commit().await?;
-            counted
+        let Some(counted) = self.count_attempt(&email, ip).await? else {
+            return Ok(SignIn::Throttled);
         };
         let found = self
             .store
@@ -264,8 +292,19 @@ impl App {
                     session.delete_login_failure(id).await?;
                 }
                 let secret = TokenSecret::generate_session();
+                if session.console_totp(user.id).await?.secret.is_some() {
+                    // Not signed in yet: the code comes next, and counts like a password.
+                    session
+                        .insert_console_challenge(&secret.hash(), user.id, ip, user_agent, now)
+                        .await?;
+                    session.commit().await?;
+                    return Ok(SignIn::SecondFactor(secret));
+                }
                 session
                     .insert_console_session(&secret.hash(), user.id, ip, now)
+                    .await?;
+                session
+                    .set_console_session_agent(&secret.hash(), user_agent)
                     .await?;
                 audit(
                     &mut session,

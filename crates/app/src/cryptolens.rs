@@ -7,11 +7,12 @@ use keyturn_core::data_object::MAX_PER_OWNER;
 use keyturn_core::key_search::{self, KeyOrder};
 use keyturn_core::names::display_name;
 use keyturn_core::validation::admit_known_machine;
+use keyturn_core::ValidationCode;
 use keyturn_core::{
     Activation, Customer, DataObject, DataOwner, DomainError, ExpiryRule, License, LicenseKey,
     Permission, Product, TokenHash, TokenSecret,
 };
-use keyturn_store::{KeySearch, LicenseFilter};
+use keyturn_store::{KeySearch, LicenseFilter, UsageKind};
 
 use crate::activations::ActivationRequest;
 use crate::customers::{company, email, CustomerPatch};
@@ -230,9 +231,21 @@ impl App {
         let license = self
             .cl_lookup(principal, Permission::ClActivate, req.product_id, &req.key)
             .await?;
-        let expiry = self.cl_usable(&license).await?;
+        // Counted for the dashboard here when the native activation below is not reached.
+        let usable = self.cl_usable(&license).await;
+        if usable.is_err() {
+            self.usage
+                .note_activation(now(), Some(license.product_id), &usable);
+        }
+        let expiry = usable?;
         let floating = req.floating_interval > 0;
         if !license.machine_limited() && !floating {
+            self.usage.note(
+                now(),
+                UsageKind::Activation,
+                Some(license.product_id),
+                ValidationCode::Valid,
+            );
             return self.cl_view(license).await;
         }
         let outcome = self
@@ -262,7 +275,18 @@ impl App {
         let license = self
             .cl_lookup(principal, Permission::ClGetKey, product_id, key)
             .await?;
-        self.cl_usable(&license).await?;
+        // GetKey is how Cryptolens programs validate: counted as a validation.
+        let usable = self.cl_usable(&license).await;
+        let code = match &usable {
+            Ok(_) => Some(ValidationCode::Valid),
+            Err(AppError::Refused(refusal)) => Some(refusal.code()),
+            Err(_) => None,
+        };
+        if let Some(code) = code {
+            self.usage
+                .note(now(), UsageKind::Validation, Some(license.product_id), code);
+        }
+        usable?;
         self.cl_view(license).await
     }
 

@@ -34,6 +34,9 @@ pub enum AppError {
 pub enum Entity {
     Activation,
     Checkout,
+    /// A console user's session.
+    ConsoleSession,
+    ConsoleUser,
     Customer,
     DataObject,
     License,
@@ -62,6 +65,8 @@ impl Entity {
         match self {
             Entity::Activation => "activation",
             Entity::Checkout => "checkout",
+            Entity::ConsoleSession => "session",
+            Entity::ConsoleUser => "console user",
             Entity::Customer => "customer",
             Entity::DataObject => "data object",
             Entity::License => "license",

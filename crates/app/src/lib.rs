@@ -7,8 +7,10 @@ mod cache;
 mod catalog;
 mod clock;
 mod console;
+mod console_account;
 mod cryptolens;
 mod customers;
+mod dashboard;
 mod data_objects;
 mod error;
 mod files;
@@ -22,12 +24,13 @@ mod mail;
 mod messages;
 mod payments;
 mod principal;
-mod setup;
 mod sales;
+mod setup;
 mod signatures;
 mod signers;
 mod skm;
 mod tokens;
+mod usage;
 
 use chrono::{DateTime, Utc};
 use keyturn_store::Store;
@@ -37,10 +40,12 @@ pub use cache::{LicenseState, DEFAULT_CAPACITY as DEFAULT_LICENSE_CACHE};
 pub use catalog::{NewPlanInput, NewProductInput, PlanPatch, ProductPatch};
 pub use clock::{Clock, SystemClock};
 pub use console::{csrf_token, ConsoleSession, LicenseOverview, SignIn};
+pub use console_account::{Checked, Enrolment, SecondFactor, SessionView, UserRow, CHALLENGE_TTL};
 pub use cryptolens::{
     ClActivation, ClCreated, ClKeyPage, ClLicense, ClNewKey, ClProduct, KEYS_PER_PAGE, TRIAL_DAYS,
 };
 pub use customers::{CustomerPatch, NewCustomerInput};
+pub use dashboard::{Dashboard, Revenue, EXPIRING_DAYS};
 pub use data_objects::{ClDataTarget, DataChange, DataSelector, NewDataObject};
 pub use error::{AppError, Entity};
 pub use files::{LicenseFileRequest, DEFAULT_FILE_TTL_DAYS};
@@ -57,22 +62,23 @@ pub use keyturn_core::provider::{EventEnvelope, EventOutcome, ProviderError};
 pub use keyturn_store::QueuedMail;
 pub use keyturn_store::{Dialect, StoreError, WriteFailure};
 pub use keyturn_store::{ProviderActivity, RefusalCount};
-pub use license_urls::{LicenseUrlPatch, LicenseUrlSecret, NewLicenseUrl};
 pub use ledger::{
     EventListQuery, EventTranslator, MailListQuery, PaymentListQuery, RetryOutcome,
     SubscriptionListQuery, LEDGER_PAGE,
 };
+pub use license_urls::{LicenseUrlPatch, LicenseUrlSecret, NewLicenseUrl};
 pub use licenses::{Extension, LicensePatch, LicenseQuery, LicenseSpec, TrialRequest};
 pub use mail::retry_delay;
 pub use messages::{MessageQuery, NewMessage};
 pub use principal::{Actor, Principal};
-pub use setup::{ProductKeys, ProviderStatus, Refusal, SETUP_PAGE};
 pub use sales::{
     CustomerChoice, CustomerOverview, IssueRequest, Issued, Listed, CUSTOMER_PAYMENTS_SHOWN,
 };
+pub use setup::{ProductKeys, ProviderStatus, Refusal, SETUP_PAGE};
 pub use signatures::{SignatureSlot, SignedState, REUSE_FOR};
 pub use signers::SigningKeys;
 pub use tokens::NewTokenInput;
+pub use usage::code_name;
 
 pub type Result<T, E = AppError> = std::result::Result<T, E>;
 
@@ -141,6 +147,8 @@ pub struct Parts {
     signatures: signatures::Signatures,
     cache: cache::Cache,
     check_ins: activations::CheckIns,
+    /// Validations and activations counted since the last write.
+    usage: usage::Usage,
     /// Seals the private signing keys stored in the database.
     master_key: Option<keyturn_core::MasterKey>,
     clock: std::sync::Arc<dyn Clock>,
@@ -154,6 +162,7 @@ impl App {
             store,
             signatures: signatures::Signatures::default(),
             check_ins: activations::CheckIns::default(),
+            usage: usage::Usage::default(),
             master_key: None,
             clock: std::sync::Arc::new(SystemClock),
         }))

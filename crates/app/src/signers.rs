@@ -194,6 +194,7 @@ impl App {
                 None => count.plain += 1,
             }
         }
+        App::reseal_second_factors(&mut session, from, to).await?;
         session.commit().await?;
         Ok(count)
     }

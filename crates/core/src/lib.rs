@@ -4,6 +4,7 @@
 
 pub mod audit;
 pub mod console;
+pub mod dashboard;
 pub mod data_object;
 pub mod dates;
 pub mod error;
@@ -23,6 +24,7 @@ pub mod signing;
 pub mod skm;
 pub mod terms;
 pub mod token;
+pub mod totp;
 pub mod validation;
 
 pub use audit::AuditAction;

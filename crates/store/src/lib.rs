@@ -8,8 +8,10 @@
 mod activations;
 mod changes;
 mod console;
+mod console_account;
 mod console_lists;
 mod customers;
+mod dashboard;
 mod data_objects;
 mod error;
 mod events;
@@ -39,9 +41,11 @@ use sqlx::{AnyConnection, AnyPool, Connection, Executor};
 pub use activations::Seat;
 pub use changes::{Change, Changes};
 pub use console::{ConsoleSessionRow, LicenseSearch};
+pub use console_account::{ChallengeRow, ConsoleSessionInfo, TotpRow};
 pub use console_lists::{
     CustomerFilter, EventFilter, EventPosition, MailFilter, PaymentFilter, SubscriptionFilter,
 };
+pub use dashboard::{Attention, MachineCounts, UsageCount, UsageKind};
 pub use data_objects::DataOwnerRow;
 pub use error::StoreError;
 #[cfg(feature = "fault-injection")]

@@ -162,6 +162,15 @@ impl Session {
         }
     }
 
+    /// The day (days since 1970-01-01, UTC) of the Unix-milliseconds time in `column`: integer
+    /// division, which both dialects do alike on their 64-bit integers, so rows group by the
+    /// same days as `keyturn_core::dashboard::day_number` computes.
+    pub(crate) fn day_of(&self, column: &str) -> String {
+        match self.dialect {
+            Dialect::Sqlite | Dialect::Postgres => format!("({column} / 86400000)"),
+        }
+    }
+
     /// Holds a lock named `name` until commit, for work that must not interleave although it
     /// touches no common row (a refund and the payment it reverses, recorded at once). SQLite
     /// needs none: its write transactions hold the database's write lock from their start.

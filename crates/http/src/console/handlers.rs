@@ -37,10 +37,6 @@ fn id_of(path: Result<Path<i64>, PathRejection>) -> Result<i64, Problem> {
 #[derive(Deserialize)]
 pub(super) struct Empty {}
 
-pub(super) async fn home(_signed: Signed) -> Response {
-    Redirect::to("/admin/search").into_response()
-}
-
 pub(super) async fn stylesheet() -> Response {
     (
         [
@@ -89,11 +85,34 @@ pub(super) async fn login(
     let again = presented.unwrap_or_default();
     match state
         .app
-        .console_sign_in(&form.email, &form.password, ip.as_deref())
+        .console_sign_in_from(
+            &form.email,
+            &form.password,
+            ip.as_deref(),
+            super::account::user_agent(&headers),
+        )
         .await?
     {
+        SignIn::SecondFactor(challenge) => {
+            let mut response = Redirect::to(super::account::CODE_PATH).into_response();
+            let headers = response.headers_mut();
+            headers.append(
+                header::SET_COOKIE,
+                cookie(
+                    &state,
+                    super::account::CODE_COOKIE,
+                    super::account::CODE_PATH,
+                    Some(challenge.expose()),
+                ),
+            );
+            headers.append(
+                header::SET_COOKIE,
+                cookie(&state, LOGIN_COOKIE, "/admin/login", None),
+            );
+            Ok(response)
+        }
         SignIn::Started(secret) => {
-            let mut response = Redirect::to("/admin/search").into_response();
+            let mut response = Redirect::to("/admin").into_response();
             let headers = response.headers_mut();
             headers.append(
                 header::SET_COOKIE,

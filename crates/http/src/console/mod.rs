@@ -13,15 +13,19 @@
 //!   answers with a redirect to the page that shows it (POST → redirect → GET).
 //! * Pages allow their own stylesheet and nothing else: no inline script or style, no frames.
 
+mod account;
+mod account_pages;
 mod csv;
+mod dashboard;
+mod dashboard_pages;
 mod handlers;
 mod money;
 mod money_pages;
 mod pages;
-mod setup;
-mod setup_pages;
 mod sales;
 mod sales_pages;
+mod setup;
+mod setup_pages;
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -48,8 +52,8 @@ const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-
 
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
-        .route("/admin", get(handlers::home))
-        .route("/admin/", get(handlers::home))
+        .route("/admin", get(dashboard::home))
+        .route("/admin/", get(dashboard::home))
         .route("/admin/console.css", get(handlers::stylesheet))
         .route(
             "/admin/login",
@@ -120,6 +124,34 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/admin/providers", get(setup::providers))
         .merge(sales::router())
         .merge(money::router())
+        .route(
+            account::CODE_PATH,
+            get(account::code_form).post(account::code),
+        )
+        .route("/admin/account", get(account::account))
+        .route("/admin/account/password", post(account::password))
+        .route("/admin/account/totp/begin", post(account::totp_begin))
+        .route("/admin/account/totp/confirm", post(account::totp_confirm))
+        .route("/admin/account/totp/cancel", post(account::totp_cancel))
+        .route("/admin/account/totp/disable", post(account::totp_disable))
+        .route("/admin/account/sessions", get(account::sessions))
+        .route("/admin/account/sessions/end", post(account::end_session))
+        .route(
+            "/admin/account/sessions/end-others",
+            post(account::end_other_sessions),
+        )
+        .route(
+            "/admin/users",
+            get(account::users).post(account::create_user),
+        )
+        .route("/admin/users/{id}", get(account::user))
+        .route("/admin/users/{id}/access", post(account::user_access))
+        .route("/admin/users/{id}/disable", post(account::user_disable))
+        .route("/admin/users/{id}/enable", post(account::user_enable))
+        .route(
+            "/admin/users/{id}/reset-second-factor",
+            post(account::user_reset),
+        )
         .layer(SetResponseHeaderLayer::overriding(
             header::CONTENT_SECURITY_POLICY,
             HeaderValue::from_static(CSP),

@@ -34,6 +34,9 @@ pub(super) fn layout(title: &str, session: Option<&ConsoleSession>, body: Markup
                     span.brand { "Keyturn" }
                     @if let Some(s) = session {
                         nav aria-label="Main" {
+                            @if super::dashboard::shows_dashboard(s.user.role) {
+                                a href="/admin" { "Dashboard" }
+                            }
                             a href="/admin/search" { "Search" }
                             @if s.principal.holds(Permission::ProductsRead) {
                                 a href="/admin/products" { "Products" }
@@ -51,6 +54,10 @@ pub(super) fn layout(title: &str, session: Option<&ConsoleSession>, body: Markup
                                 a href="/admin/license-urls" { "License URLs" }
                                 a href="/admin/providers" { "Providers" }
                             }
+                            @if s.user.role.manages_users() && s.user.product_id.is_none() {
+                                a href="/admin/users" { "Users" }
+                            }
+                            a href="/admin/account" { "Account" }
                         }
                         form.signout method="post" action="/admin/logout" {
                             input type="hidden" name="csrf" value=(s.csrf);
