@@ -37,5 +37,4 @@ CREATE INDEX licenses_created ON licenses (created_at);
 CREATE INDEX licenses_product_created ON licenses (product_id, created_at);
 CREATE INDEX licenses_product_expires ON licenses (product_id, expires_at);
 CREATE INDEX payments_created ON payments (created_at);
-CREATE INDEX provider_events_status ON provider_events (status);
 CREATE INDEX activations_last_seen ON activations (last_seen_at);
