@@ -41,7 +41,7 @@ async function signIn(page, email) {
   await page.getByLabel('Email').fill(email);
   await page.getByLabel('Password').fill(PASSWORD);
   await page.getByRole('button', { name: 'Sign in' }).click();
-  await page.waitForURL(/\/admin\/search$/);
+  await page.waitForURL(/\/admin(\/search)?$/);
 }
 
 async function signOut(page) {

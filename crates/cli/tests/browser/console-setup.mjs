@@ -41,7 +41,7 @@ async function signIn(page) {
   await page.locator('#email').fill(EMAIL);
   await page.locator('#password').fill(PASSWORD);
   await page.getByRole('button', { name: 'Sign in' }).click();
-  await page.waitForURL(/\/admin\/search$/);
+  await page.waitForURL(/\/admin(\/search)?$/);
 }
 
 const report = { pages };
