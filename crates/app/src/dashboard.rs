@@ -66,7 +66,9 @@ impl App {
         let codes: Vec<&str> = CODES.iter().map(|c| code_name(*c)).collect();
 
         let mut session = self.store.read().await?;
-        let created = session.licenses_created_per_day(from, to, product).await?;
+        let created = session
+            .licenses_created_per_day(first_day, today, product)
+            .await?;
         let new_licenses = DailySeries::from_rows(
             first_day,
             span,

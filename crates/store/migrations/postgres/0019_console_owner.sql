@@ -35,6 +35,8 @@ CREATE INDEX console_challenges_created ON console_challenges (created_at);
 -- The dashboard's aggregations: each a range over one of these.
 CREATE INDEX licenses_created ON licenses (created_at);
 CREATE INDEX licenses_product_created ON licenses (product_id, created_at);
-CREATE INDEX licenses_product_expires ON licenses (product_id, expires_at);
+-- Expiries with the blocked flag, so counting the coming ones reads no license row.
+CREATE INDEX licenses_expires_blocked ON licenses (expires_at, blocked);
+CREATE INDEX licenses_product_expires ON licenses (product_id, expires_at, blocked);
 CREATE INDEX payments_created ON payments (created_at);
 CREATE INDEX activations_last_seen ON activations (last_seen_at);
