@@ -23,6 +23,7 @@ mod licenses;
 mod mail;
 mod messages;
 mod payments;
+mod portal;
 mod principal;
 mod sales;
 mod setup;
@@ -70,6 +71,7 @@ pub use license_urls::{LicenseUrlPatch, LicenseUrlSecret, NewLicenseUrl};
 pub use licenses::{Extension, LicensePatch, LicenseQuery, LicenseSpec, TrialRequest};
 pub use mail::retry_delay;
 pub use messages::{MessageQuery, NewMessage};
+pub use portal::{LinkRequest, PortalLicense, PortalSession, PortalSignIn};
 pub use principal::{Actor, Principal};
 pub use sales::{
     CustomerChoice, CustomerOverview, IssueRequest, Issued, Listed, CUSTOMER_PAYMENTS_SHOWN,

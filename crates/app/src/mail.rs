@@ -56,6 +56,25 @@ pub(crate) async fn queue_keys(
     Ok(true)
 }
 
+/// The mail that carries a portal sign-in link. The link is the whole secret: it is sent
+/// nowhere else and never logged.
+pub(crate) const PORTAL_LINK_SUBJECT: &str = "Your sign-in link";
+pub(crate) const PORTAL_LINK_BODY: &str = "Hello,\n\nsomeone (hopefully you) asked to sign in to \
+     the customer portal, where you see your licenses and machines. Open this link within 15 \
+     minutes; it works once:\n\n    {link}\n\nIf you did not ask for it, ignore this message.\n";
+
+/// Queues a portal sign-in link for `to`.
+pub(crate) async fn queue_portal_link(
+    s: &mut Session,
+    to: &str,
+    link: &str,
+    at: DateTime<Utc>,
+) -> Result<()> {
+    let body = PORTAL_LINK_BODY.replace("{link}", link);
+    s.enqueue_mail(to, PORTAL_LINK_SUBJECT, &body, at).await?;
+    Ok(())
+}
+
 /// When to try again after `attempts` failures: `base` doubled each time, at most an hour.
 pub fn retry_delay(base: Duration, attempts: i64) -> Duration {
     let factor = 2u32.saturating_pow(attempts.clamp(0, 20) as u32);

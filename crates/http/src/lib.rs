@@ -6,6 +6,7 @@ mod cryptolens;
 mod error;
 mod extract;
 mod gateways;
+mod portal;
 mod rate_limit;
 mod routes;
 mod serde_util;
@@ -137,6 +138,7 @@ pub fn router(app: App, settings: HttpSettings, providers: Providers) -> Router 
     Router::new()
         .merge(routes::health::router())
         .merge(console::router())
+        .merge(portal::router())
         .nest("/v1", routes::v1(state.clone()))
         .merge(rate_limit::limited(public, &state))
         .nest("/api", cryptolens::router())

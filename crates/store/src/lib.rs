@@ -25,6 +25,7 @@ mod messages;
 mod outbox;
 mod payments;
 mod plans;
+mod portal;
 mod products;
 mod provider_status;
 mod session;
@@ -58,6 +59,7 @@ pub use messages::MessageFilter;
 pub use outbox::QueuedMail;
 pub use payments::{IncomingEvent, NewPayment};
 pub use plans::NewPlan;
+pub use portal::PortalSessionRow;
 pub use provider_status::{ProviderActivity, RefusalCount};
 pub use session::Session;
 

@@ -32,6 +32,7 @@ mod localstripe;
 mod mail;
 mod money;
 mod payloads;
+mod portal;
 mod rsa_import;
 mod stores;
 mod stripe;

@@ -47,7 +47,8 @@ const SESSION_COOKIE: &str = "keyturn_console";
 /// The cookie the sign-in form's CSRF token is bound to.
 const LOGIN_COOKIE: &str = "keyturn_console_login";
 
-const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; \
+pub(crate) const CSP: &str =
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; \
                    form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
 
 pub(crate) fn router() -> Router<AppState> {
@@ -172,7 +173,7 @@ fn secure(state: &AppState) -> bool {
 }
 
 /// A `Set-Cookie` value for a console cookie; `None` clears it.
-fn cookie(state: &AppState, name: &str, path: &str, value: Option<&str>) -> HeaderValue {
+pub(crate) fn cookie(state: &AppState, name: &str, path: &str, value: Option<&str>) -> HeaderValue {
     let secure = if secure(state) { "; Secure" } else { "" };
     let (value, age) = match value {
         Some(v) => (v, String::new()),
@@ -185,7 +186,7 @@ fn cookie(state: &AppState, name: &str, path: &str, value: Option<&str>) -> Head
 }
 
 /// The value of cookie `name` in the request, if sent.
-fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+pub(crate) fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -198,7 +199,7 @@ fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 /// Whether a presented CSRF token is the expected one (constant time).
-fn csrf_matches(expected: &str, presented: Option<&str>) -> bool {
+pub(crate) fn csrf_matches(expected: &str, presented: Option<&str>) -> bool {
     presented.is_some_and(|p| bool::from(expected.as_bytes().ct_eq(p.as_bytes())))
 }
 
@@ -247,7 +248,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for Posted<T> {
 }
 
 /// A form body, with the same refusal of control characters as the API's forms.
-fn parse_form<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
+pub(crate) fn parse_form<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
     if let Some((field, c)) = text::in_urlencoded(bytes) {
         return Err(Problem::Invalid(text::message(&field, c)));
     }
