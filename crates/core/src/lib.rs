@@ -23,6 +23,7 @@ pub mod skm;
 pub mod terms;
 pub mod token;
 pub mod validation;
+pub mod webhook;
 
 pub use audit::AuditAction;
 pub use console::{ConsoleUser, LicenseStatus, Password, Role};
