@@ -52,6 +52,8 @@ pub enum Entity {
     Trial,
     /// A product's trial plan.
     TrialPlan,
+    WebhookDelivery,
+    WebhookEndpoint,
 }
 
 impl Entity {
@@ -76,6 +78,8 @@ impl Entity {
             Entity::Token => "token",
             Entity::Trial => "trial",
             Entity::TrialPlan => "trial plan for this product",
+            Entity::WebhookDelivery => "webhook delivery",
+            Entity::WebhookEndpoint => "webhook endpoint",
         }
     }
 }

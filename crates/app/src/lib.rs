@@ -25,6 +25,7 @@ mod signatures;
 mod signers;
 mod skm;
 mod tokens;
+mod webhooks;
 
 use chrono::{DateTime, Utc};
 use keyturn_store::Store;
@@ -58,6 +59,10 @@ pub use principal::{Actor, Principal};
 pub use signatures::{SignatureSlot, SignedState, REUSE_FOR};
 pub use signers::SigningKeys;
 pub use tokens::NewTokenInput;
+pub use webhooks::{
+    AttemptResult, DeliveryLog, EndpointSecret, NewWebhookEndpoint, Outgoing, SweepReport,
+    WebhookEndpointPatch, WebhookPolicy,
+};
 
 pub type Result<T, E = AppError> = std::result::Result<T, E>;
 
@@ -129,6 +134,8 @@ pub struct Parts {
     /// Seals the private signing keys stored in the database.
     master_key: Option<keyturn_core::MasterKey>,
     clock: std::sync::Arc<dyn Clock>,
+    /// How outgoing webhooks behave here.
+    webhooks: webhooks::WebhookPolicy,
 }
 
 impl App {
@@ -141,6 +148,7 @@ impl App {
             check_ins: activations::CheckIns::default(),
             master_key: None,
             clock: std::sync::Arc::new(SystemClock),
+            webhooks: webhooks::WebhookPolicy::default(),
         }))
     }
 

@@ -559,6 +559,64 @@ pub fn response_head(body: &[u8]) -> String {
         .collect()
 }
 
+/// An endpoint as the API shows it: never its secrets.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WebhookEndpoint {
+    pub id: i64,
+    pub url: String,
+    pub description: String,
+    /// The patterns it subscribes to (`*`, `license.*`, `customer.created`).
+    pub events: Vec<String>,
+    /// Only events about this product's licenses (and none about customers or mail).
+    pub product_id: Option<i64>,
+    pub enabled: bool,
+    /// Why Keyturn disabled it, when it did.
+    pub disabled_reason: Option<String>,
+    /// Every attempt has failed since this time (none has succeeded since).
+    pub failing_since: Option<DateTime<Utc>>,
+    /// Until when the secret replaced by the last rotation still signs.
+    pub previous_secret_until: Option<DateTime<Utc>>,
+    pub created: DateTime<Utc>,
+    pub updated: DateTime<Utc>,
+}
+
+/// One event on its way to one endpoint.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WebhookDelivery {
+    pub id: i64,
+    pub endpoint_id: i64,
+    /// The event's id, as the receiver sees it (`Keyturn-Event-Id`).
+    pub event_id: String,
+    pub event_type: String,
+    pub license_id: Option<i64>,
+    pub state: DeliveryState,
+    pub attempts: i64,
+    /// When it is tried next; `None` while it waits for an older delivery of its license.
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub first_attempt_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub last_status: Option<i64>,
+    pub last_error: Option<String>,
+    pub created: DateTime<Utc>,
+}
+
+/// One attempt at a delivery, as the delivery log shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WebhookAttempt {
+    pub id: i64,
+    pub delivery_id: i64,
+    pub at: DateTime<Utc>,
+    /// The HTTP status, when an answer came.
+    pub status: Option<i64>,
+    /// Why it failed (no answer, a refused address, a status that is not 2xx).
+    pub error: Option<String>,
+    pub latency_ms: i64,
+    /// The first bytes of the answer.
+    pub response: String,
+    /// The server node that made the attempt.
+    pub node: String,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -25,6 +25,7 @@ mod plans;
 mod products;
 mod session;
 mod tokens;
+mod webhooks;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -50,6 +51,10 @@ pub use outbox::QueuedMail;
 pub use payments::{IncomingEvent, NewPayment};
 pub use plans::NewPlan;
 pub use session::Session;
+pub use webhooks::{
+    AttemptRecord, ClaimedDelivery, EndpointFields, EndpointTarget, NextStep, StoredSecrets,
+    SweepMark,
+};
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
