@@ -157,15 +157,21 @@ async fn attempt(client: &reqwest::Client, out: Outgoing, allow_private: bool) -
     result(Some(status), None, head)
 }
 
-/// This node's name in the delivery log: the host and the process.
+/// This node's name in the delivery log: the host, the process, and a random tag that tells
+/// two servers in one process (tests) apart.
 fn node_name() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let tag = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish()
+        & 0xffff;
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .or_else(|| std::env::var("HOSTNAME").ok())
         .map(|h| h.trim().to_owned())
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "node".into());
-    format!("{host}:{}", std::process::id())
+    format!("{host}:{}:{tag:04x}", std::process::id())
 }
 
 /// The running worker; [`WebhookWorker::stop`] ends it after the requests in flight.
