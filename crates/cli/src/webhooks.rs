@@ -29,6 +29,10 @@ const IN_FLIGHT: usize = 32;
 const PER_ENDPOINT: i64 = 8;
 /// Results written in one transaction at most.
 const RESULT_BATCH: usize = 64;
+/// How often deliveries that missed their turn are looked for (see
+/// `App::repair_webhook_turns`): a delivery written on PostgreSQL just as the one before it
+/// finished waits at most this long.
+const REPAIR: Duration = Duration::from_secs(5);
 
 /// A resolver that keeps only the addresses deliveries may go to.
 struct Guarded {
@@ -220,6 +224,7 @@ async fn run(
     // for writing the result.
     let lease = settings.timeout * 2 + Duration::from_secs(5);
     let mut next_sweep = tokio::time::Instant::now();
+    let mut next_repair = tokio::time::Instant::now();
     loop {
         if tokio::time::Instant::now() >= next_sweep {
             match app.sweep_webhooks().await {
@@ -228,6 +233,12 @@ async fn run(
                 Err(e) => tracing::warn!(error = %e, "webhook sweep failed; will retry"),
             }
             next_sweep = tokio::time::Instant::now() + settings.sweep;
+        }
+        if tokio::time::Instant::now() >= next_repair {
+            if let Err(e) = app.repair_webhook_turns().await {
+                tracing::warn!(error = %e, "cannot check the webhook queues; will retry");
+            }
+            next_repair = tokio::time::Instant::now() + REPAIR.min(settings.sweep);
         }
         let free = slots.available_permits();
         if free > 0 {

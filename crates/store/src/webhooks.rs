@@ -378,6 +378,25 @@ impl Session {
         Ok(())
     }
 
+    /// Makes due every waiting delivery that no longer has an older pending one of its
+    /// license, and returns how many. The turn is normally passed on when a delivery finishes
+    /// ([`Session::record_webhook_attempt`]); on PostgreSQL a delivery written while the one
+    /// before it was finishing can miss it (neither transaction sees the other's row), and this
+    /// catches it.
+    pub async fn repair_webhook_turns(&mut self, now: DateTime<Utc>) -> Result<u64> {
+        let done = sqlx::query(
+            "UPDATE webhook_deliveries SET next_attempt_at = $1 WHERE state = 'pending' \
+             AND next_attempt_at IS NULL AND NOT EXISTS (SELECT 1 FROM webhook_deliveries o \
+             WHERE o.endpoint_id = webhook_deliveries.endpoint_id \
+             AND o.license_id = webhook_deliveries.license_id AND o.state = 'pending' \
+             AND o.id < webhook_deliveries.id)",
+        )
+        .bind(to_db(now))
+        .execute(self.conn())
+        .await?;
+        Ok(done.rows_affected())
+    }
+
     pub async fn insert_webhook_endpoint(
         &mut self,
         f: &EndpointFields,

@@ -83,6 +83,18 @@ impl App {
             .collect())
     }
 
+    /// Passes the turn to deliveries whose predecessor finished without handing it on (see
+    /// `Session::repair_webhook_turns`); returns how many.
+    pub async fn repair_webhook_turns(&self) -> Result<u64> {
+        let mut s = self.store.write().await?;
+        let repaired = s.repair_webhook_turns(now()).await?;
+        s.commit().await?;
+        if repaired > 0 {
+            tracing::debug!(repaired, "webhook deliveries given their turn");
+        }
+        Ok(repaired)
+    }
+
     /// Records what attempts found, all in one transaction: each delivery is delivered, due
     /// again after the retry delay, or failed for good; an endpoint that has answered nothing
     /// right for a whole retry period is disabled and its vendor told by mail. `node` names

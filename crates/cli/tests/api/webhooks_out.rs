@@ -800,13 +800,20 @@ async fn a_failing_endpoint_is_retried_then_disabled_and_the_vendor_told() {
         assert!(until(Duration::from_secs(10), || failing.delivered().len() == 1).await);
         assert_eq!(failing.delivered()[0].event_type, "license.created");
         // One delivery retried by hand: sent again under the same event id.
-        let rows = app
-            .get(&format!("/v1/webhook-endpoints/{down}/deliveries"))
-            .await
-            .body["data"]
-            .clone();
-        let first = rows.as_array().unwrap().last().unwrap().clone();
-        assert_eq!(first["state"], "delivered");
+        let mut first = Value::Null;
+        for _ in 0..100 {
+            let rows = app
+                .get(&format!("/v1/webhook-endpoints/{down}/deliveries"))
+                .await
+                .body["data"]
+                .clone();
+            first = rows.as_array().unwrap().last().unwrap().clone();
+            if first["state"] == "delivered" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(first["state"], "delivered", "{first}");
         let again = app
             .post(
                 &format!("/v1/webhook-deliveries/{}/retry", first["id"]),
