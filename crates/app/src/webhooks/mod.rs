@@ -107,6 +107,13 @@ pub struct DeliveryLog {
 /// The most attempts a delivery's log shows.
 const LOG_ATTEMPTS: i64 = 100;
 
+/// An endpoint's URL as a change gives it: a new one is checked; one kept as stored is not
+/// again (it was when it was set, and every delivery checks it as the sending node allows).
+enum Url<'a> {
+    New(&'a str),
+    Kept(&'a str),
+}
+
 /// What a sealed secret is bound to: a sealed secret copied to another endpoint does not open.
 fn place(endpoint_id: i64) -> String {
     format!("webhook endpoint {endpoint_id}")
@@ -158,17 +165,23 @@ impl App {
         Ok(out)
     }
 
+    /// An endpoint's fields, checked.
     fn endpoint_fields(
         &self,
-        url: &str,
+        url: Url<'_>,
         description_text: Option<&str>,
         events: &[String],
         product_id: Option<i64>,
         enabled: bool,
     ) -> Result<EndpointFields> {
-        let url = EndpointUrl::parse(url, self.webhooks.allow_private)?;
+        let url = match url {
+            Url::New(new) => EndpointUrl::parse(new, self.webhooks.allow_private)?
+                .as_str()
+                .to_owned(),
+            Url::Kept(kept) => kept.to_owned(),
+        };
         Ok(EndpointFields {
-            url: url.as_str().to_owned(),
+            url,
             description: description(description_text)?,
             events: EventFilter::parse(events)?.to_strings(),
             product_id,
@@ -194,7 +207,7 @@ impl App {
         principal.require_unrestricted(Permission::WebhooksWrite)?;
         let events = input.events.unwrap_or_else(|| vec!["*".into()]);
         let fields = self.endpoint_fields(
-            &input.url,
+            Url::New(&input.url),
             input.description.as_deref(),
             &events,
             input.product_id,
@@ -257,7 +270,7 @@ impl App {
             .await?
             .ok_or(AppError::NotFound(Entity::WebhookEndpoint))?;
         let fields = self.endpoint_fields(
-            patch.url.as_deref().unwrap_or(&current.url),
+            patch.url.as_deref().map_or(Url::Kept(&current.url), Url::New),
             Some(patch.description.as_deref().unwrap_or(&current.description)),
             patch.events.as_deref().unwrap_or(&current.events),
             patch.product_id.unwrap_or(current.product_id),

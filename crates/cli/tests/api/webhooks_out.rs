@@ -1298,3 +1298,185 @@ async fn two_nodes_never_make_the_same_attempt() {
     first.stop().await;
     db.remove().await;
 }
+
+/// `keyturn webhooks …` as an operator uses it, on an installation whose secrets `keyturn keys
+/// seal` then seals with the master key: the server opens them and signs with both the
+/// rotated secret and the one it replaced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_manages_endpoints_and_sealed_secrets_sign() {
+    sqlx::any::install_default_drivers();
+    for backend in backends() {
+        let db = TestDb::create(&backend).await;
+        let dir = tempfile::tempdir().unwrap();
+        let data = db.dir.path().join("data");
+        let data = data.to_str().unwrap().to_owned();
+        let master = keyturn_core::MasterKey::generate().to_text();
+        let mut env = vec![("KEYTURN_DATA_DIR", data.as_str())];
+        if let Some(url) = &db.url {
+            env.push(("KEYTURN_DATABASE_URL", url));
+        }
+        let run = |args: &[&str], extra: &[(&str, &str)]| {
+            let out = std::process::Command::new(env!("CARGO_BIN_EXE_keyturn"))
+                .args(args)
+                .env_remove("KEYTURN_DATABASE_URL")
+                .env_remove("KEYTURN_CONFIG")
+                .envs(env.iter().copied())
+                .envs(extra.iter().copied())
+                .output()
+                .unwrap();
+            (
+                out.status.success(),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        };
+        let admin = admin_token(&env);
+        let receiver = Receiver::start(Mode::FailFirst(0)).await;
+
+        let (ok, _, err) = run(&["webhooks", "create", "--url", &receiver.url], &[]);
+        assert!(!ok && err.contains("KEYTURN_WEBHOOK_ALLOW_PRIVATE"), "{err}");
+        let (ok, out, err) = run(
+            &[
+                "webhooks",
+                "create",
+                "--url",
+                &receiver.url,
+                "--event",
+                "license.*",
+                "--event",
+                "webhook.test",
+                "--webhook-allow-private",
+                "true",
+            ],
+            &[],
+        );
+        assert!(!ok && err.contains("unknown event type"), "{out}{err}");
+        let (ok, out2, err) = run(
+            &[
+                "webhooks",
+                "create",
+                "--url",
+                &receiver.url,
+                "--event",
+                "license.*",
+                "--description",
+                "CRM bridge",
+                "--webhook-allow-private",
+                "true",
+            ],
+            &[],
+        );
+        assert!(ok, "{err}");
+        assert!(err.contains("shown only now"), "{err}");
+        let created: Value = serde_json::from_str(&out2).unwrap();
+        let id = created["id"].as_i64().unwrap().to_string();
+        let first_secret = created["secret"].as_str().unwrap().to_owned();
+        receiver.trust(&first_secret);
+        let (ok, listed, _) = run(&["webhooks", "list"], &[]);
+        assert!(ok && listed.contains(&receiver.url) && listed.contains("license.*"));
+        assert!(!listed.contains("whsec_"));
+
+        // Sealed by `keys seal`, with the products' keys.
+        let sealing = [("KEYTURN_MASTER_KEY", master.as_str())];
+        let (ok, _, err) = run(&["keys", "seal"], &sealing);
+        assert!(ok, "{err}");
+        let mut conn = sqlx::AnyConnection::connect(&db.any_url()).await.unwrap();
+        let stored: String = sqlx::query("SELECT secret FROM webhook_endpoints")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap()
+            .get("secret");
+        assert!(stored.starts_with("sealed:v1:"), "{stored}");
+        assert!(!stored.contains(&first_secret[6..]));
+        let (ok, _, err) = run(&["webhooks", "rotate", &id, "--overlap-hours", "1"], &[]);
+        assert!(!ok && err.contains("master key"), "sealed secrets need the key: {err}");
+        let (ok, rotated, err) = run(
+            &["webhooks", "rotate", &id, "--overlap-hours", "1"],
+            &sealing,
+        );
+        assert!(ok, "{err}");
+        let second_secret = rotated.trim().to_owned();
+        assert!(second_secret.starts_with("whsec_") && second_secret != first_secret);
+        let stored: Vec<Option<String>> =
+            sqlx::query("SELECT secret, previous_secret FROM webhook_endpoints")
+                .fetch_all(&mut conn)
+                .await
+                .unwrap()
+                .iter()
+                .flat_map(|r| [r.get("secret"), r.get("previous_secret")])
+                .collect();
+        assert!(stored
+            .iter()
+            .all(|s| s.as_deref().unwrap().starts_with("sealed:v1:")));
+        conn.close().await.ok();
+
+        let mut serve_env = env.clone();
+        serve_env.push(("KEYTURN_MASTER_KEY", master.as_str()));
+        serve_env.push(("KEYTURN_WEBHOOK_ALLOW_PRIVATE", "true"));
+        let server = ServerProcess::start(
+            &["--rate-limit-per-minute", "0"],
+            &serve_env,
+            &dir.path().join("serve.log"),
+        )
+        .await;
+        let (ok, queued, err) = run(&["webhooks", "test", &id], &sealing);
+        assert!(ok, "{err}");
+        let delivery: Value = serde_json::from_str(&queued).unwrap();
+        assert!(
+            until(Duration::from_secs(20), || !receiver.delivered().is_empty()).await,
+            "{}",
+            server.log_text()
+        );
+        let test = &receiver.delivered()[0];
+        assert_eq!(test.event_type, "webhook.test");
+        assert_eq!(test.signature.matches("v1=").count(), 2);
+        // The receiver that knows only the first secret verified it; one that knows only the
+        // new secret verifies the next.
+        assert!(receiver.bad().is_empty());
+        let only_new = Receiver::start(Mode::FailFirst(0)).await;
+        only_new.trust(&second_secret);
+        let (ok, _, err) = run(
+            &[
+                "webhooks",
+                "update",
+                &id,
+                "--url",
+                &only_new.url,
+                "--webhook-allow-private",
+                "true",
+            ],
+            &sealing,
+        );
+        assert!(ok, "{err}");
+        run(&["webhooks", "test", &id], &sealing);
+        assert!(until(Duration::from_secs(20), || !only_new.delivered().is_empty()).await);
+        assert!(only_new.bad().is_empty());
+
+        let (ok, rows, _) = run(
+            &["webhooks", "deliveries", &id, "--output", "json"],
+            &sealing,
+        );
+        assert!(ok);
+        let rows: Value = serde_json::from_str(&rows).unwrap();
+        assert_eq!(rows["data"].as_array().unwrap().len(), 2);
+        let (ok, log, _) = run(
+            &["webhooks", "delivery", &delivery["id"].to_string()],
+            &sealing,
+        );
+        assert!(ok);
+        let log: Value = serde_json::from_str(&log).unwrap();
+        assert_eq!(log["state"], "delivered");
+        assert_eq!(log["attempts_log"][0]["status"], 200);
+        let (ok, disabled, _) = run(&["webhooks", "disable", &id], &sealing);
+        assert!(ok && disabled.contains("\"enabled\": false"));
+        let (ok, _, _) = run(&["webhooks", "delete", &id], &sealing);
+        assert!(ok);
+        let app = TestApp::attach(server.base.clone(), admin);
+        assert_eq!(
+            app.get(&format!("/v1/webhook-endpoints/{id}")).await.status,
+            404
+        );
+        drop(server);
+        db.remove().await;
+    }
+}
