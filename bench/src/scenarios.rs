@@ -19,6 +19,8 @@ use crate::load::{self, LoadSpec, LoadStats, RequestFactory};
 use crate::report::{Row, Target};
 use crate::server::{self, Admin, Database, Server};
 
+mod webhooks;
+
 #[derive(Debug, Clone, clap::Args)]
 pub struct Options {
     /// The `keyturn` binary to measure.
@@ -249,6 +251,9 @@ async fn measure(o: &Options, scratch: &mut Scratch) -> anyhow::Result<Vec<Row>>
     }
     if o.wants("6") {
         size_figures(o, scratch, &mut rows).await?;
+    }
+    if o.wants("7") {
+        webhooks::figures(o, scratch, &mut rows).await?;
     }
     Ok(rows)
 }

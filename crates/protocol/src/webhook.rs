@@ -143,4 +143,63 @@ mod tests {
             "36ee2f7498f0c1777d1312b2a7361947fe5ad31223be30d0c62421f4ca753401"
         );
     }
+
+    /// The README's Rust snippet, as printed there: it accepts what the server signs.
+    #[test]
+    fn the_readme_snippet_verifies_a_delivery() {
+        // The same code in both places, whitespace aside.
+        let function = |text: &str| {
+            let start = text
+                .find("fn verify(header: &str, body: &[u8], secret: &str, now: i64) -> bool {")
+                .expect("the snippet");
+            let end = start + text[start..].find("// constant-time").expect("its end");
+            let end = end + text[end..].find('}').expect("its last brace");
+            text[start..=end]
+                .chars()
+                .filter(|c| !c.is_whitespace())
+                .collect::<String>()
+        };
+        assert_eq!(
+            function(include_str!("../../../README.md")),
+            function(
+                include_str!("webhook.rs")
+                    .rsplit("// The snippet, verbatim")
+                    .next()
+                    .unwrap_or("")
+            ),
+            "the README's snippet and this test's differ"
+        );
+        use hmac::{Hmac, Mac};
+        use sha2::Sha256;
+        // The snippet, verbatim from the README.
+        fn verify(header: &str, body: &[u8], secret: &str, now: i64) -> bool {
+            let fields: Vec<(&str, &str)> = header
+                .split(',')
+                .filter_map(|p| p.split_once('='))
+                .collect();
+            let t = fields
+                .iter()
+                .find(|(k, _)| *k == "t")
+                .and_then(|(_, t)| t.parse::<i64>().ok());
+            let Some(t) = t.filter(|t| now.abs_diff(*t) <= 300) else {
+                return false;
+            };
+            let mut mac =
+                Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
+            mac.update(format!("{t}.").as_bytes());
+            mac.update(body);
+            fields
+                .iter()
+                .filter(|(k, _)| *k == "v1")
+                .filter_map(|(_, v)| hex::decode(v).ok())
+                .any(|sig| mac.clone().verify_slice(&sig).is_ok()) // constant-time
+        }
+        let body = br#"{"id":"evt_1"}"#;
+        let h = header(&["whsec_new", "whsec_old"], 1_700_000_000, body);
+        assert!(verify(&h, body, "whsec_old", 1_700_000_100));
+        assert!(verify(&h, body, "whsec_new", 1_700_000_100));
+        assert!(!verify(&h, body, "whsec_other", 1_700_000_100));
+        assert!(!verify(&h, b"{}", "whsec_new", 1_700_000_100));
+        assert!(!verify(&h, body, "whsec_new", 1_700_001_000));
+    }
 }
