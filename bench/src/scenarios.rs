@@ -21,6 +21,8 @@ mod console;
 use crate::report::{Row, Target};
 use crate::server::{self, Admin, Database, Server};
 
+mod webhooks;
+
 #[derive(Debug, Clone, clap::Args)]
 pub struct Options {
     /// The `keyturn` binary to measure.
@@ -258,6 +260,9 @@ async fn measure(o: &Options, scratch: &mut Scratch) -> anyhow::Result<Vec<Row>>
     }
     if o.wants("7") {
         console::console_figures(o, scratch, &mut rows).await?;
+    }
+    if o.wants("8") {
+        webhooks::figures(o, scratch, &mut rows).await?;
     }
     Ok(rows)
 }

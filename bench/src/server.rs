@@ -205,6 +205,11 @@ impl Admin {
         Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
+    /// The admin token, for requests the load generator builds itself.
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
     pub async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
         self.call(reqwest::Method::POST, path, Some(&body)).await
     }

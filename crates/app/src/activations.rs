@@ -16,7 +16,8 @@ use keyturn_store::{Seat, UsageKind};
 use serde_json::json;
 
 use crate::cache::LicenseState;
-use crate::licenses::record;
+use crate::licenses::{record, record_with};
+use crate::webhooks::emit::Snapshot;
 use crate::Entity;
 use crate::{now, Actor, App, AppError, Principal, Result};
 
@@ -129,7 +130,10 @@ impl App {
             .await?
             .ok_or(AppError::NotFound(Entity::License))?;
         let at = now();
-        session.delete_lapsed_activations(id, at).await?;
+        for lapsed in session.delete_lapsed_activations(id, at).await? {
+            crate::webhooks::emit::lease_lapsed(&mut session, &lapsed, license.product_id, at)
+                .await?;
+        }
         let lease = match req.lease_seconds {
             Some(secs) => Some(keyturn_core::dates::later_by_seconds(at, secs)),
             None => license.lease_until(at),
@@ -394,12 +398,13 @@ impl App {
         activation: Activation,
     ) -> Result<Activation> {
         session.delete_activation(activation.id).await?;
-        record(
+        record_with(
             &mut session,
             activation.license_id,
             &actor,
             AuditAction::Deactivated,
             json!({"activation_id": activation.id, "fingerprint": activation.fingerprint}),
+            Some(Snapshot::Activation(&activation)),
             now(),
         )
         .await?;

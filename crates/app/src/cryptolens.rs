@@ -353,9 +353,14 @@ impl App {
                 Some(c) => (Some(c.id), None),
                 None => {
                     let (name, mail, firm) = new_customer_fields(&req.customer)?;
-                    let c = session
-                        .insert_customer(&name, mail.as_deref(), firm.as_deref(), at)
-                        .await?;
+                    let c = crate::customers::insert_customer(
+                        &mut session,
+                        &name,
+                        mail.as_deref(),
+                        firm.as_deref(),
+                        at,
+                    )
+                    .await?;
                     (Some(c.id), Some(c.id))
                 }
             }

@@ -1,4 +1,5 @@
 use keyturn_core::names::display_name;
+use keyturn_core::webhook::EventType;
 use keyturn_core::AuditAction;
 use keyturn_core::{Customer, Email, Permission, TokenSecret};
 use keyturn_store::Session;
@@ -21,6 +22,30 @@ pub struct CustomerPatch {
     /// `Some(None)` clears the field.
     pub email: Option<Option<String>>,
     pub company: Option<Option<String>>,
+}
+
+/// Writes a new customer with its `customer.created` event: every path that creates one
+/// (the API, the Cryptolens API, payments, imports) goes through here.
+pub(crate) async fn insert_customer(
+    s: &mut Session,
+    name: &str,
+    email: Option<&str>,
+    company: Option<&str>,
+    at: chrono::DateTime<chrono::Utc>,
+) -> Result<Customer> {
+    let customer = s.insert_customer(name, email, company, at).await?;
+    crate::webhooks::emit::customer(s, EventType::CustomerCreated, &customer, at).await?;
+    Ok(customer)
+}
+
+/// Saves a changed customer with its `customer.updated` event.
+pub(crate) async fn save_customer(
+    s: &mut Session,
+    customer: &Customer,
+    at: chrono::DateTime<chrono::Utc>,
+) -> Result<()> {
+    s.update_customer(customer).await?;
+    crate::webhooks::emit::customer(s, EventType::CustomerUpdated, customer, at).await
 }
 
 pub(crate) fn email(input: Option<&str>) -> Result<Option<String>> {
@@ -93,9 +118,14 @@ impl App {
         let email = email(input.email.as_deref())?;
         let company = company(input.company.as_deref())?;
         let mut session = self.store.write().await?;
-        let customer = session
-            .insert_customer(&name, email.as_deref(), company.as_deref(), now())
-            .await?;
+        let customer = insert_customer(
+            &mut session,
+            &name,
+            email.as_deref(),
+            company.as_deref(),
+            now(),
+        )
+        .await?;
         if let Some(secret) = secret {
             session
                 .set_customer_secret(customer.id, Some(&secret.hash()))
@@ -209,7 +239,7 @@ impl App {
         if let Some(c) = patch.company {
             customer.company = company(c.as_deref())?;
         }
-        session.update_customer(&customer).await?;
+        save_customer(&mut session, &customer, now()).await?;
         if let Some(secret) = new_secret {
             session
                 .set_customer_secret(id, Some(&secret.hash()))

@@ -57,6 +57,8 @@ pub enum Entity {
     Trial,
     /// A product's trial plan.
     TrialPlan,
+    WebhookDelivery,
+    WebhookEndpoint,
 }
 
 impl Entity {
@@ -84,6 +86,8 @@ impl Entity {
             Entity::Token => "token",
             Entity::Trial => "trial",
             Entity::TrialPlan => "trial plan for this product",
+            Entity::WebhookDelivery => "webhook delivery",
+            Entity::WebhookEndpoint => "webhook endpoint",
         }
     }
 }

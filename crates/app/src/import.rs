@@ -205,13 +205,18 @@ async fn upsert_customer(
             existing.name = name;
             existing.email = mail;
             existing.company = firm;
-            s.update_customer(&existing).await?;
+            crate::customers::save_customer(s, &existing, at).await?;
             Ok((existing.id, Imported::Updated))
         }
         None => {
-            let created = s
-                .insert_customer(&name, mail.as_deref(), firm.as_deref(), at)
-                .await?;
+            let created = crate::customers::insert_customer(
+                s,
+                &name,
+                mail.as_deref(),
+                firm.as_deref(),
+                at,
+            )
+            .await?;
             s.record_imported(source.origin(), CUSTOMER, &source_id, created.id)
                 .await?;
             Ok((created.id, Imported::Created))

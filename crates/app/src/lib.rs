@@ -32,6 +32,7 @@ mod signers;
 mod skm;
 mod tokens;
 mod usage;
+mod webhooks;
 
 use chrono::{DateTime, Utc};
 use keyturn_store::Store;
@@ -81,6 +82,10 @@ pub use signatures::{SignatureSlot, SignedState, REUSE_FOR};
 pub use signers::SigningKeys;
 pub use tokens::NewTokenInput;
 pub use usage::code_name;
+pub use webhooks::{
+    AttemptResult, DeliveryLog, EndpointSecret, NewWebhookEndpoint, Outgoing, SweepReport,
+    WebhookEndpointPatch, WebhookPolicy,
+};
 
 pub type Result<T, E = AppError> = std::result::Result<T, E>;
 
@@ -154,6 +159,8 @@ pub struct Parts {
     /// Seals the private signing keys stored in the database.
     master_key: Option<keyturn_core::MasterKey>,
     clock: std::sync::Arc<dyn Clock>,
+    /// How outgoing webhooks behave here.
+    webhooks: webhooks::WebhookPolicy,
 }
 
 impl App {
@@ -167,6 +174,7 @@ impl App {
             usage: usage::Usage::default(),
             master_key: None,
             clock: std::sync::Arc::new(SystemClock),
+            webhooks: webhooks::WebhookPolicy::default(),
         }))
     }
 

@@ -11,6 +11,7 @@ use keyturn_store::{LicenseFilter, NewLicense, Session};
 use serde_json::{json, Value};
 
 use crate::catalog::product_features;
+use crate::webhooks::emit::Snapshot;
 use crate::Entity;
 use crate::{now, Actor, App, AppError, Page, PageRequest, Principal, Result};
 
@@ -131,6 +132,8 @@ pub(crate) async fn insert_with_fresh_key(
     ))
 }
 
+/// Writes a license's audit entry, and the webhook events it announces, in the change's
+/// transaction: every change of a license and its activations passes through here.
 pub(crate) async fn record(
     session: &mut Session,
     license_id: i64,
@@ -139,10 +142,24 @@ pub(crate) async fn record(
     details: Value,
     at: DateTime<Utc>,
 ) -> Result<()> {
+    record_with(session, license_id, actor, action, details, None, at).await
+}
+
+/// [`record`] for a change that removed what its events show (a deleted license or
+/// activation), given as it was.
+pub(crate) async fn record_with(
+    session: &mut Session,
+    license_id: i64,
+    actor: &Actor,
+    action: AuditAction,
+    details: Value,
+    snapshot: Option<Snapshot<'_>>,
+    at: DateTime<Utc>,
+) -> Result<()> {
     session
         .insert_license_event(license_id, &actor.label(), action.as_str(), &details, at)
         .await?;
-    Ok(())
+    crate::webhooks::emit::audited(session, license_id, action, &details, snapshot, at).await
 }
 
 impl App {
@@ -355,8 +372,9 @@ impl App {
         let imported = session
             .import_licenses(&new, &parsed, &principal.actor.label(), &details, at)
             .await?;
+        crate::webhooks::emit::imported(&mut session, &imported, &details, at).await?;
         session.commit().await?;
-        Ok(imported)
+        Ok(imported.len() as u64)
     }
 
     pub async fn license(&self, principal: &Principal, id: i64) -> Result<License> {
@@ -633,12 +651,13 @@ impl App {
             .locked(principal, id, Permission::LicensesDelete)
             .await?;
         session.delete_license(id).await?;
-        record(
+        record_with(
             &mut session,
             id,
             &principal.actor,
             AuditAction::Deleted,
             json!({"key": license.key, "product_id": license.product_id}),
+            Some(Snapshot::License(&license)),
             now(),
         )
         .await?;

@@ -103,12 +103,31 @@ impl App {
         Ok(s.commit().await?)
     }
 
-    /// Records a failed attempt; the message is tried again after the retry delay.
+    /// Records a failed attempt; the message is tried again after the retry delay. Its first
+    /// failure is announced to the webhooks (`mail.failed`).
     pub async fn mail_failed(&self, mail: &QueuedMail, error: &str, base: Duration) -> Result<()> {
         let retry_at = now()
             + chrono::Duration::from_std(retry_delay(base, mail.attempts)).unwrap_or_default();
         let mut s = self.store.write().await?;
         s.mail_failed(mail.id, error, retry_at).await?;
+        // Announced at its first failure; the outbox keeps trying it.
+        if mail.attempts == 0 {
+            let failed = serde_json::json!({
+                "id": mail.id,
+                "to": mail.to,
+                "subject": mail.subject,
+                "attempts": 1,
+                "error": error,
+                "next_attempt_at": retry_at,
+            });
+            crate::webhooks::emit::other(
+                &mut s,
+                keyturn_core::webhook::EventType::MailFailed,
+                &failed,
+                now(),
+            )
+            .await?;
+        }
         Ok(s.commit().await?)
     }
 

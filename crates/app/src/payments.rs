@@ -188,6 +188,21 @@ impl App {
                     session
                         .record_failed_event(&incoming, &e.to_string(), at)
                         .await?;
+                    // Announced when it first fails; the provider's redeliveries that fail
+                    // again only count up its attempts.
+                    if let Some(failed) = session
+                        .provider_event(ctx.provider, ctx.event_id)
+                        .await?
+                        .filter(|f| f.attempts == 1)
+                    {
+                        crate::webhooks::emit::other(
+                            &mut session,
+                            keyturn_core::webhook::EventType::ProviderEventFailed,
+                            &failed,
+                            at,
+                        )
+                        .await?;
+                    }
                     session.commit().await?;
                 }
                 tracing::warn!(provider = ctx.provider, kind = %envelope.event_type, error = %e, "provider event not applied");

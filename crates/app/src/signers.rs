@@ -154,6 +154,14 @@ impl App {
                 }
             }
         }
+        for (id, stored) in self.store.read().await?.all_webhook_secrets().await? {
+            if let Err(e) = self.open_secret(id, &stored.current) {
+                return Err(AppError::invalid(
+                    "master_key",
+                    format!("the signing secret of webhook endpoint {id} does not open ({e}): {SET_MASTER_KEY}"),
+                ));
+            }
+        }
         Ok(count)
     }
 
@@ -195,6 +203,8 @@ impl App {
             }
         }
         App::reseal_second_factors(&mut session, from, to).await?;
+        // The webhook endpoints' signing secrets are sealed with the same master key.
+        self.reseal_webhook_secrets(&mut session, from, to).await?;
         session.commit().await?;
         Ok(count)
     }

@@ -6,3 +6,4 @@ pub mod import;
 pub mod mail;
 pub mod output;
 pub mod startup;
+pub mod webhooks;

@@ -10,6 +10,7 @@ use tokio::net::TcpListener;
 
 use crate::config::{Settings, StoreSettings};
 use crate::mail::MailWorker;
+use crate::webhooks::WebhookWorker;
 
 /// Opens the configured database and brings its schema up to date.
 pub async fn open_store(settings: &StoreSettings) -> anyhow::Result<Store> {
@@ -46,6 +47,7 @@ pub struct Application {
     router: axum::Router,
     app: App,
     mail: MailWorker,
+    webhooks: WebhookWorker,
     check_ins: (
         tokio::sync::watch::Sender<bool>,
         tokio::task::JoinHandle<()>,
@@ -82,7 +84,8 @@ impl Application {
         let app = App::new(store)
             .with_master_key(settings.store.master_key.clone())
             .with_signature_reuse(settings.signature_reuse)
-            .with_license_cache(settings.license_cache_entries);
+            .with_license_cache(settings.license_cache_entries)
+            .with_webhook_policy(settings.webhooks.policy());
         let keys = app
             .check_signing_keys()
             .await
@@ -97,6 +100,7 @@ impl Application {
             .await
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
         let mail = MailWorker::start(app.clone(), settings.mail.clone())?;
+        let webhooks = WebhookWorker::start(app.clone(), settings.webhooks.clone())?;
         // Last of all: a start that fails (a port in use) must not spend the one showing of
         // the token, or the next start would find a token nobody has seen and show none.
         let admin = app.bootstrap_admin_token().await?;
@@ -113,6 +117,7 @@ impl Application {
                 router,
                 app,
                 mail,
+                webhooks,
                 check_ins,
                 limits: settings.http.connections.clone(),
             },
@@ -145,6 +150,14 @@ impl Application {
             tracing::warn!(
                 "the mail worker did not stop in time; mail not yet sent stays in the outbox"
             );
+        }
+        // Waits for the requests in flight (each within the webhook timeout); deliveries not
+        // made stay in the outbox for the next start or another node.
+        if tokio::time::timeout(FINAL_WRITE_DEADLINE * 3, self.webhooks.stop())
+            .await
+            .is_err()
+        {
+            tracing::warn!("the webhook worker did not stop in time; its deliveries are retried after their lease");
         }
         let (stop, writer) = self.check_ins;
         let _ = stop.send(true);

@@ -29,6 +29,8 @@
 //! * **License files** — [`Client::verify_license_file`] checks a file from
 //!   `POST /v1/licenses/{id}/file` (or `keyturn license file`) with no network at all.
 //! * **Floating licenses** — [`Client::checkout`], [`Client::heartbeat`] and [`Client::release`].
+//! * **Webhooks** — a vendor's own service that receives Keyturn's outgoing webhooks checks
+//!   their signature with [`webhook::verify`].
 
 #![warn(missing_docs)]
 
@@ -53,6 +55,8 @@ use state::{CachedReply, MachineIdentity, State};
 
 /// The header that carries the signature of a reply's body.
 pub use keyturn_protocol::SIGNATURE_HEADER;
+/// Verifying the signature of the server's outgoing webhooks (for the vendor's receiver).
+pub use keyturn_protocol::webhook;
 /// How long a program may run offline on its last good validation unless told otherwise.
 pub const DEFAULT_GRACE: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
 /// How far the clock may go back before it counts as turned back, unless told otherwise

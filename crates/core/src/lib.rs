@@ -26,6 +26,7 @@ pub mod terms;
 pub mod token;
 pub mod totp;
 pub mod validation;
+pub mod webhook;
 
 pub use audit::AuditAction;
 pub use console::{ConsoleUser, LicenseStatus, Password, Role};

@@ -24,6 +24,10 @@ pub enum Permission {
     TokensManage,
     PaymentsRead,
     PaymentsWrite,
+    /// Outgoing webhooks: endpoints, their deliveries and log.
+    WebhooksRead,
+    /// Create, change, rotate and delete endpoints; retry deliveries; send test events.
+    WebhooksWrite,
     // Cryptolens Web API methods (`/api/...`), one permission each as in Cryptolens's access
     // tokens. They allow the method on the Cryptolens API only.
     ClActivate,
@@ -63,7 +67,7 @@ pub enum Permission {
 }
 
 impl Permission {
-    pub const ALL: [Permission; 46] = [
+    pub const ALL: [Permission; 48] = [
         Permission::Admin,
         Permission::ProductsRead,
         Permission::ProductsWrite,
@@ -80,6 +84,8 @@ impl Permission {
         Permission::TokensManage,
         Permission::PaymentsRead,
         Permission::PaymentsWrite,
+        Permission::WebhooksRead,
+        Permission::WebhooksWrite,
         Permission::ClActivate,
         Permission::ClDeactivate,
         Permission::ClGetKey,
@@ -130,6 +136,8 @@ impl Permission {
             Permission::TokensManage => "tokens:manage",
             Permission::PaymentsRead => "payments:read",
             Permission::PaymentsWrite => "payments:write",
+            Permission::WebhooksRead => "webhooks:read",
+            Permission::WebhooksWrite => "webhooks:write",
             Permission::ClActivate => "cryptolens:activate",
             Permission::ClDeactivate => "cryptolens:deactivate",
             Permission::ClGetKey => "cryptolens:getkey",

@@ -37,6 +37,12 @@ impl TokenSecret {
         Self::generate_with(SESSION_PREFIX)
     }
 
+    /// An outgoing webhook endpoint's signing secret (`whsec_…`): the server keeps it (sealed
+    /// when a master key is set) since it signs with it, and shows it once.
+    pub fn generate_webhook_secret() -> Self {
+        Self::generate_with(keyturn_protocol::webhook::SECRET_PREFIX)
+    }
+
     fn generate_with(prefix: &str) -> Self {
         let mut bytes = [0u8; 32];
         OsRng.fill_bytes(&mut bytes);

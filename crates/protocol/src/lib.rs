@@ -10,13 +10,15 @@
 //!   client when it opens a license file offline);
 //! - [`license_file`]: the offline license file — framing, envelope, what the signature covers,
 //!   and how an encrypted file's content key is wrapped per machine component;
-//! - [`License`]: the license as its licensee sees it, in replies and in license files.
+//! - [`License`]: the license as its licensee sees it, in replies and in license files;
+//! - [`webhook`]: the signature on the server's outgoing webhooks, which a vendor's receiver checks.
 //!
 //! This crate holds no keys and does no I/O; signing and verifying stay with each side (the
 //! server signs with the product's private key, the client verifies with the public key it ships).
 
 pub mod fingerprint;
 pub mod license_file;
+pub mod webhook;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};

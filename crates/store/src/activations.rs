@@ -200,22 +200,23 @@ impl Session {
     }
 
     /// Forgets floating activations whose lease has lapsed; they no longer hold a seat.
+    /// Returns them as they were.
     pub async fn delete_lapsed_activations(
         &mut self,
         license_id: i64,
         now: DateTime<Utc>,
-    ) -> Result<u64> {
-        let done = sqlx::query(
+    ) -> Result<Vec<Activation>> {
+        let rows = sqlx::query(&format!(
             "DELETE FROM activations WHERE license_id = $1 \
-             AND lease_expires_at IS NOT NULL AND lease_expires_at <= $2",
-        )
+             AND lease_expires_at IS NOT NULL AND lease_expires_at <= $2 RETURNING {COLUMNS}"
+        ))
         .bind(license_id)
         .bind(to_db(now))
-        .execute(self.conn())
+        .fetch_all(self.conn())
         .await?;
-        if done.rows_affected() > 0 {
+        if !rows.is_empty() {
             self.touch(Change::License(license_id));
         }
-        Ok(done.rows_affected())
+        rows.iter().map(activation).collect()
     }
 }

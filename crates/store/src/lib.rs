@@ -30,6 +30,7 @@ mod products;
 mod provider_status;
 mod session;
 mod tokens;
+mod webhooks;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -62,6 +63,10 @@ pub use plans::NewPlan;
 pub use portal::PortalSessionRow;
 pub use provider_status::{ProviderActivity, RefusalCount};
 pub use session::Session;
+pub use webhooks::{
+    AttemptRecord, ClaimedDelivery, EndpointFields, EndpointTarget, NextStep, StoredSecrets,
+    SweepMark,
+};
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 

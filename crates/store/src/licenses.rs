@@ -146,7 +146,7 @@ impl Session {
 
     /// Inserts one license per key, all alike but for the key, with an audit entry each, in
     /// multi-row statements: the bulk path for keys issued elsewhere. A key that is taken fails
-    /// the whole call with [`crate::StoreError::Conflict`].
+    /// the whole call with [`crate::StoreError::Conflict`]. Returns the new licenses' ids.
     pub async fn import_licenses(
         &mut self,
         template: &NewLicense,
@@ -154,12 +154,12 @@ impl Session {
         actor: &str,
         details: &serde_json::Value,
         now: DateTime<Utc>,
-    ) -> Result<u64> {
+    ) -> Result<Vec<i64>> {
         let features = json_list(&template.features);
         let allowed = json_list(&template.allowed_machines);
         let metadata = template.metadata.to_string();
         let details = details.to_string();
-        let mut imported = 0;
+        let mut imported = Vec::with_capacity(keys.len());
         for chunk in keys.chunks(IMPORT_CHUNK) {
             // $1..$15 are the columns every row shares; each row adds its key.
             let rows: Vec<String> = (0..chunk.len())
@@ -209,7 +209,7 @@ impl Session {
                 events = events.bind(*id);
             }
             events.execute(self.conn()).await?;
-            imported += ids.len() as u64;
+            imported.extend(ids);
         }
         Ok(imported)
     }

@@ -52,7 +52,7 @@ pub(super) async fn customer(s: &mut Session, ctx: &Ctx<'_>, buyer: &Buyer) -> R
                     changed = true;
                 }
                 if changed {
-                    s.update_customer(&c).await?;
+                    crate::customers::save_customer(s, &c, ctx.at).await?;
                 }
             }
             id
@@ -62,7 +62,7 @@ pub(super) async fn customer(s: &mut Session, ctx: &Ctx<'_>, buyer: &Buyer) -> R
             let Some(display) = name.clone().or(email.clone()) else {
                 return Ok(None);
             };
-            s.insert_customer(&display, email.as_deref(), None, ctx.at)
+            crate::customers::insert_customer(s, &display, email.as_deref(), None, ctx.at)
                 .await?
                 .id
         }

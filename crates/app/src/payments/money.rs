@@ -2,12 +2,65 @@
 //! by, and the locks that keep recording and reversing a payment from interleaving.
 
 use keyturn_core::payment::{Money, ObjectKind, Payment, PaymentStatus, Subscription};
+use keyturn_core::webhook::EventType;
 use keyturn_store::{NewPayment, Session};
 
 use crate::Result;
 
 use super::reversals::reverse_if_reported;
 use super::Ctx;
+
+/// Records a payment unless one exists for its business object (returned either way, with
+/// whether it is new); a new one is announced (`payment.succeeded` or `payment.failed`). The
+/// pipeline writes payments only through this and [`save_payment`].
+pub(super) async fn upsert_payment(
+    s: &mut Session,
+    ctx: &Ctx<'_>,
+    p: &NewPayment,
+) -> Result<(Payment, bool)> {
+    let (payment, new) = s.upsert_payment(p, ctx.at).await?;
+    if new {
+        crate::webhooks::emit::payment(s, None, &payment, ctx.at).await?;
+    }
+    Ok((payment, new))
+}
+
+/// Saves what an event learned about a payment; a change of status from `was` is announced.
+pub(super) async fn save_payment(
+    s: &mut Session,
+    ctx: &Ctx<'_>,
+    payment: &Payment,
+    was: PaymentStatus,
+) -> Result<()> {
+    s.update_payment(payment, ctx.at).await?;
+    crate::webhooks::emit::payment(s, Some(was), payment, ctx.at).await
+}
+
+/// Saves a subscription's record; a change a receiver could see is announced
+/// (`subscription.updated`, or `subscription.cancelled` when it ends). The record as stored
+/// before is read only when an endpoint wants to hear of it. The pipeline writes subscriptions
+/// only through this.
+pub(super) async fn save_subscription(
+    s: &mut Session,
+    ctx: &Ctx<'_>,
+    sub: &Subscription,
+) -> Result<()> {
+    let wanted = crate::webhooks::emit::wants_any(
+        s,
+        &[EventType::SubscriptionUpdated, EventType::SubscriptionCancelled],
+    )
+    .await?;
+    let before = if wanted {
+        s.subscription(&sub.provider, &sub.subscription_id).await?
+    } else {
+        None
+    };
+    s.update_subscription(sub, ctx.at).await?;
+    if let Some(before) = before {
+        crate::webhooks::emit::subscription(s, &before, sub, ctx.at).await?;
+    }
+    Ok(())
+}
 
 /// The payment intent and charge a payment is known by, where refunds and disputes find it.
 pub(super) fn money_refs(money: &Money) -> Vec<&String> {
@@ -158,7 +211,8 @@ pub(super) async fn invoice_settled(
         ));
     };
     if fill_money(&mut payment, &money) {
-        s.update_payment(&payment, ctx.at).await?;
+        let was = payment.status;
+        save_payment(s, ctx, &payment, was).await?;
     }
     let reversed = reverse_if_reported(s, ctx, &payment).await?;
     Ok(format!(

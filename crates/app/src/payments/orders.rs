@@ -12,7 +12,10 @@ use crate::licenses::new_license;
 use crate::{AppError, Result};
 
 use super::buyers::{customer, form_template, product_name};
-use super::money::{fill_money, lock_money, lock_order, new_payment_fields};
+use super::money::{
+    fill_money, lock_money, lock_order, new_payment_fields, save_payment, save_subscription,
+    upsert_payment,
+};
 use super::reversals::reverse_if_reported;
 use super::subscriptions::settle;
 use super::{issue, machines, resolve_plan, Ctx};
@@ -113,13 +116,14 @@ pub(super) async fn purchased(
     p.customer_id = customer_id;
     p.plan_id = Some(plan.id);
     p.subscription_id = sub.as_ref().map(|sub| sub.subscription_id.clone());
-    let (mut payment, new) = s.upsert_payment(&p, ctx.at).await?;
+    let (mut payment, new) = upsert_payment(s, ctx, &p).await?;
     if !new {
         // Already fulfilled, perhaps by its subscription's report, which knew less of the money.
         let filled = fill_money(&mut payment, money);
         if filled || payment.customer_id.is_none() {
             payment.customer_id = payment.customer_id.or(customer_id);
-            s.update_payment(&payment, ctx.at).await?;
+            let was = payment.status;
+            save_payment(s, ctx, &payment, was).await?;
         }
         let reversed = reverse_if_reported(s, ctx, &payment).await?;
         return Ok(format!(
@@ -140,7 +144,7 @@ pub(super) async fn purchased(
                 sub.subscription_id
             ),
         );
-        s.update_subscription(sub, ctx.at).await?;
+        save_subscription(s, ctx, sub).await?;
         return Ok(detail);
     }
     let quantity = quantity.clamp(1, crate::licenses::MAX_QUANTITY);
@@ -183,7 +187,7 @@ pub(super) async fn purchased(
     if let Some(sub) = sub.as_mut() {
         // Reported before its license existed: the subscription adopts the new one now.
         detail.push_str(&settle(s, ctx, sub, buyer, None).await?);
-        s.update_subscription(sub, ctx.at).await?;
+        save_subscription(s, ctx, sub).await?;
     }
     Ok(detail)
 }

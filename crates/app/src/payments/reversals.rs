@@ -8,7 +8,7 @@ use serde_json::json;
 
 use crate::{AppError, Result};
 
-use super::money::{lock_money, money_refs, money_refs_of};
+use super::money::{lock_money, money_refs, money_refs_of, save_payment};
 use super::{save, Ctx};
 
 pub(super) async fn reversed(
@@ -76,9 +76,10 @@ pub(super) async fn block_paid_licenses(
     payment: &mut Payment,
     reversal: Reversal,
 ) -> Result<Vec<i64>> {
+    let was = payment.status;
     payment.status = reversal.status();
     payment.event_id = ctx.event_id.to_owned();
-    s.update_payment(payment, ctx.at).await?;
+    save_payment(s, ctx, payment, was).await?;
     let mut blocked = Vec::new();
     for id in payment.license_ids.clone() {
         if let Some(mut license) = s.lock_license(id).await? {

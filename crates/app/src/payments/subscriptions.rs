@@ -18,7 +18,8 @@ use crate::Result;
 
 use super::buyers::{customer, notify};
 use super::money::{
-    fill_money, lock_money, lock_order, new_payment, new_payment_fields, with_link,
+    fill_money, lock_money, lock_order, new_payment, new_payment_fields, save_payment,
+    save_subscription, upsert_payment, with_link,
 };
 use super::orders::checkout_of;
 use super::reversals::reverse_if_reported;
@@ -73,15 +74,16 @@ pub(super) async fn started(
             &money,
         );
         p.plan_id = shape.map(|(plan, _)| plan).or(sub.plan_id);
-        let (mut payment, new) = s.upsert_payment(&p, ctx.at).await?;
+        let (mut payment, new) = upsert_payment(s, ctx, &p).await?;
         if !new && fill_money(&mut payment, &money) {
-            s.update_payment(&payment, ctx.at).await?;
+            let was = payment.status;
+            save_payment(s, ctx, &payment, was).await?;
         }
         recorded = Some(payment);
     }
     let mut detail = settle(s, ctx, &mut sub, &buyer, recorded).await?;
     detail.insert_str(0, &format!("subscription {subscription}"));
-    s.update_subscription(&sub, ctx.at).await?;
+    save_subscription(s, ctx, &sub).await?;
     Ok(detail)
 }
 
@@ -103,19 +105,19 @@ pub(super) async fn renewed(
         .await?;
     let money = with_link(s, ctx, ObjectKind::Invoice, &invoice, money).await?;
     lock_money(s, ctx, &money).await?;
-    let (mut payment, new) = s
-        .upsert_payment(
-            &new_payment(
-                ctx,
-                ObjectKind::Invoice,
-                &invoice,
-                PaymentStatus::Paid,
-                &sub,
-                &money,
-            ),
-            ctx.at,
-        )
-        .await?;
+    let (mut payment, new) = upsert_payment(
+        s,
+        ctx,
+        &new_payment(
+            ctx,
+            ObjectKind::Invoice,
+            &invoice,
+            PaymentStatus::Paid,
+            &sub,
+            &money,
+        ),
+    )
+    .await?;
     if !new && payment.status != PaymentStatus::Failed {
         return Ok(format!("invoice {invoice} was already applied"));
     }
@@ -132,18 +134,19 @@ pub(super) async fn renewed(
     };
     observe(&mut sub, ctx, &report);
     sub.customer_id = sub.customer_id.or(customer_id);
+    let was = if new { PaymentStatus::Paid } else { payment.status };
     payment.status = PaymentStatus::Paid;
     payment.customer_id = payment.customer_id.or(customer_id);
     payment.plan_id = shape.map(|(plan, _)| plan).or(sub.plan_id);
     payment.event_id = ctx.event_id.to_owned();
     fill_money(&mut payment, &money);
-    s.update_payment(&payment, ctx.at).await?;
+    save_payment(s, ctx, &payment, was).await?;
     let mut detail = settle(s, ctx, &mut sub, &buyer, Some(payment)).await?;
     detail.insert_str(
         0,
         &format!("invoice {invoice} of subscription {subscription}"),
     );
-    s.update_subscription(&sub, ctx.at).await?;
+    save_subscription(s, ctx, &sub).await?;
     Ok(detail)
 }
 
@@ -216,7 +219,7 @@ async fn follow(
     observe(&mut sub, ctx, report);
     let mut detail = settle(s, ctx, &mut sub, &Buyer::default(), None).await?;
     detail.insert_str(0, &heading);
-    s.update_subscription(&sub, ctx.at).await?;
+    save_subscription(s, ctx, &sub).await?;
     Ok(detail)
 }
 
@@ -236,7 +239,7 @@ pub(super) async fn payment_failed(
         &money,
     );
     p.subscription_id = subscription;
-    let (payment, new) = s.upsert_payment(&p, ctx.at).await?;
+    let (payment, new) = upsert_payment(s, ctx, &p).await?;
     Ok(if new {
         format!(
             "payment of invoice {invoice} failed (payment {}); license not extended",

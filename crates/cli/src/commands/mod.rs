@@ -26,6 +26,7 @@ mod serve;
 mod stripe;
 mod token;
 mod user;
+mod webhooks;
 
 /// Declares the command groups: each line is a subcommand whose type has
 /// `async fn run(self, ctx: &Context) -> anyhow::Result<()>`.
@@ -84,6 +85,9 @@ groups! {
     /// People who sign in to the admin console (/admin).
     #[command(subcommand)]
     User(user::User),
+    /// Outgoing webhooks: endpoints, their deliveries, retries and test events.
+    #[command(subcommand)]
+    Webhooks(webhooks::Webhooks),
 }
 
 /// Keyturn: a self-hosted software licensing server with payments built in.
@@ -122,12 +126,21 @@ pub struct Session {
 
 impl Context {
     pub async fn open(&self, how: Open) -> anyhow::Result<Session> {
+        self.open_configured(how, |app| app).await
+    }
+
+    /// Opens the installation with the app set up by `configure` first (before it is shared).
+    pub async fn open_configured(
+        &self,
+        how: Open,
+        configure: impl FnOnce(App) -> App,
+    ) -> anyhow::Result<Session> {
         let settings = self.store.resolve()?;
         let store = match how {
             Open::CreateOrMigrate => open_store(&settings).await?,
             Open::Existing | Open::KeysAsTheyAre => open_existing_store(&settings).await?,
         };
-        let app = App::new(store).with_master_key(settings.master_key.clone());
+        let app = configure(App::new(store).with_master_key(settings.master_key.clone()));
         let _ = self.opened.set(app.clone());
         if how == Open::Existing {
             app.check_signing_keys()

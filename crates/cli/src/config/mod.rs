@@ -140,6 +140,8 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub mail: MailArgs,
     #[command(flatten)]
+    pub webhooks: WebhookArgs,
+    #[command(flatten)]
     pub providers: ProviderArgs,
 }
 
@@ -184,6 +186,126 @@ pub struct MailArgs {
     /// First retry delay after a failed send, doubling up to an hour.
     #[arg(long, env = "KEYTURN_MAIL_RETRY_SECONDS", default_value_t = 30)]
     pub mail_retry_seconds: u64,
+}
+
+/// Outgoing webhooks.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Webhooks")]
+pub struct WebhookArgs {
+    #[command(flatten)]
+    pub guard: WebhookGuardArgs,
+    /// Seconds before the first retry of a failed delivery (fractions allowed); later retries
+    /// double it, up to 720 times it, for 21 attempts in all (about three days at 30).
+    #[arg(long, env = "KEYTURN_WEBHOOK_RETRY_SECONDS", default_value_t = 30.0, value_parser = retry_seconds)]
+    pub webhook_retry_seconds: f64,
+    /// Seconds a receiver has to answer a delivery with 2xx.
+    #[arg(long, env = "KEYTURN_WEBHOOK_TIMEOUT_SECONDS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=120))]
+    pub webhook_timeout_seconds: u64,
+    /// Days before its expiry that a license is announced as expiring soon.
+    #[arg(long, env = "KEYTURN_WEBHOOK_EXPIRING_SOON_DAYS", default_value_t = 7,
+          value_parser = clap::value_parser!(u64).range(1..=365))]
+    pub webhook_expiring_soon_days: u64,
+    /// Seconds between two sweeps for licenses that expire and floating leases that lapse
+    /// (fractions allowed).
+    #[arg(long, env = "KEYTURN_WEBHOOK_SWEEP_SECONDS", default_value_t = 60.0, value_parser = sweep_seconds)]
+    pub webhook_sweep_seconds: f64,
+    /// Who is mailed when an endpoint is disabled after failing for the whole retry period
+    /// [default: the console's owners].
+    #[arg(long, env = "KEYTURN_WEBHOOK_ALERT_EMAIL")]
+    pub webhook_alert_email: Option<String>,
+}
+
+/// Where outgoing webhooks may go (`serve`, and `webhooks` for the endpoints it creates).
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "Webhooks")]
+pub struct WebhookGuardArgs {
+    /// Deliver webhooks to loopback, private, link-local and unique-local addresses too (a
+    /// receiver inside the vendor's own network). Off, such targets are refused, however their
+    /// names resolve.
+    #[arg(long, env = "KEYTURN_WEBHOOK_ALLOW_PRIVATE", default_value_t = false, action = clap::ArgAction::Set)]
+    pub webhook_allow_private: bool,
+}
+
+fn seconds_between(text: &str, low: f64, high: f64) -> Result<f64, String> {
+    let s: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of seconds"))?;
+    if !(low..=high).contains(&s) {
+        return Err(format!("must be between {low} and {high}"));
+    }
+    Ok(s)
+}
+
+fn retry_seconds(text: &str) -> Result<f64, String> {
+    seconds_between(text, 0.001, 3600.0)
+}
+
+fn sweep_seconds(text: &str) -> Result<f64, String> {
+    seconds_between(text, 0.05, 3600.0)
+}
+
+/// How outgoing webhooks are delivered.
+#[derive(Debug, Clone)]
+pub struct WebhookSettings {
+    pub allow_private: bool,
+    pub first_retry: Duration,
+    pub timeout: Duration,
+    pub expiring_soon: Duration,
+    pub sweep: Duration,
+    pub alert_email: Option<String>,
+    /// How often the worker looks for due deliveries when nothing woke it.
+    pub poll: Duration,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        Self {
+            allow_private: false,
+            first_retry: Duration::from_secs(30),
+            timeout: Duration::from_secs(10),
+            expiring_soon: Duration::from_secs(7 * 86_400),
+            sweep: Duration::from_secs(60),
+            alert_email: None,
+            poll: Duration::from_secs(1),
+        }
+    }
+}
+
+impl WebhookSettings {
+    /// What the app needs of them.
+    pub fn policy(&self) -> keyturn_app::WebhookPolicy {
+        keyturn_app::WebhookPolicy {
+            allow_private: self.allow_private,
+            first_retry: self.first_retry,
+            expiring_soon: self.expiring_soon,
+            alert_email: self.alert_email.clone(),
+            ..Default::default()
+        }
+    }
+}
+
+impl WebhookArgs {
+    fn resolve(&self) -> anyhow::Result<WebhookSettings> {
+        let alert_email = match self.webhook_alert_email.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(e) => Some(
+                keyturn_core::Email::parse(e)
+                    .map_err(|e| anyhow::anyhow!("KEYTURN_WEBHOOK_ALERT_EMAIL: {}", e.message))?
+                    .into_string(),
+            ),
+        };
+        Ok(WebhookSettings {
+            allow_private: self.guard.webhook_allow_private,
+            first_retry: Duration::from_secs_f64(self.webhook_retry_seconds),
+            timeout: Duration::from_secs(self.webhook_timeout_seconds),
+            expiring_soon: Duration::from_secs(self.webhook_expiring_soon_days * 86_400),
+            sweep: Duration::from_secs_f64(self.webhook_sweep_seconds),
+            alert_email,
+            poll: WebhookSettings::default().poll,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -247,6 +369,7 @@ pub struct Settings {
     pub http: HttpSettings,
     pub providers: Providers,
     pub mail: MailSettings,
+    pub webhooks: WebhookSettings,
     pub log_format: LogFormat,
     /// How long a signature of an unchanged license state is reused.
     pub signature_reuse: Duration,
@@ -358,6 +481,7 @@ impl Settings {
             },
             providers: serve.providers.resolve(),
             mail: serve.mail.resolve(),
+            webhooks: serve.webhooks.resolve()?,
             log_format: serve.log_format,
             signature_reuse: secs(serve.signature_reuse_seconds),
             license_cache_entries: serve.license_cache_entries,

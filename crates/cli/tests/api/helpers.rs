@@ -294,6 +294,7 @@ pub fn test_settings(
         http,
         providers,
         mail,
+        webhooks: Default::default(),
         log_format: keyturn::config::LogFormat::Text,
         signature_reuse: std::time::Duration::from_secs(900),
         license_cache_entries: keyturn_app::DEFAULT_LICENSE_CACHE,
@@ -306,6 +307,13 @@ pub async fn spawn_settings(settings: &keyturn::config::Settings) -> TestApp {
     let (application, admin) = Application::build(settings).await.expect("server starts");
     let admin = admin.expect("a new installation gets an admin token");
     start(application, admin.expose().to_owned())
+}
+
+/// A server with settings a test made, on a database another server set up (a second node, or
+/// a restart), given that server's admin token.
+pub async fn spawn_node(settings: &keyturn::config::Settings, admin: &str) -> TestApp {
+    let (application, _) = Application::build(settings).await.expect("server starts");
+    start(application, admin.to_owned())
 }
 
 fn start(application: Application, admin: String) -> TestApp {

@@ -37,3 +37,4 @@ mod rsa_import;
 mod stores;
 mod stripe;
 mod tokens;
+mod webhooks_out;

@@ -10,6 +10,7 @@ pub mod licenses;
 pub mod messages;
 pub mod payments;
 pub mod tokens;
+pub mod webhook_endpoints;
 pub mod webhooks;
 
 use axum::Router;
@@ -30,4 +31,5 @@ pub fn v1(state: AppState) -> Router<AppState> {
         .merge(forms::router())
         .merge(data_objects::router())
         .merge(messages::router())
+        .merge(webhook_endpoints::router())
 }
