@@ -1,4 +1,4 @@
-//! 8. Outgoing webhooks: what an endpoint costs the writes that emit events, and how fast the
+//! Scenario 8, outgoing webhooks: what an endpoint costs the writes that emit events, and how fast the
 //! events reach a receiver on this machine.
 //!
 //! The write is `POST /v1/licenses/{id}/extend` spread over the pool of licenses: a locked
@@ -284,7 +284,10 @@ async fn one_database(o: &Options, db: &Database, rows: &mut Vec<Row>) -> anyhow
         ),
     )
     .against(
-        format!("extensions without an endpoint {} req/s", rate(without.throughput())),
+        format!(
+            "extensions without an endpoint {} req/s",
+            rate(without.throughput())
+        ),
         per_second / without.throughput(),
     )
     .note(format!(

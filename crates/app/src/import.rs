@@ -209,14 +209,9 @@ async fn upsert_customer(
             Ok((existing.id, Imported::Updated))
         }
         None => {
-            let created = crate::customers::insert_customer(
-                s,
-                &name,
-                mail.as_deref(),
-                firm.as_deref(),
-                at,
-            )
-            .await?;
+            let created =
+                crate::customers::insert_customer(s, &name, mail.as_deref(), firm.as_deref(), at)
+                    .await?;
             s.record_imported(source.origin(), CUSTOMER, &source_id, created.id)
                 .await?;
             Ok((created.id, Imported::Created))

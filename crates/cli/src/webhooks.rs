@@ -242,10 +242,7 @@ async fn run(
         }
         let free = slots.available_permits();
         if free > 0 {
-            match app
-                .claim_webhooks(free as i64, PER_ENDPOINT, lease)
-                .await
-            {
+            match app.claim_webhooks(free as i64, PER_ENDPOINT, lease).await {
                 Ok(claimed) => {
                     for out in claimed {
                         let Ok(slot) = slots.clone().try_acquire_owned() else {

@@ -53,10 +53,10 @@ pub use fingerprint::Fingerprint;
 pub use license_file::LicenseFile;
 use state::{CachedReply, MachineIdentity, State};
 
-/// The header that carries the signature of a reply's body.
-pub use keyturn_protocol::SIGNATURE_HEADER;
 /// Verifying the signature of the server's outgoing webhooks (for the vendor's receiver).
 pub use keyturn_protocol::webhook;
+/// The header that carries the signature of a reply's body.
+pub use keyturn_protocol::SIGNATURE_HEADER;
 /// How long a program may run offline on its last good validation unless told otherwise.
 pub const DEFAULT_GRACE: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
 /// How far the clock may go back before it counts as turned back, unless told otherwise

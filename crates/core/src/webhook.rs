@@ -430,12 +430,7 @@ fn public_v6(ip: Ipv6Addr) -> bool {
 /// The IPv4 address an IPv6 address stands for, in the forms that reach one.
 fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
     let s = ip.segments();
-    let tail = Ipv4Addr::new(
-        (s[6] >> 8) as u8,
-        s[6] as u8,
-        (s[7] >> 8) as u8,
-        s[7] as u8,
-    );
+    let tail = Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
     if let Some(v4) = ip.to_ipv4_mapped() {
         return Some(v4); // ::ffff:a.b.c.d
     }
@@ -549,13 +544,7 @@ pub fn response_head(body: &[u8]) -> String {
     let cut = &body[..body.len().min(RESPONSE_HEAD_BYTES)];
     String::from_utf8_lossy(cut)
         .chars()
-        .map(|c| {
-            if c.is_control() && c != '\n' {
-                ' '
-            } else {
-                c
-            }
-        })
+        .map(|c| if c.is_control() && c != '\n' { ' ' } else { c })
         .collect()
 }
 
@@ -662,10 +651,7 @@ mod tests {
     #[test]
     fn audit_entries_announce_their_events() {
         use EventType as E;
-        assert_eq!(
-            E::for_audit(AuditAction::Created, &[]),
-            [E::LicenseCreated]
-        );
+        assert_eq!(E::for_audit(AuditAction::Created, &[]), [E::LicenseCreated]);
         assert_eq!(
             E::for_audit(AuditAction::Updated, &["max_machines"]),
             [E::LicenseMachineLimitChanged]
@@ -829,7 +815,10 @@ mod tests {
             "http://api.localhost/",
         ] {
             let e = EndpointUrl::parse(internal, false).unwrap_err();
-            assert!(e.message.contains("KEYTURN_WEBHOOK_ALLOW_PRIVATE"), "{internal}");
+            assert!(
+                e.message.contains("KEYTURN_WEBHOOK_ALLOW_PRIVATE"),
+                "{internal}"
+            );
             assert!(EndpointUrl::parse(internal, true).is_ok(), "{internal}");
         }
         assert_eq!(
@@ -856,7 +845,7 @@ mod tests {
             .sum();
         let days = total.as_secs_f64() / 86_400.0;
         assert!((2.5..3.5).contains(&days), "{days} days");
-        assert!(MAX_ATTEMPTS >= 15);
+        const { assert!(MAX_ATTEMPTS >= 15) };
         // Jitter stays within ±15 %.
         let low = retry_delay(first, 3, 0.0).unwrap();
         let high = retry_delay(first, 3, 1.0).unwrap();

@@ -15,7 +15,8 @@ use sqlx::Row;
 use crate::time::{from_db, opt_from_db, to_db};
 use crate::{json_list, parse_json, Result, Session, StoreError};
 
-const ENDPOINT_COLUMNS: &str = "id, url, description, events, product_id, enabled, disabled_reason, \
+const ENDPOINT_COLUMNS: &str =
+    "id, url, description, events, product_id, enabled, disabled_reason, \
      failing_since, previous_secret_until, created_at, updated_at";
 
 fn endpoint(row: &AnyRow) -> Result<WebhookEndpoint> {
@@ -580,9 +581,9 @@ impl Session {
              WHERE d.endpoint_id = $1 AND d.id < $2 {filter} ORDER BY d.id DESC LIMIT $3"
         );
         let mut query = sqlx::query(&sql)
-        .bind(endpoint_id)
-        .bind(before.unwrap_or(i64::MAX))
-        .bind(limit);
+            .bind(endpoint_id)
+            .bind(before.unwrap_or(i64::MAX))
+            .bind(limit);
         if let Some(state) = state {
             query = query.bind(state.as_str());
         }
@@ -688,11 +689,11 @@ impl Session {
 
     /// Deliveries waiting for an attempt or their turn.
     pub async fn pending_webhook_deliveries(&mut self) -> Result<i64> {
-        Ok(sqlx::query_scalar(
-            "SELECT COUNT(*) FROM webhook_deliveries WHERE state = 'pending'",
+        Ok(
+            sqlx::query_scalar("SELECT COUNT(*) FROM webhook_deliveries WHERE state = 'pending'")
+                .fetch_one(self.conn())
+                .await?,
         )
-        .fetch_one(self.conn())
-        .await?)
     }
 
     /// Leases the lifecycle sweep named `name` until `lease_until` and returns how far it got
@@ -859,9 +860,9 @@ impl Session {
         .execute(self.conn())
         .await?;
         sqlx::query("DELETE FROM webhook_notices WHERE at < $1")
-        .bind(cutoff)
-        .execute(self.conn())
-        .await?;
+            .bind(cutoff)
+            .execute(self.conn())
+            .await?;
         Ok(gone)
     }
 

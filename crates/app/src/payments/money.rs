@@ -47,7 +47,10 @@ pub(super) async fn save_subscription(
 ) -> Result<()> {
     let wanted = crate::webhooks::emit::wants_any(
         s,
-        &[EventType::SubscriptionUpdated, EventType::SubscriptionCancelled],
+        &[
+            EventType::SubscriptionUpdated,
+            EventType::SubscriptionCancelled,
+        ],
     )
     .await?;
     let before = if wanted {

@@ -134,7 +134,11 @@ pub(super) async fn renewed(
     };
     observe(&mut sub, ctx, &report);
     sub.customer_id = sub.customer_id.or(customer_id);
-    let was = if new { PaymentStatus::Paid } else { payment.status };
+    let was = if new {
+        PaymentStatus::Paid
+    } else {
+        payment.status
+    };
     payment.status = PaymentStatus::Paid;
     payment.customer_id = payment.customer_id.or(customer_id);
     payment.plan_id = shape.map(|(plan, _)| plan).or(sub.plan_id);

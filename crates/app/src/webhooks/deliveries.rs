@@ -180,7 +180,10 @@ impl App {
             d.id,
             d.event_id
         );
-        if !s.disable_webhook_endpoint(d.endpoint_id, &reason, at).await? {
+        if !s
+            .disable_webhook_endpoint(d.endpoint_id, &reason, at)
+            .await?
+        {
             return Ok(());
         }
         tracing::warn!(endpoint = d.endpoint_id, %reason, "webhook endpoint disabled");

@@ -177,16 +177,7 @@ pub(crate) async fn audited(
             }
             _ => json!(license),
         };
-        write(
-            s,
-            t,
-            subject,
-            object,
-            Some(details.clone()),
-            &endpoints,
-            at,
-        )
-        .await?;
+        write(s, t, subject, object, Some(details.clone()), &endpoints, at).await?;
     }
     Ok(())
 }
@@ -386,9 +377,10 @@ pub(crate) async fn expiry(
 
 /// Whether any enabled endpoint wants one of `types`.
 pub(crate) async fn wants_any(s: &mut Session, types: &[EventType]) -> Result<bool> {
-    Ok(s.webhook_targets().await?.iter().any(|e| {
-        EventFilter::parse(&e.events).is_ok_and(|f| types.iter().any(|t| f.matches(*t)))
-    }))
+    Ok(s.webhook_targets()
+        .await?
+        .iter()
+        .any(|e| EventFilter::parse(&e.events).is_ok_and(|f| types.iter().any(|t| f.matches(*t)))))
 }
 
 /// The endpoints that want `t` (for the sweeps, which ask once per batch).

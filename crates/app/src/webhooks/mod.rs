@@ -144,8 +144,11 @@ impl App {
 
     /// An endpoint's secret from its stored form.
     pub(crate) fn open_secret(&self, endpoint_id: i64, stored: &str) -> Result<String> {
-        seal::open(stored, self.master_key.as_ref(), &place(endpoint_id))
-            .map_err(|e| corrupt(format!("signing secret of webhook endpoint {endpoint_id}: {e}")))
+        seal::open(stored, self.master_key.as_ref(), &place(endpoint_id)).map_err(|e| {
+            corrupt(format!(
+                "signing secret of webhook endpoint {endpoint_id}: {e}"
+            ))
+        })
     }
 
     /// The secrets that sign an endpoint's deliveries at `at`: the current one, and the one a
@@ -246,7 +249,11 @@ impl App {
         Ok(Page::from_rows(rows, limit, |e| e.id))
     }
 
-    pub async fn webhook_endpoint(&self, principal: &Principal, id: i64) -> Result<WebhookEndpoint> {
+    pub async fn webhook_endpoint(
+        &self,
+        principal: &Principal,
+        id: i64,
+    ) -> Result<WebhookEndpoint> {
         principal.require_unrestricted(Permission::WebhooksRead)?;
         self.store
             .read()
@@ -270,7 +277,10 @@ impl App {
             .await?
             .ok_or(AppError::NotFound(Entity::WebhookEndpoint))?;
         let fields = self.endpoint_fields(
-            patch.url.as_deref().map_or(Url::Kept(&current.url), Url::New),
+            patch
+                .url
+                .as_deref()
+                .map_or(Url::Kept(&current.url), Url::New),
             Some(patch.description.as_deref().unwrap_or(&current.description)),
             patch.events.as_deref().unwrap_or(&current.events),
             patch.product_id.unwrap_or(current.product_id),

@@ -142,7 +142,14 @@ impl Webhooks {
                     &list,
                     &page.data,
                     page.next_cursor.as_deref(),
-                    &["id", "url", "events", "product_id", "enabled", "failing_since"],
+                    &[
+                        "id",
+                        "url",
+                        "events",
+                        "product_id",
+                        "enabled",
+                        "failing_since",
+                    ],
                 )
             }
             Webhooks::Show { id } => output::json(&app.webhook_endpoint(me, id).await?),

@@ -144,7 +144,14 @@ async fn receive(
         let mut inner = r.inner.lock().unwrap();
         let now = Utc::now().timestamp();
         let verified = inner.secrets.iter().any(|s| {
-            webhook::verify(&signature, &body, s, now, webhook::DEFAULT_TOLERANCE_SECONDS).is_ok()
+            webhook::verify(
+                &signature,
+                &body,
+                s,
+                now,
+                webhook::DEFAULT_TOLERANCE_SECONDS,
+            )
+            .is_ok()
         });
         if !verified || parsed["id"] != event_id.as_str() {
             inner.bad.push(format!("{event_id}: {signature}"));
@@ -251,8 +258,10 @@ fn per_license(delivered: &[Got]) -> BTreeMap<i64, Vec<String>> {
 
 async fn changes_of_a_license(app: &TestApp, product: i64, n: usize) -> i64 {
     let license = app
-        .license(json!({"product_id": product, "period_days": 30, "max_machines": 2,
-                        "notes": format!("license {n}")}))
+        .license(
+            json!({"product_id": product, "period_days": 30, "max_machines": 2,
+                        "notes": format!("license {n}")}),
+        )
         .await;
     let id = license["id"].as_i64().unwrap();
     let key = license["key"].as_str().unwrap().to_owned();
@@ -367,7 +376,11 @@ async fn every_event_arrives_once_in_license_order_through_failures() {
             delivered.len(),
             delivered.iter().map(|g| &g.event_type).collect::<Vec<_>>()
         );
-        assert!(receiver.bad().is_empty(), "bad signatures: {:?}", receiver.bad());
+        assert!(
+            receiver.bad().is_empty(),
+            "bad signatures: {:?}",
+            receiver.bad()
+        );
         // Each (event, endpoint) answered 200 once: the viewer's license.created twice (one
         // delivery per endpoint, same event id), everything else once.
         let mut answered: HashMap<&str, usize> = HashMap::new();
@@ -400,7 +413,10 @@ async fn every_event_arrives_once_in_license_order_through_failures() {
             .iter()
             .find(|g| g.event_type == "license.deleted")
             .unwrap();
-        assert!(deleted.body["data"]["object"]["key"].is_string(), "the license as it was");
+        assert!(
+            deleted.body["data"]["object"]["key"].is_string(),
+            "the license as it was"
+        );
         let activation = delivered
             .iter()
             .find(|g| g.event_type == "activation.deleted")
@@ -440,7 +456,9 @@ async fn every_event_arrives_once_in_license_order_through_failures() {
             }
         }
         assert_eq!(rows.len(), expected - 1);
-        assert!(rows.iter().all(|d| d["state"] == "delivered" && d["attempts"] == 3));
+        assert!(rows
+            .iter()
+            .all(|d| d["state"] == "delivered" && d["attempts"] == 3));
         let one = rows[0]["id"].as_i64().unwrap();
         let log = app.get(&format!("/v1/webhook-deliveries/{one}")).await;
         assert_eq!(log.status, 200, "{}", log.body);
@@ -455,7 +473,9 @@ async fn every_event_arrives_once_in_license_order_through_failures() {
         assert_eq!(attempts[0]["response"], "failing on purpose");
         assert_eq!(attempts[0]["error"], "answered 500");
         assert_eq!(attempts[2]["response"], "thanks");
-        assert!(attempts.iter().all(|a| a["latency_ms"].as_i64().unwrap() >= 0));
+        assert!(attempts
+            .iter()
+            .all(|a| a["latency_ms"].as_i64().unwrap() >= 0));
         assert_eq!(log.body["event"]["id"], log.body["event_id"]);
 
         app.stop().await;
@@ -475,9 +495,18 @@ async fn endpoints_are_managed_with_secrets_shown_once() {
         for (body, field) in [
             (json!({"url": "ftp://example.com/"}), "url"),
             (json!({"url": "https://u:p@example.com/"}), "url"),
-            (json!({"url": "https://example.com/", "events": ["license.flown"]}), "events"),
-            (json!({"url": "https://example.com/", "events": []}), "events"),
-            (json!({"url": "https://example.com/", "product_id": 999}), "product_id"),
+            (
+                json!({"url": "https://example.com/", "events": ["license.flown"]}),
+                "events",
+            ),
+            (
+                json!({"url": "https://example.com/", "events": []}),
+                "events",
+            ),
+            (
+                json!({"url": "https://example.com/", "product_id": 999}),
+                "product_id",
+            ),
         ] {
             let r = app.post("/v1/webhook-endpoints", body.clone()).await;
             assert_eq!(r.status, 422, "{body}: {}", r.body);
@@ -498,7 +527,10 @@ async fn endpoints_are_managed_with_secrets_shown_once() {
         assert_eq!(shown.status, 200);
         assert!(shown.body.get("secret").is_none(), "shown only once");
         assert!(!shown.raw.windows(6).any(|w| w == b"whsec_"));
-        assert_eq!(shown.body["events"], json!(["license.*", "customer.created"]));
+        assert_eq!(
+            shown.body["events"],
+            json!(["license.*", "customer.created"])
+        );
         let listed = app.get("/v1/webhook-endpoints").await;
         assert_eq!(listed.body["data"].as_array().unwrap().len(), 1);
         assert!(!listed.raw.windows(6).any(|w| w == b"whsec_"));
@@ -564,8 +596,7 @@ async fn endpoints_are_managed_with_secrets_shown_once() {
         let last = receiver
             .delivered()
             .into_iter()
-            .filter(|g| g.event_type == "license.created")
-            .last()
+            .rfind(|g| g.event_type == "license.created")
             .unwrap();
         assert_eq!(last.signature.matches("v1=").count(), 1);
         assert!(receiver.bad().is_empty(), "{:?}", receiver.bad());
@@ -594,7 +625,12 @@ async fn endpoints_are_managed_with_secrets_shown_once() {
             .delivered()
             .iter()
             .filter(|g| g.event_type.starts_with("customer."))
-            .map(|g| g.body["data"]["object"]["name"].as_str().unwrap().to_owned())
+            .map(|g| {
+                g.body["data"]["object"]["name"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
             .collect();
         assert_eq!(customers, ["Bo"]);
 
@@ -707,9 +743,11 @@ async fn a_failing_endpoint_is_retried_then_disabled_and_the_vendor_told() {
         let app = spawn_settings(&s).await;
         let failing = Receiver::start(Mode::AlwaysFail).await;
         let watcher = Receiver::start(Mode::FailFirst(0)).await;
-        let (down, down_secret) = endpoint(&app, json!({"url": failing.url, "events": ["license.*"]})).await;
+        let (down, down_secret) =
+            endpoint(&app, json!({"url": failing.url, "events": ["license.*"]})).await;
         failing.trust(&down_secret);
-        let (_, watch_secret) = endpoint(&app, json!({"url": watcher.url, "events": ["mail.failed"]})).await;
+        let (_, watch_secret) =
+            endpoint(&app, json!({"url": watcher.url, "events": ["mail.failed"]})).await;
         watcher.trust(&watch_secret);
         let started = Utc::now();
         let product = app.product("Editor", &[]).await;
@@ -753,7 +791,10 @@ async fn a_failing_endpoint_is_retried_then_disabled_and_the_vendor_told() {
             .iter()
             .filter(|g| g.event_type == "license.created")
             .count();
-        assert_eq!(attempts, 21, "every attempt reached the receiver, none more");
+        assert_eq!(
+            attempts, 21,
+            "every attempt reached the receiver, none more"
+        );
         // While disabled, it gets no new events.
         let rows_before = app
             .get(&format!("/v1/webhook-endpoints/{down}/deliveries"))
@@ -834,7 +875,10 @@ async fn a_failing_endpoint_is_retried_then_disabled_and_the_vendor_told() {
             .await
             .unwrap();
         assert_eq!(queued.len(), 1);
-        assert_eq!(queued[0].get::<String, _>("to_address"), "ops@vendor.example");
+        assert_eq!(
+            queued[0].get::<String, _>("to_address"),
+            "ops@vendor.example"
+        );
         assert!(queued[0].get::<String, _>("body").contains(&failing.url));
         conn.close().await.ok();
         app.stop().await;
@@ -860,7 +904,9 @@ async fn expiry_and_lapsed_leases_are_announced_once_by_the_sweep() {
         receiver.trust(&secret);
         let product = app.product("Editor", &[]).await;
         let soon = (Utc::now() + chrono::TimeDelta::milliseconds(1500)).to_rfc3339();
-        let license = app.license(json!({"product_id": product, "expires": soon})).await;
+        let license = app
+            .license(json!({"product_id": product, "expires": soon}))
+            .await;
         let id = license["id"].as_i64().unwrap();
         let far = app
             .license(json!({"product_id": product, "period_days": 30}))
@@ -1033,7 +1079,10 @@ async fn payment_pipeline_changes_are_announced() {
             failed.body["data"]["object"]["event_id"],
             "evt_invoice_unsellable"
         );
-        let cancelled: Vec<_> = got.iter().filter(|t| *t == "subscription.cancelled").collect();
+        let cancelled: Vec<_> = got
+            .iter()
+            .filter(|t| *t == "subscription.cancelled")
+            .collect();
         assert_eq!(cancelled.len(), 1);
         assert!(receiver.bad().is_empty());
         app.stop().await;
@@ -1059,9 +1108,7 @@ async fn internal_targets_are_refused_unless_allowed() {
         "http://169.254.169.254/latest/meta-data".into(),
         "http://[::1]:9/".into(),
     ] {
-        let r = app
-            .post("/v1/webhook-endpoints", json!({"url": url}))
-            .await;
+        let r = app.post("/v1/webhook-endpoints", json!({"url": url})).await;
         assert_eq!(r.status, 422, "{url}: {}", r.body);
         assert!(r.body["error"]["message"]
             .as_str()
@@ -1097,13 +1144,19 @@ async fn internal_targets_are_refused_unless_allowed() {
         let delivery = sent.body["id"].as_i64().unwrap();
         let mut log = Value::Null;
         for _ in 0..100 {
-            log = app.get(&format!("/v1/webhook-deliveries/{delivery}")).await.body;
+            log = app
+                .get(&format!("/v1/webhook-deliveries/{delivery}"))
+                .await
+                .body;
             if !log["attempts_log"].as_array().unwrap().is_empty() {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        let error = log["attempts_log"][0]["error"].as_str().unwrap_or("").to_owned();
+        let error = log["attempts_log"][0]["error"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned();
         assert!(
             error.contains("refused") && error.contains("loopback"),
             "{log}"
@@ -1111,7 +1164,9 @@ async fn internal_targets_are_refused_unless_allowed() {
         assert!(log["attempts_log"][0]["status"].is_null());
         // Gone before a server that allows internal targets runs on this database.
         assert_eq!(
-            app.delete(&format!("/v1/webhook-endpoints/{id}")).await.status,
+            app.delete(&format!("/v1/webhook-endpoints/{id}"))
+                .await
+                .status,
             204
         );
     } else {
@@ -1135,7 +1190,10 @@ async fn internal_targets_are_refused_unless_allowed() {
     let delivery = sent.body["id"].as_i64().unwrap();
     let mut log = Value::Null;
     for _ in 0..100 {
-        log = app.get(&format!("/v1/webhook-deliveries/{delivery}")).await.body;
+        log = app
+            .get(&format!("/v1/webhook-deliveries/{delivery}"))
+            .await
+            .body;
         if !log["attempts_log"].as_array().unwrap().is_empty() {
             break;
         }
@@ -1148,7 +1206,10 @@ async fn internal_targets_are_refused_unless_allowed() {
             .starts_with("refused"),
         "{log}"
     );
-    assert!(receiver.got().is_empty(), "nothing reached the internal address");
+    assert!(
+        receiver.got().is_empty(),
+        "nothing reached the internal address"
+    );
     app.stop().await;
     db.remove().await;
 }
@@ -1208,7 +1269,10 @@ async fn an_event_survives_kill_9_between_commit_and_delivery() {
             .expect("the delivery was sent");
         server.signal("KILL");
         drop(server);
-        assert!(receiver.delivered().is_empty(), "the hung attempt never answered");
+        assert!(
+            receiver.delivered().is_empty(),
+            "the hung attempt never answered"
+        );
 
         let again = ServerProcess::start(&args, &env, &dir.path().join("again.log")).await;
         assert!(
@@ -1247,11 +1311,12 @@ async fn two_nodes_never_make_the_same_attempt() {
             let l = node
                 .license(json!({"product_id": product, "period_days": 30}))
                 .await;
-            let r = node.post(
-                &format!("/v1/licenses/{}/extend", l["id"]),
-                json!({"days": 1}),
-            )
-            .await;
+            let r = node
+                .post(
+                    &format!("/v1/licenses/{}/extend", l["id"]),
+                    json!({"days": 1}),
+                )
+                .await;
             assert_eq!(r.status, 200, "{}", r.body);
         }
     });
@@ -1334,7 +1399,10 @@ async fn the_cli_manages_endpoints_and_sealed_secrets_sign() {
         let receiver = Receiver::start(Mode::FailFirst(0)).await;
 
         let (ok, _, err) = run(&["webhooks", "create", "--url", &receiver.url], &[]);
-        assert!(!ok && err.contains("KEYTURN_WEBHOOK_ALLOW_PRIVATE"), "{err}");
+        assert!(
+            !ok && err.contains("KEYTURN_WEBHOOK_ALLOW_PRIVATE"),
+            "{err}"
+        );
         let (ok, out, err) = run(
             &[
                 "webhooks",
@@ -1389,7 +1457,10 @@ async fn the_cli_manages_endpoints_and_sealed_secrets_sign() {
         assert!(stored.starts_with("sealed:v1:"), "{stored}");
         assert!(!stored.contains(&first_secret[6..]));
         let (ok, _, err) = run(&["webhooks", "rotate", &id, "--overlap-hours", "1"], &[]);
-        assert!(!ok && err.contains("master key"), "sealed secrets need the key: {err}");
+        assert!(
+            !ok && err.contains("master key"),
+            "sealed secrets need the key: {err}"
+        );
         let (ok, rotated, err) = run(
             &["webhooks", "rotate", &id, "--overlap-hours", "1"],
             &sealing,

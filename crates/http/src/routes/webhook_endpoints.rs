@@ -104,7 +104,9 @@ async fn show(
     Auth(principal): Auth,
     Path(id): Path<i64>,
 ) -> Reply<WebhookEndpoint> {
-    Ok(axum::Json(state.app.webhook_endpoint(&principal, id).await?))
+    Ok(axum::Json(
+        state.app.webhook_endpoint(&principal, id).await?,
+    ))
 }
 
 #[derive(Deserialize)]
@@ -241,7 +243,9 @@ async fn delivery(
     Auth(principal): Auth,
     Path(id): Path<i64>,
 ) -> Reply<DeliveryLog> {
-    Ok(axum::Json(state.app.webhook_delivery(&principal, id).await?))
+    Ok(axum::Json(
+        state.app.webhook_delivery(&principal, id).await?,
+    ))
 }
 
 async fn retry(
