@@ -223,7 +223,9 @@ async fn run(
     // The lease outlasts the request: the timeout for connecting and for the answer, and room
     // for writing the result.
     let lease = settings.timeout * 2 + Duration::from_secs(5);
-    let mut next_sweep = tokio::time::Instant::now();
+    // The first sweep waits one interval: a node just started writes for its requests first,
+    // and nodes started together do not all sweep at once.
+    let mut next_sweep = tokio::time::Instant::now() + settings.sweep;
     let mut next_repair = tokio::time::Instant::now();
     loop {
         if tokio::time::Instant::now() >= next_sweep {

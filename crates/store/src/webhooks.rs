@@ -384,6 +384,20 @@ impl Session {
     /// ([`Session::record_webhook_attempt`]); on PostgreSQL a delivery written while the one
     /// before it was finishing can miss it (neither transaction sees the other's row), and this
     /// catches it.
+    /// Whether any delivery may be due for an attempt or waits for its turn: the delivery
+    /// worker asks this on a read before it takes the write lock, so an idle outbox costs the
+    /// writers nothing (and a commit failing on purpose in a test is never the worker's).
+    pub async fn webhook_work_waiting(&mut self, now: DateTime<Utc>) -> Result<bool> {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM webhook_deliveries WHERE state = 'pending' \
+             AND (next_attempt_at IS NULL OR next_attempt_at <= $1) LIMIT 1) AS w",
+        )
+        .bind(to_db(now))
+        .fetch_one(self.conn())
+        .await?;
+        Ok(waiting > 0)
+    }
+
     pub async fn repair_webhook_turns(&mut self, now: DateTime<Utc>) -> Result<u64> {
         let done = sqlx::query(
             "UPDATE webhook_deliveries SET next_attempt_at = $1 WHERE state = 'pending' \

@@ -63,6 +63,9 @@ impl App {
     ) -> Result<Vec<Outgoing>> {
         let at = now();
         let until = at + chrono::Duration::from_std(lease).unwrap_or_default();
+        if !self.store.read().await?.webhook_work_waiting(at).await? {
+            return Ok(Vec::new());
+        }
         let claim = format!("{:016x}", rand::thread_rng().gen::<u64>());
         let mut s = self.store.write().await?;
         let claimed = s
@@ -86,6 +89,9 @@ impl App {
     /// Passes the turn to deliveries whose predecessor finished without handing it on (see
     /// `Session::repair_webhook_turns`); returns how many.
     pub async fn repair_webhook_turns(&self) -> Result<u64> {
+        if !self.store.read().await?.webhook_work_waiting(now()).await? {
+            return Ok(0);
+        }
         let mut s = self.store.write().await?;
         let repaired = s.repair_webhook_turns(now()).await?;
         s.commit().await?;
