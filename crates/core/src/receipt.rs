@@ -65,7 +65,9 @@ mod tests {
 
     #[test]
     fn stripe_charges_and_invoices_have_receipts() {
-        let charge = stripe(json!({"object": "charge", "receipt_url": "https://pay.stripe.com/receipts/r_1"}));
+        let charge = stripe(
+            json!({"object": "charge", "receipt_url": "https://pay.stripe.com/receipts/r_1"}),
+        );
         assert_eq!(
             receipt_url("stripe", &charge).as_deref(),
             Some("https://pay.stripe.com/receipts/r_1")

@@ -75,9 +75,11 @@ async fn billing_session(State(s): State<StandIn>, headers: HeaderMap, body: Str
     let mut all = s.recorded.lock().unwrap();
     all.push(fields);
     let id = format!("bps_test_{}", all.len());
-    axum::Json(json!({"id": id, "object": "billing_portal.session", "customer": customer,
+    axum::Json(
+        json!({"id": id, "object": "billing_portal.session", "customer": customer,
                       "return_url": return_url, "livemode": false,
-                      "url": format!("https://billing.stripe.test/p/session/{id}")}))
+                      "url": format!("https://billing.stripe.test/p/session/{id}")}),
+    )
     .into_response()
 }
 
@@ -85,7 +87,11 @@ async fn billing_session(State(s): State<StandIn>, headers: HeaderMap, body: Str
 async fn forward(State(s): State<StandIn>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let body = axum::body::to_bytes(body, usize::MAX).await.unwrap();
-    let path = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let path = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
     let mut req = s
         .http
         .request(parts.method, format!("{}{path}", s.localstripe))
@@ -745,8 +751,11 @@ async fn portal_billing_done_page_and_key_mail_link_to_the_portal() {
         let app = spawn_public(&db, providers, mail).await;
         let product = app.product("Editor Pro", &[]).await;
         let plan = app
-            .post("/v1/plans", json!({"product_id": product, "name": "Pro", "period_days": 365,
-                                      "stripe_price_ids": ["price_once"]}))
+            .post(
+                "/v1/plans",
+                json!({"product_id": product, "name": "Pro", "period_days": 365,
+                                      "stripe_price_ids": ["price_once"]}),
+            )
             .await
             .body["id"]
             .as_i64()

@@ -27,10 +27,7 @@ pub(super) fn router() -> Router<AppState> {
     Router::new()
         .route("/portal/billing", get(billing))
         .route("/portal/billing/manage", post(manage))
-        .route(
-            "/portal/secret/{secret}",
-            get(secret_form).post(use_secret),
-        )
+        .route("/portal/secret/{secret}", get(secret_form).post(use_secret))
 }
 
 #[derive(Deserialize)]
@@ -61,7 +58,10 @@ pub(super) struct ManageForm {
 async fn manage(State(state): State<AppState>, posted: BuyerPosted<ManageForm>) -> Page {
     let buyer = &posted.buyer.session;
     let customer: i64 = posted.form.customer.trim().parse().map_err(|_| {
-        Problem::Status(StatusCode::NOT_FOUND, "There is no such billing account.".into())
+        Problem::Status(
+            StatusCode::NOT_FOUND,
+            "There is no such billing account.".into(),
+        )
     })?;
     // Stripe sends the buyer back to an absolute address: the configured one, never one made
     // from the request's Host header.
@@ -85,11 +85,9 @@ async fn manage(State(state): State<AppState>, posted: BuyerPosted<ManageForm>) 
         .await
     {
         Ok(BillingPortal::Opened(url)) => Ok(Redirect::to(&url).into_response()),
-        Ok(BillingPortal::NoAccount) => Ok((
-            StatusCode::CONFLICT,
-            html(billing_pages::no_account(buyer)),
-        )
-            .into_response()),
+        Ok(BillingPortal::NoAccount) => {
+            Ok((StatusCode::CONFLICT, html(billing_pages::no_account(buyer))).into_response())
+        }
         Err(keyturn_app::AppError::Provider(e)) => {
             tracing::warn!(error = %e, "the billing portal could not be opened");
             Ok((

@@ -123,10 +123,6 @@ fn subscription_card(row: &PortalSubscription) -> Markup {
             dl.facts {
                 dt { "Billed by" }
                 dd { (provider_name(&s.provider)) }
-                @if let Some(plan) = &row.plan {
-                    dt { "Plan" }
-                    dd { (plan) }
-                }
                 @if s.quantity > 1 {
                     dt { "Quantity" }
                     dd { (s.quantity) }

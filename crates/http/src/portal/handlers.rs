@@ -21,7 +21,10 @@ pub(super) fn html(markup: maud::Markup) -> Response {
 }
 
 /// A page with an anonymous form: a fresh token, bound to a cookie set with it.
-pub(super) fn with_form_token(state: &AppState, render: impl FnOnce(&str) -> maud::Markup) -> Response {
+pub(super) fn with_form_token(
+    state: &AppState,
+    render: impl FnOnce(&str) -> maud::Markup,
+) -> Response {
     let secret = TokenSecret::generate_session();
     let mut response = html(render(&csrf_token(secret.expose())));
     response.headers_mut().insert(
