@@ -24,6 +24,7 @@ mod mail;
 mod messages;
 mod payments;
 mod portal;
+mod portal_billing;
 mod principal;
 mod sales;
 mod setup;
@@ -73,6 +74,9 @@ pub use licenses::{Extension, LicensePatch, LicenseQuery, LicenseSpec, TrialRequ
 pub use mail::retry_delay;
 pub use messages::{MessageQuery, NewMessage};
 pub use portal::{LinkRequest, PortalLicense, PortalSession, PortalSignIn};
+pub use portal_billing::{
+    BillingAccount, BillingPortal, PortalBilling, PortalPayment, PortalSubscription, BILLING_PATH,
+};
 pub use principal::{Actor, Principal};
 pub use sales::{
     CustomerChoice, CustomerOverview, IssueRequest, Issued, Listed, CUSTOMER_PAYMENTS_SHOWN,
@@ -161,6 +165,8 @@ pub struct Parts {
     clock: std::sync::Arc<dyn Clock>,
     /// How outgoing webhooks behave here.
     webhooks: webhooks::WebhookPolicy,
+    /// The customer portal's public address, which key mails link to.
+    portal_url: Option<String>,
 }
 
 impl App {
@@ -175,6 +181,7 @@ impl App {
             master_key: None,
             clock: std::sync::Arc::new(SystemClock),
             webhooks: webhooks::WebhookPolicy::default(),
+            portal_url: None,
         }))
     }
 

@@ -23,7 +23,14 @@ pub(crate) struct KeyMail<'a> {
     pub product: &'a str,
     /// A payment form's own subject and body, if the sale came through one.
     pub template: Option<(String, String)>,
+    /// The customer portal's address ([`crate::App::portal_url`]), if configured.
+    pub portal: Option<&'a str>,
 }
+
+/// What a key mail says about the portal, after the keys (or where a template writes
+/// `{portal}`).
+pub(crate) const PORTAL_PARAGRAPH: &str =
+    "See your licenses, machines and payments in the customer portal:\n\n    {url}\n";
 
 /// Queues the mail that hands a buyer their keys; a missing or malformed address queues nothing.
 pub(crate) async fn queue_keys(
@@ -51,9 +58,20 @@ pub(crate) async fn queue_keys(
             .replace("{product}", mail.product)
             .replace("{keys}", &list)
     };
-    s.enqueue_mail(to.as_str(), &fill(&subject), &fill(&body), at)
+    let body = with_portal_link(&fill(&body), mail.portal);
+    s.enqueue_mail(to.as_str(), &fill(&subject), &body, at)
         .await?;
     Ok(true)
+}
+
+/// A key mail's body with the portal's link where the template writes `{portal}`, or after
+/// the rest; without a configured portal address, without it.
+fn with_portal_link(body: &str, portal: Option<&str>) -> String {
+    let paragraph = portal.map(|url| PORTAL_PARAGRAPH.replace("{url}", url));
+    match paragraph {
+        Some(p) if !body.contains("{portal}") => format!("{}\n\n{p}", body.trim_end()),
+        p => body.replace("{portal}", p.as_deref().unwrap_or("")),
+    }
 }
 
 /// The mail that carries a portal sign-in link. The link is the whole secret: it is sent
@@ -139,6 +157,19 @@ impl App {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn key_mails_link_to_the_portal_when_it_has_an_address() {
+        let url = "https://licenses.example/portal";
+        let appended = with_portal_link("Your key:\n\n    K\n", Some(url));
+        assert!(appended.starts_with("Your key:\n\n    K\n\nSee your licenses"));
+        assert!(appended.ends_with(&format!("    {url}\n")));
+        let placed = with_portal_link("Key K.\n{portal}Bye.\n", Some(url));
+        assert!(placed.contains(&format!("{url}\nBye.")), "{placed}");
+        assert_eq!(placed.matches(url).count(), 1);
+        assert_eq!(with_portal_link("Key K.\n", None), "Key K.\n");
+        assert_eq!(with_portal_link("Key K.\n{portal}", None), "Key K.\n");
+    }
 
     #[test]
     fn retries_back_off_and_are_capped() {

@@ -47,6 +47,8 @@ struct Ctx<'a> {
     actor: Actor,
     at: DateTime<Utc>,
     notify_buyer: bool,
+    /// The portal's address key mails link to.
+    portal: Option<&'a str>,
     subscription_label: SubscriptionLabel,
 }
 
@@ -153,6 +155,7 @@ impl App {
             },
             at,
             notify_buyer: envelope.notify_buyer,
+            portal: self.portal_url(),
             subscription_label: envelope.subscription_label,
         };
         let applied = match envelope.event.clone() {

@@ -186,6 +186,7 @@ impl App {
                     name: Some(&customer.name),
                     product: &product.name,
                     template: None,
+                    portal: self.portal_url(),
                 };
                 queue_keys(&mut session, mail, &keys, at).await?
             }

@@ -85,6 +85,7 @@ impl Application {
             .with_master_key(settings.store.master_key.clone())
             .with_signature_reuse(settings.signature_reuse)
             .with_license_cache(settings.license_cache_entries)
+            .with_portal_url(settings.http.public_url.as_deref())
             .with_webhook_policy(settings.webhooks.policy());
         let keys = app
             .check_signing_keys()

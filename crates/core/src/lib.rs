@@ -18,6 +18,7 @@ pub mod outbox;
 pub mod payment;
 pub mod permission;
 pub mod provider;
+pub mod receipt;
 pub mod rsa;
 pub mod seal;
 pub mod signing;

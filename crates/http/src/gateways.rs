@@ -89,6 +89,14 @@ impl PaymentGateway for StripeGateway {
     ) -> GatewayFuture<'a, Vec<EventEnvelope>> {
         Box::pin(async move { self.api()?.events_since(since, at).await })
     }
+
+    fn billing_portal<'a>(
+        &'a self,
+        customer: &'a str,
+        return_url: &'a str,
+    ) -> GatewayFuture<'a, String> {
+        Box::pin(async move { self.api()?.billing_portal(customer, return_url).await })
+    }
 }
 
 /// PayPal's REST API.

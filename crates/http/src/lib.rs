@@ -95,8 +95,10 @@ async fn fallback(
 /// A request path as the logs may show it: the secret part of a license URL, of the Gumroad
 /// ping URL and a license key looked up by key are left out.
 fn loggable_path(path: &str) -> std::borrow::Cow<'_, str> {
-    const SECRET_AFTER: [(&str, usize); 3] = [
+    const SECRET_AFTER: [(&str, usize); 5] = [
         ("/l/", 1),
+        ("/portal/link/", 0),
+        ("/portal/secret/", 0),
         ("/webhooks/gumroad/", 0),
         ("/v1/licenses/by-key/", 0),
     ];
@@ -195,6 +197,14 @@ mod tests {
             "/v1/licenses/by-key/<redacted>"
         );
         assert_eq!(loggable_path("/v1/licenses/7"), "/v1/licenses/7");
+        assert_eq!(
+            loggable_path("/portal/link/ks_secret"),
+            "/portal/link/<redacted>"
+        );
+        assert_eq!(
+            loggable_path("/portal/secret/cs_secret"),
+            "/portal/secret/<redacted>"
+        );
         assert_eq!(loggable_path("/webhooks/stripe"), "/webhooks/stripe");
     }
 }

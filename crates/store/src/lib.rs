@@ -26,6 +26,7 @@ mod outbox;
 mod payments;
 mod plans;
 mod portal;
+mod portal_billing;
 mod products;
 mod provider_status;
 mod session;

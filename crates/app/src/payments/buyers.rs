@@ -124,6 +124,7 @@ pub(super) async fn notify(
         name,
         product: &product,
         template,
+        portal: ctx.portal,
     };
     let queued =
         crate::mail::queue_keys(s, mail, std::slice::from_ref(&license.key), ctx.at).await?;

@@ -177,6 +177,7 @@ pub(super) async fn purchased(
             name: buyer.name.as_deref(),
             product: &product,
             template: form_template(s, order).await?,
+            portal: ctx.portal,
         };
         if crate::mail::queue_keys(s, mail, &keys, ctx.at).await? {
             detail.push_str("; key mail queued");

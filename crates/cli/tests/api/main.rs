@@ -33,6 +33,7 @@ mod mail;
 mod money;
 mod payloads;
 mod portal;
+mod portal_billing;
 mod rsa_import;
 mod stores;
 mod stripe;

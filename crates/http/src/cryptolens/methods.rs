@@ -408,10 +408,15 @@ async fn add_customer(c: Call) -> ClResult {
         company: p.text("CompanyName"),
     };
     let (customer, secret) = c.state.app.cl_add_customer(&c.principal, input).await?;
-    Ok(ok(
-        json!({"customerId": customer.id, "secret": secret.expose()}),
-        "",
-    ))
+    let mut fields = json!({"customerId": customer.id, "secret": secret.expose()});
+    // With association, the customer's way into the portal: the secret signs them in.
+    if p.bool("EnableCustomerAssociation", false)? {
+        fields["portalLink"] = json!(keyturn_app::App::portal_secret_link(
+            c.state.settings.public_url.as_deref(),
+            &secret
+        ));
+    }
+    Ok(ok(fields, ""))
 }
 
 async fn edit_customer(c: Call) -> ClResult {

@@ -16,12 +16,15 @@ use crate::AppState;
 
 type Page = Result<Response, Problem>;
 
-fn html(markup: maud::Markup) -> Response {
+pub(super) fn html(markup: maud::Markup) -> Response {
     Html(markup.into_string()).into_response()
 }
 
 /// A page with an anonymous form: a fresh token, bound to a cookie set with it.
-fn with_form_token(state: &AppState, render: impl FnOnce(&str) -> maud::Markup) -> Response {
+pub(super) fn with_form_token(
+    state: &AppState,
+    render: impl FnOnce(&str) -> maud::Markup,
+) -> Response {
     let secret = TokenSecret::generate_session();
     let mut response = html(render(&csrf_token(secret.expose())));
     response.headers_mut().insert(
@@ -32,7 +35,7 @@ fn with_form_token(state: &AppState, render: impl FnOnce(&str) -> maud::Markup) 
 }
 
 /// Checks an anonymous form's token against its cookie; the token, to render the form again.
-fn anonymous_csrf(headers: &HeaderMap, body: &Bytes) -> Result<String, Problem> {
+pub(super) fn anonymous_csrf(headers: &HeaderMap, body: &Bytes) -> Result<String, Problem> {
     let expected = cookie_value(headers, FORM_COOKIE).map(csrf_token);
     let presented = form_urlencoded::parse(body)
         .find(|(k, _)| k == "csrf")
@@ -46,7 +49,7 @@ fn anonymous_csrf(headers: &HeaderMap, body: &Bytes) -> Result<String, Problem> 
 }
 
 /// A new session's cookie, and the form cookie cleared, on the way to the licenses.
-fn started(state: &AppState, secret: &TokenSecret) -> Response {
+pub(super) fn started(state: &AppState, secret: &TokenSecret) -> Response {
     let mut response = Redirect::to("/portal/licenses").into_response();
     let headers = response.headers_mut();
     headers.append(

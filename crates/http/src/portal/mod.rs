@@ -15,6 +15,8 @@
 //! * Handlers parse, call one use case of [`keyturn_app::App`] for the buyer, and render
 //!   through [`pages`]. Pages allow their own stylesheet and nothing else.
 
+mod billing;
+mod billing_pages;
 mod handlers;
 mod pages;
 
@@ -52,6 +54,7 @@ pub(crate) fn router() -> Router<AppState> {
         )
         .route("/portal/sign-out", post(handlers::sign_out))
         .route("/portal/licenses", get(handlers::licenses))
+        .merge(billing::router())
         .layer(SetResponseHeaderLayer::overriding(
             header::CONTENT_SECURITY_POLICY,
             HeaderValue::from_static(CSP),

@@ -15,7 +15,7 @@ fn when(at: DateTime<Utc>) -> String {
 }
 
 /// The one layout: a skip link, the header with sign-out when signed in, the page.
-fn layout(title: &str, buyer: Option<&PortalSession>, body: Markup) -> Markup {
+pub(super) fn layout(title: &str, buyer: Option<&PortalSession>, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -32,6 +32,7 @@ fn layout(title: &str, buyer: Option<&PortalSession>, body: Markup) -> Markup {
                     @if let Some(b) = buyer {
                         nav aria-label="Main" {
                             a href="/portal/licenses" { "Licenses" }
+                            a href="/portal/billing" { "Billing" }
                         }
                         form.signout method="post" action="/portal/sign-out" {
                             input type="hidden" name="csrf" value=(b.csrf);

@@ -311,7 +311,16 @@ async fn submit(
     }
 }
 
-fn render_done(o: &CheckoutOutcome) -> String {
+/// The done page's link into the customer portal: under the configured public address, or on
+/// this server (the page is served by it).
+fn portal_link(state: &AppState) -> String {
+    format!(
+        "{}/portal",
+        public_base(state).unwrap_or("").trim_end_matches('/')
+    )
+}
+
+fn render_done(o: &CheckoutOutcome, portal: &str) -> String {
     if o.keys.is_empty() {
         let body = "<h1>Confirming your payment…</h1><div class=\"card\" role=\"status\" aria-live=\"polite\">\
                     <p>Your payment is being confirmed. This page refreshes by itself; your key appears here in a moment.</p></div>";
@@ -335,11 +344,13 @@ fn render_done(o: &CheckoutOutcome) -> String {
         .collect();
     let body = format!(
         "<h1>{name}</h1><div class=\"card\"><p>{text}</p><h2>Your license key{plural}</h2>{keys}\
-         <p>Sent to {email}.</p></div><script>{COPY_SCRIPT}</script>",
+         <p>Sent to {email}.</p><p><a href=\"{portal}\">See your licenses and billing in the customer portal</a></p>\
+         </div><script>{COPY_SCRIPT}</script>",
         name = esc(&o.form.name),
         text = esc(&o.form.success_text),
         plural = if o.keys.len() > 1 { "s" } else { "" },
         email = esc(&o.checkout.buyer_email),
+        portal = esc(portal),
     );
     page(&o.form.name, "", &body)
 }
@@ -353,7 +364,7 @@ async fn done(
         return not_found();
     };
     match state.app.checkout_outcome(&form, session).await {
-        Ok(outcome) => Html(render_done(&outcome)).into_response(),
+        Ok(outcome) => Html(render_done(&outcome, &portal_link(&state))).into_response(),
         Err(e) => failure(e),
     }
 }

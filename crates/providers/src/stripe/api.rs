@@ -126,6 +126,23 @@ impl StripeApi {
         }
     }
 
+    /// Opens a Billing Portal session where `customer` manages their subscriptions and payment
+    /// methods, returning to `return_url`; the page's URL. One session per call: Stripe's are
+    /// short-lived and single-purpose.
+    pub async fn billing_portal(
+        &self,
+        customer: &str,
+        return_url: &str,
+    ) -> Result<String, ProviderError> {
+        let url = format!("{}/v1/billing_portal/sessions", self.base);
+        let params = [("customer", customer), ("return_url", return_url)];
+        let body = self.send(self.http.post(url).form(&params)).await?;
+        match body["url"].as_str() {
+            Some(url) if !url.is_empty() => Ok(url.to_owned()),
+            _ => Err(ApiError::Reply("a billing portal session without url".into()).into()),
+        }
+    }
+
     /// Events created at or after `since`, translated, oldest first; `at` is now.
     pub async fn events_since(
         &self,
