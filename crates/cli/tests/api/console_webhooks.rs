@@ -61,7 +61,7 @@ async fn console_webhooks_manage_endpoints_and_show_deliveries() {
         let mut fields = vec![
             ("url", url.as_str()),
             ("description", description.as_str()),
-            ("events", "license.*, webhook.test"),
+            ("events", "license.*, customer.created"),
             ("product_id", ""),
         ];
         let refused = b.post("/admin/webhooks", &fields).await;
@@ -100,7 +100,7 @@ async fn console_webhooks_manage_endpoints_and_show_deliveries() {
         assert_eq!(shown_secret(&again), None, "shown once only");
         let listed = b.get("/admin/webhooks").await;
         assert!(listed.html.contains(&format!("href=\"/admin/webhooks/{id}\"")));
-        assert!(listed.html.contains("license.*, webhook.test"));
+        assert!(listed.html.contains("license.*, customer.created"));
         assert!(!listed.html.contains(EVIL));
 
         // A license's event: the receiver fails its first attempt, then takes it.

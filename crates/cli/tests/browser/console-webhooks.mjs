@@ -60,7 +60,7 @@ try {
       await check(page, 'new', size);
       await page.getByLabel('URL', { exact: true }).fill(RECEIVER);
       await page.getByLabel('Description').fill('Order system');
-      await page.getByLabel('Events', { exact: true }).fill('license.*, webhook.test');
+      await page.getByLabel('Events', { exact: true }).fill('license.*, customer.created');
       await page.getByRole('button', { name: 'Create endpoint' }).click();
       await page.waitForURL(/\/admin\/webhooks\/\d+\?done=created$/);
       secret = (await page.locator('#webhook-secret').textContent()).trim();

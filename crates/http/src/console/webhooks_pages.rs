@@ -169,7 +169,7 @@ fn endpoint_fields(
         details id="events-list" {
             summary { "Event types" }
             ul.inline-list {
-                @for t in EventType::ALL { li { code { (t.as_str()) } } }
+                @for t in EventType::ALL.iter().filter(|t| **t != EventType::WebhookTest) { li { code { (t.as_str()) } } }
             }
         }
         label for="product_id" { "Products" }
@@ -236,14 +236,14 @@ fn log_table(session: &ConsoleSession, rows: &DeliveryRows) -> Markup {
                                 td data-label="Status" {
                                     @match (d.last_status, &d.last_error) {
                                         (Some(s), _) => { "HTTP " (s) }
-                                        (None, Some(e)) => span.error { (preview(e)) },
+                                        (None, Some(e)) => { span.error { (preview(e)) } }
                                         (None, None) => "—",
                                     }
                                 }
                                 td.num data-label="Latency" { @match last { Some(a) => { (a.latency_ms) " ms" }, None => "—" } }
                                 td data-label="Response" {
                                     @match last {
-                                        Some(a) if !a.response.is_empty() => code { (preview(&a.response)) },
+                                        Some(a) if !a.response.is_empty() => { code { (preview(&a.response)) } }
                                         _ => "—",
                                     }
                                 }
@@ -432,7 +432,7 @@ pub(super) fn delivery(session: &ConsoleSession, log: &DeliveryLog, done: Option
                                     td data-label="When" { (when(a.at)) }
                                     td data-label="Status" { @match a.status { Some(s) => { "HTTP " (s) }, None => "no answer" } }
                                     td.num data-label="Latency" { (a.latency_ms) " ms" }
-                                    td data-label="Error" { @match &a.error { Some(e) => span.error { (e) }, None => "—" } }
+                                    td data-label="Error" { @match &a.error { Some(e) => { span.error { (e) } }, None => "—" } }
                                     td data-label="Response" { @if a.response.is_empty() { "—" } @else { pre { code { (a.response) } } } }
                                     td data-label="Node" { code { (a.node) } }
                                 }
@@ -441,8 +441,11 @@ pub(super) fn delivery(session: &ConsoleSession, log: &DeliveryLog, done: Option
                     }
                 }
             }
-            h2 { "Event as sent" }
-            pre.payload tabindex="0" aria-label="The event's body" { code { (body) } }
+            section aria-labelledby="event-body" {
+                h2 id="event-body" { "Event as sent" }
+                // Scrolls when long: focusable, so a keyboard scrolls it too.
+                pre.payload tabindex="0" aria-labelledby="event-body" { code { (body) } }
+            }
         },
     )
 }
