@@ -276,7 +276,10 @@ impl Session {
         .await?;
         let mut busy = std::collections::HashMap::new();
         for r in &busy_rows {
-            busy.insert(r.try_get::<i64, _>("endpoint_id")?, r.try_get::<i64, _>("n")?);
+            busy.insert(
+                r.try_get::<i64, _>("endpoint_id")?,
+                r.try_get::<i64, _>("n")?,
+            );
         }
         let endpoints: Vec<i64> =
             sqlx::query_scalar("SELECT id FROM webhook_endpoints WHERE enabled = 1 ORDER BY id")
@@ -701,7 +704,10 @@ impl Session {
     }
 
     /// How each of `ids` has been doing: two short index reads per endpoint (a page of them).
-    pub async fn webhook_endpoint_activity(&mut self, ids: &[i64]) -> Result<Vec<EndpointActivity>> {
+    pub async fn webhook_endpoint_activity(
+        &mut self,
+        ids: &[i64],
+    ) -> Result<Vec<EndpointActivity>> {
         let mut out = Vec::with_capacity(ids.len());
         for &id in ids {
             let last = sqlx::query(
@@ -741,7 +747,10 @@ impl Session {
     }
 
     /// The newest attempt of each of `deliveries` (those that had one).
-    pub async fn last_webhook_attempts(&mut self, deliveries: &[i64]) -> Result<Vec<WebhookAttempt>> {
+    pub async fn last_webhook_attempts(
+        &mut self,
+        deliveries: &[i64],
+    ) -> Result<Vec<WebhookAttempt>> {
         if deliveries.is_empty() {
             return Ok(Vec::new());
         }

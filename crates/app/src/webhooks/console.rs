@@ -36,7 +36,9 @@ impl App {
         principal.require_unrestricted(Permission::WebhooksRead)?;
         let (after, limit) = page.resolve()?;
         let mut s = self.store.read().await?;
-        let found = Page::from_rows(s.webhook_endpoints(after, limit + 1).await?, limit, |e| e.id);
+        let found = Page::from_rows(s.webhook_endpoints(after, limit + 1).await?, limit, |e| {
+            e.id
+        });
         let ids: Vec<i64> = found.data.iter().map(|e| e.id).collect();
         let mut activity: HashMap<i64, EndpointActivity> = s
             .webhook_endpoint_activity(&ids)

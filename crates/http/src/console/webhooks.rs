@@ -104,7 +104,12 @@ fn patterns(f: &Fields) -> Vec<String> {
 }
 
 /// Redirects to an endpoint's page, handing it the endpoint's new secret to show once.
-fn reveal(state: &AppState, posted: &Posted<impl Sized>, made: &EndpointSecret, done: &str) -> Reply {
+fn reveal(
+    state: &AppState,
+    posted: &Posted<impl Sized>,
+    made: &EndpointSecret,
+    done: &str,
+) -> Reply {
     let id = made.endpoint.id;
     let mut response = Redirect::to(&format!("/admin/webhooks/{id}?done={done}")).into_response();
     response.headers_mut().insert(
@@ -169,13 +174,7 @@ async fn endpoint(
     );
     Ok(showing_once(
         &state,
-        pages::endpoint(
-            &signed.session,
-            &log,
-            &products.data,
-            secret.as_deref(),
-            &q,
-        ),
+        pages::endpoint(&signed.session, &log, &products.data, secret.as_deref(), &q),
     ))
 }
 
@@ -272,15 +271,16 @@ async fn test(
         .app
         .send_test_webhook(&posted.signed.session.principal, id)
         .await?;
-    to(format!("/admin/webhooks/deliveries/{}?done=test", delivery.id))
+    to(format!(
+        "/admin/webhooks/deliveries/{}?done=test",
+        delivery.id
+    ))
 }
 
 /// A time as the form gives it: a `datetime-local` value read as UTC, or RFC 3339.
 fn since(text: &str) -> Result<DateTime<Utc>, Problem> {
     let text = text.trim();
-    let invalid = || {
-        Problem::Invalid("since: a date and time, e.g. 2026-03-01T09:30 (UTC)".into())
-    };
+    let invalid = || Problem::Invalid("since: a date and time, e.g. 2026-03-01T09:30 (UTC)".into());
     if let Ok(at) = DateTime::parse_from_rfc3339(text) {
         return Ok(at.with_timezone(&Utc));
     }

@@ -40,7 +40,9 @@ fn notice(done: Option<&str>, count: Option<u64>) -> Markup {
         Some("created") => "Endpoint created.".to_owned(),
         Some("saved") => "Saved.".to_owned(),
         Some("enabled") => "Endpoint enabled: its pending deliveries resume.".to_owned(),
-        Some("disabled") => "Endpoint disabled: no deliveries are attempted until it is enabled again.".to_owned(),
+        Some("disabled") => {
+            "Endpoint disabled: no deliveries are attempted until it is enabled again.".to_owned()
+        }
         Some("rotated") => "The signing secret was replaced.".to_owned(),
         Some("deleted") => "Endpoint deleted, with its deliveries and their log.".to_owned(),
         Some("retried") => match count {
