@@ -254,6 +254,10 @@ impl Session {
     /// Leases up to `limit` due deliveries until `lease_until` under `claim`, oldest due first,
     /// at most `per_endpoint` in flight per endpoint across all nodes (so an endpoint that hangs
     /// holds only that many), never a delivery with an older pending one of its license.
+    ///
+    /// Its cost is a few index reads per enabled endpoint plus the rows it claims, however many
+    /// deliveries are queued: a backlog of thousands must not slow every claim down (one query
+    /// ranking the whole due set, with a count per row, once delivered a few events a second).
     pub async fn claim_webhook_deliveries(
         &mut self,
         now: DateTime<Utc>,
