@@ -146,7 +146,7 @@ pub(super) async fn figures(
     scratch: &mut Scratch,
     rows: &mut Vec<Row>,
 ) -> anyhow::Result<()> {
-    eprintln!("7. outgoing webhooks");
+    eprintln!("8. outgoing webhooks");
     let mut databases = vec![scratch.sqlite("webhooks")];
     if let Some(db) = scratch.postgres().await? {
         databases.push(db);
@@ -211,8 +211,10 @@ async fn one_database(o: &Options, db: &Database, rows: &mut Vec<Row>) -> anyhow
         crate::load::LoadStats::default(),
     );
     for round in 0..o.rounds() {
+        // Drained while still enabled: a disabled endpoint's deliveries wait, so the outbox
+        // would never empty after it is switched off.
+        drained(&admin, endpoint, Duration::from_secs(300)).await?;
         set_enabled(&admin, endpoint, false).await?;
-        drained(&admin, endpoint, Duration::from_secs(120)).await?;
         without.absorb(load.slice(o, round).await?);
         set_enabled(&admin, endpoint, true).await?;
         with.absorb(load.slice(o, round).await?);
@@ -256,7 +258,7 @@ async fn one_database(o: &Options, db: &Database, rows: &mut Vec<Row>) -> anyhow
     let ratio = with.throughput() / without.throughput();
     rows.push(
         Row::new(
-            "7",
+            "8",
             format!("extend a license, an endpoint receiving license.* ({label})"),
             throughput(&with, "req"),
         )
@@ -274,7 +276,7 @@ async fn one_database(o: &Options, db: &Database, rows: &mut Vec<Row>) -> anyhow
         )),
     );
     let mut row = Row::new(
-        "7",
+        "8",
         format!("webhook deliveries from a backlog to a local receiver ({label})"),
         format!(
             "{} events in {:.2} s · {} events/s",

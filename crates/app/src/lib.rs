@@ -87,8 +87,8 @@ pub use signers::SigningKeys;
 pub use tokens::NewTokenInput;
 pub use usage::code_name;
 pub use webhooks::{
-    AttemptResult, DeliveryLog, EndpointSecret, NewWebhookEndpoint, Outgoing, SweepReport,
-    WebhookEndpointPatch, WebhookPolicy,
+    AttemptResult, DeliveryLog, DeliveryRows, EndpointRow, EndpointSecret, NewWebhookEndpoint,
+    Outgoing, SweepReport, WebhookEndpointPatch, WebhookPolicy,
 };
 
 pub type Result<T, E = AppError> = std::result::Result<T, E>;

@@ -65,8 +65,8 @@ pub use portal::PortalSessionRow;
 pub use provider_status::{ProviderActivity, RefusalCount};
 pub use session::Session;
 pub use webhooks::{
-    AttemptRecord, ClaimedDelivery, EndpointFields, EndpointTarget, NextStep, StoredSecrets,
-    SweepMark,
+    AttemptRecord, ClaimedDelivery, EndpointActivity, EndpointFields, EndpointTarget, NextStep,
+    StoredSecrets, SweepMark,
 };
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

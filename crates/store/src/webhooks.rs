@@ -63,6 +63,19 @@ fn delivery(row: &AnyRow) -> Result<WebhookDelivery> {
     })
 }
 
+fn attempt(r: &AnyRow) -> Result<WebhookAttempt> {
+    Ok(WebhookAttempt {
+        id: r.try_get("id")?,
+        delivery_id: r.try_get("delivery_id")?,
+        at: from_db(r.try_get("at")?),
+        status: r.try_get("status")?,
+        error: r.try_get("error")?,
+        latency_ms: r.try_get("latency_ms")?,
+        response: r.try_get("response")?,
+        node: r.try_get("node")?,
+    })
+}
+
 /// An endpoint's signing secrets as stored (sealed when a master key is configured).
 #[derive(Clone)]
 pub struct StoredSecrets {
@@ -141,6 +154,17 @@ pub enum NextStep {
     RetryAt(DateTime<Utc>),
     /// No attempts left.
     Failed,
+}
+
+/// How an endpoint has been doing, for the console's list of endpoints.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointActivity {
+    pub endpoint_id: i64,
+    /// Its newest delivery: state, last HTTP status, when it finished (or was written).
+    pub last: Option<(DeliveryState, Option<i64>, DateTime<Utc>)>,
+    /// Deliveries that had all their attempts and failed.
+    pub failed: i64,
+    pub pending: i64,
 }
 
 /// A lifecycle sweep's position: everything up to (`at`, `id`) is done.
@@ -230,6 +254,10 @@ impl Session {
     /// Leases up to `limit` due deliveries until `lease_until` under `claim`, oldest due first,
     /// at most `per_endpoint` in flight per endpoint across all nodes (so an endpoint that hangs
     /// holds only that many), never a delivery with an older pending one of its license.
+    ///
+    /// Its cost is a few index reads per enabled endpoint plus the rows it claims, however many
+    /// deliveries are queued: a backlog of thousands must not slow every claim down (one query
+    /// ranking the whole due set, with a count per row, once delivered a few events a second).
     pub async fn claim_webhook_deliveries(
         &mut self,
         now: DateTime<Utc>,
@@ -238,29 +266,81 @@ impl Session {
         per_endpoint: i64,
         claim: &str,
     ) -> Result<Vec<ClaimedDelivery>> {
-        let free = "d.state = 'pending' AND (d.claimed_until IS NULL OR d.claimed_until < $2)";
-        let sql = format!(
-            "UPDATE webhook_deliveries SET claimed_until = $1, claim = $5 \
-             WHERE state = 'pending' AND (claimed_until IS NULL OR claimed_until < $2) AND id IN \
-             (SELECT id FROM (SELECT d.id, d.next_attempt_at AS due, \
-               ROW_NUMBER() OVER (PARTITION BY d.endpoint_id ORDER BY d.next_attempt_at, d.id) AS turn, \
-               (SELECT COUNT(*) FROM webhook_deliveries b WHERE b.endpoint_id = d.endpoint_id \
-                AND b.state = 'pending' AND b.claimed_until >= $2) AS busy \
-              FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id \
-              WHERE {free} AND d.next_attempt_at <= $2 AND e.enabled = 1 \
-              AND NOT EXISTS (SELECT 1 FROM webhook_deliveries o WHERE o.endpoint_id = d.endpoint_id \
-                AND o.license_id = d.license_id AND o.state = 'pending' AND o.id < d.id)) AS c \
-              WHERE turn + busy <= $4 ORDER BY due, id LIMIT $3) \
-             RETURNING id"
-        );
-        let ids: Vec<i64> = sqlx::query_scalar(&sql)
-            .bind(to_db(lease_until))
+        // Claims from every node take turns (PostgreSQL; SQLite's write transaction is already
+        // alone), so what one counts as in flight below is what the others have committed.
+        self.lock_name("webhook deliveries claim").await?;
+        // In flight per endpoint, counted once: the leased deliveries are at most `per_endpoint`
+        // per endpoint, found through webhook_deliveries_leased whatever the backlog.
+        let busy_rows = sqlx::query(
+            "SELECT endpoint_id, COUNT(*) AS n FROM webhook_deliveries \
+             WHERE state = 'pending' AND claimed_until >= $1 GROUP BY endpoint_id",
+        )
+        .bind(to_db(now))
+        .fetch_all(self.conn())
+        .await?;
+        let mut busy = std::collections::HashMap::new();
+        for r in &busy_rows {
+            busy.insert(
+                r.try_get::<i64, _>("endpoint_id")?,
+                r.try_get::<i64, _>("n")?,
+            );
+        }
+        let endpoints: Vec<i64> =
+            sqlx::query_scalar("SELECT id FROM webhook_endpoints WHERE enabled = 1 ORDER BY id")
+                .fetch_all(self.conn())
+                .await?;
+        // Each endpoint offers only as many of its oldest due deliveries as it has room for,
+        // read in due order from webhook_deliveries_ready: a backlog costs nothing beyond them.
+        // Only the head of a license's chain qualifies; the others normally wait undue, and the
+        // check catches the ones that raced to be first.
+        let mut candidates: Vec<(i64, i64)> = Vec::new();
+        for endpoint in endpoints {
+            let room = per_endpoint
+                .saturating_sub(busy.get(&endpoint).copied().unwrap_or(0))
+                .min(limit);
+            if room <= 0 {
+                continue;
+            }
+            let rows = sqlx::query(
+                "SELECT d.id, d.next_attempt_at FROM webhook_deliveries d \
+                 WHERE d.endpoint_id = $1 AND d.state = 'pending' AND d.next_attempt_at <= $2 \
+                 AND (d.claimed_until IS NULL OR d.claimed_until < $2) \
+                 AND (d.license_id IS NULL OR NOT EXISTS (SELECT 1 FROM webhook_deliveries o \
+                   WHERE o.endpoint_id = d.endpoint_id AND o.license_id = d.license_id \
+                   AND o.state = 'pending' AND o.id < d.id)) \
+                 ORDER BY d.next_attempt_at, d.id LIMIT $3",
+            )
+            .bind(endpoint)
             .bind(to_db(now))
-            .bind(limit)
-            .bind(per_endpoint)
-            .bind(claim)
+            .bind(room)
             .fetch_all(self.conn())
             .await?;
+            for r in &rows {
+                let due: Option<i64> = r.try_get("next_attempt_at")?;
+                candidates.push((due.unwrap_or(0), r.try_get("id")?));
+            }
+        }
+        // Oldest due first across endpoints, as many as asked.
+        candidates.sort_unstable();
+        candidates.truncate(usize::try_from(limit.max(0)).unwrap_or(0));
+        if candidates.is_empty() {
+            return Ok(Vec::new());
+        }
+        let list = candidates
+            .iter()
+            .map(|(_, id)| id.to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let ids: Vec<i64> = sqlx::query_scalar(&format!(
+            "UPDATE webhook_deliveries SET claimed_until = $1, claim = $3 \
+             WHERE id IN ({list}) AND state = 'pending' \
+             AND (claimed_until IS NULL OR claimed_until < $2) RETURNING id"
+        ))
+        .bind(to_db(lease_until))
+        .bind(to_db(now))
+        .bind(claim)
+        .fetch_all(self.conn())
+        .await?;
         if ids.is_empty() {
             return Ok(Vec::new());
         }
@@ -627,6 +707,72 @@ impl Session {
         .await?)
     }
 
+    /// How each of `ids` has been doing: two short index reads per endpoint (a page of them).
+    pub async fn webhook_endpoint_activity(
+        &mut self,
+        ids: &[i64],
+    ) -> Result<Vec<EndpointActivity>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for &id in ids {
+            let last = sqlx::query(
+                "SELECT state, last_status, COALESCE(finished_at, created_at) AS at \
+                 FROM webhook_deliveries WHERE endpoint_id = $1 ORDER BY id DESC LIMIT 1",
+            )
+            .bind(id)
+            .fetch_optional(self.conn())
+            .await?;
+            let last = match last {
+                Some(r) => {
+                    let state: String = r.try_get("state")?;
+                    let state = DeliveryState::parse(&state).ok_or_else(|| {
+                        StoreError::Corrupt(format!("webhook_deliveries.state holds {state:?}"))
+                    })?;
+                    Some((state, r.try_get("last_status")?, from_db(r.try_get("at")?)))
+                }
+                None => None,
+            };
+            let count = |state: &'static str| {
+                sqlx::query_scalar::<_, i64>(
+                    "SELECT COUNT(*) FROM webhook_deliveries WHERE endpoint_id = $1 AND state = $2",
+                )
+                .bind(id)
+                .bind(state)
+            };
+            let failed = count("failed").fetch_one(self.conn()).await?;
+            let pending = count("pending").fetch_one(self.conn()).await?;
+            out.push(EndpointActivity {
+                endpoint_id: id,
+                last,
+                failed,
+                pending,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The newest attempt of each of `deliveries` (those that had one).
+    pub async fn last_webhook_attempts(
+        &mut self,
+        deliveries: &[i64],
+    ) -> Result<Vec<WebhookAttempt>> {
+        if deliveries.is_empty() {
+            return Ok(Vec::new());
+        }
+        let list = deliveries
+            .iter()
+            .map(i64::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
+        let rows = sqlx::query(&format!(
+            "SELECT id, delivery_id, at, status, error, latency_ms, response, node \
+             FROM webhook_attempts WHERE id IN (SELECT MAX(id) FROM webhook_attempts \
+             WHERE delivery_id IN ({list}) GROUP BY delivery_id)"
+        ))
+        .fetch_all(self.conn())
+        .await?;
+        rows.iter().map(attempt).collect()
+    }
+
     /// A delivery's attempts, oldest first (at most `limit`).
     pub async fn webhook_attempts(
         &mut self,
@@ -641,20 +787,7 @@ impl Session {
         .bind(limit)
         .fetch_all(self.conn())
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(WebhookAttempt {
-                    id: r.try_get("id")?,
-                    delivery_id: r.try_get("delivery_id")?,
-                    at: from_db(r.try_get("at")?),
-                    status: r.try_get("status")?,
-                    error: r.try_get("error")?,
-                    latency_ms: r.try_get("latency_ms")?,
-                    response: r.try_get("response")?,
-                    node: r.try_get("node")?,
-                })
-            })
-            .collect()
+        rows.iter().map(attempt).collect()
     }
 
     /// Makes a finished delivery pending and due at `now` (one more attempt), or a pending one

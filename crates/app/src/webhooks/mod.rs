@@ -11,9 +11,13 @@
 //! - Signing secrets are stored sealed with the master key when one is configured, bound to
 //!   their endpoint, and shown once (on creation and rotation). A rotation keeps the old secret
 //!   signing beside the new one for the overlap the vendor asks for.
+//! - Every change of an endpoint or its deliveries (creation, edit, rotation, deletion, retries,
+//!   test events) is written to the console's audit log in its own transaction, under the
+//!   principal's name (a console user's `user:<email>`, a token's label).
 //! - Managing endpoints needs `webhooks:read` / `webhooks:write` on an unrestricted principal:
 //!   an endpoint receives events about customers, payments and mail, which span products.
 
+mod console;
 pub(crate) mod deliveries;
 pub(crate) mod emit;
 mod sweep;
@@ -34,6 +38,7 @@ use serde_json::json;
 use crate::signers::corrupt;
 use crate::{now, App, AppError, Entity, Page, PageRequest, Principal, Result};
 
+pub use console::{DeliveryRows, EndpointRow};
 pub use deliveries::{AttemptResult, Outgoing};
 pub use sweep::SweepReport;
 
@@ -228,6 +233,14 @@ impl App {
             at,
         )
         .await?;
+        self.audit_setup(
+            &mut s,
+            principal,
+            "webhook_endpoint_created",
+            json!({"endpoint_id": endpoint.id, "url": endpoint.url, "events": endpoint.events,
+                   "product_id": endpoint.product_id, "enabled": endpoint.enabled}),
+        )
+        .await?;
         s.commit().await?;
         tracing::info!(endpoint = endpoint.id, actor = %principal.actor.label(), "webhook endpoint created");
         Ok(EndpointSecret { endpoint, secret })
@@ -291,6 +304,14 @@ impl App {
             .update_webhook_endpoint(id, &fields, now())
             .await?
             .ok_or(AppError::NotFound(Entity::WebhookEndpoint))?;
+        self.audit_setup(
+            &mut s,
+            principal,
+            "webhook_endpoint_updated",
+            json!({"endpoint_id": id, "url": saved.url, "events": saved.events,
+                   "product_id": saved.product_id, "enabled": saved.enabled}),
+        )
+        .await?;
         s.commit().await?;
         tracing::info!(endpoint = id, enabled = saved.enabled, actor = %principal.actor.label(), "webhook endpoint changed");
         Ok(saved)
@@ -303,6 +324,13 @@ impl App {
         if !s.delete_webhook_endpoint(id).await? {
             return Err(AppError::NotFound(Entity::WebhookEndpoint));
         }
+        self.audit_setup(
+            &mut s,
+            principal,
+            "webhook_endpoint_deleted",
+            json!({"endpoint_id": id}),
+        )
+        .await?;
         s.commit().await?;
         tracing::info!(endpoint = id, actor = %principal.actor.label(), "webhook endpoint deleted");
         Ok(())
@@ -333,6 +361,13 @@ impl App {
             .webhook_endpoint(id)
             .await?
             .ok_or(AppError::NotFound(Entity::WebhookEndpoint))?;
+        self.audit_setup(
+            &mut s,
+            principal,
+            "webhook_secret_rotated",
+            json!({"endpoint_id": id, "overlap_hours": hours}),
+        )
+        .await?;
         s.commit().await?;
         tracing::info!(endpoint = id, overlap_hours = hours, actor = %principal.actor.label(), "webhook signing secret rotated");
         Ok(EndpointSecret { endpoint, secret })
@@ -406,6 +441,13 @@ impl App {
             .webhook_delivery(id)
             .await?
             .ok_or(AppError::NotFound(Entity::WebhookDelivery))?;
+        self.audit_setup(
+            &mut s,
+            principal,
+            "webhook_delivery_retried",
+            json!({"endpoint_id": delivery.endpoint_id, "delivery_id": id, "event_id": delivery.event_id}),
+        )
+        .await?;
         s.commit().await?;
         Ok(delivery)
     }
@@ -427,6 +469,13 @@ impl App {
         let count = s
             .retry_failed_webhook_deliveries(endpoint_id, since, now())
             .await?;
+        self.audit_setup(
+            &mut s,
+            principal,
+            "webhook_failed_retried",
+            json!({"endpoint_id": endpoint_id, "since": since, "deliveries": count}),
+        )
+        .await?;
         s.commit().await?;
         Ok(count)
     }
@@ -466,6 +515,13 @@ impl App {
             .into_iter()
             .find(|d| d.event_id == id)
             .ok_or(AppError::NotFound(Entity::WebhookDelivery))?;
+        self.audit_setup(
+            &mut s,
+            principal,
+            "webhook_test_sent",
+            json!({"endpoint_id": endpoint_id, "delivery_id": delivery.id, "event_id": delivery.event_id}),
+        )
+        .await?;
         s.commit().await?;
         Ok(delivery)
     }

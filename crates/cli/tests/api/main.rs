@@ -16,6 +16,7 @@ mod console_money;
 mod console_owner;
 mod console_sales;
 mod console_setup;
+mod console_webhooks;
 mod convergence;
 mod cryptolens;
 mod cryptolens_data;

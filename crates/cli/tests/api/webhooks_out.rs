@@ -25,7 +25,7 @@ use crate::helpers::{
 
 /// What the receiver does with a delivery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mode {
+pub(crate) enum Mode {
     /// 500 to the first `n` attempts at each event, 200 after.
     FailFirst(usize),
     /// 500 to everything.
@@ -37,12 +37,12 @@ enum Mode {
 }
 
 #[derive(Debug, Clone)]
-struct Got {
-    id: String,
-    event_type: String,
+pub(crate) struct Got {
+    pub(crate) id: String,
+    pub(crate) event_type: String,
     body: Value,
     signature: String,
-    status: u16,
+    pub(crate) status: u16,
 }
 
 struct Inner {
@@ -59,14 +59,14 @@ struct Inner {
 }
 
 #[derive(Clone)]
-struct Receiver {
+pub(crate) struct Receiver {
     inner: Arc<Mutex<Inner>>,
     arrived: Arc<tokio::sync::Notify>,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl Receiver {
-    async fn start(mode: Mode) -> Self {
+    pub(crate) async fn start(mode: Mode) -> Self {
         let inner = Arc::new(Mutex::new(Inner {
             secrets: Vec::new(),
             mode,
@@ -102,24 +102,24 @@ impl Receiver {
         }
     }
 
-    fn trust(&self, secret: &str) {
+    pub(crate) fn trust(&self, secret: &str) {
         self.inner.lock().unwrap().secrets.push(secret.to_owned());
     }
 
-    fn set_mode(&self, mode: Mode) {
+    pub(crate) fn set_mode(&self, mode: Mode) {
         self.inner.lock().unwrap().mode = mode;
     }
 
-    fn got(&self) -> Vec<Got> {
+    pub(crate) fn got(&self) -> Vec<Got> {
         self.inner.lock().unwrap().got.clone()
     }
 
     /// The events answered 200, in the order they were answered.
-    fn delivered(&self) -> Vec<Got> {
+    pub(crate) fn delivered(&self) -> Vec<Got> {
         self.got().into_iter().filter(|g| g.status == 200).collect()
     }
 
-    fn bad(&self) -> Vec<String> {
+    pub(crate) fn bad(&self) -> Vec<String> {
         self.inner.lock().unwrap().bad.clone()
     }
 }
@@ -194,7 +194,7 @@ async fn receive(
 }
 
 /// Waits up to `within` for `done`; false if it never held.
-async fn until(within: Duration, mut done: impl FnMut() -> bool) -> bool {
+pub(crate) async fn until(within: Duration, mut done: impl FnMut() -> bool) -> bool {
     let end = Instant::now() + within;
     while Instant::now() < end {
         if done() {
@@ -207,7 +207,7 @@ async fn until(within: Duration, mut done: impl FnMut() -> bool) -> bool {
 
 /// Webhook settings for tests: the local receiver allowed, retries within tens of
 /// milliseconds, sweeps several times a second.
-fn fast_webhooks() -> WebhookSettings {
+pub(crate) fn fast_webhooks() -> WebhookSettings {
     WebhookSettings {
         allow_private: true,
         first_retry: Duration::from_millis(30),
@@ -218,7 +218,7 @@ fn fast_webhooks() -> WebhookSettings {
     }
 }
 
-fn settings(db: &TestDb, webhooks: WebhookSettings) -> Settings {
+pub(crate) fn settings(db: &TestDb, webhooks: WebhookSettings) -> Settings {
     let mut s = test_settings(db, test_http(), Default::default(), Default::default(), 0);
     s.webhooks = webhooks;
     s

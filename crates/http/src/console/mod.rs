@@ -26,6 +26,8 @@ mod sales;
 mod sales_pages;
 mod setup;
 mod setup_pages;
+mod webhooks;
+mod webhooks_pages;
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -125,6 +127,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/admin/providers", get(setup::providers))
         .merge(sales::router())
         .merge(money::router())
+        .merge(webhooks::router())
         .route(
             account::CODE_PATH,
             get(account::code_form).post(account::code),

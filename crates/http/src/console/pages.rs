@@ -46,6 +46,7 @@ pub(super) fn layout(title: &str, session: Option<&ConsoleSession>, body: Markup
                             }
                             (super::sales_pages::nav(s))
                             (super::money_pages::nav(s))
+                            (super::webhooks_pages::nav(s))
                             @if s.principal.require_unrestricted(Permission::TokensManage).is_ok() {
                                 a href="/admin/tokens" { "Tokens" }
                             }

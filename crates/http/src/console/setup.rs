@@ -44,7 +44,7 @@ fn to(path: String) -> Reply {
     Ok(Redirect::to(&path).into_response())
 }
 
-fn id_of(path: Result<Path<i64>, PathRejection>) -> Result<i64, Problem> {
+pub(super) fn id_of(path: Result<Path<i64>, PathRejection>) -> Result<i64, Problem> {
     path.map(|Path(id)| id)
         .map_err(|_| Problem::Status(StatusCode::NOT_FOUND, "no such page".into()))
 }
@@ -58,7 +58,7 @@ fn page_at(after: Option<String>) -> PageRequest {
 }
 
 /// Every row a chooser (a select of products or plans) offers, bounded by the largest page.
-fn chooser() -> PageRequest {
+pub(super) fn chooser() -> PageRequest {
     PageRequest {
         cursor: None,
         limit: Some(MAX_PAGE),
@@ -67,10 +67,10 @@ fn chooser() -> PageRequest {
 
 /// A new secret on its way to the page that shows it: what it is (`token`, `url`), which
 /// one, and the session it was made in.
-struct Pending<'a> {
-    kind: &'a str,
-    id: i64,
-    session: &'a ConsoleSession,
+pub(super) struct Pending<'a> {
+    pub kind: &'a str,
+    pub id: i64,
+    pub session: &'a ConsoleSession,
 }
 
 impl Pending<'_> {
@@ -84,7 +84,7 @@ impl Pending<'_> {
 }
 
 /// `Set-Cookie` for a new secret, or (`None`) to clear the one pending.
-fn reveal_cookie(state: &AppState, value: Option<(&Pending<'_>, &str)>) -> HeaderValue {
+pub(super) fn reveal_cookie(state: &AppState, value: Option<(&Pending<'_>, &str)>) -> HeaderValue {
     let secure = if super::secure(state) { "; Secure" } else { "" };
     let (value, age) = match value {
         Some((pending, secret)) => (format!("{}{secret}", pending.prefix()), REVEAL_SECONDS),
@@ -97,7 +97,7 @@ fn reveal_cookie(state: &AppState, value: Option<(&Pending<'_>, &str)>) -> Heade
 }
 
 /// The pending secret the browser brought, if it brought this one.
-fn revealed(headers: &HeaderMap, pending: &Pending<'_>) -> Option<String> {
+pub(super) fn revealed(headers: &HeaderMap, pending: &Pending<'_>) -> Option<String> {
     let value = cookie_value(headers, REVEAL_COOKIE)?;
     value
         .strip_prefix(&pending.prefix())
@@ -106,7 +106,7 @@ fn revealed(headers: &HeaderMap, pending: &Pending<'_>) -> Option<String> {
 }
 
 /// A page that shows a new secret once: it clears the cookie that brought it.
-fn showing_once(state: &AppState, markup: maud::Markup) -> Response {
+pub(super) fn showing_once(state: &AppState, markup: maud::Markup) -> Response {
     let mut response = html(markup);
     response
         .headers_mut()
@@ -140,7 +140,7 @@ pub(super) struct Fields(Vec<(String, String)>);
 
 impl Fields {
     /// The first value of `name`, trimmed ("" when absent).
-    fn text(&self, name: &str) -> &str {
+    pub(super) fn text(&self, name: &str) -> &str {
         self.0
             .iter()
             .find(|(k, _)| k == name)
@@ -148,7 +148,7 @@ impl Fields {
     }
 
     /// The value of `name` when given and not blank.
-    fn given(&self, name: &str) -> Option<String> {
+    pub(super) fn given(&self, name: &str) -> Option<String> {
         Some(self.text(name))
             .filter(|v| !v.is_empty())
             .map(str::to_owned)
@@ -162,7 +162,7 @@ impl Fields {
             .map_or(String::new(), |(_, v)| v.replace("\r\n", "\n"))
     }
 
-    fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+    pub(super) fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
         self.0
             .iter()
             .filter(move |(k, _)| k == name)
@@ -170,7 +170,7 @@ impl Fields {
     }
 
     /// A checkbox: ticked when sent at all.
-    fn checked(&self, name: &str) -> bool {
+    pub(super) fn checked(&self, name: &str) -> bool {
         self.0.iter().any(|(k, _)| k == name)
     }
 
@@ -185,7 +185,7 @@ impl Fields {
     }
 
     /// A whole number, or `None` when blank.
-    fn number(&self, name: &str) -> Result<Option<i64>, Problem> {
+    pub(super) fn number(&self, name: &str) -> Result<Option<i64>, Problem> {
         match self.text(name) {
             "" => Ok(None),
             n => n

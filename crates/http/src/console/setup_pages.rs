@@ -107,7 +107,7 @@ fn notice(done: Option<&str>) -> Markup {
 }
 
 /// The link to the next page of a listing, when there is one.
-fn next_page(base: &str, next: Option<&String>) -> Markup {
+pub(super) fn next_page(base: &str, next: Option<&String>) -> Markup {
     let joiner = if base.contains('?') { '&' } else { '?' };
     html! {
         @if let Some(next) = next {
@@ -117,7 +117,7 @@ fn next_page(base: &str, next: Option<&String>) -> Markup {
 }
 
 /// A value shown as text, with a copy button the script shows.
-fn copyable(id: &str, what: &str, text: &str) -> Markup {
+pub(super) fn copyable(id: &str, what: &str, text: &str) -> Markup {
     html! {
         div.copyable {
             pre id=(id) { code { (text) } }
@@ -129,12 +129,18 @@ fn copyable(id: &str, what: &str, text: &str) -> Markup {
     }
 }
 
-fn csrf(session: &ConsoleSession) -> Markup {
+pub(super) fn csrf(session: &ConsoleSession) -> Markup {
     html! { input type="hidden" name="csrf" value=(session.csrf); }
 }
 
 /// A one-line text field with its label and an optional hint under the label.
-fn text_field(name: &str, label: &str, value: &str, hint: Option<&str>, required: bool) -> Markup {
+pub(super) fn text_field(
+    name: &str,
+    label: &str,
+    value: &str,
+    hint: Option<&str>,
+    required: bool,
+) -> Markup {
     let hint_id = format!("{name}-hint");
     html! {
         label for=(name) { (label) }
@@ -163,7 +169,7 @@ fn text_area(name: &str, label: &str, value: &str, hint: Option<&str>, rows: u8)
     }
 }
 
-fn checkbox(name: &str, label: &str, checked: bool) -> Markup {
+pub(super) fn checkbox(name: &str, label: &str, checked: bool) -> Markup {
     html! {
         div.check {
             input id=(name) name=(name) type="checkbox" value="1" checked[checked];
