@@ -26,10 +26,10 @@ use crate::App;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
-    pub method: String,
+    pub method: &'static str,
     /// The route template that matched, or `unmatched`.
     pub route: String,
-    pub status: String,
+    pub status: u16,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -237,18 +237,17 @@ pub fn webhook_outcome(status: u16) -> &'static str {
 }
 
 impl Metrics {
-    /// Records one answered HTTP request.
-    pub fn request(&self, method: &str, route: &str, status: u16, took: Duration) {
-        self.requests
-            .get_or_create(&RequestLabels {
-                method: method.to_owned(),
-                route: route.to_owned(),
-                status: status.to_string(),
-            })
-            .inc();
+    /// Records one answered HTTP request (`method` one of a fixed few, `route` a template).
+    pub fn request(&self, method: &'static str, route: &str, status: u16, took: Duration) {
+        let labels = RequestLabels {
+            method,
+            route: route.to_owned(),
+            status,
+        };
+        self.requests.get_or_create(&labels).inc();
         self.latency
             .get_or_create(&RouteLabels {
-                route: route.to_owned(),
+                route: labels.route,
             })
             .observe(took.as_secs_f64());
     }

@@ -70,7 +70,10 @@ static OTHER: AtomicU64 = AtomicU64::new(0);
 
 /// Database errors counted so far: (unavailable, other).
 pub fn database_errors() -> (u64, u64) {
-    (UNAVAILABLE.load(Ordering::Relaxed), OTHER.load(Ordering::Relaxed))
+    (
+        UNAVAILABLE.load(Ordering::Relaxed),
+        OTHER.load(Ordering::Relaxed),
+    )
 }
 
 impl From<sqlx::Error> for StoreError {

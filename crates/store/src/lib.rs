@@ -382,17 +382,16 @@ impl Store {
             Dialect::Postgres => &POSTGRES_MIGRATIONS,
         };
         let mut session = self.read().await?;
-        let applied: Vec<i64> = match sqlx::query_scalar(
-            "SELECT version FROM _sqlx_migrations WHERE success = TRUE",
-        )
-        .fetch_all(session.conn())
-        .await
-        {
-            Ok(v) => v,
-            // No migration table: nothing was ever applied.
-            Err(sqlx::Error::Database(_)) => Vec::new(),
-            Err(e) => return Err(e.into()),
-        };
+        let applied: Vec<i64> =
+            match sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success = TRUE")
+                .fetch_all(session.conn())
+                .await
+            {
+                Ok(v) => v,
+                // No migration table: nothing was ever applied.
+                Err(sqlx::Error::Database(_)) => Vec::new(),
+                Err(e) => return Err(e.into()),
+            };
         Ok(migrator
             .iter()
             .filter(|m| !m.migration_type.is_down_migration() && !applied.contains(&m.version))

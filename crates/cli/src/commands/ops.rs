@@ -153,7 +153,10 @@ async fn public_url(settings: &Settings) -> Finding {
         Err(e) => return Finding::Failed(format!("public url: {e}")),
     };
     match client.get(url).send().await {
-        Ok(r) => Finding::Ok(format!("public url: {url} answered {}", r.status().as_u16())),
+        Ok(r) => Finding::Ok(format!(
+            "public url: {url} answered {}",
+            r.status().as_u16()
+        )),
         Err(e) => Finding::Failed(format!("public url: {url} is not reachable: {e}")),
     }
 }
@@ -163,14 +166,26 @@ fn providers(args: &ServeArgs) -> Vec<Finding> {
     let p = args.providers.resolve();
     let s = &p.stores;
     let seen = [
-        ("stripe webhooks", p.stripe.is_some(), "KEYTURN_STRIPE_WEBHOOK_SECRET"),
+        (
+            "stripe webhooks",
+            p.stripe.is_some(),
+            "KEYTURN_STRIPE_WEBHOOK_SECRET",
+        ),
         (
             "stripe api",
             args.providers.stripe.api.stripe_api_key.is_some(),
             "KEYTURN_STRIPE_API_KEY",
         ),
-        ("paypal", p.paypal.is_some(), "KEYTURN_PAYPAL_CLIENT_ID and _SECRET"),
-        ("paddle", !s.paddle.is_empty(), "KEYTURN_PADDLE_WEBHOOK_SECRET"),
+        (
+            "paypal",
+            p.paypal.is_some(),
+            "KEYTURN_PAYPAL_CLIENT_ID and _SECRET",
+        ),
+        (
+            "paddle",
+            !s.paddle.is_empty(),
+            "KEYTURN_PADDLE_WEBHOOK_SECRET",
+        ),
         (
             "lemonsqueezy",
             !s.lemonsqueezy.is_empty(),
@@ -181,7 +196,11 @@ fn providers(args: &ServeArgs) -> Vec<Finding> {
             !s.fastspring.is_empty(),
             "KEYTURN_FASTSPRING_WEBHOOK_SECRET",
         ),
-        ("gumroad", s.gumroad.is_some(), "KEYTURN_GUMROAD_PING_SECRET"),
+        (
+            "gumroad",
+            s.gumroad.is_some(),
+            "KEYTURN_GUMROAD_PING_SECRET",
+        ),
     ];
     seen.into_iter()
         .map(|(name, set, how)| match set {

@@ -565,7 +565,11 @@ pub fn problems(store: &StoreArgs, serve: &ServeArgs) -> Vec<String> {
 
 /// The metrics token, if one is set: a short one would be guessed.
 fn metrics_token(serve: &ServeArgs) -> anyhow::Result<Option<MetricsToken>> {
-    match serve.metrics_token.as_ref().map(|t| t.expose_secret().trim()) {
+    match serve
+        .metrics_token
+        .as_ref()
+        .map(|t| t.expose_secret().trim())
+    {
         None | Some("") => Ok(None),
         Some(t) if t.chars().count() < 16 => {
             anyhow::bail!("KEYTURN_METRICS_TOKEN must be at least 16 characters")

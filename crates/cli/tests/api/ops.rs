@@ -7,7 +7,7 @@ use std::time::Duration;
 use keyturn_http::MetricsToken;
 use serde_json::json;
 
-use crate::helpers::{free_port, spawn, test_http, Backend, ServerProcess, TestDb};
+use crate::helpers::{backends, free_port, spawn, test_http, Backend, ServerProcess, TestDb};
 
 const TOKEN: &str = "metrics-token-for-the-tests";
 
@@ -30,7 +30,13 @@ fn value(text: &str, series: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_need_the_token_and_name_routes_by_template() {
-    let db = TestDb::create(&Backend::Sqlite).await;
+    for backend in backends() {
+        metrics_on(&backend).await;
+    }
+}
+
+async fn metrics_on(backend: &Backend) {
+    let db = TestDb::create(backend).await;
     // Without a token configured, /metrics does not exist on the main listener.
     let closed = spawn(&db, test_http()).await;
     assert_eq!(scrape(&closed, None).await.0, 404);
@@ -38,12 +44,15 @@ async fn metrics_need_the_token_and_name_routes_by_template() {
     closed.stop().await;
     db.remove().await;
 
-    let db = TestDb::create(&Backend::Sqlite).await;
+    let db = TestDb::create(backend).await;
     let mut http = test_http();
     http.metrics_token = Some(MetricsToken::new(TOKEN));
     let app = spawn(&db, http).await;
     assert_eq!(scrape(&app, None).await.0, 401);
-    assert_eq!(scrape(&app, Some("metrics-token-for-the-test")).await.0, 401);
+    assert_eq!(
+        scrape(&app, Some("metrics-token-for-the-test")).await.0,
+        401
+    );
     let (status, before) = scrape(&app, Some(TOKEN)).await;
     assert_eq!(status, 200);
 
@@ -54,14 +63,23 @@ async fn metrics_need_the_token_and_name_routes_by_template() {
     let key = license["key"].as_str().unwrap().to_owned();
     let id = license["id"].as_i64().unwrap();
     assert_eq!(app.get(&format!("/v1/licenses/{id}")).await.status, 200);
-    assert_eq!(app.get(&format!("/v1/licenses/by-key/{key}")).await.status, 200);
+    assert_eq!(
+        app.get(&format!("/v1/licenses/by-key/{key}")).await.status,
+        200
+    );
     let activated = app
-        .public("/v1/activations", json!({"key": key, "fingerprint": "machine-a"}))
+        .public(
+            "/v1/activations",
+            json!({"key": key, "fingerprint": "machine-a"}),
+        )
         .await;
     assert_eq!(activated.status, 201, "{:?}", activated.body);
     for _ in 0..3 {
         let v = app
-            .public("/v1/validate", json!({"key": key, "fingerprint": "machine-a"}))
+            .public(
+                "/v1/validate",
+                json!({"key": key, "fingerprint": "machine-a"}),
+            )
             .await;
         assert_eq!(v.body["code"], "VALID", "{:?}", v.body);
     }
@@ -78,22 +96,32 @@ async fn metrics_need_the_token_and_name_routes_by_template() {
     let (status, text) = scrape(&app, Some(TOKEN)).await;
     assert_eq!(status, 200);
     assert!(
-        text.contains(r#"keyturn_http_requests_total{method="GET",route="/v1/licenses/{id}",status="200"} 1"#),
+        text.contains(
+            r#"keyturn_http_requests_total{method="GET",route="/v1/licenses/{id}",status="200"} 1"#
+        ),
         "{text}"
     );
     assert!(text.contains(r#"route="/v1/licenses/by-key/{key}""#));
     assert!(text.contains(r#"route="unmatched""#));
-    assert!(!text.contains(&format!("/v1/licenses/{id}\"")), "a raw id in a label");
+    assert!(
+        !text.contains(&format!("/v1/licenses/{id}\"")),
+        "a raw id in a label"
+    );
     assert!(!text.contains(&key), "a key in the metrics");
     assert!(!text.contains("secret-looking-path"));
-    assert!(text.contains(r#"keyturn_http_request_duration_seconds_bucket{le="#)
-        || text.contains(r#"keyturn_http_request_duration_seconds_bucket{route="#));
+    assert!(
+        text.contains(r#"keyturn_http_request_duration_seconds_bucket{le="#)
+            || text.contains(r#"keyturn_http_request_duration_seconds_bucket{route="#)
+    );
 
     let valid = r#"keyturn_validations_total{code="VALID"}"#;
     assert_eq!(value(&text, valid) - value(&before, valid), 3.0, "{text}");
     let missing = r#"keyturn_validations_total{code="NOT_FOUND"}"#;
     assert_eq!(value(&text, missing) - value(&before, missing), 1.0);
-    assert_eq!(value(&text, r#"keyturn_activations_total{code="VALID"}"#), 1.0);
+    assert_eq!(
+        value(&text, r#"keyturn_activations_total{code="VALID"}"#),
+        1.0
+    );
     assert_eq!(
         value(
             &text,
@@ -101,7 +129,10 @@ async fn metrics_need_the_token_and_name_routes_by_template() {
         ),
         1.0
     );
-    assert!(value(&text, "keyturn_license_cache_hits_total") >= 1.0, "{text}");
+    assert!(
+        value(&text, "keyturn_license_cache_hits_total") >= 1.0,
+        "{text}"
+    );
     assert!(value(&text, "keyturn_license_cache_misses_total") >= 1.0);
     assert!(text.contains("keyturn_mail_outbox_depth 0"));
     assert!(text.contains("keyturn_webhook_outbox_depth 0"));
@@ -186,7 +217,11 @@ async fn a_separate_listener_serves_metrics_without_a_token_and_version_names_th
     assert!(!logged.contains(&0x1b), "an ESC byte in a piped log");
 }
 
-fn keyturn(data_dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+fn keyturn(
+    data_dir: &std::path::Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (i32, String, String) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_keyturn"));
     command
         .args(args)
@@ -246,14 +281,24 @@ fn check_config_names_each_problem_and_passes_a_good_configuration() {
     // A bad value in the configuration file names its key.
     let file = dir.path().join("keyturn.toml");
     std::fs::write(&file, "max_body_bytes = \"big\"\n").unwrap();
-    let (code, _, err) = keyturn(dir.path(), &["check-config", "--config", file.to_str().unwrap()], &[]);
+    let (code, _, err) = keyturn(
+        dir.path(),
+        &["check-config", "--config", file.to_str().unwrap()],
+        &[],
+    );
     assert_eq!(code, 1, "{err}");
-    assert!(err.contains("max-body-bytes") || err.contains("max_body_bytes"), "{err}");
+    assert!(
+        err.contains("max-body-bytes") || err.contains("max_body_bytes"),
+        "{err}"
+    );
 }
 
 async fn wait_for_port(port: u16) {
     for _ in 0..200 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
             return;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -294,20 +339,69 @@ async fn doctor_checks_the_database_and_a_real_smtp_server() {
     ];
     let (code, out, err) = keyturn(&data, &smtp, &[]);
     assert_eq!(code, 0, "{out}{err}");
-    assert!(out.contains("ok       database: sqlite connected, schema current"), "{out}");
-    assert!(out.contains(&format!("ok       smtp: 127.0.0.1:{port} answered EHLO")), "{out}");
-    assert!(out.contains("ok       provider: stripe webhooks configured"), "{out}");
+    assert!(
+        out.contains("ok       database: sqlite connected, schema current"),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("ok       smtp: 127.0.0.1:{port} answered EHLO")),
+        "{out}"
+    );
+    assert!(
+        out.contains("ok       provider: stripe webhooks configured"),
+        "{out}"
+    );
     assert!(out.contains("missing  public url"), "{out}");
 
     // The same server gone: the configured SMTP check fails the doctor.
     drop(sink);
     let (code, out, _) = keyturn(&data, &smtp, &[]);
     assert_eq!(code, 1, "{out}");
-    assert!(out.contains(&format!("FAILED   smtp: 127.0.0.1:{port}")), "{out}");
+    assert!(
+        out.contains(&format!("FAILED   smtp: 127.0.0.1:{port}")),
+        "{out}"
+    );
 
     // A public URL nobody answers at is a failure too.
     let unreachable = format!("http://127.0.0.1:{}/", free_port());
     let (code, out, _) = keyturn(&data, &["doctor", "--public-url", &unreachable], &[]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("FAILED   public url"), "{out}");
+}
+
+/// The schema check on both databases: a database the migrations have not reached fails the
+/// doctor, and passes once `keyturn migrate` ran.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_tells_a_schema_behind_on_every_backend() {
+    for backend in backends() {
+        let db = TestDb::create(&backend).await;
+        let data = db.dir.path().join("data");
+        let mut args = vec!["doctor"];
+        match &db.url {
+            Some(url) => args.extend(["--database-url", url.as_str()]),
+            None => {
+                // An SQLite file no migration has touched.
+                std::fs::create_dir_all(&data).unwrap();
+                std::fs::write(data.join("keyturn.db"), b"").unwrap();
+            }
+        }
+        let (code, out, _) = keyturn(&data, &args, &[]);
+        assert_eq!(code, 1, "{backend:?}: {out}");
+        assert!(
+            out.contains("migration(s) not applied"),
+            "{backend:?}: {out}"
+        );
+        assert!(out.contains("run `keyturn migrate`"), "{out}");
+
+        let mut migrate = vec!["migrate"];
+        if let Some(url) = &db.url {
+            migrate.extend(["--database-url", url.as_str()]);
+        }
+        let (code, _, err) = keyturn(&data, &migrate, &[]);
+        assert_eq!(code, 0, "{err}");
+        let (code, out, _) = keyturn(&data, &args, &[]);
+        assert_eq!(code, 0, "{backend:?}: {out}");
+        assert!(out.contains("schema current"), "{out}");
+        db.remove().await;
+    }
 }
