@@ -362,6 +362,20 @@ async fn doctor_checks_the_database_and_a_real_smtp_server() {
         "{out}"
     );
 
+    // A public URL that answers passes, whatever its status.
+    let web = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let reachable = format!("http://{}/", web.local_addr().unwrap());
+    tokio::spawn(async move {
+        let page = axum::Router::new().route("/", axum::routing::get(|| async { "hello" }));
+        axum::serve(web, page).await.unwrap()
+    });
+    let (code, out, _) = keyturn(&data, &["doctor", "--public-url", &reachable], &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(&format!("ok       public url: {reachable} answered 200")),
+        "{out}"
+    );
+
     // A public URL nobody answers at is a failure too.
     let unreachable = format!("http://127.0.0.1:{}/", free_port());
     let (code, out, _) = keyturn(&data, &["doctor", "--public-url", &unreachable], &[]);
@@ -404,4 +418,69 @@ async fn doctor_tells_a_schema_behind_on_every_backend() {
         assert!(out.contains("schema current"), "{out}");
         db.remove().await;
     }
+}
+
+/// Outgoing webhook attempts are counted by outcome once recorded: a receiver that fails the
+/// first attempt and takes the retry moves both counters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outgoing_webhook_attempts_are_counted() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    let tries = Arc::new(AtomicUsize::new(0));
+    let counted = tries.clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let receiver = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move || {
+            let tries = counted.clone();
+            async move {
+                match tries.fetch_add(1, Ordering::SeqCst) {
+                    0 => axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                    _ => axum::http::StatusCode::OK,
+                }
+            }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, receiver).await.unwrap() });
+
+    let db = TestDb::create(&Backend::Sqlite).await;
+    let mut http = test_http();
+    http.metrics_token = Some(MetricsToken::new(TOKEN));
+    let mut settings =
+        crate::helpers::test_settings(&db, http, Default::default(), Default::default(), 0);
+    settings.webhooks = keyturn::config::WebhookSettings {
+        allow_private: true,
+        first_retry: Duration::from_millis(30),
+        poll: Duration::from_millis(100),
+        ..Default::default()
+    };
+    let app = crate::helpers::spawn_settings(&settings).await;
+    let r = app
+        .post(
+            "/v1/webhook-endpoints",
+            json!({"url": url, "events": ["license.created"]}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let product = app.product("Editor", &[]).await;
+    app.license(json!({"product_id": product})).await;
+
+    let delivered = r#"keyturn_webhook_deliveries_total{outcome="delivered"}"#;
+    let failed = r#"keyturn_webhook_deliveries_total{outcome="failed"}"#;
+    let mut text = String::new();
+    for _ in 0..100 {
+        text = scrape(&app, Some(TOKEN)).await.1;
+        if value(&text, delivered) >= 1.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(value(&text, delivered), 1.0, "{text}");
+    assert_eq!(value(&text, failed), 1.0, "{text}");
+    assert_eq!(tries.load(Ordering::SeqCst), 2);
+    assert!(text.contains("keyturn_webhook_outbox_depth 0"), "{text}");
+    app.stop().await;
+    db.remove().await;
 }
