@@ -68,6 +68,11 @@ pub(crate) fn unavailable(e: &sqlx::Error) -> Option<String> {
 static UNAVAILABLE: AtomicU64 = AtomicU64::new(0);
 static OTHER: AtomicU64 = AtomicU64::new(0);
 
+/// Counts an unavailable database that no `sqlx::Error` reported (no turn at the pool came).
+pub(crate) fn count_unavailable() {
+    UNAVAILABLE.fetch_add(1, Ordering::Relaxed);
+}
+
 /// Database errors counted so far: (unavailable, other).
 pub fn database_errors() -> (u64, u64) {
     (

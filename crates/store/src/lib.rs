@@ -187,6 +187,7 @@ impl Gate {
                 turn = &mut turn => break turn.expect("the turns are never closed"),
                 _ = tokio::time::sleep_until(look) => {
                     if tokio::time::Instant::now() >= deadline {
+                        error::count_unavailable();
                         return Err(StoreError::Unavailable(format!(
                             "no database connection became free within {} ms",
                             limit.as_millis()
@@ -450,6 +451,7 @@ impl Store {
     fn reachable(&self) -> Result<()> {
         #[cfg(feature = "fault-injection")]
         if self.shared.faults.unreachable() {
+            error::count_unavailable();
             return Err(StoreError::Unavailable(
                 "injected fault: the database is unreachable".into(),
             ));

@@ -143,6 +143,19 @@ async fn metrics_on(backend: &Backend) {
         r#"keyturn_build_info{{version="{}",commit=""#,
         env!("CARGO_PKG_VERSION")
     )));
+    // A database that cannot be reached is counted (the store's counts are the process's,
+    // so only growth is asserted), and the scrape still answers.
+    let unavailable = r#"keyturn_database_errors_total{outcome="unavailable"}"#;
+    app.faults().set_unreachable(true);
+    assert_eq!(app.get(&format!("/v1/licenses/{id}")).await.status, 503);
+    let (status, during) = scrape(&app, Some(TOKEN)).await;
+    app.faults().set_unreachable(false);
+    assert_eq!(status, 200);
+    assert!(
+        value(&during, unavailable) > value(&text, unavailable),
+        "{during}"
+    );
+
     // The metrics route counts itself like any other, by its template.
     assert!(text.contains(r#"route="/metrics""#));
     app.stop().await;
