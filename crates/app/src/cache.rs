@@ -287,7 +287,22 @@ impl App {
         load: impl AsyncFnOnce() -> Result<Option<T>>,
         keep: impl FnOnce(&Cache, u64, Arc<T>),
     ) -> Result<Option<Arc<T>>> {
-        if let Some(row) = self.cache.read(|i| pick(i, true)) {
+        self.through_cache_counted(pick, load, keep, false).await
+    }
+
+    /// [`Self::through_cache`], counting hits and misses in the metrics when `counted`.
+    async fn through_cache_counted<T>(
+        &self,
+        pick: impl Fn(&Inner, bool) -> Option<Arc<T>>,
+        load: impl AsyncFnOnce() -> Result<Option<T>>,
+        keep: impl FnOnce(&Cache, u64, Arc<T>),
+        counted: bool,
+    ) -> Result<Option<Arc<T>>> {
+        let hit = self.cache.read(|i| pick(i, true));
+        if counted {
+            self.metrics.license_cache(hit.is_some());
+        }
+        if let Some(row) = hit {
             return Ok(Some(row));
         }
         let since = self.cache.generation();
@@ -336,7 +351,7 @@ impl App {
 
     /// A license and its activations by (normalised) key.
     pub(crate) async fn license_state(&self, key: &str) -> Result<Option<Arc<LicenseState>>> {
-        self.through_cache(
+        self.through_cache_counted(
             |i, fresh| fresh_or_any(&i.licenses, key, fresh),
             async || {
                 let mut session = self.store.read().await?;
@@ -352,6 +367,7 @@ impl App {
                     i.licenses.put(id, state.license.key.clone(), state, cap)
                 })
             },
+            true,
         )
         .await
     }

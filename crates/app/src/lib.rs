@@ -22,6 +22,7 @@ mod license_urls;
 mod licenses;
 mod mail;
 mod messages;
+mod metrics;
 mod payments;
 mod portal;
 mod portal_billing;
@@ -73,6 +74,7 @@ pub use license_urls::{LicenseUrlPatch, LicenseUrlSecret, NewLicenseUrl};
 pub use licenses::{Extension, LicensePatch, LicenseQuery, LicenseSpec, TrialRequest};
 pub use mail::retry_delay;
 pub use messages::{MessageQuery, NewMessage};
+pub use metrics::{webhook_outcome, Metrics};
 pub use portal::{LinkRequest, PortalLicense, PortalSession, PortalSignIn};
 pub use portal_billing::{
     BillingAccount, BillingPortal, PortalBilling, PortalPayment, PortalSubscription, BILLING_PATH,
@@ -160,6 +162,8 @@ pub struct Parts {
     check_ins: activations::CheckIns,
     /// Validations and activations counted since the last write.
     usage: usage::Usage,
+    /// What `/metrics` shows (the same counts as `usage` among others).
+    metrics: std::sync::Arc<metrics::Metrics>,
     /// Seals the private signing keys stored in the database.
     master_key: Option<keyturn_core::MasterKey>,
     clock: std::sync::Arc<dyn Clock>,
@@ -171,13 +175,15 @@ pub struct Parts {
 
 impl App {
     pub fn new(store: Store) -> Self {
+        let metrics = std::sync::Arc::new(metrics::Metrics::default());
         Self(std::sync::Arc::new(Parts {
             cache: cache::Cache::new(cache::DEFAULT_CAPACITY, store.changes()),
             signers: signers::Signers::following(store.changes()),
             store,
             signatures: signatures::Signatures::default(),
             check_ins: activations::CheckIns::default(),
-            usage: usage::Usage::default(),
+            usage: usage::Usage::with_metrics(metrics.clone()),
+            metrics,
             master_key: None,
             clock: std::sync::Arc::new(SystemClock),
             webhooks: webhooks::WebhookPolicy::default(),

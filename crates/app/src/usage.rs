@@ -50,9 +50,9 @@ pub const CODES: [ValidationCode; 8] = [
 
 type Key = (i64, UsageKind, i64, &'static str);
 
-/// Counts not yet written.
+/// Counts not yet written, and the metrics that count the same events for Prometheus.
 #[derive(Clone, Default)]
-pub(crate) struct Usage(Arc<Mutex<HashMap<Key, i64>>>);
+pub(crate) struct Usage(Arc<Mutex<HashMap<Key, i64>>>, Arc<crate::metrics::Metrics>);
 
 impl Usage {
     /// Counts one request of `kind` about a license of `product_id` (`None`: no license has
@@ -70,9 +70,18 @@ impl Usage {
             product_id.unwrap_or(0),
             code_name(code),
         );
+        match kind {
+            UsageKind::Validation => self.1.validation(code),
+            UsageKind::Activation => self.1.activation(code),
+        }
         let mut counts = self.0.lock().expect("usage lock");
         let n = counts.entry(key).or_insert(0);
         *n = n.saturating_add(1);
+    }
+
+    /// Counts for the dashboard, moving `metrics` as well.
+    pub fn with_metrics(metrics: Arc<crate::metrics::Metrics>) -> Self {
+        Self(Default::default(), metrics)
     }
 
     /// Counts an activation by what it came to; failures that are not an answer about the

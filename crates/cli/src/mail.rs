@@ -16,9 +16,9 @@ use crate::config::{MailSettings, SmtpTls};
 const BATCH: i64 = 20;
 const LEASE: Duration = Duration::from_secs(120);
 
-type Transport = AsyncSmtpTransport<Tokio1Executor>;
+pub(crate) type Transport = AsyncSmtpTransport<Tokio1Executor>;
 
-fn transport(s: &MailSettings) -> anyhow::Result<Option<Transport>> {
+pub(crate) fn transport(s: &MailSettings) -> anyhow::Result<Option<Transport>> {
     let Some(host) = &s.smtp_host else {
         return Ok(None);
     };

@@ -53,6 +53,8 @@ pub struct Application {
         tokio::task::JoinHandle<()>,
     ),
     limits: keyturn_http::ConnectionLimits,
+    /// The separate metrics listener, when one is configured.
+    metrics: Option<(TcpListener, axum::Router)>,
 }
 
 /// How often known machines' check-ins are written.
@@ -100,6 +102,15 @@ impl Application {
         let listener = TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
+        let metrics = match settings.metrics_listen {
+            Some(address) => Some((
+                TcpListener::bind(address)
+                    .await
+                    .with_context(|| format!("cannot listen for metrics on {address}"))?,
+                keyturn_http::metrics_router(app.clone(), settings.http.build.clone()),
+            )),
+            None => None,
+        };
         let mail = MailWorker::start(app.clone(), settings.mail.clone())?;
         let webhooks = WebhookWorker::start(app.clone(), settings.webhooks.clone())?;
         // Last of all: a start that fails (a port in use) must not spend the one showing of
@@ -121,6 +132,7 @@ impl Application {
                 webhooks,
                 check_ins,
                 limits: settings.http.connections.clone(),
+                metrics,
             },
             admin,
         ))
@@ -130,6 +142,13 @@ impl Application {
         self.listener
             .local_addr()
             .expect("a bound listener has an address")
+    }
+
+    /// Where the separate metrics listener listens, if there is one.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics
+            .as_ref()
+            .and_then(|(listener, _)| listener.local_addr().ok())
     }
 
     pub fn app(&self) -> &App {
@@ -143,7 +162,24 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
+        // The metrics listener stops with the main one.
+        let (stop_metrics, metrics_stopped) = tokio::sync::watch::channel(false);
+        let metrics = self.metrics.map(|(listener, router)| {
+            let mut stopped = metrics_stopped;
+            tokio::spawn(keyturn_http::serve(
+                listener,
+                router,
+                self.limits.clone(),
+                async move {
+                    let _ = stopped.changed().await;
+                },
+            ))
+        });
         keyturn_http::serve(self.listener, self.router, self.limits, shutdown).await;
+        let _ = stop_metrics.send(true);
+        if let Some(task) = metrics {
+            let _ = task.await;
+        }
         if tokio::time::timeout(FINAL_WRITE_DEADLINE, self.mail.stop())
             .await
             .is_err()

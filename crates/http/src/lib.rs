@@ -6,6 +6,7 @@ mod cryptolens;
 mod error;
 mod extract;
 mod gateways;
+mod ops;
 mod portal;
 mod rate_limit;
 mod routes;
@@ -27,6 +28,7 @@ use tower_http::trace::TraceLayer;
 
 pub use error::ApiError;
 pub use gateways::{Gateways, PaypalGateway, StripeGateway};
+pub use ops::{listener_router as metrics_router, BuildInfo, MetricsToken};
 pub use rate_limit::RateLimiter;
 pub use serve::{serve, ConnectionLimits};
 pub use signed::SIGNATURE_HEADER;
@@ -48,6 +50,11 @@ pub struct HttpSettings {
     pub public_url: Option<String>,
     /// What one client may hold, and how long shutdown waits for requests in flight.
     pub connections: ConnectionLimits,
+    /// The bearer token that opens `/metrics` on this listener; without one it is not served
+    /// here (a separate metrics listener may serve it).
+    pub metrics_token: Option<MetricsToken>,
+    /// What `/version` and the build metric say.
+    pub build: BuildInfo,
 }
 
 impl Default for HttpSettings {
@@ -64,6 +71,8 @@ impl Default for HttpSettings {
                 max_connections_per_ip: 256,
                 shutdown_grace: Duration::from_secs(10),
             },
+            metrics_token: None,
+            build: BuildInfo::default(),
         }
     }
 }
@@ -133,12 +142,17 @@ pub fn router(app: App, settings: HttpSettings, providers: Providers) -> Router 
         gateways: std::sync::Arc::new(Gateways::of(&providers)),
         providers: std::sync::Arc::new(providers),
     };
+    state
+        .app
+        .metrics()
+        .set_build(&settings.build.version, &settings.build.commit);
     let public = Router::new()
         .merge(routes::webhooks::router())
         .merge(routes::license_urls::store_router())
         .merge(routes::buy::router());
     Router::new()
         .merge(routes::health::router())
+        .merge(ops::router(&state))
         .merge(console::router())
         .merge(portal::router())
         .nest("/v1", routes::v1(state.clone()))
@@ -176,6 +190,11 @@ pub fn router(app: App, settings: HttpSettings, providers: Providers) -> Router 
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(30),
+        ))
+        // Outermost, so what it counts is what the client got, and how long it took.
+        .layer(axum::middleware::from_fn_with_state(
+            state.app.clone(),
+            ops::track,
         ))
         .with_state(state)
 }

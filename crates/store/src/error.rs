@@ -1,3 +1,5 @@
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use thiserror::Error;
 
 #[derive(Debug, Error)]
@@ -59,9 +61,30 @@ pub(crate) fn unavailable(e: &sqlx::Error) -> Option<String> {
     }
 }
 
+/// Database errors seen by this process since it started, for the metrics: a conflict or a
+/// missing reference is an answer about the data, not an error of the database, and is not
+/// counted. A process-wide atomic because errors are made far from any store handle (in
+/// `From`), and one relaxed add costs nothing beside the failed call.
+static UNAVAILABLE: AtomicU64 = AtomicU64::new(0);
+static OTHER: AtomicU64 = AtomicU64::new(0);
+
+/// Counts an unavailable database that no `sqlx::Error` reported (no turn at the pool came).
+pub(crate) fn count_unavailable() {
+    UNAVAILABLE.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Database errors counted so far: (unavailable, other).
+pub fn database_errors() -> (u64, u64) {
+    (
+        UNAVAILABLE.load(Ordering::Relaxed),
+        OTHER.load(Ordering::Relaxed),
+    )
+}
+
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         if let Some(reason) = unavailable(&e) {
+            UNAVAILABLE.fetch_add(1, Ordering::Relaxed);
             return StoreError::Unavailable(reason);
         }
         if let sqlx::Error::Database(db) = &e {
@@ -73,6 +96,7 @@ impl From<sqlx::Error> for StoreError {
                 return StoreError::MissingReference(name);
             }
         }
+        OTHER.fetch_add(1, Ordering::Relaxed);
         StoreError::Database(e)
     }
 }

@@ -50,7 +50,7 @@ pub use console_lists::{
 };
 pub use dashboard::{Attention, MachineCounts, UsageCount, UsageKind};
 pub use data_objects::DataOwnerRow;
-pub use error::StoreError;
+pub use error::{database_errors, StoreError};
 #[cfg(feature = "fault-injection")]
 pub use health::Faults;
 pub use health::WriteFailure;
@@ -152,6 +152,7 @@ const QUEUE_WAIT: Duration = Duration::from_secs(15);
 struct Gate {
     pool: AnyPool,
     turns: Arc<tokio::sync::Semaphore>,
+    turns_total: usize,
 }
 
 impl Gate {
@@ -159,6 +160,7 @@ impl Gate {
         Self {
             pool,
             turns: Arc::new(tokio::sync::Semaphore::new(size as usize)),
+            turns_total: size as usize,
         }
     }
 
@@ -185,6 +187,7 @@ impl Gate {
                 turn = &mut turn => break turn.expect("the turns are never closed"),
                 _ = tokio::time::sleep_until(look) => {
                     if tokio::time::Instant::now() >= deadline {
+                        error::count_unavailable();
                         return Err(StoreError::Unavailable(format!(
                             "no database connection became free within {} ms",
                             limit.as_millis()
@@ -204,6 +207,17 @@ impl Gate {
             }
         }
     }
+}
+
+/// What [`Store::pool_stats`] reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStats {
+    /// Connections open.
+    pub size: u32,
+    /// Open connections no request holds.
+    pub idle: u32,
+    /// Connections the pools may open.
+    pub max: u32,
 }
 
 /// Connection pools to one database.
@@ -361,6 +375,51 @@ impl Store {
         self.dialect
     }
 
+    /// Migrations this build knows that the database has not applied (successfully), by
+    /// description; empty when the schema is current. A database never migrated has them all.
+    pub async fn pending_migrations(&self) -> Result<Vec<String>> {
+        let migrator = match self.dialect {
+            Dialect::Sqlite => &SQLITE_MIGRATIONS,
+            Dialect::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        let mut session = self.read().await?;
+        let applied: Vec<i64> =
+            match sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success = TRUE")
+                .fetch_all(session.conn())
+                .await
+            {
+                Ok(v) => v,
+                // No migration table: nothing was ever applied.
+                Err(sqlx::Error::Database(_)) => Vec::new(),
+                Err(e) => return Err(e.into()),
+            };
+        Ok(migrator
+            .iter()
+            .filter(|m| !m.migration_type.is_down_migration() && !applied.contains(&m.version))
+            .map(|m| format!("{:04} {}", m.version, m.description))
+            .collect())
+    }
+
+    /// Connections open in the pools, and how many of them are idle. On PostgreSQL reads and
+    /// writes share one pool, counted once.
+    pub fn pool_stats(&self) -> PoolStats {
+        let mut stats = PoolStats {
+            size: self.read.pool.size(),
+            idle: u32::try_from(self.read.pool.num_idle()).unwrap_or(u32::MAX),
+            max: u32::try_from(self.read.turns_total).unwrap_or(u32::MAX),
+        };
+        if self.dialect == Dialect::Sqlite {
+            stats.size = stats.size.saturating_add(self.write.pool.size());
+            stats.idle = stats
+                .idle
+                .saturating_add(u32::try_from(self.write.pool.num_idle()).unwrap_or(u32::MAX));
+            stats.max = stats
+                .max
+                .saturating_add(u32::try_from(self.write.turns_total).unwrap_or(u32::MAX));
+        }
+        stats
+    }
+
     /// Where committed changes are told.
     pub fn changes(&self) -> &Changes {
         &self.shared.changes
@@ -392,6 +451,7 @@ impl Store {
     fn reachable(&self) -> Result<()> {
         #[cfg(feature = "fault-injection")]
         if self.shared.faults.unreachable() {
+            error::count_unavailable();
             return Err(StoreError::Unavailable(
                 "injected fault: the database is unreachable".into(),
             ));

@@ -118,6 +118,9 @@ impl App {
             self.record_one(&mut s, r, node).await?;
         }
         s.commit().await?;
+        for r in results {
+            self.metrics.webhook_attempt(r.delivered());
+        }
         Ok(())
     }
 

@@ -20,6 +20,7 @@ mod keys;
 mod license;
 mod license_url;
 mod migrate;
+mod ops;
 mod plan;
 mod product;
 mod serve;
@@ -88,6 +89,10 @@ groups! {
     /// Outgoing webhooks: endpoints, their deliveries, retries and test events.
     #[command(subcommand)]
     Webhooks(webhooks::Webhooks),
+    /// Check a configuration as `serve` reads it, without starting; one problem per line.
+    CheckConfig(ops::CheckConfig),
+    /// Check the database, SMTP, the public URL and the providers; say what is missing.
+    Doctor(ops::Doctor),
 }
 
 /// Keyturn: a self-hosted software licensing server with payments built in.
@@ -177,7 +182,19 @@ pub async fn main() -> ExitCode {
     let cli = match crate::config::parse_from::<Cli, _, _>(std::env::args_os()) {
         Ok(cli) => cli,
         Err(e) => match e.downcast::<clap::Error>() {
+            // `check-config` reports a value clap refuses as a problem of the configuration,
+            // with its exit code, rather than as a usage error.
+            Ok(usage) if checking_config() && usage.exit_code() != 0 => {
+                let text = usage.to_string();
+                let first = text.lines().next().unwrap_or_default();
+                eprintln!("problem: {}", first.trim_start_matches("error: "));
+                return ExitCode::FAILURE;
+            }
             Ok(usage) => usage.exit(),
+            Err(e) if checking_config() => {
+                eprintln!("problem: {e:#}");
+                return ExitCode::FAILURE;
+            }
             Err(e) => return failed(e),
         },
     };
@@ -186,6 +203,11 @@ pub async fn main() -> ExitCode {
         Err(e) if crate::output::is_closed_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => failed(e),
     }
+}
+
+/// Whether the command line asks for `check-config`.
+fn checking_config() -> bool {
+    std::env::args_os().skip(1).any(|a| a == "check-config")
 }
 
 fn failed(e: anyhow::Error) -> ExitCode {

@@ -1,3 +1,5 @@
+use std::io::IsTerminal;
+
 use crate::config::{LogFormat, ServeArgs, Settings};
 use crate::output;
 use crate::startup::Application;
@@ -30,6 +32,9 @@ impl Serve {
             database = ?application.app().store().dialect(),
             "keyturn is listening"
         );
+        if let Some(address) = application.metrics_addr() {
+            tracing::info!(%address, "metrics are served on their own listener");
+        }
         application.run_until(shutdown_signal()).await
     }
 }
@@ -39,11 +44,22 @@ fn init_logging(format: LogFormat) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour(
+            std::io::stderr().is_terminal(),
+            std::env::var_os("NO_COLOR"),
+        ))
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
+}
+
+/// Whether logs are coloured: only on a terminal (a file or a log collector would keep the
+/// escape codes as text), and never when `NO_COLOR` is set to anything but nothing
+/// (https://no-color.org).
+fn colour(terminal: bool, no_color: Option<std::ffi::OsString>) -> bool {
+    terminal && no_color.is_none_or(|v| v.is_empty())
 }
 
 async fn shutdown_signal() {
@@ -63,4 +79,17 @@ async fn shutdown_signal() {
     let terminate = std::future::pending::<()>();
     tokio::select! { _ = ctrl_c => {}, _ = terminate => {} }
     tracing::info!("shutting down");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::colour;
+
+    #[test]
+    fn logs_are_coloured_only_on_a_terminal_without_no_color() {
+        assert!(colour(true, None));
+        assert!(colour(true, Some("".into())));
+        assert!(!colour(true, Some("1".into())));
+        assert!(!colour(false, None));
+    }
 }

@@ -24,7 +24,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use keyturn_core::MasterKey;
-use keyturn_http::{ConnectionLimits, HttpSettings};
+use keyturn_http::{ConnectionLimits, HttpSettings, MetricsToken};
 use keyturn_providers::Providers;
 use keyturn_store::{StoreOptions, Synchronous};
 use secrecy::{ExposeSecret, SecretString};
@@ -135,6 +135,14 @@ pub struct ServeArgs {
     #[arg(long, env = "KEYTURN_SHUTDOWN_GRACE_SECONDS",
           default_value_t = seconds(http().connections.shutdown_grace))]
     pub shutdown_grace_seconds: u64,
+    /// Bearer token that opens `/metrics` on the main listener [default: none, /metrics is not
+    /// served there].
+    #[arg(long, env = "KEYTURN_METRICS_TOKEN", hide_env_values = true, value_parser = secret)]
+    pub metrics_token: Option<SecretString>,
+    /// A separate address serving `/metrics` (and `/version`) without a token, for a private
+    /// network [default: none].
+    #[arg(long, env = "KEYTURN_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
     #[command(flatten)]
     pub public: PublicUrlArgs,
     #[command(flatten)]
@@ -365,6 +373,8 @@ pub struct StoreSettings {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub listen: SocketAddr,
+    /// A second listener serving only `/metrics` and `/version`, without a token.
+    pub metrics_listen: Option<SocketAddr>,
     pub store: StoreSettings,
     pub http: HttpSettings,
     pub providers: Providers,
@@ -462,6 +472,7 @@ impl Settings {
         let secs = Duration::from_secs;
         Ok(Self {
             listen: serve.listen,
+            metrics_listen: serve.metrics_listen,
             store: store.resolve()?,
             http: HttpSettings {
                 rate_limit_per_minute: serve.rate_limit_per_minute,
@@ -478,6 +489,8 @@ impl Settings {
                     max_connections_per_ip: serve.max_connections_per_ip,
                     shutdown_grace: secs(serve.shutdown_grace_seconds),
                 },
+                metrics_token: metrics_token(serve)?,
+                build: crate::build_info(),
             },
             providers: serve.providers.resolve(),
             mail: serve.mail.resolve(),
@@ -486,5 +499,81 @@ impl Settings {
             signature_reuse: secs(serve.signature_reuse_seconds),
             license_cache_entries: serve.license_cache_entries,
         })
+    }
+}
+
+/// Checks that a public URL is an absolute http(s) address with a host.
+pub fn check_public_url(url: &str) -> anyhow::Result<()> {
+    let parsed = reqwest::Url::parse(url.trim())
+        .map_err(|e| anyhow::anyhow!("KEYTURN_PUBLIC_URL {url:?} is not a URL: {e}"))?;
+    anyhow::ensure!(
+        matches!(parsed.scheme(), "http" | "https") && parsed.host().is_some(),
+        "KEYTURN_PUBLIC_URL {url:?} must be an http:// or https:// address with a host"
+    );
+    Ok(())
+}
+
+/// Everything wrong with a configuration as `serve` would read it, one problem per entry,
+/// found without touching the database or the network (`keyturn check-config`). Values clap
+/// refuses (a number that is not one) never get here: parsing reports them first.
+pub fn problems(store: &StoreArgs, serve: &ServeArgs) -> Vec<String> {
+    let mut out = Vec::new();
+    let check = |out: &mut Vec<String>, result: anyhow::Result<()>| {
+        if let Err(e) = result {
+            out.push(format!("{e:#}"));
+        }
+    };
+    check(&mut out, store.resolve().map(drop));
+    if let Some(url) = &store.database_url {
+        check(
+            &mut out,
+            (url.starts_with("sqlite:")
+                || url.starts_with("postgres:")
+                || url.starts_with("postgresql:"))
+            .then_some(())
+            .ok_or_else(|| {
+                anyhow::anyhow!("KEYTURN_DATABASE_URL must start with sqlite:// or postgres://")
+            }),
+        );
+    }
+    check(&mut out, serve.webhooks.resolve().map(drop));
+    if let Some(url) = serve.public.resolve() {
+        check(&mut out, check_public_url(&url));
+    }
+    // Read as the mail sender reads it.
+    check(
+        &mut out,
+        serve
+            .mail
+            .mail_from
+            .parse::<lettre::message::Mailbox>()
+            .map(drop)
+            .map_err(|e| anyhow::anyhow!("KEYTURN_MAIL_FROM {:?}: {e}", serve.mail.mail_from)),
+    );
+    if serve.mail.smtp_username.is_some() != serve.mail.smtp_password.is_some() {
+        out.push(
+            "KEYTURN_SMTP_USERNAME and KEYTURN_SMTP_PASSWORD go together: set both or neither"
+                .into(),
+        );
+    }
+    if serve.metrics_listen.is_some() && serve.metrics_listen == Some(serve.listen) {
+        out.push("KEYTURN_METRICS_LISTEN must differ from KEYTURN_LISTEN".into());
+    }
+    check(&mut out, metrics_token(serve).map(drop));
+    out
+}
+
+/// The metrics token, if one is set: a short one would be guessed.
+fn metrics_token(serve: &ServeArgs) -> anyhow::Result<Option<MetricsToken>> {
+    match serve
+        .metrics_token
+        .as_ref()
+        .map(|t| t.expose_secret().trim())
+    {
+        None | Some("") => Ok(None),
+        Some(t) if t.chars().count() < 16 => {
+            anyhow::bail!("KEYTURN_METRICS_TOKEN must be at least 16 characters")
+        }
+        Some(t) => Ok(Some(MetricsToken::new(t))),
     }
 }

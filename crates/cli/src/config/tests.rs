@@ -258,6 +258,7 @@ fn secrets_are_secret_types_and_hidden_from_help() {
         "lemonsqueezy_webhook_secret",
         "fastspring_webhook_secret",
         "gumroad_ping_secret",
+        "metrics_token",
     ] {
         let arg = settings()
             .into_iter()

@@ -290,6 +290,7 @@ pub fn test_settings(
 ) -> keyturn::config::Settings {
     keyturn::config::Settings {
         listen: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        metrics_listen: None,
         store: db.store_settings(),
         http,
         providers,

@@ -32,6 +32,7 @@ mod licenses;
 mod localstripe;
 mod mail;
 mod money;
+mod ops;
 mod payloads;
 mod portal;
 mod portal_billing;
