@@ -25,6 +25,7 @@ mod messages;
 mod payments;
 mod portal;
 mod portal_billing;
+mod portal_self;
 mod principal;
 mod sales;
 mod setup;
@@ -74,6 +75,10 @@ pub use licenses::{Extension, LicensePatch, LicenseQuery, LicenseSpec, TrialRequ
 pub use mail::retry_delay;
 pub use messages::{MessageQuery, NewMessage};
 pub use portal::{LinkRequest, PortalLicense, PortalSession, PortalSignIn};
+pub use portal_self::{
+    BuyerLicenseFile, EmailChangeOutcome, FreeOutcome, PortalAccount, PortalLicenseDetail,
+    EMAIL_CHANGE_LIFETIME,
+};
 pub use portal_billing::{
     BillingAccount, BillingPortal, PortalBilling, PortalPayment, PortalSubscription, BILLING_PATH,
 };

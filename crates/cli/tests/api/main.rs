@@ -34,6 +34,7 @@ mod money;
 mod payloads;
 mod portal;
 mod portal_billing;
+mod portal_self;
 mod rsa_import;
 mod stores;
 mod stripe;
