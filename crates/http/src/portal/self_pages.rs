@@ -127,7 +127,7 @@ pub fn license(
                                             @if m.lease_expires.is_none() && d.rules.buyers_may_free_machines && d.frees_left > 0 {
                                                 form.inline method="post" action={ "/portal/licenses/" (l.id) "/machines/" (m.id) "/free" } {
                                                     input type="hidden" name="csrf" value=(buyer.csrf);
-                                                    button type="submit" aria-label={ "Free " (m.name.as_deref().unwrap_or("unnamed machine")) } { "Free this machine" }
+                                                    button type="submit" aria-label={ "Free this machine: " (m.name.as_deref().unwrap_or("unnamed machine")) } { "Free this machine" }
                                                 }
                                             } @else if m.lease_expires.is_some() {
                                                 "frees itself"
