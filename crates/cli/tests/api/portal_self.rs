@@ -637,3 +637,66 @@ async fn portal_self_in_a_real_browser() {
     app.stop().await;
     db.remove().await;
 }
+
+/// `keyturn plan create` sets the plan's portal settings; unset ones take their defaults.
+#[test]
+fn portal_self_plan_flags_on_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_keyturn"))
+            .args(args)
+            .env("KEYTURN_DATA_DIR", dir.path())
+            .env_remove("KEYTURN_DATABASE_URL")
+            .env_remove("KEYTURN_CONFIG")
+            .output()
+            .expect("run keyturn");
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{args:?}: {stderr}");
+        serde_json::from_slice::<Value>(&out.stdout).unwrap_or(Value::Null)
+    };
+    run(&["migrate"]);
+    let product = run(&["product", "create", "--name", "Editor"]);
+    let product = product["id"].to_string();
+    let plan = run(&[
+        "plan",
+        "create",
+        "--product",
+        &product,
+        "--name",
+        "Pro",
+        "--buyers-may-free-machines",
+        "false",
+        "--buyer-frees-max",
+        "4",
+        "--buyers-may-download-files",
+        "true",
+        "--buyer-file-days",
+        "14",
+    ]);
+    assert_eq!(plan["buyers_may_free_machines"], false, "{plan}");
+    assert_eq!(plan["buyer_frees_max"], 4);
+    assert_eq!(plan["buyer_frees_days"], 30);
+    assert_eq!(plan["buyers_may_download_files"], true);
+    assert_eq!(plan["buyer_file_days"], 14);
+}
+
+async fn floating_seats_free_themselves(_db: &TestDb, app: &TestApp) {
+    let (_, _, license) = bought(
+        app,
+        "ida@example.com",
+        json!({"floating_lease_seconds": 600}),
+    )
+    .await;
+    let key = license["key"].as_str().unwrap().to_owned();
+    assert!(activate(app, &key, "ida-pc").await.status < 300);
+    let mut b = signed_in(app, &key, "ida@example.com").await;
+    let page = b.get(&format!("/portal/licenses/{}", id(&license))).await;
+    assert_eq!(page.status, 200);
+    assert!(page.html.contains("ida-pc"));
+    assert!(page.html.contains("floating: frees itself at"), "{}", page.html);
+    assert!(
+        !page.html.contains("Free this machine"),
+        "a floating seat needs no freeing"
+    );
+}
+portal_test!(portal_self_floating_seats_free_themselves, floating_seats_free_themselves);
