@@ -3,8 +3,8 @@
 use keyturn_core::names::display_name;
 use keyturn_core::payment::{CancelRule, DunningRule, QuantityMode};
 use keyturn_core::{
-    BuyerRules, BuyerRulesPatch, Description, FeatureName, GraceDays, LeaseSeconds, MachineLimit, PeriodDays, Permission, Plan,
-    Product, ProductSigner, ProviderIds, RsaSigner,
+    BuyerRules, BuyerRulesPatch, Description, FeatureName, GraceDays, LeaseSeconds, MachineLimit,
+    PeriodDays, Permission, Plan, Product, ProductSigner, ProviderIds, RsaSigner,
 };
 use keyturn_store::NewPlan;
 use serde_json::json;

@@ -75,12 +75,12 @@ pub use licenses::{Extension, LicensePatch, LicenseQuery, LicenseSpec, TrialRequ
 pub use mail::retry_delay;
 pub use messages::{MessageQuery, NewMessage};
 pub use portal::{LinkRequest, PortalLicense, PortalSession, PortalSignIn};
+pub use portal_billing::{
+    BillingAccount, BillingPortal, PortalBilling, PortalPayment, PortalSubscription, BILLING_PATH,
+};
 pub use portal_self::{
     BuyerLicenseFile, EmailChangeOutcome, FreeOutcome, PortalAccount, PortalLicenseDetail,
     EMAIL_CHANGE_LIFETIME,
-};
-pub use portal_billing::{
-    BillingAccount, BillingPortal, PortalBilling, PortalPayment, PortalSubscription, BILLING_PATH,
 };
 pub use principal::{Actor, Principal};
 pub use sales::{

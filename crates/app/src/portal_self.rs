@@ -82,7 +82,9 @@ pub struct PortalAccount {
 /// What following an email change link came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EmailChangeOutcome {
-    Changed { new_email: String },
+    Changed {
+        new_email: String,
+    },
     /// Unknown, used or expired.
     Refused,
 }
@@ -92,8 +94,7 @@ async fn owned_by(s: &mut Session, license: &License, email: &str) -> Result<boo
     let Some(customer_id) = license.customer_id else {
         return Ok(false);
     };
-    Ok(s
-        .customer(customer_id)
+    Ok(s.customer(customer_id)
         .await?
         .and_then(|c| c.email)
         .is_some_and(|e| e.trim().to_lowercase() == email))

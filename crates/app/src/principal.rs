@@ -22,7 +22,9 @@ pub enum Actor {
         email: String,
     },
     /// A buyer signed in to the customer portal, by the (lower-cased) email they proved.
-    Customer { email: String },
+    Customer {
+        email: String,
+    },
 }
 
 impl Actor {

@@ -38,12 +38,11 @@ impl Session {
 
     /// The name on the buyer's first customer record with this (lower-cased) email.
     pub async fn portal_customer_name(&mut self, email: &str) -> Result<Option<String>> {
-        let row = sqlx::query(
-            "SELECT name FROM customers WHERE lower(email) = $1 ORDER BY id LIMIT 1",
-        )
-        .bind(email)
-        .fetch_optional(self.conn())
-        .await?;
+        let row =
+            sqlx::query("SELECT name FROM customers WHERE lower(email) = $1 ORDER BY id LIMIT 1")
+                .bind(email)
+                .fetch_optional(self.conn())
+                .await?;
         row.map(|r| Ok(r.try_get("name")?)).transpose()
     }
 
@@ -127,21 +126,22 @@ impl Session {
 
     /// Moves the buyer's customer records and live portal sessions from one (lower-cased)
     /// email to another; the customer ids moved.
-    pub async fn move_portal_email(&mut self, old_email: &str, new_email: &str) -> Result<Vec<i64>> {
-        let rows = sqlx::query(
-            "UPDATE customers SET email = $1 WHERE lower(email) = $2 RETURNING id",
-        )
-        .bind(new_email)
-        .bind(old_email)
-        .fetch_all(self.conn())
-        .await?;
-        sqlx::query(
-            "UPDATE portal_sessions SET email = $1 WHERE email = $2 AND ended_at IS NULL",
-        )
-        .bind(new_email)
-        .bind(old_email)
-        .execute(self.conn())
-        .await?;
+    pub async fn move_portal_email(
+        &mut self,
+        old_email: &str,
+        new_email: &str,
+    ) -> Result<Vec<i64>> {
+        let rows =
+            sqlx::query("UPDATE customers SET email = $1 WHERE lower(email) = $2 RETURNING id")
+                .bind(new_email)
+                .bind(old_email)
+                .fetch_all(self.conn())
+                .await?;
+        sqlx::query("UPDATE portal_sessions SET email = $1 WHERE email = $2 AND ended_at IS NULL")
+            .bind(new_email)
+            .bind(old_email)
+            .execute(self.conn())
+            .await?;
         rows.iter().map(|r| Ok(r.try_get("id")?)).collect()
     }
 }

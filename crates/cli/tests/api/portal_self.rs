@@ -253,7 +253,11 @@ async fn frees_within_the_plans_limit(db: &TestDb, app: &TestApp) {
         )
         .await;
     assert_eq!(refused.status, 409);
-    assert!(refused.html.contains("does not let you"), "{}", refused.html);
+    assert!(
+        refused.html.contains("does not let you"),
+        "{}",
+        refused.html
+    );
     assert_eq!(machines(app, lid).await, vec!["new-pc".to_owned()]);
     // Bad settings are refused by the API.
     let bad = app
@@ -264,7 +268,10 @@ async fn frees_within_the_plans_limit(db: &TestDb, app: &TestApp) {
         .await;
     assert_eq!(bad.status, 422, "{}", bad.body);
 }
-portal_test!(portal_self_frees_machines_within_the_limit, frees_within_the_plans_limit);
+portal_test!(
+    portal_self_frees_machines_within_the_limit,
+    frees_within_the_plans_limit
+);
 
 async fn other_customers_ids_are_unknown(_db: &TestDb, app: &TestApp) {
     let (_, _, dana) = bought(
@@ -325,7 +332,10 @@ async fn other_customers_ids_are_unknown(_db: &TestDb, app: &TestApp) {
         .await;
     assert_eq!(anonymous.location.as_deref(), Some("/portal/sign-in"));
 }
-portal_test!(portal_self_other_customers_ids_are_404, other_customers_ids_are_unknown);
+portal_test!(
+    portal_self_other_customers_ids_are_404,
+    other_customers_ids_are_unknown
+);
 
 async fn license_files_when_the_plan_allows(db: &TestDb, app: &TestApp) {
     let (product, plan, license) = bought(app, "flo@example.com", json!({})).await;
@@ -333,10 +343,16 @@ async fn license_files_when_the_plan_allows(db: &TestDb, app: &TestApp) {
     let key = license["key"].as_str().unwrap().to_owned();
     let mut b = signed_in(app, &key, "flo@example.com").await;
     let page = b.get(&format!("/portal/licenses/{lid}")).await;
-    assert!(!page.html.contains("Download license file"), "off by default");
+    assert!(
+        !page.html.contains("Download license file"),
+        "off by default"
+    );
     let path = format!("/portal/licenses/{lid}/file");
     let refused = b
-        .post(&path, &[("csrf", &page.csrf()), ("machine_code", "machine-x")])
+        .post(
+            &path,
+            &[("csrf", &page.csrf()), ("machine_code", "machine-x")],
+        )
         .await;
     assert_eq!(refused.status, 403, "{}", refused.html);
     assert!(refused.html.contains("does not let you"));
@@ -361,7 +377,10 @@ async fn license_files_when_the_plan_allows(db: &TestDb, app: &TestApp) {
     assert_eq!(forged.status, 403);
 
     let got = b
-        .post(&path, &[("csrf", &page.csrf()), ("machine_code", "machine-x")])
+        .post(
+            &path,
+            &[("csrf", &page.csrf()), ("machine_code", "machine-x")],
+        )
         .await;
     assert_eq!(got.status, 200, "{}", got.html);
     assert!(got.headers["content-disposition"]
@@ -381,9 +400,7 @@ async fn license_files_when_the_plan_allows(db: &TestDb, app: &TestApp) {
     let elsewhere = keyturn_client::Client::new(&app.base, product, &app.public_key(product).await)
         .unwrap()
         .with_fingerprint(keyturn_client::Fingerprint::parse("machine-y"));
-    assert!(elsewhere
-        .verify_license_file(&got.html, &key, &[])
-        .is_err());
+    assert!(elsewhere.verify_license_file(&got.html, &key, &[]).is_err());
 
     // A license that ends sooner: the file ends with it (rounded up to whole days).
     let soon = (Utc::now() + chrono::Duration::days(3)).to_rfc3339();
@@ -392,7 +409,10 @@ async fn license_files_when_the_plan_allows(db: &TestDb, app: &TestApp) {
         .await;
     assert_eq!(short.status, 200, "{}", short.body);
     let got = b
-        .post(&path, &[("csrf", &page.csrf()), ("machine_code", "machine-x")])
+        .post(
+            &path,
+            &[("csrf", &page.csrf()), ("machine_code", "machine-x")],
+        )
         .await;
     assert_eq!(got.status, 200);
     let file = client.verify_license_file(&got.html, &key, &[]).unwrap();
@@ -408,7 +428,10 @@ async fn license_files_when_the_plan_allows(db: &TestDb, app: &TestApp) {
         .count();
     assert_eq!(issued, 2, "{log:?}");
 }
-portal_test!(portal_self_license_files, license_files_when_the_plan_allows);
+portal_test!(
+    portal_self_license_files,
+    license_files_when_the_plan_allows
+);
 
 /// The name changes at once; the email only when the link mailed to the new address (through
 /// a real SMTP server) is followed, and that link works once.
@@ -455,7 +478,9 @@ async fn portal_self_email_change_by_link() {
             )
             .await;
         assert_eq!(asked.status, 200, "{}", asked.html);
-        assert!(asked.html.contains("We mailed a confirmation link to gus.new@example.com"));
+        assert!(asked
+            .html
+            .contains("We mailed a confirmation link to gus.new@example.com"));
         // Nothing changes until the link is followed.
         let c = app.get(&format!("/v1/customers/{customer}")).await;
         assert_eq!(c.body["email"], "gus@example.com");
@@ -517,7 +542,11 @@ async fn portal_self_email_change_by_link() {
         let old = third
             .post(
                 "/portal/sign-in/key",
-                &[("csrf", &form.csrf()), ("key", &key), ("email", "gus@example.com")],
+                &[
+                    ("csrf", &form.csrf()),
+                    ("key", &key),
+                    ("email", "gus@example.com"),
+                ],
             )
             .await;
         assert_eq!(old.status, 401);
@@ -573,14 +602,13 @@ async fn portal_self_in_a_real_browser() {
         .await;
     assert_eq!(sent.status, 200);
     let pool = pool(&db).await;
-    let body: String = sqlx::query(
-        "SELECT body FROM mail_outbox WHERE to_address = $1 ORDER BY id DESC LIMIT 1",
-    )
-    .bind("hal@example.com")
-    .fetch_one(&pool)
-    .await
-    .unwrap()
-    .get("body");
+    let body: String =
+        sqlx::query("SELECT body FROM mail_outbox WHERE to_address = $1 ORDER BY id DESC LIMIT 1")
+            .bind("hal@example.com")
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+            .get("body");
     pool.close().await;
     let at = body.find("/portal/link/").expect("a link in the mail");
     let link = format!(
@@ -693,10 +721,17 @@ async fn floating_seats_free_themselves(_db: &TestDb, app: &TestApp) {
     let page = b.get(&format!("/portal/licenses/{}", id(&license))).await;
     assert_eq!(page.status, 200);
     assert!(page.html.contains("ida-pc"));
-    assert!(page.html.contains("floating: frees itself at"), "{}", page.html);
+    assert!(
+        page.html.contains("floating: frees itself at"),
+        "{}",
+        page.html
+    );
     assert!(
         !page.html.contains("Free this machine"),
         "a floating seat needs no freeing"
     );
 }
-portal_test!(portal_self_floating_seats_free_themselves, floating_seats_free_themselves);
+portal_test!(
+    portal_self_floating_seats_free_themselves,
+    floating_seats_free_themselves
+);

@@ -34,7 +34,9 @@ pub(super) fn key_text(id: &str, key: &str) -> Markup {
 /// What a message parameter after a redirect says.
 fn done_notice(done: Option<&str>) -> Option<&'static str> {
     match done? {
-        "freed" => Some("The machine was freed. Your program can now be activated on another machine."),
+        "freed" => {
+            Some("The machine was freed. Your program can now be activated on another machine.")
+        }
         "name" => Some("Your name was saved."),
         _ => None,
     }
@@ -49,7 +51,11 @@ pub fn license(
     let l = &d.license;
     let key_id = format!("key-{}", l.id);
     let title = format!("{} license", d.product.name);
-    let node_locked = d.machines.iter().filter(|m| m.lease_expires.is_none()).count();
+    let node_locked = d
+        .machines
+        .iter()
+        .filter(|m| m.lease_expires.is_none())
+        .count();
     layout(
         &title,
         Some(buyer),

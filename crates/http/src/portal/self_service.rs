@@ -155,11 +155,9 @@ async fn license_file(
         .await
     {
         Ok(Ok(file)) => {
-            let disposition = HeaderValue::from_str(&format!(
-                "attachment; filename=\"{}\"",
-                file.file_name
-            ))
-            .map_err(|_| not_found())?;
+            let disposition =
+                HeaderValue::from_str(&format!("attachment; filename=\"{}\"", file.file_name))
+                    .map_err(|_| not_found())?;
             Ok((
                 [
                     (

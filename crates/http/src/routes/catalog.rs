@@ -295,12 +295,12 @@ async fn update_plan(
         dunning: b.dunning,
         on_cancel: b.on_cancel,
         buyers: BuyerRulesPatch {
-                buyers_may_free_machines: b.buyers_may_free_machines,
-                buyer_frees_max: b.buyer_frees_max,
-                buyer_frees_days: b.buyer_frees_days,
-                buyers_may_download_files: b.buyers_may_download_files,
-                buyer_file_days: b.buyer_file_days,
-            },
+            buyers_may_free_machines: b.buyers_may_free_machines,
+            buyer_frees_max: b.buyer_frees_max,
+            buyer_frees_days: b.buyer_frees_days,
+            buyers_may_download_files: b.buyers_may_download_files,
+            buyer_file_days: b.buyer_file_days,
+        },
     };
     Ok(axum::Json(
         state.app.update_plan(&principal, id, patch).await?,
