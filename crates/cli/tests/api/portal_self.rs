@@ -735,3 +735,61 @@ portal_test!(
     portal_self_floating_seats_free_themselves,
     floating_seats_free_themselves
 );
+
+/// The console's plan form shows and saves what buyers may do in the portal.
+async fn the_console_sets_the_portal_rules(db: &TestDb, app: &TestApp) {
+    let (_, plan, _) = bought(app, "jo@example.com", json!({})).await;
+    let plan_id = id(&plan);
+    console_user(db, "owner@example.com", keyturn_core::Role::Owner, None).await;
+    let mut staff = Browser::new(app);
+    assert_eq!(
+        staff.sign_in("owner@example.com", PASSWORD).await.status,
+        303
+    );
+    let page = staff.get(&format!("/admin/plans/{plan_id}")).await;
+    assert_eq!(page.status, 200);
+    assert!(page
+        .html
+        .contains("What buyers may do in the customer portal"));
+    assert!(
+        page.html.contains("3 per license in 30 days"),
+        "{}",
+        page.html
+    );
+    let saved = staff
+        .post(
+            &format!("/admin/plans/{plan_id}"),
+            &[
+                ("csrf", &page.csrf()),
+                ("name", "Pro"),
+                ("buyer_frees_max", "1"),
+                ("buyer_frees_days", "14"),
+                ("buyers_may_download_files", "1"),
+                ("buyer_file_days", "12"),
+            ],
+        )
+        .await;
+    assert_eq!(saved.status, 303, "{}", saved.html);
+    let api = app.get(&format!("/v1/plans/{plan_id}")).await.body;
+    assert_eq!(api["buyers_may_free_machines"], false, "an unticked box");
+    assert_eq!(api["buyer_frees_max"], 1);
+    assert_eq!(api["buyer_frees_days"], 14);
+    assert_eq!(api["buyers_may_download_files"], true);
+    assert_eq!(api["buyer_file_days"], 12);
+    let bad = staff
+        .post(
+            &format!("/admin/plans/{plan_id}"),
+            &[
+                ("csrf", &page.csrf()),
+                ("name", "Pro"),
+                ("buyer_file_days", "0"),
+            ],
+        )
+        .await;
+    assert_eq!(bad.status, 422, "{}", bad.html);
+    assert!(bad.html.contains("buyer_file_days"));
+}
+portal_test!(
+    portal_self_console_plan_form,
+    the_console_sets_the_portal_rules
+);
