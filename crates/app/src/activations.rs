@@ -391,7 +391,7 @@ impl App {
             .await
     }
 
-    async fn remove_activation(
+    pub(crate) async fn remove_activation(
         &self,
         mut session: keyturn_store::Session,
         actor: Actor,

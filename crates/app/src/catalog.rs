@@ -3,8 +3,8 @@
 use keyturn_core::names::display_name;
 use keyturn_core::payment::{CancelRule, DunningRule, QuantityMode};
 use keyturn_core::{
-    Description, FeatureName, GraceDays, LeaseSeconds, MachineLimit, PeriodDays, Permission, Plan,
-    Product, ProductSigner, ProviderIds, RsaSigner,
+    BuyerRules, BuyerRulesPatch, Description, FeatureName, GraceDays, LeaseSeconds, MachineLimit,
+    PeriodDays, Permission, Plan, Product, ProductSigner, ProviderIds, RsaSigner,
 };
 use keyturn_store::NewPlan;
 use serde_json::json;
@@ -86,6 +86,8 @@ pub struct NewPlanInput {
     pub quantity_mode: QuantityMode,
     pub dunning: DunningRule,
     pub on_cancel: CancelRule,
+    /// What buyers may do themselves in the portal; unset settings take their defaults.
+    pub buyers: BuyerRulesPatch,
 }
 
 /// Changes to a plan's name and payment settings. Its license shape (period, features, limits)
@@ -99,6 +101,7 @@ pub struct PlanPatch {
     pub quantity_mode: Option<QuantityMode>,
     pub dunning: Option<DunningRule>,
     pub on_cancel: Option<CancelRule>,
+    pub buyers: BuyerRulesPatch,
 }
 
 pub(crate) const DEFAULT_GRACE_DAYS: i64 = 5;
@@ -283,6 +286,7 @@ impl App {
             ProviderIds::parse("stripe_price_ids", &input.stripe_price_ids)?.into_vec();
         let store_product_ids =
             ProviderIds::parse("store_product_ids", &input.store_product_ids)?.into_vec();
+        let buyers = input.buyers.apply(BuyerRules::default())?;
         let mut session = self.store.write().await?;
         let product = session
             .product(input.product_id)
@@ -305,6 +309,7 @@ impl App {
                     quantity_mode: input.quantity_mode,
                     dunning: input.dunning,
                     on_cancel: input.on_cancel,
+                    buyers,
                 },
                 now(),
             )
@@ -361,6 +366,7 @@ impl App {
         plan.quantity_mode = patch.quantity_mode.unwrap_or(plan.quantity_mode);
         plan.dunning = patch.dunning.unwrap_or(plan.dunning);
         plan.on_cancel = patch.on_cancel.unwrap_or(plan.on_cancel);
+        plan.buyers = patch.buyers.apply(plan.buyers)?;
         session.update_plan(&plan).await?;
         self.audit_setup(
             &mut session,

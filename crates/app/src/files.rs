@@ -46,30 +46,46 @@ impl App {
         let at = now();
         admit_known_machine(&license, None, keyturn_core::ExpiryRule::Refuse, at)
             .map_err(AppError::Refused)?;
-        let signer = self.signer(license.product_id).await?;
         let options = FileOptions {
             fingerprint,
             ttl_days,
             encrypt: req.encrypt,
         };
+        let text = self
+            .write_license_file(&mut session, &license, &principal.actor, &options, at)
+            .await?;
+        session.commit().await?;
+        Ok(text)
+    }
+
+    /// Signs a file for `license` (locked in `session`, already admitted) and records it in
+    /// the license's audit log under `actor`: the one way a file is made, whoever asks.
+    pub(crate) async fn write_license_file(
+        &self,
+        session: &mut keyturn_store::Session,
+        license: &keyturn_core::License,
+        actor: &crate::Actor,
+        options: &FileOptions,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<String> {
+        let signer = self.signer(license.product_id).await?;
         // The file goes to the licensee: it shows what its product makes public, as replies do.
-        let shown = self.licensee_view(&license).await?;
-        let terms = license_file::terms(&shown, &options, at);
-        let text = license_file::render(&terms, &signer, req.encrypt)?;
+        let shown = self.licensee_view(license).await?;
+        let terms = license_file::terms(&shown, options, at);
+        let text = license_file::render(&terms, &signer, options.encrypt)?;
         record(
-            &mut session,
+            session,
             license.id,
-            &principal.actor,
+            actor,
             AuditAction::LicenseFileIssued,
             json!({
                 "fingerprint": terms.fingerprint,
                 "valid_until": terms.valid_until,
-                "encrypted": req.encrypt,
+                "encrypted": options.encrypt,
             }),
             at,
         )
         .await?;
-        session.commit().await?;
         Ok(text)
     }
 }

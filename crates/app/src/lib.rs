@@ -26,6 +26,7 @@ mod metrics;
 mod payments;
 mod portal;
 mod portal_billing;
+mod portal_self;
 mod principal;
 mod sales;
 mod setup;
@@ -78,6 +79,10 @@ pub use metrics::{webhook_outcome, Metrics};
 pub use portal::{LinkRequest, PortalLicense, PortalSession, PortalSignIn};
 pub use portal_billing::{
     BillingAccount, BillingPortal, PortalBilling, PortalPayment, PortalSubscription, BILLING_PATH,
+};
+pub use portal_self::{
+    BuyerLicenseFile, EmailChangeOutcome, FreeOutcome, PortalAccount, PortalLicenseDetail,
+    EMAIL_CHANGE_LIFETIME,
 };
 pub use principal::{Actor, Principal};
 pub use sales::{

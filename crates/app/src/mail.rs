@@ -93,6 +93,24 @@ pub(crate) async fn queue_portal_link(
     Ok(())
 }
 
+pub(crate) const EMAIL_CHANGE_SUBJECT: &str = "Confirm your new email address";
+pub(crate) const EMAIL_CHANGE_BODY: &str = "Hello,\n\nsomeone (hopefully you) asked to use this \
+     address for their licenses in the customer portal. To confirm, open this link within an \
+     hour; it works once:\n\n    {link}\n\nIf you did not ask for it, ignore this message: \
+     nothing changes.\n";
+
+/// Queues the confirmation link of an email change for the new address `to`.
+pub(crate) async fn queue_email_change(
+    s: &mut Session,
+    to: &str,
+    link: &str,
+    at: DateTime<Utc>,
+) -> Result<()> {
+    let body = EMAIL_CHANGE_BODY.replace("{link}", link);
+    s.enqueue_mail(to, EMAIL_CHANGE_SUBJECT, &body, at).await?;
+    Ok(())
+}
+
 /// When to try again after `attempts` failures: `base` doubled each time, at most an hour.
 pub fn retry_delay(base: Duration, attempts: i64) -> Duration {
     let factor = 2u32.saturating_pow(attempts.clamp(0, 20) as u32);

@@ -81,7 +81,7 @@ pub struct PortalLicense {
     pub machines: Vec<Activation>,
 }
 
-fn normalized(email: &str) -> String {
+pub(crate) fn normalized(email: &str) -> String {
     Email::parse(email)
         .map(Email::into_string)
         .unwrap_or_else(|_| email.trim().to_owned())
@@ -101,7 +101,7 @@ async fn audit(
 
 impl App {
     /// Counts one request for `email` from `ip`; `false` when either is over its limit.
-    async fn portal_count(&self, email: &str, ip: Option<&str>) -> Result<bool> {
+    pub(crate) async fn portal_count(&self, email: &str, ip: Option<&str>) -> Result<bool> {
         let now = self.now();
         let since = now - THROTTLE_WINDOW;
         let subjects: Vec<(String, i64)> =

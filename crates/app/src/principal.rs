@@ -21,6 +21,10 @@ pub enum Actor {
         id: i64,
         email: String,
     },
+    /// A buyer signed in to the customer portal, by the (lower-cased) email they proved.
+    Customer {
+        email: String,
+    },
 }
 
 impl Actor {
@@ -32,6 +36,7 @@ impl Actor {
             Actor::Licensee => "licensee".into(),
             Actor::ProviderEvent { provider, event_id } => format!("{provider}:{event_id}"),
             Actor::User { email, .. } => format!("user:{email}"),
+            Actor::Customer { email } => format!("customer:{email}"),
         }
     }
 }

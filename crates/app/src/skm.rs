@@ -149,6 +149,7 @@ impl App {
                     quantity_mode: Default::default(),
                     dunning: Default::default(),
                     on_cancel: Default::default(),
+                    buyers: Default::default(),
                 },
                 self.now(),
             )

@@ -21,6 +21,7 @@ pub mod provider;
 pub mod receipt;
 pub mod rsa;
 pub mod seal;
+pub mod self_service;
 pub mod signing;
 pub mod skm;
 pub mod terms;
@@ -41,6 +42,7 @@ pub use outbox::{MailState, OutboxMail};
 pub use permission::Permission;
 pub use rsa::{RsaDigest, RsaPublicKey, RsaSigner};
 pub use seal::{MasterKey, SealError};
+pub use self_service::{BuyerRules, BuyerRulesPatch, SelfServiceRefusal};
 pub use signing::{ProductSigner, PublicKey};
 pub use terms::{
     AllowedMachines, Description, GraceDays, LeaseSeconds, MachineLimit, Metadata, Nonce, Notes,

@@ -55,6 +55,9 @@ pub struct Plan {
     pub quantity_mode: crate::payment::QuantityMode,
     pub dunning: crate::payment::DunningRule,
     pub on_cancel: crate::payment::CancelRule,
+    /// What buyers may do themselves in the customer portal.
+    #[serde(flatten)]
+    pub buyers: crate::BuyerRules,
     pub created: DateTime<Utc>,
 }
 

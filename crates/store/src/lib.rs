@@ -27,6 +27,7 @@ mod payments;
 mod plans;
 mod portal;
 mod portal_billing;
+mod portal_self;
 mod products;
 mod provider_status;
 mod session;
@@ -62,6 +63,7 @@ pub use outbox::QueuedMail;
 pub use payments::{IncomingEvent, NewPayment};
 pub use plans::NewPlan;
 pub use portal::PortalSessionRow;
+pub use portal_self::EmailChange;
 pub use provider_status::{ProviderActivity, RefusalCount};
 pub use session::Session;
 pub use webhooks::{

@@ -1,6 +1,6 @@
 use chrono::{DateTime, Utc};
 use keyturn_core::payment::{CancelRule, DunningRule, QuantityMode};
-use keyturn_core::Plan;
+use keyturn_core::{BuyerRules, Plan};
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
@@ -23,11 +23,14 @@ pub struct NewPlan {
     pub quantity_mode: QuantityMode,
     pub dunning: DunningRule,
     pub on_cancel: CancelRule,
+    pub buyers: BuyerRules,
 }
 
 const COLUMNS: &str = "id, product_id, name, period_days, features, max_machines, \
                        floating_lease_seconds, trial, grace_days, stripe_price_ids, \
-                       store_product_ids, quantity_mode, dunning, on_cancel, created_at";
+                       store_product_ids, quantity_mode, dunning, on_cancel, created_at, \
+                       buyers_may_free_machines, buyer_frees_max, buyer_frees_days, \
+                       buyers_may_download_files, buyer_file_days";
 
 pub(crate) fn setting<T>(column: &str, value: String, parse: fn(&str) -> Option<T>) -> Result<T> {
     parse(&value).ok_or_else(|| StoreError::Corrupt(format!("{column} holds {value:?}")))
@@ -63,6 +66,13 @@ fn plan(row: &AnyRow) -> Result<Plan> {
             row.try_get("on_cancel")?,
             CancelRule::parse,
         )?,
+        buyers: BuyerRules {
+            buyers_may_free_machines: row.try_get::<i64, _>("buyers_may_free_machines")? != 0,
+            buyer_frees_max: row.try_get("buyer_frees_max")?,
+            buyer_frees_days: row.try_get("buyer_frees_days")?,
+            buyers_may_download_files: row.try_get::<i64, _>("buyers_may_download_files")? != 0,
+            buyer_file_days: row.try_get("buyer_file_days")?,
+        },
         created: from_db(row.try_get("created_at")?),
     })
 }
@@ -72,8 +82,10 @@ impl Session {
         let row = sqlx::query(&format!(
             "INSERT INTO plans (product_id, name, period_days, features, max_machines, \
              floating_lease_seconds, trial, grace_days, stripe_price_ids, quantity_mode, dunning, \
-             on_cancel, created_at, store_product_ids) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING {COLUMNS}"
+             on_cancel, created_at, store_product_ids, buyers_may_free_machines, buyer_frees_max, \
+             buyer_frees_days, buyers_may_download_files, buyer_file_days) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
+             $19) RETURNING {COLUMNS}"
         ))
         .bind(p.product_id)
         .bind(&p.name)
@@ -89,6 +101,11 @@ impl Session {
         .bind(p.on_cancel.as_str())
         .bind(to_db(now))
         .bind(json_list(&p.store_product_ids))
+        .bind(i64::from(p.buyers.buyers_may_free_machines))
+        .bind(p.buyers.buyer_frees_max)
+        .bind(p.buyers.buyer_frees_days)
+        .bind(i64::from(p.buyers.buyers_may_download_files))
+        .bind(p.buyers.buyer_file_days)
         .fetch_one(self.conn())
         .await?;
         plan(&row)
@@ -150,7 +167,9 @@ impl Session {
     pub async fn update_plan(&mut self, p: &Plan) -> Result<()> {
         sqlx::query(
             "UPDATE plans SET name = $1, grace_days = $2, stripe_price_ids = $3, quantity_mode = $4, \
-             dunning = $5, on_cancel = $6, store_product_ids = $7 WHERE id = $8",
+             dunning = $5, on_cancel = $6, store_product_ids = $7, buyers_may_free_machines = $8, \
+             buyer_frees_max = $9, buyer_frees_days = $10, buyers_may_download_files = $11, \
+             buyer_file_days = $12 WHERE id = $13",
         )
         .bind(&p.name)
         .bind(p.grace_days)
@@ -159,6 +178,11 @@ impl Session {
         .bind(p.dunning.as_str())
         .bind(p.on_cancel.as_str())
         .bind(json_list(&p.store_product_ids))
+        .bind(i64::from(p.buyers.buyers_may_free_machines))
+        .bind(p.buyers.buyer_frees_max)
+        .bind(p.buyers.buyer_frees_days)
+        .bind(i64::from(p.buyers.buyers_may_download_files))
+        .bind(p.buyers.buyer_file_days)
         .bind(p.id)
         .execute(self.conn())
         .await?;

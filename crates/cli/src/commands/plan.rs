@@ -1,6 +1,7 @@
 use clap::Subcommand;
 use keyturn_app::NewPlanInput;
 use keyturn_core::payment::{CancelRule, DunningRule, QuantityMode};
+use keyturn_core::BuyerRulesPatch;
 
 use crate::output::{self, ListArgs};
 
@@ -52,6 +53,21 @@ pub struct NewPlan {
     /// When a subscription is cancelled: block at once, or let it expire.
     #[arg(long, value_enum, default_value = "block")]
     on_cancel: CancelArg,
+    /// Whether buyers may free a machine in the customer portal (default true).
+    #[arg(long)]
+    buyers_may_free_machines: Option<bool>,
+    /// Machines a buyer may free per license within --buyer-frees-days (default 3).
+    #[arg(long)]
+    buyer_frees_max: Option<i64>,
+    /// The window frees are counted in, in days (default 30).
+    #[arg(long)]
+    buyer_frees_days: Option<i64>,
+    /// Whether buyers may download an offline license file in the portal (default false).
+    #[arg(long)]
+    buyers_may_download_files: Option<bool>,
+    /// Days such a file lasts, never past the license's expiry (default 30).
+    #[arg(long)]
+    buyer_file_days: Option<i64>,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -96,6 +112,13 @@ impl NewPlan {
             on_cancel: match self.on_cancel {
                 CancelArg::Block => CancelRule::Block,
                 CancelArg::Expire => CancelRule::Expire,
+            },
+            buyers: BuyerRulesPatch {
+                buyers_may_free_machines: self.buyers_may_free_machines,
+                buyer_frees_max: self.buyer_frees_max,
+                buyer_frees_days: self.buyer_frees_days,
+                buyers_may_download_files: self.buyers_may_download_files,
+                buyer_file_days: self.buyer_file_days,
             },
         }
     }

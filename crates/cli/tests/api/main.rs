@@ -36,6 +36,7 @@ mod ops;
 mod payloads;
 mod portal;
 mod portal_billing;
+mod portal_self;
 mod rsa_import;
 mod stores;
 mod stripe;

@@ -21,7 +21,7 @@ use keyturn_app::{
     NewTokenInput, PageRequest, PaymentFormPatch, PlanPatch, ProductPatch, MAX_PAGE,
 };
 use keyturn_core::payment::{CancelRule, DunningRule, Offer, OfferMode, QuantityMode};
-use keyturn_core::{Permission, Plan};
+use keyturn_core::{BuyerRulesPatch, Permission, Plan};
 use serde::Deserialize;
 
 use super::handlers::Empty;
@@ -424,6 +424,18 @@ fn choice<T>(f: &Fields, name: &str, parse: fn(&str) -> Option<T>) -> Result<Opt
     }
 }
 
+/// The portal self-service settings of the plan form, which always shows all of them: an
+/// unticked box is a setting turned off.
+fn buyer_rules(f: &Fields) -> Result<BuyerRulesPatch, Problem> {
+    Ok(BuyerRulesPatch {
+        buyers_may_free_machines: Some(f.checked("buyers_may_free_machines")),
+        buyer_frees_max: f.number("buyer_frees_max")?,
+        buyer_frees_days: f.number("buyer_frees_days")?,
+        buyers_may_download_files: Some(f.checked("buyers_may_download_files")),
+        buyer_file_days: f.number("buyer_file_days")?,
+    })
+}
+
 pub(super) async fn create_plan(State(state): State<AppState>, posted: Posted<Fields>) -> Reply {
     let f = &posted.form;
     let product_id = f
@@ -443,6 +455,7 @@ pub(super) async fn create_plan(State(state): State<AppState>, posted: Posted<Fi
         quantity_mode: choice(f, "quantity_mode", QuantityMode::parse)?.unwrap_or_default(),
         dunning: choice(f, "dunning", DunningRule::parse)?.unwrap_or_default(),
         on_cancel: choice(f, "on_cancel", CancelRule::parse)?.unwrap_or_default(),
+        buyers: buyer_rules(f)?,
     };
     let plan = state
         .app
@@ -485,6 +498,7 @@ pub(super) async fn update_plan(
         quantity_mode: choice(f, "quantity_mode", QuantityMode::parse)?,
         dunning: choice(f, "dunning", DunningRule::parse)?,
         on_cancel: choice(f, "on_cancel", CancelRule::parse)?,
+        buyers: buyer_rules(f)?,
     };
     state
         .app

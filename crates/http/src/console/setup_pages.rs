@@ -11,7 +11,7 @@ use keyturn_core::payment::{
     CancelRule, DunningRule, LicenseUrl, LicenseUrlParams, Offer, OfferMode, PaymentForm,
     QuantityMode,
 };
-use keyturn_core::{AccessToken, Permission, Plan, Product};
+use keyturn_core::{AccessToken, BuyerRules, Permission, Plan, Product};
 use maud::{html, Markup};
 
 use super::pages::{day, layout, when};
@@ -582,6 +582,21 @@ fn plan_payment_fields(plan: Option<&Plan>, stores: &Stores) -> Markup {
         (select("quantity_mode", "A purchase of several units gives", &QUANTITY_MODES, plan.map_or(QuantityMode::default(), |p| p.quantity_mode).as_str()))
         (select("dunning", "When a subscription's payment fails", &DUNNING, plan.map_or(DunningRule::default(), |p| p.dunning).as_str()))
         (select("on_cancel", "When a subscription is cancelled", &ON_CANCEL, plan.map_or(CancelRule::default(), |p| p.on_cancel).as_str()))
+        (buyer_fields(plan.map_or(BuyerRules::default(), |p| p.buyers)))
+    }
+}
+
+/// What buyers of the plan may do themselves in the customer portal.
+fn buyer_fields(rules: BuyerRules) -> Markup {
+    html! {
+        fieldset {
+            legend { "What buyers may do in the customer portal" }
+            (checkbox("buyers_may_free_machines", "Buyers may free a machine", rules.buyers_may_free_machines))
+            (number_field("buyer_frees_max", "Machines a buyer may free per license", Some(rules.buyer_frees_max), "Within the window below (0 to 1000)."))
+            (number_field("buyer_frees_days", "Window in days", Some(rules.buyer_frees_days), "Frees older than this no longer count (1 to 3650)."))
+            (checkbox("buyers_may_download_files", "Buyers may download an offline license file for a machine code", rules.buyers_may_download_files))
+            (number_field("buyer_file_days", "Days such a file lasts", Some(rules.buyer_file_days), "Never past the license's expiry (1 to 3650)."))
+        }
     }
 }
 
@@ -655,6 +670,14 @@ pub fn plan(
                 dt { "Several units give" } dd { (plan.quantity_mode.as_str()) }
                 dt { "Failed payment" } dd { (plan.dunning.as_str()) }
                 dt { "Cancellation" } dd { (plan.on_cancel.as_str()) }
+                dt { "Buyers free machines" } dd {
+                    @if plan.buyers.buyers_may_free_machines {
+                        (plan.buyers.buyer_frees_max) " per license in " (plan.buyers.buyer_frees_days) " days"
+                    } @else { "no" }
+                }
+                dt { "Buyers download files" } dd {
+                    @if plan.buyers.buyers_may_download_files { "yes, lasting " (plan.buyers.buyer_file_days) " days" } @else { "no" }
+                }
                 dt { "Created" } dd { (when(plan.created)) }
             }
             @if can_write {
@@ -1310,6 +1333,7 @@ mod tests {
             quantity_mode: QuantityMode::Keys,
             dunning: DunningRule::Keep,
             on_cancel: CancelRule::Block,
+            buyers: Default::default(),
             created: Utc::now(),
         };
         let s = Stores::of(&plan);

@@ -19,6 +19,8 @@ mod billing;
 mod billing_pages;
 mod handlers;
 mod pages;
+mod self_pages;
+mod self_service;
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -55,6 +57,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/portal/sign-out", post(handlers::sign_out))
         .route("/portal/licenses", get(handlers::licenses))
         .merge(billing::router())
+        .merge(self_service::router())
         .layer(SetResponseHeaderLayer::overriding(
             header::CONTENT_SECURITY_POLICY,
             HeaderValue::from_static(CSP),

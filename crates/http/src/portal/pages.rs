@@ -33,6 +33,7 @@ pub(super) fn layout(title: &str, buyer: Option<&PortalSession>, body: Markup) -
                         nav aria-label="Main" {
                             a href="/portal/licenses" { "Licenses" }
                             a href="/portal/billing" { "Billing" }
+                            a href="/portal/account" { "Account" }
                         }
                         form.signout method="post" action="/portal/sign-out" {
                             input type="hidden" name="csrf" value=(b.csrf);
@@ -163,7 +164,10 @@ fn license_card(row: &PortalLicense) -> Markup {
     let heading = format!("license-{}", l.id);
     html! {
         section.card.wide aria-labelledby=(heading) {
-            h2 id=(heading) { (row.product.name) " " (status_badge(row.status)) }
+            h2 id=(heading) {
+                a href={ "/portal/licenses/" (l.id) } { (row.product.name) }
+                " " (status_badge(row.status))
+            }
             dl.facts {
                 dt { "Key" }
                 dd.key { (l.key) }
@@ -179,6 +183,7 @@ fn license_card(row: &PortalLicense) -> Markup {
                     @if l.max_machines > 0 { " of " (l.max_machines) } @else { " (no limit)" }
                 }
             }
+            p { a href={ "/portal/licenses/" (l.id) } { "Manage this license" span.sr { ": " (l.key) } } }
             @if !row.machines.is_empty() {
                 div.scroll {
                     table.stack {

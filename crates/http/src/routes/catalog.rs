@@ -7,7 +7,7 @@ use axum::routing::{get, put};
 use axum::Router;
 use keyturn_app::{NewPlanInput, NewProductInput, PlanPatch, ProductPatch};
 use keyturn_core::payment::{CancelRule, DunningRule, QuantityMode};
-use keyturn_core::{Plan, Product};
+use keyturn_core::{BuyerRulesPatch, Plan, Product};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -197,6 +197,11 @@ struct PlanBody {
     dunning: DunningRule,
     #[serde(default)]
     on_cancel: CancelRule,
+    buyers_may_free_machines: Option<bool>,
+    buyer_frees_max: Option<i64>,
+    buyer_frees_days: Option<i64>,
+    buyers_may_download_files: Option<bool>,
+    buyer_file_days: Option<i64>,
 }
 
 async fn create_plan(
@@ -222,6 +227,13 @@ async fn create_plan(
                 quantity_mode: b.quantity_mode,
                 dunning: b.dunning,
                 on_cancel: b.on_cancel,
+                buyers: BuyerRulesPatch {
+                    buyers_may_free_machines: b.buyers_may_free_machines,
+                    buyer_frees_max: b.buyer_frees_max,
+                    buyer_frees_days: b.buyer_frees_days,
+                    buyers_may_download_files: b.buyers_may_download_files,
+                    buyer_file_days: b.buyer_file_days,
+                },
             },
         )
         .await?;
@@ -261,6 +273,11 @@ struct PlanPatchBody {
     quantity_mode: Option<QuantityMode>,
     dunning: Option<DunningRule>,
     on_cancel: Option<CancelRule>,
+    buyers_may_free_machines: Option<bool>,
+    buyer_frees_max: Option<i64>,
+    buyer_frees_days: Option<i64>,
+    buyers_may_download_files: Option<bool>,
+    buyer_file_days: Option<i64>,
 }
 
 async fn update_plan(
@@ -277,6 +294,13 @@ async fn update_plan(
         quantity_mode: b.quantity_mode,
         dunning: b.dunning,
         on_cancel: b.on_cancel,
+        buyers: BuyerRulesPatch {
+            buyers_may_free_machines: b.buyers_may_free_machines,
+            buyer_frees_max: b.buyer_frees_max,
+            buyer_frees_days: b.buyer_frees_days,
+            buyers_may_download_files: b.buyers_may_download_files,
+            buyer_file_days: b.buyer_file_days,
+        },
     };
     Ok(axum::Json(
         state.app.update_plan(&principal, id, patch).await?,
