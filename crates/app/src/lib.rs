@@ -3,6 +3,7 @@
 //! the change in one transaction together with its audit entry.
 
 mod activations;
+mod branding;
 mod cache;
 mod catalog;
 mod clock;
@@ -25,6 +26,7 @@ mod messages;
 mod payments;
 mod portal;
 mod portal_billing;
+mod reminders;
 mod principal;
 mod sales;
 mod setup;
@@ -39,6 +41,7 @@ use chrono::{DateTime, Utc};
 use keyturn_store::Store;
 
 pub use activations::{ActivationOutcome, ActivationRequest, ValidationQuery, ValidationReply};
+pub use branding::{compose, default_template, ComposedMail, TemplateView};
 pub use cache::{LicenseState, DEFAULT_CAPACITY as DEFAULT_LICENSE_CACHE};
 pub use catalog::{NewPlanInput, NewProductInput, PlanPatch, ProductPatch};
 pub use clock::{Clock, SystemClock};
@@ -77,6 +80,7 @@ pub use portal::{LinkRequest, PortalLicense, PortalSession, PortalSignIn};
 pub use portal_billing::{
     BillingAccount, BillingPortal, PortalBilling, PortalPayment, PortalSubscription, BILLING_PATH,
 };
+pub use reminders::ReminderReport;
 pub use principal::{Actor, Principal};
 pub use sales::{
     CustomerChoice, CustomerOverview, IssueRequest, Issued, Listed, CUSTOMER_PAYMENTS_SHOWN,

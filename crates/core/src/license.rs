@@ -56,6 +56,10 @@ pub struct Plan {
     pub dunning: crate::payment::DunningRule,
     pub on_cancel: crate::payment::CancelRule,
     pub created: DateTime<Utc>,
+    /// Days before expiry when the buyer of a license that does not renew itself is reminded
+    /// by mail; none: never.
+    #[serde(default)]
+    pub expiry_reminder_days: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

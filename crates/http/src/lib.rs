@@ -140,7 +140,7 @@ pub fn router(app: App, settings: HttpSettings, providers: Providers) -> Router 
     Router::new()
         .merge(routes::health::router())
         .merge(console::router())
-        .merge(portal::router())
+        .merge(portal::branded(portal::router(), &state))
         .nest("/v1", routes::v1(state.clone()))
         .merge(rate_limit::limited(public, &state))
         .nest("/api", cryptolens::router())

@@ -37,6 +37,9 @@ pub struct NewPlan {
     trial: bool,
     #[arg(long)]
     grace_days: Option<i64>,
+    /// Mail buyers this many days before a license that does not renew itself expires.
+    #[arg(long)]
+    expiry_reminder_days: Option<i64>,
     /// A Stripe price, plan or product id that buys this plan (repeat for several).
     #[arg(long = "stripe-price")]
     stripe_price_ids: Vec<String>,
@@ -97,6 +100,7 @@ impl NewPlan {
                 CancelArg::Block => CancelRule::Block,
                 CancelArg::Expire => CancelRule::Expire,
             },
+            expiry_reminder_days: self.expiry_reminder_days,
         }
     }
 }

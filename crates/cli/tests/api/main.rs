@@ -6,6 +6,7 @@ mod helpers;
 
 mod access;
 mod activations;
+mod branding;
 mod bad_input;
 mod catalog;
 mod cli;

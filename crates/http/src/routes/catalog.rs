@@ -197,6 +197,7 @@ struct PlanBody {
     dunning: DunningRule,
     #[serde(default)]
     on_cancel: CancelRule,
+    expiry_reminder_days: Option<i64>,
 }
 
 async fn create_plan(
@@ -222,6 +223,7 @@ async fn create_plan(
                 quantity_mode: b.quantity_mode,
                 dunning: b.dunning,
                 on_cancel: b.on_cancel,
+                expiry_reminder_days: b.expiry_reminder_days,
             },
         )
         .await?;
@@ -261,6 +263,7 @@ struct PlanPatchBody {
     quantity_mode: Option<QuantityMode>,
     dunning: Option<DunningRule>,
     on_cancel: Option<CancelRule>,
+    expiry_reminder_days: Option<i64>,
 }
 
 async fn update_plan(
@@ -277,6 +280,7 @@ async fn update_plan(
         quantity_mode: b.quantity_mode,
         dunning: b.dunning,
         on_cancel: b.on_cancel,
+        expiry_reminder_days: b.expiry_reminder_days,
     };
     Ok(axum::Json(
         state.app.update_plan(&principal, id, patch).await?,
