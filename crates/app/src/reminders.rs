@@ -50,10 +50,11 @@ async fn about(s: &mut Session, license_id: i64, portal: Option<&str>) -> Result
     let Some(license) = s.license(license_id).await? else {
         return Ok(None);
     };
-    let Some(customer) = match license.customer_id {
+    let customer = match license.customer_id {
         Some(id) => s.customer(id).await?,
         None => None,
-    } else {
+    };
+    let Some(customer) = customer else {
         return Ok(None);
     };
     let Some(to) = customer

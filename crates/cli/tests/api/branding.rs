@@ -420,3 +420,110 @@ async fn a_failed_renewal_is_mailed_once_per_invoice() {
         db.remove().await;
     }
 }
+
+/// The buy page, the done page and the portal's sign-in page in Chromium at desktop and
+/// phone size with the branding: axe-core finds no serious or critical violation, nothing is
+/// wider than the screen, and on the phone the key wraps between its groups, never inside
+/// one. Screenshots are kept under the target directory (`branding-screenshots`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn branded_pages_in_a_real_browser() {
+    let (chromium, node_dir) = match crate::console::browser_tools() {
+        Ok(tools) => tools,
+        Err(why) => {
+            crate::helpers::skipped_for("the browser run", &why);
+            return;
+        }
+    };
+    let backend = backends().remove(0);
+    let db = TestDb::create(&backend).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let base = format!("http://127.0.0.1:{port}");
+    let (stripe_base, _) = crate::forms::checkout_server(base.clone()).await;
+    let providers = Providers {
+        stripe: Some(StripeAdapter::new(
+            vec![crate::forms::SECRET.into()],
+            Duration::from_secs(300),
+            Some(StripeApi::new(&stripe_base, "sk_test_branding")),
+        )),
+        ..Default::default()
+    };
+    let http = keyturn_http::HttpSettings {
+        public_url: Some(base.clone()),
+        ..test_http()
+    };
+    let app = crate::helpers::spawn_on(&db, http, providers, MailSettings::default(), port).await;
+    assert_eq!(put(&app, "/v1/branding", branding()).await.status, 200);
+    let product = app.product("Editor Pro", &[]).await;
+    let plan = app
+        .post("/v1/plans", json!({"product_id": product, "name": "Pro", "period_days": 365, "stripe_price_ids": ["price_once"]}))
+        .await
+        .body["id"]
+        .as_i64()
+        .unwrap();
+    let form = app
+        .post("/v1/payment-forms", json!({"name": "Editor Pro", "product_id": product,
+            "description": "The editor for people who write every day.\nOne license, two machines, a year of updates.",
+            "tax_note": "Prices include VAT.",
+            "offers": [{"plan_id": plan, "label": "Pro — one year", "price": "€49", "stripe_price_id": "price_once", "mode": "payment"}]}))
+        .await;
+    assert_eq!(form.status, 201, "{}", form.body);
+    let url = format!("{base}{}", form.body["path"].as_str().unwrap());
+    let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("branding-screenshots");
+    let _ = std::fs::remove_dir_all(&shots);
+    std::fs::create_dir_all(&shots).unwrap();
+    let script = format!("{}/tests/browser/branding.mjs", env!("CARGO_MANIFEST_DIR"));
+    std::fs::copy(&script, node_dir.join("branding.mjs")).unwrap();
+    let run = tokio::process::Command::new("node")
+        .arg("branding.mjs")
+        .current_dir(&node_dir)
+        .env("BASE", &base)
+        .env("FORM_URL", &url)
+        .env("SHOTS", &shots)
+        .env("CHROMIUM", &chromium)
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(180), run)
+        .await
+        .expect("the browser run ends within 3 minutes")
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the browser run failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(out.stdout.trim_ascii()).expect("the script's report");
+    let pages = report["pages"].as_array().unwrap();
+    assert_eq!(pages.len(), 6, "{report}");
+    for page in pages {
+        assert_eq!(
+            page["serious"], 0,
+            "serious or critical accessibility violations on {} ({}): {}",
+            page["name"], page["size"], page["violations"]
+        );
+        assert_eq!(page["overflow"], false, "{page}");
+        let shot = shots.join(format!(
+            "{}-{}.png",
+            page["name"].as_str().unwrap(),
+            page["size"].as_str().unwrap()
+        ));
+        assert!(std::fs::metadata(&shot).unwrap().len() > 1000, "{}", shot.display());
+    }
+    for shown in report["keys"].as_array().unwrap() {
+        let key = shown["key"].as_str().unwrap();
+        assert_eq!(app.get(&format!("/v1/licenses/by-key/{key}")).await.status, 200, "{shown}");
+        let groups = shown["groups"].as_array().unwrap();
+        assert_eq!(groups.len(), 4, "{shown}");
+        for g in groups {
+            assert_eq!(g["boxes"], 1, "a group of the key was broken: {shown}");
+        }
+        if shown["size"] == "phone" {
+            assert!(shown["lines"].as_u64().unwrap() > 1, "on the phone the key wraps, between groups: {shown}");
+        }
+    }
+    app.stop().await;
+    db.remove().await;
+}

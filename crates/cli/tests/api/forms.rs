@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use crate::helpers::{backends, test_http, TestApp, TestDb};
 use crate::mail::{delivered, start_sink};
 
-const SECRET: &str = "whsec_forms_test";
+pub(crate) const SECRET: &str = "whsec_forms_test";
 
 pub(crate) type Recorded = Arc<Mutex<Vec<Vec<(String, String)>>>>;
 
@@ -329,7 +329,7 @@ async fn a_buyer_pays_on_a_form_and_gets_the_key_on_the_page_and_by_mail() {
 /// The checkout page of the test Stripe server: paying sends Stripe's signed
 /// `checkout.session.completed` to Keyturn and returns the buyer to the success URL, as Stripe
 /// Checkout does.
-async fn checkout_server(keyturn: String) -> (String, Recorded) {
+pub(crate) async fn checkout_server(keyturn: String) -> (String, Recorded) {
     use axum::extract::Path;
     use axum::response::{Html, Redirect};
     let recorded: Recorded = Arc::default();
