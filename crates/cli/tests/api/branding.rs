@@ -527,3 +527,94 @@ async fn branded_pages_in_a_real_browser() {
     app.stop().await;
     db.remove().await;
 }
+
+fn pairs<'a>(f: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+    f.iter().map(|(k, v)| (*k, v.as_str())).collect()
+}
+
+/// The console's branding page and mail template editor: an owner saves the branding and a
+/// product's own mail, previews a draft (served sandboxed, values escaped); support staff see
+/// neither page's forms work for them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_edits_branding_and_mail_templates() {
+    use keyturn_core::Role;
+    for backend in backends() {
+        let db = TestDb::create(&backend).await;
+        let app = crate::helpers::spawn(&db, test_http()).await;
+        let product = app.product("Editor <Pro>", &[]).await;
+        crate::console::console_user(&db, "owner@example.com", Role::Owner, None).await;
+        crate::console::console_user(&db, "support@example.com", Role::Support, None).await;
+        let mut owner = crate::console::signed_in(&app, "owner@example.com").await;
+
+        let page = owner.get("/admin/branding").await;
+        assert_eq!(page.status, 200, "{}", page.html);
+        assert!(page.html.contains("href=\"/admin/branding\""), "in the navigation");
+        let csrf = page.csrf();
+        let bad = owner
+            .post("/admin/branding", &[("csrf", &csrf), ("display_name", "Acme"), ("accent", "#zzzzzz")])
+            .await;
+        assert_eq!(bad.status, 422, "{}", bad.html);
+        assert!(bad.html.contains("accent"), "{}", bad.html);
+        let saved = owner
+            .post(
+                "/admin/branding",
+                &[("csrf", &csrf), ("display_name", "Acme <Tools>"), ("accent", "#123456"),
+                  ("logo_url", ""), ("support_email", "help@acme.example"), ("terms_url", "https://acme.example/terms")],
+            )
+            .await;
+        assert_eq!(saved.status, 303, "{}", saved.html);
+        assert_eq!(saved.location.as_deref(), Some("/admin/branding?done=saved"));
+        let b = app.get("/v1/branding").await.body;
+        assert_eq!(b["display_name"], "Acme <Tools>");
+        assert_eq!(b["logo_url"], Value::Null, "blank is none");
+        let page = owner.get("/admin/branding?done=saved").await;
+        assert!(page.html.contains("value=\"Acme &lt;Tools&gt;\""), "{}", page.html);
+        let editor = format!("/admin/products/{product}/mails/expiring");
+        assert!(page.html.contains(&format!("href=\"{editor}\"")), "{}", page.html);
+
+        let page = owner.get(&editor).await;
+        assert_eq!(page.status, 200, "{}", page.html);
+        assert!(page.html.contains("Editor &lt;Pro&gt;") && page.html.contains("{{days}}"));
+        assert_eq!(owner.get(&format!("/admin/products/{product}/mails/sign_in_link")).await.status, 404);
+        let text = "{{name}}: {{key}} ends {{expires}}";
+        let html = "<p class=\"own\">{{name}}: {{key}}</p>";
+        let fields = |subject: &'static str| {
+            [("csrf", csrf.clone()), ("subject", subject.into()), ("text", text.into()), ("html", html.into())]
+        };
+        let as_refs = |f: &[(&'static str, String); 4]| -> Vec<(&'static str, String)> { f.to_vec() };
+        let preview = owner.post(&format!("{editor}/preview"), &pairs(&as_refs(&fields("Soon: {{product}}")))).await;
+        assert_eq!(preview.status, 200, "{}", preview.html);
+        let csp = preview.headers["content-security-policy"].to_str().unwrap();
+        assert!(csp.starts_with("sandbox;") && csp.contains("default-src 'none'"), "{csp}");
+        assert!(preview.html.contains("<p class=\"own\">Ann Lee: ABCDE-FGHIJ-KLMNO-PQRST</p>"), "{}", preview.html);
+        assert!(preview.html.contains("Soon: Editor Pro") && preview.html.contains("ends 2030-01-31"));
+        assert!(preview.html.contains("background:#123456;color:#ffffff"), "{}", preview.html);
+        let wrong = owner.post(&format!("{editor}/preview"), &pairs(&as_refs(&fields("{{password}}")))).await;
+        assert_eq!(wrong.status, 422, "{}", wrong.html);
+
+        let saved = owner.post(&editor, &pairs(&as_refs(&fields("Soon: {{product}}")))).await;
+        assert_eq!(saved.status, 303, "{}", saved.html);
+        let t = app.get(&format!("/v1/products/{product}/mail-templates/expiring")).await.body;
+        assert_eq!(t["custom"], true);
+        assert_eq!(t["subject"], "Soon: {{product}}");
+        let reset = owner.post(&format!("{editor}/reset"), &[("csrf", &csrf)]).await;
+        assert_eq!(reset.status, 303);
+        let t = app.get(&format!("/v1/products/{product}/mail-templates/expiring")).await.body;
+        assert_eq!(t["custom"], false);
+
+        // Support staff: no branding page, no template changes, and no form without CSRF.
+        let mut support = crate::console::signed_in(&app, "support@example.com").await;
+        let csrf = support.csrf().await;
+        assert!(!support.get("/admin/search").await.html.contains("href=\"/admin/branding\""));
+        assert_eq!(support.get("/admin/branding").await.status, 403);
+        let refused = support
+            .post("/admin/branding", &[("csrf", &csrf), ("display_name", "Mine")])
+            .await;
+        assert_eq!(refused.status, 403);
+        let forged = owner.post("/admin/branding", &[("display_name", "Forged")]).await;
+        assert_eq!(forged.status, 403);
+        assert_eq!(app.get("/v1/branding").await.body["display_name"], "Acme <Tools>");
+        app.stop().await;
+        db.remove().await;
+    }
+}
