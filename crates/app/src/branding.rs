@@ -74,7 +74,8 @@ pub fn default_template(kind: MailKind) -> MailTemplate {
 
 /// Where a mail about a license mentions the portal: the default templates carry no
 /// `{{portal_link}}`, so it is added after their text.
-const PORTAL_TEXT: &str = "\nSee your licenses, machines and payments in the customer portal:\n\n    {{portal_link}}\n";
+const PORTAL_TEXT: &str =
+    "\nSee your licenses, machines and payments in the customer portal:\n\n    {{portal_link}}\n";
 const PORTAL_HTML: &str =
     "<p><a href=\"{{portal_link}}\">See your licenses, machines and payments in the customer portal</a></p>";
 
@@ -377,7 +378,11 @@ mod tests {
         assert!(m.text.contains("Example <Soft>") && m.text.contains("help@example.com"));
         assert!(m.html.contains("Ann &lt;script&gt;") && !m.html.contains("<script>"));
         assert!(m.html.contains("Example &lt;Soft&gt;"));
-        assert!(m.html.contains("background:#ffcc00;color:#111111"), "{}", m.html);
+        assert!(
+            m.html.contains("background:#ffcc00;color:#111111"),
+            "{}",
+            m.html
+        );
         assert!(m.html.contains("href=\"https://example.com/terms\""));
         for kind in MailKind::ALL {
             let d = default_template(kind);

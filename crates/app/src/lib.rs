@@ -26,8 +26,8 @@ mod messages;
 mod payments;
 mod portal;
 mod portal_billing;
-mod reminders;
 mod principal;
+mod reminders;
 mod sales;
 mod setup;
 mod signatures;
@@ -80,8 +80,8 @@ pub use portal::{LinkRequest, PortalLicense, PortalSession, PortalSignIn};
 pub use portal_billing::{
     BillingAccount, BillingPortal, PortalBilling, PortalPayment, PortalSubscription, BILLING_PATH,
 };
-pub use reminders::ReminderReport;
 pub use principal::{Actor, Principal};
+pub use reminders::ReminderReport;
 pub use sales::{
     CustomerChoice, CustomerOverview, IssueRequest, Issued, Listed, CUSTOMER_PAYMENTS_SHOWN,
 };

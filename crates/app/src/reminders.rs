@@ -57,11 +57,7 @@ async fn about(s: &mut Session, license_id: i64, portal: Option<&str>) -> Result
     let Some(customer) = customer else {
         return Ok(None);
     };
-    let Some(to) = customer
-        .email
-        .as_deref()
-        .and_then(|e| Email::parse(e).ok())
-    else {
+    let Some(to) = customer.email.as_deref().and_then(|e| Email::parse(e).ok()) else {
         return Ok(None);
     };
     let product = s
@@ -129,7 +125,10 @@ impl App {
             let rows = s.licenses_due_reminder(at, BATCH).await?;
             for r in &rows {
                 // Noted even when nothing can be sent, so the row is not read again.
-                if !s.insert_mail_notice("expiring", r.license_id, r.expires).await? {
+                if !s
+                    .insert_mail_notice("expiring", r.license_id, r.expires)
+                    .await?
+                {
                     continue;
                 }
                 let Some(about) = about(&mut s, r.license_id, self.portal_url()).await? else {
@@ -166,7 +165,10 @@ impl App {
             let rows = s.failed_renewals_unmailed(since, BATCH).await?;
             let zero = DateTime::<Utc>::UNIX_EPOCH;
             for (payment_id, license_id) in &rows {
-                if !s.insert_mail_notice("renewal_failed", *payment_id, zero).await? {
+                if !s
+                    .insert_mail_notice("renewal_failed", *payment_id, zero)
+                    .await?
+                {
                     continue;
                 }
                 let Some(about) = about(&mut s, *license_id, self.portal_url()).await? else {
@@ -199,7 +201,10 @@ impl App {
             let since = at - chrono::Duration::days(NEWS_DAYS);
             let rows = s.cancellations_unmailed(since, BATCH).await?;
             for (license_id, created, period_end) in &rows {
-                if !s.insert_mail_notice("cancelled", *license_id, *created).await? {
+                if !s
+                    .insert_mail_notice("cancelled", *license_id, *created)
+                    .await?
+                {
                     continue;
                 }
                 let Some(about) = about(&mut s, *license_id, self.portal_url()).await? else {

@@ -99,7 +99,9 @@ impl MailWorker {
             loop {
                 if tokio::time::Instant::now() >= next_reminders {
                     match app.sweep_mail_reminders().await {
-                        Ok(r) if r != Default::default() => tracing::debug!(?r, "reminder mails queued"),
+                        Ok(r) if r != Default::default() => {
+                            tracing::debug!(?r, "reminder mails queued")
+                        }
                         Ok(_) => {}
                         Err(e) => tracing::warn!(error = %e, "reminder sweep failed; will retry"),
                     }

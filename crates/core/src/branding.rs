@@ -43,9 +43,9 @@ pub fn https_url(field: &'static str, url: &str) -> Result<String, DomainError> 
     let host = host.split(['/', '?', '#']).next().unwrap_or("");
     if host.is_empty()
         || url.len() > 500
-        || url
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '"' | '\'' | '<' | '>' | '\\' | '`'))
+        || url.chars().any(|c| {
+            c.is_whitespace() || c.is_control() || matches!(c, '"' | '\'' | '<' | '>' | '\\' | '`')
+        })
     {
         return Err(DomainError::new(
             field,
@@ -205,11 +205,42 @@ impl MailKind {
     /// buyer.
     pub fn placeholders(self) -> &'static [&'static str] {
         match self {
-            MailKind::KeyDelivered => &["seller", "name", "product", "key", "portal_link", "support_email"],
+            MailKind::KeyDelivered => &[
+                "seller",
+                "name",
+                "product",
+                "key",
+                "portal_link",
+                "support_email",
+            ],
             MailKind::SignInLink => &["seller", "name", "link", "support_email"],
-            MailKind::RenewalFailed => &["seller", "name", "product", "key", "portal_link", "support_email"],
-            MailKind::Expiring => &["seller", "name", "product", "key", "days", "expires", "portal_link", "support_email"],
-            MailKind::Cancelled => &["seller", "name", "product", "key", "expires", "portal_link", "support_email"],
+            MailKind::RenewalFailed => &[
+                "seller",
+                "name",
+                "product",
+                "key",
+                "portal_link",
+                "support_email",
+            ],
+            MailKind::Expiring => &[
+                "seller",
+                "name",
+                "product",
+                "key",
+                "days",
+                "expires",
+                "portal_link",
+                "support_email",
+            ],
+            MailKind::Cancelled => &[
+                "seller",
+                "name",
+                "product",
+                "key",
+                "expires",
+                "portal_link",
+                "support_email",
+            ],
         }
     }
 
@@ -299,7 +330,12 @@ pub struct MailTemplate {
 impl MailTemplate {
     /// Checks a template: a subject on one line (at most 200 bytes), bodies of at most
     /// 20000 bytes, only placeholders its kind knows, and, for key mails, the key.
-    pub fn parse(kind: MailKind, subject: &str, text: &str, html: &str) -> Result<Self, DomainError> {
+    pub fn parse(
+        kind: MailKind,
+        subject: &str,
+        text: &str,
+        html: &str,
+    ) -> Result<Self, DomainError> {
         let subject = subject.trim();
         if subject.is_empty() || subject.len() > 200 || subject.contains(['\r', '\n']) {
             return Err(DomainError::new(
@@ -372,14 +408,62 @@ mod tests {
         assert_eq!(b.privacy_url, None, "empty means none");
         assert_eq!(b.links(), vec![("Terms", "https://example.com/terms")]);
         for (field, bad) in [
-            ("logo_url", Branding { logo_url: Some("http://x.example/l.png".into()), ..input() }),
-            ("logo_url", Branding { logo_url: Some("https://x.example/\"onload".into()), ..input() }),
-            ("logo_url", Branding { logo_url: Some("https:///nohost".into()), ..input() }),
-            ("terms_url", Branding { terms_url: Some("javascript:alert(1)".into()), ..input() }),
-            ("accent", Branding { accent: Some("#12345".into()), ..input() }),
-            ("accent", Branding { accent: Some("red".into()), ..input() }),
-            ("support_email", Branding { support_email: Some("nobody".into()), ..input() }),
-            ("display_name", Branding { display_name: " ".into(), ..input() }),
+            (
+                "logo_url",
+                Branding {
+                    logo_url: Some("http://x.example/l.png".into()),
+                    ..input()
+                },
+            ),
+            (
+                "logo_url",
+                Branding {
+                    logo_url: Some("https://x.example/\"onload".into()),
+                    ..input()
+                },
+            ),
+            (
+                "logo_url",
+                Branding {
+                    logo_url: Some("https:///nohost".into()),
+                    ..input()
+                },
+            ),
+            (
+                "terms_url",
+                Branding {
+                    terms_url: Some("javascript:alert(1)".into()),
+                    ..input()
+                },
+            ),
+            (
+                "accent",
+                Branding {
+                    accent: Some("#12345".into()),
+                    ..input()
+                },
+            ),
+            (
+                "accent",
+                Branding {
+                    accent: Some("red".into()),
+                    ..input()
+                },
+            ),
+            (
+                "support_email",
+                Branding {
+                    support_email: Some("nobody".into()),
+                    ..input()
+                },
+            ),
+            (
+                "display_name",
+                Branding {
+                    display_name: " ".into(),
+                    ..input()
+                },
+            ),
         ] {
             assert_eq!(Branding::parse(bad).unwrap_err().field, field);
         }
@@ -387,11 +471,21 @@ mod tests {
 
     #[test]
     fn text_on_the_accent_stays_readable() {
-        let light = Branding { accent: Some("#ffcc00".into()), ..Default::default() };
+        let light = Branding {
+            accent: Some("#ffcc00".into()),
+            ..Default::default()
+        };
         assert_eq!(light.accent_text(), "#111111");
         assert!(contrast(light.accent(), light.accent_text()) >= 4.5);
-        assert_eq!(light.link_colour(), DEFAULT_ACCENT, "yellow links on white are unreadable");
-        let dark = Branding { accent: Some("#123456".into()), ..Default::default() };
+        assert_eq!(
+            light.link_colour(),
+            DEFAULT_ACCENT,
+            "yellow links on white are unreadable"
+        );
+        let dark = Branding {
+            accent: Some("#123456".into()),
+            ..Default::default()
+        };
         assert_eq!(dark.accent_text(), "#ffffff");
         assert_eq!(dark.link_colour(), "#123456");
         assert!(contrast(DEFAULT_ACCENT, "#ffffff") >= 4.5);
@@ -399,9 +493,16 @@ mod tests {
 
     #[test]
     fn templates_place_values_and_escape_them_in_html() {
-        let values = vec![("product", "<b>Pro</b> & co".to_owned()), ("key", "K-1".to_owned())];
+        let values = vec![
+            ("product", "<b>Pro</b> & co".to_owned()),
+            ("key", "K-1".to_owned()),
+        ];
         assert_eq!(
-            render("Key {{ key }} for {{product}}{{unknown}} {{", &values, false),
+            render(
+                "Key {{ key }} for {{product}}{{unknown}} {{",
+                &values,
+                false
+            ),
             "Key K-1 for <b>Pro</b> & co {{"
         );
         assert_eq!(
@@ -415,11 +516,17 @@ mod tests {
 
     #[test]
     fn templates_use_only_their_placeholders() {
-        let ok = MailTemplate::parse(MailKind::KeyDelivered, "Key for {{product}}", "{{key}}", "<p>{{key}}</p>");
+        let ok = MailTemplate::parse(
+            MailKind::KeyDelivered,
+            "Key for {{product}}",
+            "{{key}}",
+            "<p>{{key}}</p>",
+        );
         assert!(ok.is_ok());
         let unknown = MailTemplate::parse(MailKind::SignInLink, "Hi", "{{key}}", "x").unwrap_err();
         assert_eq!(unknown.field, "text");
-        let keyless = MailTemplate::parse(MailKind::KeyDelivered, "Hi", "no key", "{{key}}").unwrap_err();
+        let keyless =
+            MailTemplate::parse(MailKind::KeyDelivered, "Hi", "no key", "{{key}}").unwrap_err();
         assert_eq!(keyless.field, "text");
         let two_lines = MailTemplate::parse(MailKind::Expiring, "a\nb", "x", "y").unwrap_err();
         assert_eq!(two_lines.field, "subject");

@@ -52,7 +52,11 @@ fn received(maildir: &Path) -> Vec<Received> {
         .arg(maildir)
         .output()
         .expect("python parses the mails");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let all: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
     all.iter()
         .map(|m| Received {
@@ -181,7 +185,10 @@ async fn branding_is_checked_and_shown_on_the_buy_and_portal_pages() {
             assert_eq!(r.status, 422, "{field}: {}", r.body);
             assert_eq!(r.code(), "invalid_input");
             assert!(
-                r.body["error"]["message"].as_str().unwrap().starts_with(field),
+                r.body["error"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with(field),
                 "{}",
                 r.body
             );
@@ -249,9 +256,14 @@ async fn branding_is_checked_and_shown_on_the_buy_and_portal_pages() {
         ] {
             assert!(html.contains(shown), "{shown} missing from {html}");
         }
-        assert!(!html.contains("<b>fast") && !html.contains("<Tools>") && !html.contains("<Editor>"));
+        assert!(
+            !html.contains("<b>fast") && !html.contains("<Tools>") && !html.contains("<Editor>")
+        );
         let csp = headers["content-security-policy"].to_str().unwrap();
-        assert!(csp.contains("img-src https:") && csp.contains("script-src 'sha256-"), "{csp}");
+        assert!(
+            csp.contains("img-src https:") && csp.contains("script-src 'sha256-"),
+            "{csp}"
+        );
         assert!(!csp.contains("unsafe-inline"), "{csp}");
 
         // The portal's pages carry the same branding.
@@ -270,8 +282,14 @@ async fn branding_is_checked_and_shown_on_the_buy_and_portal_pages() {
             .unwrap()
             .contains("img-src 'self' https:"));
         let (_, css, _) = text(&app, "/portal/brand.css").await;
-        assert!(css.contains("header.top{background:#ffcc00;color:#111111}"), "{css}");
-        assert!(css.contains("--accent:#1d4ed8"), "yellow is unreadable as link text: {css}");
+        assert!(
+            css.contains("header.top{background:#ffcc00;color:#111111}"),
+            "{css}"
+        );
+        assert!(
+            css.contains("--accent:#1d4ed8"),
+            "yellow is unreadable as link text: {css}"
+        );
         app.stop().await;
         db.remove().await;
     }
@@ -305,7 +323,11 @@ async fn sell(app: &TestApp, url: &str, order: &str, name: &str, email: &str) ->
     let sale = app
         .http
         .get(format!("{}{url}", app.base))
-        .query(&[("order_id", order), ("buyer_name", name), ("buyer_email", email)])
+        .query(&[
+            ("order_id", order),
+            ("buyer_name", name),
+            ("buyer_email", email),
+        ])
         .send()
         .await
         .unwrap();
@@ -322,7 +344,10 @@ async fn mails_are_branded_multipart_overridable_and_reminders_go_once() {
         assert_eq!(put(&app, "/v1/branding", branding()).await.status, 200);
         let (product, plan, url) = shop(&app, Some(7)).await;
         let wrong = app
-            .patch(&format!("/v1/plans/{plan}"), json!({"expiry_reminder_days": 400}))
+            .patch(
+                &format!("/v1/plans/{plan}"),
+                json!({"expiry_reminder_days": 400}),
+            )
             .await;
         assert_eq!(wrong.status, 422, "{}", wrong.body);
 
@@ -336,14 +361,32 @@ async fn mails_are_branded_multipart_overridable_and_reminders_go_once() {
         assert_eq!(keymail.kind, "multipart/alternative");
         assert_eq!(keymail.to, "ann@example.com");
         let (plain, html) = (keymail.part("text/plain"), keymail.part("text/html"));
-        assert!(plain.contains(&key) && plain.contains("Hello Ann <Lee>,"), "{plain}");
-        assert!(plain.contains("Acme <Tools>") && plain.contains("help@acme.example"), "{plain}");
-        assert!(plain.contains("Terms: https://acme.example/terms"), "{plain}");
+        assert!(
+            plain.contains(&key) && plain.contains("Hello Ann <Lee>,"),
+            "{plain}"
+        );
+        assert!(
+            plain.contains("Acme <Tools>") && plain.contains("help@acme.example"),
+            "{plain}"
+        );
+        assert!(
+            plain.contains("Terms: https://acme.example/terms"),
+            "{plain}"
+        );
         assert!(html.contains(&key), "{html}");
-        assert!(html.contains("Hello Ann &lt;Lee&gt;,") && !html.contains("<Lee>"), "{html}");
-        assert!(html.contains("src=\"https://cdn.acme.example/logo.png\""), "{html}");
+        assert!(
+            html.contains("Hello Ann &lt;Lee&gt;,") && !html.contains("<Lee>"),
+            "{html}"
+        );
+        assert!(
+            html.contains("src=\"https://cdn.acme.example/logo.png\""),
+            "{html}"
+        );
         assert!(html.contains("background:#ffcc00;color:#111111"), "{html}");
-        assert!(html.contains("href=\"https://acme.example/privacy\""), "{html}");
+        assert!(
+            html.contains("href=\"https://acme.example/privacy\""),
+            "{html}"
+        );
 
         // The license runs 5 days and its plan reminds 7 days ahead: one reminder, however
         // many sweeps pass.
@@ -363,24 +406,52 @@ async fn mails_are_branded_multipart_overridable_and_reminders_go_once() {
         let default = app.get(&tpl).await;
         assert_eq!(default.status, 200, "{}", default.body);
         assert_eq!(default.body["custom"], false);
-        let bad = put(&app, &tpl, json!({"subject": "Keys", "text": "{{key}} {{secret}}", "html": "{{key}}"})).await;
+        let bad = put(
+            &app,
+            &tpl,
+            json!({"subject": "Keys", "text": "{{key}} {{secret}}", "html": "{{key}}"}),
+        )
+        .await;
         assert_eq!(bad.status, 422, "{}", bad.body);
-        assert_eq!(app.get(&format!("/v1/products/{product}/mail-templates/nope")).await.status, 404);
-        let own = put(&app, &tpl, json!({
-            "subject": "Keys for {{product}} from {{seller}}",
-            "text": "Dear {{name}}, here: {{key}}",
-            "html": "<p class=\"own\">Dear {{name}}, here: <b>{{key}}</b></p>"
-        }))
+        assert_eq!(
+            app.get(&format!("/v1/products/{product}/mail-templates/nope"))
+                .await
+                .status,
+            404
+        );
+        let own = put(
+            &app,
+            &tpl,
+            json!({
+                "subject": "Keys for {{product}} from {{seller}}",
+                "text": "Dear {{name}}, here: {{key}}",
+                "html": "<p class=\"own\">Dear {{name}}, here: <b>{{key}}</b></p>"
+            }),
+        )
         .await;
         assert_eq!(own.status, 200, "{}", own.body);
         assert_eq!(app.get(&tpl).await.body["custom"], true);
         let key2 = sell(&app, &url, "SO-2", "Bo <script>", "bo@example.com").await;
-        let mails = wait_for(&sink.maildir, |m| m.iter().any(|m| m.to == "bo@example.com" && m.subject.starts_with("Keys"))).await;
-        let bo = mails.iter().find(|m| m.to == "bo@example.com" && m.subject.starts_with("Keys")).unwrap();
+        let mails = wait_for(&sink.maildir, |m| {
+            m.iter()
+                .any(|m| m.to == "bo@example.com" && m.subject.starts_with("Keys"))
+        })
+        .await;
+        let bo = mails
+            .iter()
+            .find(|m| m.to == "bo@example.com" && m.subject.starts_with("Keys"))
+            .unwrap();
         assert_eq!(bo.subject, "Keys for Editor Pro from Acme <Tools>");
-        assert!(bo.part("text/plain").contains(&format!("Dear Bo <script>, here: {key2}")));
+        assert!(bo
+            .part("text/plain")
+            .contains(&format!("Dear Bo <script>, here: {key2}")));
         let html = bo.part("text/html");
-        assert!(html.contains(&format!("<p class=\"own\">Dear Bo &lt;script&gt;, here: <b>{key2}</b></p>")), "{html}");
+        assert!(
+            html.contains(&format!(
+                "<p class=\"own\">Dear Bo &lt;script&gt;, here: <b>{key2}</b></p>"
+            )),
+            "{html}"
+        );
         assert!(!html.contains("<script>"), "{html}");
         // Back to the default.
         let reset = app.delete(&tpl).await;
@@ -396,10 +467,20 @@ async fn a_failed_renewal_is_mailed_once_per_invoice() {
     for backend in backends() {
         let sink = sink();
         let db = TestDb::create(&backend).await;
-        let app = spawn_full(&db, test_http(), crate::stripe::providers().await, sink.settings.clone()).await;
+        let app = spawn_full(
+            &db,
+            test_http(),
+            crate::stripe::providers().await,
+            sink.settings.clone(),
+        )
+        .await;
         assert_eq!(put(&app, "/v1/branding", branding()).await.status, 200);
         let w = crate::stripe::world(&app, chrono::Utc::now().timestamp()).await;
-        for name in ["02_checkout_subscription", "03_invoice_paid_create", "06_invoice_payment_failed"] {
+        for name in [
+            "02_checkout_subscription",
+            "03_invoice_paid_create",
+            "06_invoice_payment_failed",
+        ] {
             let r = crate::stripe::deliver(&app, &crate::stripe::fixture(name, &w.vars)).await;
             assert_eq!(r.status, 200, "{name}: {}", r.body);
         }
@@ -495,7 +576,8 @@ async fn branded_pages_in_a_real_browser() {
         "the browser run failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let report: Value = serde_json::from_slice(out.stdout.trim_ascii()).expect("the script's report");
+    let report: Value =
+        serde_json::from_slice(out.stdout.trim_ascii()).expect("the script's report");
     let pages = report["pages"].as_array().unwrap();
     assert_eq!(pages.len(), 6, "{report}");
     for page in pages {
@@ -510,18 +592,29 @@ async fn branded_pages_in_a_real_browser() {
             page["name"].as_str().unwrap(),
             page["size"].as_str().unwrap()
         ));
-        assert!(std::fs::metadata(&shot).unwrap().len() > 1000, "{}", shot.display());
+        assert!(
+            std::fs::metadata(&shot).unwrap().len() > 1000,
+            "{}",
+            shot.display()
+        );
     }
     for shown in report["keys"].as_array().unwrap() {
         let key = shown["key"].as_str().unwrap();
-        assert_eq!(app.get(&format!("/v1/licenses/by-key/{key}")).await.status, 200, "{shown}");
+        assert_eq!(
+            app.get(&format!("/v1/licenses/by-key/{key}")).await.status,
+            200,
+            "{shown}"
+        );
         let groups = shown["groups"].as_array().unwrap();
         assert_eq!(groups.len(), 4, "{shown}");
         for g in groups {
             assert_eq!(g["boxes"], 1, "a group of the key was broken: {shown}");
         }
         if shown["size"] == "phone" {
-            assert!(shown["lines"].as_u64().unwrap() > 1, "on the phone the key wraps, between groups: {shown}");
+            assert!(
+                shown["lines"].as_u64().unwrap() > 1,
+                "on the phone the key wraps, between groups: {shown}"
+            );
         }
     }
     app.stop().await;
@@ -548,72 +641,158 @@ async fn the_console_edits_branding_and_mail_templates() {
 
         let page = owner.get("/admin/branding").await;
         assert_eq!(page.status, 200, "{}", page.html);
-        assert!(page.html.contains("href=\"/admin/branding\""), "in the navigation");
+        assert!(
+            page.html.contains("href=\"/admin/branding\""),
+            "in the navigation"
+        );
         let csrf = page.csrf();
         let bad = owner
-            .post("/admin/branding", &[("csrf", &csrf), ("display_name", "Acme"), ("accent", "#zzzzzz")])
+            .post(
+                "/admin/branding",
+                &[
+                    ("csrf", &csrf),
+                    ("display_name", "Acme"),
+                    ("accent", "#zzzzzz"),
+                ],
+            )
             .await;
         assert_eq!(bad.status, 422, "{}", bad.html);
         assert!(bad.html.contains("accent"), "{}", bad.html);
         let saved = owner
             .post(
                 "/admin/branding",
-                &[("csrf", &csrf), ("display_name", "Acme <Tools>"), ("accent", "#123456"),
-                  ("logo_url", ""), ("support_email", "help@acme.example"), ("terms_url", "https://acme.example/terms")],
+                &[
+                    ("csrf", &csrf),
+                    ("display_name", "Acme <Tools>"),
+                    ("accent", "#123456"),
+                    ("logo_url", ""),
+                    ("support_email", "help@acme.example"),
+                    ("terms_url", "https://acme.example/terms"),
+                ],
             )
             .await;
         assert_eq!(saved.status, 303, "{}", saved.html);
-        assert_eq!(saved.location.as_deref(), Some("/admin/branding?done=saved"));
+        assert_eq!(
+            saved.location.as_deref(),
+            Some("/admin/branding?done=saved")
+        );
         let b = app.get("/v1/branding").await.body;
         assert_eq!(b["display_name"], "Acme <Tools>");
         assert_eq!(b["logo_url"], Value::Null, "blank is none");
         let page = owner.get("/admin/branding?done=saved").await;
-        assert!(page.html.contains("value=\"Acme &lt;Tools&gt;\""), "{}", page.html);
+        assert!(
+            page.html.contains("value=\"Acme &lt;Tools&gt;\""),
+            "{}",
+            page.html
+        );
         let editor = format!("/admin/products/{product}/mails/expiring");
-        assert!(page.html.contains(&format!("href=\"{editor}\"")), "{}", page.html);
+        assert!(
+            page.html.contains(&format!("href=\"{editor}\"")),
+            "{}",
+            page.html
+        );
 
         let page = owner.get(&editor).await;
         assert_eq!(page.status, 200, "{}", page.html);
         assert!(page.html.contains("Editor &lt;Pro&gt;") && page.html.contains("{{days}}"));
-        assert_eq!(owner.get(&format!("/admin/products/{product}/mails/sign_in_link")).await.status, 404);
+        assert_eq!(
+            owner
+                .get(&format!("/admin/products/{product}/mails/sign_in_link"))
+                .await
+                .status,
+            404
+        );
         let text = "{{name}}: {{key}} ends {{expires}}";
         let html = "<p class=\"own\">{{name}}: {{key}}</p>";
         let fields = |subject: &'static str| {
-            [("csrf", csrf.clone()), ("subject", subject.into()), ("text", text.into()), ("html", html.into())]
+            [
+                ("csrf", csrf.clone()),
+                ("subject", subject.into()),
+                ("text", text.into()),
+                ("html", html.into()),
+            ]
         };
-        let as_refs = |f: &[(&'static str, String); 4]| -> Vec<(&'static str, String)> { f.to_vec() };
-        let preview = owner.post(&format!("{editor}/preview"), &pairs(&as_refs(&fields("Soon: {{product}}")))).await;
+        let as_refs =
+            |f: &[(&'static str, String); 4]| -> Vec<(&'static str, String)> { f.to_vec() };
+        let preview = owner
+            .post(
+                &format!("{editor}/preview"),
+                &pairs(&as_refs(&fields("Soon: {{product}}"))),
+            )
+            .await;
         assert_eq!(preview.status, 200, "{}", preview.html);
         let csp = preview.headers["content-security-policy"].to_str().unwrap();
-        assert!(csp.starts_with("sandbox;") && csp.contains("default-src 'none'"), "{csp}");
-        assert!(preview.html.contains("<p class=\"own\">Ann Lee: ABCDE-FGHIJ-KLMNO-PQRST</p>"), "{}", preview.html);
-        assert!(preview.html.contains("Soon: Editor Pro") && preview.html.contains("ends 2030-01-31"));
-        assert!(preview.html.contains("background:#123456;color:#ffffff"), "{}", preview.html);
-        let wrong = owner.post(&format!("{editor}/preview"), &pairs(&as_refs(&fields("{{password}}")))).await;
+        assert!(
+            csp.starts_with("sandbox;") && csp.contains("default-src 'none'"),
+            "{csp}"
+        );
+        assert!(
+            preview
+                .html
+                .contains("<p class=\"own\">Ann Lee: ABCDE-FGHIJ-KLMNO-PQRST</p>"),
+            "{}",
+            preview.html
+        );
+        assert!(
+            preview.html.contains("Soon: Editor Pro") && preview.html.contains("ends 2030-01-31")
+        );
+        assert!(
+            preview.html.contains("background:#123456;color:#ffffff"),
+            "{}",
+            preview.html
+        );
+        let wrong = owner
+            .post(
+                &format!("{editor}/preview"),
+                &pairs(&as_refs(&fields("{{password}}"))),
+            )
+            .await;
         assert_eq!(wrong.status, 422, "{}", wrong.html);
 
-        let saved = owner.post(&editor, &pairs(&as_refs(&fields("Soon: {{product}}")))).await;
+        let saved = owner
+            .post(&editor, &pairs(&as_refs(&fields("Soon: {{product}}"))))
+            .await;
         assert_eq!(saved.status, 303, "{}", saved.html);
-        let t = app.get(&format!("/v1/products/{product}/mail-templates/expiring")).await.body;
+        let t = app
+            .get(&format!("/v1/products/{product}/mail-templates/expiring"))
+            .await
+            .body;
         assert_eq!(t["custom"], true);
         assert_eq!(t["subject"], "Soon: {{product}}");
-        let reset = owner.post(&format!("{editor}/reset"), &[("csrf", &csrf)]).await;
+        let reset = owner
+            .post(&format!("{editor}/reset"), &[("csrf", &csrf)])
+            .await;
         assert_eq!(reset.status, 303);
-        let t = app.get(&format!("/v1/products/{product}/mail-templates/expiring")).await.body;
+        let t = app
+            .get(&format!("/v1/products/{product}/mail-templates/expiring"))
+            .await
+            .body;
         assert_eq!(t["custom"], false);
 
         // Support staff: no branding page, no template changes, and no form without CSRF.
         let mut support = crate::console::signed_in(&app, "support@example.com").await;
         let csrf = support.csrf().await;
-        assert!(!support.get("/admin/search").await.html.contains("href=\"/admin/branding\""));
+        assert!(!support
+            .get("/admin/search")
+            .await
+            .html
+            .contains("href=\"/admin/branding\""));
         assert_eq!(support.get("/admin/branding").await.status, 403);
         let refused = support
-            .post("/admin/branding", &[("csrf", &csrf), ("display_name", "Mine")])
+            .post(
+                "/admin/branding",
+                &[("csrf", &csrf), ("display_name", "Mine")],
+            )
             .await;
         assert_eq!(refused.status, 403);
-        let forged = owner.post("/admin/branding", &[("display_name", "Forged")]).await;
+        let forged = owner
+            .post("/admin/branding", &[("display_name", "Forged")])
+            .await;
         assert_eq!(forged.status, 403);
-        assert_eq!(app.get("/v1/branding").await.body["display_name"], "Acme <Tools>");
+        assert_eq!(
+            app.get("/v1/branding").await.body["display_name"],
+            "Acme <Tools>"
+        );
         app.stop().await;
         db.remove().await;
     }

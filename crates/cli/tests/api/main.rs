@@ -6,8 +6,8 @@ mod helpers;
 
 mod access;
 mod activations;
-mod branding;
 mod bad_input;
+mod branding;
 mod catalog;
 mod cli;
 mod client_sdk;

@@ -196,7 +196,11 @@ async fn preview(
     );
     let page = mail
         .html
-        .replacen("<div style=\"max-width:560px", &format!("{banner}<div style=\"max-width:560px"), 1)
+        .replacen(
+            "<div style=\"max-width:560px",
+            &format!("{banner}<div style=\"max-width:560px"),
+            1,
+        )
         .replacen("</body>", &text, 1);
     let mut r = Html(page).into_response();
     let h = r.headers_mut();
@@ -207,6 +211,9 @@ async fn preview(
              frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
         ),
     );
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     Ok(r)
 }

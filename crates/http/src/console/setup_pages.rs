@@ -134,7 +134,13 @@ pub(super) fn csrf(session: &ConsoleSession) -> Markup {
 }
 
 /// A one-line text field with its label and an optional hint under the label.
-pub(super) fn text_field(name: &str, label: &str, value: &str, hint: Option<&str>, required: bool) -> Markup {
+pub(super) fn text_field(
+    name: &str,
+    label: &str,
+    value: &str,
+    hint: Option<&str>,
+    required: bool,
+) -> Markup {
     let hint_id = format!("{name}-hint");
     html! {
         label for=(name) { (label) }
@@ -154,7 +160,13 @@ fn number_field(name: &str, label: &str, value: Option<i64>, hint: &str) -> Mark
     }
 }
 
-pub(super) fn text_area(name: &str, label: &str, value: &str, hint: Option<&str>, rows: u8) -> Markup {
+pub(super) fn text_area(
+    name: &str,
+    label: &str,
+    value: &str,
+    hint: Option<&str>,
+    rows: u8,
+) -> Markup {
     let hint_id = format!("{name}-hint");
     html! {
         label for=(name) { (label) }

@@ -94,11 +94,7 @@ async fn brand_stylesheet() -> Response {
             t = b.accent_text()
         ));
     }
-    (
-        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
-        css,
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], css).into_response()
 }
 
 /// The buyer's session cookie.

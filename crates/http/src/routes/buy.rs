@@ -105,7 +105,10 @@ fn brand_footer(b: &Branding) -> String {
         .map(|(label, url)| format!("<a href=\"{}\">{label}</a>", esc(url)))
         .collect();
     if !links.is_empty() {
-        parts.push(format!("<nav aria-label=\"Policies\">{}</nav>", links.join(" · ")));
+        parts.push(format!(
+            "<nav aria-label=\"Policies\">{}</nav>",
+            links.join(" · ")
+        ));
     }
     if parts.is_empty() {
         return String::new();
@@ -509,8 +512,9 @@ async fn done(
         return not_found();
     };
     match state.app.checkout_outcome(&form, session).await {
-        Ok(outcome) => render_done(&branding(&state).await, &outcome, &portal_link(&state))
-            .into_response(),
+        Ok(outcome) => {
+            render_done(&branding(&state).await, &outcome, &portal_link(&state)).into_response()
+        }
         Err(e) => failure(e),
     }
 }
