@@ -32,16 +32,15 @@ pub fn router() -> Router<AppState> {
         ))
 }
 
-/// What a page may load: its style sheets and one script, all inline and named by hash, the
-/// seller's logo (an https address, [`Branding::parse`]), and nothing else (no other script,
-/// no frames, no plugins).
-fn page_policy(theme: &str, logo: bool) -> HeaderValue {
+/// What a page may load: its one style sheet (with the branding's colours) and one script,
+/// both inline and named by hash, the seller's logo (an https address, [`Branding::parse`]),
+/// and nothing else (no other script, no frames, no plugins).
+fn page_policy(style: &str, logo: bool) -> HeaderValue {
     let hash = |text: &str| BASE64.encode(Sha256::digest(text.as_bytes()));
     let policy = format!(
-        "default-src 'none'; style-src 'sha256-{}' 'sha256-{}'; script-src 'sha256-{}'; \
+        "default-src 'none'; style-src 'sha256-{}'; script-src 'sha256-{}'; \
          img-src {}; frame-ancestors 'none'; base-uri 'none'",
-        hash(STYLE),
-        hash(theme),
+        hash(style),
         hash(COPY_SCRIPT),
         if logo { "https:" } else { "'none'" }
     );
@@ -86,7 +85,7 @@ fn brand_header(b: &Branding) -> String {
             "<header class=\"brand\"><span class=\"seller\">{}</span></header>",
             esc(&b.display_name)
         ),
-        (None, true) => "<header class=\"brand\"></header>".into(),
+        (None, true) => String::new(),
     }
 }
 
@@ -144,7 +143,7 @@ button:focus{outline:3px solid #93c5fd}.error{background:#fde8e8;border:1px soli
 footer{max-width:34rem;margin:0 auto;padding:0 1.5rem 2rem;color:#4b5563;font-size:.9rem}footer nav{margin-top:.25rem}footer a{margin-right:.25rem}";
 
 fn page(b: &Branding, title: &str, head_extra: &str, body: &str) -> BuyPage {
-    let theme = theme(b);
+    let style = format!("{STYLE}{}", theme(b));
     let title = if b.display_name.is_empty() {
         esc(title)
     } else {
@@ -154,12 +153,12 @@ fn page(b: &Branding, title: &str, head_extra: &str, body: &str) -> BuyPage {
         html: format!(
             "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
              <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">{head_extra}\
-             <title>{title}</title><style>{STYLE}</style><style>{theme}</style></head><body>{header}\
+             <title>{title}</title><style>{style}</style></head><body>{header}\
              <main>{body}</main>{footer}</body></html>",
             header = brand_header(b),
             footer = brand_footer(b),
         ),
-        policy: page_policy(&theme, b.logo_url.is_some()),
+        policy: page_policy(&style, b.logo_url.is_some()),
     }
 }
 
