@@ -463,7 +463,7 @@ async fn mails_are_branded_multipart_overridable_and_reminders_go_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failed_renewal_is_mailed_once_per_invoice() {
+async fn a_failed_renewal_and_a_cancellation_are_mailed_once() {
     for backend in backends() {
         let sink = sink();
         let db = TestDb::create(&backend).await;
@@ -497,6 +497,23 @@ async fn a_failed_renewal_is_mailed_once_per_invoice() {
         tokio::time::sleep(Duration::from_millis(1200)).await;
         let mails = received(&sink.maildir);
         assert_eq!(mails.iter().filter(|m| failed(m)).count(), 1, "{mails:?}");
+
+        // The subscription is cancelled: its customer hears of it once.
+        let deleted = crate::stripe::fixture("11_subscription_deleted", &w.vars);
+        assert_eq!(crate::stripe::deliver(&app, &deleted).await.status, 200);
+        let cancelled = |m: &Received| m.subject == "Your subscription for Editor was cancelled";
+        wait_for(&sink.maildir, |m| m.iter().any(cancelled)).await;
+        let again = deleted.replace("evt_subscription_deleted", "evt_subscription_deleted_again");
+        assert_eq!(crate::stripe::deliver(&app, &again).await.status, 200);
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        let mails = received(&sink.maildir);
+        let told: Vec<&Received> = mails.iter().filter(|m| cancelled(m)).collect();
+        assert_eq!(told.len(), 1, "{mails:?}");
+        assert_eq!(told[0].to, "bo@example.com");
+        assert!(
+            told[0].part("text/plain").contains("was cancelled"),
+            "{told:?}"
+        );
         app.stop().await;
         db.remove().await;
     }

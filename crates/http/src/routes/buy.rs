@@ -138,7 +138,7 @@ button{margin-top:1rem;width:100%;padding:.8rem;border:0;border-radius:.5rem;bac
 button:focus{outline:3px solid #93c5fd}.error{background:#fde8e8;border:1px solid #f5a3a3;color:#8a1c1c;padding:.75rem;border-radius:.5rem;margin-bottom:1rem}\
 .key{display:flex;gap:.5rem;align-items:center;margin:.5rem 0}.key code{flex:1;font-size:1.1rem;background:#eef2f7;padding:.6rem;border-radius:.4rem;overflow-wrap:normal;word-break:normal}\
 .key code .g{white-space:nowrap}.key button{width:auto;margin:0;padding:.6rem .9rem}\
-.brand{padding:.75rem max(1.5rem,calc((100% - 34rem) / 2 + 1.5rem));min-height:2.5rem;display:flex;align-items:center}.brand img{height:40px;max-width:60vw;object-fit:contain}.seller{font-size:1.25rem;font-weight:700}\
+.brand{padding:.75rem max(1.5rem,calc((100% - 34rem) / 2));min-height:2.5rem;display:flex;align-items:center}.brand img{height:40px;max-width:60vw;object-fit:contain}.seller{font-size:1.25rem;font-weight:700}\
 .about{white-space:pre-line;margin:0 0 1rem}.tax,.processor{color:#4b5563;font-size:.9rem;margin:.25rem 0}\
 footer{max-width:34rem;margin:0 auto;padding:0 1.5rem 2rem;color:#4b5563;font-size:.9rem}footer nav{margin-top:.25rem}footer a{margin-right:.25rem}";
 
