@@ -88,6 +88,7 @@ pub struct NewPlanInput {
     pub on_cancel: CancelRule,
     /// What buyers may do themselves in the portal; unset settings take their defaults.
     pub buyers: BuyerRulesPatch,
+    pub expiry_reminder_days: Option<i64>,
 }
 
 /// Changes to a plan's name and payment settings. Its license shape (period, features, limits)
@@ -102,6 +103,20 @@ pub struct PlanPatch {
     pub dunning: Option<DunningRule>,
     pub on_cancel: Option<CancelRule>,
     pub buyers: BuyerRulesPatch,
+    /// 0 turns the reminder off.
+    pub expiry_reminder_days: Option<i64>,
+}
+
+/// Reminder days: 1 to 365, or none (0 in a change turns it off).
+fn reminder_days(days: Option<i64>) -> Result<Option<i64>> {
+    match days {
+        None | Some(0) => Ok(None),
+        Some(d @ 1..=365) => Ok(Some(d)),
+        Some(_) => Err(AppError::invalid(
+            "expiry_reminder_days",
+            "must be 1 to 365 days (0: no reminder)",
+        )),
+    }
 }
 
 pub(crate) const DEFAULT_GRACE_DAYS: i64 = 5;
@@ -293,7 +308,8 @@ impl App {
             .await?
             .ok_or(AppError::invalid("product_id", "no such product"))?;
         let features = product_features(&product, &input.features)?;
-        let plan = session
+        let reminder = reminder_days(input.expiry_reminder_days)?;
+        let mut plan = session
             .insert_plan(
                 &NewPlan {
                     product_id: product.id,
@@ -314,6 +330,10 @@ impl App {
                 now(),
             )
             .await?;
+        if reminder.is_some() {
+            session.set_plan_expiry_reminder(plan.id, reminder).await?;
+            plan.expiry_reminder_days = reminder;
+        }
         self.audit_setup(
             &mut session,
             principal,
@@ -368,6 +388,12 @@ impl App {
         plan.on_cancel = patch.on_cancel.unwrap_or(plan.on_cancel);
         plan.buyers = patch.buyers.apply(plan.buyers)?;
         session.update_plan(&plan).await?;
+        if patch.expiry_reminder_days.is_some() {
+            plan.expiry_reminder_days = reminder_days(patch.expiry_reminder_days)?;
+            session
+                .set_plan_expiry_reminder(plan.id, plan.expiry_reminder_days)
+                .await?;
+        }
         self.audit_setup(
             &mut session,
             principal,

@@ -43,6 +43,8 @@ pub enum Entity {
     /// A feature the license does not have.
     LicenseFeature,
     LicenseUrl,
+    /// A kind of mail a product's template can be for.
+    MailTemplate,
     Message,
     Order,
     /// A message in the mail outbox.
@@ -74,6 +76,7 @@ impl Entity {
             Entity::License => "license",
             Entity::LicenseFeature => "feature on this license",
             Entity::LicenseUrl => "license URL",
+            Entity::MailTemplate => "kind of mail",
             Entity::Message => "message",
             Entity::Order => "order",
             Entity::OutboxMail => "mail in the outbox",

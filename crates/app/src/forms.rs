@@ -20,6 +20,8 @@ pub struct NewPaymentForm {
     pub name: String,
     pub product_id: i64,
     pub offers: Vec<Offer>,
+    pub description: Option<String>,
+    pub tax_note: Option<String>,
     pub success_text: Option<String>,
     pub email_subject: Option<String>,
     pub email_body: Option<String>,
@@ -30,6 +32,8 @@ pub struct NewPaymentForm {
 pub struct PaymentFormPatch {
     pub name: Option<String>,
     pub offers: Option<Vec<Offer>>,
+    pub description: Option<String>,
+    pub tax_note: Option<String>,
     pub success_text: Option<String>,
     pub email_subject: Option<String>,
     pub email_body: Option<String>,
@@ -173,6 +177,24 @@ async fn check_offers(
     Ok(())
 }
 
+/// Checks what a buy page says about what is sold and about taxes: plain text (shown escaped),
+/// a description of at most 2000 bytes, a tax note on one line of at most 200.
+fn check_page_texts(description: &str, tax_note: &str) -> Result<()> {
+    if description.len() > 2000 {
+        return Err(AppError::invalid(
+            "description",
+            "must be at most 2000 bytes",
+        ));
+    }
+    if tax_note.len() > 200 || tax_note.contains(['\r', '\n']) {
+        return Err(AppError::invalid(
+            "tax_note",
+            "must be one line of at most 200 bytes",
+        ));
+    }
+    Ok(())
+}
+
 /// Checks the texts a form shows and mails.
 fn check_texts(success: &str, subject: &str, body: &str) -> Result<()> {
     if success.len() > 2000 {
@@ -246,7 +268,10 @@ impl App {
         let mut s = self.store.write().await?;
         check_offers(&mut s, input.product_id, &input.offers, setup).await?;
         check_texts(&success, &subject, &body)?;
-        let form = s
+        let description = input.description.unwrap_or_default().trim().to_owned();
+        let tax_note = input.tax_note.unwrap_or_default().trim().to_owned();
+        check_page_texts(&description, &tax_note)?;
+        let mut form = s
             .insert_form(
                 &keyturn_core::token::public_id(),
                 &name,
@@ -257,6 +282,11 @@ impl App {
                 now(),
             )
             .await?;
+        if !description.is_empty() || !tax_note.is_empty() {
+            form.description = description;
+            form.tax_note = tax_note;
+            s.update_form(&form).await?;
+        }
         self.audit_setup(
             &mut s,
             principal,
@@ -293,6 +323,13 @@ impl App {
             check_offers(&mut s, form.product_id, &offers, setup).await?;
             form.offers = offers;
         }
+        if let Some(d) = patch.description {
+            form.description = d.trim().to_owned();
+        }
+        if let Some(t) = patch.tax_note {
+            form.tax_note = t.trim().to_owned();
+        }
+        check_page_texts(&form.description, &form.tax_note)?;
         form.success_text = patch.success_text.unwrap_or(form.success_text);
         form.email_subject = patch.email_subject.unwrap_or(form.email_subject);
         form.email_body = patch.email_body.unwrap_or(form.email_body);

@@ -3,6 +3,7 @@
 //! the change in one transaction together with its audit entry.
 
 mod activations;
+mod branding;
 mod cache;
 mod catalog;
 mod clock;
@@ -28,6 +29,7 @@ mod portal;
 mod portal_billing;
 mod portal_self;
 mod principal;
+mod reminders;
 mod sales;
 mod setup;
 mod signatures;
@@ -41,6 +43,7 @@ use chrono::{DateTime, Utc};
 use keyturn_store::Store;
 
 pub use activations::{ActivationOutcome, ActivationRequest, ValidationQuery, ValidationReply};
+pub use branding::{compose, default_template, ComposedMail, TemplateView};
 pub use cache::{LicenseState, DEFAULT_CAPACITY as DEFAULT_LICENSE_CACHE};
 pub use catalog::{NewPlanInput, NewProductInput, PlanPatch, ProductPatch};
 pub use clock::{Clock, SystemClock};
@@ -85,6 +88,7 @@ pub use portal_self::{
     EMAIL_CHANGE_LIFETIME,
 };
 pub use principal::{Actor, Principal};
+pub use reminders::ReminderReport;
 pub use sales::{
     CustomerChoice, CustomerOverview, IssueRequest, Issued, Listed, CUSTOMER_PAYMENTS_SHOWN,
 };

@@ -4,8 +4,11 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use keyturn_core::branding::MailKind;
 use keyturn_core::Email;
 use keyturn_store::{QueuedMail, Session};
+
+use crate::branding::compose_in;
 
 use crate::{now, App, Result};
 
@@ -21,6 +24,8 @@ pub(crate) struct KeyMail<'a> {
     pub to: Option<&'a str>,
     pub name: Option<&'a str>,
     pub product: &'a str,
+    /// The product, whose own key mail template (if any) is used.
+    pub product_id: i64,
     /// A payment form's own subject and body, if the sale came through one.
     pub template: Option<(String, String)>,
     /// The customer portal's address ([`crate::App::portal_url`]), if configured.
@@ -33,6 +38,10 @@ pub(crate) const PORTAL_PARAGRAPH: &str =
     "See your licenses, machines and payments in the customer portal:\n\n    {url}\n";
 
 /// Queues the mail that hands a buyer their keys; a missing or malformed address queues nothing.
+///
+/// The words come from, first, the product's own key mail template; else the payment form's
+/// own text, when it differs from the default (shown as HTML paragraphs too); else the default
+/// template. The branding frames all of them.
 pub(crate) async fn queue_keys(
     s: &mut Session,
     mail: KeyMail<'_>,
@@ -45,22 +54,52 @@ pub(crate) async fn queue_keys(
     if keys.is_empty() {
         return Ok(false);
     }
-    let (subject, body) = mail
+    let own_words = mail
         .template
-        .unwrap_or_else(|| (DEFAULT_SUBJECT.to_owned(), DEFAULT_BODY.to_owned()));
-    let list = keys
-        .iter()
-        .map(|k| format!("    {k}"))
-        .collect::<Vec<_>>()
-        .join("\n");
-    let fill = |t: &str| {
-        t.replace("{name}", mail.name.unwrap_or("there"))
-            .replace("{product}", mail.product)
-            .replace("{keys}", &list)
+        .filter(|(subject, body)| subject != DEFAULT_SUBJECT || body != DEFAULT_BODY);
+    let has_product_template = s
+        .mail_template(mail.product_id, MailKind::KeyDelivered)
+        .await?
+        .is_some();
+    let composed = match own_words {
+        Some((subject, body)) if !has_product_template => {
+            let list = keys
+                .iter()
+                .map(|k| format!("    {k}"))
+                .collect::<Vec<_>>()
+                .join("\n");
+            let fill = |t: &str| {
+                t.replace("{name}", mail.name.unwrap_or("there"))
+                    .replace("{product}", mail.product)
+                    .replace("{keys}", &list)
+            };
+            let text = with_portal_link(&fill(&body), mail.portal);
+            let branding = crate::branding::branding_of(s).await?;
+            crate::branding::framed(
+                &branding,
+                &fill(&subject),
+                &text,
+                &crate::branding::text_as_html(&text),
+            )
+        }
+        _ => {
+            let values = [
+                ("name", mail.name.unwrap_or("there").to_owned()),
+                ("product", mail.product.to_owned()),
+                ("key", keys.join("\n")),
+                ("portal_link", mail.portal.unwrap_or("").to_owned()),
+            ];
+            compose_in(s, MailKind::KeyDelivered, Some(mail.product_id), &values).await?
+        }
     };
-    let body = with_portal_link(&fill(&body), mail.portal);
-    s.enqueue_mail(to.as_str(), &fill(&subject), &body, at)
-        .await?;
+    s.enqueue_mail_with_html(
+        to.as_str(),
+        &composed.subject,
+        &composed.text,
+        Some(&composed.html),
+        at,
+    )
+    .await?;
     Ok(true)
 }
 
@@ -74,22 +113,18 @@ fn with_portal_link(body: &str, portal: Option<&str>) -> String {
     }
 }
 
-/// The mail that carries a portal sign-in link. The link is the whole secret: it is sent
-/// nowhere else and never logged.
-pub(crate) const PORTAL_LINK_SUBJECT: &str = "Your sign-in link";
-pub(crate) const PORTAL_LINK_BODY: &str = "Hello,\n\nsomeone (hopefully you) asked to sign in to \
-     the customer portal, where you see your licenses and machines. Open this link within 15 \
-     minutes; it works once:\n\n    {link}\n\nIf you did not ask for it, ignore this message.\n";
-
-/// Queues a portal sign-in link for `to`.
+/// Queues a portal sign-in link for `to`. The link is the whole secret: it is sent nowhere
+/// else and never logged.
 pub(crate) async fn queue_portal_link(
     s: &mut Session,
     to: &str,
     link: &str,
     at: DateTime<Utc>,
 ) -> Result<()> {
-    let body = PORTAL_LINK_BODY.replace("{link}", link);
-    s.enqueue_mail(to, PORTAL_LINK_SUBJECT, &body, at).await?;
+    let values = [("name", String::new()), ("link", link.to_owned())];
+    let m = compose_in(s, MailKind::SignInLink, None, &values).await?;
+    s.enqueue_mail_with_html(to, &m.subject, &m.text, Some(&m.html), at)
+        .await?;
     Ok(())
 }
 

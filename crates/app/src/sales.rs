@@ -185,6 +185,7 @@ impl App {
                     to: customer.email.as_deref(),
                     name: Some(&customer.name),
                     product: &product.name,
+                    product_id: product.id,
                     template: None,
                     portal: self.portal_url(),
                 };

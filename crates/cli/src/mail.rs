@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use keyturn_app::{App, QueuedMail};
 use lettre::message::header::ContentType;
+use lettre::message::MultiPart;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use secrecy::ExposeSecret;
@@ -40,12 +41,21 @@ pub(crate) fn transport(s: &MailSettings) -> anyhow::Result<Option<Transport>> {
 }
 
 async fn send(transport: &Transport, from: &str, mail: &QueuedMail) -> anyhow::Result<()> {
-    let message = Message::builder()
+    let builder = Message::builder()
         .from(from.parse()?)
         .to(mail.to.parse()?)
-        .subject(&mail.subject)
-        .header(ContentType::TEXT_PLAIN)
-        .body(mail.body.clone())?;
+        .subject(&mail.subject);
+    // A mail with an HTML part goes as multipart/alternative: the text first, so a program
+    // that shows only text shows it, and the HTML for those that show that.
+    let message = match &mail.html_body {
+        Some(html) => builder.multipart(MultiPart::alternative_plain_html(
+            mail.body.clone(),
+            html.clone(),
+        ))?,
+        None => builder
+            .header(ContentType::TEXT_PLAIN)
+            .body(mail.body.clone())?,
+    };
     transport.send(message).await?;
     Ok(())
 }
@@ -83,14 +93,27 @@ impl MailWorker {
         }
         let (stop, mut stopped) = watch::channel(false);
         let task = tokio::spawn(async move {
+            // The first reminder sweep waits one interval, as the webhook sweep does: a node
+            // just started serves its requests first.
+            let mut next_reminders = tokio::time::Instant::now() + settings.reminders;
             loop {
+                if tokio::time::Instant::now() >= next_reminders {
+                    match app.sweep_mail_reminders().await {
+                        Ok(r) if r != Default::default() => {
+                            tracing::debug!(?r, "reminder mails queued")
+                        }
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %e, "reminder sweep failed; will retry"),
+                    }
+                    next_reminders = tokio::time::Instant::now() + settings.reminders;
+                }
                 if let Some(t) = &transport {
                     if let Err(e) = drain(&app, t, &settings).await {
                         tracing::warn!(error = %e, "mail outbox pass failed");
                     }
                 }
                 tokio::select! {
-                    _ = tokio::time::sleep(settings.poll) => {}
+                    _ = tokio::time::sleep(settings.poll.min(settings.reminders)) => {}
                     _ = stopped.changed() => break,
                 }
             }

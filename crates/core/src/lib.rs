@@ -3,6 +3,7 @@
 //! on its own and the same rules hold for every API that exposes them.
 
 pub mod audit;
+pub mod branding;
 pub mod console;
 pub mod dashboard;
 pub mod data_object;

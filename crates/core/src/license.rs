@@ -59,6 +59,10 @@ pub struct Plan {
     #[serde(flatten)]
     pub buyers: crate::BuyerRules,
     pub created: DateTime<Utc>,
+    /// Days before expiry when the buyer of a license that does not renew itself is reminded
+    /// by mail; none: never.
+    #[serde(default)]
+    pub expiry_reminder_days: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -790,6 +790,12 @@ pub struct PaymentForm {
     pub name: String,
     pub product_id: i64,
     pub offers: Vec<Offer>,
+    /// What is sold, shown on the buy page above the offers.
+    #[serde(default)]
+    pub description: String,
+    /// Shown under the prices, e.g. "Prices include VAT".
+    #[serde(default)]
+    pub tax_note: String,
     pub success_text: String,
     /// The mail that hands over the keys; `{name}`, `{product}` and `{keys}` are filled in.
     pub email_subject: String,

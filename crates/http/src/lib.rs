@@ -154,7 +154,7 @@ pub fn router(app: App, settings: HttpSettings, providers: Providers) -> Router 
         .merge(routes::health::router())
         .merge(ops::router(&state))
         .merge(console::router())
-        .merge(portal::router())
+        .merge(portal::branded(portal::router(), &state))
         .nest("/v1", routes::v1(state.clone()))
         .merge(rate_limit::limited(public, &state))
         .nest("/api", cryptolens::router())

@@ -6,8 +6,8 @@ use sqlx::Row;
 use crate::time::{from_db, to_db};
 use crate::{parse_json, Result, Session};
 
-const COLUMNS: &str =
-    "id, public_id, name, product_id, offers, success_text, email_subject, email_body, created_at";
+const COLUMNS: &str = "id, public_id, name, product_id, offers, success_text, email_subject, \
+                       email_body, created_at, description, tax_note";
 
 fn form(row: &AnyRow) -> Result<PaymentForm> {
     Ok(PaymentForm {
@@ -16,6 +16,8 @@ fn form(row: &AnyRow) -> Result<PaymentForm> {
         name: row.try_get("name")?,
         product_id: row.try_get("product_id")?,
         offers: parse_json("payment_forms.offers", &row.try_get::<String, _>("offers")?)?,
+        description: row.try_get("description")?,
+        tax_note: row.try_get("tax_note")?,
         success_text: row.try_get("success_text")?,
         email_subject: row.try_get("email_subject")?,
         email_body: row.try_get("email_body")?,
@@ -96,7 +98,7 @@ impl Session {
     pub async fn update_form(&mut self, f: &PaymentForm) -> Result<()> {
         sqlx::query(
             "UPDATE payment_forms SET name = $1, offers = $2, success_text = $3, \
-             email_subject = $4, email_body = $5 WHERE id = $6",
+             email_subject = $4, email_body = $5, description = $7, tax_note = $8 WHERE id = $6",
         )
         .bind(&f.name)
         .bind(serde_json::to_string(&f.offers).expect("offers serialise"))
@@ -104,6 +106,8 @@ impl Session {
         .bind(&f.email_subject)
         .bind(&f.email_body)
         .bind(f.id)
+        .bind(&f.description)
+        .bind(&f.tax_note)
         .execute(self.conn())
         .await?;
         Ok(())

@@ -6,6 +6,7 @@
 //! committed with [`Session::commit`].
 
 mod activations;
+mod branding;
 mod changes;
 mod console;
 mod console_account;
@@ -43,6 +44,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyConnection, AnyPool, Connection, Executor};
 
 pub use activations::Seat;
+pub use branding::ExpiryReminder;
 pub use changes::{Change, Changes};
 pub use console::{ConsoleSessionRow, LicenseSearch};
 pub use console_account::{ChallengeRow, ConsoleSessionInfo, TotpRow};

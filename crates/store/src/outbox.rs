@@ -11,6 +11,8 @@ pub struct QueuedMail {
     pub to: String,
     pub subject: String,
     pub body: String,
+    /// The HTML alternative of `body`, when the mail has one.
+    pub html_body: Option<String>,
     pub attempts: i64,
 }
 
@@ -22,14 +24,28 @@ impl Session {
         body: &str,
         now: DateTime<Utc>,
     ) -> Result<i64> {
+        self.enqueue_mail_with_html(to, subject, body, None, now)
+            .await
+    }
+
+    /// Queues a mail with a text body and, when given, its HTML alternative.
+    pub async fn enqueue_mail_with_html(
+        &mut self,
+        to: &str,
+        subject: &str,
+        body: &str,
+        html: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<i64> {
         let row = sqlx::query(
-            "INSERT INTO mail_outbox (to_address, subject, body, created_at, attempts, next_attempt_at) \
-             VALUES ($1, $2, $3, $4, 0, $4) RETURNING id",
+            "INSERT INTO mail_outbox (to_address, subject, body, created_at, attempts, next_attempt_at, html_body) \
+             VALUES ($1, $2, $3, $4, 0, $4, $5) RETURNING id",
         )
         .bind(to)
         .bind(subject)
         .bind(body)
         .bind(to_db(now))
+        .bind(html)
         .fetch_one(self.conn())
         .await?;
         Ok(row.try_get("id")?)
@@ -47,7 +63,7 @@ impl Session {
         let rows = sqlx::query(&format!(
             "UPDATE mail_outbox SET claimed_until = $1 WHERE {due} AND id IN \
              (SELECT id FROM mail_outbox WHERE {due} ORDER BY id LIMIT $3) \
-             RETURNING id, to_address, subject, body, attempts"
+             RETURNING id, to_address, subject, body, html_body, attempts"
         ))
         .bind(to_db(lease_until))
         .bind(to_db(now))
@@ -61,6 +77,7 @@ impl Session {
                     to: r.try_get("to_address")?,
                     subject: r.try_get("subject")?,
                     body: r.try_get("body")?,
+                    html_body: r.try_get("html_body")?,
                     attempts: r.try_get("attempts")?,
                 })
             })

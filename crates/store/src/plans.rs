@@ -31,6 +31,7 @@ const COLUMNS: &str = "id, product_id, name, period_days, features, max_machines
                        store_product_ids, quantity_mode, dunning, on_cancel, created_at, \
                        buyers_may_free_machines, buyer_frees_max, buyer_frees_days, \
                        buyers_may_download_files, buyer_file_days";
+                       expiry_reminder_days";
 
 pub(crate) fn setting<T>(column: &str, value: String, parse: fn(&str) -> Option<T>) -> Result<T> {
     parse(&value).ok_or_else(|| StoreError::Corrupt(format!("{column} holds {value:?}")))
@@ -74,6 +75,7 @@ fn plan(row: &AnyRow) -> Result<Plan> {
             buyer_file_days: row.try_get("buyer_file_days")?,
         },
         created: from_db(row.try_get("created_at")?),
+        expiry_reminder_days: row.try_get("expiry_reminder_days")?,
     })
 }
 
@@ -164,6 +166,16 @@ impl Session {
 
 impl Session {
     /// Writes a plan's changeable settings.
+    /// Sets the days before expiry when buyers are reminded (none: never).
+    pub async fn set_plan_expiry_reminder(&mut self, id: i64, days: Option<i64>) -> Result<()> {
+        sqlx::query("UPDATE plans SET expiry_reminder_days = $1 WHERE id = $2")
+            .bind(days)
+            .bind(id)
+            .execute(self.conn())
+            .await?;
+        Ok(())
+    }
+
     pub async fn update_plan(&mut self, p: &Plan) -> Result<()> {
         sqlx::query(
             "UPDATE plans SET name = $1, grace_days = $2, stripe_price_ids = $3, quantity_mode = $4, \

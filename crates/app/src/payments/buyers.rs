@@ -123,6 +123,7 @@ pub(super) async fn notify(
         to,
         name,
         product: &product,
+        product_id: license.product_id,
         template,
         portal: ctx.portal,
     };

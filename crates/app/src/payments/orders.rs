@@ -176,6 +176,7 @@ pub(super) async fn purchased(
             to: buyer.email.as_deref(),
             name: buyer.name.as_deref(),
             product: &product,
+            product_id: plan.product_id,
             template: form_template(s, order).await?,
             portal: ctx.portal,
         };

@@ -26,6 +26,12 @@ pub struct NewForm {
     /// `2:price_1Pro:subscription:Pro monthly:€15 / month` (repeat for several).
     #[arg(long = "offer", required = true, value_parser = parse_offer)]
     offers: Vec<Offer>,
+    /// What is sold, shown on the buy page.
+    #[arg(long)]
+    description: Option<String>,
+    /// Shown under the prices, e.g. "Prices include VAT".
+    #[arg(long)]
+    tax_note: Option<String>,
     #[arg(long)]
     success_text: Option<String>,
     // The form is checked against the settings `serve` runs with.
@@ -64,6 +70,8 @@ impl Form {
                     product,
                     name,
                     offers,
+                    description,
+                    tax_note,
                     success_text,
                     public,
                     stripe,
@@ -78,6 +86,8 @@ impl Form {
                     name,
                     product_id: product,
                     offers,
+                    description,
+                    tax_note,
                     success_text,
                     ..Default::default()
                 };

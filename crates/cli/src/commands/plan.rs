@@ -38,6 +38,9 @@ pub struct NewPlan {
     trial: bool,
     #[arg(long)]
     grace_days: Option<i64>,
+    /// Mail buyers this many days before a license that does not renew itself expires.
+    #[arg(long)]
+    expiry_reminder_days: Option<i64>,
     /// A Stripe price, plan or product id that buys this plan (repeat for several).
     #[arg(long = "stripe-price")]
     stripe_price_ids: Vec<String>,
@@ -120,6 +123,7 @@ impl NewPlan {
                 buyers_may_download_files: self.buyers_may_download_files,
                 buyer_file_days: self.buyer_file_days,
             },
+            expiry_reminder_days: self.expiry_reminder_days,
         }
     }
 }

@@ -194,6 +194,10 @@ pub struct MailArgs {
     /// First retry delay after a failed send, doubling up to an hour.
     #[arg(long, env = "KEYTURN_MAIL_RETRY_SECONDS", default_value_t = 30)]
     pub mail_retry_seconds: u64,
+    /// Seconds between two sweeps for reminder mails (license expiring, renewal payment
+    /// failed, subscription cancelled).
+    #[arg(long, env = "KEYTURN_MAIL_REMINDER_SECONDS", default_value_t = 300)]
+    pub mail_reminder_seconds: u64,
 }
 
 /// Outgoing webhooks.
@@ -342,6 +346,8 @@ pub struct MailSettings {
     pub from: String,
     pub retry_base: Duration,
     pub poll: Duration,
+    /// Between two reminder sweeps.
+    pub reminders: Duration,
 }
 
 impl Default for MailSettings {
@@ -355,6 +361,7 @@ impl Default for MailSettings {
             from: "keyturn@localhost".into(),
             retry_base: Duration::from_secs(30),
             poll: Duration::from_secs(2),
+            reminders: Duration::from_secs(300),
         }
     }
 }
@@ -463,6 +470,7 @@ impl MailArgs {
             from: self.mail_from.clone(),
             retry_base: Duration::from_secs(self.mail_retry_seconds),
             poll: MailSettings::default().poll,
+            reminders: Duration::from_secs(self.mail_reminder_seconds.max(1)),
         }
     }
 }

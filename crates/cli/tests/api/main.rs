@@ -7,6 +7,7 @@ mod helpers;
 mod access;
 mod activations;
 mod bad_input;
+mod branding;
 mod catalog;
 mod cli;
 mod client_sdk;

@@ -15,6 +15,8 @@
 
 mod account;
 mod account_pages;
+mod branding;
+mod branding_pages;
 mod csv;
 mod dashboard;
 mod dashboard_pages;
@@ -54,7 +56,7 @@ pub(crate) const CSP: &str =
                    form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
 
 pub(crate) fn router() -> Router<AppState> {
-    Router::new()
+    branding::routes(Router::new())
         .route("/admin", get(dashboard::home))
         .route("/admin/", get(dashboard::home))
         .route("/admin/console.css", get(handlers::stylesheet))
@@ -164,6 +166,8 @@ pub(crate) fn router() -> Router<AppState> {
             header::REFERRER_POLICY,
             HeaderValue::from_static("same-origin"),
         ))
+        // After the layers: the mail preview sets its own, stricter, policy.
+        .merge(branding::preview_router())
 }
 
 /// Whether cookies must be `Secure`: the server is reached over https.

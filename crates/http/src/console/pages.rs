@@ -55,6 +55,9 @@ pub(super) fn layout(title: &str, session: Option<&ConsoleSession>, body: Markup
                                 a href="/admin/license-urls" { "License URLs" }
                                 a href="/admin/providers" { "Providers" }
                             }
+                            @if s.principal.require_unrestricted(Permission::Admin).is_ok() {
+                                a href="/admin/branding" { "Branding" }
+                            }
                             @if s.user.role.manages_users() && s.user.product_id.is_none() {
                                 a href="/admin/users" { "Users" }
                             }

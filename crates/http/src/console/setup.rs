@@ -204,7 +204,7 @@ pub(super) struct ListQuery {
 
 #[derive(Deserialize)]
 pub(super) struct DoneQuery {
-    done: Option<String>,
+    pub(super) done: Option<String>,
 }
 
 pub(super) async fn script() -> Response {
@@ -456,6 +456,8 @@ pub(super) async fn create_plan(State(state): State<AppState>, posted: Posted<Fi
         dunning: choice(f, "dunning", DunningRule::parse)?.unwrap_or_default(),
         on_cancel: choice(f, "on_cancel", CancelRule::parse)?.unwrap_or_default(),
         buyers: buyer_rules(f)?,
+        // Set through the API (PATCH /v1/plans/{id}); the console's plan form leaves it.
+        expiry_reminder_days: None,
     };
     let plan = state
         .app
@@ -499,6 +501,7 @@ pub(super) async fn update_plan(
         dunning: choice(f, "dunning", DunningRule::parse)?,
         on_cancel: choice(f, "on_cancel", CancelRule::parse)?,
         buyers: buyer_rules(f)?,
+        expiry_reminder_days: None,
     };
     state
         .app
@@ -704,6 +707,8 @@ pub(super) async fn create_form(State(state): State<AppState>, posted: Posted<Fi
         name: f.text("name").to_owned(),
         product_id,
         offers: offers(f)?,
+        description: Some(f.multiline("description")),
+        tax_note: Some(f.text("tax_note").to_owned()),
         success_text: Some(f.multiline("success_text")).filter(|t| !t.trim().is_empty()),
         email_subject: f.given("email_subject"),
         email_body: Some(f.multiline("email_body")).filter(|t| !t.trim().is_empty()),
@@ -752,6 +757,8 @@ pub(super) async fn update_form(
     let patch = PaymentFormPatch {
         name: Some(f.text("name").to_owned()),
         offers: Some(offers(f)?),
+        description: Some(f.multiline("description")),
+        tax_note: Some(f.text("tax_note").to_owned()),
         success_text: Some(f.multiline("success_text")),
         email_subject: Some(f.text("email_subject").to_owned()),
         email_body: Some(f.multiline("email_body")),

@@ -98,7 +98,7 @@ fn done_message(done: Option<&str>) -> Option<&'static str> {
     })
 }
 
-fn notice(done: Option<&str>) -> Markup {
+pub(super) fn notice(done: Option<&str>) -> Markup {
     html! {
         @if let Some(m) = done_message(done) {
             p.notice role="status" { (m) }
@@ -160,7 +160,13 @@ fn number_field(name: &str, label: &str, value: Option<i64>, hint: &str) -> Mark
     }
 }
 
-fn text_area(name: &str, label: &str, value: &str, hint: Option<&str>, rows: u8) -> Markup {
+pub(super) fn text_area(
+    name: &str,
+    label: &str,
+    value: &str,
+    hint: Option<&str>,
+    rows: u8,
+) -> Markup {
     let hint_id = format!("{name}-hint");
     html! {
         label for=(name) { (label) }
@@ -930,6 +936,8 @@ pub fn new_form(
                     input type="hidden" name="product_id" value=(product.id);
                     (text_field("name", "Name", "", None, true))
                     (offer_rows(plans, &[]))
+                    (text_area("description", "Description on the buy page", "", Some("Plain text: what the buyer gets."), 3))
+                    (text_field("tax_note", "Tax note", "", Some("Shown under the prices, e.g. Prices include VAT."), false))
                     (text_area("success_text", "Text above the keys after a purchase", "", Some("Blank for the default thanks."), 2))
                     (text_field("email_subject", "Key mail subject", "", Some("Blank for the default; {product} is filled in."), false))
                     (text_area("email_body", "Key mail text", "", Some("Blank for the default; must mention {keys}; {name} and {product} are filled in."), 4))
@@ -998,6 +1006,8 @@ pub fn form(
                         (csrf(session))
                         (text_field("name", "Name", &form.name, None, true))
                         (offer_rows(plans, &form.offers))
+                        (text_area("description", "Description on the buy page", &form.description, Some("Plain text: what the buyer gets."), 3))
+                        (text_field("tax_note", "Tax note", &form.tax_note, Some("Shown under the prices, e.g. Prices include VAT."), false))
                         (text_area("success_text", "Text above the keys after a purchase", &form.success_text, None, 2))
                         (text_field("email_subject", "Key mail subject", &form.email_subject, None, true))
                         (text_area("email_body", "Key mail text", &form.email_body, Some("Must mention {keys}; {name} and {product} are filled in."), 4))
@@ -1335,6 +1345,7 @@ mod tests {
             on_cancel: CancelRule::Block,
             buyers: Default::default(),
             created: Utc::now(),
+            expiry_reminder_days: None,
         };
         let s = Stores::of(&plan);
         assert_eq!(

@@ -13,7 +13,10 @@
 //! * A sign-in link opened with GET only shows a button: mail scanners that fetch links must
 //!   not use up the one sign-in a link gives.
 //! * Handlers parse, call one use case of [`keyturn_app::App`] for the buyer, and render
-//!   through [`pages`]. Pages allow their own stylesheet and nothing else.
+//!   through [`pages`]. Pages allow their own stylesheets and the seller's logo (an https
+//!   address) and nothing else.
+//! * The seller's branding is read once per request ([`branded`]) and shown by the one
+//!   layout, so no handler passes it along.
 
 mod billing;
 mod billing_pages;
@@ -21,6 +24,8 @@ mod handlers;
 mod pages;
 mod self_pages;
 mod self_service;
+
+use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -31,11 +36,68 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use keyturn_app::{AppError, PortalSession, StoreError};
+use keyturn_core::branding::Branding;
 use serde::de::DeserializeOwned;
 use tower_http::set_header::SetResponseHeaderLayer;
 
-use crate::console::{cookie_value, csrf_matches, parse_form, CSP};
+use crate::console::{cookie_value, csrf_matches, parse_form};
 use crate::AppState;
+
+/// The console's policy, and the seller's logo from any https address.
+const PORTAL_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
+                          img-src 'self' https:; form-action 'self'; base-uri 'none'; \
+                          frame-ancestors 'none'";
+
+tokio::task_local! {
+    /// The seller's branding while a portal request is answered: every page's layout shows
+    /// it and many handlers render pages, so it is read once here instead of being passed
+    /// through each of them.
+    static BRANDING: Arc<Branding>;
+}
+
+/// The portal's routes with the branding read for each request.
+pub(crate) fn branded(router: Router<AppState>, state: &AppState) -> Router<AppState> {
+    router.layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        with_branding,
+    ))
+}
+
+async fn with_branding(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    // Only looks: a failed read shows the portal unbranded rather than not at all.
+    let b = Arc::new(state.app.public_branding().await.unwrap_or_default());
+    BRANDING.scope(b, next.run(request)).await
+}
+
+/// The branding of the request being answered (none outside one).
+pub(crate) fn branding() -> Arc<Branding> {
+    BRANDING.try_with(Arc::clone).unwrap_or_default()
+}
+
+/// The branding's colours over the shared style sheet: links and buttons in the accent where
+/// it is readable on white (else the default), the header in the accent with readable text.
+async fn brand_stylesheet() -> Response {
+    let b = branding();
+    let mut css = format!(
+        ":root{{--accent:{l};--accent-fg:#ffffff}}\n\
+         header.top .brand img{{height:32px;max-width:50vw;display:block;object-fit:contain}}\n\
+         footer.site{{max-width:72rem;margin:2rem auto 0;padding:1rem;border-top:1px solid var(--line);color:var(--muted);font-size:.9rem}}\n\
+         footer.site a{{margin-right:.75rem}}\n",
+        l = b.link_colour()
+    );
+    if b.accent.is_some() {
+        css.push_str(&format!(
+            "header.top{{background:{a};color:{t}}}\nheader.top a{{color:{t}}}\n",
+            a = b.accent(),
+            t = b.accent_text()
+        ));
+    }
+    ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], css).into_response()
+}
 
 /// The buyer's session cookie.
 const SESSION_COOKIE: &str = "keyturn_portal";
@@ -47,6 +109,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/portal", get(handlers::home))
         .route("/portal/", get(handlers::home))
         .route("/portal/portal.css", get(handlers::stylesheet))
+        .route("/portal/brand.css", get(brand_stylesheet))
         .route("/portal/sign-in", get(handlers::sign_in_form))
         .route("/portal/sign-in/link", post(handlers::request_link))
         .route("/portal/sign-in/key", post(handlers::sign_in_with_key))
@@ -60,7 +123,7 @@ pub(crate) fn router() -> Router<AppState> {
         .merge(self_service::router())
         .layer(SetResponseHeaderLayer::overriding(
             header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static(CSP),
+            HeaderValue::from_static(PORTAL_CSP),
         ))
         .layer(SetResponseHeaderLayer::overriding(
             header::REFERRER_POLICY,

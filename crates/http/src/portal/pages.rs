@@ -3,6 +3,7 @@
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use keyturn_app::{Page, PortalLicense, PortalSession};
+use keyturn_core::branding::Branding;
 use keyturn_core::LicenseStatus;
 use maud::{html, Markup, DOCTYPE};
 
@@ -16,6 +17,12 @@ fn when(at: DateTime<Utc>) -> String {
 
 /// The one layout: a skip link, the header with sign-out when signed in, the page.
 pub(super) fn layout(title: &str, buyer: Option<&PortalSession>, body: Markup) -> Markup {
+    let brand = super::branding();
+    let seller = if brand.display_name.is_empty() {
+        "Your licenses"
+    } else {
+        brand.display_name.as_str()
+    };
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -24,11 +31,18 @@ pub(super) fn layout(title: &str, buyer: Option<&PortalSession>, body: Markup) -
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) " · Your licenses" }
                 link rel="stylesheet" href="/portal/portal.css";
+                link rel="stylesheet" href="/portal/brand.css";
             }
             body {
                 a.skip href="#main" { "Skip to content" }
                 header.top {
-                    span.brand { "Your licenses" }
+                    span.brand {
+                        @if let Some(logo) = &brand.logo_url {
+                            img src=(logo) alt=(seller) height="32";
+                        } @else {
+                            (seller)
+                        }
+                    }
                     @if let Some(b) = buyer {
                         nav aria-label="Main" {
                             a href="/portal/licenses" { "Licenses" }
@@ -44,6 +58,28 @@ pub(super) fn layout(title: &str, buyer: Option<&PortalSession>, body: Markup) -
                 }
                 main id="main" {
                     (body)
+                }
+                (footer(&brand))
+            }
+        }
+    }
+}
+
+/// Where to ask, and the seller's policies; nothing without branding.
+fn footer(b: &Branding) -> Markup {
+    let links = b.links();
+    html! {
+        @if b.support_email.is_some() || !links.is_empty() {
+            footer.site {
+                @if let Some(support) = &b.support_email {
+                    p { "Questions? " a href={ "mailto:" (support) } { (support) } }
+                }
+                @if !links.is_empty() {
+                    nav aria-label="Policies" {
+                        @for (label, url) in links {
+                            a href=(url) { (label) }
+                        }
+                    }
                 }
             }
         }

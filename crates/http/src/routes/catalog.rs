@@ -202,6 +202,7 @@ struct PlanBody {
     buyer_frees_days: Option<i64>,
     buyers_may_download_files: Option<bool>,
     buyer_file_days: Option<i64>,
+    expiry_reminder_days: Option<i64>,
 }
 
 async fn create_plan(
@@ -234,6 +235,7 @@ async fn create_plan(
                     buyers_may_download_files: b.buyers_may_download_files,
                     buyer_file_days: b.buyer_file_days,
                 },
+                expiry_reminder_days: b.expiry_reminder_days,
             },
         )
         .await?;
@@ -278,6 +280,7 @@ struct PlanPatchBody {
     buyer_frees_days: Option<i64>,
     buyers_may_download_files: Option<bool>,
     buyer_file_days: Option<i64>,
+    expiry_reminder_days: Option<i64>,
 }
 
 async fn update_plan(
@@ -301,6 +304,7 @@ async fn update_plan(
             buyers_may_download_files: b.buyers_may_download_files,
             buyer_file_days: b.buyer_file_days,
         },
+        expiry_reminder_days: b.expiry_reminder_days,
     };
     Ok(axum::Json(
         state.app.update_plan(&principal, id, patch).await?,

@@ -1,4 +1,5 @@
 pub mod activations;
+pub mod branding;
 pub mod buy;
 pub mod catalog;
 pub mod customers;
@@ -32,4 +33,5 @@ pub fn v1(state: AppState) -> Router<AppState> {
         .merge(data_objects::router())
         .merge(messages::router())
         .merge(webhook_endpoints::router())
+        .merge(branding::router())
 }
