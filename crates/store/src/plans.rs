@@ -30,8 +30,7 @@ const COLUMNS: &str = "id, product_id, name, period_days, features, max_machines
                        floating_lease_seconds, trial, grace_days, stripe_price_ids, \
                        store_product_ids, quantity_mode, dunning, on_cancel, created_at, \
                        buyers_may_free_machines, buyer_frees_max, buyer_frees_days, \
-                       buyers_may_download_files, buyer_file_days";
-                       expiry_reminder_days";
+                       buyers_may_download_files, buyer_file_days, expiry_reminder_days";
 
 pub(crate) fn setting<T>(column: &str, value: String, parse: fn(&str) -> Option<T>) -> Result<T> {
     parse(&value).ok_or_else(|| StoreError::Corrupt(format!("{column} holds {value:?}")))
@@ -165,7 +164,6 @@ impl Session {
 }
 
 impl Session {
-    /// Writes a plan's changeable settings.
     /// Sets the days before expiry when buyers are reminded (none: never).
     pub async fn set_plan_expiry_reminder(&mut self, id: i64, days: Option<i64>) -> Result<()> {
         sqlx::query("UPDATE plans SET expiry_reminder_days = $1 WHERE id = $2")
@@ -176,6 +174,7 @@ impl Session {
         Ok(())
     }
 
+    /// Writes a plan's changeable settings.
     pub async fn update_plan(&mut self, p: &Plan) -> Result<()> {
         sqlx::query(
             "UPDATE plans SET name = $1, grace_days = $2, stripe_price_ids = $3, quantity_mode = $4, \
