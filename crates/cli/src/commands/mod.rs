@@ -97,7 +97,10 @@ groups! {
 
 /// Keyturn: a self-hosted software licensing server with payments built in.
 #[derive(Parser)]
-#[command(name = "keyturn", version)]
+#[command(
+    name = "keyturn",
+    version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("KEYTURN_COMMIT"), ")")
+)]
 struct Cli {
     #[command(flatten)]
     store: StoreArgs,

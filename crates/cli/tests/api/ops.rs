@@ -219,6 +219,12 @@ async fn a_separate_listener_serves_metrics_without_a_token_and_version_names_th
         assert_eq!(commit, expected, "the commit the binary was built from");
     }
     assert!(text.contains(&format!(r#"commit="{commit}""#)));
+    let (code, out, _) = keyturn(dir.path(), &["--version"], &[]);
+    assert_eq!(code, 0);
+    assert_eq!(
+        out.trim(),
+        format!("keyturn {} ({commit})", env!("CARGO_PKG_VERSION"))
+    );
 
     // stderr goes to a file: the log has no terminal escape codes.
     let logged = std::fs::read(&log).unwrap();
