@@ -316,8 +316,10 @@ async fn console_dashboard_shows_a_stripe_purchase_in_revenue() {
             .contains("No payment received in the last 30 days."));
 
         ls.subscribe("ada@example.com").await;
+        // The payment and the license may come with different events of the purchase: wait
+        // for both before reading the tiles.
         let page = dashboard_when(&mut owner, "/admin", |html| {
-            html.contains("EUR</span> revenue")
+            html.contains("EUR</span> revenue") && tile(html, "new licenses") == "1"
         })
         .await;
         assert_eq!(tile(&page.html, "revenue"), "25.00 EUR");
