@@ -75,7 +75,9 @@ pub use ledger::{
     SubscriptionListQuery, LEDGER_PAGE,
 };
 pub use license_urls::{LicenseUrlPatch, LicenseUrlSecret, NewLicenseUrl};
-pub use licenses::{Extension, LicensePatch, LicenseQuery, LicenseSpec, TrialRequest};
+pub use licenses::{
+    BlockReasons, Extension, LicensePatch, LicenseQuery, LicenseSpec, TrialRequest,
+};
 pub use mail::retry_delay;
 pub use messages::{MessageQuery, NewMessage};
 pub use metrics::{webhook_outcome, Metrics};

@@ -515,22 +515,31 @@ impl App {
         id: i64,
         blocked: bool,
     ) -> Result<License> {
-        self.set_blocked_because(principal, id, blocked, None).await
+        self.set_blocked_because(principal, id, blocked, BlockReasons::default())
+            .await
     }
 
-    /// Blocks or unblocks a license, with the reason written to its audit log.
+    /// Blocks or unblocks a license, with the reasons written to its audit log: the vendor's
+    /// own, and the one its buyer sees in the customer portal while the block lasts.
     pub async fn set_blocked_because(
         &self,
         principal: &Principal,
         id: i64,
         blocked: bool,
-        reason: Option<&str>,
+        reasons: BlockReasons<'_>,
     ) -> Result<License> {
-        let reason = reason
-            .map(str::trim)
-            .filter(|r| !r.is_empty())
-            .map(|r| display_name("reason", r))
-            .transpose()?;
+        let text = |field: &'static str, r: Option<&str>| {
+            r.map(str::trim)
+                .filter(|r| !r.is_empty())
+                .map(|r| display_name(field, r))
+                .transpose()
+        };
+        let reason = text("reason", reasons.internal)?;
+        let public_reason = if blocked {
+            text("public_reason", reasons.public)?
+        } else {
+            None
+        };
         let (session, mut license) = self
             .locked(principal, id, Permission::LicensesWrite)
             .await?;
@@ -544,6 +553,9 @@ impl App {
         let mut details = json!({"was_blocked": was});
         if let Some(reason) = reason {
             details["reason"] = json!(reason);
+        }
+        if let Some(reason) = public_reason {
+            details["public_reason"] = json!(reason);
         }
         self.save(session, principal, &license, action, details)
             .await
@@ -808,4 +820,12 @@ fn diff(before: &License, after: &License) -> Value {
         })
         .collect();
     Value::Object(changes)
+}
+
+/// Why a license is blocked: `internal` stays in the audit log for the vendor's people,
+/// `public` is shown to the buyer in the customer portal until the license is unblocked.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct BlockReasons<'a> {
+    pub internal: Option<&'a str>,
+    pub public: Option<&'a str>,
 }

@@ -79,6 +79,8 @@ pub struct PortalLicense {
     pub product: Product,
     /// Machines that count now (floating seats whose lease ran out free themselves).
     pub machines: Vec<Activation>,
+    /// While blocked: the reason the vendor gave for the buyer, if any.
+    pub blocked_reason: Option<String>,
 }
 
 pub(crate) fn normalized(email: &str) -> String {
@@ -296,7 +298,14 @@ impl App {
                 .into_iter()
                 .filter(|a| a.is_live(now))
                 .collect();
+            // Read only for blocked licenses: the list stays one query per license otherwise.
+            let blocked_reason = if license.blocked {
+                s.public_block_reason(license.id).await?
+            } else {
+                None
+            };
             rows.push(PortalLicense {
+                blocked_reason,
                 status: LicenseStatus::of(&license, now),
                 license,
                 product,

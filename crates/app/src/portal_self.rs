@@ -55,6 +55,8 @@ pub struct PortalLicenseDetail {
     pub frees_left: i64,
     /// When a running subscription renews the license.
     pub renews: Option<DateTime<Utc>>,
+    /// While blocked: the reason the vendor gave for the buyer, if any.
+    pub blocked_reason: Option<String>,
 }
 
 /// What asking to free a machine came to.
@@ -160,7 +162,13 @@ impl App {
                     )
             })
             .and_then(|sub| sub.period_end);
+        let blocked_reason = if license.blocked {
+            s.public_block_reason(license.id).await?
+        } else {
+            None
+        };
         Ok(PortalLicenseDetail {
+            blocked_reason,
             status: LicenseStatus::of(&license, now),
             license,
             product,

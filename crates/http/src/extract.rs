@@ -52,6 +52,30 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
     }
 }
 
+/// A JSON body that may be left out: no body at all is `T::default()`, anything else is read
+/// as [`Json`] reads it. For actions whose details are optional (`POST …/block`).
+pub struct JsonOrEmpty<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for JsonOrEmpty<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        if json_content_type(request.headers()) {
+            return Json::from_request(request, state)
+                .await
+                .map(|Json(value)| JsonOrEmpty(value));
+        }
+        if body(request, state).await?.is_empty() {
+            return Ok(JsonOrEmpty(T::default()));
+        }
+        Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "the body must be JSON (Content-Type: application/json)",
+        ))
+    }
+}
+
 fn malformed(e: &serde_json::Error) -> ApiError {
     ApiError::new(
         StatusCode::BAD_REQUEST,

@@ -43,6 +43,21 @@ impl Session {
         Ok(())
     }
 
+    /// The reason for the buyer written with the license's latest block, if that block gave
+    /// one: read from the audit log, where the block and its reasons are written together.
+    pub async fn public_block_reason(&mut self, license_id: i64) -> Result<Option<String>> {
+        let details: Option<String> = sqlx::query_scalar(
+            "SELECT details FROM license_events WHERE license_id = $1 AND action = 'blocked' \
+             ORDER BY id DESC LIMIT 1",
+        )
+        .bind(license_id)
+        .fetch_optional(self.conn())
+        .await?;
+        Ok(details
+            .and_then(|d| serde_json::from_str::<serde_json::Value>(&d).ok())
+            .and_then(|d| d.get("public_reason")?.as_str().map(str::to_owned)))
+    }
+
     /// A license's audit log in the order it was written.
     pub async fn license_events(
         &mut self,

@@ -793,3 +793,92 @@ portal_test!(
     portal_self_console_plan_form,
     the_console_sets_the_portal_rules
 );
+
+/// A blocked license tells its buyer why when the vendor gave a reason for the buyer: the
+/// console's and the API's block take one beside the reason kept for the vendor's people,
+/// which the buyer never sees; the reason goes with the block.
+async fn a_block_shows_the_vendors_reason_for_the_buyer(db: &TestDb, app: &TestApp) {
+    let (_, _, license) = bought(app, "kim@example.com", json!({})).await;
+    let (_, _, other) = bought(app, "kim@example.com", json!({})).await;
+    let key = license["key"].as_str().unwrap().to_owned();
+    let (lid, oid) = (id(&license), id(&other));
+    console_user(db, "support@example.com", keyturn_core::Role::Support, None).await;
+    let mut staff = Browser::new(app);
+    assert_eq!(
+        staff.sign_in("support@example.com", PASSWORD).await.status,
+        303
+    );
+    let page = staff.get(&format!("/admin/licenses/{lid}")).await;
+    assert!(
+        page.html.contains("Reason shown to the buyer"),
+        "{}",
+        page.html
+    );
+    let blocked = staff
+        .post(
+            &format!("/admin/licenses/{lid}/block"),
+            &[
+                ("csrf", &page.csrf()),
+                ("action", "block"),
+                ("reason", "chargeback 4411, suspected fraud"),
+                ("public_reason", "Payment reversed <b>by your bank</b>"),
+            ],
+        )
+        .await;
+    assert_eq!(blocked.status, 303, "{}", blocked.html);
+    // Through the API, with a reason for the buyer only; and a bad body is refused.
+    let r = app
+        .post(
+            &format!("/v1/licenses/{oid}/block"),
+            json!({"public_reason": "Seat count exceeded, write to sales"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = app
+        .post(&format!("/v1/licenses/{oid}/block"), json!({"why": "x"}))
+        .await;
+    assert_eq!(r.status, 422, "{}", r.body);
+
+    let mut buyer = signed_in(app, &key, "kim@example.com").await;
+    let list = buyer.get("/portal/licenses").await;
+    assert_eq!(list.status, 200);
+    for page in [
+        list.html.clone(),
+        buyer.get(&format!("/portal/licenses/{lid}")).await.html,
+    ] {
+        assert!(
+            page.contains("Payment reversed &lt;b&gt;by your bank&lt;/b&gt;"),
+            "{page}"
+        );
+        assert!(
+            !page.contains("chargeback"),
+            "the vendor's own reason stays inside"
+        );
+    }
+    assert!(list.html.contains("Seat count exceeded, write to sales"));
+
+    // Unblocked, the reason goes; blocked again without one, none shows.
+    let page = staff.get(&format!("/admin/licenses/{lid}")).await;
+    let r = staff
+        .post(
+            &format!("/admin/licenses/{lid}/block"),
+            &[
+                ("csrf", &page.csrf()),
+                ("action", "unblock"),
+                ("reason", ""),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 303);
+    let r = app
+        .post(&format!("/v1/licenses/{lid}/block"), json!({}))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let detail = buyer.get(&format!("/portal/licenses/{lid}")).await.html;
+    assert!(!detail.contains("Payment reversed"), "{detail}");
+    assert!(!detail.contains("Why it is blocked"), "{detail}");
+}
+portal_test!(
+    portal_self_a_block_shows_the_vendors_reason_for_the_buyer,
+    a_block_shows_the_vendors_reason_for_the_buyer
+);

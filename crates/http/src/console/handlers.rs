@@ -6,7 +6,9 @@ use axum::http::header::{self, HeaderMap};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use chrono::{NaiveDate, TimeZone, Utc};
-use keyturn_app::{csrf_token, Extension, LicenseFileRequest, LicensePatch, PageRequest, SignIn};
+use keyturn_app::{
+    csrf_token, BlockReasons, Extension, LicenseFileRequest, LicensePatch, PageRequest, SignIn,
+};
 use keyturn_core::TokenSecret;
 use serde::Deserialize;
 
@@ -288,6 +290,8 @@ pub(super) struct BlockForm {
     action: String,
     #[serde(default)]
     reason: String,
+    #[serde(default)]
+    public_reason: String,
 }
 
 pub(super) async fn block(
@@ -307,7 +311,10 @@ pub(super) async fn block(
             &posted.signed.session.principal,
             id,
             blocked,
-            Some(&posted.form.reason),
+            BlockReasons {
+                internal: Some(&posted.form.reason),
+                public: Some(&posted.form.public_reason),
+            },
         )
         .await?;
     Ok(to_license(

@@ -307,6 +307,10 @@ pub fn license(session: &ConsoleSession, o: &LicenseOverview, done: Option<&str>
                         input type="hidden" name="action" value=(if l.blocked { "unblock" } else { "block" });
                         label for="reason" { "Reason (kept in the audit log)" }
                         input id="reason" name="reason" type="text" maxlength="200";
+                        @if !l.blocked {
+                            label for="public_reason" { "Reason shown to the buyer in the customer portal (optional)" }
+                            input id="public_reason" name="public_reason" type="text" maxlength="200";
+                        }
                         button.danger[!l.blocked] type="submit" { @if l.blocked { "Unblock license" } @else { "Block license" } }
                     }
                 }

@@ -204,6 +204,9 @@ fn license_card(row: &PortalLicense) -> Markup {
                 a href={ "/portal/licenses/" (l.id) } { (row.product.name) }
                 " " (status_badge(row.status))
             }
+            @if let Some(reason) = &row.blocked_reason {
+                p.notice { "Blocked: " (reason) }
+            }
             dl.facts {
                 dt { "Key" }
                 dd.key { (l.key) }

@@ -79,6 +79,9 @@ pub fn license(
                     span id={ (key_id) "-status" } role="status" {}
                 }
                 dt { "Status" } dd { (d.status.label()) }
+                @if let Some(reason) = &d.blocked_reason {
+                    dt { "Why it is blocked" } dd { (reason) }
+                }
                 @match (d.renews, l.expires) {
                     (Some(at), _) => { dt { "Next renewal" } dd { (day(at)) } }
                     (None, Some(at)) => { dt { "Expires" } dd { (day(at)) } }

@@ -6,13 +6,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::Router;
 use keyturn_app::{
-    Extension, LicenseFileRequest, LicensePatch, LicenseQuery, LicenseSpec, Page, PageRequest,
+    BlockReasons, Extension, LicenseFileRequest, LicensePatch, LicenseQuery, LicenseSpec, Page,
+    PageRequest,
 };
 use keyturn_core::{Activation, License, LicenseEvent};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::extract::{Auth, Json, Path, Query};
+use crate::extract::{Auth, Json, JsonOrEmpty, Path, Query};
 use crate::serde_util::{date, nullable, Date};
 use crate::{ApiError, AppState};
 
@@ -246,13 +247,30 @@ async fn extend(
     ))
 }
 
+/// Why a license is blocked, both optional: `reason` for the audit log, `public_reason` for
+/// its buyer in the customer portal.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct BlockBody {
+    reason: Option<String>,
+    public_reason: Option<String>,
+}
+
 async fn block(
     State(state): State<AppState>,
     Auth(principal): Auth,
     Path(id): Path<i64>,
+    JsonOrEmpty(b): JsonOrEmpty<BlockBody>,
 ) -> Reply<License> {
+    let reasons = BlockReasons {
+        internal: b.reason.as_deref(),
+        public: b.public_reason.as_deref(),
+    };
     Ok(axum::Json(
-        state.app.set_blocked(&principal, id, true).await?,
+        state
+            .app
+            .set_blocked_because(&principal, id, true, reasons)
+            .await?,
     ))
 }
 
