@@ -147,7 +147,10 @@ pub async fn import(store: &Store, path: &Path) -> anyhow::Result<Counts> {
 
 /// Restores the SQLite backup `file` as the database of `data_dir`, which must be empty or not
 /// exist: a restore never mixes with, or replaces, an installation's data.
-pub async fn restore_sqlite(file: &Path, data_dir: &Path) -> anyhow::Result<keyturn_store::CopyCheck> {
+pub async fn restore_sqlite(
+    file: &Path,
+    data_dir: &Path,
+) -> anyhow::Result<keyturn_store::CopyCheck> {
     let existed = data_dir.exists();
     if existed {
         let mut entries = std::fs::read_dir(data_dir)
@@ -161,35 +164,29 @@ pub async fn restore_sqlite(file: &Path, data_dir: &Path) -> anyhow::Result<keyt
         }
     }
     private_dir(data_dir)?;
+    // Copied straight to its place: the directory held nothing, so nothing is replaced, and a
+    // copy that fails the check is removed with its log files.
     let target = Store::sqlite_file(data_dir);
-    let staging = data_dir.join("keyturn.db.restoring");
     let restored = async {
-        let mut from = File::open(file).with_context(|| format!("cannot open {}", file.display()))?;
-        let mut to = create_private(&staging)?;
+        let mut from =
+            File::open(file).with_context(|| format!("cannot open {}", file.display()))?;
+        let mut to = create_private(&target)?;
         std::io::copy(&mut from, &mut to).context("cannot copy the backup")?;
         to.sync_all()?;
         drop(to);
         let store = Store::connect(
-            &format!("sqlite://{}", staging.display()),
+            &format!("sqlite://{}", target.display()),
             &StoreOptions::default(),
         )
         .await
         .context("not a SQLite database")?;
         let checked = store.check_sqlite_copy().await;
         store.close(std::time::Duration::from_secs(5)).await;
-        let checked = checked.context("not a Keyturn database this version can restore")?;
-        // The check wrote through the log; closing folded it back into the file. A log still
-        // there holds pages the file lacks, and would not follow the file's new name.
-        anyhow::ensure!(
-            !wal_of(&staging).exists(),
-            "the database's log was not folded back in; try again"
-        );
-        std::fs::rename(&staging, &target)?;
-        anyhow::Ok(checked)
+        checked.context("not a Keyturn database this version can restore")
     }
     .await;
     if restored.is_err() {
-        for leftover in [staging.clone(), wal_of(&staging), shm_of(&staging)] {
+        for leftover in [target.clone(), wal_of(&target), shm_of(&target)] {
             let _ = std::fs::remove_file(leftover);
         }
         if !existed {

@@ -69,7 +69,7 @@ pub use portal::PortalSessionRow;
 pub use portal_self::EmailChange;
 pub use provider_status::{ProviderActivity, RefusalCount};
 pub use session::Session;
-pub use transfer::{Counts, CopyCheck, TABLES};
+pub use transfer::{CopyCheck, Counts, TABLES};
 pub use webhooks::{
     AttemptRecord, ClaimedDelivery, EndpointActivity, EndpointFields, EndpointTarget, NextStep,
     StoredSecrets, SweepMark,

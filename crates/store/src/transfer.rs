@@ -198,7 +198,9 @@ pub type Counts = Vec<(&'static str, u64)>;
 
 fn value(row: &AnyRow, index: usize, kind: Kind) -> Result<Value> {
     Ok(match kind {
-        Int => row.try_get::<Option<i64>, _>(index)?.map_or(Value::Null, Value::from),
+        Int => row
+            .try_get::<Option<i64>, _>(index)?
+            .map_or(Value::Null, Value::from),
         Text => row
             .try_get::<Option<String>, _>(index)?
             .map_or(Value::Null, Value::from),
@@ -263,7 +265,10 @@ impl Session {
     /// Whether any table that travels holds a row.
     async fn holds_data(&mut self) -> Result<Option<&'static str>> {
         for table in TABLES {
-            let sql = format!("SELECT COUNT(*) AS n FROM (SELECT 1 FROM {} LIMIT 1) AS t", table.name);
+            let sql = format!(
+                "SELECT COUNT(*) AS n FROM (SELECT 1 FROM {} LIMIT 1) AS t",
+                table.name
+            );
             let n: i64 = sqlx::query_scalar(&sql).fetch_one(self.conn()).await?;
             if n > 0 {
                 return Ok(Some(table.name));
@@ -362,9 +367,8 @@ impl Store {
                     after = Some(table.key.iter().map(|k| last[*k].clone()).collect());
                 }
                 for row in page {
-                    each(table.name, row).map_err(|e| {
-                        StoreError::Config(format!("cannot write the export: {e}"))
-                    })?;
+                    each(table.name, row)
+                        .map_err(|e| StoreError::Config(format!("cannot write the export: {e}")))?;
                     n += 1;
                 }
                 if !full {
@@ -428,7 +432,10 @@ impl Store {
     /// Checks that the SQLite database this store has open is a sound Keyturn database that
     /// this build can run: intact pages, Keyturn's migrations and none newer than it knows.
     pub async fn check_sqlite_copy(&self) -> Result<CopyCheck> {
-        let known: Vec<i64> = crate::migrator(self.dialect).iter().map(|m| m.version).collect();
+        let known: Vec<i64> = crate::migrator(self.dialect)
+            .iter()
+            .map(|m| m.version)
+            .collect();
         let mut session = self.read().await?;
         let checked: Vec<String> = sqlx::query_scalar("PRAGMA quick_check")
             .fetch_all(session.conn())
@@ -488,11 +495,13 @@ mod tests {
         store.migrate().await.unwrap();
         let mut session = store.read().await.unwrap();
         for table in TABLES {
-            let columns: Vec<String> =
-                sqlx::query_scalar(&format!("SELECT name FROM pragma_table_info('{}')", table.name))
-                    .fetch_all(session.conn())
-                    .await
-                    .unwrap();
+            let columns: Vec<String> = sqlx::query_scalar(&format!(
+                "SELECT name FROM pragma_table_info('{}')",
+                table.name
+            ))
+            .fetch_all(session.conn())
+            .await
+            .unwrap();
             let mut have: Vec<String> = columns;
             have.sort();
             let mut listed: Vec<String> =

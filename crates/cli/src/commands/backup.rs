@@ -42,12 +42,19 @@ impl Backup {
             }
         }
         .context("cannot open the database")?;
-        let done = self.write(&store).await;
+        let file = match create_private(&self.file) {
+            Ok(file) => file,
+            Err(e) => {
+                store.close(Duration::from_secs(5)).await;
+                return Err(e);
+            }
+        };
+        let done = self.write(&store, file).await;
         store.close(Duration::from_secs(5)).await;
         let summary = match done {
             Ok(summary) => summary,
             Err(e) => {
-                // A half-written backup must not pass for one.
+                // A half-written backup (this command created the file) must not pass for one.
                 let _ = std::fs::remove_file(&self.file);
                 return Err(e);
             }
@@ -60,8 +67,7 @@ impl Backup {
         Ok(())
     }
 
-    async fn write(&self, store: &Store) -> anyhow::Result<serde_json::Value> {
-        let file = create_private(&self.file)?;
+    async fn write(&self, store: &Store, file: std::fs::File) -> anyhow::Result<serde_json::Value> {
         match store.dialect() {
             keyturn_store::Dialect::Sqlite => {
                 // Created empty (owner only) above; SQLite fills it, keeping its permissions.
