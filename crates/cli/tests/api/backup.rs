@@ -122,13 +122,20 @@ fn mode(path: &Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_backup_taken_under_load_restores_to_a_server_signing_as_before() {
+/// A master key, as text for the command line and as the server takes it.
+async fn new_master_key() -> (String, MasterKey) {
     let (ok, master, err) = keyturn(Path::new("."), None, None, &["keys", "new-master-key"]).await;
     assert!(ok, "{err}");
     let master = master.trim().to_owned();
+    let key = MasterKey::parse(&master).unwrap();
+    (master, key)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_taken_under_load_restores_to_a_server_signing_as_before() {
+    let (master, key) = new_master_key().await;
     let mut db = TestDb::create(&Backend::Sqlite).await;
-    db.master_key = Some(MasterKey::parse(&master).unwrap());
+    db.master_key = Some(key);
     let app = Arc::new(spawn(&db, test_http()).await);
     let admin = app.admin.clone();
     let product = app.product("Editor", &["pro"]).await;
@@ -288,7 +295,10 @@ async fn import_and_check(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_export_moves_licenses_between_sqlite_and_postgresql_and_back() {
-    let source = TestDb::create(&Backend::Sqlite).await;
+    // Sealed keys travel sealed: each is bound to its product's id, which the move keeps.
+    let (master, sealing) = new_master_key().await;
+    let mut source = TestDb::create(&Backend::Sqlite).await;
+    source.master_key = Some(sealing.clone());
     let app = spawn(&source, test_http()).await;
     let product = app.product("Editor", &["pro"]).await;
     let keys = Keys::of(&app, product).await;
@@ -321,16 +331,18 @@ async fn an_export_moves_licenses_between_sqlite_and_postgresql_and_back() {
     let (ok, _, err) = on(&source, None, &["export", "--out", first.to_str().unwrap()]).await;
     assert!(!ok && err.contains("exists already"), "{err}");
 
-    let middle = match std::env::var(PG_ENV) {
+    let mut middle = match std::env::var(PG_ENV) {
         Ok(server) if !server.is_empty() => TestDb::create(&Backend::Postgres(server)).await,
         _ => {
             skipped("the move into PostgreSQL (SQLite to SQLite instead)");
             TestDb::create(&Backend::Sqlite).await
         }
     };
+    middle.master_key = Some(sealing.clone());
     let second = files.path().join("from-middle.jsonl");
     import_and_check(&middle, &first, &keys, &licenses, 1, &second).await;
-    let back = TestDb::create(&Backend::Sqlite).await;
+    let mut back = TestDb::create(&Backend::Sqlite).await;
+    back.master_key = Some(sealing.clone());
     let third = files.path().join("back-in-sqlite.jsonl");
     import_and_check(&back, &second, &keys, &licenses, 2, &third).await;
 
@@ -346,7 +358,7 @@ async fn an_export_moves_licenses_between_sqlite_and_postgresql_and_back() {
 
     let (ok, out, err) = on(
         &back,
-        None,
+        Some(&master),
         &["license", "show", blocked["key"].as_str().unwrap()],
     )
     .await;
@@ -355,4 +367,42 @@ async fn an_export_moves_licenses_between_sqlite_and_postgresql_and_back() {
     for db in [source, middle, back] {
         db.remove().await;
     }
+}
+
+/// On PostgreSQL `keyturn backup` writes an export, and `keyturn restore` brings it into an
+/// empty database (and refuses one with data).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgresql_backup_is_an_export_that_restores_into_an_empty_database() {
+    let Some(server) = crate::helpers::postgres() else {
+        return;
+    };
+    let db = TestDb::create(&Backend::Postgres(server.clone())).await;
+    let app = spawn(&db, test_http()).await;
+    let product = app.product("Editor", &["pro"]).await;
+    let keys = Keys::of(&app, product).await;
+    let client = Client::new(&app.base, product, &keys.ed25519).unwrap();
+    let mut licenses = Vec::new();
+    for n in 0..4 {
+        licenses.push(license_on_a_machine(&app, &client, product, n).await);
+    }
+    let files = tempfile::tempdir().unwrap();
+    let file = files.path().join("pg.backup");
+    let file = file.to_str().unwrap();
+    let (ok, out, err) = on(&db, None, &["backup", file]).await;
+    assert!(ok, "{out}{err}");
+    let summary: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(summary["kind"], "export", "{out}");
+    assert_eq!(summary["rows"]["licenses"], 4, "{out}");
+    app.stop().await;
+
+    let (ok, _, err) = on(&db, None, &["restore", file]).await;
+    assert!(!ok && err.contains("already holds"), "{err}");
+    let target = TestDb::create(&Backend::Postgres(server)).await;
+    let (ok, out, err) = on(&target, None, &["restore", file]).await;
+    assert!(ok, "{out}{err}");
+    let app = spawn(&target, test_http()).await;
+    keys.still_sign(&app, &licenses).await;
+    app.stop().await;
+    db.remove().await;
+    target.remove().await;
 }
