@@ -259,6 +259,7 @@ async fn import_and_check(
     let counts: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(counts["licenses"], licenses.len() + unchecked, "{stdout}");
     assert_eq!(counts["activations"], licenses.len(), "{stdout}");
+    assert_eq!(counts["plans"], 1, "{stdout}");
     // Again: refused, nothing doubled.
     let (ok, _, err) = on(db, None, &["import", "jsonl", file]).await;
     assert!(!ok && err.contains("already holds"), "{err}");
@@ -314,6 +315,21 @@ async fn an_export_moves_licenses_between_sqlite_and_postgresql_and_back() {
     for n in 0..6 {
         licenses.push(license_on_a_machine(&app, &client, product, n).await);
     }
+    let plan = app
+        .post(
+            "/v1/plans",
+            json!({"product_id": product, "name": "Pro", "period_days": 30, "max_machines": 2,
+                   "features": ["pro"]}),
+        )
+        .await;
+    assert_eq!(plan.status, 201, "{}", plan.body);
+    let from_plan = app.license(json!({"plan_id": plan.body["id"]})).await;
+    let key = from_plan["key"].as_str().unwrap().to_owned();
+    client
+        .activate_machine(&key, "machine-plan", None)
+        .await
+        .expect("activates");
+    licenses.push((key, "machine-plan".to_owned()));
     // One license that nothing validates: blocked, and it must stay so.
     let blocked = app
         .license(
