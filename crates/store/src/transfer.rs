@@ -12,7 +12,8 @@
 //! - Signing keys travel as stored: sealed with the master key when one was configured, so the
 //!   installation they land in needs that same master key.
 //!
-//! Only the tables in [`TABLES`] travel: the catalogue, customers, licenses and their machines.
+//! Only the tables in [`TABLES`] travel: the catalogue, customers, licenses with their machines
+//! and their audit log.
 //! Payments, subscriptions, tokens, console users, outboxes and logs stay behind (a full copy of
 //! a SQLite installation is what [`Store::backup_sqlite_into`] makes).
 
@@ -157,6 +158,19 @@ pub static TABLES: &[Table] = &[
             ("lease_expires_at", Int),
             ("overdraft", Int),
             ("os_info", Text),
+        ],
+        key: &["id"],
+        generated_id: true,
+    },
+    Table {
+        name: "license_events",
+        columns: &[
+            ("id", Int),
+            ("license_id", Int),
+            ("at", Int),
+            ("actor", Text),
+            ("action", Text),
+            ("details", Text),
         ],
         key: &["id"],
         generated_id: true,
