@@ -348,6 +348,43 @@ async fn an_export_moves_licenses_between_sqlite_and_postgresql_and_back() {
     let (ok, _, err) = on(&source, None, &["export", "--out", first.to_str().unwrap()]).await;
     assert!(!ok && err.contains("exists already"), "{err}");
 
+    // What this version cannot take is refused, and a refused import stores nothing: the
+    // same installation takes the good file afterwards.
+    let refusing = TestDb::create(&Backend::Sqlite).await;
+    let text = std::fs::read_to_string(&first).unwrap();
+    let (header, body) = text.split_once('\n').unwrap();
+    let bad = [
+        (
+            header.replace("\"schema\":", "\"schema\":9") + "\n" + body,
+            "newer Keyturn",
+        ),
+        (
+            format!("{text}{{\"table\":\"licenses\",\"row\":{{\"id\":99,\"colour\":\"red\"}}}}\n"),
+            "not a column",
+        ),
+        (format!("{text}{{\"table\":\"licenses\""), "line"),
+        ("{\"hello\":1}\n".to_owned(), "not a Keyturn export"),
+    ];
+    for (n, (content, why)) in bad.iter().enumerate() {
+        let file = files.path().join(format!("bad-{n}.jsonl"));
+        std::fs::write(&file, content).unwrap();
+        let (ok, _, err) = on(
+            &refusing,
+            None,
+            &["import", "jsonl", file.to_str().unwrap()],
+        )
+        .await;
+        assert!(!ok && err.contains(why), "{why}: {err}");
+    }
+    let (ok, _, err) = on(
+        &refusing,
+        None,
+        &["import", "jsonl", first.to_str().unwrap()],
+    )
+    .await;
+    assert!(ok, "nothing was left of the refused imports: {err}");
+    refusing.remove().await;
+
     let mut middle = match std::env::var(PG_ENV) {
         Ok(server) if !server.is_empty() => TestDb::create(&Backend::Postgres(server)).await,
         _ => {
