@@ -6,6 +6,7 @@ pub mod import;
 pub mod mail;
 pub mod output;
 pub mod startup;
+pub mod transfer;
 pub mod webhooks;
 
 /// What this binary is: its version, the commit it was built from (`unknown` when the build

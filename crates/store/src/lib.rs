@@ -33,6 +33,7 @@ mod products;
 mod provider_status;
 mod session;
 mod tokens;
+mod transfer;
 mod webhooks;
 
 use std::path::Path;
@@ -68,6 +69,7 @@ pub use portal::PortalSessionRow;
 pub use portal_self::EmailChange;
 pub use provider_status::{ProviderActivity, RefusalCount};
 pub use session::Session;
+pub use transfer::{CopyCheck, Counts, TABLES};
 pub use webhooks::{
     AttemptRecord, ClaimedDelivery, EndpointActivity, EndpointFields, EndpointTarget, NextStep,
     StoredSecrets, SweepMark,
@@ -250,6 +252,14 @@ impl std::fmt::Debug for Store {
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// This build's migrations for `dialect`.
+pub(crate) fn migrator(dialect: Dialect) -> &'static sqlx::migrate::Migrator {
+    match dialect {
+        Dialect::Sqlite => &SQLITE_MIGRATIONS,
+        Dialect::Postgres => &POSTGRES_MIGRATIONS,
+    }
+}
 
 /// What every connection is set to when it opens. On PostgreSQL the server gives up on a
 /// statement when the client would (so it stops holding locks for a request that already

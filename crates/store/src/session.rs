@@ -75,6 +75,22 @@ impl Session {
         Ok(())
     }
 
+    /// Begins a read-only transaction whose reads all see one snapshot of the database.
+    pub(crate) async fn begin_snapshot(&mut self) -> Result<()> {
+        let begin = match self.dialect {
+            // Deferred: a read lock at the first read, held (with its WAL snapshot) to the end.
+            Dialect::Sqlite => "BEGIN",
+            Dialect::Postgres => "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+        };
+        self.open = true;
+        let begun = self.conn().execute(begin).await;
+        if begun.is_err() {
+            self.open = false;
+        }
+        begun?;
+        Ok(())
+    }
+
     /// Notes a change that readers holding the row in memory must hear of.
     pub(crate) fn touch(&mut self, change: Change) {
         if !self.touched.contains(&change) {

@@ -5,10 +5,17 @@ use crate::config::secret;
 use crate::import::{import_cryptolens, CryptolensSource};
 use crate::output;
 
-use super::Context;
+use super::{Context, Open};
 
 #[derive(Subcommand)]
 pub enum Import {
+    /// What `keyturn export` (or `keyturn backup` on PostgreSQL) wrote, into an installation
+    /// that has no products, customers or licenses yet; ids and key strings are kept, signing
+    /// keys arrive as they were stored. All or nothing: a failed import stores no row.
+    Jsonl {
+        /// The export file.
+        file: std::path::PathBuf,
+    },
     /// A product's keys (features, expiry, notes, block, machine limit, activated machines,
     /// data objects) and customers, through the Cryptolens Web API of a Cryptolens-compatible
     /// server. Running it again updates what changed and adds what is new; keys keep their key
@@ -34,6 +41,13 @@ pub enum Import {
 impl Import {
     pub async fn run(self, ctx: &Context) -> anyhow::Result<()> {
         match self {
+            Import::Jsonl { file } => {
+                // A new installation is the usual target: created here like `migrate` does.
+                let s = ctx.open(Open::CreateOrMigrate).await?;
+                let counts = crate::transfer::import(s.app.store(), &file).await?;
+                output::json(&crate::transfer::counts_json(&counts))?;
+                Ok(())
+            }
             Import::Cryptolens {
                 from,
                 token,

@@ -13,6 +13,7 @@ use keyturn_core::MasterKey;
 use crate::config::StoreArgs;
 use crate::startup::{open_existing_store, open_store};
 
+mod backup;
 mod customer;
 mod form;
 mod import;
@@ -80,9 +81,15 @@ groups! {
     /// The products' private signing keys, and the master key that seals them.
     #[command(subcommand)]
     Keys(keys::Keys),
-    /// Bring licenses over from another licensing server.
+    /// Bring licenses over from another licensing server, or from a `keyturn export`.
     #[command(subcommand)]
     Import(import::Import),
+    /// Write the licensing data to a file, to move it to another database.
+    Export(backup::Export),
+    /// Write a consistent copy of the installation to a file while the server runs.
+    Backup(backup::Backup),
+    /// Restore a backup into an empty installation.
+    Restore(backup::Restore),
     /// People who sign in to the admin console (/admin).
     #[command(subcommand)]
     User(user::User),

@@ -6,6 +6,7 @@ mod helpers;
 
 mod access;
 mod activations;
+mod backup;
 mod bad_input;
 mod branding;
 mod catalog;
