@@ -126,7 +126,8 @@ async fn serve_with(
                     }
                     Some(tls) => {
                         let stream =
-                            match tokio::time::timeout(handshake_within, tls.accept(watched)).await {
+                            match tokio::time::timeout(handshake_within, tls.accept(watched)).await
+                            {
                                 Ok(Ok(stream)) => stream,
                                 Ok(Err(e)) => {
                                     tracing::debug!(error = %e, %peer, "TLS handshake failed");

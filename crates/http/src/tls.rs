@@ -112,40 +112,43 @@ impl Tls {
         let mut hangup =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
         let mut seen = self.stamp();
-        async move { loop {
-            #[cfg(unix)]
-            let signalled = async {
-                match hangup.as_mut() {
-                    Some(h) => {
-                        h.recv().await;
+        async move {
+            loop {
+                #[cfg(unix)]
+                let signalled = async {
+                    match hangup.as_mut() {
+                        Some(h) => {
+                            h.recv().await;
+                        }
+                        None => std::future::pending().await,
                     }
-                    None => std::future::pending().await,
-                }
-            };
-            #[cfg(not(unix))]
-            let signalled = std::future::pending::<()>();
-            let why = tokio::select! {
-                _ = signalled => "SIGHUP",
-                _ = tokio::time::sleep(poll) => {
-                    let now = self.stamp();
-                    if now == seen {
-                        continue;
+                };
+                #[cfg(not(unix))]
+                let signalled = std::future::pending::<()>();
+                let why = tokio::select! {
+                    _ = signalled => "SIGHUP",
+                    _ = tokio::time::sleep(poll) => {
+                        let now = self.stamp();
+                        if now == seen {
+                            continue;
+                        }
+                        // Remembered whether or not the reload works: a broken file is reported
+                        // once, and tried again when it changes.
+                        seen = now;
+                        "the files changed"
                     }
-                    // Remembered whether or not the reload works: a broken file is reported
-                    // once, and tried again when it changes.
-                    seen = now;
-                    "the files changed"
+                };
+                match self.reload() {
+                    Ok(()) => {
+                        tracing::info!(reason = why, cert = %self.files.cert.display(), "reloaded the TLS certificate")
+                    }
+                    Err(e) => tracing::warn!(
+                        reason = why,
+                        error = %e,
+                        "cannot reload the TLS certificate; still serving the previous one"
+                    ),
                 }
-            };
-            match self.reload() {
-                Ok(()) => tracing::info!(reason = why, cert = %self.files.cert.display(), "reloaded the TLS certificate"),
-                Err(e) => tracing::warn!(
-                    reason = why,
-                    error = %e,
-                    "cannot reload the TLS certificate; still serving the previous one"
-                ),
             }
-        }}
         }
     }
 
@@ -221,12 +224,10 @@ pub fn redirect_router(public_url: Option<&str>, https_port: u16) -> Router {
                 _ => with_port(authority.host(), https_port),
             })
         });
-    Router::new()
-        .fallback(to_https)
-        .with_state(Target {
-            public,
-            port: https_port,
-        })
+    Router::new().fallback(to_https).with_state(Target {
+        public,
+        port: https_port,
+    })
 }
 
 fn with_port(host: &str, port: u16) -> String {
@@ -303,7 +304,10 @@ mod tests {
         );
         let on_443 = redirect_router(None, 443);
         assert_eq!(
-            location(on_443, "keys.example:80", "/health").await.1.as_deref(),
+            location(on_443, "keys.example:80", "/health")
+                .await
+                .1
+                .as_deref(),
             Some("https://keys.example/health")
         );
         let bad_host = redirect_router(None, 443);

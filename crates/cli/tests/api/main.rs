@@ -41,5 +41,6 @@ mod portal_self;
 mod rsa_import;
 mod stores;
 mod stripe;
+mod tls;
 mod tokens;
 mod webhooks_out;
