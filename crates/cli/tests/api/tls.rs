@@ -331,3 +331,87 @@ async fn tls_settings_are_checked_before_serving() {
     assert!(run(&["--http-redirect-listen", "127.0.0.1:0"]).contains("needs KEYTURN_TLS_CERT"));
     assert!(run(&["--tls-cert", key_path, "--tls-key", key_path]).contains("holds no certificate"));
 }
+
+/// Reads until the server closes the connection (true) or `within` passes (false).
+async fn closed_within(stream: &mut tokio::net::TcpStream, within: Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 1024];
+    let until = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(until, stream.read(&mut buf)).await {
+            Err(_) => return false,
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+/// The connection limits hold over TLS too: a client that never finishes its handshake is
+/// closed after the header deadline, the per-address cap counts such connections, and SIGTERM
+/// still ends the process (the reload watch does not keep it alive).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_limits_and_shutdown_hold_over_tls() {
+    let cert = new_cert("limits");
+    let files = files(&cert);
+    let mut server = start(
+        &files,
+        &[
+            "--header-read-timeout-seconds",
+            "1",
+            "--max-connections-per-ip",
+            "2",
+            "--shutdown-grace-seconds",
+            "1",
+        ],
+        &[],
+        &cert,
+    )
+    .await;
+    let addr = server.base.trim_start_matches("https://").to_owned();
+    let mut silent = Vec::new();
+    for _ in 0..2 {
+        silent.push(tokio::net::TcpStream::connect(&addr).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The cap is reached: a third connection is turned away before any handshake.
+    let mut third = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    assert!(closed_within(&mut third, Duration::from_secs(2)).await);
+    // The silent ones are closed at the deadline, and then the address may connect again.
+    for s in &mut silent {
+        assert!(
+            closed_within(s, Duration::from_secs(5)).await,
+            "a connection without a handshake stays open"
+        );
+    }
+    assert_eq!(served_cert(&server.base, &[&cert]).await, cert.der);
+
+    server.signal("TERM");
+    let status = server.exited(Duration::from_secs(10)).await;
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "{status:?}: {}",
+        server.log_text()
+    );
+}
+
+/// `keyturn check-config` reads the certificate files as `serve` would.
+#[test]
+fn check_config_reads_the_certificate() {
+    let (first, second) = (new_cert("one"), new_cert("two"));
+    let files = files(&first);
+    std::fs::write(&files.key, &second.key).unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_keyturn"))
+        .arg("check-config")
+        .args(["--tls-cert", files.cert.to_str().unwrap()])
+        .args(["--tls-key", files.key.to_str().unwrap()])
+        .env_remove("KEYTURN_CONFIG")
+        .env_remove("KEYTURN_DATABASE_URL")
+        .env("KEYTURN_DATA_DIR", &files.data)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{err}");
+    assert!(err.contains("cannot be served together"), "{err}");
+    // The key's content is not in the message.
+    assert!(!err.contains(second.key.lines().nth(1).unwrap()), "{err}");
+}
