@@ -92,6 +92,8 @@ async fn serve_with(
         };
         // Reap finished connections so the set stays the size of what is open.
         while connections.try_join_next().is_some() {}
+        // Over TLS too the refusal is plain HTTP, written before any handshake: the client
+        // sees a failed handshake and the connection closed, which is what matters.
         let Some(slot) = per_ip.take(peer.ip(), limits.max_connections_per_ip) else {
             tracing::debug!(ip = %peer.ip(), "refused a connection: too many from this address");
             refuse(stream);
@@ -159,12 +161,15 @@ async fn serve_with(
     drop(listener);
     let open = connections.len();
     tracing::info!(open, grace = ?limits.shutdown_grace, "no longer accepting connections; finishing requests in flight");
-    if tokio::time::timeout(limits.shutdown_grace, graceful.shutdown())
-        .await
-        .is_ok()
-    {
-        // Every connection finished; their tasks end on their own.
+    // A connection still in its TLS handshake is not yet watched by `graceful`: its task is
+    // awaited within the same grace period (once served, it is closed at once, as the
+    // shutdown has begun).
+    let finished = tokio::time::timeout(limits.shutdown_grace, async {
+        graceful.shutdown().await;
         while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if finished.is_ok() {
         return 0;
     }
     let left = connections.len();
