@@ -158,9 +158,10 @@ async fn serve_with(
         });
     }
     // Stop accepting: new connections are refused from here on.
+    let address = listener.local_addr().ok();
     drop(listener);
     let open = connections.len();
-    tracing::info!(open, grace = ?limits.shutdown_grace, "no longer accepting connections; finishing requests in flight");
+    tracing::info!(?address, open, grace = ?limits.shutdown_grace, "no longer accepting connections; finishing requests in flight");
     // A connection still in its TLS handshake is not yet watched by `graceful`: its task is
     // awaited within the same grace period (once served, it is closed at once, as the
     // shutdown has begun).

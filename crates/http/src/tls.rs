@@ -126,7 +126,11 @@ impl Tls {
                 #[cfg(not(unix))]
                 let signalled = std::future::pending::<()>();
                 let why = tokio::select! {
-                    _ = signalled => "SIGHUP",
+                    _ = signalled => {
+                    // The files read now are the ones the poll would find changed.
+                    seen = self.stamp();
+                    "SIGHUP"
+                }
                     _ = tokio::time::sleep(poll) => {
                         let now = self.stamp();
                         if now == seen {
