@@ -55,6 +55,10 @@ pub struct Application {
     limits: keyturn_http::ConnectionLimits,
     /// The separate metrics listener, when one is configured.
     metrics: Option<(TcpListener, axum::Router)>,
+    /// The certificate of the main listener, and how often its files are looked at.
+    tls: Option<(keyturn_http::Tls, Duration)>,
+    /// The plain-HTTP listener redirecting to https, when one is configured.
+    redirect: Option<(TcpListener, axum::Router)>,
 }
 
 /// How often known machines' check-ins are written.
@@ -99,9 +103,30 @@ impl Application {
                 "signing keys are stored in plain text; seal them with `keyturn keys seal`"
             );
         }
+        // Before binding anything: a certificate that cannot be served stops the start.
+        let tls = match &settings.tls {
+            Some(tls) => Some((
+                keyturn_http::Tls::load(tls.files.clone())
+                    .context("cannot serve https with the configured certificate")?,
+                tls.poll,
+            )),
+            None => None,
+        };
         let listener = TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
+        let redirect = match settings.http_redirect_listen {
+            Some(address) => Some((
+                TcpListener::bind(address).await.with_context(|| {
+                    format!("cannot listen for the https redirect on {address}")
+                })?,
+                keyturn_http::redirect_router(
+                    settings.http.public_url.as_deref(),
+                    listener.local_addr()?.port(),
+                ),
+            )),
+            None => None,
+        };
         let metrics = match settings.metrics_listen {
             Some(address) => Some((
                 TcpListener::bind(address)
@@ -133,6 +158,8 @@ impl Application {
                 check_ins,
                 limits: settings.http.connections.clone(),
                 metrics,
+                tls,
+                redirect,
             },
             admin,
         ))
@@ -151,6 +178,18 @@ impl Application {
             .and_then(|(listener, _)| listener.local_addr().ok())
     }
 
+    /// Where the https redirect listener listens, if there is one.
+    pub fn redirect_addr(&self) -> Option<SocketAddr> {
+        self.redirect
+            .as_ref()
+            .and_then(|(listener, _)| listener.local_addr().ok())
+    }
+
+    /// Whether the main listener serves https.
+    pub fn serves_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
     pub fn app(&self) -> &App {
         &self.app
     }
@@ -162,10 +201,10 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        // The metrics listener stops with the main one.
-        let (stop_metrics, metrics_stopped) = tokio::sync::watch::channel(false);
-        let metrics = self.metrics.map(|(listener, router)| {
-            let mut stopped = metrics_stopped;
+        // The metrics and redirect listeners stop with the main one.
+        let (stop_side, side_stopped) = tokio::sync::watch::channel(false);
+        let side = |(listener, router): (TcpListener, axum::Router)| {
+            let mut stopped = side_stopped.clone();
             tokio::spawn(keyturn_http::serve(
                 listener,
                 router,
@@ -174,10 +213,32 @@ impl Application {
                     let _ = stopped.changed().await;
                 },
             ))
-        });
-        keyturn_http::serve(self.listener, self.router, self.limits, shutdown).await;
-        let _ = stop_metrics.send(true);
-        if let Some(task) = metrics {
+        };
+        let side_listeners: Vec<_> = self
+            .metrics
+            .into_iter()
+            .chain(self.redirect)
+            .map(side)
+            .collect();
+        match self.tls {
+            Some((tls, poll)) => {
+                let reloads = tokio::spawn(tls.clone().reload_on_change(poll));
+                keyturn_http::serve_tls(
+                    self.listener,
+                    self.router,
+                    self.limits,
+                    tls.acceptor(),
+                    shutdown,
+                )
+                .await;
+                reloads.abort();
+            }
+            None => {
+                keyturn_http::serve(self.listener, self.router, self.limits, shutdown).await;
+            }
+        }
+        let _ = stop_side.send(true);
+        for task in side_listeners {
             let _ = task.await;
         }
         if tokio::time::timeout(FINAL_WRITE_DEADLINE, self.mail.stop())

@@ -14,6 +14,7 @@ mod serde_util;
 mod serve;
 mod signed;
 mod text;
+mod tls;
 
 use std::time::Duration;
 
@@ -30,8 +31,9 @@ pub use error::ApiError;
 pub use gateways::{Gateways, PaypalGateway, StripeGateway};
 pub use ops::{listener_router as metrics_router, BuildInfo, MetricsToken};
 pub use rate_limit::RateLimiter;
-pub use serve::{serve, ConnectionLimits};
+pub use serve::{serve, serve_tls, ConnectionLimits};
 pub use signed::SIGNATURE_HEADER;
+pub use tls::{redirect_router, Tls, TlsError, TlsFiles};
 
 /// What the HTTP layer needs to know from configuration.
 #[derive(Debug, Clone)]
@@ -48,6 +50,9 @@ pub struct HttpSettings {
     /// The address buyers reach this server at (for payment providers' return links); without
     /// it, payment forms take no checkout (a request's Host header is anyone's to set).
     pub public_url: Option<String>,
+    /// The main listener serves https itself (console cookies are then `Secure` even without
+    /// an https public URL).
+    pub tls: bool,
     /// What one client may hold, and how long shutdown waits for requests in flight.
     pub connections: ConnectionLimits,
     /// The bearer token that opens `/metrics` on this listener; without one it is not served
@@ -65,6 +70,7 @@ impl Default for HttpSettings {
             trusted_proxy_hops: 0,
             max_body_bytes: 64 * 1024,
             public_url: None,
+            tls: false,
             connections: ConnectionLimits {
                 header_read_timeout: Duration::from_secs(10),
                 idle_timeout: Duration::from_secs(60),

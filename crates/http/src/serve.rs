@@ -3,6 +3,10 @@
 //! way). Shutdown is bounded: stop accepting, let requests in flight finish for at most the
 //! grace period, then close whatever is left — a client that sent half a request never holds
 //! the process.
+//!
+//! The same loop serves https when given a TLS acceptor: the handshake is one more thing a
+//! client must finish within the header deadline, and the activity watch sits under TLS, on
+//! the socket, so the idle timeout counts encrypted bytes as they move.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -21,6 +25,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
 /// Limits on connections; see [`crate::HttpSettings`].
@@ -39,6 +44,27 @@ pub async fn serve(
     listener: TcpListener,
     router: Router,
     limits: ConnectionLimits,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> usize {
+    serve_with(listener, router, limits, None, shutdown).await
+}
+
+/// [`serve`], over TLS: every connection starts with a handshake through `tls`.
+pub async fn serve_tls(
+    listener: TcpListener,
+    router: Router,
+    limits: ConnectionLimits,
+    tls: TlsAcceptor,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> usize {
+    serve_with(listener, router, limits, Some(tls), shutdown).await
+}
+
+async fn serve_with(
+    listener: TcpListener,
+    router: Router,
+    limits: ConnectionLimits,
+    tls: Option<TlsAcceptor>,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> usize {
     let per_ip = PerIp::default();
@@ -66,6 +92,8 @@ pub async fn serve(
         };
         // Reap finished connections so the set stays the size of what is open.
         while connections.try_join_next().is_some() {}
+        // Over TLS too the refusal is plain HTTP, written before any handshake: the client
+        // sees a failed handshake and the connection closed, which is what matters.
         let Some(slot) = per_ip.take(peer.ip(), limits.max_connections_per_ip) else {
             tracing::debug!(ip = %peer.ip(), "refused a connection: too many from this address");
             refuse(stream);
@@ -73,10 +101,10 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let activity = Arc::new(Activity::new());
-        let io = TokioIo::new(Watched {
+        let watched = Watched {
             inner: stream,
             activity: activity.clone(),
-        });
+        };
         let router = router.clone();
         let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
             request.extensions_mut().insert(ConnectInfo(peer));
@@ -85,12 +113,40 @@ pub async fn serve(
                 Ok::<_, Infallible>(router.oneshot(request).await.unwrap_or_else(|e| match e {}))
             }
         });
-        let connection = graceful.watch(builder.serve_connection(io, service));
+        let watcher = graceful.watcher();
+        let builder = builder.clone();
+        let tls = tls.clone();
+        let handshake_within = limits.header_read_timeout;
         let idle = limits.idle_timeout;
         connections.spawn(async move {
             let _slot = slot;
+            let served = async move {
+                match tls {
+                    None => {
+                        let io = TokioIo::new(watched);
+                        watcher.watch(builder.serve_connection(io, service)).await
+                    }
+                    Some(tls) => {
+                        let stream =
+                            match tokio::time::timeout(handshake_within, tls.accept(watched)).await
+                            {
+                                Ok(Ok(stream)) => stream,
+                                Ok(Err(e)) => {
+                                    tracing::debug!(error = %e, %peer, "TLS handshake failed");
+                                    return Ok(());
+                                }
+                                Err(_) => {
+                                    tracing::debug!(%peer, "TLS handshake timed out");
+                                    return Ok(());
+                                }
+                            };
+                        let io = TokioIo::new(stream);
+                        watcher.watch(builder.serve_connection(io, service)).await
+                    }
+                }
+            };
             tokio::select! {
-                served = connection => {
+                served = served => {
                     if let Err(e) = served {
                         tracing::debug!(error = %e, %peer, "connection ended with an error");
                     }
@@ -102,15 +158,19 @@ pub async fn serve(
         });
     }
     // Stop accepting: new connections are refused from here on.
+    let address = listener.local_addr().ok();
     drop(listener);
     let open = connections.len();
-    tracing::info!(open, grace = ?limits.shutdown_grace, "no longer accepting connections; finishing requests in flight");
-    if tokio::time::timeout(limits.shutdown_grace, graceful.shutdown())
-        .await
-        .is_ok()
-    {
-        // Every connection finished; their tasks end on their own.
+    tracing::info!(?address, open, grace = ?limits.shutdown_grace, "no longer accepting connections; finishing requests in flight");
+    // A connection still in its TLS handshake is not yet watched by `graceful`: its task is
+    // awaited within the same grace period (once served, it is closed at once, as the
+    // shutdown has begun).
+    let finished = tokio::time::timeout(limits.shutdown_grace, async {
+        graceful.shutdown().await;
         while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if finished.is_ok() {
         return 0;
     }
     let left = connections.len();

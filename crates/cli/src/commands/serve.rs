@@ -29,11 +29,15 @@ impl Serve {
         }
         tracing::info!(
             address = %application.local_addr(),
+            scheme = if application.serves_tls() { "https" } else { "http" },
             database = ?application.app().store().dialect(),
             "keyturn is listening"
         );
         if let Some(address) = application.metrics_addr() {
             tracing::info!(%address, "metrics are served on their own listener");
+        }
+        if let Some(address) = application.redirect_addr() {
+            tracing::info!(%address, "plain HTTP there is redirected to https");
         }
         application.run_until(shutdown_signal()).await
     }

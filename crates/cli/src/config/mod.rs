@@ -24,7 +24,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use keyturn_core::MasterKey;
-use keyturn_http::{ConnectionLimits, HttpSettings, MetricsToken};
+use keyturn_http::{ConnectionLimits, HttpSettings, MetricsToken, TlsFiles};
 use keyturn_providers::Providers;
 use keyturn_store::{StoreOptions, Synchronous};
 use secrecy::{ExposeSecret, SecretString};
@@ -143,6 +143,21 @@ pub struct ServeArgs {
     /// network [default: none].
     #[arg(long, env = "KEYTURN_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
+    /// PEM certificate chain (the server's certificate first) to serve https with on --listen;
+    /// reloaded on SIGHUP and when the file changes [default: none, plain HTTP].
+    #[arg(long, env = "KEYTURN_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "KEYTURN_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// Seconds between two looks at the certificate and key files for a change.
+    #[arg(long, env = "KEYTURN_TLS_RELOAD_SECONDS", default_value_t = 5,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub tls_reload_seconds: u64,
+    /// A plain-HTTP address answering every request with a permanent redirect (308) to the
+    /// same path over https; needs --tls-cert [default: none].
+    #[arg(long, env = "KEYTURN_HTTP_REDIRECT_LISTEN")]
+    pub http_redirect_listen: Option<SocketAddr>,
     #[command(flatten)]
     pub public: PublicUrlArgs,
     #[command(flatten)]
@@ -382,6 +397,10 @@ pub struct Settings {
     pub listen: SocketAddr,
     /// A second listener serving only `/metrics` and `/version`, without a token.
     pub metrics_listen: Option<SocketAddr>,
+    /// Serve https on `listen` with these files.
+    pub tls: Option<TlsSettings>,
+    /// A plain-HTTP listener redirecting to https (only with `tls`).
+    pub http_redirect_listen: Option<SocketAddr>,
     pub store: StoreSettings,
     pub http: HttpSettings,
     pub providers: Providers,
@@ -475,12 +494,48 @@ impl MailArgs {
     }
 }
 
+/// The certificate served on the main listener.
+#[derive(Debug, Clone)]
+pub struct TlsSettings {
+    pub files: TlsFiles,
+    /// Between two looks at the files for a change.
+    pub poll: Duration,
+}
+
+/// The TLS settings, if any; the flags that only make sense together are checked here.
+fn tls(serve: &ServeArgs) -> anyhow::Result<Option<TlsSettings>> {
+    let tls = match (&serve.tls_cert, &serve.tls_key) {
+        (Some(cert), Some(key)) => Some(TlsSettings {
+            files: TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            },
+            poll: Duration::from_secs(serve.tls_reload_seconds),
+        }),
+        (None, None) => None,
+        _ => anyhow::bail!("KEYTURN_TLS_CERT and KEYTURN_TLS_KEY go together: set both or neither"),
+    };
+    if let Some(redirect) = serve.http_redirect_listen {
+        anyhow::ensure!(
+            tls.is_some(),
+            "KEYTURN_HTTP_REDIRECT_LISTEN redirects to https: it needs KEYTURN_TLS_CERT and KEYTURN_TLS_KEY"
+        );
+        anyhow::ensure!(
+            redirect != serve.listen && Some(redirect) != serve.metrics_listen,
+            "KEYTURN_HTTP_REDIRECT_LISTEN must differ from KEYTURN_LISTEN and KEYTURN_METRICS_LISTEN"
+        );
+    }
+    Ok(tls)
+}
+
 impl Settings {
     pub fn resolve(store: &StoreArgs, serve: &ServeArgs) -> anyhow::Result<Self> {
         let secs = Duration::from_secs;
+        let tls = tls(serve)?;
         Ok(Self {
             listen: serve.listen,
             metrics_listen: serve.metrics_listen,
+            http_redirect_listen: serve.http_redirect_listen,
             store: store.resolve()?,
             http: HttpSettings {
                 rate_limit_per_minute: serve.rate_limit_per_minute,
@@ -491,6 +546,7 @@ impl Settings {
                     .unwrap_or(http().trusted_proxy_hops),
                 max_body_bytes: serve.max_body_bytes,
                 public_url: serve.public.resolve(),
+                tls: tls.is_some(),
                 connections: ConnectionLimits {
                     header_read_timeout: secs(serve.header_read_timeout_seconds),
                     idle_timeout: secs(serve.idle_timeout_seconds),
@@ -501,6 +557,7 @@ impl Settings {
                 build: crate::build_info(),
             },
             providers: serve.providers.resolve(),
+            tls,
             mail: serve.mail.resolve(),
             webhooks: serve.webhooks.resolve()?,
             log_format: serve.log_format,
@@ -568,6 +625,18 @@ pub fn problems(store: &StoreArgs, serve: &ServeArgs) -> Vec<String> {
         out.push("KEYTURN_METRICS_LISTEN must differ from KEYTURN_LISTEN".into());
     }
     check(&mut out, metrics_token(serve).map(drop));
+    // The files are read as `serve` would read them: a wrong path or a key that does not
+    // match the certificate is found before a restart.
+    match tls(serve) {
+        Ok(Some(tls)) => check(
+            &mut out,
+            keyturn_http::Tls::load(tls.files)
+                .map(drop)
+                .map_err(anyhow::Error::from),
+        ),
+        Ok(None) => {}
+        Err(e) => out.push(format!("{e:#}")),
+    }
     out
 }
 

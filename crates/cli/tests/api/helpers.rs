@@ -291,6 +291,8 @@ pub fn test_settings(
     keyturn::config::Settings {
         listen: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
         metrics_listen: None,
+        tls: None,
+        http_redirect_listen: None,
         store: db.store_settings(),
         http,
         providers,

@@ -42,5 +42,6 @@ mod portal_self;
 mod rsa_import;
 mod stores;
 mod stripe;
+mod tls;
 mod tokens;
 mod webhooks_out;

@@ -170,13 +170,15 @@ pub(crate) fn router() -> Router<AppState> {
         .merge(branding::preview_router())
 }
 
-/// Whether cookies must be `Secure`: the server is reached over https.
+/// Whether cookies must be `Secure`: the server is reached over https, because it serves
+/// TLS itself or because its public URL (a proxy terminating TLS) says so.
 fn secure(state: &AppState) -> bool {
-    state
-        .settings
-        .public_url
-        .as_deref()
-        .is_some_and(|u| u.to_ascii_lowercase().starts_with("https://"))
+    state.settings.tls
+        || state
+            .settings
+            .public_url
+            .as_deref()
+            .is_some_and(|u| u.to_ascii_lowercase().starts_with("https://"))
 }
 
 /// A `Set-Cookie` value for a console cookie; `None` clears it.

@@ -130,7 +130,8 @@ fn server_address(state: &AppState, headers: &HeaderMap) -> (String, bool) {
                     .all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c))
         })
         .unwrap_or("localhost:8080");
-    (format!("http://{host}"), false)
+    let scheme = if state.settings.tls { "https" } else { "http" };
+    (format!("{scheme}://{host}"), false)
 }
 
 /// A posted form as its fields, in order, repeated names (checkboxes, offer rows) kept.
