@@ -130,7 +130,10 @@ async fn a_buyer_buys_gets_the_mail_signs_in_frees_a_machine_and_moves() {
     let plan_id = plan.body["id"].as_i64().unwrap();
     // Two frees: the browser run frees one machine at each screen size, and a third is refused.
     let limited = app
-        .patch(&format!("/v1/plans/{plan_id}"), json!({"buyer_frees_max": 2}))
+        .patch(
+            &format!("/v1/plans/{plan_id}"),
+            json!({"buyer_frees_max": 2}),
+        )
         .await;
     assert_eq!(limited.status, 200, "{}", limited.body);
     assert_eq!(limited.body["buyer_frees_max"], 2);
@@ -281,7 +284,9 @@ async fn a_buyer_buys_gets_the_mail_signs_in_frees_a_machine_and_moves() {
         .await;
     assert_eq!(third.status, 409, "{}", third.html);
     assert!(
-        third.html.contains("You have freed 2 machines of this license"),
+        third
+            .html
+            .contains("You have freed 2 machines of this license"),
         "{}",
         third.html
     );
