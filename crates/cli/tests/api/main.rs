@@ -38,6 +38,7 @@ mod ops;
 mod payloads;
 mod portal;
 mod portal_billing;
+mod portal_journey;
 mod portal_self;
 mod rsa_import;
 mod stores;

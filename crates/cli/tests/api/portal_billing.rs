@@ -111,7 +111,7 @@ async fn forward(State(s): State<StandIn>, request: Request) -> Response {
     response
 }
 
-async fn eventually<F, Fut, T>(what: &str, mut check: F) -> T
+pub(crate) async fn eventually<F, Fut, T>(what: &str, mut check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
