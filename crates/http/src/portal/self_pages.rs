@@ -140,6 +140,10 @@ pub fn license(
                                                 }
                                             } @else if m.lease_expires.is_some() {
                                                 "frees itself"
+                                            } @else if d.rules.buyers_may_free_machines {
+                                                "no frees left for now"
+                                            } @else {
+                                                "—"
                                             }
                                         }
                                     }
