@@ -11,6 +11,7 @@ use keyturn_providers::Providers;
 use reqwest::Method;
 use serde_json::{json, Value};
 
+use crate::console::run_browser_script;
 use crate::helpers::{backends, spawn_full, test_http, test_python, TestApp, TestDb};
 use crate::mail::start_sink;
 
@@ -573,28 +574,17 @@ async fn branded_pages_in_a_real_browser() {
     let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("branding-screenshots");
     let _ = std::fs::remove_dir_all(&shots);
     std::fs::create_dir_all(&shots).unwrap();
-    let script = format!("{}/tests/browser/branding.mjs", env!("CARGO_MANIFEST_DIR"));
-    std::fs::copy(&script, node_dir.join("branding.mjs")).unwrap();
-    let run = tokio::process::Command::new("node")
-        .arg("branding.mjs")
-        .current_dir(&node_dir)
-        .env("BASE", &base)
-        .env("FORM_URL", &url)
-        .env("SHOTS", &shots)
-        .env("CHROMIUM", &chromium)
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(180), run)
-        .await
-        .expect("the browser run ends within 3 minutes")
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "the browser run failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: Value =
-        serde_json::from_slice(out.stdout.trim_ascii()).expect("the script's report");
+    let report = run_browser_script(
+        &node_dir,
+        "branding.mjs",
+        &[
+            ("BASE", &base),
+            ("FORM_URL", &url),
+            ("SHOTS", &shots),
+            ("CHROMIUM", &chromium),
+        ],
+    )
+    .await;
     let pages = report["pages"].as_array().unwrap();
     assert_eq!(pages.len(), 6, "{report}");
     for page in pages {

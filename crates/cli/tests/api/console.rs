@@ -750,6 +750,43 @@ async fn search_pages_by_keyset(db: &TestDb, app: &TestApp) {
 }
 console_test!(console_search_pages_by_keyset, search_pages_by_keyset);
 
+/// Runs `tests/browser/<script>` with node in `node_dir` (where [`browser_tools`] installed
+/// playwright-core and axe-core), with `env` set, and returns the JSON report the script prints;
+/// a script that fails or runs past 5 minutes fails the test with its stderr.
+pub(crate) async fn run_browser_script(
+    node_dir: &std::path::Path,
+    script: &str,
+    env: &[(&str, &dyn AsRef<std::ffi::OsStr>)],
+) -> serde_json::Value {
+    let out = run_browser_output(node_dir, script, env).await;
+    serde_json::from_slice(out.trim_ascii()).expect("the script's report")
+}
+
+/// [`run_browser_script`] for a script whose output is not a JSON report: what it printed.
+pub(crate) async fn run_browser_output(
+    node_dir: &std::path::Path,
+    script: &str,
+    env: &[(&str, &dyn AsRef<std::ffi::OsStr>)],
+) -> Vec<u8> {
+    let source = format!("{}/tests/browser/{script}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::copy(&source, node_dir.join(script)).unwrap();
+    let mut command = tokio::process::Command::new("node");
+    command.arg(script).current_dir(node_dir).kill_on_drop(true);
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let out = tokio::time::timeout(std::time::Duration::from_secs(300), command.output())
+        .await
+        .unwrap_or_else(|_| panic!("{script} ends within 5 minutes"))
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{script} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
 /// Chromium and an npm-installed Playwright and axe-core, or why the browser run is skipped.
 pub(crate) fn browser_tools() -> Result<(std::path::PathBuf, std::path::PathBuf), String> {
     use std::process::Command;

@@ -8,10 +8,10 @@
 use std::time::Duration;
 
 use keyturn_core::Role;
-use serde_json::{json, Value};
+use serde_json::json;
 use sqlx::Row;
 
-use crate::console::{browser_tools, console_user, signed_in, Page, PASSWORD};
+use crate::console::{browser_tools, console_user, run_browser_script, signed_in, Page, PASSWORD};
 use crate::console_sales::{rows, ESCAPED, EVIL};
 use crate::helpers::{backends, spawn_settings, Backend, TestDb};
 use crate::webhooks_out::{fast_webhooks, settings, until, Mode, Receiver};
@@ -391,33 +391,19 @@ async fn console_webhooks_in_a_real_browser() {
     console_user(&db, "hooks@example.com", Role::Admin, None).await;
     let shots = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("console-screenshots");
     std::fs::create_dir_all(&shots).unwrap();
-    let script = format!(
-        "{}/tests/browser/console-webhooks.mjs",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    std::fs::copy(&script, node_dir.join("console-webhooks.mjs")).unwrap();
-    let run = tokio::process::Command::new("node")
-        .arg("console-webhooks.mjs")
-        .current_dir(&node_dir)
-        .env("BASE", &app.base)
-        .env("USER_EMAIL", "hooks@example.com")
-        .env("PASSWORD", PASSWORD)
-        .env("RECEIVER", &receiver)
-        .env("SHOTS", &shots)
-        .env("CHROMIUM", &chromium)
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(300), run)
-        .await
-        .expect("the browser run ends within 5 minutes")
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "the browser run failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: Value =
-        serde_json::from_slice(out.stdout.trim_ascii()).expect("the script's report");
+    let report = run_browser_script(
+        &node_dir,
+        "console-webhooks.mjs",
+        &[
+            ("BASE", &app.base),
+            ("USER_EMAIL", &"hooks@example.com"),
+            ("PASSWORD", &PASSWORD),
+            ("RECEIVER", &receiver),
+            ("SHOTS", &shots),
+            ("CHROMIUM", &chromium),
+        ],
+    )
+    .await;
     let secret = report["secret"].as_str().unwrap_or_default();
     assert!(secret.starts_with("whsec_"), "{report}");
     assert_eq!(report["violations"], json!([]), "{report}");

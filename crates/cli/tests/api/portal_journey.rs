@@ -8,9 +8,9 @@ use std::time::Duration;
 use keyturn::config::{MailSettings, SmtpTls};
 use keyturn_providers::stripe::{StripeAdapter, StripeApi};
 use keyturn_providers::Providers;
-use serde_json::{json, Value};
+use serde_json::json;
 
-use crate::console::Browser;
+use crate::console::{run_browser_output, run_browser_script, Browser};
 use crate::forms::{checkout_server, SECRET};
 use crate::helpers::{backends, free_port, test_http, TestApp, TestDb};
 use crate::mail::{delivered, start_sink};
@@ -54,26 +54,6 @@ fn link_after(mail: &str, marker: &str) -> Option<String> {
     let at = mail.find(marker)?;
     let start = mail[..at].rfind("http").unwrap_or(at);
     Some(mail[start..].split_whitespace().next()?.to_owned())
-}
-
-async fn run_node(node_dir: &std::path::Path, script: &str, env: &[(&str, &str)]) -> Vec<u8> {
-    let source = format!("{}/tests/browser/{script}", env!("CARGO_MANIFEST_DIR"));
-    std::fs::copy(&source, node_dir.join(script)).unwrap();
-    let mut command = tokio::process::Command::new("node");
-    command.arg(script).current_dir(node_dir).kill_on_drop(true);
-    for (k, v) in env {
-        command.env(k, v);
-    }
-    let out = tokio::time::timeout(Duration::from_secs(180), command.output())
-        .await
-        .unwrap_or_else(|_| panic!("{script} ends within 3 minutes"))
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{script} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -151,12 +131,12 @@ async fn a_buyer_buys_gets_the_mail_signs_in_frees_a_machine_and_moves() {
     std::fs::create_dir_all(&shots).unwrap();
     let done_shot = shots.join("done-phone.png");
     let form_url = format!("{}{}", app.base, form.body["path"].as_str().unwrap());
-    let out = run_node(
+    let out = run_browser_output(
         &node_dir,
         "checkout.mjs",
         &[
             ("FORM_URL", &form_url),
-            ("SCREENSHOT", done_shot.to_str().unwrap()),
+            ("SCREENSHOT", &done_shot),
             ("CHROMIUM", &chromium),
         ],
     )
@@ -218,17 +198,16 @@ async fn a_buyer_buys_gets_the_mail_signs_in_frees_a_machine_and_moves() {
 
     // 5. In Chromium the buyer signs in by the link, opens the license and frees a machine at
     // each screen size; axe-core finds nothing serious and nothing overflows.
-    let out = run_node(
+    let report = run_browser_script(
         &node_dir,
         "portal.mjs",
         &[
             ("LINK", &sign_in_link),
-            ("SHOTS", shots.to_str().unwrap()),
+            ("SHOTS", &shots),
             ("CHROMIUM", &chromium),
         ],
     )
     .await;
-    let report: Value = serde_json::from_slice(out.trim_ascii()).expect("the script's report");
     assert_eq!(report["freed"], 2, "{report}");
     let pages = report["pages"].as_array().unwrap();
     assert_eq!(pages.len(), 6, "{report}");

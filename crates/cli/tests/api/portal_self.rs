@@ -10,7 +10,7 @@ use keyturn::config::{MailSettings, SmtpTls};
 use serde_json::{json, Value};
 use sqlx::Row;
 
-use crate::console::{console_user, Browser, PASSWORD};
+use crate::console::{console_user, run_browser_script, Browser, PASSWORD};
 use crate::forms::spawn_public;
 use crate::helpers::{backends, spawn, test_http, TestApp, TestDb};
 use crate::mail::{delivered, start_sink};
@@ -622,27 +622,12 @@ async fn portal_self_in_a_real_browser() {
         .join("self-service");
     let _ = std::fs::remove_dir_all(&shots);
     std::fs::create_dir_all(&shots).unwrap();
-    let script = format!("{}/tests/browser/portal.mjs", env!("CARGO_MANIFEST_DIR"));
-    std::fs::copy(&script, node_dir.join("portal.mjs")).unwrap();
-    let run = tokio::process::Command::new("node")
-        .arg("portal.mjs")
-        .current_dir(&node_dir)
-        .env("LINK", &link)
-        .env("SHOTS", &shots)
-        .env("CHROMIUM", &chromium)
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(180), run)
-        .await
-        .expect("the browser run ends within 3 minutes")
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "the browser run failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: Value =
-        serde_json::from_slice(out.stdout.trim_ascii()).expect("the script's report");
+    let report = run_browser_script(
+        &node_dir,
+        "portal.mjs",
+        &[("LINK", &link), ("SHOTS", &shots), ("CHROMIUM", &chromium)],
+    )
+    .await;
     assert_eq!(report["freed"], 2, "{report}");
     let pages = report["pages"].as_array().unwrap();
     assert_eq!(pages.len(), 6, "{report}");
