@@ -298,7 +298,10 @@ impl Metrics {
     /// Adds the store's database errors counted since the last scrape.
     fn sync_database_errors(&self) {
         let (unavailable, other) = keyturn_store::database_errors();
-        let mut seen = self.db_errors_seen.lock().expect("metrics lock");
+        let mut seen = self
+            .db_errors_seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let add = |outcome, now: u64, before: &mut u64| {
             let delta = now.saturating_sub(*before);
             *before = now.max(*before);
